@@ -1,0 +1,89 @@
+// The error catalogue: every error Thaw raises is declared here once, with a stable
+// code, an HTTP status and a message template. Callers match on `code`, never on text.
+
+/** One catalogue entry: status and message template ({name} placeholders). */
+interface ErrorEntry {
+  readonly status: number;
+  readonly message: string;
+}
+
+/** Every error code, grouped by area. The docs in docs/errors.md are checked against this. */
+export const ERRORS = {
+  // config and requests
+  THAW_CONFIG_INVALID: { status: 400, message: 'invalid configuration: {detail}' },
+  THAW_REQUEST_INVALID: { status: 400, message: 'invalid request: {detail}' },
+  THAW_UNAUTHORIZED: { status: 401, message: 'a valid bearer token is required' },
+  // functions
+  THAW_FUNCTION_NOT_FOUND: { status: 404, message: "function '{name}' not found" },
+  THAW_FUNCTION_EXISTS: { status: 409, message: "function '{name}' already exists" },
+  THAW_MODULE_INVALID: { status: 400, message: 'module is not valid WebAssembly: {detail}' },
+  THAW_MODULE_NOT_WASI: { status: 400, message: 'module is not a WASI preview1 module: {detail}' },
+  THAW_HANDLER_MISSING: { status: 400, message: "handler '{handler}' is not exported by the {what}" },
+  THAW_RUNTIME_UNKNOWN: { status: 400, message: "unknown runtime '{runtime}' (expected wasi or python)" },
+  // sandboxes
+  THAW_SANDBOX_NOT_FOUND: { status: 404, message: "sandbox '{id}' not found" },
+  THAW_SANDBOX_BUSY: { status: 409, message: "sandbox '{id}' is busy with another invocation" },
+  THAW_SANDBOX_DIED: { status: 500, message: "sandbox '{id}' died: {detail}" },
+  THAW_POOL_EXHAUSTED: { status: 503, message: 'no free sandbox host: {detail}' },
+  // invocations
+  THAW_INPUT_TOO_LARGE: { status: 413, message: 'input of {sizeBytes} bytes exceeds the limit of {limitBytes} bytes for {name}' },
+  THAW_GUEST_TRAP: { status: 502, message: "function '{name}' trapped: {detail}" },
+  THAW_GUEST_ERROR: { status: 502, message: "function '{name}' raised an error: {detail}" },
+  THAW_GUEST_OOM: { status: 502, message: "function '{name}' ran out of memory (limit {limitMiB} MiB): {detail}" },
+  THAW_TIMEOUT: { status: 504, message: "function '{name}' timed out after {timeoutMs} ms" },
+  // snapshots
+  THAW_SNAPSHOT_NOT_FOUND: { status: 404, message: "snapshot '{id}' not found" },
+  THAW_SNAPSHOT_CORRUPT: { status: 500, message: "snapshot '{id}' is corrupt: {detail}" },
+  THAW_SNAPSHOT_VERSION: { status: 409, message: "snapshot '{id}' does not match: {detail}" },
+  THAW_SNAPSHOT_IN_USE: { status: 409, message: "snapshot '{id}' is the base of diff snapshot(s) {children}" },
+  // strategies and objects
+  THAW_STRATEGY_UNKNOWN: { status: 400, message: "unknown restore strategy '{strategy}' (known: {known})" },
+  THAW_STRATEGY_UNAVAILABLE: { status: 501, message: "strategy '{strategy}' unavailable: {reason}" },
+  THAW_OBJECT_NOT_FOUND: { status: 404, message: "object '{key}' not found in the {store} store" },
+  THAW_OBJECT_STORE: { status: 503, message: 'object store {store} failed: {detail}' },
+  THAW_INTERNAL: { status: 500, message: 'internal error: {detail}' },
+} as const satisfies Record<string, ErrorEntry>;
+
+export type ErrorCode = keyof typeof ERRORS;
+
+/** Base class of every error Thaw throws on purpose. */
+export class ThawError extends Error {
+  readonly code: ErrorCode;
+  readonly status: number;
+  readonly params: Readonly<Record<string, string | number>>;
+
+  constructor(code: ErrorCode, params: Record<string, string | number> = {}, options?: { cause?: unknown }) {
+    super(formatMessage(ERRORS[code].message, params), options);
+    this.name = 'ThawError';
+    this.code = code;
+    this.status = ERRORS[code].status;
+    this.params = params;
+  }
+
+  /** The wire shape used in HTTP error replies and across the sandbox-host channel. */
+  toJSON(): { code: ErrorCode; status: number; message: string; params: Record<string, string | number> } {
+    return { code: this.code, status: this.status, message: this.message, params: { ...this.params } };
+  }
+
+  /** Rebuilds an error from its wire shape (e.g. one sent by a sandbox host). */
+  static fromJSON(wire: { code: string; params?: Record<string, string | number>; message?: string }): ThawError {
+    if (wire.code in ERRORS) return new ThawError(wire.code as ErrorCode, wire.params ?? {});
+    return new ThawError('THAW_INTERNAL', { detail: wire.message ?? wire.code });
+  }
+}
+
+function formatMessage(template: string, params: Record<string, string | number>): string {
+  return template.replace(/\{(\w+)\}/g, (_, key: string) => (key in params ? String(params[key]) : `{${key}}`));
+}
+
+/** Throws THAW_INTERNAL when an internal invariant does not hold. */
+export function invariant(condition: unknown, detail: string): asserts condition {
+  if (!condition) throw new ThawError('THAW_INTERNAL', { detail });
+}
+
+/** Wraps anything thrown into a ThawError, keeping ThawErrors as they are. */
+export function toThawError(err: unknown): ThawError {
+  if (err instanceof ThawError) return err;
+  const detail = err instanceof Error ? err.message : String(err);
+  return new ThawError('THAW_INTERNAL', { detail }, { cause: err });
+}
