@@ -1,0 +1,49 @@
+/* Thaw's native core: page mapping, a userfaultfd page server and lz4/zstd codecs, as plain C.
+ * No Node-API types here. Functions return 0 (or a byte count) on success and -errno on failure;
+ * where several syscalls can fail, *op names the one that did. Addresses/lengths passed to the
+ * mapping and uffd functions must be host-page aligned and lie inside memory the caller owns. */
+#ifndef THAW_H
+#define THAW_H
+#include <stddef.h>
+#include <stdint.h>
+
+/* thaw_mmap.c: remap, advise and measure memory; the caller validates alignment and bounds. */
+int thaw_map_file(void *addr, size_t len, int fd, uint64_t file_off, int shared);
+int thaw_map_anon(void *addr, size_t len);
+int thaw_madvise_dontneed(void *addr, size_t len);
+void thaw_touch_pages(void *addr, size_t len, size_t page);
+int thaw_mincore(int fd, size_t len, uint8_t *vec, const char **op); /* vec: one byte per page */
+int thaw_fadvise(int fd, uint64_t off, uint64_t len, int advice);
+/* O_DIRECT read into a page-aligned buffer it allocates (*out, free()); returns bytes read. */
+int64_t thaw_read_direct(const char *path, uint64_t off, size_t len, void **out, const char **op);
+int thaw_fault_counts(uint64_t *minor, uint64_t *major);
+
+/* thaw_uffd.c: a page server thread for [addr, addr+len), registered for MISSING faults. */
+typedef struct thaw_uffd thaw_uffd;
+typedef struct { uint64_t off, len; } thaw_run;             /* guest byte range, page aligned */
+typedef struct {
+  int src_fd;             /* read-only source; dup'ed, the caller keeps its own fd */
+  uint64_t src_off;       /* file offset of source page 0, page aligned */
+  const int32_t *map;     /* guest page -> source page, -1 = hole (zero page); NULL = identity */
+  int use_pread;          /* 0: UFFDIO_COPY straight from a read-only mmap of the source */
+  int record;             /* log faulting page offsets in order */
+  const thaw_run *prefetch; size_t prefetch_count; size_t chunk; /* chunk: bytes per COPY */
+} thaw_uffd_opts;
+typedef struct {
+  uint64_t faults, zero_pages, copied_pages, prefetched_pages, prefetch_ns;
+  uint64_t *recorded; size_t recorded_count;              /* malloc'd; caller frees */
+  int user_mode_only;
+} thaw_uffd_stats;
+int thaw_uffd_start(void *addr, size_t len, const thaw_uffd_opts *o, thaw_uffd **out, const char **op);
+int thaw_uffd_wait_prefetch(thaw_uffd *u);
+/* fill: install every page not yet served before closing; else PROT_NONE the range (fence). */
+int thaw_uffd_stop(thaw_uffd *u, int fill, thaw_uffd_stats *st, const char **op);
+
+/* thaw_codec.c: one-shot block codecs; decode returns bytes written, -EBADMSG if corrupt. */
+int64_t thaw_lz4_bound(size_t n);
+int64_t thaw_lz4_encode(const void *src, size_t n, void *dst, size_t cap, int accel);
+int64_t thaw_lz4_decode(const void *src, size_t n, void *dst, size_t cap);
+int64_t thaw_zstd_bound(size_t n);
+int64_t thaw_zstd_encode(const void *src, size_t n, void *dst, size_t cap, int level);
+int64_t thaw_zstd_decode(const void *src, size_t n, void *dst, size_t cap);
+#endif

@@ -1,0 +1,84 @@
+/* Memory primitives for restore strategies: remapping ranges of a live Wasm memory, advice,
+ * residency, O_DIRECT reads and fault counters. Callers (binding.c) check alignment and bounds. */
+#define _GNU_SOURCE
+#include "thaw.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <sys/mman.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+/* Replaces [addr, addr+len) with a mapping of the file. MAP_FIXED drops whatever was there;
+ * the caller guarantees the range is its own (inside a Wasm memory's accessible bytes). */
+int thaw_map_file(void *addr, size_t len, int fd, uint64_t file_off, int shared) {
+  int flags = MAP_FIXED | (shared ? MAP_SHARED : MAP_PRIVATE);
+  void *p = mmap(addr, len, PROT_READ | PROT_WRITE, flags, fd, (off_t)file_off);
+  return p == MAP_FAILED ? -errno : 0;
+}
+
+/* Puts fresh zero-fill-on-demand pages over the range (a new VMA, so no uffd stays attached). */
+int thaw_map_anon(void *addr, size_t len) {
+  void *p = mmap(addr, len, PROT_READ | PROT_WRITE,
+                 MAP_FIXED | MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+  return p == MAP_FAILED ? -errno : 0;
+}
+
+int thaw_madvise_dontneed(void *addr, size_t len) {
+  return madvise(addr, len, MADV_DONTNEED) == 0 ? 0 : -errno;
+}
+
+/* Writes back the byte it reads at the start of each page: forces a write fault without
+ * changing contents. volatile keeps the compiler from dropping the store. */
+void thaw_touch_pages(void *addr, size_t len, size_t page) {
+  volatile uint8_t *p = addr;
+  for (size_t i = 0; i < len; i += page) p[i] = p[i];
+}
+
+/* Residency of a file's pages in the page cache, through a short-lived read-only mapping. */
+int thaw_mincore(int fd, size_t len, uint8_t *vec, const char **op) {
+  if (len == 0) return 0;
+  void *p = mmap(NULL, len, PROT_READ, MAP_SHARED, fd, 0);
+  if (p == MAP_FAILED) return *op = "mmap", -errno;
+  int rc = mincore(p, len, vec) == 0 ? 0 : -errno;
+  if (rc) *op = "mincore";
+  munmap(p, len);
+  return rc;
+}
+
+int thaw_fadvise(int fd, uint64_t off, uint64_t len, int advice) {
+  return -posix_fadvise(fd, (off_t)off, (off_t)len, advice); /* returns the error, not -1 */
+}
+
+/* Reads len bytes at off with O_DIRECT (bypassing the page cache) into a buffer aligned to
+ * 4096, which satisfies every logical block size Linux uses. A short count means EOF. */
+int64_t thaw_read_direct(const char *path, uint64_t off, size_t len, void **out, const char **op) {
+  *out = NULL;
+  int fd = open(path, O_RDONLY | O_DIRECT | O_CLOEXEC);
+  if (fd < 0) return *op = "open(O_DIRECT)", -errno;
+  void *buf = NULL;
+  int rc = posix_memalign(&buf, 4096, len ? len : 4096);
+  if (rc) { close(fd); return *op = "posix_memalign", -rc; }
+  size_t done = 0;
+  while (done < len) {
+    size_t want = len - done;
+    ssize_t n = pread(fd, (uint8_t *)buf + done, want, (off_t)(off + done));
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) { int e = errno; free(buf); close(fd); return *op = "pread", -e; }
+    done += (size_t)n;
+    if ((size_t)n < want) break; /* short O_DIRECT read: end of file */
+  }
+  close(fd);
+  *out = buf;
+  return (int64_t)done;
+}
+
+int thaw_fault_counts(uint64_t *minor, uint64_t *major) {
+  struct rusage ru;
+  if (getrusage(RUSAGE_SELF, &ru) != 0) return -errno;
+  *minor = (uint64_t)ru.ru_minflt;
+  *major = (uint64_t)ru.ru_majflt;
+  return 0;
+}
