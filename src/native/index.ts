@@ -1,0 +1,365 @@
+// The narrow TypeScript face of the native addon (native/): page mapping over Wasm memories, the
+// userfaultfd page server, page-cache tools and lz4/zstd codecs. The only module that loads the
+// addon and the only place that catches its errors, translating them into catalogue ThawErrors.
+
+import { closeSync, fstatSync, openSync } from 'node:fs';
+import { createRequire } from 'node:module';
+
+import { ThawError } from '../core/errors.js';
+
+/** A userfaultfd server handle as the addon sees it: opaque. */
+declare const serverHandle: unique symbol;
+type ServerHandle = { readonly [serverHandle]: true };
+
+/** Raw statistics returned by the addon's uffdStop. */
+interface RawUffdStats {
+  faults: number;
+  zeroPages: number;
+  copiedPages: number;
+  prefetchedPages: number;
+  prefetchNs: number;
+  userModeOnly: boolean;
+  recorded: BigUint64Array;
+}
+
+type Bytes = ArrayBuffer | ArrayBufferView;
+
+/** The addon's exports (native/binding.c). Offsets and lengths are bytes. */
+interface Addon {
+  pageSize(): number;
+  mapFile(buffer: ArrayBuffer, offset: number, length: number, fd: number, fileOffset: number, shared: boolean): void;
+  mapAnonymous(buffer: ArrayBuffer, offset: number, length: number): void;
+  madviseDontneed(buffer: ArrayBuffer, offset: number, length: number): void;
+  touchPages(buffer: ArrayBuffer, offset: number, length: number): void;
+  copyInto(target: ArrayBuffer, targetOffset: number, source: Bytes): number;
+  mincore(fd: number, length: number): Uint8Array;
+  fadvise(fd: number, offset: number, length: number, advice: FadviseAdvice): void;
+  readDirect(path: string, offset: number, length: number): ArrayBuffer;
+  pageFaultCounts(): PageFaultCounts;
+  uffdCreate(buffer: ArrayBuffer, offset: number, length: number, source: object): ServerHandle;
+  uffdWaitPrefetch(handle: ServerHandle): void;
+  uffdStop(handle: ServerHandle, fill: boolean): RawUffdStats;
+  lz4Compress(source: Bytes, acceleration: number): ArrayBuffer;
+  zstdCompress(source: Bytes, level: number): ArrayBuffer;
+  lz4Decompress(source: Bytes, target: ArrayBuffer, offset: number, length: number): number;
+  zstdDecompress(source: Bytes, target: ArrayBuffer, offset: number, length: number): number;
+  lz4DecompressAsync(source: Bytes, target: ArrayBuffer, offset: number, length: number): Promise<number>;
+  zstdDecompressAsync(source: Bytes, target: ArrayBuffer, offset: number, length: number): Promise<number>;
+}
+
+/** The addon's error shape: `code` is the errno name (or ERR_INVALID_ARG_VALUE), `syscall` the call. */
+interface NativeError extends Error {
+  code?: string;
+  syscall?: string;
+}
+
+/** Where node-gyp puts the addon, relative to this file in both src/native and dist/native. */
+const ADDON_PATH = '../../native/build/Release/thaw_native.node';
+
+let loaded: Addon | undefined;
+
+function addon(): Addon {
+  if (loaded === undefined) {
+    try {
+      loaded = createRequire(import.meta.url)(ADDON_PATH) as Addon;
+    } catch (err: unknown) {
+      throw new ThawError('THAW_INTERNAL', { detail: `native addon not built (run npm run setup): ${errorText(err)}` }, { cause: err });
+    }
+  }
+  return loaded;
+}
+
+function errorText(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}
+
+/**
+ * Translates an error thrown by the addon into a ThawError, keeping the original as `cause`.
+ * userfaultfd refused (EPERM, ENOSYS) becomes THAW_STRATEGY_UNAVAILABLE for `strategy`; every
+ * other failure is THAW_INTERNAL, its detail naming the function, the syscall and the errno name.
+ */
+export function translateNativeError(fn: string, err: unknown, strategy = 'uffd'): ThawError {
+  if (err instanceof ThawError) return err;
+  const native = err as NativeError;
+  const code = typeof native?.code === 'string' ? native.code : 'UNKNOWN';
+  if (fn === 'uffdCreate' && native?.syscall === 'userfaultfd' && (code === 'EPERM' || code === 'ENOSYS')) {
+    const why = code === 'EPERM'
+      ? 'needs root, CAP_SYS_PTRACE or vm.unprivileged_userfaultfd=1'
+      : 'the kernel has no userfaultfd (CONFIG_USERFAULTFD)';
+    return new ThawError('THAW_STRATEGY_UNAVAILABLE', { strategy, reason: `userfaultfd: ${code}: ${why}` }, { cause: err });
+  }
+  return new ThawError('THAW_INTERNAL', { detail: `native ${fn}: ${errorText(err)} (${code})` }, { cause: err });
+}
+
+/** Calls addon function `fn`, translating anything it throws. */
+function call<K extends keyof Addon>(fn: K, ...args: Parameters<Addon[K]>): ReturnType<Addon[K]> {
+  const native = addon();
+  try {
+    return (native[fn] as (...a: Parameters<Addon[K]>) => ReturnType<Addon[K]>)(...args);
+  } catch (err: unknown) {
+    throw translateNativeError(fn, err);
+  }
+}
+
+/** The host page size in bytes; every offset and length given to a mapping function is a multiple of it. */
+export function hostPageSizeBytes(): number {
+  return call('pageSize');
+}
+
+/** Options of mapFile. */
+export interface MapFileOptions {
+  /** true (default): MAP_PRIVATE, guest writes stay in memory; false: MAP_SHARED, writes reach the file. */
+  readonly private?: boolean;
+}
+
+/**
+ * Maps `lengthBytes` of the file `fd` (from `fileOffsetBytes`) over bytes [offsetBytes,
+ * offsetBytes+lengthBytes) of a live Wasm memory's buffer, with MAP_FIXED. The range must lie
+ * inside `memory.byteLength` (never the guard region) and be page aligned; the fd may be closed
+ * afterwards. memory.grow keeps working. Throws THAW_INTERNAL (bad range, or mmap's errno).
+ */
+export function mapFile(memory: ArrayBuffer, offsetBytes: number, lengthBytes: number, fd: number,
+  fileOffsetBytes = 0, options: MapFileOptions = {}): void {
+  call('mapFile', memory, offsetBytes, lengthBytes, fd, fileOffsetBytes, options.private === false);
+}
+
+/** Puts fresh zero pages back over a page-aligned range of a Wasm memory (MAP_FIXED|MAP_ANONYMOUS). Throws THAW_INTERNAL. */
+export function mapAnonymous(memory: ArrayBuffer, offsetBytes: number, lengthBytes: number): void {
+  call('mapAnonymous', memory, offsetBytes, lengthBytes);
+}
+
+/** madvise(MADV_DONTNEED) over a page-aligned range: anonymous pages read as zero again, file-mapped ones as the file. Throws THAW_INTERNAL. */
+export function madviseDontneed(memory: ArrayBuffer, offsetBytes: number, lengthBytes: number): void {
+  call('madviseDontneed', memory, offsetBytes, lengthBytes);
+}
+
+/** Writes one byte per page (the byte already there) so every page of the range is resident and writable. Throws THAW_INTERNAL. */
+export function touchPages(memory: ArrayBuffer, offsetBytes: number, lengthBytes: number): void {
+  call('touchPages', memory, offsetBytes, lengthBytes);
+}
+
+/** Copies all of `source` into `target` at `targetOffsetBytes` (memcpy; no alignment needed). Returns the bytes copied. Throws THAW_INTERNAL. */
+export function copyInto(target: ArrayBuffer, targetOffsetBytes: number, source: ArrayBuffer | ArrayBufferView): number {
+  return call('copyInto', target, targetOffsetBytes, source);
+}
+
+/** Page-cache residency of a file's first `lengthBytes` (default: its size), one byte per page, 1 = resident. Throws THAW_INTERNAL. */
+export function mincore(file: number | string, lengthBytes?: number): Uint8Array {
+  return withFd(file, (fd) => call('mincore', fd, lengthBytes ?? fstatSync(fd).size));
+}
+
+/** posix_fadvise advice names. */
+export type FadviseAdvice = 'dontneed' | 'willneed' | 'sequential' | 'random' | 'normal';
+
+/** posix_fadvise on a file range (lengthBytes 0 = to the end); 'dontneed' drops clean cached pages. Throws THAW_INTERNAL. */
+export function fadvise(file: number | string, offsetBytes: number, lengthBytes: number, advice: FadviseAdvice): void {
+  withFd(file, (fd) => call('fadvise', fd, offsetBytes, lengthBytes, advice));
+}
+
+/** Reads a page-aligned range with O_DIRECT into a page-aligned buffer (shorter at end of file). Throws THAW_INTERNAL (EINVAL where the filesystem has no O_DIRECT, e.g. tmpfs). */
+export function readDirect(path: string, offsetBytes: number, lengthBytes: number): Uint8Array {
+  return new Uint8Array(call('readDirect', path, offsetBytes, lengthBytes));
+}
+
+/** Minor and major page faults of this process so far (getrusage). */
+export interface PageFaultCounts {
+  readonly minor: number;
+  readonly major: number;
+}
+
+/** The process's page-fault counters (getrusage RUSAGE_SELF). Throws THAW_INTERNAL. */
+export function pageFaultCounts(): PageFaultCounts {
+  return call('pageFaultCounts');
+}
+
+function withFd<T>(file: number | string, use: (fd: number) => T): T {
+  if (typeof file === 'number') return use(file);
+  const fd = openSync(file, 'r');
+  try {
+    return use(fd);
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/** Where a userfaultfd server reads the pages it installs. */
+export interface UffdSource {
+  /** Open, readable snapshot file; the server dups it, so the caller may close its own fd. */
+  readonly fd: number;
+  /** File offset of source page 0 (page aligned). Default 0. */
+  readonly fileOffsetBytes?: number;
+  /**
+   * One entry per page of the range: the source page number holding it, or -1 for a hole
+   * (served with UFFDIO_ZEROPAGE). Default: guest page i is source page i, and pages past the
+   * end of the file are holes.
+   */
+  readonly pageMap?: Int32Array;
+  /** 'mmap' (default): UFFDIO_COPY straight from a read-only mapping; 'pread': through a buffer. */
+  readonly read?: 'mmap' | 'pread';
+}
+
+/** A run of guest bytes [offsetBytes, offsetBytes+lengthBytes), page aligned, relative to the served range. */
+export interface PageRun {
+  readonly offsetBytes: number;
+  readonly lengthBytes: number;
+}
+
+/** Options of uffdCreate. */
+export interface UffdOptions {
+  /** Log the offset of every page served on demand, in fault order. Default false. */
+  readonly record?: boolean;
+  /** Runs installed eagerly by the server thread (UFFDIO_COPY with DONTWAKE, then one UFFDIO_WAKE). */
+  readonly prefetch?: readonly PageRun[];
+  /** Bytes per UFFDIO_COPY when installing runs (page multiple). Default 64 KiB. */
+  readonly chunkBytes?: number;
+  /** Strategy id named in THAW_STRATEGY_UNAVAILABLE. Default 'uffd'. */
+  readonly strategy?: string;
+}
+
+/** What a page server did, returned by UffdServer.stop(). */
+export interface UffdStats {
+  /** Fault messages handled (a page prefetched after it faulted counts as a fault too). */
+  readonly faults: number;
+  readonly zeroPages: number;
+  readonly copiedPages: number;
+  readonly prefetchedPages: number;
+  /** Time the server thread spent installing prefetch runs. */
+  readonly prefetchNs: number;
+  /** True when only user-mode faults are handled (syscalls touching unserved pages get EFAULT). */
+  readonly userModeOnly: boolean;
+  /** Offsets (bytes, relative to the served range) of pages installed on demand, in fault order; empty unless record. */
+  readonly recorded: BigUint64Array;
+}
+
+/** What stop() does with pages never served: install them all ('fill') or make the range PROT_NONE ('fence', default). */
+export interface UffdStopOptions {
+  readonly remaining?: 'fill' | 'fence';
+}
+
+/**
+ * A running userfaultfd page server for one range of a Wasm memory. Its fault loop runs on its
+ * own pthread, so the JS thread can block in Wasm while faults are served; no JS runs on the
+ * fault path. If the server cannot serve a page it aborts the process rather than let the
+ * guest read zeros.
+ */
+export class UffdServer {
+  #handle: ServerHandle | undefined;
+
+  /** @internal use uffdCreate. */
+  constructor(handle: ServerHandle) {
+    this.#handle = handle;
+  }
+
+  /** True until stop(). */
+  get running(): boolean {
+    return this.#handle !== undefined;
+  }
+
+  /** Blocks until the prefetch runs are installed (at once when there are none). Throws THAW_INTERNAL after stop(). */
+  waitPrefetch(): void {
+    call('uffdWaitPrefetch', this.#running('waitPrefetch'));
+  }
+
+  /**
+   * Stops the server: joins its thread, closes its fds and returns its statistics. Unserved
+   * pages are filled or fenced (see UffdStopOptions) before the uffd closes, because a closed
+   * uffd would let them read as zero. map/mapAnonymous over a fenced range makes it usable again.
+   * Throws THAW_INTERNAL (fill failed: the range is fenced; or already stopped).
+   */
+  stop(options: UffdStopOptions = {}): UffdStats {
+    const handle = this.#running('stop');
+    this.#handle = undefined;
+    return call('uffdStop', handle, options.remaining === 'fill');
+  }
+
+  #running(what: string): ServerHandle {
+    if (this.#handle === undefined) throw new ThawError('THAW_INTERNAL', { detail: `UffdServer.${what}() after stop()` });
+    return this.#handle;
+  }
+}
+
+/**
+ * Maps fresh anonymous memory over a page-aligned range of a Wasm memory (its old contents are
+ * dropped), registers it with a new userfaultfd for MISSING faults and starts the server thread.
+ * Throws THAW_STRATEGY_UNAVAILABLE {strategy, reason} when userfaultfd is refused (EPERM, ENOSYS),
+ * THAW_INTERNAL otherwise (bad range or page map, unreadable source, ...).
+ */
+export function uffdCreate(memory: ArrayBuffer, offsetBytes: number, lengthBytes: number,
+  source: UffdSource, options: UffdOptions = {}): UffdServer {
+  const runs = options.prefetch ?? [];
+  const prefetch = new Float64Array(runs.length * 2);
+  runs.forEach((run, i) => prefetch.set([run.offsetBytes, run.lengthBytes], i * 2));
+  const raw = {
+    fd: source.fd,
+    fileOffsetBytes: source.fileOffsetBytes ?? 0,
+    pageMap: source.pageMap,
+    pread: source.read === 'pread',
+    record: options.record === true,
+    prefetch: runs.length > 0 ? prefetch : undefined,
+    chunkBytes: options.chunkBytes,
+  };
+  const native = addon();
+  try {
+    return new UffdServer(native.uffdCreate(memory, offsetBytes, lengthBytes, raw));
+  } catch (err: unknown) {
+    throw translateNativeError('uffdCreate', err, options.strategy ?? 'uffd');
+  }
+}
+
+/** Whether this host lets Thaw serve faults with userfaultfd, and if not, why. */
+export type UffdAvailability = { readonly available: true } | { readonly available: false; readonly reason: string };
+
+let availability: UffdAvailability | undefined;
+
+/** Probes userfaultfd once (a one-page server on a scratch memory) and caches the answer. */
+export function uffdAvailability(): UffdAvailability {
+  if (availability === undefined) {
+    const scratch = new WebAssembly.Memory({ initial: 1 });
+    const fd = openSync('/dev/null', 'r');
+    try {
+      uffdCreate(scratch.buffer, 0, hostPageSizeBytes(), { fd }).stop();
+      availability = { available: true };
+    } catch (err: unknown) {
+      const reason = err instanceof ThawError && err.code === 'THAW_STRATEGY_UNAVAILABLE' ? String(err.params.reason) : errorText(err);
+      availability = { available: false, reason };
+    } finally {
+      closeSync(fd);
+    }
+  }
+  return availability;
+}
+
+/** Block codecs for snapshot partitions: lz4 (block format) and zstd (frame format). */
+export type Codec = 'lz4' | 'zstd';
+
+/**
+ * Compresses `source`; `level` is the lz4 acceleration (default 1) or the zstd level (default 1).
+ * Throws THAW_INTERNAL.
+ */
+export function compress(codec: Codec, source: ArrayBuffer | ArrayBufferView, level = 1): Uint8Array {
+  return new Uint8Array(codec === 'lz4' ? call('lz4Compress', source, level) : call('zstdCompress', source, level));
+}
+
+/**
+ * Decompresses `source` straight into target bytes [targetOffsetBytes, +lengthBytes), e.g. a
+ * partition into its place in a Wasm memory. The decoded size must be exactly lengthBytes.
+ * Throws THAW_INTERNAL (corrupt or mis-sized input: EBADMSG, ENOSPC).
+ */
+export function decompressInto(codec: Codec, source: ArrayBuffer | ArrayBufferView, target: ArrayBuffer,
+  targetOffsetBytes: number, lengthBytes: number): void {
+  call(codec === 'lz4' ? 'lz4Decompress' : 'zstdDecompress', source, target, targetOffsetBytes, lengthBytes);
+}
+
+/**
+ * decompressInto on the libuv threadpool. The target range must not be read, remapped or grown
+ * away until the promise settles. Rejects with THAW_INTERNAL.
+ */
+export async function decompressIntoAsync(codec: Codec, source: ArrayBuffer | ArrayBufferView, target: ArrayBuffer,
+  targetOffsetBytes: number, lengthBytes: number): Promise<void> {
+  const fn = codec === 'lz4' ? 'lz4DecompressAsync' : 'zstdDecompressAsync';
+  try {
+    await call(fn, source, target, targetOffsetBytes, lengthBytes);
+  } catch (err: unknown) {
+    throw translateNativeError(fn, err);
+  }
+}
