@@ -22,6 +22,7 @@ export const ERRORS = {
   THAW_RUNTIME_UNKNOWN: { status: 400, message: "unknown runtime '{runtime}' (expected wasi or python)" },
   // sandboxes
   THAW_SANDBOX_NOT_FOUND: { status: 404, message: "sandbox '{id}' not found" },
+  THAW_NO_WARM_SANDBOX: { status: 404, message: "no idle sandbox for function '{name}': invoke it cold or from a snapshot first" },
   THAW_SANDBOX_BUSY: { status: 409, message: "sandbox '{id}' is busy with another invocation" },
   THAW_SANDBOX_DIED: { status: 500, message: "sandbox '{id}' died: {detail}" },
   THAW_POOL_EXHAUSTED: { status: 503, message: 'no free sandbox host: {detail}' },

@@ -1,0 +1,98 @@
+// ThawApi over HTTP: what the CLI uses when it talks to a running daemon.
+
+import { ThawError } from '../core/errors.js';
+import type {
+  FunctionInfo, InvokeRequest, InvokeResult, InvokeTimings, SandboxInfo, SnapshotInfo, SnapshotRequest, ThawApi,
+} from '../platform/types.js';
+
+export class HttpClient implements ThawApi {
+  constructor(private readonly baseUrl: string, private readonly token: string | null = null) {}
+
+  private async call<T>(method: string, path: string, body?: unknown, rawBody?: Uint8Array): Promise<T> {
+    const headers: Record<string, string> = {};
+    if (this.token) headers.authorization = `Bearer ${this.token}`;
+    let payload: string | Uint8Array | undefined;
+    if (rawBody) {
+      headers['content-type'] = 'application/octet-stream';
+      payload = rawBody;
+    } else if (body !== undefined) {
+      headers['content-type'] = 'application/json';
+      payload = JSON.stringify(body);
+    }
+    let res: Response;
+    try {
+      res = await fetch(new URL(path, this.baseUrl), { method, headers, ...(payload !== undefined && { body: payload }) });
+    } catch (err) {
+      throw new ThawError('THAW_REQUEST_INVALID', { detail: `cannot reach the daemon at ${this.baseUrl}: ${(err as Error).cause ?? (err as Error).message}` }, { cause: err });
+    }
+    if (res.status === 204) return undefined as T;
+    const text = await res.text();
+    let json: unknown;
+    try {
+      json = JSON.parse(text);
+    } catch {
+      throw new ThawError('THAW_INTERNAL', { detail: `daemon replied ${res.status} with non-JSON: ${text.slice(0, 200)}` });
+    }
+    if (!res.ok) {
+      const e = json as { code?: string; message?: string };
+      throw ThawErrorFromReply(e.code ?? 'THAW_INTERNAL', e.message ?? text, res.status);
+    }
+    return json as T;
+  }
+
+  deployFunction(manifest: unknown, artefact: Uint8Array): Promise<FunctionInfo> {
+    return this.call('POST', '/v1/functions', { manifest, artefactBase64: Buffer.from(artefact).toString('base64') });
+  }
+  listFunctions(): Promise<FunctionInfo[]> {
+    return this.call('GET', '/v1/functions');
+  }
+  getFunction(name: string): Promise<FunctionInfo> {
+    return this.call('GET', `/v1/functions/${encodeURIComponent(name)}`);
+  }
+  deleteFunction(name: string): Promise<void> {
+    return this.call('DELETE', `/v1/functions/${encodeURIComponent(name)}`);
+  }
+  bootSandbox(fn: string): Promise<SandboxInfo & { timings: InvokeTimings }> {
+    return this.call('POST', '/v1/sandboxes', { function: fn });
+  }
+  listSandboxes(): Promise<SandboxInfo[]> {
+    return this.call('GET', '/v1/sandboxes');
+  }
+  deleteSandbox(id: string): Promise<void> {
+    return this.call('DELETE', `/v1/sandboxes/${encodeURIComponent(id)}`);
+  }
+  createSnapshot(req: SnapshotRequest): Promise<SnapshotInfo> {
+    return this.call('POST', '/v1/snapshots', req);
+  }
+  listSnapshots(fn?: string): Promise<SnapshotInfo[]> {
+    return this.call('GET', `/v1/snapshots${fn ? `?function=${encodeURIComponent(fn)}` : ''}`);
+  }
+  getSnapshot(id: string): Promise<SnapshotInfo> {
+    return this.call('GET', `/v1/snapshots/${encodeURIComponent(id)}`);
+  }
+  deleteSnapshot(id: string): Promise<void> {
+    return this.call('DELETE', `/v1/snapshots/${encodeURIComponent(id)}`);
+  }
+  async invoke(req: InvokeRequest): Promise<InvokeResult> {
+    const q = new URLSearchParams({ mode: req.mode });
+    if (req.sandboxId !== undefined) q.set('sandbox', req.sandboxId);
+    if (req.snapshotId !== undefined) q.set('snapshot', req.snapshotId);
+    if (req.strategy !== undefined) q.set('strategy', req.strategy);
+    if (req.keep !== undefined) q.set('keep', String(req.keep));
+    const wire = await this.call<Omit<InvokeResult, 'output'> & { output?: string; outputBase64?: string }>(
+      'POST', `/v1/functions/${encodeURIComponent(req.function)}/invocations?${q}`, undefined, req.input,
+    );
+    const { output, outputBase64, ...rest } = wire;
+    return { ...rest, output: output !== undefined ? Buffer.from(output, 'utf8') : Buffer.from(outputBase64 ?? '', 'base64') };
+  }
+  async close(): Promise<void> {}
+}
+
+/** Rebuilds the daemon's error on the client side, keeping its code and message. */
+function ThawErrorFromReply(code: string, message: string, status: number): ThawError {
+  const err = ThawError.fromJSON({ code, message });
+  // The daemon already formatted the message: keep its text rather than re-templating.
+  Object.defineProperty(err, 'message', { value: message });
+  Object.defineProperty(err, 'status', { value: status });
+  return err;
+}

@@ -1,0 +1,180 @@
+// The HTTP routes of the daemon, each with its JSON schema (which also feeds the OpenAPI
+// document). Handlers only translate between HTTP and ThawApi; all logic is in the platform.
+
+import type { FastifyInstance } from 'fastify';
+import type { ThawApi, InvokeResult, InvokeMode } from '../platform/types.js';
+
+const ref = (id: string) => ({ $ref: `${id}#` });
+const errors = { 400: ref('ErrorReply'), 404: ref('ErrorReply'), 409: ref('ErrorReply'), 500: ref('ErrorReply') };
+const nameParam = { type: 'object', required: ['name'], properties: { name: { type: 'string', maxLength: 63 } } } as const;
+const idParam = { type: 'object', required: ['id'], properties: { id: { type: 'string', maxLength: 100 } } } as const;
+
+export const sharedSchemas = [
+  {
+    $id: 'Function',
+    type: 'object',
+    properties: {
+      name: { type: 'string' }, runtime: { type: 'string', enum: ['wasi', 'python'] }, memoryMiB: { type: 'integer' },
+      handler: { type: 'string' }, timeoutMs: { type: 'integer' }, maxInputBytes: { type: 'integer' }, description: { type: 'string' },
+      digest: { type: 'string' }, deployedAt: { type: 'string' }, facts: { type: 'object', additionalProperties: true },
+    },
+  },
+  {
+    $id: 'Sandbox',
+    type: 'object',
+    properties: {
+      id: { type: 'string' }, function: { type: 'string' }, state: { type: 'string', enum: ['idle', 'busy'] },
+      origin: { type: 'object', additionalProperties: true }, createdAt: { type: 'string' }, invocations: { type: 'integer' },
+      memoryBytes: { type: 'integer' }, hostPid: { type: 'integer' }, timings: { type: 'object', additionalProperties: { type: 'number' } },
+    },
+  },
+  {
+    $id: 'Snapshot',
+    type: 'object',
+    properties: {
+      id: { type: 'string' }, kind: { type: 'string', enum: ['full', 'diff'] }, baseId: { type: ['string', 'null'] },
+      function: { type: 'string' }, runtime: { type: 'string' }, moduleDigest: { type: 'string' }, memoryBytes: { type: 'integer' },
+      diskBytes: { type: 'integer' }, createdAt: { type: 'string' }, sourceSandboxId: { type: 'string' }, current: { type: 'boolean' },
+    },
+  },
+  {
+    $id: 'Invocation',
+    type: 'object',
+    properties: {
+      function: { type: 'string' }, mode: { type: 'string', enum: ['cold', 'warm', 'snapshot'] }, sandboxId: { type: 'string' },
+      kept: { type: 'boolean' }, snapshotId: { type: 'string' }, strategy: { type: 'string' },
+      output: { type: 'string', description: 'the response as UTF-8 text, when it is valid UTF-8' },
+      outputBase64: { type: 'string', description: 'the response, base64, when it is not valid UTF-8' },
+      timings: {
+        type: 'object',
+        properties: {
+          acquireMs: { type: 'number' }, bootMs: { type: 'number' }, restoreMs: { type: 'number' }, initMs: { type: 'number' },
+          handlerMs: { type: 'number' }, totalMs: { type: 'number' },
+        },
+      },
+      memoryBytes: { type: 'integer' },
+    },
+  },
+];
+
+/** The wire form of an invocation result: the output as text when it is UTF-8, else base64. */
+export function invocationToWire(r: InvokeResult): Record<string, unknown> {
+  const { output, ...rest } = r;
+  const buf = Buffer.from(output.buffer, output.byteOffset, output.byteLength);
+  const text = new TextDecoder('utf-8', { fatal: false }).decode(buf);
+  return Buffer.from(text, 'utf8').equals(buf) ? { ...rest, output: text } : { ...rest, outputBase64: buf.toString('base64') };
+}
+
+export function registerRoutes(app: FastifyInstance, api: ThawApi): void {
+  // ---- functions
+  app.post<{ Body: { manifest: unknown; artefactBase64: string } }>('/v1/functions', {
+    schema: {
+      summary: 'Deploy (or redeploy) a function from its manifest and artefact',
+      tags: ['functions'],
+      body: {
+        type: 'object', required: ['manifest', 'artefactBase64'], additionalProperties: false,
+        properties: {
+          manifest: { type: 'object', additionalProperties: true, description: 'function manifest (see docs/functions.md)' },
+          artefactBase64: { type: 'string', description: 'the .wasm module (wasi) or handler source (python), base64' },
+        },
+      },
+      response: { 201: ref('Function'), ...errors },
+    },
+    bodyLimit: 512 * 1024 * 1024,
+  }, async (req, reply) => {
+    const info = await api.deployFunction(req.body.manifest, Buffer.from(req.body.artefactBase64, 'base64'));
+    return reply.status(201).send(info);
+  });
+  app.get('/v1/functions', { schema: { summary: 'List functions', tags: ['functions'], response: { 200: { type: 'array', items: ref('Function') } } } },
+    async () => api.listFunctions());
+  app.get<{ Params: { name: string } }>('/v1/functions/:name', { schema: { summary: 'Get a function', tags: ['functions'], params: nameParam, response: { 200: ref('Function'), ...errors } } },
+    async (req) => api.getFunction(req.params.name));
+  app.delete<{ Params: { name: string } }>('/v1/functions/:name', { schema: { summary: 'Delete a function and stop its sandboxes', tags: ['functions'], params: nameParam, response: { 204: { type: 'null' }, ...errors } } },
+    async (req, reply) => {
+      await api.deleteFunction(req.params.name);
+      return reply.status(204).send();
+    });
+
+  // ---- sandboxes
+  app.post<{ Body: { function: string } }>('/v1/sandboxes', {
+    schema: {
+      summary: 'Boot a sandbox cold (boot + init) and keep it idle for warm invocations', tags: ['sandboxes'],
+      body: { type: 'object', required: ['function'], additionalProperties: false, properties: { function: { type: 'string' } } },
+      response: { 201: ref('Sandbox'), ...errors },
+    },
+  }, async (req, reply) => reply.status(201).send(await api.bootSandbox(req.body.function)));
+  app.get('/v1/sandboxes', { schema: { summary: 'List live sandboxes', tags: ['sandboxes'], response: { 200: { type: 'array', items: ref('Sandbox') } } } },
+    async () => api.listSandboxes());
+  app.delete<{ Params: { id: string } }>('/v1/sandboxes/:id', { schema: { summary: 'Stop a sandbox', tags: ['sandboxes'], params: idParam, response: { 204: { type: 'null' }, ...errors } } },
+    async (req, reply) => {
+      await api.deleteSandbox(req.params.id);
+      return reply.status(204).send();
+    });
+
+  // ---- snapshots
+  app.post<{ Body: { sandboxId: string; kind?: 'full' | 'diff'; baseId?: string } }>('/v1/snapshots', {
+    schema: {
+      summary: 'Snapshot an idle sandbox (full, or diff against a base snapshot)', tags: ['snapshots'],
+      body: {
+        type: 'object', required: ['sandboxId'], additionalProperties: false,
+        properties: { sandboxId: { type: 'string' }, kind: { type: 'string', enum: ['full', 'diff'] }, baseId: { type: 'string' } },
+      },
+      response: { 201: ref('Snapshot'), ...errors },
+    },
+  }, async (req, reply) => reply.status(201).send(await api.createSnapshot(req.body)));
+  app.get<{ Querystring: { function?: string } }>('/v1/snapshots', {
+    schema: {
+      summary: 'List snapshots', tags: ['snapshots'],
+      querystring: { type: 'object', additionalProperties: false, properties: { function: { type: 'string' } } },
+      response: { 200: { type: 'array', items: ref('Snapshot') } },
+    },
+  }, async (req) => api.listSnapshots(req.query.function));
+  app.get<{ Params: { id: string } }>('/v1/snapshots/:id', { schema: { summary: 'Get a snapshot', tags: ['snapshots'], params: idParam, response: { 200: ref('Snapshot'), ...errors } } },
+    async (req) => api.getSnapshot(req.params.id));
+  app.delete<{ Params: { id: string } }>('/v1/snapshots/:id', { schema: { summary: 'Delete a snapshot (refused while diff snapshots build on it)', tags: ['snapshots'], params: idParam, response: { 204: { type: 'null' }, ...errors } } },
+    async (req, reply) => {
+      await api.deleteSnapshot(req.params.id);
+      return reply.status(204).send();
+    });
+
+  // ---- invocations: the request body is the function's input, as raw bytes of any type.
+  void app.register(async (raw) => {
+    raw.removeAllContentTypeParsers();
+    raw.addContentTypeParser('*', { parseAs: 'buffer', bodyLimit: 1024 * 1024 * 1024 }, (_req, body, done) => done(null, body));
+    raw.post<{ Params: { name: string }; Querystring: { mode?: InvokeMode; sandbox?: string; snapshot?: string; strategy?: string; keep?: boolean }; Body: Buffer | undefined }>(
+      '/v1/functions/:name/invocations',
+      {
+        schema: {
+          summary: 'Invoke a function: cold (boot + init + handler), warm (an idle sandbox) or snapshot (restore + handler)',
+          description: 'The request body is the input bytes. The reply carries the output and a timing breakdown measured inside Thaw.',
+          tags: ['invocations'],
+          params: nameParam,
+          querystring: {
+            type: 'object', additionalProperties: false,
+            properties: {
+              mode: { type: 'string', enum: ['cold', 'warm', 'snapshot'], default: 'warm' },
+              sandbox: { type: 'string', description: 'warm: the sandbox to use' },
+              snapshot: { type: 'string', description: 'snapshot: the snapshot to restore (default: newest)' },
+              strategy: { type: 'string', description: 'snapshot: restore strategy id (default eager)' },
+              keep: { type: 'boolean', default: true, description: 'keep the sandbox for warm invocations' },
+            },
+          },
+          response: { 200: ref('Invocation'), ...errors, 413: ref('ErrorReply'), 502: ref('ErrorReply'), 504: ref('ErrorReply') },
+        },
+      },
+      async (req) => {
+        const q = req.query;
+        const result = await api.invoke({
+          function: req.params.name,
+          mode: q.mode ?? 'warm',
+          input: req.body ?? new Uint8Array(0),
+          ...(q.sandbox !== undefined && { sandboxId: q.sandbox }),
+          ...(q.snapshot !== undefined && { snapshotId: q.snapshot }),
+          ...(q.strategy !== undefined && { strategy: q.strategy }),
+          ...(q.keep !== undefined && { keep: q.keep }),
+        });
+        return invocationToWire(result);
+      },
+    );
+  });
+}

@@ -1,0 +1,57 @@
+// The Thaw daemon's HTTP server: Fastify with JSON-schema'd routes, an OpenAPI document at
+// /openapi.json, structured logs (pino), and a bearer token required off loopback.
+
+import Fastify, { type FastifyInstance } from 'fastify';
+import swagger from '@fastify/swagger';
+import { timingSafeEqual } from 'node:crypto';
+import { ThawError } from '../core/errors.js';
+import type { ThawApi } from '../platform/types.js';
+import { errorHandler, errorReplySchema } from './error-reply.js';
+import { registerRoutes, sharedSchemas } from './routes.js';
+
+export interface ServerParams {
+  readonly host: string;
+  readonly port: number;
+  /** Required when `host` is not a loopback address. */
+  readonly token: string | null;
+  readonly logLevel: string;
+}
+
+const LOOPBACK = new Set(['127.0.0.1', '::1', 'localhost']);
+
+/** Builds the daemon's Fastify app over `api` (not listening yet; tests use app.inject). */
+export async function buildServer(api: ThawApi, params: Pick<ServerParams, 'host' | 'token' | 'logLevel'>, extra: { health?: () => unknown } = {}): Promise<FastifyInstance> {
+  if (!LOOPBACK.has(params.host) && !params.token) {
+    throw new ThawError('THAW_CONFIG_INVALID', { detail: `binding to ${params.host} (not loopback) requires a bearer token (--token or THAW_TOKEN)` });
+  }
+  const app = Fastify({
+    logger: { level: params.logLevel },
+    ajv: { customOptions: { removeAdditional: false, coerceTypes: true, allErrors: false } },
+  });
+  await app.register(swagger, {
+    openapi: {
+      info: { title: 'Thaw', description: 'Serverless functions with cold starts from memory snapshots', version: '0.1.0' },
+      components: params.token ? { securitySchemes: { bearer: { type: 'http', scheme: 'bearer' } } } : {},
+      ...(params.token ? { security: [{ bearer: [] }] } : {}),
+    },
+  });
+  app.addSchema(errorReplySchema);
+  for (const s of sharedSchemas) app.addSchema(s);
+  app.setErrorHandler(errorHandler);
+  app.setNotFoundHandler((req, reply) => {
+    errorHandler(new ThawError('THAW_REQUEST_INVALID', { detail: `no route ${req.method} ${req.url}` }), req, reply.status(404));
+  });
+
+  if (params.token) {
+    const expected = Buffer.from(params.token);
+    app.addHook('onRequest', async (req) => {
+      const got = Buffer.from((req.headers.authorization ?? '').replace(/^Bearer /, ''));
+      if (got.length !== expected.length || !timingSafeEqual(got, expected)) throw new ThawError('THAW_UNAUTHORIZED');
+    });
+  }
+
+  app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger());
+  app.get('/health', { schema: { summary: 'Liveness and pool state', tags: ['daemon'] } }, async () => ({ ok: true, ...(extra.health?.() as object | undefined) }));
+  registerRoutes(app, api);
+  return app;
+}

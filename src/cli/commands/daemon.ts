@@ -1,0 +1,38 @@
+// `thaw daemon`: the platform behind the HTTP API, until SIGINT/SIGTERM.
+
+import pino from 'pino';
+import { parseDaemonConfig } from '../../core/config.js';
+import { Platform } from '../../platform/platform.js';
+import { buildServer } from '../../api/server.js';
+import type { GlobalOptions } from '../context.js';
+
+interface DaemonOptions {
+  host: string;
+  port: string;
+  spareHosts: string;
+  preparedPerFunction: string;
+  maxIdleSandboxes: string;
+  cgroups: boolean;
+  logLevel: string;
+}
+
+export async function runDaemon(g: GlobalOptions, o: DaemonOptions): Promise<void> {
+  const params = parseDaemonConfig({
+    dataDir: g.dataDir, objectStore: g.objectStore, token: g.token, host: o.host, port: o.port, spareHosts: o.spareHosts,
+    preparedPerFunction: o.preparedPerFunction, maxIdleSandboxes: o.maxIdleSandboxes, cgroups: o.cgroups, logLevel: o.logLevel,
+  });
+  const logger = pino({ level: params.logLevel });
+  const platform = new Platform({ ...params, logger });
+  const app = await buildServer(platform, params, { health: () => ({ pool: platform.poolState() }) });
+  const address = await app.listen({ host: params.host, port: params.port });
+  logger.info({ address, dataDir: params.dataDir, objectStore: params.objectStore.kind }, 'thaw daemon listening');
+  // Printed on stdout so scripts (and tests) can find the port when --port 0 is used.
+  process.stdout.write(`thaw daemon listening on ${address}\n`);
+  await new Promise<void>((resolve) => {
+    const stop = (): void => resolve();
+    process.once('SIGINT', stop);
+    process.once('SIGTERM', stop);
+  });
+  await app.close();
+  await platform.close();
+}

@@ -1,0 +1,37 @@
+// `thaw invoke`: the output goes to stdout; the timing breakdown to stderr (or all as --json).
+
+import { readFileSync } from 'node:fs';
+import { ThawError } from '../../core/errors.js';
+import type { GlobalOptions } from '../context.js';
+import type { InvokeMode } from '../../platform/types.js';
+import { invocationToWire } from '../../api/routes.js';
+import { printJson, withApi } from './with-api.js';
+
+interface InvokeOptions {
+  mode: InvokeMode;
+  data?: string;
+  dataFile?: string;
+  sandbox?: string;
+  snapshot?: string;
+  strategy: string;
+  keep: boolean;
+  json?: boolean;
+}
+
+export function runInvoke(g: GlobalOptions, fn: string, o: InvokeOptions): Promise<void> {
+  if (o.data !== undefined && o.dataFile !== undefined) throw new ThawError('THAW_REQUEST_INVALID', { detail: 'give --data or --data-file, not both' });
+  const input = o.dataFile !== undefined ? readFileSync(o.dataFile === '-' ? 0 : o.dataFile) : Buffer.from(o.data ?? '', 'utf8');
+  return withApi(g, async (api) => {
+    const r = await api.invoke({
+      function: fn, mode: o.mode, input, keep: o.keep,
+      ...(o.sandbox !== undefined && { sandboxId: o.sandbox }),
+      ...(o.snapshot !== undefined && { snapshotId: o.snapshot }),
+      ...(o.mode === 'snapshot' && { strategy: o.strategy }),
+    });
+    if (o.json) return printJson(invocationToWire(r));
+    process.stdout.write(r.output);
+    if (r.output.length > 0 && r.output[r.output.length - 1] !== 10) process.stdout.write('\n');
+    const t = Object.entries(r.timings).map(([k, v]) => `${k}=${v}`).join(' ');
+    process.stderr.write(`[${r.mode}${r.snapshotId ? ` ${r.snapshotId}/${r.strategy}` : ''}] sandbox=${r.sandboxId} ${t}\n`);
+  });
+}

@@ -1,0 +1,25 @@
+// `thaw sandboxes ...`.
+
+import type { GlobalOptions } from '../context.js';
+import { printJson, printTable, withApi } from './with-api.js';
+
+export function boot(g: GlobalOptions, fn: string): Promise<void> {
+  return withApi(g, async (api) => printJson(await api.bootSandbox(fn)));
+}
+
+export function list(g: GlobalOptions): Promise<void> {
+  return withApi(g, async (api) => {
+    const all = await api.listSandboxes();
+    printTable(all.map((s) => ({
+      id: s.id, function: s.function, state: s.state, origin: s.origin.kind === 'cold' ? 'cold' : `${s.origin.snapshotId} (${s.origin.strategy})`,
+      invocations: s.invocations, memoryMiB: (s.memoryBytes / 2 ** 20).toFixed(1), pid: s.hostPid,
+    })));
+  });
+}
+
+export function remove(g: GlobalOptions, id: string): Promise<void> {
+  return withApi(g, async (api) => {
+    await api.deleteSandbox(id);
+    process.stdout.write(`stopped sandbox ${id}\n`);
+  });
+}

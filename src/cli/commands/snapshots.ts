@@ -1,0 +1,31 @@
+// `thaw snapshots ...`.
+
+import type { GlobalOptions } from '../context.js';
+import { printJson, printTable, withApi } from './with-api.js';
+
+export function create(g: GlobalOptions, sandboxId: string, o: { diff?: boolean; base?: string }): Promise<void> {
+  return withApi(g, async (api) => {
+    printJson(await api.createSnapshot({ sandboxId, kind: o.diff ? 'diff' : 'full', ...(o.base !== undefined && { baseId: o.base }) }));
+  });
+}
+
+export function list(g: GlobalOptions, o: { function?: string }): Promise<void> {
+  return withApi(g, async (api) => {
+    const all = await api.listSnapshots(o.function);
+    printTable(all.map((s) => ({
+      id: s.id, function: s.function, kind: s.kind, base: s.baseId ?? '', memoryMiB: (s.memoryBytes / 2 ** 20).toFixed(1),
+      diskMiB: (s.diskBytes / 2 ** 20).toFixed(2), current: s.current ? 'yes' : 'no (redeployed)', created: s.createdAt,
+    })));
+  });
+}
+
+export function get(g: GlobalOptions, id: string): Promise<void> {
+  return withApi(g, async (api) => printJson(await api.getSnapshot(id)));
+}
+
+export function remove(g: GlobalOptions, id: string): Promise<void> {
+  return withApi(g, async (api) => {
+    await api.deleteSnapshot(id);
+    process.stdout.write(`deleted snapshot ${id}\n`);
+  });
+}

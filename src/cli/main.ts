@@ -1,0 +1,90 @@
+#!/usr/bin/env node
+// The `thaw` command: parses argv and hands each command to commands/. Prints `code: message`
+// on failure and exits 2 for usage errors, 1 otherwise.
+
+import { Command, CommanderError, Option } from 'commander';
+import { ThawError } from '../core/errors.js';
+import { runDaemon } from './commands/daemon.js';
+import { runDemo } from './commands/demo.js';
+import * as fn from './commands/functions.js';
+import { runInvoke } from './commands/invoke.js';
+import * as sb from './commands/sandboxes.js';
+import * as snap from './commands/snapshots.js';
+import type { GlobalOptions } from './context.js';
+
+const program = new Command('thaw')
+  .description('Thaw: serverless functions with cold starts from memory snapshots of WebAssembly sandboxes')
+  .option('--daemon <url>', 'talk to a running daemon (default: $THAW_DAEMON; without it, run in-process)')
+  .option('--token <token>', 'bearer token for the daemon (default: $THAW_TOKEN)')
+  .option('--data-dir <dir>', 'data directory for in-process runs (default: $THAW_HOME or ~/.thaw)')
+  .option('--object-store <store>', "'embedded' or a redis:// URL (in-process runs)")
+  .exitOverride();
+
+const g = (): GlobalOptions => program.opts<GlobalOptions>();
+
+program.command('daemon')
+  .description('run the Thaw daemon (HTTP API)')
+  .option('--host <host>', 'address to bind', '127.0.0.1')
+  .option('--port <port>', 'port to bind (0 = any free port)', '7070')
+  .option('--spare-hosts <n>', 'generic sandbox hosts kept ready', '1')
+  .option('--prepared-per-function <n>', 'hosts kept with each used function compiled', '1')
+  .option('--max-idle-sandboxes <n>', 'idle sandboxes kept for warm invocations', '16')
+  .option('--no-cgroups', 'do not put sandbox hosts in memory cgroups')
+  .option('--log-level <level>', 'pino log level', 'info')
+  .action((o) => runDaemon(g(), o));
+
+program.command('deploy <manifest>')
+  .description('deploy (or redeploy) a function from its manifest (function.json)')
+  .action((m: string) => fn.deploy(g(), m));
+
+const fns = program.command('functions').alias('fn').description('list, show and delete functions');
+fns.command('list').description('list deployed functions').action(() => fn.list(g()));
+fns.command('get <name>').description('show a function').action((n: string) => fn.get(g(), n));
+fns.command('delete <name>').description('delete a function and stop its sandboxes').action((n: string) => fn.remove(g(), n));
+
+program.command('invoke <function>')
+  .description('invoke a function: cold (boot + init + handler), warm (an idle sandbox) or snapshot (restore + handler)')
+  .addOption(new Option('--mode <mode>', 'invocation path').choices(['cold', 'warm', 'snapshot']).default('cold'))
+  .option('-d, --data <text>', 'input as text')
+  .option('-f, --data-file <path>', 'input from a file (- for stdin)')
+  .option('--sandbox <id>', 'warm: the sandbox to use')
+  .option('--snapshot <id>', 'snapshot: the snapshot to restore (default: the newest)')
+  .option('--strategy <id>', 'snapshot: restore strategy', 'eager')
+  .option('--no-keep', 'stop the sandbox after the invocation')
+  .option('--json', 'print the whole result (output, timings) as JSON')
+  .action((name: string, o) => runInvoke(g(), name, o));
+
+const sbs = program.command('sandboxes').alias('sb').description('boot, list and stop sandboxes');
+sbs.command('boot <function>').description('boot a sandbox cold and keep it idle').action((n: string) => sb.boot(g(), n));
+sbs.command('list').description('list live sandboxes').action(() => sb.list(g()));
+sbs.command('delete <id>').description('stop a sandbox').action((id: string) => sb.remove(g(), id));
+
+const snaps = program.command('snapshots').alias('snap').description('create, list, show and delete snapshots');
+snaps.command('create <sandbox>')
+  .description('snapshot an idle sandbox')
+  .option('--diff', 'a diff snapshot: only pages changed since the base')
+  .option('--base <id>', 'diff: the base snapshot (default: the one the sandbox was restored from)')
+  .action((id: string, o) => snap.create(g(), id, o));
+snaps.command('list').option('--function <name>', 'only this function').description('list snapshots').action((o) => snap.list(g(), o));
+snaps.command('get <id>').description('show a snapshot').action((id: string) => snap.get(g(), id));
+snaps.command('delete <id>').description('delete a snapshot').action((id: string) => snap.remove(g(), id));
+
+program.command('demo')
+  .description('deploy the example functions and print cold boot vs snapshot restore vs warm')
+  .option('--runs <n>', 'invocations per path (median reported)', '5')
+  .option('--only <names>', 'comma-separated example function names')
+  .action((o) => runDemo(g(), o));
+
+try {
+  await program.parseAsync(process.argv);
+} catch (err) {
+  if (err instanceof CommanderError) {
+    process.exit(err.exitCode === 0 ? 0 : 2);
+  }
+  if (err instanceof ThawError) {
+    process.stderr.write(`${err.code}: ${err.message}\n`);
+    process.exit(1);
+  }
+  process.stderr.write(`THAW_INTERNAL: ${err instanceof Error ? err.stack ?? err.message : String(err)}\n`);
+  process.exit(1);
+}

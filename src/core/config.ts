@@ -1,0 +1,76 @@
+// Daemon and platform settings: the wire shape (DaemonConfig, from flags, env or a file) and
+// the validated, frozen shape (DaemonParams). Only parseDaemonConfig converts one to the other.
+
+import { homedir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { ThawError } from './errors.js';
+import type { ObjectStoreConfig } from '../store/object-store.js';
+
+export interface DaemonConfig {
+  dataDir?: string | undefined;
+  host?: string | undefined;
+  port?: number | string | undefined;
+  token?: string | undefined;
+  /** "embedded" (default: <dataDir>/objects) or a redis:// URL. */
+  objectStore?: string | undefined;
+  spareHosts?: number | string | undefined;
+  preparedPerFunction?: number | string | undefined;
+  hostOverheadMiB?: number | string | undefined;
+  maxIdleSandboxes?: number | string | undefined;
+  cgroups?: boolean | undefined;
+  logLevel?: string | undefined;
+}
+
+export interface DaemonParams {
+  readonly dataDir: string;
+  readonly host: string;
+  readonly port: number;
+  readonly token: string | null;
+  readonly objectStore: ObjectStoreConfig;
+  readonly spareHosts: number;
+  readonly preparedPerFunction: number;
+  readonly hostOverheadMiB: number;
+  readonly maxIdleSandboxes: number;
+  readonly useCgroups: boolean;
+  readonly logLevel: string;
+}
+
+/** The default data directory: $THAW_HOME, else ~/.thaw. */
+export function defaultDataDir(): string {
+  return process.env.THAW_HOME ? resolve(process.env.THAW_HOME) : join(homedir(), '.thaw');
+}
+
+/** Validates settings; throws THAW_CONFIG_INVALID naming the bad setting. */
+export function parseDaemonConfig(cfg: DaemonConfig): DaemonParams {
+  const int = (name: keyof DaemonConfig, value: unknown, dflt: number, min: number, max: number): number => {
+    if (value === undefined) return dflt;
+    const n = typeof value === 'string' ? Number(value) : value;
+    if (typeof n !== 'number' || !Number.isInteger(n) || n < min || n > max) {
+      throw new ThawError('THAW_CONFIG_INVALID', { detail: `${name} must be an integer in [${min}, ${max}], got '${String(value)}'` });
+    }
+    return n;
+  };
+  const dataDir = resolve(cfg.dataDir ?? defaultDataDir());
+  let objectStore: ObjectStoreConfig;
+  const store = cfg.objectStore ?? 'embedded';
+  if (store === 'embedded') objectStore = { kind: 'embedded', dir: join(dataDir, 'objects') };
+  else if (/^rediss?:\/\//.test(store)) objectStore = { kind: 'redis', url: store };
+  else throw new ThawError('THAW_CONFIG_INVALID', { detail: `objectStore must be 'embedded' or a redis:// URL, got '${store}'` });
+  const logLevel = cfg.logLevel ?? 'info';
+  if (!['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].includes(logLevel)) {
+    throw new ThawError('THAW_CONFIG_INVALID', { detail: `logLevel '${logLevel}' is not a pino level` });
+  }
+  return Object.freeze({
+    dataDir,
+    host: cfg.host ?? '127.0.0.1',
+    port: int('port', cfg.port, 7070, 0, 65535),
+    token: cfg.token ?? process.env.THAW_TOKEN ?? null,
+    objectStore,
+    spareHosts: int('spareHosts', cfg.spareHosts, 1, 0, 64),
+    preparedPerFunction: int('preparedPerFunction', cfg.preparedPerFunction, 1, 0, 64),
+    hostOverheadMiB: int('hostOverheadMiB', cfg.hostOverheadMiB, 384, 64, 65536),
+    maxIdleSandboxes: int('maxIdleSandboxes', cfg.maxIdleSandboxes, 16, 0, 1024),
+    useCgroups: cfg.cgroups ?? true,
+    logLevel,
+  });
+}

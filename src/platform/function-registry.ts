@@ -1,0 +1,103 @@
+// Deployed functions on disk: <dataDir>/functions/<name>/{function.json, artefact}. Deploy
+// validates the manifest, runs the runtime's deployer (which rewrites WASI modules so that
+// their mutable globals are exported) and stores the result atomically.
+
+import { createHash } from 'node:crypto';
+import { mkdirSync, readFileSync, readdirSync, rmSync, existsSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { ThawError } from '../core/errors.js';
+import { parseFunctionConfig, type FunctionParams } from '../core/function-spec.js';
+import { deployerFor } from '../runtimes/index.js';
+import { writeFileDurable } from '../snapshot/snapshot-io.js';
+import type { HostFunction } from '../sandbox/protocol.js';
+import type { FunctionInfo } from './types.js';
+
+interface StoredFunction {
+  params: FunctionParams;
+  fileName: string;
+  digest: string;
+  deployedAt: string;
+  facts: Record<string, string | number | boolean>;
+}
+
+export class FunctionRegistry {
+  private readonly root: string;
+  private readonly cache = new Map<string, StoredFunction>();
+
+  constructor(dataDir: string) {
+    this.root = join(dataDir, 'functions');
+    mkdirSync(this.root, { recursive: true });
+    for (const name of readdirSync(this.root)) {
+      try {
+        this.cache.set(name, JSON.parse(readFileSync(join(this.root, name, 'function.json'), 'utf8')) as StoredFunction);
+      } catch {
+        /* a half-deleted function directory: ignored */
+      }
+    }
+  }
+
+  /** Validates and stores a function; replaces an existing one of the same name. */
+  async deploy(manifest: unknown, artefact: Uint8Array): Promise<{ info: FunctionInfo; replaced: StoredFunction | undefined }> {
+    const params = parseFunctionConfig(manifest, (p) => resolve(p));
+    const deployed = await (await deployerFor(params.runtime)).deploy(params, artefact);
+    const dir = join(this.root, params.name);
+    mkdirSync(dir, { recursive: true });
+    writeFileDurable(join(dir, deployed.fileName), deployed.bytes);
+    const stored: StoredFunction = {
+      params: { ...params, artefactPath: join(dir, deployed.fileName) },
+      fileName: deployed.fileName,
+      digest: createHash('sha256').update(deployed.bytes).digest('hex'),
+      deployedAt: new Date().toISOString(),
+      facts: { ...deployed.facts },
+    };
+    writeFileDurable(join(dir, 'function.json'), Buffer.from(JSON.stringify(stored, null, 2)));
+    const replaced = this.cache.get(params.name);
+    this.cache.set(params.name, stored);
+    return { info: toInfo(stored), replaced };
+  }
+
+  /** Throws THAW_FUNCTION_NOT_FOUND. */
+  get(name: string): StoredFunction {
+    const fn = this.cache.get(name);
+    if (!fn) throw new ThawError('THAW_FUNCTION_NOT_FOUND', { name });
+    return fn;
+  }
+
+  info(name: string): FunctionInfo {
+    return toInfo(this.get(name));
+  }
+
+  list(): FunctionInfo[] {
+    return [...this.cache.values()].map(toInfo).sort((a, b) => a.name.localeCompare(b.name));
+  }
+
+  /** The function as a sandbox host needs it. */
+  hostFunction(name: string): HostFunction {
+    const fn = this.get(name);
+    return { params: fn.params, artefactPath: fn.params.artefactPath, digest: fn.digest };
+  }
+
+  delete(name: string): StoredFunction {
+    const fn = this.get(name);
+    this.cache.delete(name);
+    const dir = join(this.root, name);
+    if (existsSync(dir)) rmSync(dir, { recursive: true, force: true });
+    return fn;
+  }
+}
+
+function toInfo(fn: StoredFunction): FunctionInfo {
+  const p = fn.params;
+  return {
+    name: p.name,
+    runtime: p.runtime,
+    memoryMiB: p.memoryMiB,
+    handler: p.handler,
+    timeoutMs: p.timeoutMs,
+    maxInputBytes: p.maxInputBytes,
+    description: p.description,
+    digest: fn.digest,
+    deployedAt: fn.deployedAt,
+    facts: fn.facts,
+  };
+}

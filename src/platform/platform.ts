@@ -1,0 +1,420 @@
+// The platform core: deploys functions, runs sandboxes in host processes from the pool,
+// takes and restores snapshots, and serves cold, warm and snapshot invocations with a timing
+// breakdown. The daemon and the in-process CLI both drive this class through ThawApi.
+
+import { randomBytes } from 'node:crypto';
+import { mkdirSync, readdirSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
+import { performance } from 'node:perf_hooks';
+import type { Logger } from 'pino';
+import { ThawError, toThawError, type ErrorCode } from '../core/errors.js';
+import { readState, diskUsageBytes } from '../snapshot/snapshot-io.js';
+import type { SnapshotMeta } from '../core/snapshot-format.js';
+import { HostPool } from '../sandbox/host-pool.js';
+import type { HostProcess } from '../sandbox/host-process.js';
+import { setUpCgroupParent } from '../sandbox/cgroup.js';
+import type { BootResult, InvokeResult as HostInvokeResult, RestoreResult, SnapshotResult } from '../sandbox/protocol.js';
+import { getStrategy, DEFAULT_STRATEGY } from '../restore/index.js';
+import type { ObjectStoreConfig } from '../store/object-store.js';
+import { FunctionRegistry } from './function-registry.js';
+import type {
+  FunctionInfo, InvokeRequest, InvokeResult, InvokeTimings, SandboxInfo, SnapshotInfo, SnapshotRequest, ThawApi,
+} from './types.js';
+import { INVOKE_MODES } from './types.js';
+
+/** Validated platform settings. */
+export interface PlatformParams {
+  readonly dataDir: string;
+  readonly objectStore: ObjectStoreConfig;
+  readonly spareHosts: number;
+  readonly preparedPerFunction: number;
+  readonly hostOverheadMiB: number;
+  /** Idle sandboxes kept for warm invocations; the least recently used beyond this are stopped. */
+  readonly maxIdleSandboxes: number;
+  /** Put each host in a memory cgroup where the machine has one. */
+  readonly useCgroups: boolean;
+  readonly logger: Logger;
+}
+
+interface Sandbox {
+  readonly id: string;
+  readonly fn: string;
+  readonly digest: string;
+  readonly host: HostProcess;
+  readonly origin: SandboxInfo['origin'];
+  readonly createdAt: string;
+  busy: boolean;
+  invocations: number;
+  memoryBytes: number;
+  lastUsed: number;
+}
+
+/** Errors after which a sandbox's state cannot be trusted: it is stopped and replaced. */
+const FATAL_TO_SANDBOX = new Set<ErrorCode>(['THAW_GUEST_TRAP', 'THAW_GUEST_OOM', 'THAW_TIMEOUT', 'THAW_SANDBOX_DIED', 'THAW_INTERNAL']);
+
+export class Platform implements ThawApi {
+  readonly functions: FunctionRegistry;
+  private readonly snapshotRoot: string;
+  private readonly pool: HostPool;
+  private readonly sandboxes = new Map<string, Sandbox>();
+  private readonly log: Logger;
+
+  constructor(private readonly params: PlatformParams) {
+    this.log = params.logger;
+    mkdirSync(params.dataDir, { recursive: true });
+    this.functions = new FunctionRegistry(params.dataDir);
+    this.snapshotRoot = join(params.dataDir, 'snapshots');
+    mkdirSync(this.snapshotRoot, { recursive: true });
+    let cgroupParent: string | null = null;
+    if (params.useCgroups) {
+      const cg = setUpCgroupParent('thaw');
+      if ('path' in cg) cgroupParent = cg.path;
+      else this.log.warn({ reason: cg.unavailable }, 'memory cgroups unavailable: sandbox memory is bounded by the Wasm memory limit only');
+    }
+    this.pool = new HostPool({
+      spareHosts: params.spareHosts,
+      preparedPerFunction: params.preparedPerFunction,
+      hostOverheadMiB: params.hostOverheadMiB,
+      objectStore: params.objectStore,
+      cgroupParent,
+      onLog: (sandboxId, stream, text) => this.log.info({ sandboxId, stream }, text.trimEnd()),
+    });
+    this.pool.start();
+  }
+
+  // ---- functions -------------------------------------------------------------------------
+
+  async deployFunction(manifest: unknown, artefact: Uint8Array): Promise<FunctionInfo> {
+    const { info, replaced } = await this.functions.deploy(manifest, artefact);
+    if (replaced && replaced.digest !== info.digest) this.pool.forget(replaced.digest);
+    this.log.info({ function: info.name, digest: info.digest.slice(0, 12), replaced: replaced !== undefined }, 'function deployed');
+    return info;
+  }
+
+  async listFunctions(): Promise<FunctionInfo[]> {
+    return this.functions.list();
+  }
+
+  async getFunction(name: string): Promise<FunctionInfo> {
+    return this.functions.info(name);
+  }
+
+  async deleteFunction(name: string): Promise<void> {
+    const fn = this.functions.delete(name);
+    this.pool.forget(fn.digest);
+    await Promise.all([...this.sandboxes.values()].filter((s) => s.fn === name).map((s) => this.stop(s, 'function deleted')));
+    this.log.info({ function: name }, 'function deleted');
+  }
+
+  // ---- sandboxes -------------------------------------------------------------------------
+
+  async bootSandbox(fnName: string): Promise<SandboxInfo & { timings: InvokeTimings }> {
+    const t0 = performance.now();
+    const { sandbox, timings } = await this.bootCold(fnName).finally(() => setImmediate(() => this.pool.refill()));
+    sandbox.busy = false;
+    return { ...this.sandboxInfo(sandbox), timings: { ...timings, handlerMs: 0, totalMs: round(performance.now() - t0) } };
+  }
+
+  async listSandboxes(): Promise<SandboxInfo[]> {
+    return [...this.sandboxes.values()].map((s) => this.sandboxInfo(s));
+  }
+
+  async deleteSandbox(id: string): Promise<void> {
+    await this.stop(this.sandbox(id), 'deleted');
+  }
+
+  // ---- snapshots -------------------------------------------------------------------------
+
+  async createSnapshot(req: SnapshotRequest): Promise<SnapshotInfo> {
+    const sandbox = this.sandbox(req.sandboxId);
+    if (sandbox.busy) throw new ThawError('THAW_SANDBOX_BUSY', { id: sandbox.id });
+    const kind = req.kind ?? 'full';
+    let baseId: string | null = null;
+    if (kind === 'diff') {
+      baseId = req.baseId ?? (sandbox.origin.kind === 'snapshot' ? sandbox.origin.snapshotId : null);
+      if (!baseId) throw new ThawError('THAW_REQUEST_INVALID', { detail: `sandbox '${sandbox.id}' was booted cold: a diff snapshot needs baseId` });
+      this.snapshotInfo(baseId);
+    } else if (req.baseId !== undefined) {
+      throw new ThawError('THAW_REQUEST_INVALID', { detail: 'baseId applies to diff snapshots only' });
+    }
+    const id = newId('snap');
+    sandbox.busy = true;
+    try {
+      const fn = this.functions.get(sandbox.fn);
+      const res = await sandbox.host.request<SnapshotResult>(
+        { op: 'snapshot', sandboxId: sandbox.id, snapshotRoot: this.snapshotRoot, meta: { id, kind, baseId, createdAt: new Date().toISOString(), sourceSandboxId: sandbox.id } },
+        { timeoutMs: fn.params.timeoutMs, onTimeout: () => new ThawError('THAW_TIMEOUT', { name: sandbox.fn, timeoutMs: fn.params.timeoutMs }) },
+      );
+      this.log.info({ snapshot: id, kind, sandboxId: sandbox.id, storedBytes: res.storedBytes, ms: res.timings.snapshotMs }, 'snapshot taken');
+      return this.snapshotInfo(id);
+    } catch (err) {
+      throw await this.afterFailure(sandbox, err);
+    } finally {
+      sandbox.busy = false;
+    }
+  }
+
+  async listSnapshots(fnName?: string): Promise<SnapshotInfo[]> {
+    const out: SnapshotInfo[] = [];
+    for (const id of readdirSync(this.snapshotRoot)) {
+      if (id.startsWith('.')) continue;
+      try {
+        const info = this.snapshotInfo(id);
+        if (!fnName || info.function === fnName) out.push(info);
+      } catch (err) {
+        this.log.warn({ snapshot: id, err: toThawError(err).message }, 'unreadable snapshot skipped in listing');
+      }
+    }
+    return out.sort((a, b) => a.createdAt.localeCompare(b.createdAt));
+  }
+
+  async getSnapshot(id: string): Promise<SnapshotInfo> {
+    return this.snapshotInfo(id);
+  }
+
+  async deleteSnapshot(id: string): Promise<void> {
+    this.snapshotInfo(id);
+    const children = (await this.listSnapshots()).filter((s) => s.baseId === id).map((s) => s.id);
+    if (children.length > 0) throw new ThawError('THAW_SNAPSHOT_IN_USE', { id, children: children.join(', ') });
+    rmSync(join(this.snapshotRoot, id), { recursive: true, force: true });
+  }
+
+  // ---- invocations -----------------------------------------------------------------------
+
+  async invoke(req: InvokeRequest): Promise<InvokeResult> {
+    try {
+      return await this.invokeOnce(req);
+    } finally {
+      // Replace the hosts this invocation took once it has replied (see HostPool.refill).
+      setImmediate(() => this.pool.refill());
+    }
+  }
+
+  private async invokeOnce(req: InvokeRequest): Promise<InvokeResult> {
+    const t0 = performance.now();
+    if (!INVOKE_MODES.includes(req.mode)) throw new ThawError('THAW_REQUEST_INVALID', { detail: `mode must be one of ${INVOKE_MODES.join(', ')}` });
+    const fn = this.functions.get(req.function);
+    if (req.input.length > fn.params.maxInputBytes) {
+      throw new ThawError('THAW_INPUT_TOO_LARGE', { sizeBytes: req.input.length, limitBytes: fn.params.maxInputBytes, name: fn.params.name });
+    }
+    let sandbox: Sandbox;
+    let timings: Omit<InvokeTimings, 'handlerMs' | 'totalMs'>;
+    let strategy: string | undefined;
+    let snapshotId: string | undefined;
+    switch (req.mode) {
+      case 'cold':
+        ({ sandbox, timings } = await this.bootCold(fn.params.name));
+        break;
+      case 'warm':
+        sandbox = this.takeWarm(fn.params.name, req.sandboxId);
+        timings = { acquireMs: 0 };
+        break;
+      case 'snapshot':
+        strategy = req.strategy ?? DEFAULT_STRATEGY;
+        snapshotId = req.snapshotId ?? this.newestSnapshot(fn.params.name);
+        ({ sandbox, timings } = await this.restore(fn.params.name, snapshotId, strategy));
+        break;
+    }
+    try {
+      const res = await sandbox.host.request<HostInvokeResult>(
+        { op: 'invoke', sandboxId: sandbox.id, input: req.input },
+        { timeoutMs: fn.params.timeoutMs, onTimeout: () => new ThawError('THAW_TIMEOUT', { name: fn.params.name, timeoutMs: fn.params.timeoutMs }) },
+      );
+      sandbox.invocations++;
+      sandbox.memoryBytes = res.memoryBytes;
+      sandbox.lastUsed = Date.now();
+      const keep = req.keep ?? true;
+      if (keep) {
+        sandbox.busy = false;
+        await this.evictIdle();
+      } else {
+        void this.stop(sandbox, 'not kept');
+      }
+      const result: InvokeResult = {
+        function: fn.params.name,
+        mode: req.mode,
+        sandboxId: sandbox.id,
+        kept: keep,
+        output: res.output,
+        timings: { ...timings, handlerMs: res.timings.handlerMs ?? 0, totalMs: round(performance.now() - t0) },
+        memoryBytes: res.memoryBytes,
+      };
+      if (snapshotId !== undefined) result.snapshotId = snapshotId;
+      if (strategy !== undefined) result.strategy = strategy;
+      return result;
+    } catch (err) {
+      throw await this.afterFailure(sandbox, err);
+    }
+  }
+
+  async close(): Promise<void> {
+    await this.pool.close();
+    this.sandboxes.clear();
+  }
+
+  /** Resolves when the host pool has refilled (benchmarks wait for it between runs). */
+  poolSettled(): Promise<void> {
+    return this.pool.settled();
+  }
+
+  /** Pool counts, for the API's health endpoint. */
+  poolState(): ReturnType<HostPool['describe']> {
+    return this.pool.describe();
+  }
+
+  // ---- internals -------------------------------------------------------------------------
+
+  private async bootCold(fnName: string): Promise<{ sandbox: Sandbox; timings: Omit<InvokeTimings, 'handlerMs' | 'totalMs'> }> {
+    const fn = this.functions.get(fnName);
+    const acquired = await this.pool.acquire(this.functions.hostFunction(fnName));
+    const sandbox = this.register(fnName, fn.digest, acquired.host, { kind: 'cold' });
+    try {
+      const res = await acquired.host.request<BootResult>(
+        { op: 'boot', sandboxId: sandbox.id, digest: fn.digest, init: true },
+        { timeoutMs: fn.params.timeoutMs, onTimeout: () => new ThawError('THAW_TIMEOUT', { name: fnName, timeoutMs: fn.params.timeoutMs }) },
+      );
+      sandbox.memoryBytes = res.memoryBytes;
+      return { sandbox, timings: { acquireMs: round(acquired.acquireMs), bootMs: res.timings.bootMs ?? 0, initMs: res.timings.initMs ?? 0 } };
+    } catch (err) {
+      throw await this.afterFailure(sandbox, err, true);
+    }
+  }
+
+  private async restore(fnName: string, snapshotId: string, strategyId: string): Promise<{ sandbox: Sandbox; timings: Omit<InvokeTimings, 'handlerMs' | 'totalMs'> }> {
+    const fn = this.functions.get(fnName);
+    getStrategy(strategyId);
+    const snap = this.snapshotInfo(snapshotId);
+    if (snap.function !== fnName) throw new ThawError('THAW_SNAPSHOT_VERSION', { id: snapshotId, detail: `it belongs to function '${snap.function}', not '${fnName}'` });
+    if (!snap.current) {
+      throw new ThawError('THAW_SNAPSHOT_VERSION', { id: snapshotId, detail: `taken from module ${snap.moduleDigest.slice(0, 12)}, function '${fnName}' is now ${fn.digest.slice(0, 12)}` });
+    }
+    const acquired = await this.pool.acquire(this.functions.hostFunction(fnName));
+    const sandbox = this.register(fnName, fn.digest, acquired.host, { kind: 'snapshot', snapshotId, strategy: strategyId });
+    try {
+      const res = await acquired.host.request<RestoreResult>(
+        { op: 'restore', sandboxId: sandbox.id, digest: fn.digest, snapshotRoot: this.snapshotRoot, snapshotId, strategy: strategyId },
+        { timeoutMs: fn.params.timeoutMs, onTimeout: () => new ThawError('THAW_TIMEOUT', { name: fnName, timeoutMs: fn.params.timeoutMs }) },
+      );
+      sandbox.memoryBytes = res.memoryBytes;
+      return { sandbox, timings: { acquireMs: round(acquired.acquireMs), restoreMs: res.timings.restoreMs ?? 0 } };
+    } catch (err) {
+      throw await this.afterFailure(sandbox, err, true);
+    }
+  }
+
+  private register(fn: string, digest: string, host: HostProcess, origin: SandboxInfo['origin']): Sandbox {
+    const sandbox: Sandbox = {
+      id: newId('sb'), fn, digest, host, origin, createdAt: new Date().toISOString(), busy: true, invocations: 0, memoryBytes: 0, lastUsed: Date.now(),
+    };
+    this.sandboxes.set(sandbox.id, sandbox);
+    // A host that dies on its own takes its sandbox with it; later requests get a clear 404.
+    void host.exited.then((exit) => {
+      if (this.sandboxes.get(sandbox.id) === sandbox) {
+        this.sandboxes.delete(sandbox.id);
+        if (!exit.killedBy) this.log.warn({ sandboxId: sandbox.id, function: fn, exit }, 'sandbox host died');
+      }
+    });
+    return sandbox;
+  }
+
+  private takeWarm(fnName: string, sandboxId: string | undefined): Sandbox {
+    let sandbox: Sandbox | undefined;
+    if (sandboxId !== undefined) {
+      sandbox = this.sandbox(sandboxId);
+      if (sandbox.fn !== fnName) throw new ThawError('THAW_REQUEST_INVALID', { detail: `sandbox '${sandboxId}' runs function '${sandbox.fn}', not '${fnName}'` });
+      if (sandbox.busy) throw new ThawError('THAW_SANDBOX_BUSY', { id: sandboxId });
+    } else {
+      const digest = this.functions.get(fnName).digest;
+      sandbox = [...this.sandboxes.values()]
+        .filter((s) => s.fn === fnName && s.digest === digest && !s.busy)
+        .sort((a, b) => b.lastUsed - a.lastUsed)[0];
+      if (!sandbox) throw new ThawError('THAW_NO_WARM_SANDBOX', { name: fnName });
+    }
+    sandbox.busy = true;
+    return sandbox;
+  }
+
+  private newestSnapshot(fnName: string): string {
+    const digest = this.functions.get(fnName).digest;
+    let best: SnapshotInfo | undefined;
+    for (const id of readdirSync(this.snapshotRoot)) {
+      if (id.startsWith('.')) continue;
+      try {
+        const info = this.snapshotInfo(id);
+        if (info.function === fnName && info.moduleDigest === digest && (!best || info.createdAt > best.createdAt)) best = info;
+      } catch {
+        /* unreadable snapshots are never picked implicitly */
+      }
+    }
+    if (!best) throw new ThawError('THAW_SNAPSHOT_NOT_FOUND', { id: `(none for function ${fnName})` });
+    return best.id;
+  }
+
+  private snapshotInfo(id: string): SnapshotInfo {
+    if (!/^[A-Za-z0-9_-]{1,100}$/.test(id)) throw new ThawError('THAW_SNAPSHOT_NOT_FOUND', { id });
+    const meta: SnapshotMeta = readState(this.snapshotRoot, id).meta;
+    let current = false;
+    try {
+      current = this.functions.get(meta.functionName).digest === meta.moduleDigest;
+    } catch {
+      /* function deleted: not current */
+    }
+    return {
+      id: meta.id,
+      kind: meta.kind,
+      baseId: meta.baseId,
+      function: meta.functionName,
+      runtime: meta.runtime,
+      moduleDigest: meta.moduleDigest,
+      memoryBytes: meta.memoryBytes,
+      diskBytes: diskUsageBytes(this.snapshotRoot, id),
+      createdAt: meta.createdAt,
+      sourceSandboxId: meta.sourceSandboxId,
+      current,
+    };
+  }
+
+  private sandbox(id: string): Sandbox {
+    const s = this.sandboxes.get(id);
+    if (!s) throw new ThawError('THAW_SANDBOX_NOT_FOUND', { id });
+    return s;
+  }
+
+  private sandboxInfo(s: Sandbox): SandboxInfo {
+    return {
+      id: s.id, function: s.fn, state: s.busy ? 'busy' : 'idle', origin: s.origin, createdAt: s.createdAt,
+      invocations: s.invocations, memoryBytes: s.memoryBytes, hostPid: s.host.pid,
+    };
+  }
+
+  /** Stops a sandbox whose state can no longer be trusted; returns the error to rethrow. */
+  private async afterFailure(sandbox: Sandbox, err: unknown, always = false): Promise<ThawError> {
+    const e = toThawError(err);
+    if (always || FATAL_TO_SANDBOX.has(e.code) || !sandbox.host.alive) {
+      this.log.warn({ sandboxId: sandbox.id, function: sandbox.fn, code: e.code, error: e.message }, 'sandbox stopped after failure');
+      await this.stop(sandbox, `failure: ${e.code}`);
+    } else {
+      sandbox.busy = false;
+    }
+    return e;
+  }
+
+  private async stop(sandbox: Sandbox, reason: string): Promise<void> {
+    this.sandboxes.delete(sandbox.id);
+    await sandbox.host.kill(reason);
+  }
+
+  private async evictIdle(): Promise<void> {
+    const idle = [...this.sandboxes.values()].filter((s) => !s.busy).sort((a, b) => a.lastUsed - b.lastUsed);
+    const excess = idle.length - this.params.maxIdleSandboxes;
+    for (let i = 0; i < excess; i++) await this.stop(idle[i]!, 'evicted (idle limit)');
+  }
+}
+
+function newId(prefix: string): string {
+  return `${prefix}-${randomBytes(6).toString('hex')}`;
+}
+
+function round(ms: number): number {
+  return Math.round(ms * 1000) / 1000;
+}

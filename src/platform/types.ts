@@ -1,0 +1,114 @@
+// The platform's public operations and their result shapes, shared by the in-process
+// platform, the HTTP API and the HTTP client, so the CLI runs the same way against both.
+
+import type { RuntimeId } from '../core/function-spec.js';
+
+export type InvokeMode = 'cold' | 'warm' | 'snapshot';
+export const INVOKE_MODES: readonly InvokeMode[] = ['cold', 'warm', 'snapshot'];
+
+export interface FunctionInfo {
+  name: string;
+  runtime: RuntimeId;
+  memoryMiB: number;
+  handler: string;
+  timeoutMs: number;
+  maxInputBytes: number;
+  description: string;
+  /** sha256 of the stored artefact; snapshots must match it. */
+  digest: string;
+  deployedAt: string;
+  /** Facts found at deploy (exports, rewritten globals, ...). */
+  facts: Record<string, string | number | boolean>;
+}
+
+export interface SandboxInfo {
+  id: string;
+  function: string;
+  state: 'idle' | 'busy';
+  origin: { kind: 'cold' } | { kind: 'snapshot'; snapshotId: string; strategy: string };
+  createdAt: string;
+  invocations: number;
+  memoryBytes: number;
+  hostPid: number;
+}
+
+export interface SnapshotInfo {
+  id: string;
+  kind: 'full' | 'diff';
+  baseId: string | null;
+  function: string;
+  runtime: string;
+  moduleDigest: string;
+  memoryBytes: number;
+  /** Bytes on disk (state file + allocated blocks of the sparse memory image). */
+  diskBytes: number;
+  createdAt: string;
+  sourceSandboxId: string;
+  /** False when the function has been redeployed since: restoring it fails with THAW_SNAPSHOT_VERSION. */
+  current: boolean;
+}
+
+/** Timing breakdown of one invocation, measured inside Thaw, in milliseconds. */
+export interface InvokeTimings {
+  acquireMs: number;
+  bootMs?: number;
+  restoreMs?: number;
+  initMs?: number;
+  handlerMs: number;
+  totalMs: number;
+}
+
+export interface InvokeRequest {
+  function: string;
+  mode: InvokeMode;
+  input: Uint8Array;
+  /** warm: the sandbox to use (default: the most recently used idle one). */
+  sandboxId?: string;
+  /** snapshot: the snapshot to restore (default: the newest current one of the function). */
+  snapshotId?: string;
+  /** snapshot: the restore strategy id (default "eager"). */
+  strategy?: string;
+  /** Keep the sandbox afterwards for warm invocations (default true). */
+  keep?: boolean;
+}
+
+export interface InvokeResult {
+  function: string;
+  mode: InvokeMode;
+  sandboxId: string;
+  /** Whether the sandbox was kept for warm invocations. */
+  kept: boolean;
+  snapshotId?: string;
+  strategy?: string;
+  output: Uint8Array;
+  timings: InvokeTimings;
+  memoryBytes: number;
+}
+
+export interface SnapshotRequest {
+  sandboxId: string;
+  kind?: 'full' | 'diff';
+  /** diff: the base snapshot (default: the snapshot the sandbox was restored from). */
+  baseId?: string;
+}
+
+/** Everything the CLI and the HTTP API can ask of Thaw. */
+export interface ThawApi {
+  deployFunction(manifest: unknown, artefact: Uint8Array): Promise<FunctionInfo>;
+  listFunctions(): Promise<FunctionInfo[]>;
+  getFunction(name: string): Promise<FunctionInfo>;
+  deleteFunction(name: string): Promise<void>;
+
+  bootSandbox(fn: string): Promise<SandboxInfo & { timings: InvokeTimings }>;
+  listSandboxes(): Promise<SandboxInfo[]>;
+  deleteSandbox(id: string): Promise<void>;
+
+  createSnapshot(req: SnapshotRequest): Promise<SnapshotInfo>;
+  listSnapshots(fn?: string): Promise<SnapshotInfo[]>;
+  getSnapshot(id: string): Promise<SnapshotInfo>;
+  deleteSnapshot(id: string): Promise<void>;
+
+  invoke(req: InvokeRequest): Promise<InvokeResult>;
+
+  close(): Promise<void>;
+}

@@ -1,0 +1,164 @@
+// Entry point of a sandbox host: an OS process apart from the daemon that compiles function
+// modules ahead of use and runs guests (boot, restore, invoke, snapshot) on the daemon's
+// requests. Forked by the host pool; talks over Node IPC (see protocol.ts).
+
+import { performance } from 'node:perf_hooks';
+import { readChain, writeSnapshot } from '../snapshot/snapshot-io.js';
+import { ThawError, toThawError } from '../core/errors.js';
+import { adapterFor, type GuestInstance, type RuntimeAdapter } from '../runtimes/index.js';
+import { getStrategy } from '../restore/index.js';
+import { openSyncObjectStore } from '../store/open-store.js';
+import type { SyncObjectStore } from '../store/object-store.js';
+import type { GuestContext } from '../runtimes/runtime.js';
+import type { SnapshotMeta } from '../core/snapshot-format.js';
+import { eager } from '../restore/strategies/eager.js';
+import type {
+  BootResult, HostEnvelope, HostFunction, HostMessage, HostRequest, InvokeResult, PrepareResult, RestoreResult, SnapshotResult, StatsResult,
+} from './protocol.js';
+
+interface PreparedFunction {
+  readonly fn: HostFunction;
+  readonly adapter: RuntimeAdapter;
+  readonly prepared: unknown;
+}
+
+interface LiveSandbox {
+  readonly id: string;
+  readonly fn: PreparedFunction;
+  readonly guest: GuestInstance;
+  /** The snapshot this sandbox was restored from (the default base of a diff snapshot). */
+  readonly restoredFrom: { root: string; id: string } | null;
+}
+
+const prepared = new Map<string, PreparedFunction>();
+const sandboxes = new Map<string, LiveSandbox>();
+let objects: SyncObjectStore | undefined;
+
+function send(msg: HostMessage): void {
+  process.send?.(msg);
+}
+
+function since(t0: number): number {
+  return Math.round((performance.now() - t0) * 1000) / 1000;
+}
+
+function contextFor(sandboxId: string, fn: HostFunction): GuestContext {
+  if (!objects) throw new ThawError('THAW_INTERNAL', { detail: 'sandbox host used before configure' });
+  return {
+    objects,
+    memoryLimitBytes: fn.params.memoryMiB * 1024 * 1024,
+    log: (stream, text) => send({ kind: 'log', sandboxId, stream, text }),
+  };
+}
+
+function preparedFor(digest: string): PreparedFunction {
+  const p = prepared.get(digest);
+  if (!p) throw new ThawError('THAW_INTERNAL', { detail: `function with digest ${digest.slice(0, 12)} not prepared in this host` });
+  return p;
+}
+
+function sandbox(id: string): LiveSandbox {
+  const s = sandboxes.get(id);
+  if (!s) throw new ThawError('THAW_SANDBOX_NOT_FOUND', { id });
+  return s;
+}
+
+async function handle(req: HostRequest): Promise<unknown> {
+  switch (req.op) {
+    case 'configure': {
+      objects?.close();
+      objects = openSyncObjectStore(req.objectStore);
+      return {};
+    }
+    case 'prepare': {
+      const t0 = performance.now();
+      if (!prepared.has(req.fn.digest)) {
+        const adapter = await adapterFor(req.fn.params.runtime);
+        const p: PreparedFunction = { fn: req.fn, adapter, prepared: await adapter.prepare(req.fn.params, req.fn.artefactPath) };
+        prepared.set(req.fn.digest, p);
+        // Warm-up: one throwaway boot (no init, no handler) runs the host's instantiate path
+        // once, so the first real boot or restore does not pay for cold JS code.
+        if (p.fn.params.runtime === 'wasi') await p.adapter.boot(p.prepared, contextFor('warm-up', p.fn));
+      }
+      return { timings: { prepareMs: since(t0) } } satisfies PrepareResult;
+    }
+    case 'boot': {
+      const p = preparedFor(req.digest);
+      const t0 = performance.now();
+      const guest = await p.adapter.boot(p.prepared, contextFor(req.sandboxId, p.fn));
+      const bootMs = since(t0);
+      const t1 = performance.now();
+      if (req.init) await guest.init();
+      sandboxes.set(req.sandboxId, { id: req.sandboxId, fn: p, guest, restoredFrom: null });
+      return { timings: { bootMs, initMs: since(t1) }, memoryBytes: guest.memory.buffer.byteLength } satisfies BootResult;
+    }
+    case 'restore': {
+      const p = preparedFor(req.digest);
+      const t0 = performance.now();
+      const strategy = getStrategy(req.strategy);
+      const chain = readChain(req.snapshotRoot, req.snapshotId);
+      const top = chain[chain.length - 1]!;
+      if (top.meta.moduleDigest !== p.fn.digest) {
+        throw new ThawError('THAW_SNAPSHOT_VERSION', { id: req.snapshotId, detail: `taken from module ${top.meta.moduleDigest.slice(0, 12)}, function '${p.fn.params.name}' is now ${p.fn.digest.slice(0, 12)}` });
+      }
+      const image = strategy.open(req.snapshotRoot, chain);
+      const guest = await p.adapter.restore(p.prepared, { runtime: top.meta.guestState }, image, contextFor(req.sandboxId, p.fn));
+      sandboxes.set(req.sandboxId, { id: req.sandboxId, fn: p, guest, restoredFrom: { root: req.snapshotRoot, id: req.snapshotId } });
+      return { timings: { restoreMs: since(t0) }, memoryBytes: guest.memory.buffer.byteLength, bytesRead: image.stats.bytesRead } satisfies RestoreResult;
+    }
+    case 'invoke': {
+      const s = sandbox(req.sandboxId);
+      const t0 = performance.now();
+      const output = await s.guest.invoke(req.input);
+      return { timings: { handlerMs: since(t0) }, output, memoryBytes: s.guest.memory.buffer.byteLength } satisfies InvokeResult;
+    }
+    case 'snapshot': {
+      const s = sandbox(req.sandboxId);
+      const t0 = performance.now();
+      const memory = new Uint8Array(s.guest.memory.buffer);
+      const state = s.guest.captureState();
+      let base: Uint8Array | undefined;
+      if (req.meta.kind === 'diff') {
+        if (!req.meta.baseId) throw new ThawError('THAW_REQUEST_INVALID', { detail: 'a diff snapshot needs a base snapshot' });
+        const chain = readChain(req.snapshotRoot, req.meta.baseId);
+        const baseTop = chain[chain.length - 1]!;
+        if (baseTop.meta.moduleDigest !== s.fn.fn.digest) {
+          throw new ThawError('THAW_SNAPSHOT_VERSION', { id: req.meta.baseId, detail: 'the base snapshot was taken from another module version' });
+        }
+        base = eager.open(req.snapshotRoot, chain).toBytes();
+      }
+      const meta: SnapshotMeta = {
+        ...req.meta,
+        functionName: s.fn.fn.params.name,
+        runtime: s.fn.fn.params.runtime,
+        moduleDigest: s.fn.fn.digest,
+        memoryBytes: memory.length,
+        guestState: state.runtime,
+      };
+      const written = writeSnapshot(req.snapshotRoot, meta, memory, base);
+      return { timings: { snapshotMs: since(t0) }, meta, storedBytes: written.storedBytes, pageRuns: written.state.runs.length } satisfies SnapshotResult;
+    }
+    case 'destroy': {
+      sandboxes.delete(req.sandboxId);
+      return {};
+    }
+    case 'stats':
+      return { rssBytes: process.memoryUsage.rss(), sandboxes: [...sandboxes.keys()], prepared: [...prepared.keys()] } satisfies StatsResult;
+  }
+}
+
+// Requests run one at a time: a guest is single-threaded, and ordering keeps snapshots consistent.
+let queue: Promise<void> = Promise.resolve();
+process.on('message', (env: HostEnvelope) => {
+  queue = queue.then(async () => {
+    try {
+      const result = await handle(env.req);
+      send({ kind: 'reply', reqId: env.reqId, ok: true, result });
+    } catch (err) {
+      send({ kind: 'reply', reqId: env.reqId, ok: false, error: toThawError(err).toJSON() });
+    }
+  });
+});
+// The daemon going away ends the host: a host never outlives its owner.
+process.on('disconnect', () => process.exit(0));
+send({ kind: 'ready', pid: process.pid });

@@ -1,0 +1,138 @@
+// The daemon's handle on one sandbox host process: fork, typed requests with timeouts,
+// and loud failure when the process dies (every pending request is rejected).
+
+import { fork, type ChildProcess } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import { ThawError } from '../core/errors.js';
+import type { HostEnvelope, HostMessage, HostRequest } from './protocol.js';
+import { MemoryCgroup } from './cgroup.js';
+
+const HOST_MAIN = fileURLToPath(new URL('./host-main.js', import.meta.url));
+
+interface Pending {
+  resolve(value: unknown): void;
+  reject(err: ThawError): void;
+  timer: NodeJS.Timeout | undefined;
+  onTimeout: (() => ThawError) | undefined;
+}
+
+/** Why a host process ended. */
+export interface HostExit {
+  code: number | null;
+  signal: NodeJS.Signals | null;
+  /** Set when the host was killed by Thaw itself (timeout, delete), not by a crash. */
+  killedBy: string | null;
+  /** Set when the cgroup recorded an out-of-memory kill. */
+  oomKilled: boolean;
+}
+
+export type LogSink = (sandboxId: string, stream: 'stdout' | 'stderr', text: string) => void;
+
+export class HostProcess {
+  readonly child: ChildProcess;
+  readonly ready: Promise<void>;
+  readonly exited: Promise<HostExit>;
+  readonly cgroup: MemoryCgroup | null;
+  private nextReqId = 1;
+  private readonly pending = new Map<number, Pending>();
+  private killReason: string | null = null;
+  private exitInfo: HostExit | null = null;
+
+  constructor(onLog: LogSink, cgroupParent: string | null) {
+    // The host gets a bounded JS heap; guest memory (Wasm) lives outside it and is bounded
+    // by the sandbox memory limit and, where the machine has one, a memory cgroup.
+    this.child = fork(HOST_MAIN, [], {
+      serialization: 'advanced',
+      stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+      execArgv: ['--max-old-space-size=512', '--disable-warning=ExperimentalWarning'],
+    });
+    this.cgroup = cgroupParent && this.child.pid ? MemoryCgroup.create(cgroupParent, `host-${this.child.pid}`, this.child.pid) : null;
+    let markReady: () => void = () => {};
+    let failReady: (e: ThawError) => void = () => {};
+    this.ready = new Promise<void>((res, rej) => {
+      markReady = res;
+      failReady = rej;
+    });
+    this.ready.catch(() => {});
+    this.child.on('message', (msg: HostMessage) => {
+      if (msg.kind === 'ready') markReady();
+      else if (msg.kind === 'log') onLog(msg.sandboxId, msg.stream, msg.text);
+      else this.settle(msg);
+    });
+    this.exited = new Promise<HostExit>((resolve) => {
+      this.child.on('exit', (code, signal) => {
+        const info: HostExit = { code, signal, killedBy: this.killReason, oomKilled: this.cgroup?.oomKilled() ?? false };
+        this.exitInfo = info;
+        this.cgroup?.remove();
+        const err = new ThawError('THAW_SANDBOX_DIED', { id: `host-${this.child.pid}`, detail: describeExit(info) });
+        failReady(err);
+        for (const [id, p] of this.pending) {
+          this.pending.delete(id);
+          if (p.timer) clearTimeout(p.timer);
+          p.reject(this.killReason === 'timeout' && p.onTimeout ? p.onTimeout() : err);
+        }
+        resolve(info);
+      });
+    });
+  }
+
+  get pid(): number {
+    return this.child.pid ?? -1;
+  }
+
+  get alive(): boolean {
+    return this.exitInfo === null;
+  }
+
+  get exit(): HostExit | null {
+    return this.exitInfo;
+  }
+
+  /**
+   * Sends one request. With `timeoutMs`, the host is killed when the reply is late (a guest
+   * stuck in Wasm cannot be interrupted any other way) and the request fails with `onTimeout()`.
+   */
+  request<T>(req: HostRequest, opts: { timeoutMs?: number; onTimeout?: () => ThawError } = {}): Promise<T> {
+    if (!this.alive) return Promise.reject(new ThawError('THAW_SANDBOX_DIED', { id: `host-${this.pid}`, detail: describeExit(this.exitInfo!) }));
+    const reqId = this.nextReqId++;
+    return new Promise<T>((resolve, reject) => {
+      const p: Pending = { resolve: resolve as (v: unknown) => void, reject, timer: undefined, onTimeout: opts.onTimeout };
+      if (opts.timeoutMs !== undefined) {
+        p.timer = setTimeout(() => this.kill('timeout'), opts.timeoutMs);
+      }
+      this.pending.set(reqId, p);
+      const env: HostEnvelope = { reqId, req };
+      this.child.send(env, (err) => {
+        if (err && this.pending.delete(reqId)) {
+          if (p.timer) clearTimeout(p.timer);
+          reject(new ThawError('THAW_SANDBOX_DIED', { id: `host-${this.pid}`, detail: `cannot send request: ${err.message}` }));
+        }
+      });
+    });
+  }
+
+  /** Kills the host process; pending requests fail. Resolves when it has exited. */
+  kill(reason: string): Promise<HostExit> {
+    if (this.alive) {
+      this.killReason ??= reason;
+      this.child.kill('SIGKILL');
+    }
+    return this.exited;
+  }
+
+  private settle(msg: Extract<HostMessage, { kind: 'reply' }>): void {
+    const p = this.pending.get(msg.reqId);
+    if (!p) return;
+    this.pending.delete(msg.reqId);
+    if (p.timer) clearTimeout(p.timer);
+    if (msg.ok) p.resolve(msg.result);
+    else p.reject(ThawError.fromJSON(msg.error));
+  }
+}
+
+function describeExit(info: HostExit): string {
+  if (info.oomKilled) return 'killed by the memory cgroup (out of memory)';
+  if (info.killedBy) return `killed by Thaw (${info.killedBy})`;
+  if (info.signal) return `host process killed by ${info.signal}`;
+  return `host process exited with code ${info.code}`;
+}

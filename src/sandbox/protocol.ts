@@ -1,0 +1,54 @@
+// The channel between the daemon and a sandbox host process: requests, replies and events.
+// Node's IPC with `serialization: 'advanced'` carries these (structured clone: Uint8Array ok).
+// Every request names its sandbox so that a host can later carry several sandboxes.
+
+import type { FunctionParams } from '../core/function-spec.js';
+import type { SnapshotMeta } from '../core/snapshot-format.js';
+import type { ObjectStoreConfig } from '../store/object-store.js';
+
+/** A deployed function as a host needs it. */
+export interface HostFunction {
+  readonly params: FunctionParams;
+  /** Absolute path of the stored artefact (rewritten module or handler source). */
+  readonly artefactPath: string;
+  /** sha256 of the stored artefact: the module version snapshots are checked against. */
+  readonly digest: string;
+}
+
+export type HostRequest =
+  | { op: 'configure'; objectStore: ObjectStoreConfig }
+  | { op: 'prepare'; fn: HostFunction }
+  | { op: 'boot'; sandboxId: string; digest: string; init: boolean }
+  | { op: 'restore'; sandboxId: string; digest: string; snapshotRoot: string; snapshotId: string; strategy: string }
+  | { op: 'invoke'; sandboxId: string; input: Uint8Array }
+  | { op: 'snapshot'; sandboxId: string; snapshotRoot: string; meta: Omit<SnapshotMeta, 'memoryBytes' | 'guestState' | 'runtime' | 'moduleDigest' | 'functionName'> }
+  | { op: 'destroy'; sandboxId: string }
+  | { op: 'stats' };
+
+/** Timings measured inside the host, in milliseconds. */
+export interface HostTimings {
+  bootMs?: number;
+  restoreMs?: number;
+  initMs?: number;
+  handlerMs?: number;
+  prepareMs?: number;
+  snapshotMs?: number;
+}
+
+export interface PrepareResult { timings: HostTimings }
+export interface BootResult { timings: HostTimings; memoryBytes: number }
+export interface RestoreResult { timings: HostTimings; memoryBytes: number; bytesRead: number }
+export interface InvokeResult { timings: HostTimings; output: Uint8Array; memoryBytes: number }
+export interface SnapshotResult { timings: HostTimings; meta: SnapshotMeta; storedBytes: number; pageRuns: number }
+export interface StatsResult { rssBytes: number; sandboxes: string[]; prepared: string[] }
+
+/** Wire shape of an error crossing the channel (ThawError.toJSON()). */
+export interface WireError { code: string; message: string; params?: Record<string, string | number> }
+
+export type HostMessage =
+  | { kind: 'reply'; reqId: number; ok: true; result: unknown }
+  | { kind: 'reply'; reqId: number; ok: false; error: WireError }
+  | { kind: 'log'; sandboxId: string; stream: 'stdout' | 'stderr'; text: string }
+  | { kind: 'ready'; pid: number };
+
+export interface HostEnvelope { reqId: number; req: HostRequest }
