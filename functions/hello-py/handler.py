@@ -1,0 +1,5 @@
+# Smallest python function: echoes its event.
+
+
+def handler(event, context):
+    return {"hello": event}
