@@ -1,0 +1,48 @@
+// Shared set-up of the cross-module tests: a platform on a fresh data directory, and the
+// example functions' manifests.
+
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import assert from 'node:assert/strict';
+import pino from 'pino';
+import { parseDaemonConfig, type DaemonConfig } from '../core/config.js';
+import { ThawError } from '../core/errors.js';
+import { Platform } from '../platform/platform.js';
+import { readManifestFile } from '../cli/context.js';
+
+export const FUNCTIONS_DIR = fileURLToPath(new URL('../../functions/', import.meta.url));
+export const CLI = fileURLToPath(new URL('../cli/main.js', import.meta.url));
+
+export function manifestPath(name: string): string {
+  return join(FUNCTIONS_DIR, name, 'function.json');
+}
+
+export function tempDataDir(): string {
+  return mkdtempSync(join(tmpdir(), 'thaw-test-'));
+}
+
+export function newPlatform(overrides: DaemonConfig = {}): Platform {
+  const params = parseDaemonConfig({ dataDir: tempDataDir(), spareHosts: 1, preparedPerFunction: 0, ...overrides });
+  return new Platform({ ...params, logger: pino({ level: 'silent' }) });
+}
+
+export async function deployExample(p: Platform, name: string, patch: Record<string, unknown> = {}): Promise<void> {
+  const { manifest, artefact } = readManifestFile(manifestPath(name));
+  await p.deployFunction({ ...manifest, ...patch }, artefact);
+}
+
+/** Awaits `promise` and returns the ThawError code it rejected with. */
+export async function rejectsWith(promise: Promise<unknown>, code: string): Promise<ThawError> {
+  try {
+    await promise;
+  } catch (err) {
+    assert.ok(err instanceof ThawError, `expected ThawError ${code}, got ${String(err)}`);
+    assert.equal(err.code, code, err.message);
+    return err;
+  }
+  assert.fail(`expected rejection with ${code}`);
+}
+
+export const text = (b: Uint8Array): string => Buffer.from(b).toString('utf8');

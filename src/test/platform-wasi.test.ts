@@ -1,0 +1,139 @@
+// End to end on the in-process platform with the WASI examples: deploy, cold, snapshot,
+// restore, warm, diff snapshots, and every bad input the platform must survive.
+
+import { test, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { readFileSync, openSync, writeSync, closeSync, truncateSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+import { deployExample, manifestPath, newPlatform, rejectsWith, text } from './helpers.js';
+import { readManifestFile } from '../cli/context.js';
+
+const p = newPlatform({ maxIdleSandboxes: 8 });
+after(() => p.close());
+const input = Buffer.from('world');
+
+for (const name of ['hello-c', 'hello-as', 'mem64-c']) {
+  test(`${name}: cold, snapshot restore and warm give identical outputs`, async () => {
+    await deployExample(p, name);
+    const cold = await p.invoke({ function: name, mode: 'cold', input });
+    assert.ok(cold.timings.bootMs !== undefined && cold.timings.initMs !== undefined && cold.timings.totalMs > 0);
+    const snap = await p.createSnapshot({ sandboxId: cold.sandboxId });
+    assert.equal(snap.function, name);
+    assert.ok(snap.current);
+    const restored = await p.invoke({ function: name, mode: 'snapshot', snapshotId: snap.id, input, keep: false });
+    assert.ok(restored.timings.restoreMs !== undefined);
+    const warm = await p.invoke({ function: name, mode: 'warm', sandboxId: cold.sandboxId, input });
+    assert.equal(text(restored.output), text(cold.output));
+    assert.equal(text(warm.output), text(cold.output));
+    if (name !== 'mem64-c') assert.equal(text(cold.output), 'hello, world');
+    await p.deleteSandbox(cold.sandboxId);
+  });
+}
+
+test('a diff snapshot of a restored sandbox stores fewer bytes and restores the same outputs', async () => {
+  await deployExample(p, 'mem64-c');
+  const cold = await p.invoke({ function: 'mem64-c', mode: 'cold', input });
+  const full = await p.createSnapshot({ sandboxId: cold.sandboxId });
+  const restored = await p.invoke({ function: 'mem64-c', mode: 'snapshot', snapshotId: full.id, input });
+  const diff = await p.createSnapshot({ sandboxId: restored.sandboxId, kind: 'diff' });
+  assert.equal(diff.kind, 'diff');
+  assert.equal(diff.baseId, full.id);
+  assert.ok(diff.diskBytes < full.diskBytes / 10, `diff ${diff.diskBytes} vs full ${full.diskBytes}`);
+  const fromDiff = await p.invoke({ function: 'mem64-c', mode: 'snapshot', snapshotId: diff.id, input, keep: false });
+  assert.equal(text(fromDiff.output), text(cold.output));
+  await rejectsWith(p.deleteSnapshot(full.id), 'THAW_SNAPSHOT_IN_USE');
+  await p.deleteSnapshot(diff.id);
+  await p.deleteSnapshot(full.id);
+});
+
+test('bad modules are refused at deploy with a clear error', async () => {
+  const { manifest } = readManifestFile(manifestPath('hello-c'));
+  await rejectsWith(p.deployFunction({ ...manifest, name: 'junk' }, Buffer.from('definitely not wasm')), 'THAW_MODULE_INVALID');
+  const hello = readFileSync(join(manifestPath('hello-c'), '..', 'build', 'hello.wasm'));
+  await rejectsWith(p.deployFunction({ ...manifest, name: 'nohandler', handler: 'does_not_exist' }, hello), 'THAW_HANDLER_MISSING');
+  await rejectsWith(p.deployFunction({ ...manifest, name: 'x', runtime: 'cobol' }, hello), 'THAW_RUNTIME_UNKNOWN');
+  await rejectsWith(p.deployFunction({ ...manifest, name: 'x', colour: 'blue' }, hello), 'THAW_CONFIG_INVALID');
+});
+
+test('unknown function, sandbox and snapshot ids are 404s', async () => {
+  await rejectsWith(p.invoke({ function: 'nope', mode: 'cold', input }), 'THAW_FUNCTION_NOT_FOUND');
+  await deployExample(p, 'hello-c');
+  await rejectsWith(p.invoke({ function: 'hello-c', mode: 'warm', sandboxId: 'sb-000000000000', input }), 'THAW_SANDBOX_NOT_FOUND');
+  await rejectsWith(p.invoke({ function: 'hello-c', mode: 'snapshot', snapshotId: 'snap-000000000000', input }), 'THAW_SNAPSHOT_NOT_FOUND');
+  await rejectsWith(p.invoke({ function: 'hello-c', mode: 'snapshot', snapshotId: '../../etc', input }), 'THAW_SNAPSHOT_NOT_FOUND');
+  await rejectsWith(p.deleteSandbox('sb-nope'), 'THAW_SANDBOX_NOT_FOUND');
+  await rejectsWith(p.invoke({ function: 'hello-c', mode: 'snapshot', strategy: 'teleport', input }), 'THAW_STRATEGY_UNKNOWN');
+});
+
+test('an input over the function limit is refused before any sandbox runs', async () => {
+  await deployExample(p, 'hello-c', { name: 'small-input', maxInputBytes: 8 });
+  await rejectsWith(p.invoke({ function: 'small-input', mode: 'cold', input: Buffer.alloc(9) }), 'THAW_INPUT_TOO_LARGE');
+  assert.equal((await p.listSandboxes()).filter((s) => s.function === 'small-input').length, 0);
+});
+
+test('a trap, a function error and memory exhaustion are reported; the daemon keeps serving', async () => {
+  await deployExample(p, 'faulty-c');
+  const cold = await p.invoke({ function: 'faulty-c', mode: 'cold', input: Buffer.from('echo') });
+  assert.equal(text(cold.output), 'echo');
+  const err = await rejectsWith(p.invoke({ function: 'faulty-c', mode: 'warm', sandboxId: cold.sandboxId, input: Buffer.from('trap') }), 'THAW_GUEST_TRAP');
+  assert.match(err.message, /unreachable/);
+  // A trapped sandbox is stopped: its state cannot be trusted.
+  await rejectsWith(p.invoke({ function: 'faulty-c', mode: 'warm', sandboxId: cold.sandboxId, input }), 'THAW_SANDBOX_NOT_FOUND');
+  const fail = await rejectsWith(p.invoke({ function: 'faulty-c', mode: 'cold', input: Buffer.from('fail') }), 'THAW_GUEST_ERROR');
+  assert.match(fail.message, /asked to fail/);
+  await rejectsWith(p.invoke({ function: 'faulty-c', mode: 'cold', input: Buffer.from('oom') }), 'THAW_GUEST_OOM');
+  const ok = await p.invoke({ function: 'faulty-c', mode: 'cold', input: Buffer.from('still here'), keep: false });
+  assert.equal(text(ok.output), 'still here');
+});
+
+test('a handler that runs past its timeout is killed and reported', async () => {
+  await deployExample(p, 'faulty-c', { name: 'slow', timeoutMs: 300 });
+  const err = await rejectsWith(p.invoke({ function: 'slow', mode: 'cold', input: Buffer.from('spin') }), 'THAW_TIMEOUT');
+  assert.match(err.message, /300 ms/);
+  const ok = await p.invoke({ function: 'slow', mode: 'cold', input: Buffer.from('after'), keep: false });
+  assert.equal(text(ok.output), 'after');
+});
+
+test('a sandbox host killed mid-invocation is reported as died and replaced', async () => {
+  await deployExample(p, 'faulty-c', { name: 'victim', timeoutMs: 10_000 });
+  const cold = await p.invoke({ function: 'victim', mode: 'cold', input: Buffer.from('x') });
+  const pid = (await p.listSandboxes()).find((s) => s.id === cold.sandboxId)!.hostPid;
+  const pending = p.invoke({ function: 'victim', mode: 'warm', sandboxId: cold.sandboxId, input: Buffer.from('spin') });
+  setTimeout(() => process.kill(pid, 'SIGKILL'), 150);
+  await rejectsWith(pending, 'THAW_SANDBOX_DIED');
+  const ok = await p.invoke({ function: 'victim', mode: 'cold', input: Buffer.from('next'), keep: false });
+  assert.equal(text(ok.output), 'next');
+});
+
+test('truncated or bit-flipped snapshots are refused by checksum and never used', async () => {
+  await deployExample(p, 'mem64-c');
+  const cold = await p.invoke({ function: 'mem64-c', mode: 'cold', input, keep: false });
+  void cold;
+  const sb = await p.bootSandbox('mem64-c');
+  const a = await p.createSnapshot({ sandboxId: sb.id });
+  const b = await p.createSnapshot({ sandboxId: sb.id });
+  const dataDir = join(p.functions.hostFunction('mem64-c').artefactPath, '..', '..', '..', 'snapshots');
+  const fd = openSync(join(dataDir, a.id, 'memory.img'), 'r+');
+  writeSync(fd, Buffer.from([0x5a]), 0, 1, 1 << 20);
+  closeSync(fd);
+  const err = await rejectsWith(p.invoke({ function: 'mem64-c', mode: 'snapshot', snapshotId: a.id, input }), 'THAW_SNAPSHOT_CORRUPT');
+  assert.match(err.message, /checksum/);
+  const state = join(dataDir, b.id, 'state.thaw');
+  truncateSync(state, statSync(state).size - 5);
+  await rejectsWith(p.invoke({ function: 'mem64-c', mode: 'snapshot', snapshotId: b.id, input }), 'THAW_SNAPSHOT_CORRUPT');
+  const ok = await p.invoke({ function: 'mem64-c', mode: 'warm', sandboxId: sb.id, input });
+  assert.ok(ok.output.length > 0);
+});
+
+test('a snapshot of an older module version is refused after a redeploy', async () => {
+  await deployExample(p, 'hello-c', { name: 'versioned' });
+  const sb = await p.bootSandbox('versioned');
+  const snap = await p.createSnapshot({ sandboxId: sb.id });
+  const { manifest } = readManifestFile(manifestPath('hello-as'));
+  const other = readFileSync(join(manifestPath('hello-as'), '..', 'build', 'hello.wasm'));
+  await p.deployFunction({ ...manifest, name: 'versioned' }, other);
+  assert.equal((await p.getSnapshot(snap.id)).current, false);
+  await rejectsWith(p.invoke({ function: 'versioned', mode: 'snapshot', snapshotId: snap.id, input }), 'THAW_SNAPSHOT_VERSION');
+  // Its sandbox ran the old version: warm invocations must not pick it up implicitly.
+  await rejectsWith(p.invoke({ function: 'versioned', mode: 'warm', input }), 'THAW_NO_WARM_SANDBOX');
+});
