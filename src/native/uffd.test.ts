@@ -86,14 +86,14 @@ test('uffdCreate() installs prefetch runs before they fault and stop({remaining:
   file.remove();
 });
 
-test('uffdCreate() serves a packed image through pread from a file offset', { skip }, () => {
+test('uffdCreate() serves a packed image straight from a mapping of the file, from a file offset', { skip }, () => {
   const pages = 16;
   const packed = patternBytes(9 * PAGE, 9); // page 0: header; then 8 data pages
   const file = tempFile(packed);
   const fd = openSync(file.path, 'r');
   const pageMap = new Int32Array(pages).map((_, i) => (i % 2 === 0 ? 7 - i / 2 : -1));
   const memory = new WebAssembly.Memory({ initial: 1 });
-  const server = uffdCreate(memory.buffer, 0, pages * PAGE, { fd, fileOffsetBytes: PAGE, pageMap, read: 'pread' });
+  const server = uffdCreate(memory.buffer, 0, pages * PAGE, { fd, fileOffsetBytes: PAGE, pageMap, read: 'mmap' });
   closeSync(fd);
   const bytes = new Uint8Array(memory.buffer);
   for (let g = 0; g < pages; g++) {
