@@ -497,17 +497,23 @@ static void decode_complete(napi_env env, napi_status status, void *data) {
  * The caller must not grow, remap or read the target range until the promise settles. */
 static napi_value decompress_async(napi_env env, napi_callback_info info, enum codec c) {
   napi_value argv[4], promise, name;
-  decode_job *j = malloc(sizeof *j);
-  if (!j) return throw_errno(env, ENOMEM, "malloc");
+  decode_job *j = calloc(1, sizeof *j);
+  if (!j) return throw_errno(env, ENOMEM, "calloc");
   if (!decode_args(env, info, c, j, argv)) { free(j); return NULL; }
-  if (napi_create_reference(env, argv[0], 1, &j->src_ref) != napi_ok ||
-      napi_create_reference(env, argv[1], 1, &j->dst_ref) != napi_ok ||
-      napi_create_promise(env, &j->deferred, &promise) != napi_ok ||
-      napi_create_string_utf8(env, "thaw:decode", NAPI_AUTO_LENGTH, &name) != napi_ok ||
-      napi_create_async_work(env, NULL, name, decode_execute, decode_complete, j, &j->work) != napi_ok ||
-      napi_queue_async_work(env, j->work) != napi_ok)
-    return throw_last_napi_error(env, "decompress async setup"); /* leaks j: setup failures are fatal-rare */
-  return promise;
+  if (napi_create_reference(env, argv[0], 1, &j->src_ref) == napi_ok &&
+      napi_create_reference(env, argv[1], 1, &j->dst_ref) == napi_ok &&
+      napi_create_string_utf8(env, "thaw:decode", NAPI_AUTO_LENGTH, &name) == napi_ok &&
+      napi_create_async_work(env, NULL, name, decode_execute, decode_complete, j, &j->work) == napi_ok &&
+      napi_create_promise(env, &j->deferred, &promise) == napi_ok &&
+      napi_queue_async_work(env, j->work) == napi_ok)
+    return promise;
+  /* Nothing was queued: undo what was set up (a created promise is simply never settled). */
+  throw_last_napi_error(env, "decompress async setup");
+  if (j->src_ref) napi_delete_reference(env, j->src_ref);
+  if (j->dst_ref) napi_delete_reference(env, j->dst_ref);
+  if (j->work) napi_delete_async_work(env, j->work);
+  free(j);
+  return NULL;
 }
 
 static napi_value lz4_decompress_async(napi_env env, napi_callback_info info) { return decompress_async(env, info, LZ4); }
