@@ -106,6 +106,8 @@ export interface ShellRestore {
 /** A Pyodide module instantiated ahead of time, waiting in loadPyodide for its snapshot. */
 export interface Shell {
   readonly binding: HostBinding;
+  /** Settles when the shell is instantiated and its memory pre-touched (for benchmarks and tests). */
+  readonly ready: Promise<void>;
   /** Completes the load from the snapshot; resolves to the restored Pyodide. */
   finish(restore: ShellRestore): Promise<PyodideLike>;
   /** Abandons the shell (its promise settles with an error nobody awaits). */
@@ -178,12 +180,33 @@ export async function loadFresh(binding: HostBinding): Promise<PyodideLike> {
   return (await loadPyodide(config as unknown as Parameters<typeof loadPyodide>[0])) as unknown as PyodideLike;
 }
 
+/** Size of a 4 KiB host page, the unit the kernel faults in. */
+const HOST_PAGE_BYTES = 4096;
+
+/**
+ * Grows `memory` to at least `sizeBytes` and writes every 4 KiB page once, so later copies into it
+ * run at memcpy speed instead of paying a fresh page fault per page (DESIGN.md section 1). Pages keep
+ * their contents; grown pages stay zero.
+ */
+function pretouch(mod: PyodideModule, sizeBytes: number): void {
+  const memory = moduleMemory(mod);
+  if (memory.buffer.byteLength < sizeBytes) mod.growMemory(sizeBytes);
+  const bytes = new Uint8Array(memory.buffer);
+  for (let i = 0; i < bytes.byteLength; i += HOST_PAGE_BYTES) bytes[i] = bytes[i] ?? 0;
+}
+
 /**
  * Starts a shell: runs loadPyodide up to the point where it would copy a snapshot into memory, and
- * parks there. The instantiation and Emscripten start-up (most of a restore's cost) happen now.
+ * parks there; instantiation and Emscripten start-up (most of a restore's cost) happen now.
+ * `pretouchBytes`: memory the shell grows to and touches while it waits (0 = only its initial
+ * memory); a snapshot larger than that grows the rest at restore, with fresh page faults.
  */
-export function startShell(): Shell {
+export function startShell(pretouchBytes = 0): Shell {
   const binding = detachedBinding();
+  let markReady: () => void = () => undefined;
+  const ready = new Promise<void>((resolve) => {
+    markReady = resolve;
+  });
   let resolveRestore: (r: ShellRestore) => void = () => undefined;
   let rejectRestore: (e: unknown) => void = () => undefined;
   const restoreGiven = new Promise<ShellRestore>((resolve, reject) => {
@@ -191,6 +214,8 @@ export function startShell(): Shell {
     rejectRestore = reject;
   });
   const onCreated = async (mod: PyodideModule): Promise<void> => {
+    pretouch(mod, pretouchBytes);
+    markReady();
     const given = await restoreGiven;
     const api = mod.API;
     if (given.buildId !== api.config.BUILD_ID) {
@@ -218,9 +243,10 @@ export function startShell(): Shell {
   const loaded = warmPyodideProcess().then(
     async () => (await loadPyodide(config as unknown as Parameters<typeof loadPyodide>[0])) as unknown as PyodideLike,
   );
-  loaded.catch(() => undefined);
+  loaded.catch(() => markReady());
   return {
     binding,
+    ready,
     finish: (restore) => {
       resolveRestore(restore);
       return loaded;

@@ -168,6 +168,14 @@ function parseState(fn: FunctionParams, state: GuestState): PythonRuntimeState {
   return st;
 }
 
+/**
+ * Memory a prepared shell pre-touches: the function's limit, capped at 64 MiB so an idle
+ * pre-spawned host does not pin its whole limit (Pyodide's heap starts at 30 MiB).
+ */
+export function shellPretouchBytes(fn: FunctionParams): number {
+  return Math.min(fn.memoryMiB, 64) * 1024 * 1024;
+}
+
 /** The python runtime's guest side. */
 export const pythonAdapter: RuntimeAdapter<PythonPrepared> = {
   id: 'python',
@@ -185,7 +193,7 @@ export const pythonAdapter: RuntimeAdapter<PythonPrepared> = {
       throw new ThawError('THAW_FUNCTION_NOT_FOUND', { name: fn.name }, { cause: err });
     }
     await warmPyodideProcess();
-    return { fn, source, shells: [startShell()] };
+    return { fn, source, shells: [startShell(shellPretouchBytes(fn))] };
   },
 
   /** Cold-boots Pyodide and installs the runtime module; the handler's init runs in init(). */
