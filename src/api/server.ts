@@ -39,7 +39,7 @@ export async function buildServer(api: ThawApi, params: Pick<ServerParams, 'host
   for (const s of sharedSchemas) app.addSchema(s);
   app.setErrorHandler(errorHandler);
   app.setNotFoundHandler((req, reply) => {
-    errorHandler(new ThawError('THAW_REQUEST_INVALID', { detail: `no route ${req.method} ${req.url}` }), req, reply.status(404));
+    errorHandler(new ThawError('THAW_ROUTE_NOT_FOUND', { method: req.method, url: req.url }), req, reply);
   });
 
   if (params.token) {

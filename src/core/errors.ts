@@ -12,6 +12,7 @@ export const ERRORS = {
   // config and requests
   THAW_CONFIG_INVALID: { status: 400, message: 'invalid configuration: {detail}' },
   THAW_REQUEST_INVALID: { status: 400, message: 'invalid request: {detail}' },
+  THAW_ROUTE_NOT_FOUND: { status: 404, message: 'no route {method} {url}' },
   THAW_UNAUTHORIZED: { status: 401, message: 'a valid bearer token is required' },
   // functions
   THAW_FUNCTION_NOT_FOUND: { status: 404, message: "function '{name}' not found" },

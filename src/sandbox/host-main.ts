@@ -109,7 +109,9 @@ async function handle(req: HostRequest): Promise<unknown> {
     case 'invoke': {
       const s = sandbox(req.sandboxId);
       const t0 = performance.now();
-      const output = await s.guest.invoke(req.input);
+      // IPC may hand a Buffer over; guests get a plain Uint8Array view of the same bytes.
+      const input = new Uint8Array(req.input.buffer, req.input.byteOffset, req.input.byteLength);
+      const output = await s.guest.invoke(input);
       return { timings: { handlerMs: since(t0) }, output, memoryBytes: s.guest.memory.buffer.byteLength } satisfies InvokeResult;
     }
     case 'snapshot': {
