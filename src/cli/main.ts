@@ -52,6 +52,7 @@ program.command('invoke <function>')
   .option('--strategy <id>', 'snapshot: restore strategy', 'eager')
   .option('--no-keep', 'stop the sandbox after the invocation')
   .option('--json', 'print the whole result (output, timings) as JSON')
+  .option('--snapshot-after', 'snapshot the sandbox after the invocation (prints its id)')
   .action((name: string, o) => runInvoke(g(), name, o));
 
 const sbs = program.command('sandboxes').alias('sb').description('boot, list and stop sandboxes');

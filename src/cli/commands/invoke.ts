@@ -16,6 +16,7 @@ interface InvokeOptions {
   strategy: string;
   keep: boolean;
   json?: boolean;
+  snapshotAfter?: boolean;
 }
 
 export function runInvoke(g: GlobalOptions, fn: string, o: InvokeOptions): Promise<void> {
@@ -28,10 +29,14 @@ export function runInvoke(g: GlobalOptions, fn: string, o: InvokeOptions): Promi
       ...(o.snapshot !== undefined && { snapshotId: o.snapshot }),
       ...(o.mode === 'snapshot' && { strategy: o.strategy }),
     });
-    if (o.json) return printJson(invocationToWire(r));
+    // One-shot runs have no daemon to keep the sandbox: --snapshot-after snapshots it before exit.
+    const snap = o.snapshotAfter && r.kept ? await api.createSnapshot({ sandboxId: r.sandboxId }) : undefined;
+    if (o.snapshotAfter && !r.kept) throw new ThawError('THAW_REQUEST_INVALID', { detail: '--snapshot-after needs the sandbox kept (drop --no-keep)' });
+    if (o.json) return printJson({ ...invocationToWire(r), ...(snap && { snapshot: snap }) });
     process.stdout.write(r.output);
     if (r.output.length > 0 && r.output[r.output.length - 1] !== 10) process.stdout.write('\n');
     const t = Object.entries(r.timings).map(([k, v]) => `${k}=${v}`).join(' ');
     process.stderr.write(`[${r.mode}${r.snapshotId ? ` ${r.snapshotId}/${r.strategy}` : ''}] sandbox=${r.sandboxId} ${t}\n`);
+    if (snap) process.stderr.write(`snapshot ${snap.id} taken (${(snap.diskBytes / 2 ** 20).toFixed(2)} MiB on disk)\n`);
   });
 }

@@ -1,0 +1,70 @@
+// The `thaw` command as a user runs it: one-shot in-process commands, and the same flow
+// against a daemon started with `thaw daemon --port 0`.
+
+import { test, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn, spawnSync } from 'node:child_process';
+import { once } from 'node:events';
+import { CLI, manifestPath, tempDataDir } from './helpers.js';
+
+function thaw(args: string[]): { code: number | null; stdout: string; stderr: string } {
+  const r = spawnSync(process.execPath, [CLI, ...args], { encoding: 'utf8', timeout: 120_000 });
+  return { code: r.status, stdout: r.stdout, stderr: r.stderr };
+}
+
+test('one-shot: deploy, cold invoke with --snapshot-after, snapshot restore, and errors as code: message', () => {
+  const d = ['--data-dir', tempDataDir()];
+  const dep = thaw([...d, 'deploy', manifestPath('hello-c')]);
+  assert.equal(dep.code, 0, dep.stderr);
+  assert.equal(JSON.parse(dep.stdout).name, 'hello-c');
+  const cold = thaw([...d, 'invoke', 'hello-c', '--mode', 'cold', '-d', 'cli', '--json', '--snapshot-after']);
+  assert.equal(cold.code, 0, cold.stderr);
+  const c = JSON.parse(cold.stdout);
+  assert.equal(c.output, 'hello, cli');
+  assert.match(c.snapshot.id, /^snap-/);
+  const restored = thaw([...d, 'invoke', 'hello-c', '--mode', 'snapshot', '--snapshot', c.snapshot.id, '-d', 'cli']);
+  assert.equal(restored.code, 0, restored.stderr);
+  assert.equal(restored.stdout, 'hello, cli\n');
+  assert.match(restored.stderr, /restoreMs=/);
+  assert.match(thaw([...d, 'snapshots', 'list']).stdout, new RegExp(c.snapshot.id));
+  const missing = thaw([...d, 'invoke', 'nope', '-d', 'x']);
+  assert.equal(missing.code, 1);
+  assert.match(missing.stderr, /^THAW_FUNCTION_NOT_FOUND: function 'nope' not found/);
+  assert.equal(thaw([...d, 'invoke', 'hello-c', '--mode', 'sideways']).code, 2);
+  const warm = thaw([...d, 'invoke', 'hello-c', '--mode', 'warm']);
+  assert.equal(warm.code, 1);
+  assert.match(warm.stderr, /THAW_NO_WARM_SANDBOX/);
+});
+
+test('daemon: deploy -> cold -> snapshot -> restore -> warm through the CLI with --daemon', async () => {
+  const daemon = spawn(process.execPath, [CLI, '--data-dir', tempDataDir(), 'daemon', '--port', '0', '--log-level', 'warn'], { stdio: ['ignore', 'pipe', 'inherit'] });
+  after(() => daemon.kill('SIGKILL'));
+  let out = '';
+  daemon.stdout.setEncoding('utf8');
+  while (!/listening on (\S+)/.test(out)) {
+    const [chunk] = (await once(daemon.stdout, 'data')) as [string];
+    out += chunk;
+  }
+  const url = /listening on (\S+)/.exec(out)![1]!;
+  const run = (...args: string[]): string => {
+    const r = thaw(['--daemon', url, ...args]);
+    assert.equal(r.code, 0, `${args.join(' ')}: ${r.stderr}`);
+    return r.stdout;
+  };
+  run('deploy', manifestPath('hello-c'));
+  const cold = JSON.parse(run('invoke', 'hello-c', '--mode', 'cold', '-d', 'daemon', '--json'));
+  assert.equal(cold.output, 'hello, daemon');
+  const snap = JSON.parse(run('snapshots', 'create', cold.sandboxId));
+  const restored = JSON.parse(run('invoke', 'hello-c', '--mode', 'snapshot', '--snapshot', snap.id, '-d', 'daemon', '--json'));
+  const warm = JSON.parse(run('invoke', 'hello-c', '--mode', 'warm', '--sandbox', cold.sandboxId, '-d', 'daemon', '--json'));
+  assert.equal(restored.output, cold.output);
+  assert.equal(warm.output, cold.output);
+  assert.match(run('sandboxes', 'list'), new RegExp(cold.sandboxId));
+  run('sandboxes', 'delete', cold.sandboxId);
+  const gone = thaw(['--daemon', url, 'invoke', 'hello-c', '--mode', 'warm', '--sandbox', cold.sandboxId]);
+  assert.equal(gone.code, 1);
+  assert.match(gone.stderr, /THAW_SANDBOX_NOT_FOUND/);
+  daemon.kill('SIGTERM');
+  const [code] = await once(daemon, 'exit');
+  assert.equal(code, 0);
+});
