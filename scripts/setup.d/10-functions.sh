@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Builds the example functions into functions/<name>/build/, skipping those already up to date:
+# C functions with clang (wasm32-wasi reactors), AssemblyScript ones with the asc devDependency.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+
+# up_to_date OUT SRC...: true when OUT exists and is newer than every SRC.
+up_to_date() {
+  local out="$1"; shift
+  [ -e "$out" ] || return 1
+  for src in "$@"; do [ "$out" -nt "$src" ] || return 1; done
+}
+
+build_c() { # build_c DIR NAME: DIR/NAME.c -> DIR/build/NAME.wasm
+  local dir="functions/$1" out="functions/$1/build/$2.wasm"
+  up_to_date "$out" "$dir"/*.c "$dir"/*.h && return 0
+  echo "setup: building $out"
+  mkdir -p "$dir/build"
+  clang --target=wasm32-wasi -O2 -mexec-model=reactor -o "$out" "$dir/$2.c"
+}
+
+build_as() { # build_as DIR NAME: DIR/assembly/index.ts -> DIR/build/NAME.wasm
+  local dir="functions/$1" out="functions/$1/build/$2.wasm"
+  up_to_date "$out" "$dir"/assembly/*.ts && return 0
+  echo "setup: building $out"
+  mkdir -p "$dir/build"
+  # The stub runtime and our own abort keep the module's imports inside the Thaw ABI (thaw.*).
+  node_modules/.bin/asc "$dir/assembly/index.ts" --runtime stub --use "abort=$dir/assembly/index/thawAbort" -O3 -o "$out"
+}
+
+build_c hello-c hello
+build_c mem64-c mem64
+build_c faulty-c faulty
+build_as hello-as hello
