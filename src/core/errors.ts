@@ -18,6 +18,7 @@ export const ERRORS = {
   THAW_FUNCTION_NOT_FOUND: { status: 404, message: "function '{name}' not found" },
   THAW_FUNCTION_EXISTS: { status: 409, message: "function '{name}' already exists" },
   THAW_MODULE_INVALID: { status: 400, message: 'module is not valid WebAssembly: {detail}' },
+  THAW_SOURCE_INVALID: { status: 400, message: 'handler source is invalid: {detail}' },
   THAW_MODULE_NOT_WASI: { status: 400, message: 'module is not a WASI preview1 module: {detail}' },
   THAW_HANDLER_MISSING: { status: 400, message: "handler '{handler}' is not exported by the {what}" },
   THAW_RUNTIME_UNKNOWN: { status: 400, message: "unknown runtime '{runtime}' (expected wasi or python)" },

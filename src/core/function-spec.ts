@@ -77,7 +77,8 @@ export function parseFunctionConfig(raw: unknown, resolvePath: (p: string) => st
     name,
     runtime,
     artefactPath: resolvePath(artefact as string),
-    memoryMiB: int('memoryMiB', runtime === 'wasi' ? 256 : 512, 1, 4096),
+    // Pyodide's own heap starts at about 30 MiB: a smaller python sandbox cannot boot.
+    memoryMiB: int('memoryMiB', runtime === 'wasi' ? 256 : 512, runtime === 'wasi' ? 1 : 48, 4096),
     handler: handler as string,
     timeoutMs: int('timeoutMs', 30_000, 1, 15 * 60_000),
     maxInputBytes: int('maxInputBytes', 6 * 1024 * 1024, 0, 1024 * 1024 * 1024),

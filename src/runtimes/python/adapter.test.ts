@@ -184,9 +184,9 @@ describe('pythonAdapter objects and failures', () => {
     await assert.rejects(guest.invoke(enc('oom')), { code: 'THAW_GUEST_OOM' });
   });
 
-  it('init() reports a syntax error as THAW_MODULE_INVALID and a missing handler as THAW_HANDLER_MISSING', async () => {
+  it('init() reports a syntax error as THAW_SOURCE_INVALID and a missing handler as THAW_HANDLER_MISSING', async () => {
     const bad = await pythonAdapter.boot({ ...prepared, source: 'def handler(:\n  pass\n' }, context());
-    await assert.rejects(bad.init(), { code: 'THAW_MODULE_INVALID' });
+    await assert.rejects(bad.init(), { code: 'THAW_SOURCE_INVALID' });
     const none = await pythonAdapter.boot({ ...prepared, source: 'x = 1\n' }, context());
     await assert.rejects(none.init(), { code: 'THAW_HANDLER_MISSING' });
   });

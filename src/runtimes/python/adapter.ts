@@ -85,7 +85,7 @@ function callRuntime(py: PyodideLike, name: string, args: unknown[]): [number, u
 
 /** Turns a (status, payload) failure from the Python side into a catalogue error. */
 function guestFailure(fn: FunctionParams, status: number, payload: unknown): ThawError {
-  if (status === STATUS.SYNTAX) return new ThawError('THAW_MODULE_INVALID', { detail: `handler.py ${String(payload)}` });
+  if (status === STATUS.SYNTAX) return new ThawError('THAW_SOURCE_INVALID', { detail: `handler.py ${String(payload)}` });
   if (status === STATUS.HANDLER_MISSING) {
     return new ThawError('THAW_HANDLER_MISSING', { handler: fn.handler, what: 'Python module' });
   }

@@ -25,16 +25,16 @@ describe('pythonDeployer', () => {
     assert.equal(out.facts.syntaxChecked, true);
   });
 
-  it('deploy() rejects a syntax error with THAW_MODULE_INVALID naming the line', async () => {
+  it('deploy() rejects a syntax error with THAW_SOURCE_INVALID naming the line', async () => {
     await assert.rejects(pythonDeployer.deploy(fn, enc('x = 1\ndef handler(event, context)\n    return 1\n')), (err: unknown) => {
-      assert.equal((err as { code?: string }).code, 'THAW_MODULE_INVALID');
+      assert.equal((err as { code?: string }).code, 'THAW_SOURCE_INVALID');
       assert.match((err as Error).message, /line 2/);
       return true;
     });
   });
 
-  it('deploy() rejects bytes that are not UTF-8 with THAW_MODULE_INVALID', async () => {
-    await assert.rejects(pythonDeployer.deploy(fn, new Uint8Array([0x64, 0x65, 0x66, 0xff, 0xfe])), { code: 'THAW_MODULE_INVALID' });
+  it('deploy() rejects bytes that are not UTF-8 with THAW_SOURCE_INVALID', async () => {
+    await assert.rejects(pythonDeployer.deploy(fn, new Uint8Array([0x64, 0x65, 0x66, 0xff, 0xfe])), { code: 'THAW_SOURCE_INVALID' });
   });
 
   it('deploy() rejects a source without a top-level def of the handler with THAW_HANDLER_MISSING', async () => {

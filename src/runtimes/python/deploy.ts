@@ -14,7 +14,7 @@ export interface PythonDeployerOptions {
   /**
    * Compile the source with Pyodide at deploy (exact syntax errors, line numbers). Costs one
    * Pyodide load (~2 s) per daemon process, then about a millisecond per deploy. When false,
-   * a syntax error surfaces at the guest's init as THAW_MODULE_INVALID.
+   * a syntax error surfaces at the guest's init as THAW_SOURCE_INVALID.
    */
   readonly checkSyntax: boolean;
 }
@@ -47,7 +47,7 @@ export function definesHandler(source: string, handler: string): boolean {
 
 /**
  * Builds a python deployer.
- * deploy() throws THAW_MODULE_INVALID (not UTF-8, or a syntax error) and THAW_HANDLER_MISSING.
+ * deploy() throws THAW_SOURCE_INVALID (not UTF-8, or a syntax error) and THAW_HANDLER_MISSING.
  */
 export function createPythonDeployer(options: PythonDeployerOptions): RuntimeDeployer {
   return {
@@ -57,9 +57,9 @@ export function createPythonDeployer(options: PythonDeployerOptions): RuntimeDep
       try {
         text = new TextDecoder('utf-8', { fatal: true, ignoreBOM: false }).decode(source);
       } catch (err: unknown) {
-        throw new ThawError('THAW_MODULE_INVALID', { detail: 'handler source is not UTF-8 text' }, { cause: err });
+        throw new ThawError('THAW_SOURCE_INVALID', { detail: 'not UTF-8 text' }, { cause: err });
       }
-      if (text.includes('\0')) throw new ThawError('THAW_MODULE_INVALID', { detail: 'handler source contains NUL bytes' });
+      if (text.includes('\0')) throw new ThawError('THAW_SOURCE_INVALID', { detail: 'contains NUL bytes' });
       if (options.checkSyntax) {
         let message: string;
         try {
@@ -67,7 +67,7 @@ export function createPythonDeployer(options: PythonDeployerOptions): RuntimeDep
         } catch (err: unknown) {
           throw toThawError(err);
         }
-        if (message) throw new ThawError('THAW_MODULE_INVALID', { detail: `handler.py ${message}` });
+        if (message) throw new ThawError('THAW_SOURCE_INVALID', { detail: `handler.py ${message}` });
       }
       if (!definesHandler(text, fn.handler)) {
         throw new ThawError('THAW_HANDLER_MISSING', { handler: fn.handler, what: 'Python source (no top-level def)' });
