@@ -186,12 +186,18 @@ static napi_value range_call(napi_env env, napi_callback_info info, const char *
   if (which == 0) rc = thaw_map_anon(s.base, s.len);
   if (which == 1) rc = thaw_madvise_dontneed(s.base, s.len);
   if (which == 2) thaw_touch_pages(s.base, s.len, a->page);
-  return rc ? throw_errno(env, -rc, which == 0 ? "mmap(MAP_ANONYMOUS)" : "madvise(MADV_DONTNEED)") : undefined(env);
+  if (which == 3) rc = thaw_madvise_hugepage(s.base, s.len);
+  if (which == 4) rc = thaw_madvise_populate_write(s.base, s.len);
+  static const char *const calls[] = { "mmap(MAP_ANONYMOUS)", "madvise(MADV_DONTNEED)", "", "madvise(MADV_HUGEPAGE)",
+                                       "madvise(MADV_POPULATE_WRITE)" };
+  return rc ? throw_errno(env, -rc, calls[which]) : undefined(env);
 }
 
 static napi_value map_anonymous(napi_env env, napi_callback_info info) { return range_call(env, info, "mapAnonymous", 0); }
 static napi_value madvise_dontneed(napi_env env, napi_callback_info info) { return range_call(env, info, "madviseDontneed", 1); }
 static napi_value touch_pages(napi_env env, napi_callback_info info) { return range_call(env, info, "touchPages", 2); }
+static napi_value madvise_hugepage(napi_env env, napi_callback_info info) { return range_call(env, info, "madviseHugepage", 3); }
+static napi_value madvise_populate_write(napi_env env, napi_callback_info info) { return range_call(env, info, "madvisePopulateWrite", 4); }
 
 /* copyInto(target, targetOffsetBytes, source): memcpy of all of source; returns bytes copied. */
 static napi_value copy_into(napi_env env, napi_callback_info info) {
@@ -534,7 +540,8 @@ NAPI_MODULE_INIT(/* napi_env env, napi_value exports */) {
   napi_property_descriptor fns[] = {
 #define FN(name, cb) { name, NULL, cb, NULL, NULL, NULL, napi_enumerable, NULL }
     FN("pageSize", page_size), FN("mapFile", map_file), FN("mapAnonymous", map_anonymous),
-    FN("madviseDontneed", madvise_dontneed), FN("touchPages", touch_pages), FN("copyInto", copy_into),
+    FN("madviseDontneed", madvise_dontneed), FN("touchPages", touch_pages), FN("madviseHugepage", madvise_hugepage),
+    FN("madvisePopulateWrite", madvise_populate_write), FN("copyInto", copy_into),
     FN("mincore", mincore_), FN("fadvise", fadvise), FN("readDirect", read_direct),
     FN("pageFaultCounts", page_fault_counts), FN("uffdCreate", uffd_create),
     FN("uffdWaitPrefetch", uffd_wait_prefetch), FN("uffdStop", uffd_stop),

@@ -31,6 +31,8 @@ interface Addon {
   mapAnonymous(buffer: ArrayBuffer, offset: number, length: number): void;
   madviseDontneed(buffer: ArrayBuffer, offset: number, length: number): void;
   touchPages(buffer: ArrayBuffer, offset: number, length: number): void;
+  madviseHugepage(buffer: ArrayBuffer, offset: number, length: number): void;
+  madvisePopulateWrite(buffer: ArrayBuffer, offset: number, length: number): void;
   copyInto(target: ArrayBuffer, targetOffset: number, source: Bytes): number;
   mincore(fd: number, length: number): Uint8Array;
   fadvise(fd: number, offset: number, length: number, advice: FadviseAdvice): void;
@@ -136,6 +138,22 @@ export function madviseDontneed(memory: ArrayBuffer, offsetBytes: number, length
 /** Writes one byte per page (the byte already there) so every page of the range is resident and writable. Throws THAW_INTERNAL. */
 export function touchPages(memory: ArrayBuffer, offsetBytes: number, lengthBytes: number): void {
   call('touchPages', memory, offsetBytes, lengthBytes);
+}
+
+/**
+ * madvise(MADV_HUGEPAGE) over a page-aligned range: with THP in "madvise" mode, later faults
+ * install 2 MiB pages (one fault per 512 small pages). Throws THAW_INTERNAL (EINVAL without THP).
+ */
+export function madviseHugepage(memory: ArrayBuffer, offsetBytes: number, lengthBytes: number): void {
+  call('madviseHugepage', memory, offsetBytes, lengthBytes);
+}
+
+/**
+ * madvise(MADV_POPULATE_WRITE) over a page-aligned range: faults every page in, writable, in one
+ * call (Linux 5.14+), contents unchanged. Throws THAW_INTERNAL (EINVAL on older kernels).
+ */
+export function madvisePopulateWrite(memory: ArrayBuffer, offsetBytes: number, lengthBytes: number): void {
+  call('madvisePopulateWrite', memory, offsetBytes, lengthBytes);
 }
 
 /** Copies all of `source` into `target` at `targetOffsetBytes` (memcpy; no alignment needed). Returns the bytes copied. Throws THAW_INTERNAL. */
