@@ -330,8 +330,10 @@ class WasiGuest implements GuestInstance {
     return r;
   }
 
+  /** Objects are reachable from init too (to load data a snapshot then keeps); only invocations cache them. */
   private objectValue(key: string): Uint8Array | undefined {
-    const r = this.currentRequest('object access');
+    const r = this.request;
+    if (r === undefined) return this.ctx.objects.get(key);
     if (!r.objects.has(key)) r.objects.set(key, this.ctx.objects.get(key));
     return r.objects.get(key);
   }
@@ -375,7 +377,7 @@ class WasiGuest implements GuestInstance {
       object_write: (keyPtr, keyLen, valPtr, valLen) => {
         const key = this.keyAt(keyPtr as number, keyLen as number, 'thaw.object_write');
         const value = this.bytesAt(valPtr as number, valLen as number, 'thaw.object_write').slice();
-        this.currentRequest('thaw.object_write').objects.set(key, value);
+        this.request?.objects.set(key, value);
         this.ctx.objects.put(key, value);
         return 0;
       },
