@@ -9,7 +9,7 @@ import { after, describe, it } from 'node:test';
 import { ThawError } from '../../core/errors.js';
 import type { SyncObjectStore } from '../../store/object-store.js';
 import type { GuestContext, GuestInstance, MemoryImage } from '../runtime.js';
-import { exampleFunction, needsBuild, type ExampleFunction } from './_wasm-fixtures.js';
+import { I32, exampleFunction, moduleOf, name, needsBuild, section, typeSection, type ExampleFunction } from './_wasm-fixtures.js';
 import { wasiAdapter, type WasiPrepared } from './adapter.js';
 import { wasiDeployer } from './deploy.js';
 
@@ -58,7 +58,7 @@ function context(limitMiB: number): GuestContext & { objects: InMemoryObjectStor
 }
 
 /** Deploys an example like the daemon would and prepares the stored artefact. */
-async function prepared(example: ExampleFunction): Promise<WasiPrepared> {
+async function prepared(example: Pick<ExampleFunction, 'fn' | 'bytes'>): Promise<WasiPrepared> {
   const artefact = await wasiDeployer.deploy(example.fn, example.bytes());
   const path = join(workDir, `${example.fn.name}-${artefact.fileName}`);
   writeFileSync(path, artefact.bytes);
@@ -166,5 +166,23 @@ describe('wasiAdapter', () => {
     await rejectsWith(wasiAdapter.restore(prep, { runtime: { globals: {}, memoryBytes: image.byteLength } }, image, ctx), 'THAW_SNAPSHOT_CORRUPT', /lacks global 'thaw:global:0'/);
     await rejectsWith(wasiAdapter.restore(prep, { runtime: { globals: { 'thaw:global:0': '1' }, memoryBytes: 65_536 } }, image, ctx), 'THAW_SNAPSHOT_CORRUPT', /image holds/);
     await rejectsWith(wasiAdapter.restore(prep, { runtime: null }, image, ctx), 'THAW_SNAPSHOT_CORRUPT');
+  });
+
+  it('captureState() and restore() keep i64 and f64 globals exactly', async () => {
+    // A module with a mutable i64 global and a mutable f64 global, both 0, and a trivial handler.
+    const bytes = moduleOf(
+      typeSection([[], [I32]]), section(3, [1, 0]), section(5, [1, 0, 1]),
+      section(6, [2, 0x7e, 1, 0x42, 0, 0x0b, 0x7c, 1, 0x44, 0, 0, 0, 0, 0, 0, 0, 0, 0x0b]),
+      section(7, [1], name('handle'), [0, 0]), section(10, [1], [4, 0, 0x41, 0, 0x0b]),
+    );
+    const example = { fn: { ...helloC.fn, name: 'globals', artefactPath: '' }, bytes: () => bytes };
+    const prep = await prepared(example);
+    const booted = await wasiAdapter.boot(prep, context(1));
+    assert.deepEqual(booted.captureState(), { runtime: { globals: { 'thaw:global:0': '0', 'thaw:global:1': '0' }, memoryBytes: 65_536 } });
+    for (const [i64, f64] of [['-9007199254740993', '-0'], ['9223372036854775807', '0.1'], ['1', 'NaN'], ['2', '-Infinity']]) {
+      const state = { runtime: { globals: { 'thaw:global:0': i64, 'thaw:global:1': f64 }, memoryBytes: 65_536 } };
+      const restored = await wasiAdapter.restore(prep, state, new CopiedMemoryImageDouble(new Uint8Array(65_536)), context(1));
+      assert.deepEqual(restored.captureState(), state);
+    }
   });
 });
