@@ -85,6 +85,19 @@ export class HttpClient implements ThawApi {
     const { output, outputBase64, ...rest } = wire;
     return { ...rest, output: output !== undefined ? Buffer.from(output, 'utf8') : Buffer.from(outputBase64 ?? '', 'base64') };
   }
+  putObject(key: string, value: Uint8Array): Promise<void> {
+    return this.call('PUT', `/v1/objects/${encodeURIComponent(key)}`, undefined, value);
+  }
+  async getObject(key: string): Promise<Uint8Array> {
+    const wire = await this.call<{ valueBase64: string }>('GET', `/v1/objects/${encodeURIComponent(key)}`);
+    return Buffer.from(wire.valueBase64, 'base64');
+  }
+  deleteObject(key: string): Promise<void> {
+    return this.call('DELETE', `/v1/objects/${encodeURIComponent(key)}`);
+  }
+  async listObjects(prefix?: string): Promise<string[]> {
+    return (await this.call<{ keys: string[] }>('GET', `/v1/objects${prefix ? `?prefix=${encodeURIComponent(prefix)}` : ''}`)).keys;
+  }
   async close(): Promise<void> {}
 }
 

@@ -137,10 +137,40 @@ export function registerRoutes(app: FastifyInstance, api: ThawApi): void {
       return reply.status(204).send();
     });
 
-  // ---- invocations: the request body is the function's input, as raw bytes of any type.
+  // ---- objects
+  const keyParam = { type: 'object', required: ['key'], properties: { key: { type: 'string', minLength: 1, maxLength: 512 } } } as const;
+  app.get<{ Querystring: { prefix?: string } }>('/v1/objects', {
+    schema: {
+      summary: 'List object keys', tags: ['objects'],
+      querystring: { type: 'object', additionalProperties: false, properties: { prefix: { type: 'string' } } },
+      response: { 200: { type: 'object', properties: { keys: { type: 'array', items: { type: 'string' } } } }, ...errors },
+    },
+  }, async (req) => ({ keys: await api.listObjects(req.query.prefix) }));
+  app.get<{ Params: { key: string } }>('/v1/objects/:key', {
+    schema: {
+      summary: 'Read an object', tags: ['objects'], params: keyParam,
+      response: { 200: { type: 'object', properties: { key: { type: 'string' }, sizeBytes: { type: 'integer' }, valueBase64: { type: 'string' } } }, ...errors },
+    },
+  }, async (req) => {
+    const value = await api.getObject(req.params.key);
+    return { key: req.params.key, sizeBytes: value.length, valueBase64: Buffer.from(value).toString('base64') };
+  });
+  app.delete<{ Params: { key: string } }>('/v1/objects/:key', { schema: { summary: 'Delete an object', tags: ['objects'], params: keyParam, response: { 204: { type: 'null' }, ...errors } } },
+    async (req, reply) => {
+      await api.deleteObject(req.params.key);
+      return reply.status(204).send();
+    });
+
+  // ---- raw bodies: invocation inputs and object values, as bytes of any content type.
   void app.register(async (raw) => {
     raw.removeAllContentTypeParsers();
     raw.addContentTypeParser('*', { parseAs: 'buffer', bodyLimit: 1024 * 1024 * 1024 }, (_req, body, done) => done(null, body));
+    raw.put<{ Params: { key: string }; Body: Buffer | undefined }>('/v1/objects/:key', {
+      schema: { summary: 'Write an object (the request body is its value)', tags: ['objects'], params: keyParam, response: { 204: { type: 'null' }, ...errors } },
+    }, async (req, reply) => {
+      await api.putObject(req.params.key, req.body ?? new Uint8Array(0));
+      return reply.status(204).send();
+    });
     raw.post<{ Params: { name: string }; Querystring: { mode?: InvokeMode; sandbox?: string; snapshot?: string; strategy?: string; keep?: boolean }; Body: Buffer | undefined }>(
       '/v1/functions/:name/invocations',
       {

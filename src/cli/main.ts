@@ -8,6 +8,7 @@ import { runDaemon } from './commands/daemon.js';
 import { runDemo } from './commands/demo.js';
 import * as fn from './commands/functions.js';
 import { runInvoke } from './commands/invoke.js';
+import * as obj from './commands/objects.js';
 import * as sb from './commands/sandboxes.js';
 import * as snap from './commands/snapshots.js';
 import type { GlobalOptions } from './context.js';
@@ -69,6 +70,13 @@ snaps.command('create <sandbox>')
 snaps.command('list').option('--function <name>', 'only this function').description('list snapshots').action((o) => snap.list(g(), o));
 snaps.command('get <id>').description('show a snapshot').action((id: string) => snap.get(g(), id));
 snaps.command('delete <id>').description('delete a snapshot').action((id: string) => snap.remove(g(), id));
+
+const objs = program.command('objects').alias('obj').description('read and write the objects functions use');
+objs.command('put <key>').option('-d, --data <text>', 'value as text').option('-f, --data-file <path>', 'value from a file (- for stdin)')
+  .description('write an object').action((k: string, o) => obj.put(g(), k, o));
+objs.command('get <key>').description('print an object').action((k: string) => obj.get(g(), k));
+objs.command('list').option('--prefix <prefix>', 'only keys starting with it').description('list object keys').action((o) => obj.list(g(), o));
+objs.command('delete <key>').description('delete an object').action((k: string) => obj.remove(g(), k));
 
 program.command('demo')
   .description('deploy the example functions and print cold boot vs snapshot restore vs warm')

@@ -5,6 +5,7 @@ import { homedir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { ThawError } from './errors.js';
 import type { ObjectStoreConfig } from '../store/object-store.js';
+import { parseObjectStoreConfig } from '../store/open-store.js';
 
 export interface DaemonConfig {
   dataDir?: string | undefined;
@@ -54,7 +55,7 @@ export function parseDaemonConfig(cfg: DaemonConfig): DaemonParams {
   let objectStore: ObjectStoreConfig;
   const store = cfg.objectStore ?? 'embedded';
   if (store === 'embedded') objectStore = { kind: 'embedded', dir: join(dataDir, 'objects') };
-  else if (/^rediss?:\/\//.test(store)) objectStore = { kind: 'redis', url: store };
+  else if (/^redis:\/\//.test(store)) objectStore = parseObjectStoreConfig({ kind: 'redis', url: store });
   else throw new ThawError('THAW_CONFIG_INVALID', { detail: `objectStore must be 'embedded' or a redis:// URL, got '${store}'` });
   const logLevel = cfg.logLevel ?? 'info';
   if (!['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].includes(logLevel)) {

@@ -15,7 +15,8 @@ import type { HostProcess } from '../sandbox/host-process.js';
 import { setUpCgroupParent } from '../sandbox/cgroup.js';
 import type { BootResult, InvokeResult as HostInvokeResult, RestoreResult, SnapshotResult } from '../sandbox/protocol.js';
 import { getStrategy, DEFAULT_STRATEGY } from '../restore/index.js';
-import type { ObjectStoreConfig } from '../store/object-store.js';
+import type { ObjectStore, ObjectStoreConfig } from '../store/object-store.js';
+import { openObjectStore } from '../store/open-store.js';
 import { FunctionRegistry } from './function-registry.js';
 import type {
   FunctionInfo, InvokeRequest, InvokeResult, InvokeTimings, SandboxInfo, SnapshotInfo, SnapshotRequest, ThawApi,
@@ -58,6 +59,7 @@ export class Platform implements ThawApi {
   private readonly pool: HostPool;
   private readonly sandboxes = new Map<string, Sandbox>();
   private readonly log: Logger;
+  private objects: Promise<ObjectStore> | undefined;
 
   constructor(private readonly params: PlatformParams) {
     this.log = params.logger;
@@ -247,9 +249,39 @@ export class Platform implements ThawApi {
     }
   }
 
+  // ---- objects ---------------------------------------------------------------------------
+
+  async putObject(key: string, value: Uint8Array): Promise<void> {
+    await (await this.objectStore()).put(key, value);
+  }
+
+  async getObject(key: string): Promise<Uint8Array> {
+    const store = await this.objectStore();
+    const value = await store.get(key);
+    if (value === undefined) throw new ThawError('THAW_OBJECT_NOT_FOUND', { key, store: store.kind });
+    return value;
+  }
+
+  async deleteObject(key: string): Promise<void> {
+    const store = await this.objectStore();
+    if (!(await store.delete(key))) throw new ThawError('THAW_OBJECT_NOT_FOUND', { key, store: store.kind });
+  }
+
+  async listObjects(prefix?: string): Promise<string[]> {
+    return (await this.objectStore()).list(prefix);
+  }
+
   async close(): Promise<void> {
     await this.pool.close();
     this.sandboxes.clear();
+    if (this.objects) await (await this.objects.catch(() => undefined))?.close();
+  }
+
+  /** The daemon's own connection to the object store, opened on first use. */
+  private objectStore(): Promise<ObjectStore> {
+    this.objects ??= openObjectStore(this.params.objectStore);
+    this.objects.catch(() => (this.objects = undefined));
+    return this.objects;
   }
 
   /** Resolves when the host pool has refilled (benchmarks wait for it between runs). */

@@ -110,5 +110,11 @@ export interface ThawApi {
 
   invoke(req: InvokeRequest): Promise<InvokeResult>;
 
+  /** Objects: the inputs and outputs functions read and write by key (embedded store or Redis). */
+  putObject(key: string, value: Uint8Array): Promise<void>;
+  getObject(key: string): Promise<Uint8Array>;
+  deleteObject(key: string): Promise<void>;
+  listObjects(prefix?: string): Promise<string[]>;
+
   close(): Promise<void>;
 }
