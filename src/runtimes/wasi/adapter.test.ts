@@ -120,10 +120,15 @@ describe('wasiAdapter', () => {
   it('invoke() stops memory growth at ctx.memoryLimitBytes and reports THAW_GUEST_OOM', { skip: needsBuild(faulty) }, async () => {
     const ctx = context(8);
     const guest = await coldGuest(faulty, ctx);
-    await rejectsWith(guest.invoke(utf8('oom')), 'THAW_GUEST_OOM', /limit 8 MiB/);
+    await rejectsWith(guest.invoke(utf8('oom')), 'THAW_GUEST_OOM', /limit 8 MiB\): memory\.grow by \d+ page\(s\) failed/);
     assert.ok(guest.memory.buffer.byteLength <= ctx.memoryLimitBytes);
     const pagesLeft = (ctx.memoryLimitBytes - guest.memory.buffer.byteLength) / 65_536;
     assert.throws(() => guest.memory.grow(pagesLeft + 1), RangeError);
+  });
+
+  it('init() reports one allocation larger than the memory limit as THAW_GUEST_OOM', { skip: needsBuild(mem64) }, async () => {
+    const guest = await wasiAdapter.boot(await prepared(mem64), context(32));
+    await rejectsWith(guest.init(), 'THAW_GUEST_OOM', /limit 32 MiB\): memory\.grow by \d+ page\(s\) failed .* then trap 'unreachable'/);
   });
 
   it('boot() reports a memory limit below the module\'s initial memory as THAW_GUEST_OOM', { skip: needsBuild(helloC) }, async () => {

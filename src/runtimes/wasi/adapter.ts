@@ -8,7 +8,9 @@ import { ThawError, invariant, toThawError } from '../../core/errors.js';
 import type { FunctionParams } from '../../core/function-spec.js';
 import type { GuestContext, GuestInstance, GuestState, MemoryImage, RuntimeAdapter } from '../runtime.js';
 import { INIT_EXPORT, INITIALIZE_EXPORT, THAW_MODULE, WASI_MODULE } from './abi.js';
-import { GLOBAL_EXPORT_PREFIX, WASM_PAGE_BYTES, capMemoryPages, parseWasm, type ValType } from './wasm-binary.js';
+import {
+  GLOBAL_EXPORT_PREFIX, GROW_FAILED_EXPORT, WASM_PAGE_BYTES, capMemoryPages, instrumentMemoryGrow, parseWasm, type ValType,
+} from './wasm-binary.js';
 
 /** What prepare() produces for one deployed function; owned by the caller, nothing is global. */
 export interface WasiPrepared {
@@ -20,7 +22,14 @@ export interface WasiPrepared {
   /** Name of the memory export. */
   readonly memoryExport: string;
   /** Compiled modules by memory limit in pages (the module's memory maximum is capped to it). */
-  readonly compiled: Map<number, Promise<WebAssembly.Module>>;
+  readonly compiled: Map<number, Promise<CompiledModule>>;
+}
+
+/** The artefact as the sandbox runs it: memory capped to one limit, memory.grow instrumented. */
+interface CompiledModule {
+  readonly module: WebAssembly.Module;
+  /** True when failed memory.grow instructions set the `thaw:grow_failed` global. */
+  readonly growObserved: boolean;
 }
 
 /** The wasi runtime's state inside a snapshot: every mutable global as a string, and the memory size. */
@@ -32,9 +41,9 @@ export interface WasiRuntimeState {
 }
 
 /**
- * A trap that leaves less than this much memory below the limit counts as running out of memory.
- * A guest's allocator sees memory.grow fail (the module's maximum is capped to the limit) and
- * usually aborts, which is a trap; the engine does not say why, so the remaining headroom decides.
+ * When memory.grow could not be instrumented (an instruction the decoder does not know), a trap
+ * that leaves less than this much memory below the limit counts as running out of memory: a
+ * guest's allocator that sees memory.grow fail usually aborts, and the engine does not say why.
  */
 const OOM_HEADROOM_MAX_BYTES = 4 * 1024 * 1024;
 const EFAULT = 21;
@@ -84,8 +93,11 @@ export const wasiAdapter: RuntimeAdapter<WasiPrepared> = {
   },
 };
 
-/** Compiles the artefact once per memory limit, with every memory's maximum capped to the limit. */
-function compiledFor(prepared: WasiPrepared, limitBytes: number): Promise<WebAssembly.Module> {
+/**
+ * Compiles the artefact once per memory limit, with every memory's maximum capped to the limit
+ * (so the engine refuses growth past it) and memory.grow instrumented (so a refusal is seen).
+ */
+function compiledFor(prepared: WasiPrepared, limitBytes: number): Promise<CompiledModule> {
   const limitPages = Math.floor(limitBytes / WASM_PAGE_BYTES);
   let compiled = prepared.compiled.get(limitPages);
   if (compiled === undefined) {
@@ -93,9 +105,13 @@ function compiledFor(prepared: WasiPrepared, limitBytes: number): Promise<WebAss
     if (capped.minimumTooLarge) {
       throw oom(prepared.fn, limitBytes, `the module needs more than ${limitPages} pages of memory before it runs`);
     }
-    compiled = WebAssembly.compile(capped.bytes).catch((err: unknown) => {
-      throw new ThawError('THAW_MODULE_INVALID', { detail: err instanceof Error ? err.message : String(err) }, { cause: err });
-    });
+    const instrumented = instrumentMemoryGrow(capped.bytes);
+    compiled = WebAssembly.compile(instrumented?.bytes ?? capped.bytes).then(
+      (module) => ({ module, growObserved: instrumented !== undefined }),
+      (err: unknown) => {
+        throw new ThawError('THAW_MODULE_INVALID', { detail: err instanceof Error ? err.message : String(err) }, { cause: err });
+      },
+    );
     prepared.compiled.set(limitPages, compiled);
   }
   return compiled;
@@ -165,6 +181,8 @@ class WasiGuest implements GuestInstance {
     private readonly prepared: WasiPrepared,
     private readonly ctx: GuestContext,
     private readonly wasi: WASI,
+    /** True when the module reports failed memory.grow instructions in `thaw:grow_failed`. */
+    private readonly growObserved: boolean,
   ) {
     // node:wasi keeps proc_exit's status under a private symbol; read it only to report it.
     this.exitCodeKey = Object.getOwnPropertySymbols(wasi).find((s) => s.description === 'kExitCode');
@@ -172,9 +190,9 @@ class WasiGuest implements GuestInstance {
 
   /** Instantiates the module (data segments and any start function run) without calling its exports. */
   static async instantiate(prepared: WasiPrepared, ctx: GuestContext): Promise<WasiGuest> {
-    const module = await compiledFor(prepared, ctx.memoryLimitBytes);
+    const { module, growObserved } = await compiledFor(prepared, ctx.memoryLimitBytes);
     const wasi = new WASI({ version: 'preview1', args: [prepared.fn.name], env: {}, returnOnExit: true });
-    const guest = new WasiGuest(prepared, ctx, wasi);
+    const guest = new WasiGuest(prepared, ctx, wasi, growObserved);
     let instance: WebAssembly.Instance;
     try {
       instance = await WebAssembly.instantiate(module, guest.imports());
@@ -273,6 +291,7 @@ class WasiGuest implements GuestInstance {
 
   /** Runs guest code; flushes its log lines and turns whatever it throws into a ThawError. */
   private guard<T>(run: () => T): T {
+    if (this.growObserved) this.global(GROW_FAILED_EXPORT).value = 0;
     try {
       return run();
     } catch (err: unknown) {
@@ -295,7 +314,11 @@ class WasiGuest implements GuestInstance {
     const message = err instanceof Error ? err.message : String(err);
     if (err instanceof WebAssembly.RuntimeError) {
       const usedBytes = this.instance === undefined ? 0 : this.memory.buffer.byteLength;
-      if (limitBytes - usedBytes < Math.min(OOM_HEADROOM_MAX_BYTES, limitBytes / 8)) {
+      const failedGrowPages = this.growObserved && this.instance !== undefined ? Number(this.global(GROW_FAILED_EXPORT).value) : 0;
+      if (failedGrowPages > 0) {
+        return oom(fn, limitBytes, `memory.grow by ${failedGrowPages} page(s) failed with ${usedBytes} bytes in use, then trap '${message}'`, err);
+      }
+      if (!this.growObserved && limitBytes - usedBytes < Math.min(OOM_HEADROOM_MAX_BYTES, limitBytes / 8)) {
         return oom(fn, limitBytes, `trap '${message}' with ${usedBytes} of ${limitBytes} memory bytes in use`, err);
       }
       return new ThawError('THAW_GUEST_TRAP', { name: fn.name, detail: message }, { cause: err });

@@ -6,7 +6,7 @@ import { describe, it } from 'node:test';
 import { WASI } from 'node:wasi';
 import { ThawError } from '../../core/errors.js';
 import { I32, exampleFunction, moduleOf, name, needsBuild, section, typeSection } from './_wasm-fixtures.js';
-import { capMemoryPages, exportMutableGlobals, parseWasm } from './wasm-binary.js';
+import { GROW_FAILED_EXPORT, capMemoryPages, exportMutableGlobals, instrumentMemoryGrow, parseWasm } from './wasm-binary.js';
 
 const helloC = exampleFunction('hello-c');
 const helloAs = exampleFunction('hello-as');
@@ -188,5 +188,41 @@ describe('capMemoryPages()', () => {
     assert.equal(capMemoryPages(unbounded, 1).minimumTooLarge, true);
     const small = moduleOf(section(5, [1, 1, 1, 2]));
     assert.deepEqual(parseWasm(capMemoryPages(small, 4).bytes).memories[0]?.limits, { minPages: 1, maxPages: 2, shared: false });
+  });
+});
+
+describe('instrumentMemoryGrow()', () => {
+  it('instrumentMemoryGrow() records the page count of a failed memory.grow and keeps successful ones', async () => {
+    // grow(pages) = memory.grow(pages), inside a block so the decoder meets a 0x40 block type first.
+    const bytes = moduleOf(
+      typeSection([[I32], [I32]]), section(3, [1, 0]), section(5, [1, 1, 1, 2]),
+      section(7, [1], name('grow'), [0, 0]),
+      section(10, [1], [9, 0, 0x02, 0x40, 0x0b, 0x20, 0, 0x40, 0, 0x0b]),
+    );
+    const result = instrumentMemoryGrow(bytes);
+    assert.ok(result !== undefined);
+    assert.equal(result.sites, 1);
+    const { instance } = await WebAssembly.instantiate(result.bytes);
+    const grow = instance.exports.grow as (pages: number) => number;
+    const failed = instance.exports[GROW_FAILED_EXPORT] as WebAssembly.Global;
+    assert.equal(grow(5), -1);
+    assert.equal(failed.value, 5);
+    failed.value = 0;
+    assert.equal(grow(1), 1);
+    assert.equal(failed.value, 0);
+  });
+
+  it('instrumentMemoryGrow() leaves clang and AssemblyScript modules working', { skip: needsBuild(helloC, helloAs) }, async () => {
+    for (const example of [helloC, helloAs]) {
+      const result = instrumentMemoryGrow(exportMutableGlobals(example.bytes()).bytes);
+      assert.ok(result !== undefined && result.sites > 0, example.fn.name);
+      assert.ok(WebAssembly.validate(result.bytes));
+      assert.equal(await runHello(result.bytes, 'grow'), 'hello, grow');
+    }
+  });
+
+  it('instrumentMemoryGrow() gives up on an opcode it does not know', () => {
+    const bytes = moduleOf(typeSection([[], []]), section(3, [1, 0]), section(5, [1, 0, 1]), section(10, [1], [3, 0, 0xfb, 0x0b]));
+    assert.equal(instrumentMemoryGrow(bytes), undefined);
   });
 });

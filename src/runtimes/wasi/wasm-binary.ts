@@ -528,3 +528,178 @@ export function capMemoryPages(bytes: Uint8Array, maxPages: number): { bytes: Ui
   }
   return { bytes: withSection(bytes, info, MEMORY_SECTION_ID, concat(parts)), minimumTooLarge };
 }
+
+/** Export name of the global that instrumentMemoryGrow() sets when a memory.grow fails. */
+export const GROW_FAILED_EXPORT = 'thaw:grow_failed';
+
+/** Result of instrumentMemoryGrow. */
+export interface GrowInstrumentation {
+  readonly bytes: Uint8Array;
+  /** How many memory.grow instructions now go through the helper. */
+  readonly sites: number;
+}
+
+/**
+ * Makes failed memory.grow instructions observable: every `memory.grow 0` becomes a call to an
+ * appended helper that runs the same memory.grow and, when it returns -1, stores the requested
+ * page count in an appended mutable i32 global exported as `thaw:grow_failed`. The engine says
+ * nothing when a guest's memory.grow fails at its maximum; with this, a guest that then traps
+ * can be reported as out of memory for certain. The type, function and global are appended at
+ * the end of their index spaces, so no existing index moves; code bodies without memory.grow,
+ * and every other section, keep their bytes.
+ * @returns the instrumented module, or undefined when a code body uses an instruction this
+ *   decoder does not know (the caller then runs the module as it is)
+ * @throws THAW_MODULE_INVALID when the module is malformed
+ */
+export function instrumentMemoryGrow(bytes: Uint8Array): GrowInstrumentation | undefined {
+  const info = parseWasm(bytes);
+  const code = info.sections.find((s) => s.id === 10);
+  if (code === undefined || info.memories.length !== 1) return { bytes, sites: 0 };
+  if (info.exports.some((e) => e.name === GROW_FAILED_EXPORT)) return { bytes, sites: 0 };
+  const helperType = info.types.length;
+  const helperFunction = info.functionTypes.length;
+  const flagGlobal = info.globals.length;
+
+  const r = new Reader(bytes, code.contentOffsetBytes, code.contentOffsetBytes + code.sizeBytes, 'section code');
+  const count = r.u32('function body count');
+  const bodies: Uint8Array[] = [];
+  let sites = 0;
+  const call = concat([Uint8Array.of(0x10), encodeU32(helperFunction)]);
+  for (let i = 0; i < count; i++) {
+    const size = r.u32(`size of function body ${i}`);
+    const start = r.pos;
+    const body = new Reader(bytes, start, start + size, `function body ${i}`);
+    r.skip(size, `function body ${i}`);
+    const growAt = findMemoryGrows(body);
+    if (growAt === undefined) return undefined;
+    if (growAt.length === 0) {
+      bodies.push(bytes.subarray(start - encodeU32(size).length, start + size));
+      continue;
+    }
+    const parts: Uint8Array[] = [];
+    let from = start;
+    for (const at of growAt) {
+      parts.push(bytes.subarray(from, at), call);
+      from = at + 2; // memory.grow is 0x40 0x00 (memory index 0 in one byte)
+    }
+    parts.push(bytes.subarray(from, start + size));
+    const rewritten = concat(parts);
+    bodies.push(concat([encodeU32(rewritten.length), rewritten]));
+    sites += growAt.length;
+  }
+  r.expectEnd();
+  if (sites === 0) return { bytes, sites: 0 };
+
+  // helper(pages) = let r = memory.grow(pages) in (if r == -1 then flag := pages); r
+  const helperBody = Uint8Array.of(
+    0x01, 0x01, 0x7f, // one extra i32 local
+    0x20, 0x00, 0x40, 0x00, 0x22, 0x01, // local.get 0; memory.grow 0; local.tee 1
+    0x41, 0x7f, 0x46, 0x04, 0x40, // i32.const -1; i32.eq; if
+    0x20, 0x00, 0x24, ...encodeU32(flagGlobal), 0x0b, // local.get 0; global.set flag; end
+    0x20, 0x01, 0x0b, // local.get 1; end
+  );
+  bodies.push(concat([encodeU32(helperBody.length), helperBody]));
+
+  let out = bytes;
+  const append = (id: number, item: Uint8Array): void => {
+    const now = parseWasm(out);
+    const s = now.sections.find((x) => x.id === id);
+    let entries: Uint8Array = new Uint8Array(0);
+    let n = 0;
+    if (s !== undefined) {
+      const sr = new Reader(out, s.contentOffsetBytes, s.contentOffsetBytes + s.sizeBytes, `section ${SECTION_NAMES[id]}`);
+      n = sr.u32('count');
+      entries = out.subarray(sr.pos, sr.end);
+    }
+    out = withSection(out, now, id, concat([encodeU32(n + 1), entries, item]));
+  };
+  append(1, Uint8Array.of(0x60, 0x01, 0x7f, 0x01, 0x7f)); // (i32) -> i32
+  append(3, encodeU32(helperType));
+  append(6, Uint8Array.of(0x7f, 0x01, 0x41, 0x00, 0x0b)); // mut i32 = 0
+  append(7, concat([encodeName(GROW_FAILED_EXPORT), Uint8Array.of(3), encodeU32(flagGlobal)]));
+  out = withSection(out, parseWasm(out), 10, concat([encodeU32(count + 1), ...bodies]));
+  return { bytes: out, sites };
+}
+
+/** Offsets of the `memory.grow` instructions in one function body, or undefined on an unknown opcode. */
+function findMemoryGrows(r: Reader): number[] | undefined {
+  const localGroups = r.u32('local group count');
+  for (let i = 0; i < localGroups; i++) {
+    r.u32('local count');
+    r.valType('local type');
+  }
+  const found: number[] = [];
+  const memarg = (): void => {
+    const align = r.u32('memarg alignment');
+    if ((align & 0x40) !== 0) r.u32('memarg memory index');
+    r.u32('memarg offset');
+  };
+  while (r.pos < r.end) {
+    const at = r.pos;
+    const op = r.u8('opcode');
+    if ((op >= 0x45 && op <= 0xc4) || op === 0x00 || op === 0x01 || op === 0x05 || op === 0x0b || op === 0x0f ||
+        op === 0x1a || op === 0x1b || op === 0xd1 || op === 0x19) continue;
+    switch (op) {
+      case 0x02: case 0x03: case 0x04: case 0x06: { // block, loop, if, try: block type
+        const b = r.u8('block type');
+        if (b !== 0x40 && VALTYPE_BY_BYTE[b] === undefined) {
+          r.pos -= 1;
+          r.skipSigned(64, 'block type index'); // s33
+        }
+        break;
+      }
+      case 0x0c: case 0x0d: case 0x10: case 0x12: case 0x20: case 0x21: case 0x22: case 0x23: case 0x24:
+      case 0x25: case 0x26: case 0xd2: case 0x07: case 0x08: case 0x09: case 0x18:
+        r.u32('immediate');
+        break;
+      case 0x0e: {
+        const n = r.u32('br_table length');
+        for (let i = 0; i <= n; i++) r.u32('br_table label');
+        break;
+      }
+      case 0x11: case 0x13: r.u32('type index'); r.u32('table index'); break;
+      case 0x1c: {
+        const n = r.u32('select arity');
+        for (let i = 0; i < n; i++) r.valType('select type');
+        break;
+      }
+      case 0x3f: r.u32('memory index'); break;
+      case 0x40: {
+        if (r.u8('memory index') !== 0) return undefined;
+        found.push(at);
+        break;
+      }
+      case 0x41: r.skipSigned(32, 'i32.const'); break;
+      case 0x42: r.skipSigned(64, 'i64.const'); break;
+      case 0x43: r.skip(4, 'f32.const'); break;
+      case 0x44: r.skip(8, 'f64.const'); break;
+      case 0xd0: r.u8('heap type'); break;
+      case 0xfc: {
+        const sub = r.u32('0xfc opcode');
+        if (sub <= 7) break;
+        if (sub === 8 || sub === 10 || sub === 12 || sub === 14) { r.u32('immediate'); r.u32('immediate'); break; }
+        if (sub <= 17) { r.u32('immediate'); break; }
+        return undefined;
+      }
+      case 0xfd: {
+        const sub = r.u32('SIMD opcode');
+        if (sub <= 11 || sub === 92 || sub === 93) memarg();
+        else if (sub === 12 || sub === 13) r.skip(16, 'v128 immediate');
+        else if (sub >= 21 && sub <= 34) r.u8('lane');
+        else if (sub >= 84 && sub <= 91) { memarg(); r.u8('lane'); }
+        else if (sub > 0x113) return undefined;
+        break;
+      }
+      case 0xfe: {
+        const sub = r.u32('atomic opcode');
+        if (sub === 0x03) r.u8('fence');
+        else memarg();
+        break;
+      }
+      default:
+        if (op >= 0x28 && op <= 0x3e) { memarg(); break; }
+        return undefined;
+    }
+  }
+  return found;
+}
