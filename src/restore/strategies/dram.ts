@@ -1,0 +1,105 @@
+// dram: the snapshot's memory file kept in tmpfs (DRAM). Prepare copies the verified image once
+// to /dev/shm/thaw/<root hash>/<id>.img (sparse, atomically, verified again in its new place);
+// restores mmap that copy MAP_PRIVATE over the sandbox's memory.
+
+import { closeSync, mkdirSync, openSync, readSync, rmSync, writeSync, ftruncateSync, renameSync, existsSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { join, resolve } from 'node:path';
+import { performance } from 'node:perf_hooks';
+import { PAGE_BYTES, type SnapshotState } from '../../core/snapshot-format.js';
+import { mapFile } from '../../native/index.js';
+import { openLazy } from '../lazy-image.js';
+import { openVerified, resolveImage, sweepStaleTemps, tempName, type SnapshotImage } from '../snapshot-image.js';
+import type { OpenedImage, PrepareReport, RestoreStrategy } from '../strategy.js';
+
+/** Where tmpfs copies live; one directory per snapshot root. */
+export const DRAM_ROOT = '/dev/shm/thaw';
+
+/** Directory of the tmpfs copies of snapshots under `root`. */
+export function dramDir(root: string): string {
+  return join(DRAM_ROOT, createHash('sha256').update(resolve(root)).digest('hex').slice(0, 16));
+}
+
+/** Removes the tmpfs copy of snapshot `id` under `root` (when the snapshot is deleted). */
+export function discardDramCopy(root: string, id: string): void {
+  for (const suffix of ['.img', '.img.verified']) rmSync(join(dramDir(root), id + suffix), { force: true });
+}
+
+function copySparse(fromFd: number, image: SnapshotImage, to: string): void {
+  const tmp = tempName(to);
+  const out = openSync(tmp, 'w');
+  try {
+    ftruncateSync(out, image.memoryBytes);
+    const buf = Buffer.allocUnsafe(8 << 20);
+    for (const run of image.runs) {
+      const end = (run.firstPage + run.pageCount) * PAGE_BYTES;
+      for (let at = run.firstPage * PAGE_BYTES; at < end;) {
+        const n = readSync(fromFd, buf, 0, Math.min(buf.length, end - at), at);
+        if (n === 0) throw new Error(`${image.path} ends early at ${at}`);
+        let w = 0;
+        while (w < n) w += writeSync(out, buf, w, n - w, at + w);
+        at += n;
+      }
+    }
+  } catch (err: unknown) {
+    closeSync(out);
+    rmSync(tmp, { force: true });
+    throw err;
+  }
+  closeSync(out);
+  renameSync(tmp, to);
+}
+
+/** Makes sure the verified tmpfs copy exists; returns its open, verified fd. */
+function ensureCopy(root: string, image: SnapshotImage, sourceFd: number): { fd: number; built: boolean } {
+  const dir = dramDir(root);
+  mkdirSync(dir, { recursive: true });
+  sweepStaleTemps(dir);
+  const path = join(dir, `${image.id}.img`);
+  let built = false;
+  if (!existsSync(path)) {
+    copySparse(sourceFd, image, path);
+    built = true;
+  }
+  const opened = openVerified(path, image.state, image.runs);
+  return { fd: opened.fd, built: built || opened.verifiedNow };
+}
+
+export const dram: RestoreStrategy = {
+  id: 'dram',
+  description: 'keep the memory file in tmpfs (/dev/shm) and mmap it MAP_PRIVATE',
+  supports: () => (existsSync('/dev/shm') ? { ok: true } : { ok: false, reason: '/dev/shm (tmpfs) is missing' }),
+  prepare(root: string, chain: readonly SnapshotState[]): PrepareReport {
+    const t0 = performance.now();
+    const r = resolveImage(root, chain);
+    try {
+      const copy = ensureCopy(root, r.image, r.fd);
+      closeSync(copy.fd);
+      return { built: r.built || copy.built, elapsedMs: performance.now() - t0 };
+    } finally {
+      closeSync(r.fd);
+    }
+  },
+  open(root: string, chain: readonly SnapshotState[]): OpenedImage {
+    return openLazy('dram', root, chain, (image, sourceFd, stats) => {
+      const t0 = performance.now();
+      const copy = ensureCopy(root, image, sourceFd);
+      if (copy.built) stats.prepareMs += performance.now() - t0;
+      let copyFd: number | undefined = copy.fd;
+      const closeCopy = (): void => {
+        if (copyFd !== undefined) closeSync(copyFd);
+        copyFd = undefined;
+      };
+      return {
+        fill({ buffer }) {
+          try {
+            mapFile(buffer, 0, image.memoryBytes, copy.fd, 0, { private: true });
+          } finally {
+            closeCopy();
+          }
+        },
+        release: closeCopy,
+      };
+    });
+  },
+};

@@ -1,0 +1,80 @@
+// One userfaultfd page server serving a snapshot image into a live Wasm memory, with the
+// lifecycle every uffd-based strategy shares: start over the grown memory, report its stats,
+// finish (fill the rest and keep the memory usable) or stop (fence unserved pages).
+
+import { ThawError } from '../core/errors.js';
+import { PAGE_BYTES, type PageRun } from '../core/snapshot-format.js';
+import { uffdAvailability, uffdCreate, type UffdServer, type UffdStats } from '../native/index.js';
+import { pageMapOf, type SnapshotImage } from './snapshot-image.js';
+import type { RestoreStats, Support } from './strategy.js';
+
+/** Support answer of every uffd-based strategy: the probe's reason when userfaultfd is refused. */
+export function uffdSupport(): Support {
+  const a = uffdAvailability();
+  return a.available ? { ok: true } : { ok: false, reason: a.reason };
+}
+
+/** Options of startSession. */
+export interface SessionOptions {
+  /** Strategy id (named in THAW_STRATEGY_UNAVAILABLE). */
+  readonly strategy: string;
+  /** Log pages served on demand, in fault order. */
+  readonly record?: boolean;
+  /** Runs installed eagerly by the server thread (DONTWAKE copies, then one wake). */
+  readonly prefetch?: readonly PageRun[];
+}
+
+/** A running page server and the stats it feeds. */
+export class UffdSession {
+  #server: UffdServer | undefined;
+  #final: UffdStats | undefined;
+
+  /** @internal use startSession. */
+  constructor(server: UffdServer, private readonly stats: RestoreStats) {
+    this.#server = server;
+  }
+
+  get running(): boolean {
+    return this.#server !== undefined;
+  }
+
+  /**
+   * Stops the server. 'fill': installs every page not served yet first, so the memory stays
+   * fully usable without a server (reap after recording). 'fence': unserved pages become
+   * PROT_NONE, so a guest still running traps rather than reading zeros (sandbox destroyed).
+   * Returns the server's stats (null when already stopped). Throws THAW_INTERNAL (fill failed).
+   */
+  stop(remaining: 'fill' | 'fence'): UffdStats | null {
+    const server = this.#server;
+    if (server === undefined) return null;
+    this.#server = undefined;
+    const st = server.stop({ remaining });
+    this.#final = st;
+    this.stats.uffdFaults += st.faults;
+    this.stats.prefetchedPages += st.prefetchedPages;
+    return st;
+  }
+
+  /** Stats of the stopped server (undefined while running). */
+  get final(): UffdStats | undefined {
+    return this.#final;
+  }
+}
+
+/**
+ * Maps fresh anonymous memory over guest bytes [0, image.memoryBytes) of `buffer` (already grown)
+ * and starts a server for it reading `fd` (the verified image; the server dups it): present pages
+ * with UFFDIO_COPY, holes with UFFDIO_ZEROPAGE. Throws THAW_STRATEGY_UNAVAILABLE, THAW_INTERNAL.
+ */
+export function startSession(buffer: ArrayBuffer, image: SnapshotImage, fd: number, stats: RestoreStats, options: SessionOptions): UffdSession {
+  const prefetch = (options.prefetch ?? []).map((r) => ({ offsetBytes: r.firstPage * PAGE_BYTES, lengthBytes: r.pageCount * PAGE_BYTES }));
+  if (buffer.byteLength < image.memoryBytes) {
+    throw new ThawError('THAW_INTERNAL', { detail: `uffd session over ${buffer.byteLength} bytes, image needs ${image.memoryBytes}` });
+  }
+  const server = uffdCreate(buffer, 0, image.memoryBytes, { fd, pageMap: pageMapOf(image) }, {
+    record: options.record === true,
+    prefetch,
+    strategy: options.strategy,
+  });
+  return new UffdSession(server, stats);
+}
