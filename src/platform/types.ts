@@ -83,6 +83,21 @@ export interface InvokeResult {
   output: Uint8Array;
   timings: InvokeTimings;
   memoryBytes: number;
+  /** snapshot: what the restore strategy did (bytes read, page faults, prepare/fill time, reap phase). */
+  restore?: RestoreStatsInfo;
+}
+
+/** Per-restore statistics reported by the restore engine (restore/strategy.ts RestoreStats). */
+export interface RestoreStatsInfo {
+  strategy: string;
+  bytesRead: number;
+  majorFaults: number;
+  minorFaults: number;
+  uffdFaults: number;
+  prefetchedPages: number;
+  prepareMs: number;
+  fillMs: number;
+  phase: 'record' | 'replay' | null;
 }
 
 export interface SnapshotRequest {

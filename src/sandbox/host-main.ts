@@ -6,7 +6,7 @@ import { performance } from 'node:perf_hooks';
 import { readChain, writeSnapshot } from '../snapshot/snapshot-io.js';
 import { ThawError, toThawError } from '../core/errors.js';
 import { adapterFor, type GuestInstance, type RuntimeAdapter } from '../runtimes/index.js';
-import { getStrategy } from '../restore/index.js';
+import { getStrategy, type OpenedImage } from '../restore/index.js';
 import { openSyncObjectStore } from '../store/open-store.js';
 import type { SyncObjectStore } from '../store/object-store.js';
 import type { GuestContext } from '../runtimes/runtime.js';
@@ -28,6 +28,8 @@ interface LiveSandbox {
   readonly guest: GuestInstance;
   /** The snapshot this sandbox was restored from (the default base of a diff snapshot). */
   readonly restoredFrom: { root: string; id: string } | null;
+  /** The restored image: its page server (if any) lives as long as the sandbox. */
+  readonly image: OpenedImage | null;
 }
 
 const prepared = new Map<string, PreparedFunction>();
@@ -89,7 +91,7 @@ async function handle(req: HostRequest): Promise<unknown> {
       const bootMs = since(t0);
       const t1 = performance.now();
       if (req.init) await guest.init();
-      sandboxes.set(req.sandboxId, { id: req.sandboxId, fn: p, guest, restoredFrom: null });
+      sandboxes.set(req.sandboxId, { id: req.sandboxId, fn: p, guest, restoredFrom: null, image: null });
       return { timings: { bootMs, initMs: since(t1) }, memoryBytes: guest.memory.buffer.byteLength } satisfies BootResult;
     }
     case 'restore': {
@@ -102,9 +104,16 @@ async function handle(req: HostRequest): Promise<unknown> {
         throw new ThawError('THAW_SNAPSHOT_VERSION', { id: req.snapshotId, detail: `taken from module ${top.meta.moduleDigest.slice(0, 12)}, function '${p.fn.params.name}' is now ${p.fn.digest.slice(0, 12)}` });
       }
       const image = strategy.open(req.snapshotRoot, chain);
-      const guest = await p.adapter.restore(p.prepared, { runtime: top.meta.guestState }, image, contextFor(req.sandboxId, p.fn));
-      sandboxes.set(req.sandboxId, { id: req.sandboxId, fn: p, guest, restoredFrom: { root: req.snapshotRoot, id: req.snapshotId } });
-      return { timings: { restoreMs: since(t0) }, memoryBytes: guest.memory.buffer.byteLength, bytesRead: image.stats.bytesRead } satisfies RestoreResult;
+      let guest: GuestInstance;
+      try {
+        guest = await p.adapter.restore(p.prepared, { runtime: top.meta.guestState }, image, contextFor(req.sandboxId, p.fn));
+      } catch (err) {
+        image.release();
+        throw err;
+      }
+      sandboxes.set(req.sandboxId, { id: req.sandboxId, fn: p, guest, restoredFrom: { root: req.snapshotRoot, id: req.snapshotId }, image });
+      const stats = { ...image.stats };
+      return { timings: { restoreMs: since(t0) }, memoryBytes: guest.memory.buffer.byteLength, bytesRead: stats.bytesRead, restore: stats } satisfies RestoreResult;
     }
     case 'invoke': {
       const s = sandbox(req.sandboxId);
@@ -112,6 +121,8 @@ async function handle(req: HostRequest): Promise<unknown> {
       // IPC may hand a Buffer over; guests get a plain Uint8Array view of the same bytes.
       const input = new Uint8Array(req.input.buffer, req.input.byteOffset, req.input.byteLength);
       const output = await s.guest.invoke(input);
+      // Lets the restore strategy react to the first invocation (reap ends its recording here).
+      s.image?.afterInvoke();
       return { timings: { handlerMs: since(t0) }, output, memoryBytes: s.guest.memory.buffer.byteLength } satisfies InvokeResult;
     }
     case 'snapshot': {
@@ -141,8 +152,11 @@ async function handle(req: HostRequest): Promise<unknown> {
       return { timings: { snapshotMs: since(t0) }, meta, storedBytes: written.storedBytes, pageRuns: written.state.runs.length } satisfies SnapshotResult;
     }
     case 'destroy': {
+      const s = sandboxes.get(req.sandboxId);
       sandboxes.delete(req.sandboxId);
-      return {};
+      // Stops the sandbox's page server, if any (unserved pages fenced, never left to read zeros).
+      const restore = s?.image?.release();
+      return restore ? { restore: { ...restore } } : {};
     }
     case 'stats':
       return { rssBytes: process.memoryUsage.rss(), sandboxes: [...sandboxes.keys()], prepared: [...prepared.keys()] } satisfies StatsResult;
@@ -160,6 +174,11 @@ process.on('message', (env: HostEnvelope) => {
       send({ kind: 'reply', reqId: env.reqId, ok: false, error: toThawError(err).toJSON() });
     }
   });
+});
+// Page servers stop with the host on a normal exit (a killed host is cleaned up by the kernel:
+// the server thread, the userfaultfd and the mapped files all die with the process).
+process.on('exit', () => {
+  for (const s of sandboxes.values()) s.image?.release();
 });
 // The daemon going away ends the host: a host never outlives its owner.
 process.on('disconnect', () => process.exit(0));

@@ -5,6 +5,7 @@
 import type { FunctionParams } from '../core/function-spec.js';
 import type { SnapshotMeta } from '../core/snapshot-format.js';
 import type { ObjectStoreConfig } from '../store/object-store.js';
+import type { RestoreStats } from '../restore/strategy.js';
 
 /** A deployed function as a host needs it. */
 export interface HostFunction {
@@ -37,7 +38,13 @@ export interface HostTimings {
 
 export interface PrepareResult { timings: HostTimings }
 export interface BootResult { timings: HostTimings; memoryBytes: number }
-export interface RestoreResult { timings: HostTimings; memoryBytes: number; bytesRead: number }
+export interface RestoreResult {
+  timings: HostTimings;
+  memoryBytes: number;
+  bytesRead: number;
+  /** What the restore strategy did (bytes read, faults, prepare and fill time, phase). */
+  restore?: RestoreStats;
+}
 export interface InvokeResult { timings: HostTimings; output: Uint8Array; memoryBytes: number }
 export interface SnapshotResult { timings: HostTimings; meta: SnapshotMeta; storedBytes: number; pageRuns: number }
 export interface StatsResult { rssBytes: number; sandboxes: string[]; prepared: string[] }
