@@ -1,6 +1,6 @@
 /* faulty-c: the test fixture of the wasi runtime; misbehaves on purpose to show how failures
  * surface. Input "trap" executes an unreachable instruction, "oom" allocates until memory runs
- * out, "fail" returns a function error, "copy:<key>" copies object <key> to <key>.copy and
+ * out, "spin" loops forever (for timeouts), "fail" returns a function error, "copy:<key>" copies object <key> to <key>.copy and
  * replies with its length (or "missing"); anything else is echoed. */
 #include <stdio.h>
 #include <stdlib.h>
@@ -24,6 +24,9 @@ THAW_EXPORT("handle") int32_t handle(void) {
       p[0] = 1;
       sink = p;
     }
+  }
+  if (input_is(buf, len, "spin")) {
+    for (;;) sink = (char *)sink + 1;
   }
   if (input_is(buf, len, "fail")) {
     static const char msg[] = "asked to fail";
