@@ -1,0 +1,89 @@
+// Every restore strategy end to end on the in-process platform with mem64-c (whose output is a
+// checksum of 64 MiB of memory): restored output equals warm output, from a full snapshot and a
+// diff chain, and under 8 concurrent restores of one snapshot and of 8 snapshot copies.
+
+import { test, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { readdirSync, existsSync } from 'node:fs';
+import { deployExample, newPlatform, rejectsWith, text } from './helpers.js';
+import { discardArtefacts, listStrategies } from '../restore/index.js';
+import { dramDir } from '../restore/strategies/dram.js';
+
+const p = newPlatform({ maxIdleSandboxes: 16 });
+const input = Buffer.from('restore');
+const strategies = listStrategies().filter((s) => s.support.ok).map((s) => s.id);
+const unsupported = listStrategies().filter((s) => !s.support.ok);
+const snapshotRoot = (p as unknown as { snapshotRoot: string }).snapshotRoot;
+const snapshotIds: string[] = [];
+after(async () => {
+  await p.close();
+  for (const id of snapshotIds) discardArtefacts(snapshotRoot, id);
+});
+
+let warmOutput = '';
+let fullId = '';
+let diffId = '';
+
+test('setup: mem64-c cold, full snapshot, warm output, diff snapshot', async () => {
+  await deployExample(p, 'mem64-c');
+  const cold = await p.invoke({ function: 'mem64-c', mode: 'cold', input });
+  const full = await p.createSnapshot({ sandboxId: cold.sandboxId });
+  fullId = full.id;
+  warmOutput = text((await p.invoke({ function: 'mem64-c', mode: 'warm', sandboxId: cold.sandboxId, input })).output);
+  assert.equal(warmOutput, text(cold.output));
+  const restored = await p.invoke({ function: 'mem64-c', mode: 'snapshot', snapshotId: full.id, input });
+  diffId = (await p.createSnapshot({ sandboxId: restored.sandboxId, kind: 'diff' })).id;
+  snapshotIds.push(fullId, diffId);
+  await p.deleteSandbox(cold.sandboxId);
+  await p.deleteSandbox(restored.sandboxId);
+});
+
+for (const strategy of strategies) {
+  test(`${strategy}: restored output equals the warm output (full snapshot, twice, and a diff chain)`, async () => {
+    for (let i = 0; i < 2; i++) {
+      const r = await p.invoke({ function: 'mem64-c', mode: 'snapshot', snapshotId: fullId, strategy, input, keep: false });
+      assert.equal(r.strategy, strategy);
+      assert.equal(text(r.output), warmOutput, `${strategy} run ${i}`);
+    }
+    const fromDiff = await p.invoke({ function: 'mem64-c', mode: 'snapshot', snapshotId: diffId, strategy, input, keep: false });
+    assert.equal(text(fromDiff.output), warmOutput);
+  });
+
+  test(`${strategy}: 8 concurrent restores of one snapshot and of 8 copies`, async () => {
+    const one = await Promise.all(Array.from({ length: 8 }, () =>
+      p.invoke({ function: 'mem64-c', mode: 'snapshot', snapshotId: fullId, strategy, input, keep: false })));
+    for (const r of one) assert.equal(text(r.output), warmOutput);
+    const copies = await copiesOfFull();
+    const many = await Promise.all(copies.map((snapshotId) =>
+      p.invoke({ function: 'mem64-c', mode: 'snapshot', snapshotId, strategy, input, keep: false })));
+    for (const r of many) assert.equal(text(r.output), warmOutput);
+  });
+}
+
+let copies: string[] | undefined;
+/** Eight snapshots of one warm mem64-c sandbox, taken once. */
+async function copiesOfFull(): Promise<string[]> {
+  if (copies === undefined) {
+    const r = await p.invoke({ function: 'mem64-c', mode: 'snapshot', snapshotId: fullId, input });
+    copies = [];
+    for (let i = 0; i < 8; i++) copies.push((await p.createSnapshot({ sandboxId: r.sandboxId })).id);
+    snapshotIds.push(...copies);
+    await p.deleteSandbox(r.sandboxId);
+  }
+  return copies;
+}
+
+test('strategies this host cannot run are refused with their reason, never replaced', async () => {
+  for (const s of unsupported) {
+    const err = await rejectsWith(p.invoke({ function: 'mem64-c', mode: 'snapshot', snapshotId: fullId, strategy: s.id, input }), 'THAW_STRATEGY_UNAVAILABLE');
+    assert.match(err.message, new RegExp(s.id));
+  }
+});
+
+test('no temporary artefacts remain beside the snapshots or in tmpfs', () => {
+  const leftovers = [
+    ...snapshotIds.flatMap((id) => readdirSync(`${snapshotRoot}/${id}`)),
+    ...(existsSync(dramDir(snapshotRoot)) ? readdirSync(dramDir(snapshotRoot)) : []),
+  ].filter((n) => n.includes('.tmp-'));
+  assert.deepEqual(leftovers, []);
+});
