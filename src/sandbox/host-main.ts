@@ -2,6 +2,9 @@
 // modules ahead of use and runs guests (boot, restore, invoke, snapshot) on the daemon's
 // requests. Forked by the host pool; talks over Node IPC (see protocol.ts).
 
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { readChain, writeSnapshot } from '../snapshot/snapshot-io.js';
 import { ThawError, toThawError } from '../core/errors.js';
@@ -78,9 +81,7 @@ async function handle(req: HostRequest): Promise<unknown> {
         const adapter = await adapterFor(req.fn.params.runtime);
         const p: PreparedFunction = { fn: req.fn, adapter, prepared: await adapter.prepare(req.fn.params, req.fn.artefactPath) };
         prepared.set(req.fn.digest, p);
-        // Warm-up: one throwaway boot (no init, no handler) runs the host's instantiate path
-        // once, so the first real boot or restore does not pay for cold JS code.
-        if (p.fn.params.runtime === 'wasi') await p.adapter.boot(p.prepared, contextFor('warm-up', p.fn));
+        if (p.fn.params.runtime === 'wasi') await warmUp(p);
       }
       return { timings: { prepareMs: since(t0) } } satisfies PrepareResult;
     }
@@ -160,6 +161,30 @@ async function handle(req: HostRequest): Promise<unknown> {
     }
     case 'stats':
       return { rssBytes: process.memoryUsage.rss(), sandboxes: [...sandboxes.keys()], prepared: [...prepared.keys()] } satisfies StatsResult;
+  }
+}
+
+/**
+ * Runs the boot, snapshot and eager-restore paths once on a throwaway guest (no init, no
+ * handler: nothing the function can observe), so that the first real request does not pay
+ * for V8's first instantiation and for cold JS code: measured at 8.5 ms -> 2 ms for the first
+ * restore of hello-c. The throwaway snapshot lives in a private temp directory, removed here.
+ */
+async function warmUp(p: PreparedFunction): Promise<void> {
+  const dir = mkdtempSync(join(tmpdir(), 'thaw-warmup-'));
+  try {
+    const ctx = contextFor('warm-up', p.fn);
+    const guest = await p.adapter.boot(p.prepared, ctx);
+    const meta: SnapshotMeta = {
+      id: 'warm-up', kind: 'full', baseId: null, functionName: p.fn.params.name, runtime: p.fn.params.runtime, moduleDigest: p.fn.digest,
+      memoryBytes: guest.memory.buffer.byteLength, guestState: guest.captureState().runtime, createdAt: new Date().toISOString(), sourceSandboxId: 'warm-up',
+    };
+    writeSnapshot(dir, meta, new Uint8Array(guest.memory.buffer));
+    const image = eager.open(dir, readChain(dir, 'warm-up'));
+    await p.adapter.restore(p.prepared, { runtime: meta.guestState }, image, ctx);
+    image.release();
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
   }
 }
 

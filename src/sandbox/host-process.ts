@@ -44,7 +44,7 @@ export class HostProcess {
     this.child = fork(HOST_MAIN, [], {
       serialization: 'advanced',
       stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
-      execArgv: ['--max-old-space-size=512', '--disable-warning=ExperimentalWarning'],
+      execArgv: ['--max-old-space-size=512', '--disable-warning=ExperimentalWarning', '--no-wasm-lazy-compilation'],
     });
     this.cgroup = cgroupParent && this.child.pid ? MemoryCgroup.create(cgroupParent, `host-${this.child.pid}`, this.child.pid) : null;
     let markReady: () => void = () => {};
