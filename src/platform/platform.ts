@@ -60,6 +60,11 @@ export class Platform implements ThawApi {
   private readonly sandboxes = new Map<string, Sandbox>();
   private readonly log: Logger;
   private objects: Promise<ObjectStore> | undefined;
+  /**
+   * Snapshot metadata by id. Snapshots are immutable once written, so the daemon reads a state
+   * file once; the sandbox host re-reads and verifies the files on every restore regardless.
+   */
+  private readonly snapshotMeta = new Map<string, { meta: SnapshotMeta; diskBytes: number }>();
 
   constructor(private readonly params: PlatformParams) {
     this.log = params.logger;
@@ -178,6 +183,7 @@ export class Platform implements ThawApi {
     this.snapshotInfo(id);
     const children = (await this.listSnapshots()).filter((s) => s.baseId === id).map((s) => s.id);
     if (children.length > 0) throw new ThawError('THAW_SNAPSHOT_IN_USE', { id, children: children.join(', ') });
+    this.snapshotMeta.delete(id);
     rmSync(join(this.snapshotRoot, id), { recursive: true, force: true });
   }
 
@@ -384,7 +390,12 @@ export class Platform implements ThawApi {
 
   private snapshotInfo(id: string): SnapshotInfo {
     if (!/^[A-Za-z0-9_-]{1,100}$/.test(id)) throw new ThawError('THAW_SNAPSHOT_NOT_FOUND', { id });
-    const meta: SnapshotMeta = readState(this.snapshotRoot, id).meta;
+    let cached = this.snapshotMeta.get(id);
+    if (!cached) {
+      cached = { meta: readState(this.snapshotRoot, id).meta, diskBytes: diskUsageBytes(this.snapshotRoot, id) };
+      this.snapshotMeta.set(id, cached);
+    }
+    const { meta, diskBytes } = cached;
     let current = false;
     try {
       current = this.functions.get(meta.functionName).digest === meta.moduleDigest;
@@ -399,7 +410,7 @@ export class Platform implements ThawApi {
       runtime: meta.runtime,
       moduleDigest: meta.moduleDigest,
       memoryBytes: meta.memoryBytes,
-      diskBytes: diskUsageBytes(this.snapshotRoot, id),
+      diskBytes,
       createdAt: meta.createdAt,
       sourceSandboxId: meta.sourceSandboxId,
       current,
