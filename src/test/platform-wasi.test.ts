@@ -7,6 +7,7 @@ import { readFileSync, openSync, writeSync, closeSync, truncateSync, statSync } 
 import { join } from 'node:path';
 import { deployExample, manifestPath, newPlatform, rejectsWith, text } from './helpers.js';
 import { readManifestFile } from '../cli/context.js';
+import { moduleOf, name, section } from '../runtimes/wasi/_wasm-fixtures.js';
 
 const p = newPlatform({ maxIdleSandboxes: 8 });
 after(() => p.close());
@@ -52,6 +53,13 @@ test('bad modules are refused at deploy with a clear error', async () => {
   const hello = readFileSync(join(manifestPath('hello-c'), '..', 'build', 'hello.wasm'));
   await rejectsWith(p.deployFunction({ ...manifest, name: 'nohandler', handler: 'does_not_exist' }, hello), 'THAW_HANDLER_MISSING');
   await rejectsWith(p.deployFunction({ ...manifest, name: 'x', runtime: 'cobol' }, hello), 'THAW_RUNTIME_UNKNOWN');
+  // A valid module that is not WASI: it imports env.foo.
+  const envImport = moduleOf(
+    section(1, [1, 0x60, 0, 0]),
+    section(2, [1], name('env'), name('foo'), [0x00, 0]),
+  );
+  const notWasi = await rejectsWith(p.deployFunction({ ...manifest, name: 'notwasi' }, envImport), 'THAW_MODULE_NOT_WASI');
+  assert.match(notWasi.message, /env/);
   await rejectsWith(p.deployFunction({ ...manifest, name: 'x', colour: 'blue' }, hello), 'THAW_CONFIG_INVALID');
 });
 
