@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Builds the example functions into functions/<name>/build/, skipping those already up to date:
-# C functions with clang (wasm32-wasi reactors), AssemblyScript ones with the asc devDependency.
+# Builds the example functions into functions/<name>/build/ and the C suite functions into
+# functions/suite/<name>/build/, skipping those already up to date: C functions with clang
+# (wasm32-wasi reactors), AssemblyScript ones with the asc devDependency.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
@@ -19,6 +20,15 @@ build_c() { # build_c DIR NAME: DIR/NAME.c -> DIR/build/NAME.wasm
   clang --target=wasm32-wasi -O2 -mexec-model=reactor -o "$out" "$dir/$2.c"
 }
 
+build_suite_c() { # build_suite_c NAME: functions/suite/NAME/NAME.c (+ suite/include/*.h) -> .../build/NAME.wasm
+  local dir="functions/suite/$1" inc="functions/suite/include" out="functions/suite/$1/build/$1.wasm"
+  up_to_date "$out" "$dir"/*.c "$inc"/*.h && return 0
+  echo "setup: building $out"
+  mkdir -p "$dir/build"
+  # -msimd128: the inner loops (matmul rows, convolution rows) vectorise; the host's decoder knows SIMD.
+  clang --target=wasm32-wasi -O3 -msimd128 -mexec-model=reactor -I "$inc" -o "$out" "$dir/$1.c" -lm
+}
+
 build_as() { # build_as DIR NAME: DIR/assembly/index.ts -> DIR/build/NAME.wasm
   local dir="functions/$1" out="functions/$1/build/$2.wasm"
   up_to_date "$out" "$dir"/assembly/*.ts && return 0
@@ -32,3 +42,4 @@ build_c hello-c hello
 build_c mem64-c mem64
 build_c faulty-c faulty
 build_as hello-as hello
+for fn in mmap matmul pagerank recognition video; do build_suite_c "$fn"; done
