@@ -2,7 +2,7 @@
 
 import { ThawError } from '../core/errors.js';
 import type {
-  FunctionInfo, InvokeRequest, InvokeResult, InvokeTimings, SandboxInfo, SnapshotInfo, SnapshotRequest, ThawApi,
+  FunctionInfo, InvokeRequest, InvokeResult, InvokeTimings, SandboxInfo, SnapshotInfo, SnapshotRequest, StrategyInfo, ThawApi,
 } from '../platform/types.js';
 
 export class HttpClient implements ThawApi {
@@ -72,6 +72,12 @@ export class HttpClient implements ThawApi {
   }
   deleteSnapshot(id: string): Promise<void> {
     return this.call('DELETE', `/v1/snapshots/${encodeURIComponent(id)}`);
+  }
+  prepareSnapshot(id: string, strategy: string): Promise<{ snapshotId: string; strategy: string; built: boolean; elapsedMs: number }> {
+    return this.call('POST', `/v1/snapshots/${encodeURIComponent(id)}/prepare`, { strategy });
+  }
+  listStrategies(): Promise<StrategyInfo[]> {
+    return this.call('GET', '/v1/strategies');
   }
   async invoke(req: InvokeRequest): Promise<InvokeResult> {
     const q = new URLSearchParams({ mode: req.mode });

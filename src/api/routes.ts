@@ -53,6 +53,7 @@ export const sharedSchemas = [
         },
       },
       memoryBytes: { type: 'integer' },
+      restore: { type: 'object', additionalProperties: true, description: 'snapshot mode: what the restore strategy did' },
     },
   },
 ];
@@ -136,6 +137,28 @@ export function registerRoutes(app: FastifyInstance, api: ThawApi): void {
       await api.deleteSnapshot(req.params.id);
       return reply.status(204).send();
     });
+
+  app.post<{ Params: { id: string }; Body: { strategy: string } }>('/v1/snapshots/:id/prepare', {
+    schema: {
+      summary: "Build and verify a restore strategy's artefacts for a snapshot ahead of its first restore", tags: ['snapshots'], params: idParam,
+      body: { type: 'object', required: ['strategy'], additionalProperties: false, properties: { strategy: { type: 'string' } } },
+      response: {
+        200: { type: 'object', properties: { snapshotId: { type: 'string' }, strategy: { type: 'string' }, built: { type: 'boolean' }, elapsedMs: { type: 'number' } } },
+        ...errors, 501: ref('ErrorReply'),
+      },
+    },
+  }, async (req) => api.prepareSnapshot(req.params.id, req.body.strategy));
+  app.get('/v1/strategies', {
+    schema: {
+      summary: 'List restore strategies and whether this host can run them', tags: ['snapshots'],
+      response: {
+        200: {
+          type: 'array',
+          items: { type: 'object', properties: { id: { type: 'string' }, description: { type: 'string' }, available: { type: 'boolean' }, reason: { type: 'string' } } },
+        },
+      },
+    },
+  }, async () => api.listStrategies());
 
   // ---- objects
   const keyParam = { type: 'object', required: ['key'], properties: { key: { type: 'string', minLength: 1, maxLength: 512 } } } as const;

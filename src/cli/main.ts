@@ -50,7 +50,7 @@ program.command('invoke <function>')
   .option('-f, --data-file <path>', 'input from a file (- for stdin)')
   .option('--sandbox <id>', 'warm: the sandbox to use')
   .option('--snapshot <id>', 'snapshot: the snapshot to restore (default: the newest)')
-  .option('--strategy <id>', 'snapshot: restore strategy', 'eager')
+  .option('--strategy <id>', 'snapshot: restore strategy (see `thaw strategies`)', 'eager')
   .option('--no-keep', 'stop the sandbox after the invocation')
   .option('--json', 'print the whole result (output, timings) as JSON')
   .option('--snapshot-after', 'snapshot the sandbox after the invocation (prints its id)')
@@ -69,6 +69,11 @@ snaps.command('create <sandbox>')
   .action((id: string, o) => snap.create(g(), id, o));
 snaps.command('list').option('--function <name>', 'only this function').description('list snapshots').action((o) => snap.list(g(), o));
 snaps.command('get <id>').description('show a snapshot').action((id: string) => snap.get(g(), id));
+snaps.command('prepare <id>')
+  .description("build and verify a restore strategy's artefacts for a snapshot ahead of its first restore")
+  .requiredOption('--strategy <id>', 'restore strategy')
+  .action((id: string, o) => snap.prepare(g(), id, o));
+program.command('strategies').description('list restore strategies and whether this host can run them').action(() => snap.strategies(g()));
 snaps.command('delete <id>').description('delete a snapshot').action((id: string) => snap.remove(g(), id));
 
 const objs = program.command('objects').alias('obj').description('read and write the objects functions use');

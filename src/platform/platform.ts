@@ -14,12 +14,13 @@ import { HostPool } from '../sandbox/host-pool.js';
 import type { HostProcess } from '../sandbox/host-process.js';
 import { setUpCgroupParent } from '../sandbox/cgroup.js';
 import type { BootResult, InvokeResult as HostInvokeResult, RestoreResult, SnapshotResult } from '../sandbox/protocol.js';
-import { getStrategy, DEFAULT_STRATEGY } from '../restore/index.js';
+import { getStrategy, listStrategies, discardArtefacts, DEFAULT_STRATEGY } from '../restore/index.js';
+import { readChain } from '../snapshot/snapshot-io.js';
 import type { ObjectStore, ObjectStoreConfig } from '../store/object-store.js';
 import { openObjectStore } from '../store/open-store.js';
 import { FunctionRegistry } from './function-registry.js';
 import type {
-  FunctionInfo, InvokeRequest, InvokeResult, InvokeTimings, SandboxInfo, SnapshotInfo, SnapshotRequest, ThawApi,
+  FunctionInfo, InvokeRequest, InvokeResult, InvokeTimings, SandboxInfo, SnapshotInfo, SnapshotRequest, StrategyInfo, ThawApi,
 } from './types.js';
 import { INVOKE_MODES } from './types.js';
 
@@ -184,7 +185,18 @@ export class Platform implements ThawApi {
     const children = (await this.listSnapshots()).filter((s) => s.baseId === id).map((s) => s.id);
     if (children.length > 0) throw new ThawError('THAW_SNAPSHOT_IN_USE', { id, children: children.join(', ') });
     this.snapshotMeta.delete(id);
+    discardArtefacts(this.snapshotRoot, id);
     rmSync(join(this.snapshotRoot, id), { recursive: true, force: true });
+  }
+
+  async prepareSnapshot(id: string, strategyId: string): Promise<{ snapshotId: string; strategy: string; built: boolean; elapsedMs: number }> {
+    this.snapshotInfo(id);
+    const report = await getStrategy(strategyId).prepare(this.snapshotRoot, readChain(this.snapshotRoot, id));
+    return { snapshotId: id, strategy: strategyId, built: report.built, elapsedMs: report.elapsedMs };
+  }
+
+  async listStrategies(): Promise<StrategyInfo[]> {
+    return listStrategies().map((s) => ({ id: s.id, description: s.description, available: s.support.ok, ...(!s.support.ok && { reason: s.support.reason }) }));
   }
 
   // ---- invocations -----------------------------------------------------------------------
@@ -209,6 +221,7 @@ export class Platform implements ThawApi {
     let timings: Omit<InvokeTimings, 'handlerMs' | 'totalMs'>;
     let strategy: string | undefined;
     let snapshotId: string | undefined;
+    let restoreStats: RestoreResult['restore'] | undefined;
     switch (req.mode) {
       case 'cold':
         ({ sandbox, timings } = await this.bootCold(fn.params.name));
@@ -220,7 +233,7 @@ export class Platform implements ThawApi {
       case 'snapshot':
         strategy = req.strategy ?? DEFAULT_STRATEGY;
         snapshotId = req.snapshotId ?? this.newestSnapshot(fn.params.name);
-        ({ sandbox, timings } = await this.restore(fn.params.name, snapshotId, strategy));
+        ({ sandbox, timings, stats: restoreStats } = await this.restore(fn.params.name, snapshotId, strategy));
         break;
     }
     try {
@@ -249,6 +262,7 @@ export class Platform implements ThawApi {
       };
       if (snapshotId !== undefined) result.snapshotId = snapshotId;
       if (strategy !== undefined) result.strategy = strategy;
+      if (restoreStats !== undefined) result.restore = restoreStats;
       return result;
     } catch (err) {
       throw await this.afterFailure(sandbox, err);
@@ -318,7 +332,7 @@ export class Platform implements ThawApi {
     }
   }
 
-  private async restore(fnName: string, snapshotId: string, strategyId: string): Promise<{ sandbox: Sandbox; timings: Omit<InvokeTimings, 'handlerMs' | 'totalMs'> }> {
+  private async restore(fnName: string, snapshotId: string, strategyId: string): Promise<{ sandbox: Sandbox; timings: Omit<InvokeTimings, 'handlerMs' | 'totalMs'>; stats: RestoreResult['restore'] }> {
     const fn = this.functions.get(fnName);
     getStrategy(strategyId);
     const snap = this.snapshotInfo(snapshotId);
@@ -334,7 +348,7 @@ export class Platform implements ThawApi {
         { timeoutMs: fn.params.timeoutMs, onTimeout: () => new ThawError('THAW_TIMEOUT', { name: fnName, timeoutMs: fn.params.timeoutMs }) },
       );
       sandbox.memoryBytes = res.memoryBytes;
-      return { sandbox, timings: { acquireMs: round(acquired.acquireMs), restoreMs: res.timings.restoreMs ?? 0 } };
+      return { sandbox, timings: { acquireMs: round(acquired.acquireMs), restoreMs: res.timings.restoreMs ?? 0 }, stats: res.restore };
     } catch (err) {
       throw await this.afterFailure(sandbox, err, true);
     }

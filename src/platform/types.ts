@@ -107,6 +107,15 @@ export interface SnapshotRequest {
   baseId?: string;
 }
 
+/** A restore strategy and whether this host can run it. */
+export interface StrategyInfo {
+  id: string;
+  description: string;
+  available: boolean;
+  /** Why it is unavailable here (e.g. userfaultfd not permitted). */
+  reason?: string;
+}
+
 /** Everything the CLI and the HTTP API can ask of Thaw. */
 export interface ThawApi {
   deployFunction(manifest: unknown, artefact: Uint8Array): Promise<FunctionInfo>;
@@ -122,6 +131,9 @@ export interface ThawApi {
   listSnapshots(fn?: string): Promise<SnapshotInfo[]>;
   getSnapshot(id: string): Promise<SnapshotInfo>;
   deleteSnapshot(id: string): Promise<void>;
+  /** Builds and verifies what `strategy` needs for snapshot `id` ahead of its first restore. */
+  prepareSnapshot(id: string, strategy: string): Promise<{ snapshotId: string; strategy: string; built: boolean; elapsedMs: number }>;
+  listStrategies(): Promise<StrategyInfo[]>;
 
   invoke(req: InvokeRequest): Promise<InvokeResult>;
 

@@ -87,3 +87,21 @@ test('buildServer() refuses a non-loopback address without a token, and checks t
     await guarded.close();
   }
 });
+
+test('GET /v1/strategies lists every strategy; POST /v1/snapshots/:id/prepare builds artefacts once', async () => {
+  const list = (await app.inject({ method: 'GET', url: '/v1/strategies' })).json() as { id: string; available: boolean }[];
+  for (const id of ['eager', 'vanilla', 'vanilla-cache', 'dram', 'uffd', 'reap', 'thaw']) assert.ok(list.some((s) => s.id === id), id);
+  await deploy('hello-c');
+  const cold = (await app.inject({ method: 'POST', url: '/v1/functions/hello-c/invocations?mode=cold', payload: Buffer.from('p'), headers: { 'content-type': 'application/octet-stream' } })).json();
+  const snap = (await app.inject({ method: 'POST', url: '/v1/snapshots', payload: { sandboxId: cold.sandboxId } })).json();
+  const first = await app.inject({ method: 'POST', url: `/v1/snapshots/${snap.id}/prepare`, payload: { strategy: 'vanilla-cache' } });
+  assert.equal(first.statusCode, 200, first.body);
+  assert.equal(first.json().built, true);
+  const again = await app.inject({ method: 'POST', url: `/v1/snapshots/${snap.id}/prepare`, payload: { strategy: 'vanilla-cache' } });
+  assert.equal(again.json().built, false);
+  const bad = await app.inject({ method: 'POST', url: `/v1/snapshots/${snap.id}/prepare`, payload: { strategy: 'teleport' } });
+  assert.equal(bad.json().code, 'THAW_STRATEGY_UNKNOWN');
+  const restored = await app.inject({ method: 'POST', url: `/v1/functions/hello-c/invocations?mode=snapshot&snapshot=${snap.id}&strategy=vanilla-cache&keep=false`, payload: Buffer.from('p'), headers: { 'content-type': 'application/octet-stream' } });
+  assert.equal(restored.json().output, 'hello, p');
+  assert.equal(restored.json().restore.strategy, 'vanilla-cache');
+});

@@ -29,3 +29,14 @@ export function remove(g: GlobalOptions, id: string): Promise<void> {
     process.stdout.write(`deleted snapshot ${id}\n`);
   });
 }
+
+export function prepare(g: GlobalOptions, id: string, o: { strategy: string }): Promise<void> {
+  return withApi(g, async (api) => printJson(await api.prepareSnapshot(id, o.strategy)));
+}
+
+export function strategies(g: GlobalOptions): Promise<void> {
+  return withApi(g, async (api) => {
+    const all = await api.listStrategies();
+    printTable(all.map((s) => ({ id: s.id, available: s.available ? 'yes' : `no: ${s.reason ?? ''}`, description: s.description })));
+  });
+}
