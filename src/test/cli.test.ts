@@ -68,3 +68,11 @@ test('daemon: deploy -> cold -> snapshot -> restore -> warm through the CLI with
   const [code] = await once(daemon, 'exit');
   assert.equal(code, 0);
 });
+
+test('thaw demo prints the three paths with identical outputs', () => {
+  const r = thaw(['demo', '--only', 'hello-c', '--runs', '1']);
+  assert.equal(r.code, 0, r.stderr);
+  assert.match(r.stdout, /hello-c\s+wasi/);
+  assert.match(r.stdout, /restore\+invoke ms/);
+  assert.match(r.stdout, /\byes\s*$/m);
+});
