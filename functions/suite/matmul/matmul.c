@@ -18,7 +18,24 @@ static void multiply(const double *a, const double *b, double *c, size_t n) {
     size_t jn = n - jj < JB ? n - jj : JB;
     for (size_t kk = 0; kk < n; kk += KB) {
       size_t kn = n - kk < KB ? n - kk : KB;
-      for (size_t i = 0; i < n; i++) {
+      size_t i = 0;
+      /* Four rows of C at a time: each loaded element of B serves four products. */
+      for (; i + 4 <= n; i += 4) {
+        double *restrict c0 = c + i * n + jj, *restrict c1 = c0 + n, *restrict c2 = c1 + n, *restrict c3 = c2 + n;
+        const double *a0 = a + i * n + kk, *a1 = a0 + n, *a2 = a1 + n, *a3 = a2 + n;
+        for (size_t k = 0; k < kn; k++) {
+          double x0 = a0[k], x1 = a1[k], x2 = a2[k], x3 = a3[k];
+          const double *restrict bk = b + (kk + k) * n + jj;
+          for (size_t j = 0; j < jn; j++) {
+            double bv = bk[j];
+            c0[j] += x0 * bv;
+            c1[j] += x1 * bv;
+            c2[j] += x2 * bv;
+            c3[j] += x3 * bv;
+          }
+        }
+      }
+      for (; i < n; i++) {
         double *restrict ci = c + i * n + jj;
         const double *ai = a + i * n + kk;
         for (size_t k = 0; k < kn; k++) {
