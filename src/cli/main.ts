@@ -30,6 +30,7 @@ program.command('daemon')
   .option('--spare-hosts <n>', 'generic sandbox hosts kept ready', '1')
   .option('--prepared-per-function <n>', 'hosts kept with each used function compiled', '1')
   .option('--max-idle-sandboxes <n>', 'idle sandboxes kept for warm invocations', '16')
+  .option('--max-sandboxes <n>', 'live sandboxes at most (each is a host process); beyond it requests get 503', '64')
   .option('--no-cgroups', 'do not put sandbox hosts in memory cgroups')
   .option('--log-level <level>', 'pino log level', 'info')
   .action((o) => runDaemon(g(), o));

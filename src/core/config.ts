@@ -18,6 +18,7 @@ export interface DaemonConfig {
   preparedPerFunction?: number | string | undefined;
   hostOverheadMiB?: number | string | undefined;
   maxIdleSandboxes?: number | string | undefined;
+  maxSandboxes?: number | string | undefined;
   cgroups?: boolean | undefined;
   logLevel?: string | undefined;
 }
@@ -32,6 +33,7 @@ export interface DaemonParams {
   readonly preparedPerFunction: number;
   readonly hostOverheadMiB: number;
   readonly maxIdleSandboxes: number;
+  readonly maxSandboxes: number;
   readonly useCgroups: boolean;
   readonly logLevel: string;
 }
@@ -71,6 +73,7 @@ export function parseDaemonConfig(cfg: DaemonConfig): DaemonParams {
     preparedPerFunction: int('preparedPerFunction', cfg.preparedPerFunction, 1, 0, 64),
     hostOverheadMiB: int('hostOverheadMiB', cfg.hostOverheadMiB, 384, 64, 65536),
     maxIdleSandboxes: int('maxIdleSandboxes', cfg.maxIdleSandboxes, 16, 0, 1024),
+    maxSandboxes: int('maxSandboxes', cfg.maxSandboxes, 64, 1, 4096),
     useCgroups: cfg.cgroups ?? true,
     logLevel,
   });

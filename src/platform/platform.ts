@@ -10,7 +10,7 @@ import type { Logger } from 'pino';
 import { ThawError, toThawError, type ErrorCode } from '../core/errors.js';
 import { readState, diskUsageBytes } from '../snapshot/snapshot-io.js';
 import type { SnapshotMeta } from '../core/snapshot-format.js';
-import { HostPool } from '../sandbox/host-pool.js';
+import { HostPool, type AcquiredHost } from '../sandbox/host-pool.js';
 import type { HostProcess } from '../sandbox/host-process.js';
 import { setUpCgroupParent } from '../sandbox/cgroup.js';
 import type { BootResult, InvokeResult as HostInvokeResult, RestoreResult, SnapshotResult } from '../sandbox/protocol.js';
@@ -33,6 +33,8 @@ export interface PlatformParams {
   readonly hostOverheadMiB: number;
   /** Idle sandboxes kept for warm invocations; the least recently used beyond this are stopped. */
   readonly maxIdleSandboxes: number;
+  /** Live sandboxes at most (each is a host process); past it idle ones are evicted, else 503. */
+  readonly maxSandboxes: number;
   /** Put each host in a memory cgroup where the machine has one. */
   readonly useCgroups: boolean;
   readonly logger: Logger;
@@ -59,6 +61,8 @@ export class Platform implements ThawApi {
   private readonly snapshotRoot: string;
   private readonly pool: HostPool;
   private readonly sandboxes = new Map<string, Sandbox>();
+  /** Sandboxes being booted or restored, not yet in `sandboxes`: they count against the cap. */
+  private starting = 0;
   private readonly log: Logger;
   private objects: Promise<ObjectStore> | undefined;
   /**
@@ -163,17 +167,7 @@ export class Platform implements ThawApi {
   }
 
   async listSnapshots(fnName?: string): Promise<SnapshotInfo[]> {
-    const out: SnapshotInfo[] = [];
-    for (const id of readdirSync(this.snapshotRoot)) {
-      if (id.startsWith('.')) continue;
-      try {
-        const info = this.snapshotInfo(id);
-        if (!fnName || info.function === fnName) out.push(info);
-      } catch (err) {
-        this.log.warn({ snapshot: id, err: toThawError(err).message }, 'unreadable snapshot skipped in listing');
-      }
-    }
-    return out.sort((a, b) => a.createdAt.localeCompare(b.createdAt));
+    return this.readableSnapshots().filter((s) => !fnName || s.function === fnName);
   }
 
   async getSnapshot(id: string): Promise<SnapshotInfo> {
@@ -318,7 +312,7 @@ export class Platform implements ThawApi {
 
   private async bootCold(fnName: string): Promise<{ sandbox: Sandbox; timings: Omit<InvokeTimings, 'handlerMs' | 'totalMs'> }> {
     const fn = this.functions.get(fnName);
-    const acquired = await this.pool.acquire(this.functions.hostFunction(fnName));
+    const acquired = await this.acquireHost(fnName);
     const sandbox = this.register(fnName, fn.digest, acquired.host, { kind: 'cold' });
     try {
       const res = await acquired.host.request<BootResult>(
@@ -340,7 +334,7 @@ export class Platform implements ThawApi {
     if (!snap.current) {
       throw new ThawError('THAW_SNAPSHOT_VERSION', { id: snapshotId, detail: `taken from module ${snap.moduleDigest.slice(0, 12)}, function '${fnName}' is now ${fn.digest.slice(0, 12)}` });
     }
-    const acquired = await this.pool.acquire(this.functions.hostFunction(fnName));
+    const acquired = await this.acquireHost(fnName);
     const sandbox = this.register(fnName, fn.digest, acquired.host, { kind: 'snapshot', snapshotId, strategy: strategyId });
     try {
       const res = await acquired.host.request<RestoreResult>(
@@ -351,6 +345,21 @@ export class Platform implements ThawApi {
       return { sandbox, timings: { acquireMs: round(acquired.acquireMs), restoreMs: res.timings.restoreMs ?? 0 }, stats: res.restore };
     } catch (err) {
       throw await this.afterFailure(sandbox, err, true);
+    }
+  }
+
+  /** Takes a host for a new sandbox, within the live-sandbox cap (evicting idle ones first). */
+  private async acquireHost(fnName: string): Promise<AcquiredHost> {
+    if (this.sandboxes.size + this.starting >= this.params.maxSandboxes) {
+      const idle = [...this.sandboxes.values()].filter((s) => !s.busy).sort((a, b) => a.lastUsed - b.lastUsed)[0];
+      if (!idle) throw new ThawError('THAW_POOL_EXHAUSTED', { detail: `${this.params.maxSandboxes} sandboxes are busy (maxSandboxes)` });
+      void this.stop(idle, 'evicted (sandbox cap)');
+    }
+    this.starting++;
+    try {
+      return await this.pool.acquire(this.functions.hostFunction(fnName));
+    } finally {
+      this.starting--;
     }
   }
 
@@ -386,20 +395,25 @@ export class Platform implements ThawApi {
     return sandbox;
   }
 
+  /** The newest snapshot of the function's current module version (unreadable ones are never picked). */
   private newestSnapshot(fnName: string): string {
-    const digest = this.functions.get(fnName).digest;
-    let best: SnapshotInfo | undefined;
+    const newest = this.readableSnapshots().filter((s) => s.function === fnName && s.current).pop();
+    if (!newest) throw new ThawError('THAW_SNAPSHOT_NOT_FOUND', { id: `(none for function ${fnName})` });
+    return newest.id;
+  }
+
+  /** Every snapshot whose state file reads cleanly, oldest first; unreadable ones are logged. */
+  private readableSnapshots(): SnapshotInfo[] {
+    const out: SnapshotInfo[] = [];
     for (const id of readdirSync(this.snapshotRoot)) {
       if (id.startsWith('.')) continue;
       try {
-        const info = this.snapshotInfo(id);
-        if (info.function === fnName && info.moduleDigest === digest && (!best || info.createdAt > best.createdAt)) best = info;
-      } catch {
-        /* unreadable snapshots are never picked implicitly */
+        out.push(this.snapshotInfo(id));
+      } catch (err) {
+        this.log.warn({ snapshot: id, err: toThawError(err).message }, 'unreadable snapshot skipped');
       }
     }
-    if (!best) throw new ThawError('THAW_SNAPSHOT_NOT_FOUND', { id: `(none for function ${fnName})` });
-    return best.id;
+    return out.sort((a, b) => a.createdAt.localeCompare(b.createdAt));
   }
 
   private snapshotInfo(id: string): SnapshotInfo {

@@ -145,3 +145,19 @@ test('a snapshot of an older module version is refused after a redeploy', async 
   // Its sandbox ran the old version: warm invocations must not pick it up implicitly.
   await rejectsWith(p.invoke({ function: 'versioned', mode: 'warm', input }), 'THAW_NO_WARM_SANDBOX');
 });
+
+test('past maxSandboxes, idle sandboxes are evicted and busy ones make new requests fail with 503', async () => {
+  const small = newPlatform({ maxSandboxes: 1 });
+  try {
+    await deployExample(small, 'faulty-c', { timeoutMs: 5_000 });
+    const first = await small.invoke({ function: 'faulty-c', mode: 'cold', input: Buffer.from('a') });
+    const second = await small.invoke({ function: 'faulty-c', mode: 'cold', input: Buffer.from('b') });
+    assert.deepEqual((await small.listSandboxes()).map((s) => s.id), [second.sandboxId], `${first.sandboxId} was evicted`);
+    const busy = small.invoke({ function: 'faulty-c', mode: 'warm', sandboxId: second.sandboxId, input: Buffer.from('spin') });
+    const err = await rejectsWith(small.invoke({ function: 'faulty-c', mode: 'cold', input: Buffer.from('c') }), 'THAW_POOL_EXHAUSTED');
+    assert.equal(err.status, 503);
+    await rejectsWith(busy, 'THAW_TIMEOUT');
+  } finally {
+    await small.close();
+  }
+});

@@ -12,6 +12,7 @@ interface DaemonOptions {
   spareHosts: string;
   preparedPerFunction: string;
   maxIdleSandboxes: string;
+  maxSandboxes: string;
   cgroups: boolean;
   logLevel: string;
 }
@@ -19,7 +20,7 @@ interface DaemonOptions {
 export async function runDaemon(g: GlobalOptions, o: DaemonOptions): Promise<void> {
   const params = parseDaemonConfig({
     dataDir: g.dataDir, objectStore: g.objectStore, token: g.token, host: o.host, port: o.port, spareHosts: o.spareHosts,
-    preparedPerFunction: o.preparedPerFunction, maxIdleSandboxes: o.maxIdleSandboxes, cgroups: o.cgroups, logLevel: o.logLevel,
+    preparedPerFunction: o.preparedPerFunction, maxIdleSandboxes: o.maxIdleSandboxes, maxSandboxes: o.maxSandboxes, cgroups: o.cgroups, logLevel: o.logLevel,
   });
   const logger = pino({ level: params.logLevel });
   const platform = new Platform({ ...params, logger });
