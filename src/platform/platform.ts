@@ -256,7 +256,9 @@ export class Platform implements ThawApi {
       };
       if (snapshotId !== undefined) result.snapshotId = snapshotId;
       if (strategy !== undefined) result.strategy = strategy;
-      if (restoreStats !== undefined) result.restore = restoreStats;
+      // The host's stats after the invocation are the complete ones (page servers report on stop).
+      const stats = req.mode === 'snapshot' ? (res.restore ?? restoreStats) : undefined;
+      if (stats !== undefined) result.restore = stats;
       return result;
     } catch (err) {
       throw await this.afterFailure(sandbox, err);

@@ -124,7 +124,10 @@ async function handle(req: HostRequest): Promise<unknown> {
       const output = await s.guest.invoke(input);
       // Lets the restore strategy react to the first invocation (reap ends its recording here).
       s.image?.afterInvoke();
-      return { timings: { handlerMs: since(t0) }, output, memoryBytes: s.guest.memory.buffer.byteLength } satisfies InvokeResult;
+      const result: InvokeResult = { timings: { handlerMs: since(t0) }, output, memoryBytes: s.guest.memory.buffer.byteLength };
+      // Restore stats as of now: page-server counts are complete only once a strategy stops its server.
+      if (s.image) result.restore = { ...s.image.stats };
+      return result;
     }
     case 'snapshot': {
       const s = sandbox(req.sandboxId);

@@ -45,7 +45,7 @@ export interface RestoreResult {
   /** What the restore strategy did (bytes read, faults, prepare and fill time, phase). */
   restore?: RestoreStats;
 }
-export interface InvokeResult { timings: HostTimings; output: Uint8Array; memoryBytes: number }
+export interface InvokeResult { timings: HostTimings; output: Uint8Array; memoryBytes: number; restore?: RestoreResult['restore'] }
 export interface SnapshotResult { timings: HostTimings; meta: SnapshotMeta; storedBytes: number; pageRuns: number }
 export interface StatsResult { rssBytes: number; sandboxes: string[]; prepared: string[] }
 
