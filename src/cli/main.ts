@@ -4,6 +4,7 @@
 
 import { Command, CommanderError, Option } from 'commander';
 import { ThawError } from '../core/errors.js';
+import { runBenchCommand } from './commands/bench.js';
 import { runDaemon } from './commands/daemon.js';
 import { runDemo } from './commands/demo.js';
 import * as fn from './commands/functions.js';
@@ -89,6 +90,12 @@ program.command('demo')
   .option('--runs <n>', 'invocations per path (median reported)', '5')
   .option('--only <names>', 'comma-separated example function names')
   .action((o) => runDemo(g(), o));
+
+program.command('bench <config>')
+  .description('run an experiment from a JSON config (a path, or a shipped config: smoke, two-inputs, six-inputs, parallel, remote-storage-like)')
+  .option('--output-dir <dir>', 'override output_dir (the global --object-store overrides object_store)')
+  .option('--repeat <n>', 'override repeat').option('--validate-only', 'check the config and exit').option('--no-progress', 'no progress bar')
+  .action((c: string, o) => runBenchCommand(g(), c, o));
 
 try {
   await program.parseAsync(process.argv);
