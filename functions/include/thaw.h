@@ -1,5 +1,5 @@
-/* Host imports of the Thaw wasi ABI (docs/abi.md): module "thaw". Self-contained so the
- * function builds on its own; every C example carries the same copy. */
+/* Host imports of the Thaw wasi ABI (docs/abi.md): module "thaw". Shared by every C function
+ * (the functions/NAME-c examples and the functions/suite/NAME ones): the build passes -I functions/include. */
 #ifndef THAW_H
 #define THAW_H
 #include <stdint.h>

@@ -12,21 +12,24 @@ up_to_date() {
   for src in "$@"; do [ "$out" -nt "$src" ] || return 1; done
 }
 
+# Every C function includes the ABI header from functions/include/thaw.h.
+abi_inc="functions/include"
+
 build_c() { # build_c DIR NAME: DIR/NAME.c -> DIR/build/NAME.wasm
   local dir="functions/$1" out="functions/$1/build/$2.wasm"
-  up_to_date "$out" "$dir"/*.c "$dir"/*.h && return 0
+  up_to_date "$out" "$dir"/*.c "$abi_inc"/*.h && return 0
   echo "setup: building $out"
   mkdir -p "$dir/build"
-  clang --target=wasm32-wasi -O2 -mexec-model=reactor -o "$out" "$dir/$2.c"
+  clang --target=wasm32-wasi -O2 -mexec-model=reactor -I "$abi_inc" -o "$out" "$dir/$2.c"
 }
 
 build_suite_c() { # build_suite_c NAME: functions/suite/NAME/NAME.c (+ suite/include/*.h) -> .../build/NAME.wasm
   local dir="functions/suite/$1" inc="functions/suite/include" out="functions/suite/$1/build/$1.wasm"
-  up_to_date "$out" "$dir"/*.c "$inc"/*.h && return 0
+  up_to_date "$out" "$dir"/*.c "$inc"/*.h "$abi_inc"/*.h && return 0
   echo "setup: building $out"
   mkdir -p "$dir/build"
   # -msimd128: the inner loops (matmul rows, convolution rows) vectorise; the host's decoder knows SIMD.
-  clang --target=wasm32-wasi -O3 -msimd128 -mexec-model=reactor -I "$inc" -o "$out" "$dir/$1.c" -lm
+  clang --target=wasm32-wasi -O3 -msimd128 -mexec-model=reactor -I "$inc" -I "$abi_inc" -o "$out" "$dir/$1.c" -lm
 }
 
 build_as() { # build_as DIR NAME: DIR/assembly/index.ts -> DIR/build/NAME.wasm
