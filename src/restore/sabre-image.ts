@@ -1,0 +1,245 @@
+// Compressed snapshot images for the sabre strategies (Sabre): page runs of an image split into
+// partitions of at most `partitionBytes`, each compressed with lz4 or zstd (or kept raw when
+// compression does not shrink it), behind a partition table; built once, atomically, and read
+// back with every partition's checksum checked before anything is decompressed.
+//
+//   <dir>/sabre-<codec>-<level>.img       the whole image's present runs (sabre, sabre-zstd)
+//   <dir>/sabre-reap-<codec>-<level>.img  the working set only (sabre-reap)
+//   +0   magic "THAWSABR"                                         8 bytes
+//   +8   version u32 (1)                                          4
+//   +12  guest memory pages u32                                   4
+//   +16  partition count u32                                      4
+//   +20  source key u32 (crc32 of what it was built from)         4
+//   +24  partition table: count x 28 bytes
+//          u32 first page, u32 page count, f64 data offset (bytes from file start),
+//          u32 stored bytes, u8 codec (0 raw, 1 lz4, 2 zstd), 3 zero bytes, u32 crc32 of stored bytes
+//   then u32 crc32 of every byte before it (header + table)
+//   then partition data, in table order, contiguous
+// Little-endian. Partitions are ascending and disjoint; pages are PAGE_BYTES (4 KiB).
+
+import { closeSync, fstatSync, openSync, readSync, rmSync, writeSync, fsyncSync, renameSync } from 'node:fs';
+import { crc32 } from 'node:zlib';
+import { ThawError } from '../core/errors.js';
+import { PAGE_BYTES, type PageRun, type SnapshotState } from '../core/snapshot-format.js';
+import { compress, decompressInto, copyInto, type Codec } from '../native/index.js';
+import { tempName } from './snapshot-image.js';
+
+const MAGIC = 'THAWSABR';
+const VERSION = 1;
+const HEADER_BYTES = 24;
+const ENTRY_BYTES = 28;
+const CODEC_IDS = { raw: 0, lz4: 1, zstd: 2 } as const;
+const CODEC_NAMES = ['raw', 'lz4', 'zstd'] as const;
+
+/** How a partition is stored. */
+export type StoredCodec = Codec | 'raw';
+
+/** One row of the partition table. */
+export interface Partition {
+  readonly firstPage: number;
+  readonly pageCount: number;
+  /** Offset of the stored bytes from the start of the file. */
+  readonly dataOffsetBytes: number;
+  readonly storedBytes: number;
+  readonly codec: StoredCodec;
+  /** crc32 of the stored (compressed) bytes. */
+  readonly crc: number;
+}
+
+/** A decoded compressed image: its table and where its data starts. */
+export interface CompressedImage {
+  readonly memoryPages: number;
+  /** What the file was built from (see sourceKey()); a different source makes the file stale. */
+  readonly sourceKey: number;
+  readonly partitions: readonly Partition[];
+  /** Sum of the partitions' uncompressed bytes. */
+  readonly rawBytes: number;
+  /** Sum of their stored bytes. */
+  readonly storedBytes: number;
+}
+
+/** Options of buildCompressedImage. */
+export interface CompressOptions {
+  readonly codec: Codec;
+  /** lz4 acceleration or zstd level. */
+  readonly level: number;
+  /** Largest partition (a multiple of PAGE_BYTES). */
+  readonly partitionBytes: number;
+}
+
+/** crc32 over a state's chunk checksums, optionally mixed with more bytes (a working set's). */
+export function sourceKey(state: SnapshotState, extra?: Uint8Array): number {
+  const k = crc32(new Uint8Array(state.chunkCrcs.buffer, state.chunkCrcs.byteOffset, state.chunkCrcs.byteLength));
+  return extra ? crc32(extra, k) : k;
+}
+
+/** Splits runs into partitions of at most `partitionBytes` (a page multiple). */
+export function splitRuns(runs: readonly PageRun[], partitionBytes: number): PageRun[] {
+  const maxPages = Math.max(1, Math.floor(partitionBytes / PAGE_BYTES));
+  const out: PageRun[] = [];
+  for (const r of runs) {
+    for (let p = r.firstPage; p < r.firstPage + r.pageCount; p += maxPages) {
+      out.push({ firstPage: p, pageCount: Math.min(maxPages, r.firstPage + r.pageCount - p) });
+    }
+  }
+  return out;
+}
+
+function readFully(fd: number, buf: Uint8Array, position: number): number {
+  let done = 0;
+  while (done < buf.length) {
+    const n = readSync(fd, buf, done, buf.length - done, position + done);
+    if (n === 0) break;
+    done += n;
+  }
+  return done;
+}
+
+/**
+ * Builds the compressed image of `runs` of the image in `imageFd` (verified by the caller) at
+ * `path`, atomically (temporary name, fsync, rename). Returns what it wrote.
+ * Throws THAW_SNAPSHOT_CORRUPT (image shorter than its runs), THAW_INTERNAL (codec).
+ */
+export function buildCompressedImage(path: string, id: string, imageFd: number, memoryPages: number, key: number,
+  runs: readonly PageRun[], options: CompressOptions): CompressedImage {
+  const parts = splitRuns(runs, options.partitionBytes);
+  const tableEnd = HEADER_BYTES + parts.length * ENTRY_BYTES + 4;
+  const header = Buffer.alloc(tableEnd);
+  const tmp = tempName(path);
+  const out = openSync(tmp, 'w');
+  const partitions: Partition[] = [];
+  let at = tableEnd;
+  let rawBytes = 0;
+  try {
+    const buf = Buffer.allocUnsafe(options.partitionBytes);
+    for (const part of parts) {
+      const len = part.pageCount * PAGE_BYTES;
+      const raw = buf.subarray(0, len);
+      if (readFully(imageFd, raw, part.firstPage * PAGE_BYTES) !== len) {
+        throw new ThawError('THAW_SNAPSHOT_CORRUPT', { id, detail: `image ends inside page run at page ${part.firstPage}` });
+      }
+      const packed = compress(options.codec, raw, options.level);
+      // Incompressible data (random pages) is stored as it is: decoding it would only cost time.
+      const [stored, codec]: [Uint8Array, StoredCodec] = packed.length < len ? [packed, options.codec] : [raw, 'raw'];
+      let w = 0;
+      while (w < stored.length) w += writeSync(out, stored, w, stored.length - w, at + w);
+      partitions.push({ firstPage: part.firstPage, pageCount: part.pageCount, dataOffsetBytes: at, storedBytes: stored.length, codec, crc: crc32(stored) });
+      at += stored.length;
+      rawBytes += len;
+    }
+    header.write(MAGIC, 0, 'latin1');
+    header.writeUInt32LE(VERSION, 8);
+    header.writeUInt32LE(memoryPages, 12);
+    header.writeUInt32LE(partitions.length, 16);
+    header.writeUInt32LE(key >>> 0, 20);
+    partitions.forEach((p, i) => {
+      const o = HEADER_BYTES + i * ENTRY_BYTES;
+      header.writeUInt32LE(p.firstPage, o);
+      header.writeUInt32LE(p.pageCount, o + 4);
+      header.writeDoubleLE(p.dataOffsetBytes, o + 8);
+      header.writeUInt32LE(p.storedBytes, o + 16);
+      header.writeUInt8(CODEC_IDS[p.codec], o + 20);
+      header.writeUInt32LE(p.crc >>> 0, o + 24);
+    });
+    header.writeUInt32LE(crc32(header.subarray(0, tableEnd - 4)), tableEnd - 4);
+    let w = 0;
+    while (w < header.length) w += writeSync(out, header, w, header.length - w, w);
+    fsyncSync(out);
+  } catch (err: unknown) {
+    closeSync(out);
+    rmSync(tmp, { force: true });
+    throw err;
+  }
+  closeSync(out);
+  renameSync(tmp, path);
+  return { memoryPages, sourceKey: key >>> 0, partitions, rawBytes, storedBytes: at - tableEnd };
+}
+
+/** A compressed image read into memory: its table and every stored byte, checksums checked. */
+export interface LoadedCompressedImage extends CompressedImage {
+  /** The whole file (partition data at each partition's dataOffsetBytes). */
+  readonly bytes: Buffer;
+}
+
+/**
+ * Reads the compressed image at `path` in one read and checks the table's and every partition's
+ * crc32. Returns null when the file is missing. Throws THAW_SNAPSHOT_CORRUPT (any mismatch, a
+ * partition outside guest memory or overlapping its neighbour, or a file built for another size).
+ */
+export function loadCompressedImage(path: string, id: string, memoryPages: number): LoadedCompressedImage | null {
+  let fd: number;
+  try {
+    fd = openSync(path, 'r');
+  } catch (err: unknown) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return null;
+    throw new ThawError('THAW_SNAPSHOT_CORRUPT', { id, detail: `cannot open ${path}: ${(err as Error).message}` }, { cause: err });
+  }
+  let bytes: Buffer;
+  try {
+    bytes = Buffer.allocUnsafe(fstatSync(fd).size);
+    readFully(fd, bytes, 0);
+  } finally {
+    closeSync(fd);
+  }
+  return decodeCompressedImage(bytes, id, memoryPages);
+}
+
+/** Decodes and checks a whole compressed image file (see loadCompressedImage). */
+export function decodeCompressedImage(bytes: Buffer, id: string, memoryPages: number): LoadedCompressedImage {
+  const bad = (detail: string): never => {
+    throw new ThawError('THAW_SNAPSHOT_CORRUPT', { id, detail: `compressed image: ${detail}` });
+  };
+  if (bytes.length < HEADER_BYTES + 4 || bytes.toString('latin1', 0, 8) !== MAGIC) bad('bad magic or truncated');
+  if (bytes.readUInt32LE(8) !== VERSION) bad(`version ${bytes.readUInt32LE(8)}, expected ${VERSION}`);
+  if (bytes.readUInt32LE(12) !== memoryPages) bad(`built for ${bytes.readUInt32LE(12)} pages, the snapshot has ${memoryPages}`);
+  const count = bytes.readUInt32LE(16);
+  const tableEnd = HEADER_BYTES + count * ENTRY_BYTES + 4;
+  if (bytes.length < tableEnd) bad('partition table truncated');
+  if (crc32(bytes.subarray(0, tableEnd - 4)) !== bytes.readUInt32LE(tableEnd - 4)) bad('partition table checksum mismatch');
+  const partitions: Partition[] = [];
+  let prevEnd = 0;
+  let rawBytes = 0;
+  let storedBytes = 0;
+  for (let i = 0; i < count; i++) {
+    const o = HEADER_BYTES + i * ENTRY_BYTES;
+    const p: Partition = {
+      firstPage: bytes.readUInt32LE(o),
+      pageCount: bytes.readUInt32LE(o + 4),
+      dataOffsetBytes: bytes.readDoubleLE(o + 8),
+      storedBytes: bytes.readUInt32LE(o + 16),
+      codec: CODEC_NAMES[bytes.readUInt8(o + 20)] ?? bad(`partition ${i}: unknown codec ${bytes.readUInt8(o + 20)}`),
+      crc: bytes.readUInt32LE(o + 24),
+    };
+    if (p.pageCount === 0 || p.firstPage < prevEnd || p.firstPage + p.pageCount > memoryPages) bad(`partition ${i} out of order or range`);
+    if (p.codec === 'raw' && p.storedBytes !== p.pageCount * PAGE_BYTES) bad(`partition ${i}: raw partition of the wrong size`);
+    if (p.dataOffsetBytes < tableEnd || p.dataOffsetBytes + p.storedBytes > bytes.length) bad(`partition ${i}: data outside the file (truncated?)`);
+    if (crc32(bytes.subarray(p.dataOffsetBytes, p.dataOffsetBytes + p.storedBytes)) !== p.crc) bad(`partition ${i} (pages ${p.firstPage}..${p.firstPage + p.pageCount}): checksum mismatch`);
+    partitions.push(p);
+    prevEnd = p.firstPage + p.pageCount;
+    rawBytes += p.pageCount * PAGE_BYTES;
+    storedBytes += p.storedBytes;
+  }
+  return { memoryPages, sourceKey: bytes.readUInt32LE(20), partitions, rawBytes, storedBytes, bytes };
+}
+
+/**
+ * Decompresses every partition of `image` straight into its place in `target` (guest memory,
+ * already mapped and writable over every partition). Throws THAW_SNAPSHOT_CORRUPT when a
+ * partition does not decode to its exact size (a codec-level corruption the crc missed).
+ */
+export function decompressPartitions(id: string, image: LoadedCompressedImage, target: ArrayBuffer): void {
+  for (const p of image.partitions) {
+    const src = image.bytes.subarray(p.dataOffsetBytes, p.dataOffsetBytes + p.storedBytes);
+    const off = p.firstPage * PAGE_BYTES;
+    const len = p.pageCount * PAGE_BYTES;
+    if (p.codec === 'raw') {
+      copyInto(target, off, src);
+      continue;
+    }
+    try {
+      decompressInto(p.codec, src, target, off, len);
+    } catch (err: unknown) {
+      throw new ThawError('THAW_SNAPSHOT_CORRUPT', { id, detail: `partition at page ${p.firstPage} does not decode (${p.codec})` }, { cause: err });
+    }
+  }
+}

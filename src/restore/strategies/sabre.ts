@@ -1,0 +1,197 @@
+// sabre (Sabre): the snapshot's present page runs, split into partitions of at most 1 MiB, are
+// compressed once at prepare (sabre-image.ts: partition table of offset, size, stored size, codec,
+// crc32) into a file beside the snapshot. A restore reads that file in one read, checks every
+// partition's checksum before the guest exists, and decompresses the partitions straight into
+// fresh huge-page-advised anonymous guest memory (as thaw does: no per-4K faults; holes stay
+// untouched zero pages), before the guest resumes.
+//
+// Ids (stable; one artefact file per codec and level):
+//   sabre       lz4 block format, acceleration 1   -> sabre-lz4-1.img
+//   sabre-zstd  zstd level 1                        -> sabre-zstd-1.img
+//   sabre-reap  REAP + compression: the working set recorded as reap records it (uffd, ws.reap,
+//               shared with reap), compressed with lz4 (sabre-reap-lz4-1.img). Replay maps the
+//               memory file MAP_PRIVATE for on-demand pages and decompresses the working set into
+//               anonymous memory over its runs, so no page server runs after the first restore.
+// Other levels: sabreStrategy({ codec, level }) builds e.g. 'sabre-zstd-3' (id: sabre[-zstd][-level],
+// the level only when it is not 1); only the three above are registered.
+// Decompression here is sequential on the calling thread: fill() is synchronous and the addon's
+// async decoders report through the event loop, which fill() cannot wait for (see README/issue 3).
+
+import { closeSync } from 'node:fs';
+import { join } from 'node:path';
+import { performance } from 'node:perf_hooks';
+import { PAGE_BYTES, type PageRun, type SnapshotState } from '../../core/snapshot-format.js';
+import { madviseHugepage, mapAnonymous, mapFile, type Codec } from '../../native/index.js';
+import { openLazy } from '../lazy-image.js';
+import {
+  buildCompressedImage, decompressPartitions, loadCompressedImage, sourceKey, type LoadedCompressedImage,
+} from '../sabre-image.js';
+import { resolveImage, type SnapshotImage } from '../snapshot-image.js';
+import type { OpenedImage, PrepareReport, RestoreStats, RestoreStrategy } from '../strategy.js';
+import { startSession, uffdSupport, type UffdSession } from '../uffd-session.js';
+import { encodeWorkingSet, readWorkingSet, runsFromOffsets, writeWorkingSet } from '../working-set.js';
+
+/** Largest partition: Sabre's partitions are MiB-sized; 1 MiB keeps each decode in L2-ish range. */
+export const PARTITION_BYTES = 1 << 20;
+
+/** Restore stats of the sabre strategies. */
+export interface SabreStats extends RestoreStats {
+  codec: Codec;
+  level: number;
+  /** Uncompressed bytes / stored bytes of the partitions this restore decompressed (0 when none). */
+  compressionRatio: number;
+  /** Bytes of partition data decompressed into guest memory. */
+  decompressedBytes: number;
+}
+
+/** Options of a sabre strategy. */
+export interface SabreOptions {
+  readonly codec: Codec;
+  /** lz4 acceleration or zstd level. Default 1. */
+  readonly level?: number;
+}
+
+function sabreId(base: string, codec: Codec, level: number): string {
+  return `${base}${codec === 'zstd' ? '-zstd' : ''}${level === 1 ? '' : `-${level}`}`;
+}
+
+function sabreStats(stats: RestoreStats, codec: Codec, level: number): SabreStats {
+  return Object.assign(stats, { codec, level, compressionRatio: 0, decompressedBytes: 0 });
+}
+
+/**
+ * Loads the compressed image at `path`, (re)building it from the verified image first when it is
+ * missing or was built from something else (`key`). Throws THAW_SNAPSHOT_CORRUPT when the file is
+ * present, current and damaged (never rebuilt silently: a corrupt artefact is reported).
+ */
+function ensureCompressed(path: string, image: SnapshotImage, fd: number, key: number, runs: readonly PageRun[],
+  codec: Codec, level: number): { loaded: LoadedCompressedImage; built: boolean } {
+  const memoryPages = image.memoryBytes / PAGE_BYTES;
+  const existing = loadCompressedImage(path, image.id, memoryPages);
+  if (existing !== null && existing.sourceKey === key >>> 0) return { loaded: existing, built: false };
+  buildCompressedImage(path, image.id, fd, memoryPages, key, runs, { codec, level, partitionBytes: PARTITION_BYTES });
+  const loaded = loadCompressedImage(path, image.id, memoryPages);
+  if (loaded === null) throw new Error(`${path} vanished after it was built`);
+  return { loaded, built: true };
+}
+
+function recordRatio(stats: SabreStats, loaded: LoadedCompressedImage): void {
+  stats.bytesRead += loaded.bytes.length;
+  stats.decompressedBytes += loaded.rawBytes;
+  stats.compressionRatio = loaded.storedBytes > 0 ? loaded.rawBytes / loaded.storedBytes : 0;
+}
+
+/** A whole-image sabre strategy for one codec and level. */
+export function sabreStrategy(options: SabreOptions): RestoreStrategy {
+  const { codec } = options;
+  const level = options.level ?? 1;
+  const id = sabreId('sabre', codec, level);
+  const file = `sabre-${codec}-${level}.img`;
+  return {
+    id,
+    description: `present pages compressed (${codec}${codec === 'zstd' ? ` level ${level}` : ''}) in 1 MiB partitions, decompressed into place before resuming`,
+    supports: () => ({ ok: true }),
+    prepare(root: string, chain: readonly SnapshotState[]): PrepareReport {
+      const t0 = performance.now();
+      const r = resolveImage(root, chain);
+      try {
+        const c = ensureCompressed(join(r.image.dir, file), r.image, r.fd, sourceKey(r.image.state), r.image.runs, codec, level);
+        return { built: r.built || c.built, elapsedMs: performance.now() - t0 };
+      } finally {
+        closeSync(r.fd);
+      }
+    },
+    open(root: string, chain: readonly SnapshotState[]): OpenedImage {
+      return openLazy(id, root, chain, (image, fd, plain) => {
+        const stats = sabreStats(plain, codec, level);
+        const t0 = performance.now();
+        const { loaded, built } = ensureCompressed(join(image.dir, file), image, fd, sourceKey(image.state), image.runs, codec, level);
+        if (built) stats.prepareMs += performance.now() - t0;
+        return {
+          fill({ buffer }) {
+            mapAnonymous(buffer, 0, image.memoryBytes);
+            try {
+              madviseHugepage(buffer, 0, image.memoryBytes);
+            } catch {
+              // A hint only (no THP): decompression is still correct, it pays 4 KiB faults.
+            }
+            decompressPartitions(image.id, loaded, buffer);
+            recordRatio(stats, loaded);
+          },
+        };
+      });
+    },
+  };
+}
+
+/** sabre-reap: REAP's working set, compressed (lz4) and decompressed into place on replay. */
+export function sabreReapStrategy(options: SabreOptions = { codec: 'lz4' }): RestoreStrategy {
+  const { codec } = options;
+  const level = options.level ?? 1;
+  const id = sabreId('sabre-reap', codec, level);
+  const file = `sabre-reap-${codec}-${level}.img`;
+  return {
+    id,
+    description: `REAP working set compressed (${codec}) and decompressed into place; the rest faults in from the mapped image`,
+    supports: uffdSupport,
+    /** Resolves and verifies the image; the working set needs a run of the guest, so the first open records it. */
+    prepare(root: string, chain: readonly SnapshotState[]): PrepareReport {
+      const t0 = performance.now();
+      const r = resolveImage(root, chain);
+      try {
+        const pages = r.image.memoryBytes / PAGE_BYTES;
+        const ws = readWorkingSet(r.image.dir, r.image.id, pages);
+        if (ws === null) return { built: r.built, elapsedMs: r.elapsedMs };
+        const key = sourceKey(r.image.state, encodeWorkingSet(ws));
+        const c = ensureCompressed(join(r.image.dir, file), r.image, r.fd, key, ws.runs, codec, level);
+        return { built: r.built || c.built, elapsedMs: performance.now() - t0 };
+      } finally {
+        closeSync(r.fd);
+      }
+    },
+    open(root: string, chain: readonly SnapshotState[]): OpenedImage {
+      let session: UffdSession | undefined;
+      return openLazy(id, root, chain, (image, fd, plain) => {
+        const stats = sabreStats(plain, codec, level);
+        const memoryPages = image.memoryBytes / PAGE_BYTES;
+        const ws = readWorkingSet(image.dir, image.id, memoryPages);
+        let loaded: LoadedCompressedImage | undefined;
+        if (ws !== null) {
+          const t0 = performance.now();
+          const c = ensureCompressed(join(image.dir, file), image, fd, sourceKey(image.state, encodeWorkingSet(ws)), ws.runs, codec, level);
+          if (c.built) stats.prepareMs += performance.now() - t0;
+          loaded = c.loaded;
+        }
+        return {
+          fill({ buffer, fd: imageFd }) {
+            if (ws === null || loaded === undefined) {
+              stats.phase = 'record';
+              session = startSession(buffer, image, imageFd, stats, { strategy: id, record: true });
+              return;
+            }
+            stats.phase = 'replay';
+            mapFile(buffer, 0, image.memoryBytes, imageFd, 0, { private: true });
+            for (const run of ws.runs) mapAnonymous(buffer, run.firstPage * PAGE_BYTES, run.pageCount * PAGE_BYTES);
+            decompressPartitions(image.id, loaded, buffer);
+            recordRatio(stats, loaded);
+            stats.prefetchedPages += loaded.rawBytes / PAGE_BYTES;
+          },
+          afterInvoke() {
+            if (session === undefined || !session.running) return;
+            // As reap: recording ends with the first invocation; the rest is installed and the
+            // working set published (the compressed copy is built by the next prepare or open).
+            const st = session.stop('fill');
+            if (st !== null) writeWorkingSet(image.dir, { memoryPages, runs: runsFromOffsets(st.recorded) });
+          },
+          release() {
+            session?.stop('fence');
+          },
+        };
+      });
+    },
+  };
+}
+
+export const sabre = sabreStrategy({ codec: 'lz4' });
+export const sabreZstd = sabreStrategy({ codec: 'zstd' });
+export const sabreReap = sabreReapStrategy({ codec: 'lz4' });
