@@ -81,6 +81,12 @@ export interface RestoreStrategy {
    * Throws THAW_SNAPSHOT_CORRUPT, THAW_STRATEGY_UNAVAILABLE.
    */
   open(root: string, chain: readonly SnapshotState[]): OpenedImage;
+  /**
+   * Optional warm-up a sandbox host runs at prepare time, before any request, for a guest of up
+   * to `bytes` bytes (e.g. thaw pre-faults memory that a later fill() moves under the guest).
+   * Best effort: never throws; a later restore works (maybe slower) when it did nothing.
+   */
+  preallocate?(bytes: number): void;
 }
 
 const registry = new Map<string, RestoreStrategy>();
