@@ -193,7 +193,11 @@ export const pythonAdapter: RuntimeAdapter<PythonPrepared> = {
       throw new ThawError('THAW_FUNCTION_NOT_FOUND', { name: fn.name }, { cause: err });
     }
     await warmPyodideProcess();
-    return { fn, source, shells: [startShell(shellPretouchBytes(fn))] };
+    const shell = startShell(shellPretouchBytes(fn));
+    // Wait until the shell is parked: the host is "ready" only then. Replying earlier would let a
+    // restore request queue behind Pyodide's instantiation on this process's one JS thread.
+    await shell.ready;
+    return { fn, source, shells: [shell] };
   },
 
   /** Cold-boots Pyodide and installs the runtime module; the handler's init runs in init(). */
