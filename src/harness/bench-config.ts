@@ -26,6 +26,8 @@ export interface SettingConfig {
   prepare?: {
     /** Run one restore + invocation on the record input after the snapshot (default: true for recording strategies such as reap). */
     record_run?: boolean;
+    /** Strategy options (e.g. faasnap's size_threshold / interval_threshold). No strategy takes options yet: they are recorded with the run. */
+    options?: Record<string, number | string | boolean>;
   };
   invoke?: {
     /** Default: "snapshot-files" on the disk tier (except for vanilla-cache), else "none". */
@@ -79,6 +81,8 @@ export interface SettingParams {
   /** Strategy id, or "warm". */
   readonly strategy: string;
   readonly recordRun: boolean;
+  /** Strategy options as given (recorded; see SettingConfig.prepare.options). */
+  readonly options: Readonly<Record<string, number | string | boolean>>;
   readonly dropCache: DropCache;
   readonly storage: StorageTier;
   /** Why the setting is skipped (an optional strategy that is unknown or unavailable), or null. */
@@ -148,7 +152,14 @@ export const BENCH_CONFIG_SCHEMA = {
         required: ['strategy'],
         properties: {
           strategy: { type: 'string', minLength: 1 },
-          prepare: { type: 'object', additionalProperties: false, properties: { record_run: { type: 'boolean' } } },
+          prepare: {
+            type: 'object',
+            additionalProperties: false,
+            properties: {
+              record_run: { type: 'boolean' },
+              options: { type: 'object', additionalProperties: { type: ['number', 'string', 'boolean'] } },
+            },
+          },
           invoke: { type: 'object', additionalProperties: false, properties: { drop_cache: { enum: ['none', 'snapshot-files'] } } },
           storage: { enum: STORAGE_TIERS },
           optional: { type: 'boolean' },
@@ -196,7 +207,7 @@ const RECORDING_STRATEGIES = new Set(['reap', 'faasnap', 'sabre-reap']);
 /** Strategies defined by a warm page cache: the harness never drops it for them by default. */
 const KEEPS_CACHE = new Set(['vanilla-cache']);
 
-const ajv = new Ajv({ allErrors: false, strict: true });
+const ajv = new Ajv({ allErrors: false, strict: true, allowUnionTypes: true });
 const validateSchema = ajv.compile(BENCH_CONFIG_SCHEMA);
 
 function invalid(field: string, what: string, detail = ''): ThawError {
@@ -255,7 +266,7 @@ function parseSetting(id: string, s: SettingConfig, storage: StorageTier, strate
   // whole point is the file kept in the page cache.
   const dropCache = s.invoke?.drop_cache ?? (tier === 'disk' && !KEEPS_CACHE.has(s.strategy) ? 'snapshot-files' : 'none');
   if (s.strategy === 'warm') {
-    return Object.freeze({ id, kind: 'warm', strategy: 'warm', recordRun: false, dropCache: 'none', storage: tier, skipReason: null });
+    return Object.freeze({ id, kind: 'warm', strategy: 'warm', recordRun: false, options: Object.freeze({}), dropCache: 'none', storage: tier, skipReason: null });
   }
   let skipReason: string | null = null;
   const known = strategies.find((k) => k.id === s.strategy);
@@ -268,7 +279,8 @@ function parseSetting(id: string, s: SettingConfig, storage: StorageTier, strate
     skipReason = `strategy '${s.strategy}' unavailable: ${known.support.reason}`;
   }
   return Object.freeze({
-    id, kind: 'snapshot', strategy: s.strategy, recordRun: s.prepare?.record_run ?? RECORDING_STRATEGIES.has(s.strategy), dropCache, storage: tier, skipReason,
+    id, kind: 'snapshot', strategy: s.strategy, recordRun: s.prepare?.record_run ?? RECORDING_STRATEGIES.has(s.strategy),
+    options: Object.freeze({ ...(s.prepare?.options ?? {}) }), dropCache, storage: tier, skipReason,
   });
 }
 

@@ -170,10 +170,10 @@ export async function runBench(p: BenchParams, opts: RunOptions = {}): Promise<B
     return t;
   };
 
-  const root = tracer.start('bench', { 'thaw.experiment': p.name });
+  // One trace per function and setting: its prepare steps and measured steps are its children.
+  let settingSpan: Span | undefined;
   try {
     for (const fn of p.functions) {
-      const fnSpan = tracer.start('function', { 'thaw.function': fn.id }, root);
       const deployed = new Set<StorageTier>();
       try {
         for (const setting of p.settings) {
@@ -183,26 +183,28 @@ export async function runBench(p: BenchParams, opts: RunOptions = {}): Promise<B
             await deployAndFill(tier.platform, fn);
             deployed.add(setting.storage);
           }
-          const setSpan = tracer.start('setting', { 'thaw.setting': setting.id, 'thaw.strategy': setting.strategy, 'thaw.storage': setting.storage }, fnSpan);
+          settingSpan = tracer.start('setting', {
+            'thaw.experiment': p.name, 'thaw.function': fn.id, 'thaw.setting': setting.id, 'thaw.strategy': setting.strategy, 'thaw.storage': setting.storage,
+          });
           try {
             await runSetting(fn, setting, tier);
           } finally {
-            setSpan.end();
+            settingSpan.end();
+            settingSpan = undefined;
           }
         }
       } finally {
         for (const storage of deployed) await tiers.get(storage)!.platform.deleteFunction(fn.target.name).catch(() => undefined);
-        fnSpan.end();
       }
     }
   } finally {
-    root.end();
     for (const t of tiers.values()) {
       await t.platform.close();
       rmSync(t.dataDir, { recursive: true, force: true });
     }
     await redis?.stop();
   }
+  const spans = tracer.saved();
   const traceExportError = await tracer.close();
   return {
     experiment: p.name,
@@ -215,7 +217,7 @@ export async function runBench(p: BenchParams, opts: RunOptions = {}): Promise<B
     skipped,
     rows,
     prepare,
-    spans: tracer.saved(),
+    spans,
     traceExportError,
   };
 
@@ -262,7 +264,7 @@ export async function runBench(p: BenchParams, opts: RunOptions = {}): Promise<B
 
   /** Cold boot + init + the record input; returns the kept sandbox's id. */
   async function bootOnRecord(fn: FunctionParams, setting: SettingParams, tier: Tier, record: SuiteInput, recordInput: number, step: 'boot' | 'warm-boot'): Promise<string> {
-    return tracer.span(`prepare: ${step}`, { 'thaw.function': fn.id, 'thaw.setting': setting.id }, undefined, async () => {
+    return tracer.span(`prepare: ${step}`, { 'thaw.function': fn.id, 'thaw.setting': setting.id }, settingSpan, async () => {
       const t0 = nowMs();
       await tier.platform.poolSettled();
       const res = await tier.platform.invoke({ function: fn.target.name, mode: 'cold', input: fn.target.event(record), keep: true });
@@ -293,7 +295,7 @@ export async function runBench(p: BenchParams, opts: RunOptions = {}): Promise<B
     const ids: string[] = [];
     try {
       for (let i = 0; i < copies; i++) {
-        await tracer.span('prepare: snapshot', { 'thaw.function': fn.id, 'thaw.setting': setting.id, 'thaw.copy': i }, undefined, async () => {
+        await tracer.span('prepare: snapshot', { 'thaw.function': fn.id, 'thaw.setting': setting.id, 'thaw.copy': i }, settingSpan, async () => {
           const t0 = nowMs();
           const snap = await tier.platform.createSnapshot({ sandboxId, kind: 'full' });
           ids.push(snap.id);
@@ -305,12 +307,12 @@ export async function runBench(p: BenchParams, opts: RunOptions = {}): Promise<B
     }
     const strategy = getStrategy(setting.strategy);
     for (const id of ids) {
-      await tracer.span('prepare: strategy', { 'thaw.strategy': setting.strategy, 'thaw.snapshot': id }, undefined, async () => {
+      await tracer.span('prepare: strategy', { 'thaw.strategy': setting.strategy, 'thaw.snapshot': id }, settingSpan, async () => {
         const report = strategy.prepare(tier.snapshotRoot, readChain(tier.snapshotRoot, id));
         prepare.push({ function: fn.id, setting: setting.id, recordInput, step: 'strategy-prepare', snapshotId: id, ms: report.elapsedMs, detail: report.built ? 'built' : 'already in place' });
       });
       if (!setting.recordRun) continue;
-      await tracer.span('prepare: record run', { 'thaw.strategy': setting.strategy, 'thaw.snapshot': id }, undefined, async () => {
+      await tracer.span('prepare: record run', { 'thaw.strategy': setting.strategy, 'thaw.snapshot': id }, settingSpan, async () => {
         await tier.platform.poolSettled();
         const t0 = nowMs();
         const res = await tier.platform.invoke({ function: fn.target.name, mode: 'snapshot', snapshotId: id, strategy: setting.strategy, input: fn.target.event(record), keep: false });
@@ -330,12 +332,16 @@ export async function runBench(p: BenchParams, opts: RunOptions = {}): Promise<B
     input: SuiteInput, targets: readonly string[],
   ): Promise<void> {
     await tier.platform.poolSettled();
-    if (setting.dropCache === 'snapshot-files') for (const id of new Set(targets)) dropFileCache(join(tier.snapshotRoot, id));
+    if (setting.dropCache === 'snapshot-files') {
+      const span = tracer.start('drop page cache', { 'thaw.snapshots': targets.length }, settingSpan);
+      for (const id of new Set(targets)) dropFileCache(join(tier.snapshotRoot, id));
+      span.end();
+    }
     const event = fn.target.event(input);
     const stepSpan = tracer.start('step', {
       'thaw.function': fn.id, 'thaw.setting': setting.id, 'thaw.parallelism': step.parallelism, 'thaw.par_snapshots': step.parSnapshots,
       'thaw.record_input': step.recordInput, 'thaw.test_input': step.testInput, 'thaw.repeat': step.repeat, 'thaw.cache_drop': setting.dropCache,
-    });
+    }, settingSpan);
     try {
       await Promise.all(Array.from({ length: step.parallelism }, async (_, worker) => {
         const target = setting.kind === 'warm' ? targets[worker]! : targets[worker % targets.length]!;
