@@ -10,9 +10,15 @@
 //   <dir>/pool.bin    slots, each 2 MiB aligned: [image bytes, page-aligned][4 KiB slot tag]
 //   <dir>/index.json  {format, generation, slots: {<key>: {offsetBytes, imageBytes, slotBytes, stateKey, generation}}}
 //   <dir>/pool.lock   held (O_EXCL, holder's pid inside) while allocating or freeing
+//   <dir>/lease-<generation>-<pid>-<n>   one per restore mapping a slot, removed at release
 // The slot tag repeats the snapshot key, state key and generation: a slot whose tag does not match
 // its index entry (reused, overwritten, pool truncated) is stale and is never mapped.
 // Written atomically: slot bytes first (fsync), then the index (temporary name, rename).
+// Freeing: a freed slot may still be mapped by a live sandbox (MAP_PRIVATE reads the pool until
+// each page is written), so it is only retired; its space is reclaimed (tag zeroed first, then
+// reusable, or truncated away at the pool's tail) once no live process holds a lease on it.
+// A restore takes its lease before checking the tag, so reclaim either sees the lease or has
+// already zeroed the tag and the restore refuses the slot.
 
 import { closeSync, existsSync, fstatSync, fsyncSync, ftruncateSync, mkdirSync, openSync, readFileSync, readSync, readdirSync, rmSync, statfsSync, writeSync } from 'node:fs';
 import { createHash } from 'node:crypto';
@@ -55,6 +61,8 @@ interface PoolIndex {
   format: typeof INDEX_FORMAT;
   generation: number;
   slots: Record<string, SlotEntry>;
+  /** Freed slots that may still be mapped (see the header). */
+  retired: SlotEntry[];
 }
 
 function daxMounts(): string[] {
@@ -118,6 +126,8 @@ export function slotKey(root: string, id: string): string {
   return `${createHash('sha256').update(resolve(root)).digest('hex').slice(0, 16)}/${id}`;
 }
 
+let leaseCounter = 0;
+
 function sleepMs(ms: number): void {
   Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
 }
@@ -148,11 +158,11 @@ export class SnapshotPool {
   #readIndex(): PoolIndex {
     try {
       const idx = JSON.parse(readFileSync(this.indexPath, 'utf8')) as PoolIndex;
-      if (idx.format === INDEX_FORMAT && typeof idx.slots === 'object') return idx;
+      if (idx.format === INDEX_FORMAT && typeof idx.slots === 'object') return { ...idx, retired: idx.retired ?? [] };
     } catch {
       // Missing or unreadable: an empty pool (slots of a lost index are unreachable, never mapped).
     }
-    return { format: INDEX_FORMAT, generation: 0, slots: {} };
+    return { format: INDEX_FORMAT, generation: 0, slots: {}, retired: [] };
   }
 
   /** Runs `fn` holding the pool lock; a lock whose holder died is broken. */
@@ -231,36 +241,83 @@ export class SnapshotPool {
    * Throws THAW_SNAPSHOT_CORRUPT (the copy does not match the state), THAW_INTERNAL.
    */
   store(key: string, image: SnapshotImage, imageFd: number): SlotEntry {
-    const state = image.state;
     return this.#locked(() => {
       const index = this.#readIndex();
+      const old = index.slots[key];
+      if (old !== undefined) index.retired.push(old);
       delete index.slots[key];
-      const slotBytes = Math.ceil((image.memoryBytes + TAG_BYTES) / SLOT_ALIGN_BYTES) * SLOT_ALIGN_BYTES;
-      // First fit among the gaps between live slots; else the end of the pool.
-      const live = Object.values(index.slots).sort((a, b) => a.offsetBytes - b.offsetBytes);
-      let offsetBytes = 0;
-      for (const s of live) {
-        if (s.offsetBytes - offsetBytes >= slotBytes) break;
-        offsetBytes = Math.max(offsetBytes, s.offsetBytes + s.slotBytes);
-      }
       const fd = openSync(this.poolPath, existsSync(this.poolPath) ? 'r+' : 'w+');
       try {
-        const size = fstatSync(fd).size;
-        const reused = offsetBytes < size;
-        if (size < offsetBytes + slotBytes) ftruncateSync(fd, offsetBytes + slotBytes);
-        this.#copyImage(fd, offsetBytes, image, imageFd, reused);
-        const entry: SlotEntry = { offsetBytes, imageBytes: image.memoryBytes, slotBytes, stateKey: sourceKey(state) >>> 0, generation: index.generation + 1 };
-        writeSync(fd, this.#tag(key, entry), 0, TAG_BYTES, offsetBytes + image.memoryBytes);
-        this.#verify(fd, offsetBytes, state);
-        fsyncSync(fd);
-        index.generation = entry.generation;
-        index.slots[key] = entry;
-        writeAtomic(this.indexPath, Buffer.from(JSON.stringify(index)));
-        return entry;
+        this.#reclaim(index, fd);
+        return this.#storeLocked(key, image, imageFd, index, fd);
       } finally {
         closeSync(fd);
       }
     });
+  }
+
+  #storeLocked(key: string, image: SnapshotImage, imageFd: number, index: PoolIndex, fd: number): SlotEntry {
+    const slotBytes = Math.ceil((image.memoryBytes + TAG_BYTES) / SLOT_ALIGN_BYTES) * SLOT_ALIGN_BYTES;
+    // First fit among the gaps between occupied (live or retired) slots; else the end of the pool.
+    const occupied = [...Object.values(index.slots), ...index.retired].sort((a, b) => a.offsetBytes - b.offsetBytes);
+    let offsetBytes = 0;
+    for (const s of occupied) {
+      if (s.offsetBytes - offsetBytes >= slotBytes) break;
+      offsetBytes = Math.max(offsetBytes, s.offsetBytes + s.slotBytes);
+    }
+    const size = fstatSync(fd).size;
+    if (size < offsetBytes + slotBytes) ftruncateSync(fd, offsetBytes + slotBytes);
+    // Space below the old size may hold a reclaimed slot's bytes: holes must be written as zeros.
+    this.#copyImage(fd, offsetBytes, image, imageFd, offsetBytes < size);
+    const entry: SlotEntry = { offsetBytes, imageBytes: image.memoryBytes, slotBytes, stateKey: sourceKey(image.state) >>> 0, generation: index.generation + 1 };
+    writeSync(fd, this.#tag(key, entry), 0, TAG_BYTES, offsetBytes + image.memoryBytes);
+    this.#verify(fd, offsetBytes, image.state);
+    fsyncSync(fd);
+    index.generation = entry.generation;
+    index.slots[key] = entry;
+    writeAtomic(this.indexPath, Buffer.from(JSON.stringify(index)));
+    return entry;
+  }
+
+  /** Generations with a lease held by a live process. */
+  #leased(): Set<number> {
+    const held = new Set<number>();
+    for (const name of readdirSync(this.location.dir)) {
+      const m = /^lease-(\d+)-(\d+)-\d+$/.exec(name);
+      if (!m) continue;
+      if (pidAlive(Number(m[2]))) held.add(Number(m[1]));
+      else rmSync(join(this.location.dir, name), { force: true });
+    }
+    return held;
+  }
+
+  /** Under the lock: drops retired slots nobody maps any more (tag zeroed first), truncates the free tail. */
+  #reclaim(index: PoolIndex, fd: number): void {
+    const held = this.#leased();
+    const size = fstatSync(fd).size;
+    index.retired = index.retired.filter((r) => {
+      if (held.has(r.generation)) return true;
+      if (r.offsetBytes + r.imageBytes + TAG_BYTES <= size) writeSync(fd, Buffer.alloc(TAG_BYTES), 0, TAG_BYTES, r.offsetBytes + r.imageBytes);
+      return false;
+    });
+    // Give the pool's tail back (on tmpfs it is RAM). Space between slots stays allocated until a
+    // later slot reuses it: releasing it needs fallocate(PUNCH_HOLE), which the addon lacks.
+    const end = [...Object.values(index.slots), ...index.retired].reduce((m, e) => Math.max(m, e.offsetBytes + e.slotBytes), 0);
+    if (size > end) ftruncateSync(fd, end);
+  }
+
+  /**
+   * Takes a lease on `entry` for this process (call before mapping, then check the slot with
+   * lookup()). Returns the function that drops it; idempotent.
+   */
+  lease(entry: SlotEntry): () => void {
+    const path = join(this.location.dir, `lease-${entry.generation}-${process.pid}-${leaseCounter++}`);
+    closeSync(openSync(path, 'w'));
+    let held = true;
+    return () => {
+      if (held) rmSync(path, { force: true });
+      held = false;
+    };
   }
 
   #copyImage(poolFd: number, base: number, image: SnapshotImage, imageFd: number, zeroHoles: boolean): void {
@@ -302,13 +359,20 @@ export class SnapshotPool {
     }
   }
 
-  /** Frees the slot of `key` (its space is reused by later slots). Returns whether one was indexed. */
+  /** Frees the slot of `key`: retired, reclaimed once no live process maps it (see the header). Returns whether one was indexed. */
   free(key: string): boolean {
     if (!existsSync(this.indexPath)) return false;
     return this.#locked(() => {
       const index = this.#readIndex();
       if (index.slots[key] === undefined) return false;
+      index.retired.push(index.slots[key]!);
       delete index.slots[key];
+      const fd = openSync(this.poolPath, 'r+');
+      try {
+        this.#reclaim(index, fd);
+      } finally {
+        closeSync(fd);
+      }
       writeAtomic(this.indexPath, Buffer.from(JSON.stringify(index)));
       return true;
     });

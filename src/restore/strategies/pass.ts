@@ -8,6 +8,7 @@
 
 import { closeSync } from 'node:fs';
 import { performance } from 'node:perf_hooks';
+import { ThawError } from '../../core/errors.js';
 import type { SnapshotState } from '../../core/snapshot-format.js';
 import { mapFile } from '../../native/index.js';
 import { openLazy } from '../lazy-image.js';
@@ -40,13 +41,29 @@ export function discardPassSlot(root: string, id: string): void {
   }
 }
 
-/** Returns the current slot of the image, storing it first when missing or stale (a stale slot is never mapped). */
-function ensureSlot(root: string, image: SnapshotImage, fd: number): { entry: SlotEntry; built: boolean } {
+/**
+ * Returns the current slot of the image with a lease on it (so it is not reclaimed while mapped),
+ * storing the image first when its slot is missing or stale (a stale slot is never mapped).
+ * The lease is taken before the slot's tag is checked (see pass-pool.ts). Throws THAW_INTERNAL
+ * when the slot keeps vanishing (another process freeing it as fast as it is stored).
+ */
+function ensureSlot(root: string, image: SnapshotImage, fd: number): { entry: SlotEntry; built: boolean; unlease: () => void } {
   const p = passPool();
   const key = slotKey(root, image.id);
-  const found = p.lookup(key, image.state);
-  if (found !== null && found !== 'stale') return { entry: found, built: false };
-  return { entry: p.store(key, image, fd), built: true };
+  let built = false;
+  for (let attempt = 0; attempt < 3; attempt++) {
+    const found = p.lookup(key, image.state);
+    if (found === null || found === 'stale') {
+      p.store(key, image, fd);
+      built = true;
+      continue;
+    }
+    const unlease = p.lease(found);
+    const again = p.lookup(key, image.state);
+    if (again !== null && again !== 'stale' && again.generation === found.generation) return { entry: found, built, unlease };
+    unlease();
+  }
+  throw new ThawError('THAW_INTERNAL', { detail: `pass: the pool slot of '${image.id}' was freed while it was being stored` });
 }
 
 export const pass: RestoreStrategy = {
@@ -65,6 +82,7 @@ export const pass: RestoreStrategy = {
     const r = resolveImage(root, chain);
     try {
       const s = ensureSlot(root, r.image, r.fd);
+      s.unlease();
       return { built: r.built || s.built, elapsedMs: performance.now() - t0 };
     } finally {
       closeSync(r.fd);
@@ -74,10 +92,16 @@ export const pass: RestoreStrategy = {
     return openLazy('pass', root, chain, (image, fd, plain) => {
       const p = passPool();
       const t0 = performance.now();
-      const { entry, built } = ensureSlot(root, image, fd);
+      const { entry, built, unlease } = ensureSlot(root, image, fd);
       if (built) plain.prepareMs += performance.now() - t0;
       const stats: PassStats = Object.assign(plain, { tier: p.location.tier, tierReason: p.location.reason, slotOffsetBytes: entry.offsetBytes });
-      let poolFd: number | undefined = p.openPool();
+      let poolFd: number | undefined;
+      try {
+        poolFd = p.openPool();
+      } catch (err: unknown) {
+        unlease();
+        throw err;
+      }
       const closePool = (): void => {
         if (poolFd !== undefined) closeSync(poolFd);
         poolFd = undefined;
@@ -92,7 +116,11 @@ export const pass: RestoreStrategy = {
             closePool();
           }
         },
-        release: closePool,
+        release() {
+          // The mapping may outlive the fd, never the lease: only now may the slot be reclaimed.
+          closePool();
+          unlease();
+        },
       };
     });
   },
