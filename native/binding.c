@@ -16,7 +16,8 @@
 
 /* Per-instance state (one per loading of the addon in an isolate or worker): no globals. */
 typedef struct {
-  size_t page; /* host page size in bytes */
+  size_t page;    /* host page size in bytes */
+  thaw_pool pool; /* pre-faulted memory (poolReserve), moved under guests by poolMoveRuns */
 } thaw_addon;
 
 /* The one checking macro: a failed Node-API call throws (unless an exception is already
@@ -278,6 +279,54 @@ static napi_value page_fault_counts(napi_env env, napi_callback_info info) {
   return out;
 }
 
+/* poolReserve(lengthBytes) -> bytes available: keeps the pool if it holds at least lengthBytes,
+ * else replaces it with a fresh pre-faulted one of lengthBytes (rounded up to the page) plus
+ * 2 MiB, the most thaw_pool_move may skip to keep huge pages whole. */
+static napi_value pool_reserve(napi_env env, napi_callback_info info) {
+  napi_value argv[1]; thaw_addon *a; uint64_t len; const char *op = "mmap";
+  if (!get_args(env, info, 1, argv, &a)) return throw_arg(env, "poolReserve", "expects (lengthBytes)");
+  if (!get_u64(env, argv[0], &len)) return throw_arg(env, "poolReserve", "lengthBytes must be a non-negative safe integer");
+  len = (len + a->page - 1) / a->page * a->page;
+  if (len > 0 && a->pool.len < len) {
+    int rc = thaw_pool_fill(&a->pool, (size_t)len + ((size_t)2 << 20), &op);
+    if (rc) return throw_errno(env, -rc, op);
+  }
+  return number(env, (double)a->pool.len);
+}
+
+static napi_value pool_available(napi_env env, napi_callback_info info) {
+  thaw_addon *a;
+  if (!get_args(env, info, 0, NULL, &a)) return throw_arg(env, "poolAvailable", "bad call");
+  return number(env, (double)a->pool.len);
+}
+
+static napi_value pool_release(napi_env env, napi_callback_info info) {
+  thaw_addon *a;
+  if (!get_args(env, info, 0, NULL, &a)) return throw_arg(env, "poolRelease", "bad call");
+  thaw_pool_free(&a->pool);
+  return undefined(env);
+}
+
+/* poolMoveRuns(buffer, runs: Float64Array of (offsetBytes, lengthBytes) pairs) -> runs moved.
+ * Moves pool memory under each run in order and stops at the first the pool cannot cover. */
+static napi_value pool_move_runs(napi_env env, napi_callback_info info) {
+  napi_value argv[2], len_v; thaw_addon *a; uint8_t *raw; size_t bytes; span s;
+  if (!get_args(env, info, 2, argv, &a)) return throw_arg(env, "poolMoveRuns", "expects (buffer, runs)");
+  if (!get_bytes(env, argv[1], &raw, &bytes) || bytes % 16) return throw_arg(env, "poolMoveRuns", "runs must be a Float64Array of pairs");
+  const double *runs = (const double *)raw;
+  size_t n = bytes / 16, moved = 0;
+  for (; moved < n; moved++) {
+    napi_value off_v;
+    CHECK(env, napi_create_double(env, runs[2 * moved], &off_v));
+    CHECK(env, napi_create_double(env, runs[2 * moved + 1], &len_v));
+    if (!get_span(env, "poolMoveRuns", argv[0], off_v, len_v, a->page, &s)) return NULL;
+    int rc = thaw_pool_move(&a->pool, s.base, s.len);
+    if (rc == -ENOSPC) break;
+    if (rc) return throw_errno(env, -rc, "mremap(MREMAP_FIXED)");
+  }
+  return number(env, (double)moved);
+}
+
 /* ---- thaw_uffd.c ---- */
 
 /* The JS handle of a running server. If it is collected while still running, the server is
@@ -529,6 +578,7 @@ static napi_value zstd_decompress_async(napi_env env, napi_callback_info info) {
 
 static void addon_finalize(napi_env env, void *data, void *hint) {
   (void)env; (void)hint;
+  thaw_pool_free(&((thaw_addon *)data)->pool);
   free(data);
 }
 
@@ -543,7 +593,8 @@ NAPI_MODULE_INIT(/* napi_env env, napi_value exports */) {
     FN("madviseDontneed", madvise_dontneed), FN("touchPages", touch_pages), FN("madviseHugepage", madvise_hugepage),
     FN("madvisePopulateWrite", madvise_populate_write), FN("copyInto", copy_into),
     FN("mincore", mincore_), FN("fadvise", fadvise), FN("readDirect", read_direct),
-    FN("pageFaultCounts", page_fault_counts), FN("uffdCreate", uffd_create),
+    FN("pageFaultCounts", page_fault_counts), FN("poolReserve", pool_reserve), FN("poolAvailable", pool_available),
+    FN("poolRelease", pool_release), FN("poolMoveRuns", pool_move_runs), FN("uffdCreate", uffd_create),
     FN("uffdWaitPrefetch", uffd_wait_prefetch), FN("uffdStop", uffd_stop),
     FN("lz4Compress", lz4_compress), FN("zstdCompress", zstd_compress),
     FN("lz4Decompress", lz4_decompress), FN("zstdDecompress", zstd_decompress),

@@ -19,6 +19,12 @@ int thaw_fadvise(int fd, uint64_t off, uint64_t len, int advice);
 /* O_DIRECT read into a page-aligned buffer it allocates (*out, free()); returns bytes read. */
 int64_t thaw_read_direct(const char *path, uint64_t off, size_t len, void **out, const char **op);
 int thaw_fault_counts(uint64_t *minor, uint64_t *major);
+/* A pool of pre-faulted memory: anonymous, 2 MiB aligned, huge-page advised, resident and zero.
+ * Moving its front under a guest range (mremap) hands over pages that never fault again. */
+typedef struct { uint8_t *base; size_t len; } thaw_pool;
+int thaw_pool_fill(thaw_pool *p, size_t len, const char **op); /* frees the old pool first */
+int thaw_pool_move(thaw_pool *p, void *dst, size_t len);        /* -ENOSPC when the pool is short */
+void thaw_pool_free(thaw_pool *p);
 
 /* thaw_uffd.c: a page server thread for [addr, addr+len), registered for MISSING faults. */
 typedef struct thaw_uffd thaw_uffd;

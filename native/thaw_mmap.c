@@ -96,3 +96,55 @@ int thaw_fault_counts(uint64_t *minor, uint64_t *major) {
   *major = (uint64_t)ru.ru_majflt;
   return 0;
 }
+
+#define THAW_HUGE_BYTES ((size_t)2 << 20)
+
+/* Maps len bytes (a page multiple) of fresh anonymous memory at a 2 MiB boundary, asks for huge
+ * pages (a hint: without THP the pool is still pre-faulted, in 4 KiB pages) and faults it all in
+ * with MADV_POPULATE_WRITE (or a write per page before Linux 5.14). This is the slow part, run
+ * when a sandbox host is prepared, before any request. The old pool, if any, is unmapped. */
+int thaw_pool_fill(thaw_pool *p, size_t len, const char **op) {
+  thaw_pool_free(p);
+  if (len == 0) return 0;
+  size_t span = len + THAW_HUGE_BYTES;
+  uint8_t *raw = mmap(NULL, span, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (raw == MAP_FAILED) return *op = "mmap", -errno;
+  uint8_t *base = (uint8_t *)(((uintptr_t)raw + THAW_HUGE_BYTES - 1) & ~(uintptr_t)(THAW_HUGE_BYTES - 1));
+  if (base > raw) munmap(raw, (size_t)(base - raw));
+  if (raw + span > base + len) munmap(base + len, (size_t)(raw + span - (base + len)));
+  (void)madvise(base, len, MADV_HUGEPAGE);
+  if (madvise(base, len, MADV_POPULATE_WRITE) != 0) {
+    if (errno != EINVAL) { int e = errno; munmap(base, len); return *op = "madvise(MADV_POPULATE_WRITE)", -e; }
+    thaw_touch_pages(base, len, (size_t)sysconf(_SC_PAGESIZE));
+  }
+  p->base = base;
+  p->len = len;
+  return 0;
+}
+
+/* Moves the pool's first len bytes to dst (page aligned; whatever was mapped there is dropped,
+ * as with MAP_FIXED: the caller owns [dst, dst+len)). Runs of 2 MiB or more first skip pool
+ * bytes until the pool and dst agree modulo 2 MiB, so whole huge pages move as page-table
+ * entries instead of being split into 4 KiB ones. */
+int thaw_pool_move(thaw_pool *p, void *dst, size_t len) {
+  if (len >= THAW_HUGE_BYTES) {
+    size_t skip = ((uintptr_t)dst - (uintptr_t)p->base) & (THAW_HUGE_BYTES - 1);
+    if (skip && p->len >= skip + len) {
+      munmap(p->base, skip);
+      p->base += skip;
+      p->len -= skip;
+    }
+  }
+  if (len > p->len) return -ENOSPC;
+  void *r = mremap(p->base, len, len, MREMAP_MAYMOVE | MREMAP_FIXED, dst);
+  if (r == MAP_FAILED) return -errno;
+  p->base += len;
+  p->len -= len;
+  return 0;
+}
+
+void thaw_pool_free(thaw_pool *p) {
+  if (p->len) munmap(p->base, p->len);
+  p->base = NULL;
+  p->len = 0;
+}

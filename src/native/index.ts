@@ -38,6 +38,10 @@ interface Addon {
   fadvise(fd: number, offset: number, length: number, advice: FadviseAdvice): void;
   readDirect(path: string, offset: number, length: number): ArrayBuffer;
   pageFaultCounts(): PageFaultCounts;
+  poolReserve(lengthBytes: number): number;
+  poolAvailable(): number;
+  poolRelease(): void;
+  poolMoveRuns(buffer: ArrayBuffer, runs: Float64Array): number;
   uffdCreate(buffer: ArrayBuffer, offset: number, length: number, source: object): ServerHandle;
   uffdWaitPrefetch(handle: ServerHandle): void;
   uffdStop(handle: ServerHandle, fill: boolean): RawUffdStats;
@@ -188,6 +192,39 @@ export interface PageFaultCounts {
 /** The process's page-fault counters (getrusage RUSAGE_SELF). Throws THAW_INTERNAL. */
 export function pageFaultCounts(): PageFaultCounts {
   return call('pageFaultCounts');
+}
+
+/**
+ * Makes sure this process holds a pool of at least `lengthBytes` of pre-faulted memory
+ * (anonymous, 2 MiB aligned, huge-page advised, resident and zero), replacing a smaller pool.
+ * Slow (it faults every page in): meant for a sandbox host's prepare step, before any request.
+ * Returns the bytes now available. Throws THAW_INTERNAL (mmap, madvise).
+ */
+export function poolReserve(lengthBytes: number): number {
+  return call('poolReserve', lengthBytes);
+}
+
+/** Bytes of pre-faulted memory the pool holds now. */
+export function poolAvailable(): number {
+  return call('poolAvailable');
+}
+
+/** Unmaps whatever the pool still holds. */
+export function poolRelease(): void {
+  call('poolRelease');
+}
+
+/**
+ * Moves pool memory under each page-aligned run of a Wasm memory's buffer, in order
+ * (mremap(MREMAP_FIXED): the run's old pages are dropped, the pool's resident zero pages take
+ * their place, with no page faults), until a run does not fit in what the pool has left.
+ * Runs of 2 MiB multiples keep their huge pages when the runs' offsets are 2 MiB multiples.
+ * Returns how many runs were moved (the rest keep their old mapping). Throws THAW_INTERNAL.
+ */
+export function poolMoveRuns(memory: ArrayBuffer, runs: readonly PageRun[]): number {
+  const pairs = new Float64Array(runs.length * 2);
+  runs.forEach((r, i) => pairs.set([r.offsetBytes, r.lengthBytes], i * 2));
+  return call('poolMoveRuns', memory, pairs);
 }
 
 function withFd<T>(file: number | string, use: (fd: number) => T): T {
