@@ -64,7 +64,7 @@ export interface PrepareRecord {
   readonly function: string;
   readonly setting: string;
   readonly recordInput: number;
-  readonly step: 'boot' | 'snapshot' | 'strategy-prepare' | 'record-run' | 'warm-boot';
+  readonly step: 'deploy' | 'boot' | 'snapshot' | 'strategy-prepare' | 'record-run' | 'warm-boot';
   readonly snapshotId: string;
   readonly ms: number;
   readonly detail: string;
@@ -180,7 +180,19 @@ export async function runBench(p: BenchParams, opts: RunOptions = {}): Promise<B
           if (setting.skipReason !== null) continue;
           const tier = tierFor(setting.storage);
           if (!deployed.has(setting.storage)) {
-            await deployAndFill(tier.platform, fn);
+            try {
+              await deployAndFill(tier.platform, fn);
+            } catch (err: unknown) {
+              // A function that cannot be deployed (e.g. its module is not built) is recorded and
+              // skipped; the rest of the experiment still runs.
+              const e = toThawError(err);
+              prepare.push({ function: fn.id, setting: setting.id, recordInput: -1, step: 'deploy', snapshotId: '', ms: 0, detail: `failed: ${e.code}: ${e.message}` });
+              skipped.push({ setting: `${fn.id} (all settings)`, reason: `deploy failed: ${e.code}: ${e.message}` });
+              log.warn({ function: fn.id, code: e.code }, 'deploy failed; function skipped');
+              done += countSteps(p) / p.functions.length;
+              opts.onProgress?.(done, total, `${fn.id} deploy failed`);
+              break;
+            }
             deployed.add(setting.storage);
           }
           settingSpan = tracer.start('setting', {
