@@ -174,10 +174,13 @@ export function breakdownSpec(run: BenchRun): TopLevelSpec {
 
 /** Latency against parallelism: one line per setting, solid for one shared snapshot, dashed for separate copies. */
 export function parallelismSpec(run: BenchRun, lines: readonly SummaryLine[]): TopLevelSpec {
-  const values = lines.filter((l) => Number.isFinite(l.medianMs)).map((l) => ({
-    function: l.function, setting: l.setting, parallelism: l.parallelism, median_ms: l.medianMs,
-    snapshots: l.parSnapshots === 1 ? 'same snapshot' : 'separate copies',
-  }));
+  const point = (l: SummaryLine, snapshots: string): Record<string, unknown> => ({
+    function: l.function, setting: l.setting, parallelism: l.parallelism, median_ms: l.medianMs, snapshots,
+  });
+  // A single restore is both "one snapshot" and "one copy each": it starts both lines.
+  const values = lines.filter((l) => Number.isFinite(l.medianMs)).flatMap((l) =>
+    l.parallelism === 1 ? [point(l, 'same snapshot'), point(l, 'separate copies')] : [point(l, l.parSnapshots === 1 ? 'same snapshot' : 'separate copies')]);
+  const ticks = [...new Set(lines.map((l) => l.parallelism))].sort((a, b) => a - b);
   return {
     $schema: 'https://vega.github.io/schema/vega-lite/v6.json',
     title: `${run.experiment}: median latency against parallelism (ms)`,
@@ -187,7 +190,7 @@ export function parallelismSpec(run: BenchRun, lines: readonly SummaryLine[]): T
     height: 180,
     encoding: {
       facet: { field: 'function', type: 'nominal', columns: 3, title: null },
-      x: { field: 'parallelism', type: 'quantitative', scale: { type: 'log', base: 2 } },
+      x: { field: 'parallelism', type: 'quantitative', scale: { type: 'log', base: 2 }, axis: { values: ticks, format: 'd' } },
       y: { field: 'median_ms', type: 'quantitative', title: 'median ms' },
       color: { field: 'setting', type: 'nominal', sort: settingOrder(run) },
       strokeDash: { field: 'snapshots', type: 'nominal' },
