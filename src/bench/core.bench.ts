@@ -1,0 +1,48 @@
+// `npm run bench:core`: cold boot + invoke, snapshot restore + invoke and warm invoke, side by
+// side in one run, for a WASI hello, a WASI function with 64 MiB of initialised memory and a
+// Python function with a stdlib-heavy init. Prints medians and writes raw samples to results/.
+
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { cpus, tmpdir, totalmem } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import pino from 'pino';
+import { parseDaemonConfig } from '../core/config.js';
+import { Platform } from '../platform/platform.js';
+import { measurePaths, median, summaryRow, type PathFigures } from '../harness/measure-paths.js';
+import { EXAMPLES } from '../harness/examples.js';
+import { printTable } from '../cli/commands/with-api.js';
+
+const runs = Number(process.env.RUNS ?? 10);
+const only = (process.argv[2] ?? 'hello-c,mem64-c,stdlib-py').split(',');
+const strategy = process.env.STRATEGY ?? 'eager';
+const root = fileURLToPath(new URL('../../', import.meta.url));
+
+const dataDir = mkdtempSync(join(tmpdir(), 'thaw-bench-'));
+const platform = new Platform({ ...parseDaemonConfig({ dataDir, spareHosts: 1, preparedPerFunction: 1 }), logger: pino({ level: 'warn' }) });
+const host = `${cpus().length} x ${cpus()[0]?.model ?? 'cpu'}, ${(totalmem() / 2 ** 30).toFixed(0)} GiB, Node ${process.version}`;
+process.stdout.write(`bench:core  runs=${runs} strategy=${strategy}  host: ${host}\n`);
+const figures: PathFigures[] = [];
+try {
+  for (const name of only) {
+    const ex = EXAMPLES.find((e) => e.name === name);
+    if (!ex) throw new Error(`unknown example ${name}`);
+    process.stderr.write(`  ${name} ...\n`);
+    figures.push(await measurePaths(platform, join(root, 'functions', name, 'function.json'), Buffer.from(ex.input), runs, strategy));
+  }
+} finally {
+  await platform.close();
+  rmSync(dataDir, { recursive: true, force: true });
+}
+process.stdout.write('\nmedians, ms:\n');
+printTable(figures.map(summaryRow));
+process.stdout.write('\nbreakdown (medians, ms): acquire | boot | init | restore | handler\n');
+printTable(figures.flatMap((f) => (['cold', 'snapshot', 'warm'] as const).map((path) => ({
+  function: f.function, path,
+  acquire: median(f[path].acquireMs).toFixed(3), boot: median(f[path].bootMs).toFixed(3), init: median(f[path].initMs).toFixed(3),
+  restore: median(f[path].restoreMs).toFixed(3), handler: median(f[path].handlerMs).toFixed(3), total: median(f[path].totalMs).toFixed(3),
+}))));
+const out = join(root, 'results', `bench-core-${new Date().toISOString().replace(/[:.]/g, '-')}.json`);
+mkdirSync(join(root, 'results'), { recursive: true });
+writeFileSync(out, JSON.stringify({ host, runs, strategy, figures }, null, 2));
+process.stdout.write(`\nraw samples: ${out}\n`);
