@@ -9,7 +9,7 @@ import { performance } from 'node:perf_hooks';
 import { readChain, writeSnapshot } from '../snapshot/snapshot-io.js';
 import { ThawError, toThawError } from '../core/errors.js';
 import { adapterFor, type GuestInstance, type RuntimeAdapter } from '../runtimes/index.js';
-import { getStrategy, type OpenedImage } from '../restore/index.js';
+import { getStrategy, listStrategies, type OpenedImage } from '../restore/index.js';
 import { openSyncObjectStore } from '../store/open-store.js';
 import type { SyncObjectStore } from '../store/object-store.js';
 import type { GuestContext } from '../runtimes/runtime.js';
@@ -83,6 +83,7 @@ async function handle(req: HostRequest): Promise<unknown> {
         prepared.set(req.fn.digest, p);
         if (p.fn.params.runtime === 'wasi') await warmUp(p);
       }
+      preallocateForRestores(req.fn.params.memoryMiB * 1024 * 1024);
       return { timings: { prepareMs: since(t0) } } satisfies PrepareResult;
     }
     case 'boot': {
@@ -164,6 +165,18 @@ async function handle(req: HostRequest): Promise<unknown> {
     }
     case 'stats':
       return { rssBytes: process.memoryUsage.rss(), sandboxes: [...sandboxes.keys()], prepared: [...prepared.keys()] } satisfies StatsResult;
+  }
+}
+
+/**
+ * Lets every restore strategy that has a prepare-time warm-up run it now, before any request,
+ * for a guest of up to `bytes` (the function's memory limit): thaw pre-faults the memory a later
+ * restore moves under the guest. Costs prepare time and keeps that memory resident in this host
+ * (thaw caps it) whichever strategy the next restore uses. Never throws (the hook is best effort).
+ */
+function preallocateForRestores(bytes: number): void {
+  for (const s of listStrategies()) {
+    if (s.support.ok) getStrategy(s.id).preallocate?.(bytes);
   }
 }
 
