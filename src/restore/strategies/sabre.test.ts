@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { ThawError } from '../../core/errors.js';
 import { PAGE_BYTES, type SnapshotMeta } from '../../core/snapshot-format.js';
 import { readChain, writeSnapshot } from '../../snapshot/snapshot-io.js';
-import { buildCompressedImage, loadCompressedImage, splitRuns } from '../sabre-image.js';
+import { buildCompressedImage, verifyCompressedImage, splitRuns } from '../sabre-image.js';
 import { resolveImage } from '../snapshot-image.js';
 import { sabre, sabreStrategy, sabreZstd, type SabreStats } from './sabre.js';
 
@@ -43,12 +43,12 @@ test('splitRuns() cuts runs at the partition size', () => {
   ]);
 });
 
-test('buildCompressedImage() and loadCompressedImage() round-trip the partition table; random data is stored raw', () => {
+test('buildCompressedImage() and verifyCompressedImage() round-trip the partition table; random data is stored raw', () => {
   const r = resolveImage(root, readChain(root, 's'));
   try {
     const path = join(root, 'roundtrip.img');
     const built = buildCompressedImage(path, 's', r.fd, PAGES, 0x1234abcd, r.image.runs, { codec: 'zstd', level: 3, partitionBytes: 1 << 20 });
-    const loaded = loadCompressedImage(path, 's', PAGES);
+    const loaded = verifyCompressedImage(path, 's', PAGES);
     assert.ok(loaded);
     assert.deepEqual(loaded.partitions, built.partitions);
     assert.equal(loaded.sourceKey, 0x1234abcd);
@@ -57,8 +57,8 @@ test('buildCompressedImage() and loadCompressedImage() round-trip the partition 
     const random = loaded.partitions.find((p) => p.firstPage === 1023);
     assert.deepEqual([random?.pageCount, random?.codec], [256, 'raw'], 'the incompressible partition is stored raw');
     assert.ok(loaded.partitions.some((p) => p.codec === 'zstd'));
-    assert.equal(loadCompressedImage(join(root, 'missing.img'), 's', PAGES), null);
-    assert.throws(() => loadCompressedImage(path, 's', PAGES + 1), (err: unknown) => err instanceof ThawError && err.code === 'THAW_SNAPSHOT_CORRUPT');
+    assert.equal(verifyCompressedImage(join(root, 'missing.img'), 's', PAGES), null);
+    assert.throws(() => verifyCompressedImage(path, 's', PAGES + 1), (err: unknown) => err instanceof ThawError && err.code === 'THAW_SNAPSHOT_CORRUPT');
   } finally {
     closeSync(r.fd);
   }
@@ -77,18 +77,27 @@ for (const strategy of [sabre, sabreZstd]) {
   });
 }
 
-test('sabre refuses a snapshot whose compressed partition was damaged (THAW_SNAPSHOT_CORRUPT), before touching memory', () => {
+test('sabre refuses a snapshot whose compressed partition was damaged (THAW_SNAPSHOT_CORRUPT)', () => {
   writeSnapshot(root, meta('bad'), mem);
   sabre.prepare(root, readChain(root, 'bad'));
   const path = join(root, 'bad', 'sabre-lz4-1.img');
-  const loaded = loadCompressedImage(path, 'bad', PAGES)!;
-  const victim = loaded.partitions.find((p) => p.codec === 'lz4')!;
+  const table = verifyCompressedImage(path, 'bad', PAGES)!;
+  const victim = table.partitions.find((p) => p.codec === 'lz4')!;
   const bytes = readFileSync(path);
   bytes[victim.dataOffsetBytes + 5]! ^= 0x40;
   writeFileSync(path, bytes);
-  assert.throws(() => sabre.open(root, readChain(root, 'bad')),
-    (err: unknown) => err instanceof ThawError && err.code === 'THAW_SNAPSHOT_CORRUPT' && /partition/.test(err.message));
-  // A truncated file is refused too.
+  const isCorrupt = (err: unknown): boolean => err instanceof ThawError && err.code === 'THAW_SNAPSHOT_CORRUPT' && /partition at pages/.test(err.message);
+  // The table is intact, so open() succeeds; the partition's crc fails as fill() reads it.
+  assert.throws(() => {
+    const image = sabre.open(root, readChain(root, 'bad'));
+    try {
+      image.fill(new WebAssembly.Memory({ initial: 1, maximum: 512 }));
+    } finally {
+      image.release();
+    }
+  }, isCorrupt);
+  assert.throws(() => sabre.prepare(root, readChain(root, 'bad')), isCorrupt, 'prepare checks every partition');
+  // A truncated file is refused at open (its table points past the end).
   writeFileSync(path, bytes.subarray(0, bytes.length - 100));
   assert.throws(() => sabre.open(root, readChain(root, 'bad')), (err: unknown) => err instanceof ThawError && err.code === 'THAW_SNAPSHOT_CORRUPT');
 });

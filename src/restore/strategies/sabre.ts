@@ -1,9 +1,10 @@
 // sabre (Sabre): the snapshot's present page runs, split into partitions of at most 1 MiB, are
 // compressed once at prepare (sabre-image.ts: partition table of offset, size, stored size, codec,
-// crc32) into a file beside the snapshot. A restore reads that file in one read, checks every
-// partition's checksum before the guest exists, and decompresses the partitions straight into
-// fresh huge-page-advised anonymous guest memory (as thaw does: no per-4K faults; holes stay
-// untouched zero pages), before the guest resumes.
+// crc32) into a file beside the snapshot. Opening checks the table; fill() reads each partition
+// into a warm staging buffer, checks its crc32 and decompresses it straight into fresh
+// huge-page-advised anonymous guest memory (as thaw does: no per-4K faults; holes stay untouched
+// zero pages; incompressible partitions are stored raw and read straight into place), before the
+// guest resumes. A damaged partition fails the restore with THAW_SNAPSHOT_CORRUPT.
 //
 // Ids (stable; one artefact file per codec and level):
 //   sabre       lz4 block format, acceleration 1   -> sabre-lz4-1.img
@@ -20,11 +21,12 @@
 import { closeSync } from 'node:fs';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
+import { ThawError } from '../../core/errors.js';
 import { PAGE_BYTES, type PageRun, type SnapshotState } from '../../core/snapshot-format.js';
 import { madviseHugepage, mapAnonymous, mapFile, type Codec } from '../../native/index.js';
 import { openLazy } from '../lazy-image.js';
 import {
-  buildCompressedImage, decompressPartitions, loadCompressedImage, sourceKey, type LoadedCompressedImage,
+  buildCompressedImage, fillPartitions, openCompressedImage, sourceKey, verifyCompressedImage, type OpenedCompressedImage,
 } from '../sabre-image.js';
 import { resolveImage, type SnapshotImage } from '../snapshot-image.js';
 import type { OpenedImage, PrepareReport, RestoreStats, RestoreStrategy } from '../strategy.js';
@@ -60,25 +62,49 @@ function sabreStats(stats: RestoreStats, codec: Codec, level: number): SabreStat
 }
 
 /**
- * Loads the compressed image at `path`, (re)building it from the verified image first when it is
- * missing or was built from something else (`key`). Throws THAW_SNAPSHOT_CORRUPT when the file is
- * present, current and damaged (never rebuilt silently: a corrupt artefact is reported).
+ * Makes sure the compressed image at `path` exists and was built from `key`, building it from the
+ * verified image otherwise. `check`: 'all' reads and checks every partition (prepare), 'table'
+ * only the table (open: partitions are checked as fill() reads them). Returns the file opened
+ * (table checked) and whether it was built. Throws THAW_SNAPSHOT_CORRUPT when the file is present,
+ * current and damaged (never rebuilt silently: a corrupt artefact is reported).
  */
 function ensureCompressed(path: string, image: SnapshotImage, fd: number, key: number, runs: readonly PageRun[],
-  codec: Codec, level: number): { loaded: LoadedCompressedImage; built: boolean } {
+  codec: Codec, level: number, check: 'all' | 'table'): { opened: OpenedCompressedImage; built: boolean } {
   const memoryPages = image.memoryBytes / PAGE_BYTES;
-  const existing = loadCompressedImage(path, image.id, memoryPages);
-  if (existing !== null && existing.sourceKey === key >>> 0) return { loaded: existing, built: false };
-  buildCompressedImage(path, image.id, fd, memoryPages, key, runs, { codec, level, partitionBytes: PARTITION_BYTES });
-  const loaded = loadCompressedImage(path, image.id, memoryPages);
-  if (loaded === null) throw new Error(`${path} vanished after it was built`);
-  return { loaded, built: true };
+  let built = false;
+  // 'all': a damaged file throws here; a missing one is null.
+  const current = check === 'all' ? verifyCompressedImage(path, image.id, memoryPages) : undefined;
+  let opened = openCompressedImage(path, image.id, memoryPages);
+  if (opened !== null && opened.sourceKey !== key >>> 0) {
+    closeSync(opened.fd);
+    opened = null;
+  }
+  if (opened === null || current === null) {
+    if (opened !== null) closeSync(opened.fd);
+    buildCompressedImage(path, image.id, fd, memoryPages, key, runs, { codec, level, partitionBytes: PARTITION_BYTES });
+    built = true;
+    opened = openCompressedImage(path, image.id, memoryPages);
+  }
+  if (opened === null) throw new ThawError('THAW_INTERNAL', { detail: `${path} vanished after it was built` });
+  return { opened, built };
 }
 
-function recordRatio(stats: SabreStats, loaded: LoadedCompressedImage): void {
-  stats.bytesRead += loaded.bytes.length;
-  stats.decompressedBytes += loaded.rawBytes;
-  stats.compressionRatio = loaded.storedBytes > 0 ? loaded.rawBytes / loaded.storedBytes : 0;
+function fillFrom(stats: SabreStats, opened: OpenedCompressedImage, id: string, buffer: ArrayBuffer): void {
+  try {
+    stats.bytesRead += fillPartitions(id, opened, buffer);
+  } finally {
+    closeSync(opened.fd);
+  }
+  stats.decompressedBytes += opened.rawBytes;
+  stats.compressionRatio = opened.storedBytes > 0 ? opened.rawBytes / opened.storedBytes : 0;
+}
+
+function hugepageHint(buffer: ArrayBuffer, offsetBytes: number, lengthBytes: number): void {
+  try {
+    madviseHugepage(buffer, offsetBytes, lengthBytes);
+  } catch {
+    // A hint only (no THP): decompression is still correct, it pays 4 KiB faults.
+  }
 }
 
 /** A whole-image sabre strategy for one codec and level. */
@@ -95,7 +121,8 @@ export function sabreStrategy(options: SabreOptions): RestoreStrategy {
       const t0 = performance.now();
       const r = resolveImage(root, chain);
       try {
-        const c = ensureCompressed(join(r.image.dir, file), r.image, r.fd, sourceKey(r.image.state), r.image.runs, codec, level);
+        const c = ensureCompressed(join(r.image.dir, file), r.image, r.fd, sourceKey(r.image.state), r.image.runs, codec, level, 'all');
+        closeSync(c.opened.fd);
         return { built: r.built || c.built, elapsedMs: performance.now() - t0 };
       } finally {
         closeSync(r.fd);
@@ -105,18 +132,20 @@ export function sabreStrategy(options: SabreOptions): RestoreStrategy {
       return openLazy(id, root, chain, (image, fd, plain) => {
         const stats = sabreStats(plain, codec, level);
         const t0 = performance.now();
-        const { loaded, built } = ensureCompressed(join(image.dir, file), image, fd, sourceKey(image.state), image.runs, codec, level);
-        if (built) stats.prepareMs += performance.now() - t0;
+        const c = ensureCompressed(join(image.dir, file), image, fd, sourceKey(image.state), image.runs, codec, level, 'table');
+        if (c.built) stats.prepareMs += performance.now() - t0;
+        let opened: OpenedCompressedImage | undefined = c.opened;
         return {
           fill({ buffer }) {
+            const o = opened!;
+            opened = undefined;
             mapAnonymous(buffer, 0, image.memoryBytes);
-            try {
-              madviseHugepage(buffer, 0, image.memoryBytes);
-            } catch {
-              // A hint only (no THP): decompression is still correct, it pays 4 KiB faults.
-            }
-            decompressPartitions(image.id, loaded, buffer);
-            recordRatio(stats, loaded);
+            hugepageHint(buffer, 0, image.memoryBytes);
+            fillFrom(stats, o, image.id, buffer);
+          },
+          release() {
+            if (opened !== undefined) closeSync(opened.fd);
+            opened = undefined;
           },
         };
       });
@@ -143,7 +172,8 @@ export function sabreReapStrategy(options: SabreOptions = { codec: 'lz4' }): Res
         const ws = readWorkingSet(r.image.dir, r.image.id, pages);
         if (ws === null) return { built: r.built, elapsedMs: r.elapsedMs };
         const key = sourceKey(r.image.state, encodeWorkingSet(ws));
-        const c = ensureCompressed(join(r.image.dir, file), r.image, r.fd, key, ws.runs, codec, level);
+        const c = ensureCompressed(join(r.image.dir, file), r.image, r.fd, key, ws.runs, codec, level, 'all');
+        closeSync(c.opened.fd);
         return { built: r.built || c.built, elapsedMs: performance.now() - t0 };
       } finally {
         closeSync(r.fd);
@@ -155,26 +185,30 @@ export function sabreReapStrategy(options: SabreOptions = { codec: 'lz4' }): Res
         const stats = sabreStats(plain, codec, level);
         const memoryPages = image.memoryBytes / PAGE_BYTES;
         const ws = readWorkingSet(image.dir, image.id, memoryPages);
-        let loaded: LoadedCompressedImage | undefined;
+        let opened: OpenedCompressedImage | undefined;
         if (ws !== null) {
           const t0 = performance.now();
-          const c = ensureCompressed(join(image.dir, file), image, fd, sourceKey(image.state, encodeWorkingSet(ws)), ws.runs, codec, level);
+          const c = ensureCompressed(join(image.dir, file), image, fd, sourceKey(image.state, encodeWorkingSet(ws)), ws.runs, codec, level, 'table');
           if (c.built) stats.prepareMs += performance.now() - t0;
-          loaded = c.loaded;
+          opened = c.opened;
         }
         return {
           fill({ buffer, fd: imageFd }) {
-            if (ws === null || loaded === undefined) {
+            if (ws === null || opened === undefined) {
               stats.phase = 'record';
               session = startSession(buffer, image, imageFd, stats, { strategy: id, record: true });
               return;
             }
             stats.phase = 'replay';
+            const o = opened;
+            opened = undefined;
             mapFile(buffer, 0, image.memoryBytes, imageFd, 0, { private: true });
-            for (const run of ws.runs) mapAnonymous(buffer, run.firstPage * PAGE_BYTES, run.pageCount * PAGE_BYTES);
-            decompressPartitions(image.id, loaded, buffer);
-            recordRatio(stats, loaded);
-            stats.prefetchedPages += loaded.rawBytes / PAGE_BYTES;
+            for (const run of ws.runs) {
+              mapAnonymous(buffer, run.firstPage * PAGE_BYTES, run.pageCount * PAGE_BYTES);
+              hugepageHint(buffer, run.firstPage * PAGE_BYTES, run.pageCount * PAGE_BYTES);
+            }
+            fillFrom(stats, o, image.id, buffer);
+            stats.prefetchedPages += o.rawBytes / PAGE_BYTES;
           },
           afterInvoke() {
             if (session === undefined || !session.running) return;
@@ -185,6 +219,8 @@ export function sabreReapStrategy(options: SabreOptions = { codec: 'lz4' }): Res
           },
           release() {
             session?.stop('fence');
+            if (opened !== undefined) closeSync(opened.fd);
+            opened = undefined;
           },
         };
       });
