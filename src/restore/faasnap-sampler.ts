@@ -8,6 +8,7 @@
 // Control words (Int32Array over a SharedArrayBuffer):
 //   [0] stop request (main -> worker)   [1] done (worker -> main, after its last scan)
 //   [2] current layer                   [3] pages stamped so far
+//   [4] scans done (worker -> main)
 
 import { closeSync, openSync } from 'node:fs';
 import { Worker, isMainThread, workerData } from 'node:worker_threads';
@@ -66,13 +67,23 @@ export class MincoreSampler {
     this.#lengthBytes = lengthBytes;
     this.#layerPages = layerPages;
     const stamps = new SharedArrayBuffer(Math.ceil(lengthBytes / 4096) * 2);
-    const control = new SharedArrayBuffer(16);
+    const control = new SharedArrayBuffer(20);
     this.#stamps = new Uint16Array(stamps).fill(UNSEEN);
     this.#ctl = new Int32Array(control);
     const data: SamplerData = { kind: 'faasnap-sampler', path, lengthBytes, layerPages, stamps, control };
     this.#worker = new Worker(new URL(import.meta.url), { workerData: data });
     this.#worker.unref();
     this.#worker.on('error', () => undefined); // a failed sampler only costs layer precision: stop() scans itself
+  }
+
+  /**
+   * Blocks until the worker has finished its first scan (or `timeoutMs` passed): called before
+   * the guest runs, so the first layer holds what the guest touched first, not everything.
+   * Returns whether the worker is scanning.
+   */
+  waitStarted(timeoutMs = STOP_WAIT_MS): boolean {
+    Atomics.wait(this.#ctl, 4, 0, timeoutMs);
+    return Atomics.load(this.#ctl, 4) > 0;
   }
 
   /**
@@ -123,6 +134,7 @@ function runWorker(d: SamplerData): void {
   try {
     while (Atomics.load(ctl, 0) === 0) {
       scan(fd, d.lengthBytes, d.layerPages, stamps, ctl, layerStart);
+      if (Atomics.add(ctl, 4, 1) === 0) Atomics.notify(ctl, 4);
       Atomics.wait(ctl, 0, 0, SCAN_INTERVAL_MS);
     }
     scan(fd, d.lengthBytes, d.layerPages, stamps, ctl, layerStart);

@@ -4,10 +4,10 @@
 // kernel whose page cache a warm snapshot would capture, so one snapshot plays both roles: the
 // loading set is recorded on, and computed against, the very image later restores map.
 //
-// record (first restore, no ls.faasnap yet): the memory file's page cache is flushed and dropped,
-//   the file is mapped MAP_PRIVATE over guest memory (as vanilla), and a sampler thread
-//   (faasnap-sampler.ts) stamps pages with a layer as they become resident, a new layer per
-//   `layerPages` pages of growth. At the end of the first invocation the loading set (stamped,
+// record (first restore, no ls.faasnap yet): at open, the memory file's page cache is flushed and
+//   dropped and a sampler thread (faasnap-sampler.ts) starts stamping pages with a layer as they
+//   become resident, a new layer per `layerPages` pages of growth; fill() maps the file
+//   MAP_PRIVATE over guest memory (as vanilla) and waits for the sampler's first scan. At the end of the first invocation the loading set (stamped,
 //   non-zero pages, by layer then offset, FaaSnap's thresholds applied) is written to ls.faasnap
 //   (faasnap-loading-set.ts). Residency over-approximates the guest's accesses by the kernel's
 //   readahead, as it does in FaaSnap.
@@ -42,6 +42,8 @@ export interface FaasnapStats extends RestoreStats {
   layers: number;
   /** Memory-file mappings (non-zero regions) made by a replay. */
   nonZeroRegions: number;
+  /** record: whether the sampler thread was scanning before the guest ran (else one layer only). */
+  samplerStarted: boolean;
 }
 
 /** A faasnap strategy with the given thresholds (id 'faasnap' for the defaults). */
@@ -59,8 +61,8 @@ export function faasnapStrategy(thresholds: FaasnapThresholds = DEFAULT_THRESHOL
       return { built: r.built || (ls?.verifiedNow ?? false), elapsedMs: r.elapsedMs };
     },
     open(root: string, chain: readonly SnapshotState[]): OpenedImage {
-      return openLazy(id, root, chain, (image, _fd, plain) => {
-        const stats: FaasnapStats = Object.assign(plain, { loadingSetPages: 0, loadingSetRegions: 0, layers: 0, nonZeroRegions: 0 });
+      return openLazy(id, root, chain, (image, imageFd, plain) => {
+        const stats: FaasnapStats = Object.assign(plain, { loadingSetPages: 0, loadingSetRegions: 0, layers: 0, nonZeroRegions: 0, samplerStarted: false });
         const memoryPages = image.memoryBytes / PAGE_BYTES;
         const key = sourceKey(image.state) >>> 0;
         let ls: OpenedLoadingSet | null = openLoadingSet(image.dir, image.id, memoryPages);
@@ -71,6 +73,14 @@ export function faasnapStrategy(thresholds: FaasnapThresholds = DEFAULT_THRESHOL
         }
         let sampler: MincoreSampler | undefined;
         let recorded = false;
+        if (ls === null) {
+          // Recording: dirty pages (a snapshot just written) cannot be dropped, so flush them
+          // first; then residency starts empty. The sampler starts now, while the guest is
+          // instantiated, so its thread is scanning before the guest touches memory.
+          fdatasyncSync(imageFd);
+          fadvise(imageFd, 0, 0, 'dontneed');
+          sampler = new MincoreSampler(image.path, image.memoryBytes, thresholds.layerPages);
+        }
         const closeLs = (): void => {
           if (ls !== null) closeSync(ls.fd);
           ls = null;
@@ -79,12 +89,8 @@ export function faasnapStrategy(thresholds: FaasnapThresholds = DEFAULT_THRESHOL
           fill({ buffer, fd }) {
             if (ls === null) {
               stats.phase = 'record';
-              // Dirty pages (a snapshot just written) cannot be dropped: flush them first, so
-              // residency starts empty and reflects the guest's accesses only.
-              fdatasyncSync(fd);
-              fadvise(fd, 0, 0, 'dontneed');
               mapFile(buffer, 0, image.memoryBytes, fd, 0, { private: true });
-              sampler = new MincoreSampler(image.path, image.memoryBytes, thresholds.layerPages);
+              stats.samplerStarted = sampler?.waitStarted() ?? false;
               return;
             }
             stats.phase = 'replay';
