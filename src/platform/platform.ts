@@ -241,7 +241,7 @@ export class Platform implements ThawApi {
       const keep = req.keep ?? true;
       if (keep) {
         sandbox.busy = false;
-        await this.evictIdle();
+        this.evictIdle();
       } else {
         void this.stop(sandbox, 'not kept');
       }
@@ -477,10 +477,11 @@ export class Platform implements ThawApi {
     await sandbox.host.kill(reason);
   }
 
-  private async evictIdle(): Promise<void> {
+  /** Stops the least recently used idle sandboxes beyond the limit, without waiting for their exit. */
+  private evictIdle(): void {
     const idle = [...this.sandboxes.values()].filter((s) => !s.busy).sort((a, b) => a.lastUsed - b.lastUsed);
     const excess = idle.length - this.params.maxIdleSandboxes;
-    for (let i = 0; i < excess; i++) await this.stop(idle[i]!, 'evicted (idle limit)');
+    for (let i = 0; i < excess; i++) void this.stop(idle[i]!, 'evicted (idle limit)');
   }
 }
 
