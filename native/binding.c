@@ -189,8 +189,9 @@ static napi_value range_call(napi_env env, napi_callback_info info, const char *
   if (which == 2) thaw_touch_pages(s.base, s.len, a->page);
   if (which == 3) rc = thaw_madvise_hugepage(s.base, s.len);
   if (which == 4) rc = thaw_madvise_populate_write(s.base, s.len);
+  if (which == 5) rc = thaw_madvise_populate_read(s.base, s.len);
   static const char *const calls[] = { "mmap(MAP_ANONYMOUS)", "madvise(MADV_DONTNEED)", "", "madvise(MADV_HUGEPAGE)",
-                                       "madvise(MADV_POPULATE_WRITE)" };
+                                       "madvise(MADV_POPULATE_WRITE)", "madvise(MADV_POPULATE_READ)" };
   return rc ? throw_errno(env, -rc, calls[which]) : undefined(env);
 }
 
@@ -199,6 +200,7 @@ static napi_value madvise_dontneed(napi_env env, napi_callback_info info) { retu
 static napi_value touch_pages(napi_env env, napi_callback_info info) { return range_call(env, info, "touchPages", 2); }
 static napi_value madvise_hugepage(napi_env env, napi_callback_info info) { return range_call(env, info, "madviseHugepage", 3); }
 static napi_value madvise_populate_write(napi_env env, napi_callback_info info) { return range_call(env, info, "madvisePopulateWrite", 4); }
+static napi_value madvise_populate_read(napi_env env, napi_callback_info info) { return range_call(env, info, "madvisePopulateRead", 5); }
 
 /* copyInto(target, targetOffsetBytes, source): memcpy of all of source; returns bytes copied. */
 static napi_value copy_into(napi_env env, napi_callback_info info) {
@@ -591,7 +593,7 @@ NAPI_MODULE_INIT(/* napi_env env, napi_value exports */) {
 #define FN(name, cb) { name, NULL, cb, NULL, NULL, NULL, napi_enumerable, NULL }
     FN("pageSize", page_size), FN("mapFile", map_file), FN("mapAnonymous", map_anonymous),
     FN("madviseDontneed", madvise_dontneed), FN("touchPages", touch_pages), FN("madviseHugepage", madvise_hugepage),
-    FN("madvisePopulateWrite", madvise_populate_write), FN("copyInto", copy_into),
+    FN("madvisePopulateWrite", madvise_populate_write), FN("madvisePopulateRead", madvise_populate_read), FN("copyInto", copy_into),
     FN("mincore", mincore_), FN("fadvise", fadvise), FN("readDirect", read_direct),
     FN("pageFaultCounts", page_fault_counts), FN("poolReserve", pool_reserve), FN("poolAvailable", pool_available),
     FN("poolRelease", pool_release), FN("poolMoveRuns", pool_move_runs), FN("uffdCreate", uffd_create),

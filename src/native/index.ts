@@ -33,6 +33,7 @@ interface Addon {
   touchPages(buffer: ArrayBuffer, offset: number, length: number): void;
   madviseHugepage(buffer: ArrayBuffer, offset: number, length: number): void;
   madvisePopulateWrite(buffer: ArrayBuffer, offset: number, length: number): void;
+  madvisePopulateRead(buffer: ArrayBuffer, offset: number, length: number): void;
   copyInto(target: ArrayBuffer, targetOffset: number, source: Bytes): number;
   mincore(fd: number, length: number): Uint8Array;
   fadvise(fd: number, offset: number, length: number, advice: FadviseAdvice): void;
@@ -158,6 +159,15 @@ export function madviseHugepage(memory: ArrayBuffer, offsetBytes: number, length
  */
 export function madvisePopulateWrite(memory: ArrayBuffer, offsetBytes: number, lengthBytes: number): void {
   call('madvisePopulateWrite', memory, offsetBytes, lengthBytes);
+}
+
+/**
+ * madvise(MADV_POPULATE_READ) over a page-aligned range: maps every page in for reading in one
+ * call (Linux 5.14+), e.g. a file mapping's cached pages without a fault each; contents unchanged,
+ * a later write still copies on write. Throws THAW_INTERNAL (EINVAL on older kernels).
+ */
+export function madvisePopulateRead(memory: ArrayBuffer, offsetBytes: number, lengthBytes: number): void {
+  call('madvisePopulateRead', memory, offsetBytes, lengthBytes);
 }
 
 /** Copies all of `source` into `target` at `targetOffsetBytes` (memcpy; no alignment needed). Returns the bytes copied. Throws THAW_INTERNAL. */
