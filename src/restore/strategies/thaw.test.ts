@@ -10,7 +10,7 @@ import { PAGE_BYTES, type SnapshotMeta } from '../../core/snapshot-format.js';
 import { readChain, writeSnapshot } from '../../snapshot/snapshot-io.js';
 import { pageFaultCounts, poolAvailable, poolRelease } from '../../native/index.js';
 import { writeWorkingSet } from '../working-set.js';
-import { loadRuns, thaw } from './thaw.js';
+import { loadPlan, thaw } from './thaw.js';
 
 const MiB = 1 << 20;
 const SIZE = 16 * MiB + 64 * 1024; // not a 2 MiB multiple: the last block is partial
@@ -51,19 +51,33 @@ function restoreAndCompare(id: string, expected: Uint8Array): ReturnType<ReturnT
   return image.release();
 }
 
-test('loadRuns() covers each working-set page with its 2 MiB block, merges neighbours and clamps to the memory', () => {
-  assert.deepEqual(loadRuns(SIZE, null), [{ offsetBytes: 0, lengthBytes: SIZE }]);
-  const runs = loadRuns(SIZE, { memoryPages: PAGES, runs: [{ firstPage: 1, pageCount: 1 }, { firstPage: 600, pageCount: 10 }, { firstPage: PAGES - 1, pageCount: 1 }] });
-  assert.deepEqual(runs, [
-    { offsetBytes: 0, lengthBytes: 4 * MiB }, // pages 1 and 600 lie in blocks 0 and 1
+test('loadPlan() loads blocks with a quarter of their pages in the working set whole, and merges the other runs', () => {
+  assert.deepEqual(loadPlan(SIZE, null), { dense: [{ offsetBytes: 0, lengthBytes: SIZE }], sparse: [] });
+  const plan = loadPlan(SIZE, {
+    memoryPages: PAGES,
+    runs: [
+      { firstPage: 1, pageCount: 1 }, { firstPage: 5, pageCount: 2 }, { firstPage: 40, pageCount: 1 }, // sparse, block 0
+      { firstPage: 600, pageCount: 128 }, // a quarter of block 1: dense
+      { firstPage: 1100, pageCount: 100 }, { firstPage: 1530, pageCount: 10 }, // 100 + 6 pages of block 2, 4 of block 3
+      { firstPage: PAGES - 4, pageCount: 4 }, // the last, partial block (16 pages): dense
+    ],
+  });
+  assert.deepEqual(plan.dense, [
+    { offsetBytes: 2 * MiB, lengthBytes: 2 * MiB },
     { offsetBytes: 16 * MiB, lengthBytes: 64 * 1024 },
+  ]);
+  assert.deepEqual(plan.sparse, [
+    { offsetBytes: 1 * PAGE_BYTES, lengthBytes: 6 * PAGE_BYTES }, // pages 1 and 5-6 merged (gap < 8)
+    { offsetBytes: 40 * PAGE_BYTES, lengthBytes: PAGE_BYTES },
+    { offsetBytes: 1100 * PAGE_BYTES, lengthBytes: 100 * PAGE_BYTES },
+    { offsetBytes: 1530 * PAGE_BYTES, lengthBytes: 10 * PAGE_BYTES }, // across the block 2/3 boundary
   ]);
 });
 
 test('thaw replays a working set byte-identically from pooled memory and the file mapping, with no faults on loaded blocks', () => {
   const bytes = memory();
   snapshot('ws', bytes);
-  writeWorkingSet(join(root, 'ws'), { memoryPages: PAGES, runs: [{ firstPage: 10, pageCount: 5 }, { firstPage: 2048, pageCount: 100 }] });
+  writeWorkingSet(join(root, 'ws'), { memoryPages: PAGES, runs: [{ firstPage: 10, pageCount: 300 }, { firstPage: 2048, pageCount: 20 }] });
   thaw.preallocate?.(SIZE);
   const pool = poolAvailable();
   assert.ok(pool >= SIZE);
@@ -71,15 +85,19 @@ test('thaw replays a working set byte-identically from pooled memory and the fil
   const mem = new WebAssembly.Memory({ initial: 1, maximum: 1024 });
   image.fill(mem);
   assert.equal(image.stats.phase, 'replay');
-  assert.ok(poolAvailable() <= pool - 4 * MiB, 'the two loaded blocks came from the pool');
+  assert.ok(poolAvailable() <= pool - 2 * MiB, 'the dense block came from the pool');
+  assert.ok(poolAvailable() > pool - 4 * MiB - 2 * MiB, 'the sparse run did not');
   const view = new Uint8Array(mem.buffer);
   const f0 = pageFaultCounts();
   for (let at = 0; at < 2 * MiB; at += PAGE_BYTES) view[at + 1] = view[at]! ^ bytes[at]!; // writes zeros where equal
   const f1 = pageFaultCounts();
   assert.ok(f1.minor - f0.minor < 32, `a loaded block faulted ${f1.minor - f0.minor} times`);
+  const f2 = pageFaultCounts();
+  for (let at = 2048 * PAGE_BYTES; at < 2068 * PAGE_BYTES; at += PAGE_BYTES) view[at + 1] = view[at + 1]!;
+  assert.ok(pageFaultCounts().minor - f2.minor < 10, 'populated sparse pages do not fault on write');
   for (let at = 0; at < 2 * MiB; at += PAGE_BYTES) view[at + 1] = bytes[at + 1]!;
   assert.equal(Buffer.compare(view.subarray(0, SIZE), bytes), 0);
-  assert.ok(image.stats.bytesRead < SIZE / 2, 'blocks outside the working set are not read eagerly');
+  assert.ok(image.stats.bytesRead < SIZE / 4, 'blocks outside the working set are not read eagerly');
   image.release();
 });
 

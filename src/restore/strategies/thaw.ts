@@ -1,63 +1,103 @@
 // thaw: Thaw's own strategy, designed from measurement on this host (2 vCPUs, nested
-// virtualisation; DESIGN.md section 1). A first touch of a fresh 4 KiB page costs 12-25 us here
-// (0.16-0.25 GB/s), a CoW write to a private file mapping more, a userfaultfd round trip ~40 us,
-// while memcpy into memory that is already resident runs at 12-17 GB/s. So thaw makes sure the
-// guest's working set lands in memory that is already faulted in, read with few large reads:
+// virtualisation; DESIGN.md section 1). What costs here is the page-fault trap itself: a first
+// touch of a fresh 4 KiB page costs 12-25 us, a CoW write to a private file mapping ~110 us, a
+// userfaultfd round trip ~40 us, while the same work done by the kernel without a trap is cheap
+// (MADV_POPULATE_WRITE of 819 scattered pages of a private file mapping: 4-12 ms, against 91-121
+// ms of CoW faults for the same pages) and memcpy into resident memory runs at 12-17 GB/s. So
+// thaw has the kernel (or a memcpy) put the guest's working set in place before the guest runs:
 //
 //   prepare time (sandbox host, before any request: preallocate)
 //     a pool of anonymous memory, 2 MiB aligned, MADV_HUGEPAGE, MADV_POPULATE_WRITE: resident, zero
-//   restore (fill)
-//     load blocks = the 2 MiB blocks holding a working-set page (ws.reap, recorded as reap records
-//                   it), or every block when there is no working set
-//     guest memory   [ file MAP_PRIVATE | pool | pool | file MAP_PRIVATE | pool ... ]
-//                     lazy, as vanilla    eager: pool memory moved under the block (mremap), then
-//                                         the image's present pages pread() into it; holes stay zero
+//   restore (fill), from the working set (ws.reap, recorded as reap records it)
+//     guest memory    [ file MAP_PRIVATE ........ | pool block | pool block | file MAP_PRIVATE ... ]
+//     dense blocks    2 MiB blocks where >= 1/4 of the pages are in the working set: pool memory
+//                     moved under them (mremap, whole huge pages), present pages pread() into it
+//     sparse pages    working-set runs elsewhere: fadvise(WILLNEED) (cold cache: the reads go
+//                     out in parallel), then MADV_POPULATE_WRITE on the file mapping (private
+//                     copies installed without a fault each)
+//     everything else stays mapped from the file and faults in on demand, as vanilla
 //
-// Blocks are 2 MiB because moving pool memory costs almost nothing in whole huge pages (64 MiB:
-// 0.4 ms, no faults afterwards) but more than a fault in 4 KiB pieces (THP splits: ~50 us per
-// mremap here). Where the pool is short (no preallocate, or a bigger guest) the block gets fresh
-// huge-page-advised memory instead (64 MiB: ~5-17 ms of faults). Pages outside the load blocks are
-// read from the file on demand, as vanilla does, so a small sequential working set costs only its
-// blocks; a working set scattered over every block costs one read of the whole image.
-// The first restore of a snapshot without a working set records one with userfaultfd (as reap
-// does; the file is shared with reap); where userfaultfd is refused, thaw loads every block.
-// After fill() no page server runs and nothing needs stopping.
+// Pool memory moves in whole huge pages for almost nothing (64 MiB: 0.4 ms, no faults after) but
+// costs more than a fault in 4 KiB pieces (THP splits: ~50 us per mremap), hence whole blocks.
+// Where the pool is short (no preallocate, or a bigger guest) a dense block gets fresh
+// huge-page-advised memory instead (64 MiB: ~5-17 ms of faults). The first restore of a snapshot
+// without a working set records one with userfaultfd (as reap does; the file is shared with
+// reap); where userfaultfd is refused, every block is dense. After fill() no page server runs.
 
 import { closeSync, readSync } from 'node:fs';
 import { ThawError } from '../../core/errors.js';
 import { PAGE_BYTES, type PageRun, type SnapshotState } from '../../core/snapshot-format.js';
-import { fadvise, madviseHugepage, mapAnonymous, mapFile, poolMoveRuns, poolReserve, type PageRun as ByteRun } from '../../native/index.js';
+import {
+  fadvise, madviseHugepage, madvisePopulateWrite, mapAnonymous, mapFile, poolMoveRuns, poolReserve, type PageRun as ByteRun,
+} from '../../native/index.js';
 import { openLazy } from '../lazy-image.js';
 import { resolveImage, type SnapshotImage } from '../snapshot-image.js';
 import type { OpenedImage, PrepareReport, RestoreStats, RestoreStrategy } from '../strategy.js';
 import { startSession, uffdSupport, type UffdSession } from '../uffd-session.js';
 import { readWorkingSet, runsFromOffsets, writeWorkingSet, type WorkingSet } from '../working-set.js';
 
-/** Granularity of eager loading: one transparent huge page. */
+/** Granularity of eager loading into pooled memory: one transparent huge page. */
 const BLOCK_BYTES = 2 << 20;
+const BLOCK_PAGES = BLOCK_BYTES / PAGE_BYTES;
+/** A block is loaded whole when at least this share of its pages is in the working set. */
+const DENSE_SHARE = 0.25;
+/** Sparse working-set runs closer than this many pages are populated with one call. */
+const SPARSE_GAP_PAGES = 8;
 /** Largest single read into guest memory. */
 const READ_BYTES = 16 << 20;
 /** Most pre-faulted memory a sandbox host keeps for thaw (resident even when unused). */
 const POOL_CAP_BYTES = 512 << 20;
 
+type MutableRun = { offsetBytes: number; lengthBytes: number };
+
+/** What thaw puts in place before the guest runs. Both lists are ascending, merged, page aligned. */
+export interface LoadPlan {
+  /** Whole blocks (ends clamped to the memory) loaded into resident memory. */
+  readonly dense: readonly ByteRun[];
+  /** Working-set runs outside dense blocks, populated from the file mapping. */
+  readonly sparse: readonly ByteRun[];
+}
+
+function pushMerged(out: MutableRun[], lo: number, hi: number, gapBytes: number): void {
+  const last = out[out.length - 1];
+  if (last && lo <= last.offsetBytes + last.lengthBytes + gapBytes) last.lengthBytes = Math.max(last.lengthBytes, hi - last.offsetBytes);
+  else out.push({ offsetBytes: lo, lengthBytes: hi - lo });
+}
+
 /**
- * Guest byte ranges thaw loads eagerly, ascending and merged: every 2 MiB block holding a page of
- * `ws`, or the whole memory when there is no working set. Ends are clamped to `memoryBytes`.
+ * Splits working set `ws` of a memory of `memoryBytes` into dense 2 MiB blocks (at least a quarter
+ * of their pages in the set) and sparse runs (the rest of the set; runs less than 8 pages apart
+ * merged). Without a working set, the whole memory is one dense run.
  */
-export function loadRuns(memoryBytes: number, ws: WorkingSet | null): ByteRun[] {
-  if (ws === null) return [{ offsetBytes: 0, lengthBytes: memoryBytes }];
-  const out: { offsetBytes: number; lengthBytes: number }[] = [];
+export function loadPlan(memoryBytes: number, ws: WorkingSet | null): LoadPlan {
+  if (ws === null) return { dense: [{ offsetBytes: 0, lengthBytes: memoryBytes }], sparse: [] };
+  const perBlock = new Uint32Array(Math.ceil(memoryBytes / BLOCK_BYTES));
   for (const run of ws.runs) {
-    const lo = Math.floor((run.firstPage * PAGE_BYTES) / BLOCK_BYTES) * BLOCK_BYTES;
-    const hi = Math.min(memoryBytes, Math.ceil(((run.firstPage + run.pageCount) * PAGE_BYTES) / BLOCK_BYTES) * BLOCK_BYTES);
-    const last = out[out.length - 1];
-    if (last && lo <= last.offsetBytes + last.lengthBytes) {
-      last.lengthBytes = Math.max(last.lengthBytes, hi - last.offsetBytes);
-    } else {
-      out.push({ offsetBytes: lo, lengthBytes: hi - lo });
+    for (let p = run.firstPage; p < run.firstPage + run.pageCount;) {
+      const block = Math.floor(p / BLOCK_PAGES);
+      const next = Math.min(run.firstPage + run.pageCount, (block + 1) * BLOCK_PAGES);
+      perBlock[block]! += next - p;
+      p = next;
     }
   }
-  return out;
+  const isDense = (block: number): boolean => {
+    const blockPages = Math.min(BLOCK_PAGES, memoryBytes / PAGE_BYTES - block * BLOCK_PAGES);
+    return perBlock[block]! >= DENSE_SHARE * blockPages;
+  };
+  const dense: MutableRun[] = [];
+  perBlock.forEach((_, block) => {
+    if (isDense(block)) pushMerged(dense, block * BLOCK_BYTES, Math.min(memoryBytes, (block + 1) * BLOCK_BYTES), 0);
+  });
+  const sparse: MutableRun[] = [];
+  for (const run of ws.runs) {
+    for (let p = run.firstPage; p < run.firstPage + run.pageCount;) {
+      const block = Math.floor(p / BLOCK_PAGES);
+      const next = Math.min(run.firstPage + run.pageCount, (block + 1) * BLOCK_PAGES);
+      if (!isDense(block)) pushMerged(sparse, p * PAGE_BYTES, next * PAGE_BYTES, SPARSE_GAP_PAGES * PAGE_BYTES);
+      p = next;
+    }
+  }
+  return { dense, sparse };
 }
 
 /** Reads the image's present pages inside `load` (both ascending) into `buffer` at their offsets. */
@@ -97,9 +137,25 @@ function residentMemory(buffer: ArrayBuffer, load: readonly ByteRun[]): void {
   }
 }
 
+/**
+ * Installs private copies of the sparse runs' pages in the file mapping (MADV_POPULATE_WRITE), so
+ * the guest finds them resident and writable. A hint: where the kernel lacks it (before 5.14) the
+ * pages fault in on first use instead, which is correct, only slower.
+ */
+function populate(buffer: ArrayBuffer, sparse: readonly ByteRun[], stats: RestoreStats): void {
+  for (const r of sparse) {
+    try {
+      madvisePopulateWrite(buffer, r.offsetBytes, r.lengthBytes);
+      stats.bytesRead += r.lengthBytes;
+    } catch {
+      return;
+    }
+  }
+}
+
 export const thaw: RestoreStrategy = {
   id: 'thaw',
-  description: 'working-set blocks read into pre-faulted pooled memory (2 MiB pages moved in by mremap), the rest mapped from the file',
+  description: 'dense working-set blocks read into pre-faulted pooled memory (moved in by mremap), sparse working-set pages populated in the file mapping, the rest mapped from the file',
   supports: () => ({ ok: true }),
   prepare(root: string, chain: readonly SnapshotState[]): PrepareReport {
     const r = resolveImage(root, chain);
@@ -127,12 +183,14 @@ export const thaw: RestoreStrategy = {
             return;
           }
           stats.phase = ws === null ? null : 'replay';
-          const load = loadRuns(image.memoryBytes, ws);
-          const loadedBytes = load.reduce((n, r) => n + r.lengthBytes, 0);
-          if (loadedBytes < image.memoryBytes) mapFile(buffer, 0, image.memoryBytes, fd, 0, { private: true });
-          residentMemory(buffer, load);
-          fadvise(fd, 0, 0, 'sequential');
-          readPresent(fd, image, load, buffer, stats);
+          const plan = loadPlan(image.memoryBytes, ws);
+          const denseBytes = plan.dense.reduce((n, r) => n + r.lengthBytes, 0);
+          if (denseBytes < image.memoryBytes) mapFile(buffer, 0, image.memoryBytes, fd, 0, { private: true });
+          // Sparse reads first go out asynchronously, so the disk works while the blocks load.
+          for (const r of plan.sparse) fadvise(fd, r.offsetBytes, r.lengthBytes, 'willneed');
+          residentMemory(buffer, plan.dense);
+          readPresent(fd, image, plan.dense, buffer, stats);
+          populate(buffer, plan.sparse, stats);
         },
         afterInvoke() {
           if (!record || session === undefined || !session.running) return;
