@@ -15,6 +15,12 @@ up_to_date() {
 # Every C function includes the ABI header from functions/include/thaw.h.
 abi_inc="functions/include"
 
+# clang runs wasm-opt after linking whenever one is on PATH, and `npm run`/`npm test` put
+# node_modules/.bin (binaryen's wasm-opt, via assemblyscript) there: the same build would then
+# differ with how it was started. Build C without it, so modules are the same either way.
+clang_path="$(printf '%s' "$PATH" | tr ':' '\n' | grep -v 'node_modules/.bin' | paste -sd: -)"
+clang() { PATH="$clang_path" command clang "$@"; }
+
 build_c() { # build_c DIR NAME: DIR/NAME.c -> DIR/build/NAME.wasm
   local dir="functions/$1" out="functions/$1/build/$2.wasm"
   up_to_date "$out" "$dir"/*.c "$abi_inc"/*.h && return 0
