@@ -15,8 +15,10 @@
 //               anonymous memory over its runs, so no page server runs after the first restore.
 // Other levels: sabreStrategy({ codec, level }) builds e.g. 'sabre-zstd-3' (id: sabre[-zstd][-level],
 // the level only when it is not 1); only the three above are registered.
-// Decompression here is sequential on the calling thread: fill() is synchronous and the addon's
-// async decoders report through the event loop, which fill() cannot wait for (see README/issue 3).
+// Decompression is sequential, on the calling thread: fill() is synchronous, and the addon's
+// async decoders (libuv pool) complete through the event loop, which fill() cannot wait for.
+// Parallel decoding needs a synchronous native batch decoder with its own threads (issue 3); on
+// this 2-vCPU host it could at most halve the decode time, which is not where restores spend it.
 
 import { closeSync } from 'node:fs';
 import { join } from 'node:path';
