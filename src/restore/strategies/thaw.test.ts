@@ -51,14 +51,14 @@ function restoreAndCompare(id: string, expected: Uint8Array): ReturnType<ReturnT
   return image.release();
 }
 
-test('loadPlan() loads blocks with a quarter of their pages in the working set whole, and merges the other runs', () => {
+test('loadPlan() loads blocks with 1/32 of their pages in the working set whole, and merges the other runs', () => {
   assert.deepEqual(loadPlan(SIZE, null), { dense: [{ offsetBytes: 0, lengthBytes: SIZE }], sparse: [] });
   const plan = loadPlan(SIZE, {
     memoryPages: PAGES,
     runs: [
       { firstPage: 1, pageCount: 1 }, { firstPage: 5, pageCount: 2 }, { firstPage: 40, pageCount: 1 }, // sparse, block 0
-      { firstPage: 600, pageCount: 128 }, // a quarter of block 1: dense
-      { firstPage: 1100, pageCount: 100 }, { firstPage: 1530, pageCount: 10 }, // 100 + 6 pages of block 2, 4 of block 3
+      { firstPage: 600, pageCount: 16 }, // 1/32 of block 1: dense
+      { firstPage: 1100, pageCount: 8 }, { firstPage: 1530, pageCount: 10 }, // 8 + 6 pages of block 2, 4 of block 3
       { firstPage: PAGES - 4, pageCount: 4 }, // the last, partial block (16 pages): dense
     ],
   });
@@ -69,7 +69,7 @@ test('loadPlan() loads blocks with a quarter of their pages in the working set w
   assert.deepEqual(plan.sparse, [
     { offsetBytes: 1 * PAGE_BYTES, lengthBytes: 6 * PAGE_BYTES }, // pages 1 and 5-6 merged (gap < 8)
     { offsetBytes: 40 * PAGE_BYTES, lengthBytes: PAGE_BYTES },
-    { offsetBytes: 1100 * PAGE_BYTES, lengthBytes: 100 * PAGE_BYTES },
+    { offsetBytes: 1100 * PAGE_BYTES, lengthBytes: 8 * PAGE_BYTES },
     { offsetBytes: 1530 * PAGE_BYTES, lengthBytes: 10 * PAGE_BYTES }, // across the block 2/3 boundary
   ]);
 });
@@ -77,7 +77,7 @@ test('loadPlan() loads blocks with a quarter of their pages in the working set w
 test('thaw replays a working set byte-identically from pooled memory and the file mapping, with no faults on loaded blocks', () => {
   const bytes = memory();
   snapshot('ws', bytes);
-  writeWorkingSet(join(root, 'ws'), { memoryPages: PAGES, runs: [{ firstPage: 10, pageCount: 300 }, { firstPage: 2048, pageCount: 20 }] });
+  writeWorkingSet(join(root, 'ws'), { memoryPages: PAGES, runs: [{ firstPage: 10, pageCount: 300 }, { firstPage: 2048, pageCount: 12 }] });
   thaw.preallocate?.(SIZE);
   const pool = poolAvailable();
   assert.ok(pool >= SIZE);
@@ -93,7 +93,7 @@ test('thaw replays a working set byte-identically from pooled memory and the fil
   const f1 = pageFaultCounts();
   assert.ok(f1.minor - f0.minor < 32, `a loaded block faulted ${f1.minor - f0.minor} times`);
   const f2 = pageFaultCounts();
-  for (let at = 2048 * PAGE_BYTES; at < 2068 * PAGE_BYTES; at += PAGE_BYTES) view[at + 1] = view[at + 1]!;
+  for (let at = 2048 * PAGE_BYTES; at < 2060 * PAGE_BYTES; at += PAGE_BYTES) view[at + 1] = view[at + 1]!;
   assert.ok(pageFaultCounts().minor - f2.minor < 10, 'populated sparse pages do not fault on write');
   for (let at = 0; at < 2 * MiB; at += PAGE_BYTES) view[at + 1] = bytes[at + 1]!;
   assert.equal(Buffer.compare(view.subarray(0, SIZE), bytes), 0);
