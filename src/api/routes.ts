@@ -48,7 +48,7 @@ export const sharedSchemas = [
       timings: {
         type: 'object',
         properties: {
-          acquireMs: { type: 'number' }, bootMs: { type: 'number' }, restoreMs: { type: 'number' }, initMs: { type: 'number' },
+          acquireMs: { type: 'number' }, bootMs: { type: 'number' }, prepareMs: { type: 'number' }, restoreMs: { type: 'number' }, initMs: { type: 'number' },
           handlerMs: { type: 'number' }, totalMs: { type: 'number' },
         },
       },

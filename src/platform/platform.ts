@@ -15,7 +15,7 @@ import type { HostProcess } from '../sandbox/host-process.js';
 import { setUpCgroupParent } from '../sandbox/cgroup.js';
 import type { BootResult, InvokeResult as HostInvokeResult, RestoreResult, SnapshotResult } from '../sandbox/protocol.js';
 import { getStrategy, listStrategies, discardArtefacts, DEFAULT_STRATEGY } from '../restore/index.js';
-import { readChain } from '../snapshot/snapshot-io.js';
+import { StrategyPreparer } from './strategy-preparer.js';
 import type { ObjectStore, ObjectStoreConfig } from '../store/object-store.js';
 import { openObjectStore } from '../store/open-store.js';
 import { FunctionRegistry } from './function-registry.js';
@@ -64,6 +64,7 @@ export class Platform implements ThawApi {
   /** Sandboxes being booted or restored, not yet in `sandboxes`: they count against the cap. */
   private starting = 0;
   private readonly log: Logger;
+  private readonly preparer: StrategyPreparer;
   private objects: Promise<ObjectStore> | undefined;
   /**
    * Snapshot metadata by id. Snapshots are immutable once written, so the daemon reads a state
@@ -77,6 +78,7 @@ export class Platform implements ThawApi {
     this.functions = new FunctionRegistry(params.dataDir);
     this.snapshotRoot = join(params.dataDir, 'snapshots');
     mkdirSync(this.snapshotRoot, { recursive: true });
+    this.preparer = new StrategyPreparer(this.snapshotRoot);
     let cgroupParent: string | null = null;
     if (params.useCgroups) {
       const cg = setUpCgroupParent('thaw');
@@ -179,13 +181,15 @@ export class Platform implements ThawApi {
     const children = (await this.listSnapshots()).filter((s) => s.baseId === id).map((s) => s.id);
     if (children.length > 0) throw new ThawError('THAW_SNAPSHOT_IN_USE', { id, children: children.join(', ') });
     this.snapshotMeta.delete(id);
+    this.preparer.forget(id);
     discardArtefacts(this.snapshotRoot, id);
     rmSync(join(this.snapshotRoot, id), { recursive: true, force: true });
   }
 
   async prepareSnapshot(id: string, strategyId: string): Promise<{ snapshotId: string; strategy: string; built: boolean; elapsedMs: number }> {
     this.snapshotInfo(id);
-    const report = await getStrategy(strategyId).prepare(this.snapshotRoot, readChain(this.snapshotRoot, id));
+    getStrategy(strategyId);
+    const report = await this.preparer.prepare(strategyId, id);
     return { snapshotId: id, strategy: strategyId, built: report.built, elapsedMs: report.elapsedMs };
   }
 
@@ -288,6 +292,7 @@ export class Platform implements ThawApi {
   }
 
   async close(): Promise<void> {
+    await this.preparer.close();
     await this.pool.close();
     this.sandboxes.clear();
     if (this.objects) await (await this.objects.catch(() => undefined))?.close();
@@ -336,6 +341,9 @@ export class Platform implements ThawApi {
     if (!snap.current) {
       throw new ThawError('THAW_SNAPSHOT_VERSION', { id: snapshotId, detail: `taken from module ${snap.moduleDigest.slice(0, 12)}, function '${fnName}' is now ${fn.digest.slice(0, 12)}` });
     }
+    // Artefacts are built here, not in the sandbox host (see prepare-worker.ts); the first restore
+    // of a snapshot with a strategy waits for it and reports the time as prepareMs.
+    const prepared = await this.preparer.prepare(strategyId, snapshotId);
     const acquired = await this.acquireHost(fnName);
     const sandbox = this.register(fnName, fn.digest, acquired.host, { kind: 'snapshot', snapshotId, strategy: strategyId });
     try {
@@ -344,7 +352,9 @@ export class Platform implements ThawApi {
         { timeoutMs: fn.params.timeoutMs, onTimeout: () => new ThawError('THAW_TIMEOUT', { name: fnName, timeoutMs: fn.params.timeoutMs }) },
       );
       sandbox.memoryBytes = res.memoryBytes;
-      return { sandbox, timings: { acquireMs: round(acquired.acquireMs), restoreMs: res.timings.restoreMs ?? 0 }, stats: res.restore };
+      const timings: Omit<InvokeTimings, 'handlerMs' | 'totalMs'> = { acquireMs: round(acquired.acquireMs), restoreMs: res.timings.restoreMs ?? 0 };
+      if (prepared.built) timings.prepareMs = round(prepared.elapsedMs);
+      return { sandbox, timings, stats: res.restore };
     } catch (err) {
       throw await this.afterFailure(sandbox, err, true);
     }

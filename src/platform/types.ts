@@ -52,6 +52,8 @@ export interface SnapshotInfo {
 export interface InvokeTimings {
   acquireMs: number;
   bootMs?: number;
+  /** Building and verifying the strategy's artefacts (first restore of a snapshot with a strategy only). */
+  prepareMs?: number;
   restoreMs?: number;
   initMs?: number;
   handlerMs: number;

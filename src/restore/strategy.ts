@@ -87,6 +87,11 @@ export interface RestoreStrategy {
    * Best effort: never throws; a later restore works (maybe slower) when it did nothing.
    */
   preallocate?(bytes: number): void;
+  /**
+   * Gives back what preallocate() holds, when this host's sandbox will not be restored with this
+   * strategy (a cold boot, another strategy): the memory counts against the host's limit.
+   */
+  releasePreallocated?(): void;
 }
 
 const registry = new Map<string, RestoreStrategy>();

@@ -88,6 +88,7 @@ async function handle(req: HostRequest): Promise<unknown> {
     }
     case 'boot': {
       const p = preparedFor(req.digest);
+      releasePreallocated(null);
       const t0 = performance.now();
       const guest = await p.adapter.boot(p.prepared, contextFor(req.sandboxId, p.fn));
       const bootMs = since(t0);
@@ -100,6 +101,7 @@ async function handle(req: HostRequest): Promise<unknown> {
       const p = preparedFor(req.digest);
       const t0 = performance.now();
       const strategy = getStrategy(req.strategy);
+      releasePreallocated(strategy.id);
       const chain = readChain(req.snapshotRoot, req.snapshotId);
       const top = chain[chain.length - 1]!;
       if (top.meta.moduleDigest !== p.fn.digest) {
@@ -177,6 +179,13 @@ async function handle(req: HostRequest): Promise<unknown> {
 function preallocateForRestores(bytes: number): void {
   for (const s of listStrategies()) {
     if (s.support.ok) getStrategy(s.id).preallocate?.(bytes);
+  }
+}
+
+/** Gives back every strategy's preallocation except `keep`'s (the strategy about to restore). */
+function releasePreallocated(keep: string | null): void {
+  for (const s of listStrategies()) {
+    if (s.id !== keep && s.support.ok) getStrategy(s.id).releasePreallocated?.();
   }
 }
 

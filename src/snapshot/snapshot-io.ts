@@ -1,7 +1,7 @@
 // Snapshot files on disk: atomic writes of a snapshot directory, reading and checking its
 // state file, and the eager load of a (full or diff) snapshot chain into guest memory.
 
-import { closeSync, fsyncSync, ftruncateSync, mkdirSync, openSync, readFileSync, readSync, renameSync, rmSync, statSync, writeSync, fstatSync } from 'node:fs';
+import { closeSync, fdatasyncSync, fsyncSync, ftruncateSync, mkdirSync, openSync, readFileSync, readSync, renameSync, rmSync, statSync, writeSync, fstatSync } from 'node:fs';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { ThawError } from '../core/errors.js';
@@ -11,6 +11,8 @@ import {
 } from '../core/snapshot-format.js';
 
 export const STATE_FILE = 'state.thaw';
+/** Most unsynced bytes writeSnapshot leaves in the page cache at once. */
+const WRITEBACK_BYTES = 32 << 20;
 export const MEMORY_FILE = 'memory.img';
 
 /** What writeSnapshot produced. */
@@ -34,9 +36,21 @@ export function writeSnapshot(root: string, meta: SnapshotMeta, memory: Uint8Arr
     const fd = openSync(join(tmpDir, MEMORY_FILE), 'w');
     try {
       ftruncateSync(fd, memory.length);
+      // Written in slices with a data sync every WRITEBACK_BYTES: dirty page cache is charged to
+      // the writer's memory cgroup and cannot be reclaimed until written back, so one unsynced
+      // write of a large image could get a sandbox host killed for memory it does not use.
+      let unsynced = 0;
       for (const run of runs) {
-        const lo = run.firstPage * PAGE_BYTES;
-        writeAll(fd, memory.subarray(lo, lo + run.pageCount * PAGE_BYTES), lo);
+        const end = (run.firstPage + run.pageCount) * PAGE_BYTES;
+        for (let lo = run.firstPage * PAGE_BYTES; lo < end; lo += WRITEBACK_BYTES) {
+          const hi = Math.min(end, lo + WRITEBACK_BYTES);
+          writeAll(fd, memory.subarray(lo, hi), lo);
+          unsynced += hi - lo;
+          if (unsynced >= WRITEBACK_BYTES) {
+            fdatasyncSync(fd);
+            unsynced = 0;
+          }
+        }
       }
       fsyncSync(fd);
     } finally {

@@ -1,0 +1,69 @@
+// Runs strategy prepare steps in the daemon's prepare worker (see prepare-worker.ts), one at a
+// time, and remembers which (strategy, snapshot) pairs are done so later restores skip the trip.
+
+import { Worker } from 'node:worker_threads';
+import { ThawError } from '../core/errors.js';
+import type { PrepareReply, PrepareRequest } from './prepare-worker.js';
+
+export interface PrepareOutcome {
+  built: boolean;
+  elapsedMs: number;
+}
+
+export class StrategyPreparer {
+  private worker: Worker | undefined;
+  private nextId = 1;
+  private readonly pending = new Map<number, { resolve(r: PrepareOutcome): void; reject(e: ThawError): void }>();
+  private readonly done = new Set<string>();
+
+  constructor(private readonly root: string) {}
+
+  /** Prepares `strategy` for `snapshotId`; resolves at once when already done in this daemon. */
+  async prepare(strategy: string, snapshotId: string): Promise<PrepareOutcome> {
+    const key = `${strategy}\0${snapshotId}`;
+    if (this.done.has(key)) return { built: false, elapsedMs: 0 };
+    const outcome = await new Promise<PrepareOutcome>((resolve, reject) => {
+      const reqId = this.nextId++;
+      this.pending.set(reqId, { resolve, reject });
+      const req: PrepareRequest = { reqId, strategy, root: this.root, snapshotId };
+      this.ensureWorker().postMessage(req);
+    });
+    this.done.add(key);
+    return outcome;
+  }
+
+  /** Forgets a deleted snapshot. */
+  forget(snapshotId: string): void {
+    for (const key of this.done) if (key.endsWith(`\0${snapshotId}`)) this.done.delete(key);
+  }
+
+  async close(): Promise<void> {
+    await this.worker?.terminate();
+    this.worker = undefined;
+  }
+
+  private ensureWorker(): Worker {
+    if (this.worker) return this.worker;
+    const worker = new Worker(new URL('./prepare-worker.js', import.meta.url));
+    worker.unref();
+    worker.on('message', (reply: PrepareReply) => {
+      const p = this.pending.get(reply.reqId);
+      if (!p) return;
+      this.pending.delete(reply.reqId);
+      if (reply.ok) p.resolve({ built: reply.built, elapsedMs: reply.elapsedMs });
+      else p.reject(ThawError.fromJSON(reply.error));
+    });
+    // A worker that dies fails what it had in hand; the next request starts a new one.
+    const fail = (err: unknown): void => {
+      if (this.worker === worker) this.worker = undefined;
+      for (const [id, p] of this.pending) {
+        this.pending.delete(id);
+        p.reject(new ThawError('THAW_INTERNAL', { detail: `strategy prepare worker failed: ${err instanceof Error ? err.message : String(err)}` }));
+      }
+    };
+    worker.on('error', fail);
+    worker.on('exit', (code) => fail(new Error(`exited with code ${code}`)));
+    this.worker = worker;
+    return worker;
+  }
+}
