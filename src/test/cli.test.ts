@@ -36,7 +36,7 @@ test('one-shot: deploy, cold invoke with --snapshot-after, snapshot restore, and
   assert.match(warm.stderr, /THAW_NO_WARM_SANDBOX/);
 });
 
-test('daemon: deploy -> cold -> snapshot -> restore -> warm through the CLI with --daemon', async () => {
+test('daemon: deploy -> cold -> snapshot -> restore -> warm through the CLI with --daemon, for C, AssemblyScript and Python', async () => {
   const daemon = spawn(process.execPath, [CLI, '--data-dir', tempDataDir(), 'daemon', '--port', '0', '--log-level', 'warn'], { stdio: ['ignore', 'pipe', 'inherit'] });
   after(() => daemon.kill('SIGKILL'));
   let out = '';
@@ -51,17 +51,27 @@ test('daemon: deploy -> cold -> snapshot -> restore -> warm through the CLI with
     assert.equal(r.code, 0, `${args.join(' ')}: ${r.stderr}`);
     return r.stdout;
   };
-  run('deploy', manifestPath('hello-c'));
-  const cold = JSON.parse(run('invoke', 'hello-c', '--mode', 'cold', '-d', 'daemon', '--json'));
-  assert.equal(cold.output, 'hello, daemon');
-  const snap = JSON.parse(run('snapshots', 'create', cold.sandboxId));
-  const restored = JSON.parse(run('invoke', 'hello-c', '--mode', 'snapshot', '--snapshot', snap.id, '-d', 'daemon', '--json'));
-  const warm = JSON.parse(run('invoke', 'hello-c', '--mode', 'warm', '--sandbox', cold.sandboxId, '-d', 'daemon', '--json'));
-  assert.equal(restored.output, cold.output);
-  assert.equal(warm.output, cold.output);
-  assert.match(run('sandboxes', 'list'), new RegExp(cold.sandboxId));
-  run('sandboxes', 'delete', cold.sandboxId);
-  const gone = thaw(['--daemon', url, 'invoke', 'hello-c', '--mode', 'warm', '--sandbox', cold.sandboxId]);
+  // The same flow for a C, an AssemblyScript and a Python function.
+  const cases: [string, string, (output: string) => void][] = [
+    ['hello-c', 'daemon', (o) => assert.equal(o, 'hello, daemon')],
+    ['hello-as', 'daemon', (o) => assert.equal(o, 'hello, daemon')],
+    ['hello-py', '{"name": "daemon"}', (o) => assert.deepEqual(JSON.parse(o), { hello: { name: 'daemon' } })],
+  ];
+  let last = '';
+  for (const [name, data, check] of cases) {
+    run('deploy', manifestPath(name));
+    const cold = JSON.parse(run('invoke', name, '--mode', 'cold', '-d', data, '--json')) as { output: string; sandboxId: string };
+    check(cold.output);
+    const snap = JSON.parse(run('snapshots', 'create', cold.sandboxId)) as { id: string };
+    const restored = JSON.parse(run('invoke', name, '--mode', 'snapshot', '--snapshot', snap.id, '-d', data, '--json')) as { output: string };
+    const warm = JSON.parse(run('invoke', name, '--mode', 'warm', '--sandbox', cold.sandboxId, '-d', data, '--json')) as { output: string };
+    assert.equal(restored.output, cold.output, name);
+    assert.equal(warm.output, cold.output, name);
+    assert.match(run('sandboxes', 'list'), new RegExp(cold.sandboxId));
+    last = cold.sandboxId;
+  }
+  run('sandboxes', 'delete', last);
+  const gone = thaw(['--daemon', url, 'invoke', 'hello-py', '--mode', 'warm', '--sandbox', last]);
   assert.equal(gone.code, 1);
   assert.match(gone.stderr, /THAW_SANDBOX_NOT_FOUND/);
   daemon.kill('SIGTERM');
