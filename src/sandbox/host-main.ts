@@ -230,6 +230,16 @@ process.on('message', (env: HostEnvelope) => {
 process.on('exit', () => {
   for (const s of sandboxes.values()) s.image?.release();
 });
+// An error nothing caught ends the host (its state cannot be trusted), but first tells the
+// daemon what it was, so the sandbox's THAW_SANDBOX_DIED names the cause.
+const fatal = (err: unknown): void => {
+  const message = err instanceof Error ? `${err.name}: ${err.message}` : String(err);
+  process.stderr.write(`thaw sandbox host ${process.pid}: fatal: ${err instanceof Error ? err.stack : message}\n`);
+  process.send?.({ kind: 'fatal', message } satisfies HostMessage, () => process.exit(70));
+  setTimeout(() => process.exit(70), 1000).unref();
+};
+process.on('uncaughtException', fatal);
+process.on('unhandledRejection', fatal);
 // The daemon going away ends the host: a host never outlives its owner.
 process.on('disconnect', () => process.exit(0));
 send({ kind: 'ready', pid: process.pid });

@@ -24,6 +24,8 @@ export interface HostExit {
   killedBy: string | null;
   /** Set when the cgroup recorded an out-of-memory kill. */
   oomKilled: boolean;
+  /** What the host reported before exiting on an uncaught error. */
+  fatal: string | null;
 }
 
 export type LogSink = (sandboxId: string, stream: 'stdout' | 'stderr', text: string) => void;
@@ -36,6 +38,7 @@ export class HostProcess {
   private nextReqId = 1;
   private readonly pending = new Map<number, Pending>();
   private killReason: string | null = null;
+  private fatalMessage: string | null = null;
   private exitInfo: HostExit | null = null;
 
   constructor(onLog: LogSink, cgroupParent: string | null) {
@@ -57,11 +60,12 @@ export class HostProcess {
     this.child.on('message', (msg: HostMessage) => {
       if (msg.kind === 'ready') markReady();
       else if (msg.kind === 'log') onLog(msg.sandboxId, msg.stream, msg.text);
+      else if (msg.kind === 'fatal') this.fatalMessage = msg.message;
       else this.settle(msg);
     });
     this.exited = new Promise<HostExit>((resolve) => {
       this.child.on('exit', (code, signal) => {
-        const info: HostExit = { code, signal, killedBy: this.killReason, oomKilled: this.cgroup?.oomKilled() ?? false };
+        const info: HostExit = { code, signal, killedBy: this.killReason, oomKilled: this.cgroup?.oomKilled() ?? false, fatal: this.fatalMessage };
         this.exitInfo = info;
         this.cgroup?.remove();
         const err = new ThawError('THAW_SANDBOX_DIED', { id: `host-${this.child.pid}`, detail: describeExit(info) });
@@ -133,6 +137,7 @@ export class HostProcess {
 function describeExit(info: HostExit): string {
   if (info.oomKilled) return 'killed by the memory cgroup (out of memory)';
   if (info.killedBy) return `killed by Thaw (${info.killedBy})`;
+  if (info.fatal) return `the host failed: ${info.fatal}`;
   if (info.signal) return `host process killed by ${info.signal}`;
   return `host process exited with code ${info.code}`;
 }

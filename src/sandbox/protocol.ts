@@ -56,6 +56,8 @@ export type HostMessage =
   | { kind: 'reply'; reqId: number; ok: true; result: unknown }
   | { kind: 'reply'; reqId: number; ok: false; error: WireError }
   | { kind: 'log'; sandboxId: string; stream: 'stdout' | 'stderr'; text: string }
-  | { kind: 'ready'; pid: number };
+  | { kind: 'ready'; pid: number }
+  /** Sent once, just before a host exits on an error nothing caught (the daemon reports it). */
+  | { kind: 'fatal'; message: string };
 
 export interface HostEnvelope { reqId: number; req: HostRequest }
