@@ -19,12 +19,12 @@
 // Verification follows snapshot-image.ts: the data crc is checked when the file is built and
 // whenever its stat (device, inode, size, times) differs from the `.verified` sidecar.
 
-import { closeSync, fstatSync, fsyncSync, openSync, readFileSync, readSync, renameSync, rmSync, writeSync, type BigIntStats } from 'node:fs';
+import { closeSync, fstatSync, openSync, readFileSync, type BigIntStats } from 'node:fs';
 import { join } from 'node:path';
 import { crc32 } from 'node:zlib';
 import { ThawError } from '../core/errors.js';
 import { PAGE_BYTES, type PageRun } from '../core/snapshot-format.js';
-import { tempName, writeAtomic } from './snapshot-image.js';
+import { readAt, writeAt, writeAtomic, writeFileVia } from './snapshot-image.js';
 
 export const LOADING_SET_FILE = 'ls.faasnap';
 const MAGIC = 'THAWLSET';
@@ -115,15 +115,6 @@ function sidecarKey(st: BigIntStats): string {
   return [st.dev, st.ino, st.size, st.mtimeNs, st.ctimeNs].join(':');
 }
 
-function readAt(fd: number, buf: Uint8Array, position: number): number {
-  let done = 0;
-  while (done < buf.length) {
-    const n = readSync(fd, buf, done, buf.length - done, position + done);
-    if (n === 0) break;
-    done += n;
-  }
-  return done;
-}
 
 /** Path of the loading set of the snapshot in `dir`. */
 export function loadingSetPath(dir: string): string {
@@ -139,9 +130,7 @@ export function writeLoadingSet(dir: string, id: string, imageFd: number, memory
   const path = loadingSetPath(dir);
   const tableEnd = HEADER_BYTES + regions.length * ENTRY_BYTES + 4;
   const dataStart = Math.ceil(tableEnd / PAGE_BYTES) * PAGE_BYTES;
-  const tmp = tempName(path);
-  const out = openSync(tmp, 'w');
-  try {
+  writeFileVia(path, (out) => {
     let at = dataStart;
     let dataCrc = 0;
     const buf = Buffer.allocUnsafe(1 << 20);
@@ -153,8 +142,7 @@ export function writeLoadingSet(dir: string, id: string, imageFd: number, memory
           throw new ThawError('THAW_SNAPSHOT_CORRUPT', { id, detail: `image ends inside loading-set region at page ${p}` });
         }
         dataCrc = crc32(chunk, dataCrc);
-        let w = 0;
-        while (w < chunk.length) w += writeSync(out, chunk, w, chunk.length - w, at + w);
+        writeAt(out, chunk, at);
         at += chunk.length;
         p += n;
       }
@@ -173,16 +161,8 @@ export function writeLoadingSet(dir: string, id: string, imageFd: number, memory
       header.writeUInt32LE(r.layer, o + 8);
     });
     header.writeUInt32LE(crc32(header.subarray(0, tableEnd - 4)), tableEnd - 4);
-    let w = 0;
-    while (w < header.length) w += writeSync(out, header, w, header.length - w, w);
-    fsyncSync(out);
-  } catch (err: unknown) {
-    closeSync(out);
-    rmSync(tmp, { force: true });
-    throw err;
-  }
-  closeSync(out);
-  renameSync(tmp, path);
+    writeAt(out, header, 0);
+  });
   const opened = openLoadingSet(dir, id, memoryPages);
   if (opened) closeSync(opened.fd);
 }

@@ -17,12 +17,12 @@
 //   then partition data, in table order, contiguous
 // Little-endian. Partitions are ascending and disjoint; pages are PAGE_BYTES (4 KiB).
 
-import { closeSync, fstatSync, openSync, readSync, rmSync, writeSync, fsyncSync, renameSync } from 'node:fs';
+import { closeSync, fstatSync, openSync } from 'node:fs';
 import { crc32 } from 'node:zlib';
 import { ThawError } from '../core/errors.js';
 import { PAGE_BYTES, type PageRun, type SnapshotState } from '../core/snapshot-format.js';
 import { compress, decompressInto, type Codec } from '../native/index.js';
-import { tempName } from './snapshot-image.js';
+import { readAt, writeAt, writeFileVia } from './snapshot-image.js';
 
 const MAGIC = 'THAWSABR';
 const VERSION = 1;
@@ -85,15 +85,6 @@ export function splitRuns(runs: readonly PageRun[], partitionBytes: number): Pag
   return out;
 }
 
-function readFully(fd: number, buf: Uint8Array, position: number): number {
-  let done = 0;
-  while (done < buf.length) {
-    const n = readSync(fd, buf, done, buf.length - done, position + done);
-    if (n === 0) break;
-    done += n;
-  }
-  return done;
-}
 
 /**
  * Builds the compressed image of `runs` of the image in `imageFd` (verified by the caller) at
@@ -105,24 +96,21 @@ export function buildCompressedImage(path: string, id: string, imageFd: number, 
   const parts = splitRuns(runs, options.partitionBytes);
   const tableEnd = HEADER_BYTES + parts.length * ENTRY_BYTES + 4;
   const header = Buffer.alloc(tableEnd);
-  const tmp = tempName(path);
-  const out = openSync(tmp, 'w');
   const partitions: Partition[] = [];
   let at = tableEnd;
   let rawBytes = 0;
-  try {
+  writeFileVia(path, (out) => {
     const buf = Buffer.allocUnsafe(options.partitionBytes);
     for (const part of parts) {
       const len = part.pageCount * PAGE_BYTES;
       const raw = buf.subarray(0, len);
-      if (readFully(imageFd, raw, part.firstPage * PAGE_BYTES) !== len) {
+      if (readAt(imageFd, raw, part.firstPage * PAGE_BYTES) !== len) {
         throw new ThawError('THAW_SNAPSHOT_CORRUPT', { id, detail: `image ends inside page run at page ${part.firstPage}` });
       }
       const packed = compress(options.codec, raw, options.level);
       // Incompressible data (random pages) is stored as it is: decoding it would only cost time.
       const [stored, codec]: [Uint8Array, StoredCodec] = packed.length < len ? [packed, options.codec] : [raw, 'raw'];
-      let w = 0;
-      while (w < stored.length) w += writeSync(out, stored, w, stored.length - w, at + w);
+      writeAt(out, stored, at);
       partitions.push({ firstPage: part.firstPage, pageCount: part.pageCount, dataOffsetBytes: at, storedBytes: stored.length, codec, crc: crc32(stored) });
       at += stored.length;
       rawBytes += len;
@@ -142,16 +130,8 @@ export function buildCompressedImage(path: string, id: string, imageFd: number, 
       header.writeUInt32LE(p.crc >>> 0, o + 24);
     });
     header.writeUInt32LE(crc32(header.subarray(0, tableEnd - 4)), tableEnd - 4);
-    let w = 0;
-    while (w < header.length) w += writeSync(out, header, w, header.length - w, w);
-    fsyncSync(out);
-  } catch (err: unknown) {
-    closeSync(out);
-    rmSync(tmp, { force: true });
-    throw err;
-  }
-  closeSync(out);
-  renameSync(tmp, path);
+    writeAt(out, header, 0);
+  });
   return { memoryPages, sourceKey: key >>> 0, partitions, rawBytes, storedBytes: at - tableEnd };
 }
 
@@ -182,13 +162,13 @@ export function openCompressedImage(path: string, id: string, memoryPages: numbe
     };
     const fileBytes = fstatSync(fd).size;
     const head = Buffer.alloc(HEADER_BYTES);
-    if (readFully(fd, head, 0) < HEADER_BYTES || head.toString('latin1', 0, 8) !== MAGIC) bad('bad magic or truncated');
+    if (readAt(fd, head, 0) < HEADER_BYTES || head.toString('latin1', 0, 8) !== MAGIC) bad('bad magic or truncated');
     if (head.readUInt32LE(8) !== VERSION) bad(`version ${head.readUInt32LE(8)}, expected ${VERSION}`);
     if (head.readUInt32LE(12) !== memoryPages) bad(`built for ${head.readUInt32LE(12)} pages, the snapshot has ${memoryPages}`);
     const count = head.readUInt32LE(16);
     const tableEnd = HEADER_BYTES + count * ENTRY_BYTES + 4;
     const table = Buffer.alloc(tableEnd);
-    if (readFully(fd, table, 0) < tableEnd) bad('partition table truncated');
+    if (readAt(fd, table, 0) < tableEnd) bad('partition table truncated');
     if (crc32(table.subarray(0, tableEnd - 4)) !== table.readUInt32LE(tableEnd - 4)) bad('partition table checksum mismatch');
     const partitions: Partition[] = [];
     let prevEnd = 0;
@@ -248,7 +228,7 @@ export function fillPartitions(id: string, image: OpenedCompressedImage, target:
     const off = p.firstPage * PAGE_BYTES;
     const len = p.pageCount * PAGE_BYTES;
     const src = p.codec === 'raw' ? new Uint8Array(target, off, len) : stagingOf(p.storedBytes);
-    if (readFully(image.fd, src, p.dataOffsetBytes) !== p.storedBytes) throw corrupt(id, p, 'file ends early');
+    if (readAt(image.fd, src, p.dataOffsetBytes) !== p.storedBytes) throw corrupt(id, p, 'file ends early');
     bytesRead += p.storedBytes;
     if (crc32(src) !== p.crc) throw corrupt(id, p, 'checksum mismatch');
     if (p.codec === 'raw') continue;
@@ -271,7 +251,7 @@ export function verifyCompressedImage(path: string, id: string, memoryPages: num
   try {
     for (const p of opened.partitions) {
       const buf = stagingOf(p.storedBytes);
-      if (readFully(opened.fd, buf, p.dataOffsetBytes) !== p.storedBytes) throw corrupt(id, p, 'file ends early');
+      if (readAt(opened.fd, buf, p.dataOffsetBytes) !== p.storedBytes) throw corrupt(id, p, 'file ends early');
       if (crc32(buf) !== p.crc) throw corrupt(id, p, 'checksum mismatch');
     }
     const { fd: _fd, ...table } = opened;

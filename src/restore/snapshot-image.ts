@@ -192,15 +192,17 @@ export function openVerified(path: string, state: SnapshotState, runs?: readonly
 }
 
 /**
- * Writes a small file atomically and durably: a temporary name a sweep can attribute to this
- * process, fsync, rename. Concurrent writers of the same content are harmless: the last wins.
+ * Creates `path` atomically: `body` writes a temporary file (a name a sweep can attribute to this
+ * process) through its fd, which is then fsynced and renamed into place. On any error the
+ * temporary file is removed and the error rethrown. Concurrent writers of the same content are
+ * harmless: the last rename wins.
  */
-export function writeAtomic(path: string, data: Uint8Array): void {
+export function writeFileVia<T>(path: string, body: (fd: number) => T): T {
   const tmp = tempName(path);
   const fd = openSync(tmp, 'w');
+  let result: T;
   try {
-    let done = 0;
-    while (done < data.length) done += writeSync(fd, data, done, data.length - done);
+    result = body(fd);
     fsyncSync(fd);
   } catch (err: unknown) {
     closeSync(fd);
@@ -209,28 +211,40 @@ export function writeAtomic(path: string, data: Uint8Array): void {
   }
   closeSync(fd);
   renameSync(tmp, path);
+  return result;
+}
+
+/** Writes all of `data` at `position` of `fd`. */
+export function writeAt(fd: number, data: Uint8Array, position: number): void {
+  let done = 0;
+  while (done < data.length) done += writeSync(fd, data, done, data.length - done, position + done);
+}
+
+/** Reads into all of `buf` from `position` of `fd`, stopping early only at the end of the file; returns the count. */
+export function readAt(fd: number, buf: Uint8Array, position: number): number {
+  let done = 0;
+  while (done < buf.length) {
+    const n = readSync(fd, buf, done, buf.length - done, position + done);
+    if (n === 0) break;
+    done += n;
+  }
+  return done;
+}
+
+/** Writes a small file atomically and durably (see writeFileVia). */
+export function writeAtomic(path: string, data: Uint8Array): void {
+  writeFileVia(path, (fd) => writeAt(fd, data, 0));
 }
 
 /** Writes the present runs of `memory` to a new sparse file at `path` atomically. */
 export function writeSparseImage(path: string, memory: Uint8Array, runs: readonly PageRun[]): void {
-  const tmp = tempName(path);
-  const fd = openSync(tmp, 'w');
-  try {
+  writeFileVia(path, (fd) => {
     ftruncateSync(fd, memory.length);
     for (const run of runs) {
       const lo = run.firstPage * PAGE_BYTES;
-      const hi = lo + run.pageCount * PAGE_BYTES;
-      let done = lo;
-      while (done < hi) done += writeSync(fd, memory, done, hi - done, done);
+      writeAt(fd, memory.subarray(lo, lo + run.pageCount * PAGE_BYTES), lo);
     }
-    fsyncSync(fd);
-  } catch (err: unknown) {
-    closeSync(fd);
-    rmSync(tmp, { force: true });
-    throw err;
-  }
-  closeSync(fd);
-  renameSync(tmp, path);
+  });
 }
 
 /** Builds <top>/flat.img from a chain (eager load: verifies every chunk) unless present. */
