@@ -482,15 +482,11 @@ static napi_value compress(napi_env env, napi_callback_info info, enum codec c) 
 static napi_value lz4_compress(napi_env env, napi_callback_info info) { return compress(env, info, LZ4); }
 static napi_value zstd_compress(napi_env env, napi_callback_info info) { return compress(env, info, ZSTD); }
 
-/* A decode job: compressed source into target range [dst, dst+cap). The refs keep both
- * buffers alive while a libuv worker writes; the worker touches no JS. */
+/* A decode: compressed source into target range [dst, dst+cap). */
 typedef struct {
   enum codec codec;
   const uint8_t *src; size_t n; uint8_t *dst; size_t cap;
   int64_t result;
-  napi_ref src_ref, dst_ref;
-  napi_deferred deferred;
-  napi_async_work work;
 } decode_job;
 
 static void decode_run(decode_job *j) {
@@ -528,53 +524,65 @@ static napi_value decompress(napi_env env, napi_callback_info info, enum codec c
 static napi_value lz4_decompress(napi_env env, napi_callback_info info) { return decompress(env, info, LZ4); }
 static napi_value zstd_decompress(napi_env env, napi_callback_info info) { return decompress(env, info, ZSTD); }
 
-static void decode_execute(napi_env env, void *data) {
-  (void)env;
-  decode_run(data);
-}
+/* ---- thaw_fill.c ---- */
 
-static napi_value decode_settle(napi_env env, decode_job *j) {
-  napi_value r = decode_result(env, j);
-  if (!r) return NULL;
-  if (j->result >= 0) CHECK(env, napi_resolve_deferred(env, j->deferred, r));
-  else CHECK(env, napi_reject_deferred(env, j->deferred, r));
-  return r;
+/* fill(fd, target, jobs: Float64Array of 6 numbers per job [dstOff, dstLen, srcOff, srcLen, crc32,
+ * codec | check << 8], scratch: ArrayBuffer | TypedArray | null, scratchPerThread, threads)
+ * -> { bytesRead, threads }. A failed job throws an Error whose `job` is its index and whose code
+ * is THAW_FILL_SHORT, THAW_FILL_CRC, THAW_FILL_DECODE or the errno name of its read. */
+static napi_value fill(napi_env env, napi_callback_info info) {
+  napi_value argv[6], out, null_v; uint8_t *base, *raw, *scratch = NULL; size_t total, bytes, scratch_len = 0;
+  uint64_t fd, per, threads; napi_valuetype t;
+  if (!get_args(env, info, 6, argv, NULL) || !get_u64(env, argv[0], &fd) || fd > INT32_MAX || !get_bytes(env, argv[1], &base, &total) ||
+      !get_bytes(env, argv[2], &raw, &bytes) || bytes % (6 * sizeof(double)) || !get_u64(env, argv[4], &per) ||
+      !get_u64(env, argv[5], &threads) || napi_typeof(env, argv[3], &t) != napi_ok)
+    return throw_arg(env, "fill", "expects (fd, target, jobs: Float64Array, scratch | null, scratchPerThread, threads)");
+  CHECK(env, napi_get_null(env, &null_v));
+  if (t != napi_null && !get_bytes(env, argv[3], &scratch, &scratch_len)) return throw_arg(env, "fill", "scratch must be an ArrayBuffer, a TypedArray or null");
+  if (threads < 1 || threads > THAW_FILL_MAX_THREADS) return throw_arg(env, "fill", "threads must be 1..16");
+  if (per * threads > scratch_len) return throw_arg(env, "fill", "scratch is smaller than threads x scratchPerThread");
+  size_t count = bytes / (6 * sizeof(double));
+  const double *v = (const double *)raw;
+  thaw_fill_job *jobs = calloc(count ? count : 1, sizeof *jobs);
+  if (!jobs) return throw_errno(env, ENOMEM, "calloc");
+  for (size_t i = 0; i < count; i++, v += 6) {
+    uint64_t flags = (uint64_t)v[5];
+    jobs[i] = (thaw_fill_job){ .dst_off = (uint64_t)v[0], .dst_len = (uint64_t)v[1], .src_off = (uint64_t)v[2],
+                               .src_len = (uint64_t)v[3], .crc = (uint32_t)v[4], .codec = flags & 0xff, .check = (flags >> 8) & 1 };
+    if (jobs[i].dst_off > total || jobs[i].dst_len > total - jobs[i].dst_off || jobs[i].codec > THAW_FILL_ZSTD ||
+        (jobs[i].codec != THAW_FILL_RAW && !scratch)) {
+      free(jobs);
+      char msg[160];
+      snprintf(msg, sizeof msg, "job %zu: target range outside the buffer, unknown codec, or compressed without scratch", i);
+      return throw_arg(env, "fill", msg);
+    }
+  }
+  thaw_fill_result r;
+  thaw_fill((int)fd, base, jobs, count, scratch, (size_t)per, (int)threads, &r);
+  free(jobs);
+  if (r.failed_job >= 0) {
+    static const char *codes[] = { NULL, "THAW_FILL_SHORT", "THAW_FILL_CRC", "THAW_FILL_DECODE", "THAW_FILL_EINVAL" };
+    static const char *texts[] = { NULL, "file ends early", "checksum mismatch", "does not decode to its size", "bad job" };
+    napi_value err, code, text;
+    if (r.error < 0) {
+      err = errno_error(env, -r.error, "pread");
+      if (!err) return NULL;
+    } else {
+      char msg[96];
+      snprintf(msg, sizeof msg, "fill: job %lld: %s", (long long)r.failed_job, texts[r.error]);
+      CHECK(env, napi_create_string_utf8(env, codes[r.error], NAPI_AUTO_LENGTH, &code));
+      CHECK(env, napi_create_string_utf8(env, msg, NAPI_AUTO_LENGTH, &text));
+      CHECK(env, napi_create_error(env, code, text, &err));
+    }
+    CHECK(env, napi_set_named_property(env, err, "job", number(env, (double)r.failed_job)));
+    napi_throw(env, err);
+    return NULL;
+  }
+  CHECK(env, napi_create_object(env, &out));
+  CHECK(env, napi_set_named_property(env, out, "bytesRead", number(env, (double)r.bytes_read)));
+  CHECK(env, napi_set_named_property(env, out, "threads", number(env, r.threads)));
+  return out;
 }
-
-static void decode_complete(napi_env env, napi_status status, void *data) {
-  decode_job *j = data;
-  if (status == napi_ok) decode_settle(env, j);
-  napi_delete_reference(env, j->src_ref);
-  napi_delete_reference(env, j->dst_ref);
-  napi_delete_async_work(env, j->work);
-  free(j);
-}
-
-/* lz4DecompressAsync / zstdDecompressAsync: the same on the libuv threadpool -> Promise<number>.
- * The caller must not grow, remap or read the target range until the promise settles. */
-static napi_value decompress_async(napi_env env, napi_callback_info info, enum codec c) {
-  napi_value argv[4], promise, name;
-  decode_job *j = calloc(1, sizeof *j);
-  if (!j) return throw_errno(env, ENOMEM, "calloc");
-  if (!decode_args(env, info, c, j, argv)) { free(j); return NULL; }
-  if (napi_create_reference(env, argv[0], 1, &j->src_ref) == napi_ok &&
-      napi_create_reference(env, argv[1], 1, &j->dst_ref) == napi_ok &&
-      napi_create_string_utf8(env, "thaw:decode", NAPI_AUTO_LENGTH, &name) == napi_ok &&
-      napi_create_async_work(env, NULL, name, decode_execute, decode_complete, j, &j->work) == napi_ok &&
-      napi_create_promise(env, &j->deferred, &promise) == napi_ok &&
-      napi_queue_async_work(env, j->work) == napi_ok)
-    return promise;
-  /* Nothing was queued: undo what was set up (a created promise is simply never settled). */
-  throw_last_napi_error(env, "decompress async setup");
-  if (j->src_ref) napi_delete_reference(env, j->src_ref);
-  if (j->dst_ref) napi_delete_reference(env, j->dst_ref);
-  if (j->work) napi_delete_async_work(env, j->work);
-  free(j);
-  return NULL;
-}
-
-static napi_value lz4_decompress_async(napi_env env, napi_callback_info info) { return decompress_async(env, info, LZ4); }
-static napi_value zstd_decompress_async(napi_env env, napi_callback_info info) { return decompress_async(env, info, ZSTD); }
 
 /* ---- module ---- */
 
@@ -600,7 +608,7 @@ NAPI_MODULE_INIT(/* napi_env env, napi_value exports */) {
     FN("uffdWaitPrefetch", uffd_wait_prefetch), FN("uffdStop", uffd_stop),
     FN("lz4Compress", lz4_compress), FN("zstdCompress", zstd_compress),
     FN("lz4Decompress", lz4_decompress), FN("zstdDecompress", zstd_decompress),
-    FN("lz4DecompressAsync", lz4_decompress_async), FN("zstdDecompressAsync", zstd_decompress_async),
+    FN("fill", fill),
 #undef FN
   };
   CHECK(env, napi_define_properties(env, exports, sizeof fns / sizeof fns[0], fns));

@@ -1,10 +1,11 @@
 # Builds the native addon (build/Release/thaw_native.node): plain C11 against node_api.h only,
-# linked with the system liblz4 and libzstd (Debian: liblz4-dev, libzstd-dev).
+# linked with the system liblz4 and libzstd (Debian: liblz4-dev, libzstd-dev). crc32 comes from
+# the zlib inside the Node binary (Node's headers ship zlib.h), the same code as node:zlib's crc32.
 {
   "targets": [
     {
       "target_name": "thaw_native",
-      "sources": ["binding.c", "thaw_mmap.c", "thaw_uffd.c", "thaw_codec.c"],
+      "sources": ["binding.c", "thaw_mmap.c", "thaw_uffd.c", "thaw_codec.c", "thaw_fill.c"],
       "defines": ["NAPI_VERSION=8"],
       "cflags_c": ["-std=gnu11", "-O2", "-Wall", "-Wextra", "-Wno-unused-parameter", "-Werror=implicit-function-declaration"],
       "libraries": ["-llz4", "-lzstd", "-lpthread"]

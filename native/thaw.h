@@ -55,4 +55,26 @@ int64_t thaw_lz4_decode(const void *src, size_t n, void *dst, size_t cap);
 int64_t thaw_zstd_bound(size_t n);
 int64_t thaw_zstd_encode(const void *src, size_t n, void *dst, size_t cap, int level);
 int64_t thaw_zstd_decode(const void *src, size_t n, void *dst, size_t cap);
+
+/* thaw_fill.c: stored pieces of a file put in place in guest memory by several threads. */
+enum { THAW_FILL_RAW = 0, THAW_FILL_LZ4 = 1, THAW_FILL_ZSTD = 2 };
+/* Positive failure codes of a job (negative ones are -errno of its pread). */
+enum { THAW_FILL_SHORT = 1, THAW_FILL_CRC = 2, THAW_FILL_DECODE = 3, THAW_FILL_EINVAL = 4 };
+#define THAW_FILL_MAX_THREADS 16
+typedef struct {
+  uint64_t dst_off, dst_len; /* guest bytes [dst_off, +dst_len) */
+  uint64_t src_off, src_len; /* stored bytes in the file; raw: src_len == dst_len, read into place */
+  uint32_t crc;              /* crc32 of the stored bytes, checked when `check` */
+  uint8_t codec, check;
+} thaw_fill_job;
+typedef struct {
+  int64_t failed_job;        /* -1, or the first job (in table order) that failed */
+  int error;                 /* its THAW_FILL_* code or -errno */
+  int threads;               /* threads that worked, the caller's included */
+  uint64_t bytes_read;
+} thaw_fill_result;
+/* scratch: `threads` slices of scratch_per_thread bytes for compressed jobs (may be NULL when all
+ * are raw). Returns 0, or -1 with res->failed_job set; jobs after a failure may not have run. */
+int thaw_fill(int fd, uint8_t *base, const thaw_fill_job *jobs, size_t count, uint8_t *scratch,
+              size_t scratch_per_thread, int threads, thaw_fill_result *res);
 #endif

@@ -21,7 +21,7 @@ import { closeSync, fstatSync, openSync } from 'node:fs';
 import { crc32 } from 'node:zlib';
 import { ThawError } from '../core/errors.js';
 import { PAGE_BYTES, type PageRun, type SnapshotState } from '../core/snapshot-format.js';
-import { compress, decompressInto, type Codec } from '../native/index.js';
+import { compress, FILL_THREADS, fillFromFile, type Codec } from '../native/index.js';
 import { readAt, writeAt, writeFileVia } from './snapshot-image.js';
 
 const MAGIC = 'THAWSABR';
@@ -200,9 +200,8 @@ export function openCompressedImage(path: string, id: string, memoryPages: numbe
 }
 
 /**
- * A staging buffer for compressed partitions, kept for the life of the process: after the first
- * restore its pages are resident, so reading into it costs no fresh page faults (12-17 us each
- * on this kind of host; a fresh 64 MiB buffer would cost more than the decompression).
+ * Staging memory for verifyCompressedImage, kept for the life of the process so that its pages
+ * are resident after the first use (a fresh page costs 12-17 us to fault on this kind of host).
  */
 let staging = Buffer.alloc(0);
 function stagingOf(bytes: number): Buffer {
@@ -214,31 +213,29 @@ function corrupt(id: string, p: Partition, what: string, cause?: unknown): ThawE
   return new ThawError('THAW_SNAPSHOT_CORRUPT', { id, detail: `compressed image: partition at pages ${p.firstPage}..${p.firstPage + p.pageCount}: ${what}` }, cause === undefined ? undefined : { cause });
 }
 
+const FILL_WHAT = { short: 'file ends early', crc: 'checksum mismatch', decode: 'does not decode to its size' } as const;
+
 /**
  * Reads every partition of `image` and puts it in its place in `target` (guest memory, mapped
- * and writable over every partition): raw partitions are read straight into place, compressed
- * ones into the staging buffer and decompressed into place; each partition's crc32 is checked
- * before it is decompressed (raw ones right after the read). Returns the bytes read.
+ * and writable over every partition), on `threads` threads at once (Sabre's parallel
+ * decompression): raw partitions are read straight into place, compressed ones into per-thread
+ * scratch memory and decompressed into place; each partition's crc32 is checked before it is
+ * decompressed (raw ones right after the read). Returns the bytes read and the threads used.
  * Throws THAW_SNAPSHOT_CORRUPT (crc mismatch, short read, or a partition that does not decode to
- * its exact size); guest memory is then partly filled and must not run.
+ * its exact size, naming the first such partition); guest memory is then partly filled and must
+ * not run.
  */
-export function fillPartitions(id: string, image: OpenedCompressedImage, target: ArrayBuffer): number {
-  let bytesRead = 0;
-  for (const p of image.partitions) {
-    const off = p.firstPage * PAGE_BYTES;
-    const len = p.pageCount * PAGE_BYTES;
-    const src = p.codec === 'raw' ? new Uint8Array(target, off, len) : stagingOf(p.storedBytes);
-    if (readAt(image.fd, src, p.dataOffsetBytes) !== p.storedBytes) throw corrupt(id, p, 'file ends early');
-    bytesRead += p.storedBytes;
-    if (crc32(src) !== p.crc) throw corrupt(id, p, 'checksum mismatch');
-    if (p.codec === 'raw') continue;
-    try {
-      decompressInto(p.codec, src, target, off, len);
-    } catch (err: unknown) {
-      throw corrupt(id, p, `does not decode (${p.codec})`, err);
-    }
-  }
-  return bytesRead;
+export function fillPartitions(id: string, image: OpenedCompressedImage, target: ArrayBuffer, threads = FILL_THREADS): { bytesRead: number; threads: number } {
+  const r = fillFromFile(image.fd, target, image.partitions.map((p) => ({
+    targetOffsetBytes: p.firstPage * PAGE_BYTES,
+    lengthBytes: p.pageCount * PAGE_BYTES,
+    fileOffsetBytes: p.dataOffsetBytes,
+    storedBytes: p.storedBytes,
+    codec: p.codec,
+    crc: p.crc,
+  })), threads);
+  if (!r.ok) throw corrupt(id, image.partitions[r.job]!, r.reason === 'decode' ? `does not decode (${image.partitions[r.job]!.codec})` : FILL_WHAT[r.reason]);
+  return { bytesRead: r.bytesRead, threads: r.threads };
 }
 
 /**

@@ -15,10 +15,9 @@
 //               anonymous memory over its runs, so no page server runs after the first restore.
 // Other levels: sabreStrategy({ codec, level }) builds e.g. 'sabre-zstd-3' (id: sabre[-zstd][-level],
 // the level only when it is not 1); only the three above are registered.
-// Decompression is sequential, on the calling thread: fill() is synchronous, and the addon's
-// async decoders (libuv pool) complete through the event loop, which fill() cannot wait for.
-// Parallel decoding needs a synchronous native batch decoder with its own threads (issue 3); on
-// this 2-vCPU host it could at most halve the decode time, which is not where restores spend it.
+// Partitions are read, checked and decompressed by several native threads at once (Sabre's
+// parallel decompression; the addon's fill, FILL_THREADS = cores + 1), so one thread's disk wait
+// overlaps another's decoding and the first touches of fresh guest pages are spread over cores.
 
 import { closeSync } from 'node:fs';
 import { join } from 'node:path';
@@ -46,6 +45,8 @@ export interface SabreStats extends RestoreStats {
   compressionRatio: number;
   /** Bytes of partition data decompressed into guest memory. */
   decompressedBytes: number;
+  /** Threads that read and decompressed partitions (0 when none ran). */
+  fillThreads: number;
 }
 
 /** Options of a sabre strategy. */
@@ -60,7 +61,7 @@ function sabreId(base: string, codec: Codec, level: number): string {
 }
 
 function sabreStats(stats: RestoreStats, codec: Codec, level: number): SabreStats {
-  return Object.assign(stats, { codec, level, compressionRatio: 0, decompressedBytes: 0 });
+  return Object.assign(stats, { codec, level, compressionRatio: 0, decompressedBytes: 0, fillThreads: 0 });
 }
 
 /**
@@ -93,7 +94,9 @@ function ensureCompressed(path: string, image: SnapshotImage, fd: number, key: n
 
 function fillFrom(stats: SabreStats, opened: OpenedCompressedImage, id: string, buffer: ArrayBuffer): void {
   try {
-    stats.bytesRead += fillPartitions(id, opened, buffer);
+    const r = fillPartitions(id, opened, buffer);
+    stats.bytesRead += r.bytesRead;
+    stats.fillThreads = r.threads;
   } finally {
     closeSync(opened.fd);
   }
