@@ -4,7 +4,7 @@
 
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { readdirSync, existsSync } from 'node:fs';
+import { readdirSync, existsSync, readFileSync } from 'node:fs';
 import { deployExample, newPlatform, rejectsWith, text } from './helpers.js';
 import { discardArtefacts, listStrategies } from '../restore/index.js';
 import { dramDir } from '../restore/strategies/dram.js';
@@ -77,6 +77,49 @@ test('strategies this host cannot run are refused with their reason, never repla
   for (const s of unsupported) {
     const err = await rejectsWith(p.invoke({ function: 'mem64-c', mode: 'snapshot', snapshotId: fullId, strategy: s.id, input }), 'THAW_STRATEGY_UNAVAILABLE');
     assert.match(err.message, new RegExp(s.id));
+  }
+});
+
+/** Children of this process that have exited but were never reaped (zombies). */
+function zombieChildren(): number[] {
+  const out: number[] = [];
+  for (const pid of readdirSync('/proc').filter((n) => /^\d+$/.test(n))) {
+    try {
+      // /proc/<pid>/stat: "pid (comm) state ppid ..."; comm may hold spaces, so split after ')'.
+      const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+      const [state, ppid] = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      if (Number(ppid) === process.pid && state === 'Z') out.push(Number(pid));
+    } catch {
+      // gone meanwhile
+    }
+  }
+  return out;
+}
+
+const killable = ['uffd', 'reap', 'sabre', 'thaw'].filter((s) => strategies.includes(s));
+test(`a sandbox killed mid-restore (${killable.join(', ')}) leaves no process, fd or file behind, and the snapshot restores again`, async () => {
+  // Same module, so the snapshot stays current across the redeploys that change only the timeout.
+  await deployExample(p, 'mem64-c', { name: 'victim64' });
+  const cold = await p.invoke({ function: 'victim64', mode: 'cold', input, keep: false });
+  const snap = await p.createSnapshot({ sandboxId: (await p.bootSandbox('victim64')).id });
+  snapshotIds.push(snap.id);
+  for (const strategy of killable) await p.prepareSnapshot(snap.id, strategy);
+  await p.poolSettled();
+  const fds = readdirSync('/proc/self/fd').length;
+  // 15 ms: shorter than touching 64 MiB through a page server or decoding it (>= 50 ms here), so
+  // the host is killed while its page server or fill threads are at work.
+  await deployExample(p, 'mem64-c', { name: 'victim64', timeoutMs: 15 });
+  for (const strategy of killable) {
+    await rejectsWith(p.invoke({ function: 'victim64', mode: 'snapshot', snapshotId: snap.id, strategy, input }), 'THAW_TIMEOUT');
+  }
+  assert.deepEqual((await p.listSandboxes()).filter((s) => s.function === 'victim64' && s.origin.kind === 'snapshot'), []);
+  await p.poolSettled();
+  assert.deepEqual(zombieChildren(), []);
+  assert.equal(readdirSync('/proc/self/fd').length, fds, 'the daemon holds no fd of the killed hosts');
+  await deployExample(p, 'mem64-c', { name: 'victim64' });
+  for (const strategy of killable) {
+    const r = await p.invoke({ function: 'victim64', mode: 'snapshot', snapshotId: snap.id, strategy, input, keep: false });
+    assert.equal(text(r.output), text(cold.output), strategy);
   }
 });
 
