@@ -13,7 +13,7 @@ import type { SnapshotMeta } from '../core/snapshot-format.js';
 import { HostPool, type AcquiredHost } from '../sandbox/host-pool.js';
 import type { HostProcess } from '../sandbox/host-process.js';
 import { setUpCgroupParent } from '../sandbox/cgroup.js';
-import type { BootResult, InvokeResult as HostInvokeResult, RestoreResult, SnapshotResult } from '../sandbox/protocol.js';
+import type { BootResult, Invoked, InvokeResult as HostInvokeResult, RestoreResult, SnapshotResult } from '../sandbox/protocol.js';
 import { getStrategy, listStrategies, discardArtefacts, DEFAULT_STRATEGY } from '../restore/index.js';
 import { StrategyPreparer } from './strategy-preparer.js';
 import type { ObjectStore, ObjectStoreConfig } from '../store/object-store.js';
@@ -220,9 +220,11 @@ export class Platform implements ThawApi {
     let strategy: string | undefined;
     let snapshotId: string | undefined;
     let restoreStats: RestoreResult['restore'] | undefined;
+    // Cold and snapshot starts carry the input: the host invokes right after, in the same round trip.
+    let invoked: Invoked | undefined;
     switch (req.mode) {
       case 'cold':
-        ({ sandbox, timings } = await this.bootCold(fn.params.name));
+        ({ sandbox, timings, invoked } = await this.bootCold(fn.params.name, req.input));
         break;
       case 'warm':
         sandbox = this.takeWarm(fn.params.name, req.sandboxId);
@@ -231,11 +233,12 @@ export class Platform implements ThawApi {
       case 'snapshot':
         strategy = req.strategy ?? DEFAULT_STRATEGY;
         snapshotId = req.snapshotId ?? this.newestSnapshot(fn.params.name);
-        ({ sandbox, timings, stats: restoreStats } = await this.restore(fn.params.name, snapshotId, strategy));
+        ({ sandbox, timings, stats: restoreStats, invoked } = await this.restore(fn.params.name, snapshotId, strategy, req.input));
         break;
     }
     try {
-      const res = await sandbox.host.request<HostInvokeResult>(
+      if (invoked !== undefined && !invoked.ok) throw ThawError.fromJSON(invoked.error);
+      const res = invoked?.result ?? await sandbox.host.request<HostInvokeResult>(
         { op: 'invoke', sandboxId: sandbox.id, input: req.input },
         { timeoutMs: fn.params.timeoutMs, onTimeout: () => new ThawError('THAW_TIMEOUT', { name: fn.params.name, timeoutMs: fn.params.timeoutMs }) },
       );
@@ -317,23 +320,31 @@ export class Platform implements ThawApi {
 
   // ---- internals -------------------------------------------------------------------------
 
-  private async bootCold(fnName: string): Promise<{ sandbox: Sandbox; timings: Omit<InvokeTimings, 'handlerMs' | 'totalMs'> }> {
+  /**
+   * Boots a sandbox and runs its init; with `input`, also invokes it in the same request (the
+   * timeout then covers both steps: twice the function's timeout).
+   */
+  private async bootCold(fnName: string, input?: Uint8Array): Promise<{ sandbox: Sandbox; timings: Omit<InvokeTimings, 'handlerMs' | 'totalMs'>; invoked?: Invoked }> {
     const fn = this.functions.get(fnName);
     const acquired = await this.acquireHost(fnName);
     const sandbox = this.register(fnName, fn.digest, acquired.host, { kind: 'cold' });
     try {
       const res = await acquired.host.request<BootResult>(
-        { op: 'boot', sandboxId: sandbox.id, digest: fn.digest, init: true },
-        { timeoutMs: fn.params.timeoutMs, onTimeout: () => new ThawError('THAW_TIMEOUT', { name: fnName, timeoutMs: fn.params.timeoutMs }) },
+        { op: 'boot', sandboxId: sandbox.id, digest: fn.digest, init: true, ...(input && { invoke: { input } }) },
+        { timeoutMs: fn.params.timeoutMs * (input ? 2 : 1), onTimeout: () => new ThawError('THAW_TIMEOUT', { name: fnName, timeoutMs: fn.params.timeoutMs }) },
       );
       sandbox.memoryBytes = res.memoryBytes;
-      return { sandbox, timings: { acquireMs: round(acquired.acquireMs), bootMs: res.timings.bootMs ?? 0, initMs: res.timings.initMs ?? 0 } };
+      const timings = { acquireMs: round(acquired.acquireMs), bootMs: res.timings.bootMs ?? 0, initMs: res.timings.initMs ?? 0 };
+      return res.invoked ? { sandbox, timings, invoked: res.invoked } : { sandbox, timings };
     } catch (err) {
       throw await this.afterFailure(sandbox, err, true);
     }
   }
 
-  private async restore(fnName: string, snapshotId: string, strategyId: string): Promise<{ sandbox: Sandbox; timings: Omit<InvokeTimings, 'handlerMs' | 'totalMs'>; stats: RestoreResult['restore'] }> {
+  /** Restores a sandbox from a snapshot; with `input`, also invokes it in the same request (as bootCold). */
+  private async restore(fnName: string, snapshotId: string, strategyId: string, input?: Uint8Array): Promise<{
+    sandbox: Sandbox; timings: Omit<InvokeTimings, 'handlerMs' | 'totalMs'>; stats: RestoreResult['restore']; invoked?: Invoked;
+  }> {
     const fn = this.functions.get(fnName);
     getStrategy(strategyId);
     const snap = this.snapshotInfo(snapshotId);
@@ -348,13 +359,13 @@ export class Platform implements ThawApi {
     const sandbox = this.register(fnName, fn.digest, acquired.host, { kind: 'snapshot', snapshotId, strategy: strategyId });
     try {
       const res = await acquired.host.request<RestoreResult>(
-        { op: 'restore', sandboxId: sandbox.id, digest: fn.digest, snapshotRoot: this.snapshotRoot, snapshotId, strategy: strategyId },
-        { timeoutMs: fn.params.timeoutMs, onTimeout: () => new ThawError('THAW_TIMEOUT', { name: fnName, timeoutMs: fn.params.timeoutMs }) },
+        { op: 'restore', sandboxId: sandbox.id, digest: fn.digest, snapshotRoot: this.snapshotRoot, snapshotId, strategy: strategyId, ...(input && { invoke: { input } }) },
+        { timeoutMs: fn.params.timeoutMs * (input ? 2 : 1), onTimeout: () => new ThawError('THAW_TIMEOUT', { name: fnName, timeoutMs: fn.params.timeoutMs }) },
       );
       sandbox.memoryBytes = res.memoryBytes;
       const timings: Omit<InvokeTimings, 'handlerMs' | 'totalMs'> = { acquireMs: round(acquired.acquireMs), restoreMs: res.timings.restoreMs ?? 0 };
       if (prepared.built) timings.prepareMs = round(prepared.elapsedMs);
-      return { sandbox, timings, stats: res.restore };
+      return res.invoked ? { sandbox, timings, stats: res.restore, invoked: res.invoked } : { sandbox, timings, stats: res.restore };
     } catch (err) {
       throw await this.afterFailure(sandbox, err, true);
     }

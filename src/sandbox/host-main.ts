@@ -16,7 +16,7 @@ import type { GuestContext } from '../runtimes/runtime.js';
 import type { SnapshotMeta } from '../core/snapshot-format.js';
 import { eager } from '../restore/strategies/eager.js';
 import type {
-  BootResult, HostEnvelope, HostFunction, HostMessage, HostRequest, InvokeResult, PrepareResult, RestoreResult, SnapshotResult, StatsResult,
+  BootResult, HostEnvelope, HostFunction, HostMessage, HostRequest, Invoked, InvokeResult, PrepareResult, RestoreResult, SnapshotResult, StatsResult,
 } from './protocol.js';
 
 interface PreparedFunction {
@@ -94,8 +94,11 @@ async function handle(req: HostRequest): Promise<unknown> {
       const bootMs = since(t0);
       const t1 = performance.now();
       if (req.init) await guest.init();
-      sandboxes.set(req.sandboxId, { id: req.sandboxId, fn: p, guest, restoredFrom: null, image: null });
-      return { timings: { bootMs, initMs: since(t1) }, memoryBytes: guest.memory.buffer.byteLength } satisfies BootResult;
+      const s: LiveSandbox = { id: req.sandboxId, fn: p, guest, restoredFrom: null, image: null };
+      sandboxes.set(req.sandboxId, s);
+      const result: BootResult = { timings: { bootMs, initMs: since(t1) }, memoryBytes: guest.memory.buffer.byteLength };
+      if (req.invoke) result.invoked = await invokeAfter(s, req.invoke.input);
+      return result;
     }
     case 'restore': {
       const p = preparedFor(req.digest);
@@ -115,23 +118,15 @@ async function handle(req: HostRequest): Promise<unknown> {
         image.release();
         throw err;
       }
-      sandboxes.set(req.sandboxId, { id: req.sandboxId, fn: p, guest, restoredFrom: { root: req.snapshotRoot, id: req.snapshotId }, image });
+      const s: LiveSandbox = { id: req.sandboxId, fn: p, guest, restoredFrom: { root: req.snapshotRoot, id: req.snapshotId }, image };
+      sandboxes.set(req.sandboxId, s);
       const stats = { ...image.stats };
-      return { timings: { restoreMs: since(t0) }, memoryBytes: guest.memory.buffer.byteLength, bytesRead: stats.bytesRead, restore: stats } satisfies RestoreResult;
-    }
-    case 'invoke': {
-      const s = sandbox(req.sandboxId);
-      const t0 = performance.now();
-      // IPC may hand a Buffer over; guests get a plain Uint8Array view of the same bytes.
-      const input = new Uint8Array(req.input.buffer, req.input.byteOffset, req.input.byteLength);
-      const output = await s.guest.invoke(input);
-      // Lets the restore strategy react to the first invocation (reap ends its recording here).
-      s.image?.afterInvoke();
-      const result: InvokeResult = { timings: { handlerMs: since(t0) }, output, memoryBytes: s.guest.memory.buffer.byteLength };
-      // Restore stats as of now: page-server counts are complete only once a strategy stops its server.
-      if (s.image) result.restore = { ...s.image.stats };
+      const result: RestoreResult = { timings: { restoreMs: since(t0) }, memoryBytes: guest.memory.buffer.byteLength, bytesRead: stats.bytesRead, restore: stats };
+      if (req.invoke) result.invoked = await invokeAfter(s, req.invoke.input);
       return result;
     }
+    case 'invoke':
+      return invoke(sandbox(req.sandboxId), req.input);
     case 'snapshot': {
       const s = sandbox(req.sandboxId);
       const t0 = performance.now();
@@ -167,6 +162,28 @@ async function handle(req: HostRequest): Promise<unknown> {
     }
     case 'stats':
       return { rssBytes: process.memoryUsage.rss(), sandboxes: [...sandboxes.keys()], prepared: [...prepared.keys()] } satisfies StatsResult;
+  }
+}
+
+async function invoke(s: LiveSandbox, bytes: Uint8Array): Promise<InvokeResult> {
+  const t0 = performance.now();
+  // IPC may hand a Buffer over; guests get a plain Uint8Array view of the same bytes.
+  const input = new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  const output = await s.guest.invoke(input);
+  // Lets the restore strategy react to the first invocation (reap ends its recording here).
+  s.image?.afterInvoke();
+  const result: InvokeResult = { timings: { handlerMs: since(t0) }, output, memoryBytes: s.guest.memory.buffer.byteLength };
+  // Restore stats as of now: page-server counts are complete only once a strategy stops its server.
+  if (s.image) result.restore = { ...s.image.stats };
+  return result;
+}
+
+/** The invocation a boot or restore request carried: its failure is the invocation's, not the restore's. */
+async function invokeAfter(s: LiveSandbox, input: Uint8Array): Promise<Invoked> {
+  try {
+    return { ok: true, result: await invoke(s, input) };
+  } catch (err: unknown) {
+    return { ok: false, error: toThawError(err).toJSON() };
   }
 }
 

@@ -19,12 +19,21 @@ export interface HostFunction {
 export type HostRequest =
   | { op: 'configure'; objectStore: ObjectStoreConfig }
   | { op: 'prepare'; fn: HostFunction }
-  | { op: 'boot'; sandboxId: string; digest: string; init: boolean }
-  | { op: 'restore'; sandboxId: string; digest: string; snapshotRoot: string; snapshotId: string; strategy: string }
+  | { op: 'boot'; sandboxId: string; digest: string; init: boolean; invoke?: InvokeAfter }
+  | { op: 'restore'; sandboxId: string; digest: string; snapshotRoot: string; snapshotId: string; strategy: string; invoke?: InvokeAfter }
   | { op: 'invoke'; sandboxId: string; input: Uint8Array }
   | { op: 'snapshot'; sandboxId: string; snapshotRoot: string; meta: Omit<SnapshotMeta, 'memoryBytes' | 'guestState' | 'runtime' | 'moduleDigest' | 'functionName'> }
   | { op: 'destroy'; sandboxId: string }
   | { op: 'stats' };
+
+/**
+ * Boot or restore, then invoke at once, in one round trip (a fresh host's first messages cost
+ * milliseconds each). The reply carries the invocation's result or its error in `invoked`.
+ */
+export interface InvokeAfter { input: Uint8Array }
+
+/** Outcome of the invocation a boot or restore request carried. */
+export type Invoked = { ok: true; result: InvokeResult } | { ok: false; error: WireError };
 
 /** Timings measured inside the host, in milliseconds. */
 export interface HostTimings {
@@ -37,13 +46,14 @@ export interface HostTimings {
 }
 
 export interface PrepareResult { timings: HostTimings }
-export interface BootResult { timings: HostTimings; memoryBytes: number }
+export interface BootResult { timings: HostTimings; memoryBytes: number; invoked?: Invoked }
 export interface RestoreResult {
   timings: HostTimings;
   memoryBytes: number;
   bytesRead: number;
   /** What the restore strategy did (bytes read, faults, prepare and fill time, phase). */
   restore?: RestoreStats;
+  invoked?: Invoked;
 }
 export interface InvokeResult { timings: HostTimings; output: Uint8Array; memoryBytes: number; restore?: RestoreResult['restore'] }
 export interface SnapshotResult { timings: HostTimings; meta: SnapshotMeta; storedBytes: number; pageRuns: number }

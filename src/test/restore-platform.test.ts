@@ -106,9 +106,10 @@ test(`a sandbox killed mid-restore (${killable.join(', ')}) leaves no process, f
   for (const strategy of killable) await p.prepareSnapshot(snap.id, strategy);
   await p.poolSettled();
   const fds = readdirSync('/proc/self/fd').length;
-  // 15 ms: shorter than touching 64 MiB through a page server or decoding it (>= 50 ms here), so
-  // the host is killed while its page server or fill threads are at work.
-  await deployExample(p, 'mem64-c', { name: 'victim64', timeoutMs: 15 });
+  // 5 ms (10 for restore + invoke in one request): shorter than touching 64 MiB through a page
+  // server or decoding it (>= 50 ms here), so the host is killed while its page server or fill
+  // threads are at work.
+  await deployExample(p, 'mem64-c', { name: 'victim64', timeoutMs: 5 });
   for (const strategy of killable) {
     await rejectsWith(p.invoke({ function: 'victim64', mode: 'snapshot', snapshotId: snap.id, strategy, input }), 'THAW_TIMEOUT');
   }
