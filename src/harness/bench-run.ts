@@ -374,7 +374,7 @@ export async function runBench(p: BenchParams, opts: RunOptions = {}): Promise<B
         if (res) {
           stages = await fn.target.check(input, res.output, (k) => tier.platform.getObject(k));
           if (!stages.ok) error = `check: ${stages.detail}`;
-          tracer.addInvocationSteps(span, t0, res.timings, stages);
+          tracer.addInvocationSteps(span, t0, res.timings, stages, res.restore);
         }
         if (error) span.setStatus({ code: 2, message: error });
         span.end(t0 + wallMs);

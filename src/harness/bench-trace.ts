@@ -14,6 +14,7 @@ import {
   BasicTracerProvider, BatchSpanProcessor, InMemorySpanExporter, SimpleSpanProcessor, type ReadableSpan, type SpanProcessor,
 } from '@opentelemetry/sdk-trace-base';
 import type { InvokeTimings } from '../platform/types.js';
+import type { RestoreStats } from '../restore/strategy.js';
 
 /** One finished span as saved in traces.json. Times in ms since the epoch. */
 export interface SavedSpan {
@@ -80,10 +81,11 @@ export class BenchTracer {
 
   /**
    * Adds the platform's inner steps of one invocation under `parent`, placed from its timings
-   * starting at `startMs`: acquire, boot, init, restore, then invoke (the handler) with the
-   * function's read, process and write seconds inside it.
+   * starting at `startMs`: acquire, boot, init, restore (with the strategy's map-or-prefetch
+   * fill and the runtime's resume inside it, when `restore` stats are given), then invoke (the
+   * handler) with the function's read, process and write seconds inside it.
    */
-  addInvocationSteps(parent: Span, startMs: number, t: InvokeTimings, stages: StageSeconds): void {
+  addInvocationSteps(parent: Span, startMs: number, t: InvokeTimings, stages: StageSeconds, restore?: Pick<RestoreStats, 'fillMs' | 'strategy'>): void {
     let at = startMs;
     const step = (name: string, ms: number | undefined, p: Span = parent, from = at): number => {
       if (ms === undefined) return from;
@@ -93,7 +95,17 @@ export class BenchTracer {
     at = step('acquire sandbox', t.acquireMs);
     at = step('boot', t.bootMs);
     at = step('init', t.initMs);
-    at = step('load snapshot (restore)', t.restoreMs);
+    if (t.restoreMs !== undefined && restore !== undefined) {
+      const load = this.start('load snapshot (restore)', { 'thaw.placed': true, 'thaw.ms': t.restoreMs, 'thaw.strategy': restore.strategy }, parent, at);
+      // fill() runs inside the runtime's restore; the rest of it (instantiation, state) is the resume.
+      const fillMs = Math.min(restore.fillMs, t.restoreMs);
+      const afterFill = step('map or prefetch (fill)', fillMs, load, at);
+      step('resume', t.restoreMs - fillMs, load, afterFill);
+      load.end(at + t.restoreMs);
+      at += t.restoreMs;
+    } else {
+      at = step('load snapshot (restore)', t.restoreMs);
+    }
     const handler = this.start('invoke', { 'thaw.placed': true, 'thaw.ms': t.handlerMs }, parent, at);
     let inner = at;
     inner = step('read', stages.readS === null ? undefined : stages.readS * 1000, handler, inner);
