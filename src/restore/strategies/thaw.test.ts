@@ -85,8 +85,9 @@ test('thaw replays a working set byte-identically from pooled memory and the fil
   const mem = new WebAssembly.Memory({ initial: 1, maximum: 1024 });
   image.fill(mem);
   assert.equal(image.stats.phase, 'replay');
-  assert.ok(poolAvailable() <= pool - 2 * MiB, 'the dense block came from the pool');
-  assert.ok(poolAvailable() > pool - 4 * MiB - 2 * MiB, 'the sparse run did not');
+  // The dense block took pool memory; the rest of the pool is given back (it would only weigh on
+  // the host's memory limit while the guest grows).
+  assert.equal(poolAvailable(), 0, 'the unused pool is released after fill()');
   const view = new Uint8Array(mem.buffer);
   const f0 = pageFaultCounts();
   for (let at = 0; at < 2 * MiB; at += PAGE_BYTES) view[at + 1] = view[at]! ^ bytes[at]!; // writes zeros where equal

@@ -192,6 +192,7 @@ export const thaw: RestoreStrategy = {
       return {
         fill({ buffer, fd, stats }) {
           if (record) {
+            poolRelease(); // recording serves every page through userfaultfd: no use for the pool
             stats.phase = 'record';
             session = startSession(buffer, image, fd, stats, { strategy: 'thaw', record: true });
             return;
@@ -203,6 +204,9 @@ export const thaw: RestoreStrategy = {
           // Sparse reads first go out asynchronously, so the disk works while the blocks load.
           for (const r of plan.sparse) fadvise(fd, r.offsetBytes, r.lengthBytes, 'willneed');
           residentMemory(buffer, plan.dense);
+          // What the guest did not take of the pool is only resident weight now: the guest may
+          // grow into that memory (a 640 MiB function was OOM-killed with 512 MiB of pool kept).
+          poolRelease();
           readPresent(fd, image, plan.dense, buffer, stats);
           populate(buffer, plan.sparse, stats);
         },
