@@ -10,7 +10,11 @@ import { PAGE_BYTES, type SnapshotMeta } from '../../core/snapshot-format.js';
 import { readChain, writeSnapshot } from '../../snapshot/snapshot-io.js';
 import { pageFaultCounts, poolAvailable, poolRelease } from '../../native/index.js';
 import { writeWorkingSet } from '../working-set.js';
-import { loadPlan, thaw } from './thaw.js';
+import { loadPlan, presentBlocks, thaw as wholeThaw, thawStrategy } from './thaw.js';
+
+// These images are small: with the default limit they would be loaded whole; the working-set
+// path is tested with the limit at 0 and the whole-image path with `wholeThaw`.
+const thaw = thawStrategy({ loadAllBytes: 0 });
 
 const MiB = 1 << 20;
 const SIZE = 16 * MiB + 64 * 1024; // not a 2 MiB multiple: the last block is partial
@@ -36,8 +40,8 @@ function snapshot(id: string, bytes: Uint8Array): void {
   writeSnapshot(root, meta, bytes);
 }
 
-function restoreAndCompare(id: string, expected: Uint8Array): ReturnType<ReturnType<typeof thaw.open>['release']> {
-  const image = thaw.open(root, readChain(root, id));
+function restoreAndCompare(id: string, expected: Uint8Array, strategy = thaw): ReturnType<ReturnType<typeof thaw.open>['release']> {
+  const image = strategy.open(root, readChain(root, id));
   const mem = new WebAssembly.Memory({ initial: 1, maximum: 1024 });
   image.fill(mem);
   const got = new Uint8Array(mem.buffer);
@@ -113,4 +117,24 @@ test('thaw replays byte-identically without a pool, and loads everything when th
   const first = restoreAndCompare('record', second); // records where userfaultfd is allowed
   assert.ok(first.phase === 'record' || first.phase === null);
   assert.notEqual(restoreAndCompare('record', second).phase, 'record');
+});
+
+test('presentBlocks() covers every 2 MiB block holding a present page, merged, clamped to the memory', () => {
+  const pages = (mib: number): number => (mib * MiB) / PAGE_BYTES;
+  assert.deepEqual(presentBlocks(SIZE, [{ firstPage: 1, pageCount: 1 }, { firstPage: pages(2) + 5, pageCount: 3 }, { firstPage: pages(16), pageCount: 16 }]), [
+    { offsetBytes: 0, lengthBytes: 4 * MiB },
+    { offsetBytes: 16 * MiB, lengthBytes: SIZE - 16 * MiB },
+  ]);
+});
+
+test('an image under the whole-image limit is loaded whole at its first restore: no recording, holes zero, the pool given back', () => {
+  const bytes = memory();
+  bytes.fill(0, 4 * MiB, 8 * MiB); // two blocks of holes: anonymous zero memory
+  snapshot('whole', bytes);
+  wholeThaw.preallocate?.(SIZE);
+  const stats = restoreAndCompare('whole', bytes, wholeThaw);
+  assert.equal(stats.phase, null, 'nothing recorded');
+  assert.equal(stats.uffdFaults, 0);
+  assert.ok(stats.bytesRead >= (SIZE * 2) / 3 - 4 * MiB, `read ${stats.bytesRead} bytes: every present page`);
+  assert.equal(poolAvailable(), 0);
 });
