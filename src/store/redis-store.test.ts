@@ -33,6 +33,29 @@ describe('RedisStore', { skip: redisServerSkipReason() }, () => {
     assert.ok(Buffer.from((await store.get('big'))!).equals(Buffer.from(big)));
   });
 
+  test('a reply that arrives while the event loop is blocked past the deadline is not a timeout', async () => {
+    const short = await RedisStore.open(server.url, { commandTimeoutMs: 200 });
+    const admin = net.connect(Number(new URL(server.url).port), '127.0.0.1');
+    try {
+      await short.put('blocked', ALL_BYTES);
+      // The server holds the reply for 400 ms while the loop is busy for 700 ms (as with CPU-heavy
+      // output checks): when the loop frees up, the deadline has passed and the reply is unread.
+      await new Promise<void>((resolve) => admin.write('CLIENT PAUSE 400 ALL\r\n', () => resolve()));
+      await new Promise<void>((resolve) => admin.once('data', () => resolve()));
+      const pending = short.get('blocked');
+      await new Promise<void>((resolve) => setImmediate(() => {
+        const until = performance.now() + 700;
+        while (performance.now() < until) { /* spin */ }
+        resolve();
+      }));
+      assert.deepEqual(await pending, ALL_BYTES);
+      assert.deepEqual(await short.get('blocked'), ALL_BYTES, 'the connection was kept');
+    } finally {
+      admin.destroy();
+      await short.close();
+    }
+  });
+
   test('get() returns undefined for a missing key and delete() reports what it removed', async () => {
     assert.equal(await store.get('missing'), undefined);
     await store.put('gone', ALL_BYTES);
