@@ -22,7 +22,7 @@ import { crc32 } from 'node:zlib';
 import { ThawError } from '../core/errors.js';
 import { PAGE_BYTES, type PageRun, type SnapshotState } from '../core/snapshot-format.js';
 import { compress, FILL_THREADS, fillFromFile, type Codec } from '../native/index.js';
-import { readAt, writeAt, writeFileVia } from './snapshot-image.js';
+import { readAt, writeAt, writeFileVia, type SnapshotImage } from './snapshot-image.js';
 
 const MAGIC = 'THAWSABR';
 const VERSION = 1;
@@ -256,4 +256,35 @@ export function verifyCompressedImage(path: string, id: string, memoryPages: num
   } finally {
     closeSync(opened.fd);
   }
+}
+
+/** Largest partition: Sabre's partitions are MiB-sized; 1 MiB keeps each decode in L2-ish range. */
+export const PARTITION_BYTES = 1 << 20;
+
+/**
+ * Makes sure the compressed image at `path` exists and was built from `key`, building it from the
+ * verified image otherwise. `check`: 'all' reads and checks every partition (prepare), 'table'
+ * only the table (open: partitions are checked as fill() reads them). Returns the file opened
+ * (table checked) and whether it was built. Throws THAW_SNAPSHOT_CORRUPT when the file is present,
+ * current and damaged (never rebuilt silently: a corrupt artefact is reported).
+ */
+export function ensureCompressed(path: string, image: SnapshotImage, fd: number, key: number, runs: readonly PageRun[],
+  codec: Codec, level: number, check: 'all' | 'table'): { opened: OpenedCompressedImage; built: boolean } {
+  const memoryPages = image.memoryBytes / PAGE_BYTES;
+  let built = false;
+  // 'all': a damaged file throws here; a missing one is null.
+  const current = check === 'all' ? verifyCompressedImage(path, image.id, memoryPages) : undefined;
+  let opened = openCompressedImage(path, image.id, memoryPages);
+  if (opened !== null && opened.sourceKey !== key >>> 0) {
+    closeSync(opened.fd);
+    opened = null;
+  }
+  if (opened === null || current === null) {
+    if (opened !== null) closeSync(opened.fd);
+    buildCompressedImage(path, image.id, fd, memoryPages, key, runs, { codec, level, partitionBytes: PARTITION_BYTES });
+    built = true;
+    opened = openCompressedImage(path, image.id, memoryPages);
+  }
+  if (opened === null) throw new ThawError('THAW_INTERNAL', { detail: `${path} vanished after it was built` });
+  return { opened, built };
 }

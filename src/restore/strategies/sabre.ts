@@ -26,16 +26,12 @@ import { ThawError } from '../../core/errors.js';
 import { PAGE_BYTES, type PageRun, type SnapshotState } from '../../core/snapshot-format.js';
 import { madviseHugepage, mapAnonymous, mapFile, type Codec } from '../../native/index.js';
 import { openLazy } from '../lazy-image.js';
-import {
-  buildCompressedImage, fillPartitions, openCompressedImage, sourceKey, verifyCompressedImage, type OpenedCompressedImage,
-} from '../sabre-image.js';
+import { ensureCompressed, fillPartitions, sourceKey, type OpenedCompressedImage } from '../sabre-image.js';
 import { resolveImage, type SnapshotImage } from '../snapshot-image.js';
 import type { OpenedImage, PrepareReport, RestoreStats, RestoreStrategy } from '../strategy.js';
 import { startSession, uffdSupport, type UffdSession } from '../uffd-session.js';
 import { encodeWorkingSet, readWorkingSet, runsFromOffsets, writeWorkingSet } from '../working-set.js';
 
-/** Largest partition: Sabre's partitions are MiB-sized; 1 MiB keeps each decode in L2-ish range. */
-export const PARTITION_BYTES = 1 << 20;
 
 /** Restore stats of the sabre strategies. */
 export interface SabreStats extends RestoreStats {
@@ -62,34 +58,6 @@ function sabreId(base: string, codec: Codec, level: number): string {
 
 function sabreStats(stats: RestoreStats, codec: Codec, level: number): SabreStats {
   return Object.assign(stats, { codec, level, compressionRatio: 0, decompressedBytes: 0, fillThreads: 0 });
-}
-
-/**
- * Makes sure the compressed image at `path` exists and was built from `key`, building it from the
- * verified image otherwise. `check`: 'all' reads and checks every partition (prepare), 'table'
- * only the table (open: partitions are checked as fill() reads them). Returns the file opened
- * (table checked) and whether it was built. Throws THAW_SNAPSHOT_CORRUPT when the file is present,
- * current and damaged (never rebuilt silently: a corrupt artefact is reported).
- */
-function ensureCompressed(path: string, image: SnapshotImage, fd: number, key: number, runs: readonly PageRun[],
-  codec: Codec, level: number, check: 'all' | 'table'): { opened: OpenedCompressedImage; built: boolean } {
-  const memoryPages = image.memoryBytes / PAGE_BYTES;
-  let built = false;
-  // 'all': a damaged file throws here; a missing one is null.
-  const current = check === 'all' ? verifyCompressedImage(path, image.id, memoryPages) : undefined;
-  let opened = openCompressedImage(path, image.id, memoryPages);
-  if (opened !== null && opened.sourceKey !== key >>> 0) {
-    closeSync(opened.fd);
-    opened = null;
-  }
-  if (opened === null || current === null) {
-    if (opened !== null) closeSync(opened.fd);
-    buildCompressedImage(path, image.id, fd, memoryPages, key, runs, { codec, level, partitionBytes: PARTITION_BYTES });
-    built = true;
-    opened = openCompressedImage(path, image.id, memoryPages);
-  }
-  if (opened === null) throw new ThawError('THAW_INTERNAL', { detail: `${path} vanished after it was built` });
-  return { opened, built };
 }
 
 function fillFrom(stats: SabreStats, opened: OpenedCompressedImage, id: string, buffer: ArrayBuffer): void {

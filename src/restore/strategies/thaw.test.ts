@@ -2,7 +2,8 @@
 // with a working set that leaves most blocks mapped from the file.
 import assert from 'node:assert/strict';
 import { after, test } from 'node:test';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { ThawError } from '../../core/errors.js';
 import { randomBytes } from 'node:crypto';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -55,19 +56,21 @@ function restoreAndCompare(id: string, expected: Uint8Array, strategy = thaw): R
   return image.release();
 }
 
-test('loadPlan() loads blocks with 1/32 of their pages in the working set whole, and merges the other runs', () => {
+test('loadPlan() loads blocks with 1/4 of their pages or 48 runs in the working set whole, and merges the other runs', () => {
   assert.deepEqual(loadPlan(SIZE, null), { dense: [{ offsetBytes: 0, lengthBytes: SIZE }], sparse: [] });
   const plan = loadPlan(SIZE, {
     memoryPages: PAGES,
     runs: [
       { firstPage: 1, pageCount: 1 }, { firstPage: 5, pageCount: 2 }, { firstPage: 40, pageCount: 1 }, // sparse, block 0
-      { firstPage: 600, pageCount: 16 }, // 1/32 of block 1: dense
+      { firstPage: 600, pageCount: 128 }, // 1/4 of block 1: dense
       { firstPage: 1100, pageCount: 8 }, { firstPage: 1530, pageCount: 10 }, // 8 + 6 pages of block 2, 4 of block 3
-      { firstPage: PAGES - 4, pageCount: 4 }, // the last, partial block (16 pages): dense
+      ...Array.from({ length: 48 }, (_, i) => ({ firstPage: 2560 + 10 * i, pageCount: 1 })), // 48 runs in block 5: dense
+      { firstPage: PAGES - 4, pageCount: 4 }, // 1/4 of the last, partial block (16 pages): dense
     ],
   });
   assert.deepEqual(plan.dense, [
     { offsetBytes: 2 * MiB, lengthBytes: 2 * MiB },
+    { offsetBytes: 10 * MiB, lengthBytes: 2 * MiB },
     { offsetBytes: 16 * MiB, lengthBytes: 64 * 1024 },
   ]);
   assert.deepEqual(plan.sparse, [
@@ -104,6 +107,15 @@ test('thaw replays a working set byte-identically from pooled memory and the fil
   assert.equal(Buffer.compare(view.subarray(0, SIZE), bytes), 0);
   assert.ok(image.stats.bytesRead < SIZE / 4, 'blocks outside the working set are not read eagerly');
   image.release();
+  // The sparse run came from the compressed loading set; a damaged one is refused, not rebuilt.
+  const sparseFile = join(root, 'ws', 'thaw-sparse-lz4-1.img');
+  assert.ok(existsSync(sparseFile));
+  const bytesOnDisk = readFileSync(sparseFile);
+  bytesOnDisk[bytesOnDisk.length - 1]! ^= 0xff;
+  writeFileSync(sparseFile, bytesOnDisk);
+  const damaged = thaw.open(root, readChain(root, 'ws'));
+  assert.throws(() => damaged.fill(new WebAssembly.Memory({ initial: 1, maximum: 1024 })), (err: unknown) => err instanceof ThawError && err.code === 'THAW_SNAPSHOT_CORRUPT');
+  damaged.release();
 });
 
 test('thaw replays byte-identically without a pool, and loads everything when the working set is absent', () => {
