@@ -15,15 +15,16 @@
 //     page in place.
 //   restore (fill) of a larger image, from the working set (ws.reap, recorded as reap records it)
 //     guest memory    [ file MAP_PRIVATE ... | pool block | anon run | file ... | pool block ... ]
-//     dense blocks    2 MiB blocks with >= 1/4 of their pages, or >= 48 runs, in the working set: pool memory
-//                     moved under them (mremap, whole huge pages), present pages pread() into it
+//     dense blocks    2 MiB blocks with >= 1/4 of their pages, or >= 48 runs, in the working
+//                     set: pool memory moved under them (mremap, whole huge pages), present
+//                     pages read into it by parallel native reads
 //     sparse runs     working-set runs elsewhere (runs < 8 pages apart merged): their pages are
 //                     kept lz4-compressed, contiguous, in a loading-set file beside the snapshot
 //                     (thaw-sparse-lz4-1.img, built once per working set, sabre-image format
 //                     with a crc32 per partition); at restore each run gets anonymous memory and
 //                     the file is decoded into place, one sequential read, on parallel threads
 //     everything else stays mapped from the file and faults in on demand, as vanilla
-
+//
 // Pool memory moves in whole huge pages for almost nothing (64 MiB: 0.4 ms, no faults after) but
 // costs more than a fault in 4 KiB pieces (THP splits: ~50 us per mremap), hence whole blocks.
 // Where the pool is short (no preallocate, or a bigger guest) a dense block gets fresh
@@ -225,7 +226,7 @@ export function thawStrategy(options: ThawOptions = {}): RestoreStrategy {
   const loadAllBytes = options.loadAllBytes ?? LOAD_ALL_BYTES;
   return {
     id: 'thaw',
-    description: 'images up to 64 MiB present: loaded whole into pre-faulted pooled memory (moved in by mremap) by parallel reads; larger ones: dense working-set blocks loaded so, sparse working-set pages populated in the file mapping, the rest mapped from the file',
+    description: 'images up to 64 MiB present: loaded whole into pre-faulted pooled memory (moved in by mremap) by parallel reads; larger ones: dense working-set blocks loaded so, sparse working-set runs decoded from an lz4 loading-set file into anonymous memory, the rest mapped from the file',
     supports: () => ({ ok: true }),
     /** Resolves and verifies the image; once a working set exists, builds its sparse loading set. */
     prepare(root: string, chain: readonly SnapshotState[]): PrepareReport {
