@@ -35,6 +35,13 @@ export const sharedSchemas = [
       id: { type: 'string' }, kind: { type: 'string', enum: ['full', 'diff'] }, baseId: { type: ['string', 'null'] },
       function: { type: 'string' }, runtime: { type: 'string' }, moduleDigest: { type: 'string' }, memoryBytes: { type: 'integer' },
       diskBytes: { type: 'integer' }, createdAt: { type: 'string' }, sourceSandboxId: { type: 'string' }, current: { type: 'boolean' },
+      artefacts: {
+        type: 'array',
+        items: {
+          type: 'object',
+          properties: { name: { type: 'string' }, kind: { type: 'string' }, bytes: { type: 'integer' }, tier: { type: 'string', enum: ['disk', 'tmpfs', 'pool'] } },
+        },
+      },
     },
   },
   {

@@ -14,7 +14,7 @@ import { HostPool, type AcquiredHost } from '../sandbox/host-pool.js';
 import type { HostProcess } from '../sandbox/host-process.js';
 import { setUpCgroupParent } from '../sandbox/cgroup.js';
 import type { BootResult, Invoked, InvokeResult as HostInvokeResult, RestoreResult, SnapshotResult } from '../sandbox/protocol.js';
-import { getStrategy, listStrategies, discardArtefacts, DEFAULT_STRATEGY } from '../restore/index.js';
+import { getStrategy, listStrategies, listArtefacts, discardArtefacts, DEFAULT_STRATEGY } from '../restore/index.js';
 import { StrategyPreparer } from './strategy-preparer.js';
 import type { ObjectStore, ObjectStoreConfig } from '../store/object-store.js';
 import { openObjectStore } from '../store/open-store.js';
@@ -465,6 +465,7 @@ export class Platform implements ThawApi {
       createdAt: meta.createdAt,
       sourceSandboxId: meta.sourceSandboxId,
       current,
+      artefacts: listArtefacts(this.snapshotRoot, meta.id),
     };
   }
 

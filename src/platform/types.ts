@@ -2,6 +2,7 @@
 // platform, the HTTP API and the HTTP client, so the CLI runs the same way against both.
 
 import type { RuntimeId } from '../core/function-spec.js';
+import type { ArtefactInfo } from '../restore/index.js';
 
 export type InvokeMode = 'cold' | 'warm' | 'snapshot';
 export const INVOKE_MODES: readonly InvokeMode[] = ['cold', 'warm', 'snapshot'];
@@ -46,6 +47,8 @@ export interface SnapshotInfo {
   sourceSandboxId: string;
   /** False when the function has been redeployed since: restoring it fails with THAW_SNAPSHOT_VERSION. */
   current: boolean;
+  /** What restore strategies keep for it (working set, loading sets, compressed images, tmpfs copy, pool slot). */
+  artefacts: ArtefactInfo[];
 }
 
 /** Timing breakdown of one invocation, measured inside Thaw, in milliseconds. */

@@ -1,10 +1,12 @@
 // The restore engine's public surface: the strategy registry with every built-in strategy
 // registered, the default strategy, and clean-up of the artefacts strategies keep per snapshot.
 
-import { dram, discardDramCopy } from './strategies/dram.js';
+import { readdirSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+import { dram, dramDir, discardDramCopy } from './strategies/dram.js';
 import { eager } from './strategies/eager.js';
 import { faasnap } from './strategies/faasnap.js';
-import { discardPassSlot, pass } from './strategies/pass.js';
+import { discardPassSlot, pass, passSlotBytes } from './strategies/pass.js';
 import { reap } from './strategies/reap.js';
 import { sabre, sabreReap, sabreZstd } from './strategies/sabre.js';
 import { thaw } from './strategies/thaw.js';
@@ -27,4 +29,52 @@ export const DEFAULT_STRATEGY = 'eager';
 export function discardArtefacts(root: string, id: string): void {
   discardDramCopy(root, id);
   discardPassSlot(root, id);
+}
+
+/** One artefact a strategy keeps for a snapshot (built by prepare or by a first restore). */
+export interface ArtefactInfo {
+  /** File name (beside the snapshot or in the tmpfs copy directory), or "pool slot". */
+  readonly name: string;
+  /** What it is and which strategies use it. */
+  readonly kind: string;
+  readonly bytes: number;
+  readonly tier: 'disk' | 'tmpfs' | 'pool';
+}
+
+/** Artefact files beside a snapshot, by name. Anything else there (state, memory, temporaries) is not listed. */
+const ARTEFACT_FILES: readonly (readonly [RegExp, string])[] = [
+  [/^flat\.img$/, 'flattened diff chain (every lazy strategy)'],
+  [/^ws\.reap$/, 'working set (reap, thaw, sabre-reap)'],
+  [/^ls\.faasnap$/, 'loading set (faasnap)'],
+  [/^sabre-reap-[a-z0-9]+-\d+\.img$/, 'compressed working set (sabre-reap)'],
+  [/^sabre-[a-z0-9]+-\d+\.img$/, 'compressed image (sabre, sabre-zstd)'],
+  [/^thaw-sparse-[a-z0-9]+-\d+\.img$/, 'sparse loading set (thaw)'],
+];
+
+/** What strategies keep for snapshot `id` under `root`: files beside it, its tmpfs copy, its pool slot. */
+export function listArtefacts(root: string, id: string): ArtefactInfo[] {
+  const out: ArtefactInfo[] = [];
+  const sizeOf = (path: string): number | null => {
+    try {
+      return statSync(path).size;
+    } catch {
+      return null;
+    }
+  };
+  let names: string[] = [];
+  try {
+    names = readdirSync(join(root, id)).sort();
+  } catch {
+    return out;
+  }
+  for (const name of names) {
+    const known = ARTEFACT_FILES.find(([re]) => re.test(name));
+    const bytes = known ? sizeOf(join(root, id, name)) : null;
+    if (known && bytes !== null) out.push({ name, kind: known[1], bytes, tier: 'disk' });
+  }
+  const copy = sizeOf(join(dramDir(root), `${id}.img`));
+  if (copy !== null) out.push({ name: `${id}.img`, kind: 'image copy in memory (dram)', bytes: copy, tier: 'tmpfs' });
+  const slot = passSlotBytes(root, id);
+  if (slot !== null) out.push({ name: 'pool slot', kind: 'byte-addressable pool slot (pass)', bytes: slot, tier: 'pool' });
+  return out;
 }

@@ -359,6 +359,12 @@ export class SnapshotPool {
     }
   }
 
+  /** The indexed slot of `key`, current or not (for listings; restores use lookup()). */
+  entry(key: string): SlotEntry | undefined {
+    if (!existsSync(this.indexPath)) return undefined;
+    return this.#readIndex().slots[key];
+  }
+
   /** Frees the slot of `key`: retired, reclaimed once no live process maps it (see the header). Returns whether one was indexed. */
   free(key: string): boolean {
     if (!existsSync(this.indexPath)) return false;

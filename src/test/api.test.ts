@@ -104,4 +104,11 @@ test('GET /v1/strategies lists every strategy; POST /v1/snapshots/:id/prepare bu
   const restored = await app.inject({ method: 'POST', url: `/v1/functions/hello-c/invocations?mode=snapshot&snapshot=${snap.id}&strategy=vanilla-cache&keep=false`, payload: Buffer.from('p'), headers: { 'content-type': 'application/octet-stream' } });
   assert.equal(restored.json().output, 'hello, p');
   assert.equal(restored.json().restore.strategy, 'vanilla-cache');
+  // Each snapshot lists what the strategies keep for it.
+  const bare = (await app.inject({ method: 'GET', url: `/v1/snapshots/${snap.id}` })).json() as { artefacts: { name: string; tier: string; bytes: number }[] };
+  assert.deepEqual(bare.artefacts, []);
+  for (const strategy of ['sabre', 'dram']) await app.inject({ method: 'POST', url: `/v1/snapshots/${snap.id}/prepare`, payload: { strategy } });
+  const prepared = (await app.inject({ method: 'GET', url: `/v1/snapshots/${snap.id}` })).json() as typeof bare;
+  assert.deepEqual(prepared.artefacts.map((a) => [a.name, a.tier]), [['sabre-lz4-1.img', 'disk'], [`${snap.id}.img`, 'tmpfs']]);
+  assert.ok(prepared.artefacts.every((a) => a.bytes > 0));
 });

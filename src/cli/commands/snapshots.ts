@@ -15,6 +15,7 @@ export function list(g: GlobalOptions, o: { function?: string }): Promise<void> 
     printTable(all.map((s) => ({
       id: s.id, function: s.function, kind: s.kind, base: s.baseId ?? '', memoryMiB: (s.memoryBytes / 2 ** 20).toFixed(1),
       diskMiB: (s.diskBytes / 2 ** 20).toFixed(2), current: s.current ? 'yes' : 'no (redeployed)', created: s.createdAt,
+      artefacts: s.artefacts.map((a) => a.name).join(' ') || '-',
     })));
   });
 }

@@ -52,6 +52,15 @@ export function discardPassSlot(root: string, id: string): void {
   }
 }
 
+/** Bytes of the pool slot indexed for snapshot `id` under `root`, or null (no slot, or no pool here). */
+export function passSlotBytes(root: string, id: string): number | null {
+  try {
+    return passPool().entry(slotKey(root, id))?.slotBytes ?? null;
+  } catch {
+    return null;
+  }
+}
+
 /**
  * Returns the current slot of the image with a lease on it (so it is not reclaimed while mapped),
  * storing the image first when its slot is missing or stale (a stale slot is never mapped).
