@@ -266,6 +266,9 @@ export class Platform implements ThawApi {
       // The host's stats after the invocation are the complete ones (page servers report on stop).
       const stats = req.mode === 'snapshot' ? (res.restore ?? restoreStats) : undefined;
       if (stats !== undefined) result.restore = stats;
+      // A working set was just recorded: artefacts built from it (thaw's and sabre-reap's loading
+      // sets) are then built by the next prepare, in the daemon's worker, not in a sandbox host.
+      if (stats?.phase === 'record' && snapshotId !== undefined && strategy !== undefined) this.preparer.forget(snapshotId, strategy);
       return result;
     } catch (err) {
       throw await this.afterFailure(sandbox, err);

@@ -32,9 +32,13 @@ export class StrategyPreparer {
     return outcome;
   }
 
-  /** Forgets a deleted snapshot. */
-  forget(snapshotId: string): void {
-    for (const key of this.done) if (key.endsWith(`\0${snapshotId}`)) this.done.delete(key);
+  /**
+   * Forgets a deleted snapshot, or one strategy's preparation of it (after a restore recorded a
+   * working set, the next prepare builds what depends on it here rather than in a sandbox host).
+   */
+  forget(snapshotId: string, strategy?: string): void {
+    if (strategy !== undefined) this.done.delete(`${strategy}\0${snapshotId}`);
+    else for (const key of this.done) if (key.endsWith(`\0${snapshotId}`)) this.done.delete(key);
   }
 
   async close(): Promise<void> {

@@ -80,6 +80,20 @@ test('strategies this host cannot run are refused with their reason, never repla
   }
 });
 
+test('artefacts built from a recorded working set are built by the daemon worker, not in the sandbox host', { skip: strategies.includes('sabre-reap') ? false : 'sabre-reap unsupported here' }, async () => {
+  const r0 = await p.invoke({ function: 'mem64-c', mode: 'snapshot', snapshotId: fullId, input });
+  const snap = await p.createSnapshot({ sandboxId: r0.sandboxId });
+  snapshotIds.push(snap.id);
+  await p.deleteSandbox(r0.sandboxId);
+  const record = await p.invoke({ function: 'mem64-c', mode: 'snapshot', snapshotId: snap.id, strategy: 'sabre-reap', input, keep: false });
+  assert.equal(record.restore?.phase, 'record');
+  const replay = await p.invoke({ function: 'mem64-c', mode: 'snapshot', snapshotId: snap.id, strategy: 'sabre-reap', input, keep: false });
+  assert.equal(replay.restore?.phase, 'replay');
+  assert.ok((replay.timings.prepareMs ?? 0) > 0, 'the compressed working set was built by the prepare step');
+  assert.equal(replay.restore?.prepareMs, 0, 'nothing was built inside the sandbox host');
+  assert.equal(text(replay.output), warmOutput);
+});
+
 /** Children of this process that have exited but were never reaped (zombies). */
 function zombieChildren(): number[] {
   const out: number[] = [];
