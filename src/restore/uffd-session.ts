@@ -7,6 +7,7 @@ import { PAGE_BYTES, type PageRun } from '../core/snapshot-format.js';
 import { uffdAvailability, uffdCreate, type UffdServer, type UffdStats } from '../native/index.js';
 import { pageMapOf, type SnapshotImage } from './snapshot-image.js';
 import type { RestoreStats, Support } from './strategy.js';
+import { runsFromOffsets, writeWorkingSet } from './working-set.js';
 
 /** Support answer of every uffd-based strategy: the probe's reason when userfaultfd is refused. */
 export function uffdSupport(): Support {
@@ -53,6 +54,16 @@ export class UffdSession {
     this.stats.uffdFaults += st.faults;
     this.stats.prefetchedPages += st.prefetchedPages;
     return st;
+  }
+
+  /**
+   * Ends a recording session (reap, sabre-reap, thaw: recording ends with the first invocation):
+   * installs every page not served yet, so the sandbox keeps running on plain memory, and
+   * publishes the recorded working set beside the snapshot in `dir`. No-op once stopped.
+   */
+  finishRecording(dir: string, memoryPages: number): void {
+    const st = this.stop('fill');
+    if (st !== null) writeWorkingSet(dir, { memoryPages, runs: runsFromOffsets(st.recorded) });
   }
 
   /** Stats of the stopped server (undefined while running). */

@@ -11,7 +11,7 @@ import { openLazy } from '../lazy-image.js';
 import { resolveImage } from '../snapshot-image.js';
 import type { OpenedImage, PrepareReport, RestoreStrategy } from '../strategy.js';
 import { startSession, uffdSupport, type UffdSession } from '../uffd-session.js';
-import { readWorkingSet, runsFromOffsets, writeWorkingSet } from '../working-set.js';
+import { readWorkingSet } from '../working-set.js';
 
 export const reap: RestoreStrategy = {
   id: 'reap',
@@ -34,11 +34,7 @@ export const reap: RestoreStrategy = {
           session = startSession(buffer, image, fd, stats, ws === null ? { strategy: 'reap', record: true } : { strategy: 'reap', prefetch: ws.runs });
         },
         afterInvoke() {
-          if (ws !== null || session === undefined || !session.running) return;
-          // Recording ends with the first invocation: install what was never touched, so the
-          // sandbox keeps running on plain memory, and publish the working set.
-          const st = session.stop('fill');
-          if (st !== null) writeWorkingSet(image.dir, { memoryPages, runs: runsFromOffsets(st.recorded) });
+          if (ws === null) session?.finishRecording(image.dir, memoryPages);
         },
         release() {
           session?.stop('fence');

@@ -22,15 +22,14 @@
 import { closeSync } from 'node:fs';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
-import { ThawError } from '../../core/errors.js';
-import { PAGE_BYTES, type PageRun, type SnapshotState } from '../../core/snapshot-format.js';
+import { PAGE_BYTES, type SnapshotState } from '../../core/snapshot-format.js';
 import { madviseHugepage, mapAnonymous, mapFile, type Codec } from '../../native/index.js';
 import { openLazy } from '../lazy-image.js';
 import { ensureCompressed, fillPartitions, sourceKey, type OpenedCompressedImage } from '../sabre-image.js';
-import { resolveImage, type SnapshotImage } from '../snapshot-image.js';
+import { resolveImage } from '../snapshot-image.js';
 import type { OpenedImage, PrepareReport, RestoreStats, RestoreStrategy } from '../strategy.js';
 import { startSession, uffdSupport, type UffdSession } from '../uffd-session.js';
-import { encodeWorkingSet, readWorkingSet, runsFromOffsets, writeWorkingSet } from '../working-set.js';
+import { encodeWorkingSet, readWorkingSet } from '../working-set.js';
 
 
 /** Restore stats of the sabre strategies. */
@@ -184,11 +183,8 @@ export function sabreReapStrategy(options: SabreOptions = { codec: 'lz4' }): Res
             stats.prefetchedPages += o.rawBytes / PAGE_BYTES;
           },
           afterInvoke() {
-            if (session === undefined || !session.running) return;
-            // As reap: recording ends with the first invocation; the rest is installed and the
-            // working set published (the compressed copy is built by the next prepare or open).
-            const st = session.stop('fill');
-            if (st !== null) writeWorkingSet(image.dir, { memoryPages, runs: runsFromOffsets(st.recorded) });
+            // As reap (the compressed copy is built by the next prepare or open).
+            session?.finishRecording(image.dir, memoryPages);
           },
           release() {
             session?.stop('fence');

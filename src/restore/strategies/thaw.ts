@@ -45,7 +45,7 @@ import { openLazy } from '../lazy-image.js';
 import { resolveImage, type SnapshotImage } from '../snapshot-image.js';
 import type { OpenedImage, PrepareReport, RestoreStats, RestoreStrategy } from '../strategy.js';
 import { startSession, uffdSupport, type UffdSession } from '../uffd-session.js';
-import { encodeWorkingSet, readWorkingSet, runsFromOffsets, writeWorkingSet, type WorkingSet } from '../working-set.js';
+import { encodeWorkingSet, readWorkingSet, type WorkingSet } from '../working-set.js';
 import { ensureCompressed, fillPartitions, sourceKey, type OpenedCompressedImage } from '../sabre-image.js';
 
 /** Granularity of eager loading into pooled memory: one transparent huge page. */
@@ -292,11 +292,7 @@ export function thawStrategy(options: ThawOptions = {}): RestoreStrategy {
             }
           },
           afterInvoke() {
-            if (!record || session === undefined || !session.running) return;
-            // As reap: recording ends with the first invocation; install what was never touched
-            // so the sandbox keeps running on plain memory, and publish the working set.
-            const st = session.stop('fill');
-            if (st !== null) writeWorkingSet(image.dir, { memoryPages, runs: runsFromOffsets(st.recorded) });
+            if (record) session?.finishRecording(image.dir, memoryPages);
           },
           release() {
             session?.stop('fence');

@@ -6,7 +6,7 @@ import { randomUUID } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { ThawError, invariant, toThawError } from '../../core/errors.js';
 import type { FunctionParams } from '../../core/function-spec.js';
-import type { GuestContext, GuestInstance, GuestState, MemoryImage, RuntimeAdapter } from '../runtime.js';
+import type { GuestContext, GuestInstance, GuestState, RuntimeAdapter } from '../runtime.js';
 import {
   PYODIDE_VERSION,
   detachedBinding,
