@@ -166,6 +166,22 @@ static napi_value page_size(napi_env env, napi_callback_info info) {
   return number(env, (double)a->page);
 }
 
+/* jailLockExec(): no thread of this process may execve from now on. */
+static napi_value jail_lock_exec(napi_env env, napi_callback_info info) {
+  if (!get_args(env, info, 0, NULL, NULL)) return throw_arg(env, "jailLockExec", "bad call");
+  int rc = thaw_jail_lock_exec();
+  return rc ? throw_errno(env, -rc, "seccomp(SECCOMP_FILTER_FLAG_TSYNC)") : undefined(env);
+}
+
+/* uffdUseDevice(fd): an open /dev/userfaultfd to create page servers' userfaultfds from. */
+static napi_value uffd_use_device(napi_env env, napi_callback_info info) {
+  napi_value argv[1]; uint64_t fd;
+  if (!get_args(env, info, 1, argv, NULL) || !get_u64(env, argv[0], &fd) || fd > INT32_MAX)
+    return throw_arg(env, "uffdUseDevice", "fd must be a file descriptor");
+  thaw_uffd_use_device((int)fd);
+  return undefined(env);
+}
+
 /* mapFile(buffer, offsetBytes, lengthBytes, fd, fileOffsetBytes, shared) */
 static napi_value map_file(napi_env env, napi_callback_info info) {
   napi_value argv[6]; thaw_addon *a; span s; uint64_t fd, foff;
@@ -608,7 +624,7 @@ NAPI_MODULE_INIT(/* napi_env env, napi_value exports */) {
     FN("uffdWaitPrefetch", uffd_wait_prefetch), FN("uffdStop", uffd_stop),
     FN("lz4Compress", lz4_compress), FN("zstdCompress", zstd_compress),
     FN("lz4Decompress", lz4_decompress), FN("zstdDecompress", zstd_decompress),
-    FN("fill", fill),
+    FN("fill", fill), FN("jailLockExec", jail_lock_exec), FN("uffdUseDevice", uffd_use_device),
 #undef FN
   };
   CHECK(env, napi_define_properties(env, exports, sizeof fns / sizeof fns[0], fns));

@@ -48,6 +48,12 @@ int thaw_uffd_wait_prefetch(thaw_uffd *u);
 /* fill: install every page not yet served before closing; else PROT_NONE the range (fence). */
 int thaw_uffd_stop(thaw_uffd *u, int fill, thaw_uffd_stats *st, const char **op);
 
+/* thaw_jail.c: forbid execve/execveat to every thread of this process, for good. */
+int thaw_jail_lock_exec(void);
+/* thaw_uffd.c: an open /dev/userfaultfd handed in by the jailer (the caller keeps ownership);
+ * page servers create their userfaultfds from it when the userfaultfd syscall is refused. */
+void thaw_uffd_use_device(int fd);
+
 /* thaw_codec.c: one-shot block codecs; decode returns bytes written, -EBADMSG if corrupt. */
 int64_t thaw_lz4_bound(size_t n);
 int64_t thaw_lz4_encode(const void *src, size_t n, void *dst, size_t cap, int accel);

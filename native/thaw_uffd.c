@@ -197,13 +197,23 @@ static void *serve(void *arg) {
   }
 }
 
-/* Root (or CAP_SYS_PTRACE) may handle kernel-mode faults too; otherwise /dev/userfaultfd if its
- * permissions allow, else user-mode-only faults (syscalls touching unserved pages get EFAULT). */
+/* The device fd a jailed host was given (process-wide, like the fd itself); -1 = none. */
+static int uffd_device = -1;
+
+void thaw_uffd_use_device(int fd) { uffd_device = fd; }
+
+/* Root (or CAP_SYS_PTRACE) may handle kernel-mode faults too; otherwise /dev/userfaultfd (the
+ * jailer's fd, else the path if its permissions allow), else user-mode-only faults (syscalls
+ * touching unserved pages get EFAULT). */
 static int open_uffd(int *user_mode_only) {
   int flags = O_CLOEXEC | O_NONBLOCK;
   *user_mode_only = 0;
   int fd = (int)syscall(SYS_userfaultfd, flags);
   if (fd >= 0 || errno != EPERM) return fd >= 0 ? fd : -errno;
+  if (uffd_device >= 0) {
+    fd = ioctl(uffd_device, USERFAULTFD_IOC_NEW, flags);
+    if (fd >= 0) return fd;
+  }
   int dev = open("/dev/userfaultfd", O_RDWR | O_CLOEXEC);
   if (dev >= 0) {
     fd = ioctl(dev, USERFAULTFD_IOC_NEW, flags);

@@ -20,8 +20,17 @@ export interface DaemonConfig {
   maxIdleSandboxes?: number | string | undefined;
   maxSandboxes?: number | string | undefined;
   cgroups?: boolean | undefined;
+  /** "auto" (default: jail hosts where the daemon can), "required" (refuse to start without) or "off". */
+  jail?: string | undefined;
+  /** Seconds a function may go unused before its prepared hosts are retired. */
+  preparedIdleS?: number | string | undefined;
+  /** Prepared hosts are kept for at most this many (most recently used) functions. */
+  maxPreparedFunctions?: number | string | undefined;
   logLevel?: string | undefined;
 }
+
+export const JAIL_MODES = ['auto', 'required', 'off'] as const;
+export type JailMode = (typeof JAIL_MODES)[number];
 
 export interface DaemonParams {
   readonly dataDir: string;
@@ -35,6 +44,9 @@ export interface DaemonParams {
   readonly maxIdleSandboxes: number;
   readonly maxSandboxes: number;
   readonly useCgroups: boolean;
+  readonly jail: JailMode;
+  readonly preparedIdleMs: number;
+  readonly maxPreparedFunctions: number;
   readonly logLevel: string;
 }
 
@@ -63,6 +75,8 @@ export function parseDaemonConfig(cfg: DaemonConfig): DaemonParams {
   if (!['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].includes(logLevel)) {
     throw new ThawError('THAW_CONFIG_INVALID', { detail: `logLevel '${logLevel}' is not a pino level` });
   }
+  const jail = cfg.jail ?? 'auto';
+  if (!(JAIL_MODES as readonly string[]).includes(jail)) throw new ThawError('THAW_CONFIG_INVALID', { detail: `jail must be one of ${JAIL_MODES.join(', ')}, got '${jail}'` });
   return Object.freeze({
     dataDir,
     host: cfg.host ?? '127.0.0.1',
@@ -75,6 +89,9 @@ export function parseDaemonConfig(cfg: DaemonConfig): DaemonParams {
     maxIdleSandboxes: int('maxIdleSandboxes', cfg.maxIdleSandboxes, 16, 0, 1024),
     maxSandboxes: int('maxSandboxes', cfg.maxSandboxes, 64, 1, 4096),
     useCgroups: cfg.cgroups ?? true,
+    jail: jail as JailMode,
+    preparedIdleMs: int('preparedIdleS', cfg.preparedIdleS, 600, 1, 86400) * 1000,
+    maxPreparedFunctions: int('maxPreparedFunctions', cfg.maxPreparedFunctions, 8, 0, 1024),
     logLevel,
   });
 }

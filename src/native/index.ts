@@ -52,6 +52,8 @@ interface Addon {
   lz4Decompress(source: Bytes, target: ArrayBuffer, offset: number, length: number): number;
   zstdDecompress(source: Bytes, target: ArrayBuffer, offset: number, length: number): number;
   fill(fd: number, target: ArrayBuffer, jobs: Float64Array, scratch: Bytes | null, scratchPerThread: number, threads: number): RawFillResult;
+  jailLockExec(): void;
+  uffdUseDevice(fd: number): void;
 }
 
 interface RawFillResult {
@@ -386,6 +388,24 @@ export type UffdAvailability = { readonly available: true } | { readonly availab
 let availability: UffdAvailability | undefined;
 
 /** Probes userfaultfd once (a one-page server on a scratch memory) and caches the answer. */
+/**
+ * Forbids execve and execveat to every thread of this process, for good (a seccomp filter with
+ * TSYNC). A jailed sandbox host calls it first thing: its jailer needed execve to start it.
+ * Throws THAW_INTERNAL when the kernel refuses.
+ */
+export function jailLockExec(): void {
+  call('jailLockExec');
+}
+
+/**
+ * Makes page servers create their userfaultfds from `fd`, an open /dev/userfaultfd (a jailed host
+ * gets one from its jailer: unprivileged, it may not call userfaultfd() for kernel-mode faults).
+ */
+export function uffdUseDevice(fd: number): void {
+  call('uffdUseDevice', fd);
+  availability = undefined;
+}
+
 export function uffdAvailability(): UffdAvailability {
   if (availability === undefined) {
     const scratch = new WebAssembly.Memory({ initial: 1 });

@@ -9,6 +9,7 @@ import { ThawError } from '../core/errors.js';
 import { parseFunctionConfig, type FunctionParams } from '../core/function-spec.js';
 import { deployerFor } from '../runtimes/index.js';
 import { writeFileDurable } from '../snapshot/snapshot-io.js';
+import { FUNCTION_GID_BASE } from '../sandbox/jail.js';
 import type { HostFunction } from '../sandbox/protocol.js';
 import type { FunctionInfo } from './types.js';
 
@@ -16,6 +17,10 @@ interface StoredFunction {
   params: FunctionParams;
   fileName: string;
   digest: string;
+  /** sha256 of name, module digest and settings: what prepared hosts and warm sandboxes belong to. */
+  deployment: string;
+  /** The function's own group (jail.ts): kept across redeploys, never given to another function. */
+  gid: number;
   deployedAt: string;
   facts: Record<string, string | number | boolean>;
 }
@@ -23,17 +28,36 @@ interface StoredFunction {
 export class FunctionRegistry {
   private readonly root: string;
   private readonly cache = new Map<string, StoredFunction>();
+  /** Where the next new function's gid comes from; persisted so that a gid is never reused. */
+  private readonly gidCounterPath: string;
 
   constructor(dataDir: string) {
     this.root = join(dataDir, 'functions');
+    this.gidCounterPath = join(this.root, '.next-gid');
     mkdirSync(this.root, { recursive: true });
     for (const name of readdirSync(this.root)) {
+      if (name.startsWith('.')) continue;
       try {
-        this.cache.set(name, JSON.parse(readFileSync(join(this.root, name, 'function.json'), 'utf8')) as StoredFunction);
+        const stored = JSON.parse(readFileSync(join(this.root, name, 'function.json'), 'utf8')) as Partial<StoredFunction> & Omit<StoredFunction, 'gid' | 'deployment'>;
+        // Functions stored by an older Thaw have neither: derived and allocated once here.
+        const full: StoredFunction = { ...stored, gid: stored.gid ?? this.allocateGid(), deployment: stored.deployment ?? deploymentOf(stored.params, stored.digest) };
+        this.cache.set(name, full);
       } catch {
         /* a half-deleted function directory: ignored */
       }
     }
+  }
+
+  private allocateGid(): number {
+    let next = FUNCTION_GID_BASE;
+    try {
+      next = Math.max(next, Number(readFileSync(this.gidCounterPath, 'utf8')));
+    } catch {
+      /* first function */
+    }
+    for (const fn of this.cache.values()) next = Math.max(next, fn.gid + 1);
+    writeFileDurable(this.gidCounterPath, Buffer.from(String(next + 1)));
+    return next;
   }
 
   /** Validates and stores a function; replaces an existing one of the same name. */
@@ -43,15 +67,19 @@ export class FunctionRegistry {
     const dir = join(this.root, params.name);
     mkdirSync(dir, { recursive: true });
     writeFileDurable(join(dir, deployed.fileName), deployed.bytes);
+    const replaced = this.cache.get(params.name);
+    const digest = createHash('sha256').update(deployed.bytes).digest('hex');
     const stored: StoredFunction = {
       params: { ...params, artefactPath: join(dir, deployed.fileName) },
       fileName: deployed.fileName,
-      digest: createHash('sha256').update(deployed.bytes).digest('hex'),
+      digest,
+      deployment: '',
+      gid: replaced?.gid ?? this.allocateGid(),
       deployedAt: new Date().toISOString(),
       facts: { ...deployed.facts },
     };
+    stored.deployment = deploymentOf(stored.params, digest);
     writeFileDurable(join(dir, 'function.json'), Buffer.from(JSON.stringify(stored, null, 2)));
-    const replaced = this.cache.get(params.name);
     this.cache.set(params.name, stored);
     return { info: toInfo(stored), replaced };
   }
@@ -74,7 +102,7 @@ export class FunctionRegistry {
   /** The function as a sandbox host needs it. */
   hostFunction(name: string): HostFunction {
     const fn = this.get(name);
-    return { params: fn.params, artefactPath: fn.params.artefactPath, digest: fn.digest };
+    return { params: fn.params, artefactPath: fn.params.artefactPath, digest: fn.digest, deployment: fn.deployment, gid: fn.gid };
   }
 
   delete(name: string): StoredFunction {
@@ -84,6 +112,11 @@ export class FunctionRegistry {
     if (existsSync(dir)) rmSync(dir, { recursive: true, force: true });
     return fn;
   }
+}
+
+/** A deployment's identity: the function's name and settings and its module's digest. */
+function deploymentOf(params: FunctionParams, digest: string): string {
+  return createHash('sha256').update(JSON.stringify({ params, digest })).digest('hex');
 }
 
 function toInfo(fn: StoredFunction): FunctionInfo {

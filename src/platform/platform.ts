@@ -3,8 +3,8 @@
 // breakdown. The daemon and the in-process CLI both drive this class through ThawApi.
 
 import { randomBytes } from 'node:crypto';
-import { mkdirSync, readdirSync, rmSync } from 'node:fs';
-import { join } from 'node:path';
+import { lstatSync, mkdirSync, readdirSync, renameSync, rmSync } from 'node:fs';
+import { dirname, join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import type { Logger } from 'pino';
 import { ThawError, toThawError, type ErrorCode } from '../core/errors.js';
@@ -13,8 +13,10 @@ import type { SnapshotMeta } from '../core/snapshot-format.js';
 import { HostPool, type AcquiredHost } from '../sandbox/host-pool.js';
 import type { HostProcess } from '../sandbox/host-process.js';
 import { setUpCgroupParent } from '../sandbox/cgroup.js';
+import { SANDBOX_GID, grantToFunction, jailAvailability, secureDataDir } from '../sandbox/jail.js';
+import type { JailMode } from '../core/config.js';
 import type { BootResult, Invoked, InvokeResult as HostInvokeResult, RestoreResult, SnapshotResult } from '../sandbox/protocol.js';
-import { getStrategy, listStrategies, listArtefacts, discardArtefacts, DEFAULT_STRATEGY } from '../restore/index.js';
+import { getStrategy, listStrategies, listArtefacts, discardArtefacts, grantTmpfsCopy, DEFAULT_STRATEGY } from '../restore/index.js';
 import { StrategyPreparer } from './strategy-preparer.js';
 import type { ObjectStore, ObjectStoreConfig } from '../store/object-store.js';
 import { openObjectStore } from '../store/open-store.js';
@@ -37,14 +39,24 @@ export interface PlatformParams {
   readonly maxSandboxes: number;
   /** Put each host in a memory cgroup where the machine has one. */
   readonly useCgroups: boolean;
+  /** Jail sandbox hosts: where possible ("auto"), always ("required": refuse to start otherwise), never. */
+  readonly jail: JailMode;
+  readonly preparedIdleMs: number;
+  readonly maxPreparedFunctions: number;
   readonly logger: Logger;
 }
+
+/** Whether hosts are jailed, and if not, why (what `thaw doctor` reports first). */
+export type JailState = { readonly jailed: true } | { readonly jailed: false; readonly reason: string };
 
 interface Sandbox {
   readonly id: string;
   readonly fn: string;
-  readonly digest: string;
+  /** The function deployment the sandbox runs (see FunctionRegistry): never another's. */
+  readonly deployment: string;
   readonly host: HostProcess;
+  /** The jailed host's scratch directory (where it writes snapshots), or null unjailed. */
+  readonly scratchDir: string | null;
   readonly origin: SandboxInfo['origin'];
   readonly createdAt: string;
   busy: boolean;
@@ -71,6 +83,7 @@ export class Platform implements ThawApi {
    * file once; the sandbox host re-reads and verifies the files on every restore regardless.
    */
   private readonly snapshotMeta = new Map<string, { meta: SnapshotMeta; diskBytes: number }>();
+  readonly jail: JailState;
 
   constructor(private readonly params: PlatformParams) {
     this.log = params.logger;
@@ -78,6 +91,15 @@ export class Platform implements ThawApi {
     this.functions = new FunctionRegistry(params.dataDir);
     this.snapshotRoot = join(params.dataDir, 'snapshots');
     mkdirSync(this.snapshotRoot, { recursive: true });
+    this.jail = resolveJail(params.jail);
+    if (!this.jail.jailed) {
+      if (params.jail === 'required') throw new ThawError('THAW_CONFIG_INVALID', { detail: `jail is required but unavailable: ${this.jail.reason}` });
+      if (params.jail === 'auto') this.log.warn({ reason: this.jail.reason }, 'sandbox hosts run UNJAILED: a function can do whatever the daemon\'s user can');
+    } else {
+      secureDataDir(params.dataDir, params.objectStore);
+      for (const fn of this.functions.list()) this.grantFunction(fn.name);
+      for (const id of readdirSync(this.snapshotRoot)) if (!id.startsWith('.')) this.grantSnapshot(id);
+    }
     this.preparer = new StrategyPreparer(this.snapshotRoot);
     let cgroupParent: string | null = null;
     if (params.useCgroups) {
@@ -92,6 +114,9 @@ export class Platform implements ThawApi {
       objectStore: params.objectStore,
       cgroupParent,
       onLog: (sandboxId, stream, text) => this.log.info({ sandboxId, stream }, text.trimEnd()),
+      jail: this.jail.jailed ? { dataDir: params.dataDir, env: hostEnv() } : null,
+      preparedIdleMs: params.preparedIdleMs,
+      maxPreparedFunctions: params.maxPreparedFunctions,
     });
     this.pool.start();
   }
@@ -100,7 +125,13 @@ export class Platform implements ThawApi {
 
   async deployFunction(manifest: unknown, artefact: Uint8Array): Promise<FunctionInfo> {
     const { info, replaced } = await this.functions.deploy(manifest, artefact);
-    if (replaced && replaced.digest !== info.digest) this.pool.forget(replaced.digest);
+    if (this.jail.jailed) this.grantFunction(info.name);
+    const deployment = this.functions.get(info.name).deployment;
+    if (replaced && replaced.deployment !== deployment) {
+      // The old deployment's hosts and idle sandboxes go now; busy ones when their call ends.
+      this.pool.forget(replaced.deployment, 'function redeployed');
+      await Promise.all([...this.sandboxes.values()].filter((s) => s.fn === info.name && !s.busy).map((s) => this.stop(s, 'function redeployed')));
+    }
     this.log.info({ function: info.name, digest: info.digest.slice(0, 12), replaced: replaced !== undefined }, 'function deployed');
     return info;
   }
@@ -115,7 +146,7 @@ export class Platform implements ThawApi {
 
   async deleteFunction(name: string): Promise<void> {
     const fn = this.functions.delete(name);
-    this.pool.forget(fn.digest);
+    this.pool.forget(fn.deployment);
     await Promise.all([...this.sandboxes.values()].filter((s) => s.fn === name).map((s) => this.stop(s, 'function deleted')));
     this.log.info({ function: name }, 'function deleted');
   }
@@ -155,10 +186,13 @@ export class Platform implements ThawApi {
     sandbox.busy = true;
     try {
       const fn = this.functions.get(sandbox.fn);
+      // A jailed host writes only into its scratch directory; the daemon moves the snapshot into place.
+      const outDir = sandbox.scratchDir ?? this.snapshotRoot;
       const res = await sandbox.host.request<SnapshotResult>(
-        { op: 'snapshot', sandboxId: sandbox.id, snapshotRoot: this.snapshotRoot, meta: { id, kind, baseId, createdAt: new Date().toISOString(), sourceSandboxId: sandbox.id } },
+        { op: 'snapshot', sandboxId: sandbox.id, snapshotRoot: this.snapshotRoot, outDir, meta: { id, kind, baseId, createdAt: new Date().toISOString(), sourceSandboxId: sandbox.id } },
         { timeoutMs: fn.params.timeoutMs, onTimeout: () => new ThawError('THAW_TIMEOUT', { name: sandbox.fn, timeoutMs: fn.params.timeoutMs }) },
       );
+      if (outDir !== this.snapshotRoot) this.adoptSnapshot(join(outDir, id), id);
       this.log.info({ snapshot: id, kind, sandboxId: sandbox.id, storedBytes: res.storedBytes, ms: res.timings.snapshotMs }, 'snapshot taken');
       return this.snapshotInfo(id);
     } catch (err) {
@@ -245,7 +279,8 @@ export class Platform implements ThawApi {
       sandbox.invocations++;
       sandbox.memoryBytes = res.memoryBytes;
       sandbox.lastUsed = Date.now();
-      const keep = req.keep ?? true;
+      // A sandbox of a deployment retired while it ran is not kept for the next call.
+      const keep = (req.keep ?? true) && sandbox.deployment === this.functions.get(fn.params.name).deployment;
       if (keep) {
         sandbox.busy = false;
         this.evictIdle();
@@ -330,10 +365,10 @@ export class Platform implements ThawApi {
   private async bootCold(fnName: string, input?: Uint8Array): Promise<{ sandbox: Sandbox; timings: Omit<InvokeTimings, 'handlerMs' | 'totalMs'>; invoked?: Invoked }> {
     const fn = this.functions.get(fnName);
     const acquired = await this.acquireHost(fnName);
-    const sandbox = this.register(fnName, fn.digest, acquired.host, { kind: 'cold' });
+    const sandbox = this.register(fnName, fn.deployment, acquired, { kind: 'cold' });
     try {
       const res = await acquired.host.request<BootResult>(
-        { op: 'boot', sandboxId: sandbox.id, digest: fn.digest, init: true, ...(input && { invoke: { input } }) },
+        { op: 'boot', sandboxId: sandbox.id, deployment: fn.deployment, init: true, ...(input && { invoke: { input } }) },
         { timeoutMs: fn.params.timeoutMs * (input ? 2 : 1), onTimeout: () => new ThawError('THAW_TIMEOUT', { name: fnName, timeoutMs: fn.params.timeoutMs }) },
       );
       sandbox.memoryBytes = res.memoryBytes;
@@ -358,11 +393,12 @@ export class Platform implements ThawApi {
     // Artefacts are built here, not in the sandbox host (see prepare-worker.ts); the first restore
     // of a snapshot with a strategy waits for it and reports the time as prepareMs.
     const prepared = await this.preparer.prepare(strategyId, snapshotId);
+    if (prepared.built && this.jail.jailed) this.grantSnapshot(snapshotId);
     const acquired = await this.acquireHost(fnName);
-    const sandbox = this.register(fnName, fn.digest, acquired.host, { kind: 'snapshot', snapshotId, strategy: strategyId });
+    const sandbox = this.register(fnName, fn.deployment, acquired, { kind: 'snapshot', snapshotId, strategy: strategyId });
     try {
       const res = await acquired.host.request<RestoreResult>(
-        { op: 'restore', sandboxId: sandbox.id, digest: fn.digest, snapshotRoot: this.snapshotRoot, snapshotId, strategy: strategyId, ...(input && { invoke: { input } }) },
+        { op: 'restore', sandboxId: sandbox.id, deployment: fn.deployment, snapshotRoot: this.snapshotRoot, snapshotId, strategy: strategyId, ...(input && { invoke: { input } }) },
         { timeoutMs: fn.params.timeoutMs * (input ? 2 : 1), onTimeout: () => new ThawError('THAW_TIMEOUT', { name: fnName, timeoutMs: fn.params.timeoutMs }) },
       );
       sandbox.memoryBytes = res.memoryBytes;
@@ -389,9 +425,10 @@ export class Platform implements ThawApi {
     }
   }
 
-  private register(fn: string, digest: string, host: HostProcess, origin: SandboxInfo['origin']): Sandbox {
+  private register(fn: string, deployment: string, acquired: AcquiredHost, origin: SandboxInfo['origin']): Sandbox {
+    const host = acquired.host;
     const sandbox: Sandbox = {
-      id: newId('sb'), fn, digest, host, origin, createdAt: new Date().toISOString(), busy: true, invocations: 0, memoryBytes: 0, lastUsed: Date.now(),
+      id: newId('sb'), fn, deployment, host, scratchDir: acquired.scratchDir, origin, createdAt: new Date().toISOString(), busy: true, invocations: 0, memoryBytes: 0, lastUsed: Date.now(),
     };
     this.sandboxes.set(sandbox.id, sandbox);
     // A host that dies on its own takes its sandbox with it; later requests get a clear 404.
@@ -411,9 +448,9 @@ export class Platform implements ThawApi {
       if (sandbox.fn !== fnName) throw new ThawError('THAW_REQUEST_INVALID', { detail: `sandbox '${sandboxId}' runs function '${sandbox.fn}', not '${fnName}'` });
       if (sandbox.busy) throw new ThawError('THAW_SANDBOX_BUSY', { id: sandboxId });
     } else {
-      const digest = this.functions.get(fnName).digest;
+      const deployment = this.functions.get(fnName).deployment;
       sandbox = [...this.sandboxes.values()]
-        .filter((s) => s.fn === fnName && s.digest === digest && !s.busy)
+        .filter((s) => s.fn === fnName && s.deployment === deployment && !s.busy)
         .sort((a, b) => b.lastUsed - a.lastUsed)[0];
       if (!sandbox) throw new ThawError('THAW_NO_WARM_SANDBOX', { name: fnName });
     }
@@ -485,6 +522,43 @@ export class Platform implements ThawApi {
     };
   }
 
+  /** Jail: the function's directory readable by its own hosts only. */
+  private grantFunction(name: string): void {
+    const fn = this.functions.get(name);
+    grantToFunction(dirname(fn.params.artefactPath), fn.gid, 0o750, 0o640);
+  }
+
+  /**
+   * Jail: snapshot `id` (and its tmpfs copy) readable, and writable for recorded artefacts, by
+   * its function's hosts only; a snapshot of a deleted function by no host.
+   */
+  private grantSnapshot(id: string): void {
+    let gid = 0;
+    try {
+      gid = this.functions.get(this.snapshotInfo(id).function).gid;
+    } catch {
+      /* unreadable snapshot or deleted function: root only */
+    }
+    try {
+      grantToFunction(join(this.snapshotRoot, id), gid, gid ? 0o2770 : 0o700, gid ? 0o660 : 0o600);
+      grantTmpfsCopy(this.snapshotRoot, id, gid, SANDBOX_GID);
+    } catch (err: unknown) {
+      this.log.warn({ snapshot: id, err: toThawError(err).message }, 'cannot set snapshot permissions');
+    }
+  }
+
+  /**
+   * Moves a snapshot a jailed host wrote into its scratch directory into the snapshot root. The
+   * host owns what it wrote and may still hold it open: nothing in it is followed or trusted
+   * until grantSnapshot has made each plain file the daemon's (the host's copies then read it
+   * through the function's group like any other host of the function).
+   */
+  private adoptSnapshot(written: string, id: string): void {
+    if (!lstatSync(written).isDirectory()) throw new ThawError('THAW_SNAPSHOT_CORRUPT', { id, detail: 'the sandbox host did not write a snapshot directory' });
+    renameSync(written, join(this.snapshotRoot, id));
+    this.grantSnapshot(id);
+  }
+
   /** Stops a sandbox whose state can no longer be trusted; returns the error to rethrow. */
   private async afterFailure(sandbox: Sandbox, err: unknown, always = false): Promise<ThawError> {
     const e = toThawError(err);
@@ -508,6 +582,20 @@ export class Platform implements ThawApi {
     const excess = idle.length - this.params.maxIdleSandboxes;
     for (let i = 0; i < excess; i++) void this.stop(idle[i]!, 'evicted (idle limit)');
   }
+}
+
+/** Whether the platform can jail hosts in `mode`. */
+function resolveJail(mode: JailMode): JailState {
+  if (mode === 'off') return { jailed: false, reason: 'jail is off (--jail off)' };
+  const support = jailAvailability();
+  return support.ok ? { jailed: true } : { jailed: false, reason: support.reason };
+}
+
+/** Thaw's own settings a host needs from the daemon's environment (its own is empty). */
+function hostEnv(): Record<string, string> {
+  const env: Record<string, string> = {};
+  if (process.env.THAW_PMEM_DIR) env.THAW_PMEM_DIR = process.env.THAW_PMEM_DIR;
+  return env;
 }
 
 function newId(prefix: string): string {

@@ -1,12 +1,13 @@
 // The restore engine's public surface: the strategy registry with every built-in strategy
 // registered, the default strategy, and clean-up of the artefacts strategies keep per snapshot.
 
-import { readdirSync, statSync } from 'node:fs';
-import { join } from 'node:path';
+import { chmodSync, chownSync, existsSync, readdirSync, statSync } from 'node:fs';
+import { dirname, join } from 'node:path';
 import { dram, dramDir, discardDramCopy } from './strategies/dram.js';
 import { eager } from './strategies/eager.js';
 import { faasnap } from './strategies/faasnap.js';
 import { discardPassSlot, pass, passSlotBytes } from './strategies/pass.js';
+import { poolLocation } from './pass-pool.js';
 import { reap } from './strategies/reap.js';
 import { sabre, sabreReap, sabreZstd } from './strategies/sabre.js';
 import { thaw } from './strategies/thaw.js';
@@ -52,6 +53,22 @@ const ARTEFACT_FILES: readonly (readonly [RegExp, string])[] = [
 ];
 
 /** What strategies keep for snapshot `id` under `root`: files beside it, its tmpfs copy, its pool slot. */
+/**
+ * Jail: the tmpfs copy of snapshot `id` (dram) readable by group `gid` only (0 = root only), in a
+ * directory hosts may traverse but not list. The pass pool is one shared file that every host
+ * maps from and takes leases in: its directory belongs to `sandboxGid`, the group of all hosts.
+ */
+export function grantTmpfsCopy(root: string, id: string, gid: number, sandboxGid: number): void {
+  const pool = poolLocation().dir;
+  chownSync(pool, 0, sandboxGid);
+  chmodSync(pool, 0o2770);
+  const copy = join(dramDir(root), `${id}.img`);
+  if (!existsSync(copy)) return;
+  for (const dir of [dirname(dramDir(root)), dramDir(root)]) chmodSync(dir, 0o711);
+  chownSync(copy, 0, gid);
+  chmodSync(copy, gid ? 0o640 : 0o600);
+}
+
 export function listArtefacts(root: string, id: string): ArtefactInfo[] {
   const out: ArtefactInfo[] = [];
   const sizeOf = (path: string): number | null => {

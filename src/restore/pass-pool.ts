@@ -21,7 +21,7 @@
 // already zeroed the tag and the restore refuses the slot.
 
 import { closeSync, existsSync, fstatSync, fsyncSync, ftruncateSync, mkdirSync, openSync, readFileSync, readSync, readdirSync, rmSync, statfsSync, writeSync } from 'node:fs';
-import { createHash } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { join, resolve } from 'node:path';
 import { crc32 } from 'node:zlib';
 import { ThawError } from '../core/errors.js';
@@ -127,6 +127,18 @@ export function slotKey(root: string, id: string): string {
 }
 
 let leaseCounter = 0;
+/**
+ * The pid that leases are taken in the name of: this process's, unless it runs in a PID namespace
+ * of its own (a jailed sandbox host is PID 1 there), where the daemon names the outer pid of its
+ * jailer, which lives exactly as long as the host. A random tag keeps names apart regardless.
+ */
+let leaseOwnerPid = process.pid;
+const leaseTag = randomBytes(4).toString('hex');
+
+/** Sets the pid leases are taken in the name of (see leaseOwnerPid). */
+export function setLeaseOwnerPid(pid: number): void {
+  leaseOwnerPid = pid;
+}
 
 function sleepMs(ms: number): void {
   Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
@@ -283,7 +295,7 @@ export class SnapshotPool {
   #leased(): Set<number> {
     const held = new Set<number>();
     for (const name of readdirSync(this.location.dir)) {
-      const m = /^lease-(\d+)-(\d+)-\d+$/.exec(name);
+      const m = /^lease-(\d+)-(\d+)-[0-9a-f]*\d+$/.exec(name);
       if (!m) continue;
       if (pidAlive(Number(m[2]))) held.add(Number(m[1]));
       else rmSync(join(this.location.dir, name), { force: true });
@@ -311,7 +323,7 @@ export class SnapshotPool {
    * lookup()). Returns the function that drops it; idempotent.
    */
   lease(entry: SlotEntry): () => void {
-    const path = join(this.location.dir, `lease-${entry.generation}-${process.pid}-${leaseCounter++}`);
+    const path = join(this.location.dir, `lease-${entry.generation}-${leaseOwnerPid}-${leaseTag}${leaseCounter++}`);
     closeSync(openSync(path, 'w'));
     let held = true;
     return () => {

@@ -50,18 +50,26 @@ export function setUpCgroupParent(name: string): { path: string } | { unavailabl
 export class MemoryCgroup {
   private constructor(readonly path: string, readonly version: 1 | 2) {}
 
-  /** Creates the cgroup and moves `pid` into it; null when that fails (the host still runs). */
-  static create(parent: string, name: string, pid: number): MemoryCgroup | null {
+  /**
+   * Creates the cgroup and moves `pid` into it (or, with null, leaves joining to the process
+   * itself through procsFile); null when that fails (the host still runs).
+   */
+  static create(parent: string, name: string, pid: number | null): MemoryCgroup | null {
     layout ??= detect();
     if (!layout) return null;
     const path = join(parent, name);
     try {
       mkdirSync(path, { recursive: true });
-      writeFileSync(join(path, 'cgroup.procs'), String(pid));
+      if (pid !== null) writeFileSync(join(path, 'cgroup.procs'), String(pid));
       return new MemoryCgroup(path, layout.version);
     } catch {
       return null;
     }
+  }
+
+  /** The file a process writes its pid to, to join this cgroup. */
+  get procsFile(): string {
+    return join(this.path, 'cgroup.procs');
   }
 
   /** Sets the hard memory limit of the whole host process (guest memory + runtime overhead). */

@@ -2,7 +2,7 @@
 // modules ahead of use and runs guests (boot, restore, invoke, snapshot) on the daemon's
 // requests. Forked by the host pool; talks over Node IPC (see protocol.ts).
 
-import { mkdtempSync, rmSync } from 'node:fs';
+import { fstatSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
@@ -15,9 +15,45 @@ import type { SyncObjectStore } from '../store/object-store.js';
 import type { GuestContext } from '../runtimes/runtime.js';
 import type { SnapshotMeta } from '../core/snapshot-format.js';
 import { eager } from '../restore/strategies/eager.js';
+import { jailLockExec, uffdUseDevice } from '../native/index.js';
+import { setLeaseOwnerPid } from '../restore/pass-pool.js';
 import type {
   BootResult, HostEnvelope, HostFunction, HostMessage, HostRequest, Invoked, InvokeResult, PrepareResult, RestoreResult, SnapshotResult, StatsResult,
 } from './protocol.js';
+
+/** What the daemon passed on the command line (a host's environment is empty). */
+const args = parseHostArgs(process.argv.slice(2));
+if (args.uffdDeviceFd !== null) {
+  // A jailed host: no execve from here on (the jailer needed it to start us), and page servers
+  // take their userfaultfds from the device the jailer opened, if it could (else fd 4 is
+  // whatever Node opened there, and userfaultfd falls back to user-mode faults only).
+  jailLockExec();
+  if (isCharacterDevice(args.uffdDeviceFd)) uffdUseDevice(args.uffdDeviceFd);
+}
+
+function isCharacterDevice(fd: number): boolean {
+  try {
+    return fstatSync(fd).isCharacterDevice();
+  } catch {
+    return false;
+  }
+}
+for (const [k, v] of args.env) process.env[k] = v;
+
+function parseHostArgs(argv: readonly string[]): { uffdDeviceFd: number | null; scratch: string | null; env: [string, string][] } {
+  const out: { uffdDeviceFd: number | null; scratch: string | null; env: [string, string][] } = { uffdDeviceFd: null, scratch: null, env: [] };
+  for (const a of argv) {
+    const [key, ...rest] = a.split('=');
+    const value = rest.join('=');
+    if (key === '--uffd-device-fd') out.uffdDeviceFd = Number(value);
+    else if (key === '--scratch') out.scratch = value;
+    else if (key === '--env') {
+      const eq = value.indexOf('=');
+      out.env.push([value.slice(0, eq), value.slice(eq + 1)]);
+    }
+  }
+  return out;
+}
 
 interface PreparedFunction {
   readonly fn: HostFunction;
@@ -56,9 +92,9 @@ function contextFor(sandboxId: string, fn: HostFunction): GuestContext {
   };
 }
 
-function preparedFor(digest: string): PreparedFunction {
-  const p = prepared.get(digest);
-  if (!p) throw new ThawError('THAW_INTERNAL', { detail: `function with digest ${digest.slice(0, 12)} not prepared in this host` });
+function preparedFor(deployment: string): PreparedFunction {
+  const p = prepared.get(deployment);
+  if (!p) throw new ThawError('THAW_INTERNAL', { detail: `deployment ${deployment.slice(0, 12)} is not prepared in this host` });
   return p;
 }
 
@@ -73,21 +109,22 @@ async function handle(req: HostRequest): Promise<unknown> {
     case 'configure': {
       objects?.close();
       objects = openSyncObjectStore(req.objectStore);
+      setLeaseOwnerPid(req.ownerPid);
       return {};
     }
     case 'prepare': {
       const t0 = performance.now();
-      if (!prepared.has(req.fn.digest)) {
+      if (!prepared.has(req.fn.deployment)) {
         const adapter = await adapterFor(req.fn.params.runtime);
         const p: PreparedFunction = { fn: req.fn, adapter, prepared: await adapter.prepare(req.fn.params, req.fn.artefactPath) };
-        prepared.set(req.fn.digest, p);
+        prepared.set(req.fn.deployment, p);
         if (p.fn.params.runtime === 'wasi') await warmUp(p);
       }
       preallocateForRestores(req.fn.params.memoryMiB * 1024 * 1024);
       return { timings: { prepareMs: since(t0) } } satisfies PrepareResult;
     }
     case 'boot': {
-      const p = preparedFor(req.digest);
+      const p = preparedFor(req.deployment);
       releasePreallocated(null);
       const t0 = performance.now();
       const guest = await p.adapter.boot(p.prepared, contextFor(req.sandboxId, p.fn));
@@ -101,7 +138,7 @@ async function handle(req: HostRequest): Promise<unknown> {
       return result;
     }
     case 'restore': {
-      const p = preparedFor(req.digest);
+      const p = preparedFor(req.deployment);
       const t0 = performance.now();
       const strategy = getStrategy(req.strategy);
       releasePreallocated(strategy.id);
@@ -150,7 +187,7 @@ async function handle(req: HostRequest): Promise<unknown> {
         memoryBytes: memory.length,
         guestState: state.runtime,
       };
-      const written = writeSnapshot(req.snapshotRoot, meta, memory, base);
+      const written = writeSnapshot(req.outDir, meta, memory, base);
       return { timings: { snapshotMs: since(t0) }, meta, storedBytes: written.storedBytes, pageRuns: written.state.runs.length } satisfies SnapshotResult;
     }
     case 'destroy': {
@@ -213,7 +250,7 @@ function releasePreallocated(keep: string | null): void {
  * restore of hello-c. The throwaway snapshot lives in a private temp directory, removed here.
  */
 async function warmUp(p: PreparedFunction): Promise<void> {
-  const dir = mkdtempSync(join(tmpdir(), 'thaw-warmup-'));
+  const dir = mkdtempSync(join(args.scratch ?? tmpdir(), 'thaw-warmup-'));
   try {
     const ctx = contextFor('warm-up', p.fn);
     const guest = await p.adapter.boot(p.prepared, ctx);

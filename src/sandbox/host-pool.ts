@@ -1,13 +1,18 @@
 // The pool of pre-spawned sandbox hosts, so that process start and module compilation are off
-// the invocation's critical path. Generic spares are spawned and configured ahead; a host taken
-// for a function is replaced in the background by one already prepared for that function.
-// A host carries one sandbox and is never reused after it (one process per "microVM").
+// the invocation's critical path. A host taken for a function is replaced in the background by
+// one already prepared for that function (deployment). Unjailed, generic spares are also kept
+// ready; a jailed host belongs to one function from its start (its uid, group and filesystem
+// view are the function's), so jailed pools keep prepared hosts only. Prepared hosts are
+// bounded: functions unused for `preparedIdleMs` and those beyond the `maxPreparedFunctions`
+// most recently used keep none. A host carries one sandbox and is never reused after it.
 
+import { dirname } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { ThawError } from '../core/errors.js';
 import type { ObjectStoreConfig } from '../store/object-store.js';
 import { HostProcess, type LogSink } from './host-process.js';
 import type { HostFunction, PrepareResult } from './protocol.js';
+import { UidRange, createScratch, removeScratch } from './jail.js';
 
 /** Validated pool settings. */
 export interface HostPoolParams {
@@ -21,13 +26,22 @@ export interface HostPoolParams {
   /** Parent memory cgroup path, or null where cgroups are unavailable. */
   readonly cgroupParent: string | null;
   readonly onLog: LogSink;
+  /** Jail every host (see jail.ts) under this data directory, or null to run hosts unjailed. */
+  readonly jail: { readonly dataDir: string; readonly env: Readonly<Record<string, string>> } | null;
+  /** A function unused for this long keeps no prepared host. */
+  readonly preparedIdleMs: number;
+  /** Prepared hosts are kept for at most this many functions (the most recently used). */
+  readonly maxPreparedFunctions: number;
 }
 
 interface PooledHost {
   readonly host: HostProcess;
   /** Resolves when the host is configured (and prepared, for `digest`). */
   readonly ready: Promise<void>;
+  /** The deployment the host was prepared for, or null for a generic spare. */
   readonly digest: string | null;
+  /** A jailed host's scratch directory (its only writable space). */
+  readonly scratchDir: string | null;
 }
 
 export interface AcquiredHost {
@@ -36,55 +50,68 @@ export interface AcquiredHost {
   readonly acquireMs: number;
   /** Whether the host came already prepared for the function. */
   readonly prepared: boolean;
+  /** A jailed host's scratch directory (where it writes snapshots), else null. */
+  readonly scratchDir: string | null;
 }
 
 export class HostPool {
   private readonly spares: PooledHost[] = [];
   private readonly preparedHosts = new Map<string, PooledHost[]>();
   private readonly functions = new Map<string, HostFunction>();
+  /** When each deployment last took a host (ms since the epoch). */
+  private readonly lastUsed = new Map<string, number>();
   private readonly all = new Set<HostProcess>();
+  private readonly uids = new UidRange();
   private closed = false;
+  private retireTimer: NodeJS.Timeout | undefined;
 
   constructor(private readonly params: HostPoolParams) {}
 
   /** Spawns the initial spares. */
   start(): void {
     this.refill();
+    // An idle daemon still retires idle functions' prepared hosts.
+    this.retireTimer = setInterval(() => this.refill(), Math.min(this.params.preparedIdleMs, 60_000));
+    this.retireTimer.unref();
   }
 
   /** Takes a host ready to run `fn`: prepared if one is waiting, else a spare prepared now. */
   async acquire(fn: HostFunction): Promise<AcquiredHost> {
     if (this.closed) throw new ThawError('THAW_POOL_EXHAUSTED', { detail: 'the host pool is shut down' });
     const t0 = performance.now();
-    this.functions.set(fn.digest, fn);
-    const waiting = this.preparedHosts.get(fn.digest) ?? [];
+    this.functions.set(fn.deployment, fn);
+    this.lastUsed.set(fn.deployment, Date.now());
+    const waiting = this.preparedHosts.get(fn.deployment) ?? [];
     let pooled = waiting.shift();
     let wasPrepared = true;
     if (!pooled) {
       wasPrepared = false;
-      pooled = this.spares.shift() ?? this.spawn(null);
+      // A jailed host is born for its function: it is spawned and prepared now.
+      pooled = this.params.jail ? this.spawn(fn) : (this.spares.shift() ?? this.spawn(null));
     }
     try {
       await pooled.ready;
       if (!pooled.host.alive) throw new ThawError('THAW_SANDBOX_DIED', { id: `host-${pooled.host.pid}`, detail: 'host died while pooled' });
-      if (!wasPrepared) await this.prepare(pooled.host, fn);
+      if (!wasPrepared && pooled.digest === null) await this.prepare(pooled.host, fn);
     } catch (err) {
       void pooled.host.kill('failed to start');
       throw err;
     }
-    return { host: pooled.host, acquireMs: performance.now() - t0, prepared: wasPrepared };
+    return { host: pooled.host, acquireMs: performance.now() - t0, prepared: wasPrepared, scratchDir: pooled.scratchDir };
   }
 
-  /** Forgets a function (deleted or redeployed): its prepared hosts are killed. */
-  forget(digest: string): void {
-    this.functions.delete(digest);
-    for (const p of this.preparedHosts.get(digest) ?? []) void p.host.kill('function removed');
-    this.preparedHosts.delete(digest);
+  /** Forgets a deployment (deleted, redeployed or idle): its prepared hosts are killed. */
+  forget(deployment: string, reason = 'function removed'): void {
+    this.functions.delete(deployment);
+    this.lastUsed.delete(deployment);
+    for (const p of this.preparedHosts.get(deployment) ?? []) void p.host.kill(reason);
+    this.preparedHosts.delete(deployment);
   }
 
   /** Kills every host, pooled or in use. */
   async close(): Promise<void> {
     this.closed = true;
+    clearInterval(this.retireTimer);
     await Promise.all([...this.all].map((h) => h.kill('shutdown')));
   }
 
@@ -98,24 +125,41 @@ export class HostPool {
   /** Counts for the API and tests. */
   describe(): { spares: number; prepared: Record<string, number>; live: number } {
     const prepared: Record<string, number> = {};
-    for (const [digest, hosts] of this.preparedHosts) prepared[this.functions.get(digest)?.params.name ?? digest] = hosts.length;
+    for (const [deployment, hosts] of this.preparedHosts) prepared[this.functions.get(deployment)?.params.name ?? deployment] = hosts.length;
     return { spares: this.spares.length, prepared, live: this.all.size };
   }
 
   private spawn(fn: HostFunction | null): PooledHost {
-    const host = new HostProcess(this.params.onLog, this.params.cgroupParent);
+    const { jail } = this.params;
+    let uid: number | null = null;
+    let scratchDir: string | null = null;
+    let host: HostProcess;
+    if (jail) {
+      if (!fn) throw new ThawError('THAW_INTERNAL', { detail: 'a jailed host is spawned for a function' });
+      uid = this.uids.allocate();
+      scratchDir = createScratch(jail.dataDir, uid, fn.gid);
+      host = new HostProcess({
+        onLog: this.params.onLog,
+        cgroupParent: this.params.cgroupParent,
+        jail: { uid, gid: fn.gid, dataDir: jail.dataDir, functionDir: dirname(fn.artefactPath), scratchDir, objectStore: this.params.objectStore, env: jail.env },
+      });
+    } else {
+      host = new HostProcess({ onLog: this.params.onLog, cgroupParent: this.params.cgroupParent, jail: null });
+    }
     this.all.add(host);
     void host.exited.then(() => {
       this.all.delete(host);
       this.dropPooled(host);
+      if (scratchDir) removeScratch(scratchDir);
+      if (uid !== null) this.uids.release(uid);
     });
     const ready = (async () => {
       await host.ready;
-      await host.request({ op: 'configure', objectStore: this.params.objectStore });
+      await host.request({ op: 'configure', objectStore: this.params.objectStore, ownerPid: host.pid });
       if (fn) await this.prepare(host, fn);
     })();
     ready.catch(() => void host.kill('failed to start'));
-    return { host, ready, digest: fn?.digest ?? null };
+    return { host, ready, digest: fn?.deployment ?? null, scratchDir };
   }
 
   private async prepare(host: HostProcess, fn: HostFunction): Promise<PrepareResult> {
@@ -130,10 +174,17 @@ export class HostPool {
    */
   refill(): void {
     if (this.closed) return;
-    while (this.spares.length < this.params.spareHosts) this.spares.push(this.spawn(null));
-    for (const [digest, fn] of this.functions) {
-      const list = this.preparedHosts.get(digest) ?? [];
-      this.preparedHosts.set(digest, list);
+    if (!this.params.jail) while (this.spares.length < this.params.spareHosts) this.spares.push(this.spawn(null));
+    const now = Date.now();
+    const byRecency = [...this.functions.keys()].sort((a, b) => (this.lastUsed.get(b) ?? 0) - (this.lastUsed.get(a) ?? 0));
+    for (const [rank, deployment] of byRecency.entries()) {
+      if (rank >= this.params.maxPreparedFunctions || now - (this.lastUsed.get(deployment) ?? 0) > this.params.preparedIdleMs) {
+        this.forget(deployment, 'retired (idle function)');
+        continue;
+      }
+      const fn = this.functions.get(deployment)!;
+      const list = this.preparedHosts.get(deployment) ?? [];
+      this.preparedHosts.set(deployment, list);
       while (list.length < this.params.preparedPerFunction) list.push(this.spawn(fn));
     }
   }

@@ -1,11 +1,12 @@
 // The daemon's handle on one sandbox host process: fork, typed requests with timeouts,
 // and loud failure when the process dies (every pending request is rejected).
 
-import { fork, type ChildProcess } from 'node:child_process';
+import { fork, spawn, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { ThawError } from '../core/errors.js';
 import type { HostEnvelope, HostMessage, HostRequest } from './protocol.js';
 import { MemoryCgroup } from './cgroup.js';
+import { JAIL_FAILED_EXIT, UFFD_DEVICE_FD, jailerCommand, type JailPlan } from './jail.js';
 
 const HOST_MAIN = fileURLToPath(new URL('./host-main.js', import.meta.url));
 
@@ -30,6 +31,18 @@ export interface HostExit {
 
 export type LogSink = (sandboxId: string, stream: 'stdout' | 'stderr', text: string) => void;
 
+/** How to start a host: jailed (the normal case: root daemon) or as a plain child process. */
+export interface HostLaunch {
+  readonly onLog: LogSink;
+  readonly cgroupParent: string | null;
+  /** The jail to start the host in (see jail.ts), or null to run it unjailed (the daemon says why). */
+  readonly jail: (Omit<JailPlan, 'cgroupProcs'> & { readonly env: Readonly<Record<string, string>> }) | null;
+}
+
+// The host gets a bounded JS heap; guest memory (Wasm) lives outside it and is bounded by the
+// sandbox memory limit and, where the machine has one, a memory cgroup.
+const HOST_EXEC_ARGV = ['--max-old-space-size=512', '--disable-warning=ExperimentalWarning', '--no-wasm-lazy-compilation'];
+
 export class HostProcess {
   readonly child: ChildProcess;
   readonly ready: Promise<void>;
@@ -41,15 +54,20 @@ export class HostProcess {
   private fatalMessage: string | null = null;
   private exitInfo: HostExit | null = null;
 
-  constructor(onLog: LogSink, cgroupParent: string | null) {
-    // The host gets a bounded JS heap; guest memory (Wasm) lives outside it and is bounded
-    // by the sandbox memory limit and, where the machine has one, a memory cgroup.
-    this.child = fork(HOST_MAIN, [], {
-      serialization: 'advanced',
-      stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
-      execArgv: ['--max-old-space-size=512', '--disable-warning=ExperimentalWarning', '--no-wasm-lazy-compilation'],
-    });
-    this.cgroup = cgroupParent && this.child.pid ? MemoryCgroup.create(cgroupParent, `host-${this.child.pid}`, this.child.pid) : null;
+  constructor(launch: HostLaunch) {
+    const { onLog, cgroupParent, jail } = launch;
+    // Settings a host needs from the daemon travel as arguments: its environment is empty.
+    const hostArgs = jail ? [`--uffd-device-fd=${UFFD_DEVICE_FD}`, `--scratch=${jail.scratchDir}`] : [];
+    for (const [k, v] of Object.entries(jail?.env ?? {})) hostArgs.push(`--env=${k}=${v}`);
+    if (jail) {
+      // The cgroup exists before the host does: the jailer joins it before anything else runs.
+      this.cgroup = cgroupParent ? MemoryCgroup.create(cgroupParent, `host-${jail.uid}-${Date.now().toString(36)}`, null) : null;
+      const cmd = jailerCommand({ ...jail, cgroupProcs: this.cgroup?.procsFile ?? null }, [process.execPath, ...HOST_EXEC_ARGV, HOST_MAIN, ...hostArgs]);
+      this.child = spawn(cmd.file, cmd.args, { serialization: 'advanced', stdio: ['ignore', 'inherit', 'inherit', 'ipc'], env: {} });
+    } else {
+      this.child = fork(HOST_MAIN, hostArgs, { serialization: 'advanced', stdio: ['ignore', 'inherit', 'inherit', 'ipc'], execArgv: HOST_EXEC_ARGV, env: {} });
+      this.cgroup = cgroupParent && this.child.pid ? MemoryCgroup.create(cgroupParent, `host-${this.child.pid}`, this.child.pid) : null;
+    }
     let markReady: () => void = () => {};
     let failReady: (e: ThawError) => void = () => {};
     this.ready = new Promise<void>((res, rej) => {
@@ -136,6 +154,7 @@ export class HostProcess {
 
 function describeExit(info: HostExit): string {
   if (info.oomKilled) return 'killed by the memory cgroup (out of memory)';
+  if (info.code === JAIL_FAILED_EXIT && !info.killedBy) return 'the host\'s jail could not be set up (thaw-jailer said why on the daemon\'s stderr)';
   if (info.killedBy) return `killed by Thaw (${info.killedBy})`;
   if (info.fatal) return `the host failed: ${info.fatal}`;
   if (info.signal) return `host process killed by ${info.signal}`;

@@ -14,15 +14,25 @@ export interface HostFunction {
   readonly artefactPath: string;
   /** sha256 of the stored artefact: the module version snapshots are checked against. */
   readonly digest: string;
+  /**
+   * This deployment of the function: its name, module and settings. Prepared hosts and warm
+   * sandboxes belong to one deployment; two functions with the same code never share one, and a
+   * redeploy retires the old deployment's.
+   */
+  readonly deployment: string;
+  /** The function's own group: a jailed host of it may read only this function's files. */
+  readonly gid: number;
 }
 
 export type HostRequest =
-  | { op: 'configure'; objectStore: ObjectStoreConfig }
+  /** ownerPid: the host's pid as the daemon sees it (a jailed host is PID 1 in its own namespace). */
+  | { op: 'configure'; objectStore: ObjectStoreConfig; ownerPid: number }
   | { op: 'prepare'; fn: HostFunction }
-  | { op: 'boot'; sandboxId: string; digest: string; init: boolean; invoke?: InvokeAfter }
-  | { op: 'restore'; sandboxId: string; digest: string; snapshotRoot: string; snapshotId: string; strategy: string; invoke?: InvokeAfter }
+  | { op: 'boot'; sandboxId: string; deployment: string; init: boolean; invoke?: InvokeAfter }
+  | { op: 'restore'; sandboxId: string; deployment: string; snapshotRoot: string; snapshotId: string; strategy: string; invoke?: InvokeAfter }
   | { op: 'invoke'; sandboxId: string; input: Uint8Array }
-  | { op: 'snapshot'; sandboxId: string; snapshotRoot: string; meta: Omit<SnapshotMeta, 'memoryBytes' | 'guestState' | 'runtime' | 'moduleDigest' | 'functionName'> }
+  /** Written to `outDir` (the host's scratch when jailed, else the snapshot root); base chains read from `snapshotRoot`. */
+  | { op: 'snapshot'; sandboxId: string; snapshotRoot: string; outDir: string; meta: Omit<SnapshotMeta, 'memoryBytes' | 'guestState' | 'runtime' | 'moduleDigest' | 'functionName'> }
   | { op: 'destroy'; sandboxId: string }
   | { op: 'stats' };
 
