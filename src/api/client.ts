@@ -2,8 +2,7 @@
 
 import { ThawError } from '../core/errors.js';
 import type {
-  FunctionInfo, InvokeRequest, InvokeResult, InvokeTimings, SandboxInfo, SnapshotInfo, SnapshotRequest, StrategyInfo, ThawApi,
-} from '../platform/types.js';
+  FunctionInfo, InvokeRequest, InvokeResult, InvokeTimings, SandboxInfo, SnapshotInfo, SnapshotRequest, StrategyInfo, ThawApi, DoctorReport } from '../platform/types.js';
 
 export class HttpClient implements ThawApi {
   constructor(private readonly baseUrl: string, private readonly token: string | null = null) {}
@@ -78,6 +77,9 @@ export class HttpClient implements ThawApi {
   }
   listStrategies(): Promise<StrategyInfo[]> {
     return this.call('GET', '/v1/strategies');
+  }
+  doctor(): Promise<DoctorReport> {
+    return this.call('GET', '/v1/doctor');
   }
   async invoke(req: InvokeRequest): Promise<InvokeResult> {
     const q = new URLSearchParams({ mode: req.mode });

@@ -166,6 +166,20 @@ export function registerRoutes(app: FastifyInstance, api: ThawApi): void {
       },
     },
   }, async () => api.listStrategies());
+  app.get('/v1/doctor', {
+    schema: {
+      summary: 'How sandbox hosts are confined here, layer by layer, as a freshly started host observes it', tags: ['sandboxes'],
+      response: {
+        200: {
+          type: 'object',
+          properties: {
+            jailed: { type: 'boolean' }, reason: { type: 'string' }, memoryCgroups: { type: 'string' },
+            layers: { type: 'array', items: { type: 'object', properties: { layer: { type: 'string' }, active: { type: 'boolean' }, detail: { type: 'string' } } } },
+          },
+        },
+      },
+    },
+  }, async () => api.doctor());
 
   // ---- objects
   const keyParam = { type: 'object', required: ['key'], properties: { key: { type: 'string', minLength: 1, maxLength: 512 } } } as const;

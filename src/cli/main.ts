@@ -7,6 +7,7 @@ import { ThawError } from '../core/errors.js';
 import { runBenchCommand } from './commands/bench.js';
 import { runDaemon } from './commands/daemon.js';
 import { runDemo } from './commands/demo.js';
+import { doctor } from './commands/doctor.js';
 import * as fn from './commands/functions.js';
 import { runInvoke } from './commands/invoke.js';
 import * as obj from './commands/objects.js';
@@ -28,8 +29,11 @@ program.command('daemon')
   .description('run the Thaw daemon (HTTP API)')
   .option('--host <host>', 'address to bind', '127.0.0.1')
   .option('--port <port>', 'port to bind (0 = any free port)', '7070')
-  .option('--spare-hosts <n>', 'generic sandbox hosts kept ready', '1')
+  .option('--spare-hosts <n>', 'generic sandbox hosts kept ready (unjailed only: a jailed host is born for one function)', '1')
   .option('--prepared-per-function <n>', 'hosts kept with each used function compiled', '1')
+  .option('--prepared-idle-s <s>', 'a function unused this long keeps no prepared host', '600')
+  .option('--max-prepared-functions <n>', 'prepared hosts are kept for at most this many recently used functions', '8')
+  .addOption(new Option('--jail <mode>', 'jail sandbox hosts (see `thaw doctor`): auto = where the daemon can (root), required = refuse to start without').choices(['auto', 'required', 'off']).default('auto'))
   .option('--max-idle-sandboxes <n>', 'idle sandboxes kept for warm invocations', '16')
   .option('--max-sandboxes <n>', 'live sandboxes at most (each is a host process); beyond it requests get 503', '64')
   .option('--no-cgroups', 'do not put sandbox hosts in memory cgroups')
@@ -75,6 +79,7 @@ snaps.command('prepare <id>')
   .description("build and verify a restore strategy's artefacts for a snapshot ahead of its first restore")
   .requiredOption('--strategy <id>', 'restore strategy')
   .action((id: string, o) => snap.prepare(g(), id, o));
+program.command('doctor').option('--json', 'print the report as JSON').description('show how sandbox hosts are confined here (the jail\'s layers)').action((o: { json?: boolean }) => doctor(g(), o));
 program.command('strategies').description('list restore strategies and whether this host can run them').action(() => snap.strategies(g()));
 snaps.command('delete <id>').description('delete a snapshot').action((id: string) => snap.remove(g(), id));
 

@@ -2,7 +2,7 @@
 // takes and restores snapshots, and serves cold, warm and snapshot invocations with a timing
 // breakdown. The daemon and the in-process CLI both drive this class through ThawApi.
 
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { lstatSync, mkdirSync, readdirSync, renameSync, rmSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { performance } from 'node:perf_hooks';
@@ -12,7 +12,7 @@ import { readState, diskUsageBytes } from '../snapshot/snapshot-io.js';
 import type { SnapshotMeta } from '../core/snapshot-format.js';
 import { HostPool, type AcquiredHost } from '../sandbox/host-pool.js';
 import type { HostProcess } from '../sandbox/host-process.js';
-import { setUpCgroupParent } from '../sandbox/cgroup.js';
+import { removeCgroupParent, setUpCgroupParent } from '../sandbox/cgroup.js';
 import { SANDBOX_GID, grantToFunction, jailAvailability, secureDataDir } from '../sandbox/jail.js';
 import type { JailMode } from '../core/config.js';
 import type { BootResult, Invoked, InvokeResult as HostInvokeResult, RestoreResult, SnapshotResult } from '../sandbox/protocol.js';
@@ -22,7 +22,7 @@ import type { ObjectStore, ObjectStoreConfig } from '../store/object-store.js';
 import { openObjectStore } from '../store/open-store.js';
 import { FunctionRegistry } from './function-registry.js';
 import type {
-  FunctionInfo, InvokeRequest, InvokeResult, InvokeTimings, SandboxInfo, SnapshotInfo, SnapshotRequest, StrategyInfo, ThawApi,
+  DoctorReport, FunctionInfo, InvokeRequest, InvokeResult, InvokeTimings, SandboxInfo, SnapshotInfo, SnapshotRequest, StrategyInfo, ThawApi,
 } from './types.js';
 import { INVOKE_MODES } from './types.js';
 
@@ -84,6 +84,8 @@ export class Platform implements ThawApi {
    */
   private readonly snapshotMeta = new Map<string, { meta: SnapshotMeta; diskBytes: number }>();
   readonly jail: JailState;
+  private readonly cgroupState: string;
+  private cgroupParent: string | null = null;
 
   constructor(private readonly params: PlatformParams) {
     this.log = params.logger;
@@ -102,10 +104,14 @@ export class Platform implements ThawApi {
     }
     this.preparer = new StrategyPreparer(this.snapshotRoot);
     let cgroupParent: string | null = null;
+    this.cgroupState = 'off (--no-cgroups)';
     if (params.useCgroups) {
-      const cg = setUpCgroupParent('thaw');
+      // One parent per data directory: daemons with different data directories stay apart.
+      const cg = setUpCgroupParent(`thaw-${createHash('sha256').update(params.dataDir).digest('hex').slice(0, 12)}`);
       if ('path' in cg) cgroupParent = cg.path;
       else this.log.warn({ reason: cg.unavailable }, 'memory cgroups unavailable: sandbox memory is bounded by the Wasm memory limit only');
+      this.cgroupParent = cgroupParent;
+      this.cgroupState = 'path' in cg ? `one per host under ${cg.path}` : `unavailable: ${cg.unavailable}`;
     }
     this.pool = new HostPool({
       spareHosts: params.spareHosts,
@@ -231,6 +237,16 @@ export class Platform implements ThawApi {
     return listStrategies().map((s) => ({ id: s.id, description: s.description, available: s.support.ok, ...(!s.support.ok && { reason: s.support.reason }) }));
   }
 
+  async doctor(): Promise<DoctorReport> {
+    const layers = await this.pool.probe();
+    return {
+      jailed: this.jail.jailed,
+      ...(!this.jail.jailed && { reason: this.jail.reason }),
+      layers,
+      memoryCgroups: this.cgroupState,
+    };
+  }
+
   // ---- invocations -----------------------------------------------------------------------
 
   async invoke(req: InvokeRequest): Promise<InvokeResult> {
@@ -336,6 +352,7 @@ export class Platform implements ThawApi {
     await this.preparer.close();
     await this.pool.close();
     this.sandboxes.clear();
+    if (this.cgroupParent) removeCgroupParent(this.cgroupParent);
     if (this.objects) await (await this.objects.catch(() => undefined))?.close();
   }
 

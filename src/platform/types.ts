@@ -122,6 +122,17 @@ export interface StrategyInfo {
 }
 
 /** Everything the CLI and the HTTP API can ask of Thaw. */
+/** What `thaw doctor` reports. */
+export interface DoctorReport {
+  /** Whether hosts are jailed; when not, why. */
+  readonly jailed: boolean;
+  readonly reason?: string;
+  /** Each layer as a probe host observed it from inside. */
+  readonly layers: readonly { readonly layer: string; readonly active: boolean; readonly detail: string }[];
+  /** Where each host's memory is bounded. */
+  readonly memoryCgroups: string;
+}
+
 export interface ThawApi {
   deployFunction(manifest: unknown, artefact: Uint8Array): Promise<FunctionInfo>;
   listFunctions(): Promise<FunctionInfo[]>;
@@ -139,6 +150,8 @@ export interface ThawApi {
   /** Builds and verifies what `strategy` needs for snapshot `id` ahead of its first restore. */
   prepareSnapshot(id: string, strategy: string): Promise<{ snapshotId: string; strategy: string; built: boolean; elapsedMs: number }>;
   listStrategies(): Promise<StrategyInfo[]>;
+  /** How sandbox hosts are confined here, layer by layer, as a freshly started host observes it. */
+  doctor(): Promise<DoctorReport>;
 
   invoke(req: InvokeRequest): Promise<InvokeResult>;
 

@@ -46,6 +46,15 @@ export function setUpCgroupParent(name: string): { path: string } | { unavailabl
   }
 }
 
+/** Removes a parent cgroup once its hosts' cgroups are gone (left in place while any remain). */
+export function removeCgroupParent(path: string): void {
+  try {
+    rmdirSync(path);
+  } catch {
+    /* a host cgroup is still being removed, or already gone */
+  }
+}
+
 /** One host process's memory cgroup. */
 export class MemoryCgroup {
   private constructor(readonly path: string, readonly version: 1 | 2) {}

@@ -2,8 +2,9 @@
 // modules ahead of use and runs guests (boot, restore, invoke, snapshot) on the daemon's
 // requests. Forked by the host pool; talks over Node IPC (see protocol.ts).
 
-import { fstatSync, mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { spawnSync } from 'node:child_process';
+import { fstatSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { hostname, networkInterfaces, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { readChain, writeSnapshot } from '../snapshot/snapshot-io.js';
@@ -15,10 +16,10 @@ import type { SyncObjectStore } from '../store/object-store.js';
 import type { GuestContext } from '../runtimes/runtime.js';
 import type { SnapshotMeta } from '../core/snapshot-format.js';
 import { eager } from '../restore/strategies/eager.js';
-import { jailLockExec, uffdUseDevice } from '../native/index.js';
+import { jailLockExec, uffdAvailability, uffdUseDevice } from '../native/index.js';
 import { setLeaseOwnerPid } from '../restore/pass-pool.js';
 import type {
-  BootResult, HostEnvelope, HostFunction, HostMessage, HostRequest, Invoked, InvokeResult, PrepareResult, RestoreResult, SnapshotResult, StatsResult,
+  BootResult, HostEnvelope, JailLayer, HostFunction, HostMessage, HostRequest, Invoked, InvokeResult, PrepareResult, RestoreResult, SnapshotResult, StatsResult,
 } from './protocol.js';
 
 /** What the daemon passed on the command line (a host's environment is empty). */
@@ -197,9 +198,47 @@ async function handle(req: HostRequest): Promise<unknown> {
       const restore = s?.image?.release();
       return restore ? { restore: { ...restore } } : {};
     }
+    case 'inspect':
+      return inspectJail();
     case 'stats':
       return { rssBytes: process.memoryUsage.rss(), sandboxes: [...sandboxes.keys()], prepared: [...prepared.keys()] } satisfies StatsResult;
   }
+}
+
+/**
+ * The jail as this process sees it: every layer is checked by what it does (a refused call, a
+ * kernel status field), not by what the daemon asked for.
+ */
+function inspectJail(): JailLayer[] {
+  const status = readFileSync('/proc/self/status', 'utf8');
+  const field = (name: string): string => new RegExp(`^${name}:\\s*(.*)$`, 'm').exec(status)?.[1]?.trim() ?? '?';
+  const refused = (fn: () => unknown): string | null => {
+    try {
+      fn();
+      return null;
+    } catch (err: unknown) {
+      return (err as NodeJS.ErrnoException).code ?? String(err);
+    }
+  };
+  const uid = process.getuid?.() ?? -1;
+  const gid = process.getgid?.() ?? -1;
+  const spawned = spawnSync('/bin/true');
+  const listRoot = refused(() => readdirSync('/'));
+  const interfaces = Object.keys(networkInterfaces());
+  const uffd = uffdAvailability();
+  const seccomp = field('Seccomp');
+  return [
+    { layer: 'user', active: uid !== 0 && gid !== 0, detail: `uid ${uid}, gid ${gid}, groups ${process.getgroups?.().join(',')}` },
+    { layer: 'capabilities', active: /^0+$/.test(field('CapEff')) && /^0+$/.test(field('CapBnd')), detail: `effective ${field('CapEff')}, bounding ${field('CapBnd')}` },
+    { layer: 'no_new_privs', active: field('NoNewPrivs') === '1', detail: `NoNewPrivs ${field('NoNewPrivs')}` },
+    { layer: 'seccomp', active: seccomp === '2', detail: `mode ${seccomp}, ${field('Seccomp_filters')} filters; spawning a process: ${spawned.error ? (spawned.error as NodeJS.ErrnoException).code : 'allowed'}` },
+    { layer: 'landlock', active: listRoot !== null, detail: listRoot ? `listing / refused (${listRoot})` : 'listing / allowed' },
+    { layer: 'pid namespace', active: process.pid === 1, detail: `pid ${process.pid} inside` },
+    { layer: 'network namespace', active: interfaces.length === 0 || interfaces.every((n) => n === 'lo'), detail: `interfaces: ${interfaces.join(', ') || 'none up'}` },
+    { layer: 'uts namespace', active: hostname() === 'thaw-sandbox', detail: `hostname ${hostname()}` },
+    { layer: 'environment', active: Object.keys(process.env).length === 0, detail: `${Object.keys(process.env).length} variables` },
+    { layer: 'userfaultfd', active: uffd.available, detail: uffd.available ? 'page servers available' : uffd.reason },
+  ];
 }
 
 async function invoke(s: LiveSandbox, bytes: Uint8Array): Promise<InvokeResult> {

@@ -6,13 +6,13 @@
 // bounded: functions unused for `preparedIdleMs` and those beyond the `maxPreparedFunctions`
 // most recently used keep none. A host carries one sandbox and is never reused after it.
 
-import { dirname } from 'node:path';
+import { dirname, join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { ThawError } from '../core/errors.js';
 import type { ObjectStoreConfig } from '../store/object-store.js';
 import { HostProcess, type LogSink } from './host-process.js';
-import type { HostFunction, PrepareResult } from './protocol.js';
-import { UidRange, createScratch, removeScratch } from './jail.js';
+import type { HostFunction, JailLayer, PrepareResult } from './protocol.js';
+import { SANDBOX_GID, UidRange, createScratch, removeScratch } from './jail.js';
 
 /** Validated pool settings. */
 export interface HostPoolParams {
@@ -129,19 +129,34 @@ export class HostPool {
     return { spares: this.spares.length, prepared, live: this.all.size };
   }
 
-  private spawn(fn: HostFunction | null): PooledHost {
+  /**
+   * Starts a throwaway host (jailed as a function's would be, with no function's files) and
+   * returns what it observes of its own confinement.
+   */
+  async probe(): Promise<JailLayer[]> {
+    const jail = this.params.jail;
+    const pooled = this.spawn(null, jail ? { gid: SANDBOX_GID, functionDir: join(jail.dataDir, 'functions') } : undefined);
+    try {
+      await pooled.ready;
+      return await pooled.host.request<JailLayer[]>({ op: 'inspect' }, { timeoutMs: 30_000, onTimeout: () => new ThawError('THAW_INTERNAL', { detail: 'the probe host did not answer' }) });
+    } finally {
+      void pooled.host.kill('probe done');
+    }
+  }
+
+  private spawn(fn: HostFunction | null, identity = fn ? { gid: fn.gid, functionDir: dirname(fn.artefactPath) } : undefined): PooledHost {
     const { jail } = this.params;
     let uid: number | null = null;
     let scratchDir: string | null = null;
     let host: HostProcess;
     if (jail) {
-      if (!fn) throw new ThawError('THAW_INTERNAL', { detail: 'a jailed host is spawned for a function' });
+      if (!identity) throw new ThawError('THAW_INTERNAL', { detail: 'a jailed host is spawned for a function' });
       uid = this.uids.allocate();
-      scratchDir = createScratch(jail.dataDir, uid, fn.gid);
+      scratchDir = createScratch(jail.dataDir, uid, identity.gid);
       host = new HostProcess({
         onLog: this.params.onLog,
         cgroupParent: this.params.cgroupParent,
-        jail: { uid, gid: fn.gid, dataDir: jail.dataDir, functionDir: dirname(fn.artefactPath), scratchDir, objectStore: this.params.objectStore, env: jail.env },
+        jail: { uid, gid: identity.gid, dataDir: jail.dataDir, functionDir: identity.functionDir, scratchDir, objectStore: this.params.objectStore, env: jail.env },
       });
     } else {
       host = new HostProcess({ onLog: this.params.onLog, cgroupParent: this.params.cgroupParent, jail: null });

@@ -34,7 +34,9 @@ export type HostRequest =
   /** Written to `outDir` (the host's scratch when jailed, else the snapshot root); base chains read from `snapshotRoot`. */
   | { op: 'snapshot'; sandboxId: string; snapshotRoot: string; outDir: string; meta: Omit<SnapshotMeta, 'memoryBytes' | 'guestState' | 'runtime' | 'moduleDigest' | 'functionName'> }
   | { op: 'destroy'; sandboxId: string }
-  | { op: 'stats' };
+  | { op: 'stats' }
+  /** What the host observes of its own confinement (for `thaw doctor`). */
+  | { op: 'inspect' };
 
 /**
  * Boot or restore, then invoke at once, in one round trip (a fresh host's first messages cost
@@ -67,6 +69,13 @@ export interface RestoreResult {
 }
 export interface InvokeResult { timings: HostTimings; output: Uint8Array; memoryBytes: number; restore?: RestoreResult['restore'] }
 export interface SnapshotResult { timings: HostTimings; meta: SnapshotMeta; storedBytes: number; pageRuns: number }
+/** One layer of the jail as a host observes it from inside. */
+export interface JailLayer {
+  readonly layer: string;
+  readonly active: boolean;
+  readonly detail: string;
+}
+
 export interface StatsResult { rssBytes: number; sandboxes: string[]; prepared: string[] }
 
 /** Wire shape of an error crossing the channel (ThawError.toJSON()). */

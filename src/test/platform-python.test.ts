@@ -25,7 +25,11 @@ for (const [name, event] of [['hello-py', '{"name": "thaw"}'], ['stdlib-py', '{"
   });
 }
 
-test('hello-py replies with the event it was given', async () => {
+test('hello-py replies with the event it was given, restored from its newest snapshot', async () => {
+  await deployExample(p, 'hello-py');
+  const cold = await p.invoke({ function: 'hello-py', mode: 'cold', input: Buffer.from('{}') });
+  await p.createSnapshot({ sandboxId: cold.sandboxId });
+  await p.deleteSandbox(cold.sandboxId);
   const r = await p.invoke({ function: 'hello-py', mode: 'snapshot', input: Buffer.from('{"name": "again"}'), keep: false });
   assert.deepEqual(JSON.parse(text(r.output)), { hello: { name: 'again' } });
 });

@@ -14,6 +14,9 @@ interface DaemonOptions {
   maxIdleSandboxes: string;
   maxSandboxes: string;
   cgroups: boolean;
+  jail: string;
+  preparedIdleS: string;
+  maxPreparedFunctions: string;
   logLevel: string;
 }
 
@@ -21,6 +24,7 @@ export async function runDaemon(g: GlobalOptions, o: DaemonOptions): Promise<voi
   const params = parseDaemonConfig({
     dataDir: g.dataDir, objectStore: g.objectStore, token: g.token, host: o.host, port: o.port, spareHosts: o.spareHosts,
     preparedPerFunction: o.preparedPerFunction, maxIdleSandboxes: o.maxIdleSandboxes, maxSandboxes: o.maxSandboxes, cgroups: o.cgroups, logLevel: o.logLevel,
+    jail: o.jail, preparedIdleS: o.preparedIdleS, maxPreparedFunctions: o.maxPreparedFunctions,
   });
   const logger = pino({ level: params.logLevel });
   const platform = new Platform({ ...params, logger });
