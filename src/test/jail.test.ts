@@ -56,6 +56,8 @@ async function attack(payloads: Record<string, string>, sandboxId?: string): Pro
 }
 
 const fs = "process.getBuiltinModule('node:fs')";
+// Unique names, so that a file left by another run cannot make the test pass or fail.
+const mark = `thaw-pwned-${process.pid}-${Date.now()}`;
 
 test('a guest that reaches Node.js in its host can do no harm outside its sandbox', { skip }, async () => {
   assert.ok(p.jail.jailed, 'the platform jails its hosts');
@@ -78,9 +80,9 @@ test('a guest that reaches Node.js in its host can do no harm outside its sandbo
     otherSnapshot: `return ${fs}.readFileSync(${JSON.stringify(victimMemory)}).length`,
     otherFunction: `return ${fs}.readdirSync(${JSON.stringify(join(dataDir, 'functions', 'victim'))})`,
     listDataDir: `return ${fs}.readdirSync(${JSON.stringify(dataDir)})`,
-    writeDataDir: `${fs}.writeFileSync(${JSON.stringify(join(dataDir, 'pwned'))}, 'x'); return 'written'`,
-    writeTmp: `${fs}.writeFileSync('/tmp/thaw-pwned', 'x'); return 'written'`,
-    writeProject: `${fs}.writeFileSync(${JSON.stringify(join(process.cwd(), 'pwned'))}, 'x'); return 'written'`,
+    writeDataDir: `${fs}.writeFileSync(${JSON.stringify(join(dataDir, mark))}, 'x'); return 'written'`,
+    writeTmp: `${fs}.writeFileSync(${JSON.stringify(`/tmp/${mark}`)}, 'x'); return 'written'`,
+    writeProject: `${fs}.writeFileSync(${JSON.stringify(join(process.cwd(), mark))}, 'x'); return 'written'`,
     killOtherHost: `process.kill(${victimPid}, 'SIGKILL'); return 'sent'`,
     setuidRoot: 'process.setuid(0); return process.getuid()',
   });
@@ -93,7 +95,7 @@ test('a guest that reaches Node.js in its host can do no harm outside its sandbo
   assert.ok(r.uid!.ok);
   assert.doesNotMatch(r.uid!.value!, /^0:|:0$/, 'the host runs as neither root user nor root group');
   assert.equal(r.env!.value, '{}', 'the host environment is empty (no daemon token)');
-  assert.ok(!existsSync(join(dataDir, 'pwned')) && !existsSync('/tmp/thaw-pwned') && !existsSync(join(process.cwd(), 'pwned')));
+  assert.ok(!existsSync(join(dataDir, mark)) && !existsSync(`/tmp/${mark}`) && !existsSync(join(process.cwd(), mark)));
 
   // The daemon's port: a TCP server on loopback that must never see a connection.
   let connections = 0;
