@@ -3,17 +3,18 @@
 // breakdown. The daemon and the in-process CLI both drive this class through ThawApi.
 
 import { createHash, randomBytes } from 'node:crypto';
-import { lstatSync, mkdirSync, readdirSync, renameSync, rmSync } from 'node:fs';
+import { existsSync, lstatSync, mkdirSync, readdirSync, renameSync, rmSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import type { Logger } from 'pino';
 import { ThawError, toThawError, type ErrorCode } from '../core/errors.js';
-import { readState, diskUsageBytes } from '../snapshot/snapshot-io.js';
+import { readState, diskUsageBytes, writeFileDurable } from '../snapshot/snapshot-io.js';
 import type { SnapshotMeta } from '../core/snapshot-format.js';
 import { HostPool, type AcquiredHost } from '../sandbox/host-pool.js';
 import type { HostProcess } from '../sandbox/host-process.js';
 import { removeCgroupParent, setUpCgroupParent } from '../sandbox/cgroup.js';
-import { SANDBOX_GID, grantToFunction, jailAvailability, secureDataDir } from '../sandbox/jail.js';
+import { RECORDING_OUTBOX, SANDBOX_GID, grantToFunction, jailAvailability, readPlainFile, secureDataDir } from '../sandbox/jail.js';
+import { RECORDED_FILES } from '../restore/recording-outbox.js';
 import type { JailMode } from '../core/config.js';
 import type { BootResult, Invoked, InvokeResult as HostInvokeResult, RestoreResult, SnapshotResult } from '../sandbox/protocol.js';
 import { getStrategy, listStrategies, listArtefacts, discardArtefacts, grantTmpfsCopy, DEFAULT_STRATEGY } from '../restore/index.js';
@@ -319,7 +320,10 @@ export class Platform implements ThawApi {
       if (stats !== undefined) result.restore = stats;
       // A working set was just recorded: artefacts built from it (thaw's and sabre-reap's loading
       // sets) are then built by the next prepare, in the daemon's worker, not in a sandbox host.
-      if (stats?.phase === 'record' && snapshotId !== undefined && strategy !== undefined) this.preparer.forget(snapshotId, strategy);
+      if (stats?.phase === 'record' && snapshotId !== undefined && strategy !== undefined) {
+        if (sandbox.scratchDir) this.adoptRecorded(sandbox.scratchDir, snapshotId);
+        this.preparer.forget(snapshotId, strategy);
+      }
       return result;
     } catch (err) {
       throw await this.afterFailure(sandbox, err);
@@ -546,8 +550,8 @@ export class Platform implements ThawApi {
   }
 
   /**
-   * Jail: snapshot `id` (and its tmpfs copy) readable, and writable for recorded artefacts, by
-   * its function's hosts only; a snapshot of a deleted function by no host.
+   * Jail: snapshot `id` (and its tmpfs copy) readable by its function's hosts only, writable by
+   * none; a snapshot of a deleted function readable by no host.
    */
   private grantSnapshot(id: string): void {
     let gid = 0;
@@ -557,7 +561,7 @@ export class Platform implements ThawApi {
       /* unreadable snapshot or deleted function: root only */
     }
     try {
-      grantToFunction(join(this.snapshotRoot, id), gid, gid ? 0o2770 : 0o700, gid ? 0o660 : 0o600);
+      grantToFunction(join(this.snapshotRoot, id), gid, gid ? 0o750 : 0o700, gid ? 0o640 : 0o600);
       grantTmpfsCopy(this.snapshotRoot, id, gid, SANDBOX_GID);
     } catch (err: unknown) {
       this.log.warn({ snapshot: id, err: toThawError(err).message }, 'cannot set snapshot permissions');
@@ -574,6 +578,27 @@ export class Platform implements ThawApi {
     if (!lstatSync(written).isDirectory()) throw new ThawError('THAW_SNAPSHOT_CORRUPT', { id, detail: 'the sandbox host did not write a snapshot directory' });
     renameSync(written, join(this.snapshotRoot, id));
     this.grantSnapshot(id);
+  }
+
+  /**
+   * Jail: copies what a restore recorded in a host's outbox (recording-outbox.ts) beside snapshot
+   * `id`, as the daemon's own files. Copied, not moved: the host may still hold the file open.
+   * Only the known names, only plain files; the next prepare checks them like any artefact.
+   */
+  private adoptRecorded(scratchDir: string, id: string): void {
+    const outbox = join(scratchDir, RECORDING_OUTBOX, id);
+    if (!existsSync(outbox)) return;
+    try {
+      for (const name of RECORDED_FILES) {
+        const bytes = readPlainFile(join(outbox, name));
+        if (bytes) writeFileDurable(join(this.snapshotRoot, id, name), bytes);
+      }
+      this.grantSnapshot(id);
+    } catch (err: unknown) {
+      this.log.warn({ snapshot: id, err: toThawError(err).message }, 'cannot adopt a recorded artefact: the next restore records again');
+    } finally {
+      rmSync(outbox, { recursive: true, force: true });
+    }
   }
 
   /** Stops a sandbox whose state can no longer be trusted; returns the error to rethrow. */

@@ -8,6 +8,7 @@ import { uffdAvailability, uffdCreate, type UffdServer, type UffdStats } from '.
 import { pageMapOf, type SnapshotImage } from './snapshot-image.js';
 import type { RestoreStats, Support } from './strategy.js';
 import { runsFromOffsets, writeWorkingSet } from './working-set.js';
+import { recordingDir } from './recording-outbox.js';
 
 /** Support answer of every uffd-based strategy: the probe's reason when userfaultfd is refused. */
 export function uffdSupport(): Support {
@@ -59,11 +60,12 @@ export class UffdSession {
   /**
    * Ends a recording session (reap, sabre-reap, thaw: recording ends with the first invocation):
    * installs every page not served yet, so the sandbox keeps running on plain memory, and
-   * publishes the recorded working set beside the snapshot in `dir`. No-op once stopped.
+   * publishes the recorded working set beside the snapshot in `dir` (or in this process's
+   * recording outbox, see recording-outbox.ts). No-op once stopped.
    */
   finishRecording(dir: string, memoryPages: number): void {
     const st = this.stop('fill');
-    if (st !== null) writeWorkingSet(dir, { memoryPages, runs: runsFromOffsets(st.recorded) });
+    if (st !== null) writeWorkingSet(recordingDir(dir), { memoryPages, runs: runsFromOffsets(st.recorded) });
   }
 
   /** Stats of the stopped server (undefined while running). */

@@ -18,6 +18,8 @@ import type { SnapshotMeta } from '../core/snapshot-format.js';
 import { eager } from '../restore/strategies/eager.js';
 import { jailLockExec, uffdAvailability, uffdUseDevice } from '../native/index.js';
 import { setLeaseOwnerPid } from '../restore/pass-pool.js';
+import { setRecordingOutbox } from '../restore/recording-outbox.js';
+import { RECORDING_OUTBOX } from './jail.js';
 import type {
   BootResult, HostEnvelope, JailLayer, HostFunction, HostMessage, HostRequest, Invoked, InvokeResult, PrepareResult, RestoreResult, SnapshotResult, StatsResult,
 } from './protocol.js';
@@ -30,6 +32,8 @@ if (args.uffdDeviceFd !== null) {
   // whatever Node opened there, and userfaultfd falls back to user-mode faults only).
   jailLockExec();
   if (isCharacterDevice(args.uffdDeviceFd)) uffdUseDevice(args.uffdDeviceFd);
+  // Snapshot directories are read-only to a jailed host: what a restore records goes to scratch.
+  if (args.scratch) setRecordingOutbox(join(args.scratch, RECORDING_OUTBOX));
 }
 
 function isCharacterDevice(fd: number): boolean {

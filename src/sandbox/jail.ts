@@ -7,13 +7,14 @@
 // Ownership on disk (set by the daemon, checked by the kernel):
 //   <data>/                       root 0711       hosts may traverse, not list
 //   <data>/functions/<name>/      root:<fn gid> 0750, files 0640    only that function's hosts read
-//   <data>/snapshots/<id>/        root:<fn gid> 2770, files 0660    only that function's hosts
-//                                                                   read and record artefacts
+//   <data>/snapshots/<id>/        root:<fn gid> 0750, files 0640    only that function's hosts
+//                                                                   read (what they record goes
+//                                                                   to scratch; the daemon adopts it)
 //   <data>/scratch/<host uid>/    <uid>:<fn gid> 0700               the host's own writable space
 //   <data>/objects/               root:<sandbox gid> 2770           the shared object store
 //   everything else under <data>  root, no access for hosts (the snapshot key, the token)
 
-import { chownSync, chmodSync, closeSync, constants, existsSync, fchmodSync, fchownSync, fstatSync, mkdirSync, openSync, readdirSync, realpathSync, rmSync } from 'node:fs';
+import { chownSync, chmodSync, closeSync, constants, existsSync, fchmodSync, fchownSync, fstatSync, mkdirSync, openSync, readFileSync, readdirSync, realpathSync, rmSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { ObjectStoreConfig } from '../store/object-store.js';
@@ -29,6 +30,8 @@ export const FUNCTION_GID_BASE = 62000;
 export const SANDBOX_GID = 60999;
 /** Exit status of thaw-jailer when the jail could not be set up (the host never ran). */
 export const JAIL_FAILED_EXIT = 121;
+/** The subdirectory of a host's scratch where it writes what restores record (recording-outbox.ts). */
+export const RECORDING_OUTBOX = 'recorded';
 /** Where a jailed host finds the /dev/userfaultfd the jailer opened for it. */
 export const UFFD_DEVICE_FD = 4;
 
@@ -85,7 +88,8 @@ export function jailerCommand(plan: JailPlan, program: readonly string[]): { fil
   const nodeDir = dirname(realpathSync(process.execPath));
   const readOnly = [...SYSTEM_READ_ONLY, nodeDir, PROJECT_ROOT, plan.functionDir, DRAM_ROOT];
   // The pass pool's directory is written by hosts too: they take leases on the slots they map.
-  const readWrite = [...DEVICES, plan.scratchDir, join(plan.dataDir, 'snapshots'), poolLocation().dir];
+  readOnly.push(join(plan.dataDir, 'snapshots'));
+  const readWrite = [...DEVICES, plan.scratchDir, poolLocation().dir];
   if (plan.objectStore.kind === 'embedded') readWrite.push(plan.objectStore.dir);
   for (const p of readOnly) args.push('--ro', p);
   for (const p of readWrite) args.push('--rw', p);
@@ -167,12 +171,22 @@ export function grantToFunction(path: string, gid: number, dirMode: number, file
   }
 }
 
+/** The bytes of `path` if it is a plain file with one link (never following a link), else null. */
+export function readPlainFile(path: string): Buffer | null {
+  const bytes = withOwnedFd(path, 0, (fd) => {
+    const st = fstatSync(fd);
+    return st.isFile() && st.nlink === 1 ? readFileSync(fd) : null;
+  });
+  return bytes === false ? null : bytes;
+}
+
 function withOwnedFd<T>(path: string, flags: number, body: (fd: number) => T): T | false {
   let fd: number;
   try {
     fd = openSync(path, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK | flags);
   } catch (err: unknown) {
-    if ((err as NodeJS.ErrnoException).code === 'ELOOP') return false;
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'ELOOP' || code === 'ENOENT') return false;
     throw err;
   }
   try {

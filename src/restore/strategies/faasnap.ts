@@ -29,6 +29,7 @@ import { MincoreSampler } from '../faasnap-sampler.js';
 import {
   DEFAULT_THRESHOLDS, buildLoadingSet, nonZeroRegions, openLoadingSet, writeLoadingSet, type FaasnapThresholds, type OpenedLoadingSet,
 } from '../faasnap-loading-set.js';
+import { recordingDir } from '../recording-outbox.js';
 import { openLazy } from '../lazy-image.js';
 import { sourceKey } from '../sabre-image.js';
 import { resolveImage } from '../snapshot-image.js';
@@ -126,7 +127,7 @@ export function faasnapStrategy(thresholds: FaasnapThresholds = DEFAULT_THRESHOL
             const regions = buildLoadingSet(layers, image.runs, thresholds);
             const r = resolveImage(root, chain);
             try {
-              writeLoadingSet(image.dir, image.id, r.fd, memoryPages, key, regions);
+              writeLoadingSet(recordingDir(image.dir), image.id, r.fd, memoryPages, key, regions);
             } finally {
               closeSync(r.fd);
             }
