@@ -8,19 +8,19 @@ import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import type { Logger } from 'pino';
 import { ThawError, toThawError, type ErrorCode } from '../core/errors.js';
-import { readState, diskUsageBytes } from '../snapshot/snapshot-io.js';
+import { readState, diskUsageBytes, sweepSnapshotTemps } from '../snapshot/snapshot-io.js';
 import type { SnapshotMeta } from '../core/snapshot-format.js';
 import { HostPool, type AcquiredHost } from '../sandbox/host-pool.js';
 import type { HostProcess } from '../sandbox/host-process.js';
 import { setUpCgroupParent } from '../sandbox/cgroup.js';
 import type { BootResult, Invoked, InvokeResult as HostInvokeResult, RestoreResult, SnapshotResult } from '../sandbox/protocol.js';
-import { getStrategy, listStrategies, listArtefacts, discardArtefacts, DEFAULT_STRATEGY } from '../restore/index.js';
+import { getStrategy, listStrategies, listArtefacts, discardArtefacts, DEFAULT_STRATEGY, scrubSnapshot } from '../restore/index.js';
 import { StrategyPreparer } from './strategy-preparer.js';
 import type { ObjectStore, ObjectStoreConfig } from '../store/object-store.js';
 import { openObjectStore } from '../store/open-store.js';
 import { FunctionRegistry } from './function-registry.js';
 import type {
-  FunctionInfo, InvokeRequest, InvokeResult, InvokeTimings, SandboxInfo, SnapshotInfo, SnapshotRequest, StrategyInfo, ThawApi,
+  FunctionInfo, InvokeRequest, InvokeResult, InvokeTimings, SandboxInfo, SnapshotInfo, SnapshotRequest, StrategyInfo, ThawApi, SnapshotVerifyReport,
 } from './types.js';
 import { INVOKE_MODES } from './types.js';
 
@@ -78,6 +78,7 @@ export class Platform implements ThawApi {
     this.functions = new FunctionRegistry(params.dataDir);
     this.snapshotRoot = join(params.dataDir, 'snapshots');
     mkdirSync(this.snapshotRoot, { recursive: true });
+    sweepSnapshotTemps(this.snapshotRoot); // half-written snapshots of writers that died
     this.preparer = new StrategyPreparer(this.snapshotRoot);
     let cgroupParent: string | null = null;
     if (params.useCgroups) {
@@ -194,7 +195,12 @@ export class Platform implements ThawApi {
   }
 
   async listStrategies(): Promise<StrategyInfo[]> {
-    return listStrategies().map((s) => ({ id: s.id, description: s.description, available: s.support.ok, ...(!s.support.ok && { reason: s.support.reason }) }));
+    return listStrategies().map((s) => ({ id: s.id, description: s.description, available: s.support.ok, ...(!s.support.ok && { reason: s.support.reason }), verifies: s.verifies, verifiesHow: s.verifiesHow }));
+  }
+
+  async verifySnapshot(id: string): Promise<SnapshotVerifyReport> {
+    this.snapshotInfo(id);
+    return scrubSnapshot(this.snapshotRoot, id);
   }
 
   // ---- invocations -----------------------------------------------------------------------

@@ -1,7 +1,7 @@
 // Snapshot files on disk: atomic writes of a snapshot directory, reading and checking its
 // state file, and the eager load of a (full or diff) snapshot chain into guest memory.
 
-import { closeSync, fdatasyncSync, fsyncSync, ftruncateSync, mkdirSync, openSync, readFileSync, readSync, renameSync, rmSync, statSync, writeSync, fstatSync } from 'node:fs';
+import { closeSync, fdatasyncSync, fsyncSync, ftruncateSync, mkdirSync, openSync, readFileSync, readSync, readdirSync, renameSync, rmSync, statSync, writeSync, fstatSync } from 'node:fs';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { ThawError } from '../core/errors.js';
@@ -29,7 +29,8 @@ export interface WrittenSnapshot {
  */
 export function writeSnapshot(root: string, meta: SnapshotMeta, memory: Uint8Array, base?: Uint8Array): WrittenSnapshot {
   const finalDir = join(root, meta.id);
-  const tmpDir = join(root, `.tmp-${meta.id}-${randomBytes(4).toString('hex')}`);
+  // Named after the writer's pid, so a sweep can tell a dead writer's leftovers from a live write.
+  const tmpDir = join(root, `${TEMP_PREFIX}${meta.id}-${process.pid}-${randomBytes(4).toString('hex')}`);
   mkdirSync(tmpDir, { recursive: true });
   try {
     const runs = findPageRuns(memory, base);
@@ -65,6 +66,43 @@ export function writeSnapshot(root: string, meta: SnapshotMeta, memory: Uint8Arr
   } catch (err) {
     rmSync(tmpDir, { recursive: true, force: true });
     throw err;
+  }
+}
+
+const TEMP_PREFIX = '.tmp-';
+/** `.tmp-<id>-<pid>-<hex>`; older Thaw wrote `.tmp-<id>-<hex>` (no pid). */
+const TEMP_PID = /-(\d+)-[0-9a-f]{8}$/;
+
+/**
+ * Removes snapshot directories left half-written under `root` by writers that died (a host killed
+ * mid-snapshot, a crash): `.tmp-*` entries whose writer pid is not alive, and those of an older
+ * Thaw that named no pid. Run when the platform starts. Returns the names removed.
+ */
+export function sweepSnapshotTemps(root: string): string[] {
+  let names: string[];
+  try {
+    names = readdirSync(root);
+  } catch {
+    return [];
+  }
+  const removed: string[] = [];
+  for (const name of names) {
+    if (!name.startsWith(TEMP_PREFIX)) continue;
+    const pid = TEMP_PID.exec(name);
+    if (pid && processAlive(Number(pid[1]))) continue;
+    rmSync(join(root, name), { recursive: true, force: true });
+    removed.push(name);
+  }
+  return removed;
+}
+
+/** Whether process `pid` exists (EPERM: it does, owned by someone else). */
+export function processAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err: unknown) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
   }
 }
 
