@@ -9,6 +9,7 @@ import { performance } from 'node:perf_hooks';
 import type { Logger } from 'pino';
 import { ThawError, toThawError, type ErrorCode } from '../core/errors.js';
 import { readState, diskUsageBytes, sweepSnapshotTemps } from '../snapshot/snapshot-io.js';
+import { ensureSnapshotKey, sealState, verifyChainSeals } from '../snapshot/snapshot-seal.js';
 import type { SnapshotMeta } from '../core/snapshot-format.js';
 import { HostPool, type AcquiredHost } from '../sandbox/host-pool.js';
 import type { HostProcess } from '../sandbox/host-process.js';
@@ -65,6 +66,8 @@ export class Platform implements ThawApi {
   private starting = 0;
   private readonly log: Logger;
   private readonly preparer: StrategyPreparer;
+  /** The key snapshots are sealed with (snapshot-seal.ts); only the daemon reads it. */
+  private readonly snapshotKey: Buffer;
   private objects: Promise<ObjectStore> | undefined;
   /**
    * Snapshot metadata by id. Snapshots are immutable once written, so the daemon reads a state
@@ -79,6 +82,7 @@ export class Platform implements ThawApi {
     this.snapshotRoot = join(params.dataDir, 'snapshots');
     mkdirSync(this.snapshotRoot, { recursive: true });
     sweepSnapshotTemps(this.snapshotRoot); // half-written snapshots of writers that died
+    this.snapshotKey = ensureSnapshotKey(params.dataDir);
     this.preparer = new StrategyPreparer(this.snapshotRoot);
     let cgroupParent: string | null = null;
     if (params.useCgroups) {
@@ -156,10 +160,18 @@ export class Platform implements ThawApi {
     sandbox.busy = true;
     try {
       const fn = this.functions.get(sandbox.fn);
+      const asked = { id, kind, baseId, createdAt: new Date().toISOString(), sourceSandboxId: sandbox.id };
       const res = await sandbox.host.request<SnapshotResult>(
-        { op: 'snapshot', sandboxId: sandbox.id, snapshotRoot: this.snapshotRoot, meta: { id, kind, baseId, createdAt: new Date().toISOString(), sourceSandboxId: sandbox.id } },
+        { op: 'snapshot', sandboxId: sandbox.id, snapshotRoot: this.snapshotRoot, meta: asked },
         { timeoutMs: fn.params.timeoutMs, onTimeout: () => new ThawError('THAW_TIMEOUT', { name: sandbox.fn, timeoutMs: fn.params.timeoutMs }) },
       );
+      // The host wrote it; the daemon checks it wrote what was asked and seals it with its key.
+      try {
+        sealState(this.snapshotRoot, this.snapshotKey, { ...asked, functionName: sandbox.fn, moduleDigest: fn.digest });
+      } catch (err: unknown) {
+        rmSync(join(this.snapshotRoot, id), { recursive: true, force: true });
+        throw err;
+      }
       this.log.info({ snapshot: id, kind, sandboxId: sandbox.id, storedBytes: res.storedBytes, ms: res.timings.snapshotMs }, 'snapshot taken');
       return this.snapshotInfo(id);
     } catch (err) {
@@ -363,12 +375,15 @@ export class Platform implements ThawApi {
     }
     // Artefacts are built here, not in the sandbox host (see prepare-worker.ts); the first restore
     // of a snapshot with a strategy waits for it and reports the time as prepareMs.
+    // The seals of the whole chain, checked with the daemon's key (before anything is built from
+    // it); the host checks that the state files it reads are these very bytes.
+    const stateSha256 = verifyChainSeals(this.snapshotRoot, this.snapshotKey, snapshotId);
     const prepared = await this.preparer.prepare(strategyId, snapshotId);
     const acquired = await this.acquireHost(fnName);
     const sandbox = this.register(fnName, fn.digest, acquired.host, { kind: 'snapshot', snapshotId, strategy: strategyId });
     try {
       const res = await acquired.host.request<RestoreResult>(
-        { op: 'restore', sandboxId: sandbox.id, digest: fn.digest, snapshotRoot: this.snapshotRoot, snapshotId, strategy: strategyId, ...(input && { invoke: { input } }) },
+        { op: 'restore', sandboxId: sandbox.id, digest: fn.digest, snapshotRoot: this.snapshotRoot, snapshotId, strategy: strategyId, stateSha256, ...(input && { invoke: { input } }) },
         { timeoutMs: fn.params.timeoutMs * (input ? 2 : 1), onTimeout: () => new ThawError('THAW_TIMEOUT', { name: fnName, timeoutMs: fn.params.timeoutMs }) },
       );
       sandbox.memoryBytes = res.memoryBytes;

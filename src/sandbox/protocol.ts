@@ -20,7 +20,7 @@ export type HostRequest =
   | { op: 'configure'; objectStore: ObjectStoreConfig }
   | { op: 'prepare'; fn: HostFunction }
   | { op: 'boot'; sandboxId: string; digest: string; init: boolean; invoke?: InvokeAfter }
-  | { op: 'restore'; sandboxId: string; digest: string; snapshotRoot: string; snapshotId: string; strategy: string; invoke?: InvokeAfter }
+  | { op: 'restore'; sandboxId: string; digest: string; snapshotRoot: string; snapshotId: string; strategy: string; invoke?: InvokeAfter; stateSha256?: Record<string, string> }
   | { op: 'invoke'; sandboxId: string; input: Uint8Array }
   | { op: 'snapshot'; sandboxId: string; snapshotRoot: string; meta: Omit<SnapshotMeta, 'memoryBytes' | 'guestState' | 'runtime' | 'moduleDigest' | 'functionName'> }
   | { op: 'destroy'; sandboxId: string }

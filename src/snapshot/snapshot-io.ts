@@ -3,7 +3,7 @@
 
 import { closeSync, fdatasyncSync, fsyncSync, ftruncateSync, mkdirSync, openSync, readFileSync, readSync, readdirSync, renameSync, rmSync, statSync, writeSync, fstatSync } from 'node:fs';
 import { join } from 'node:path';
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { ThawError } from '../core/errors.js';
 import {
   CHUNK_BYTES, PAGE_BYTES, chunkChecksums, decodeState, encodeState, findPageRuns, isZeroPage, runBytes,
@@ -106,8 +106,12 @@ export function processAlive(pid: number): boolean {
   }
 }
 
-/** Reads and checks a snapshot's state file. Throws THAW_SNAPSHOT_NOT_FOUND / _CORRUPT / _VERSION. */
-export function readState(root: string, id: string): SnapshotState {
+/**
+ * Reads and checks a snapshot's state file. `expectSha256`: the digests of the state files the
+ * daemon verified (snapshot-seal.ts), by id; given, a state file whose bytes differ, or that the
+ * daemon did not verify, is refused. Throws THAW_SNAPSHOT_NOT_FOUND / _CORRUPT / _VERSION.
+ */
+export function readState(root: string, id: string, expectSha256?: Readonly<Record<string, string>>): SnapshotState {
   let buf: Buffer;
   try {
     buf = readFileSync(join(root, id, STATE_FILE));
@@ -115,20 +119,23 @@ export function readState(root: string, id: string): SnapshotState {
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') throw new ThawError('THAW_SNAPSHOT_NOT_FOUND', { id });
     throw new ThawError('THAW_SNAPSHOT_CORRUPT', { id, detail: `cannot read state file: ${(err as Error).message}` }, { cause: err });
   }
+  if (expectSha256 !== undefined && createHash('sha256').update(buf).digest('hex') !== expectSha256[id]) {
+    throw new ThawError('THAW_SNAPSHOT_CORRUPT', { id, detail: 'its state file is not the one the daemon verified (changed since, or outside the verified chain)' });
+  }
   const state = decodeState(id, buf);
   if (state.meta.id !== id) throw new ThawError('THAW_SNAPSHOT_CORRUPT', { id, detail: `state file names snapshot '${state.meta.id}'` });
   return state;
 }
 
-/** The chain of states from the full root snapshot to `id` (base first). */
-export function readChain(root: string, id: string): SnapshotState[] {
+/** The chain of states from the full root snapshot to `id` (base first); `expectSha256` as readState's. */
+export function readChain(root: string, id: string, expectSha256?: Readonly<Record<string, string>>): SnapshotState[] {
   const chain: SnapshotState[] = [];
   const seen = new Set<string>();
   let next: string | null = id;
   while (next !== null) {
     if (seen.has(next)) throw new ThawError('THAW_SNAPSHOT_CORRUPT', { id, detail: `base chain loops at '${next}'` });
     seen.add(next);
-    const state = readState(root, next);
+    const state = readState(root, next, expectSha256);
     chain.unshift(state);
     next = state.meta.kind === 'diff' ? state.meta.baseId : null;
   }
