@@ -366,7 +366,8 @@ static bool get_prop(napi_env env, napi_value obj, const char *key, napi_value *
 }
 
 /* uffdCreate(buffer, offsetBytes, lengthBytes, {fd, fileOffsetBytes, pageMap?: Int32Array,
- *   pread, record, prefetch?: Float64Array of (offsetBytes, lengthBytes) pairs, chunkBytes}) */
+ *   pread, record, prefetch?: Float64Array of (offsetBytes, lengthBytes) pairs, chunkBytes,
+ *   chunkCrcs?: Uint32Array (one crc32 per verifyBytes piece of the range), verifyBytes}) */
 static napi_value uffd_create(napi_env env, napi_callback_info info) {
   napi_value argv[4], v, ext; thaw_addon *a; span s; uint64_t x;
   thaw_uffd_opts o = { 0 };
@@ -392,6 +393,15 @@ static napi_value uffd_create(napi_env env, napi_callback_info info) {
       return throw_arg(env, "uffdCreate", "pageMap must be an Int32Array with one entry per page of the range");
     o.map = p;
   }
+  if (get_prop(env, argv[3], "chunkCrcs", &v)) {
+    napi_typedarray_type t; size_t n, off; void *p; napi_value ab; bool is = false;
+    if (napi_is_typedarray(env, v, &is) != napi_ok || !is ||
+        napi_get_typedarray_info(env, v, &t, &n, &p, &ab, &off) != napi_ok || t != napi_uint32_array)
+      return throw_arg(env, "uffdCreate", "chunkCrcs must be a Uint32Array");
+    if (!get_prop(env, argv[3], "verifyBytes", &v) || !get_u64(env, v, &x) || x % a->page || x == 0 || x > (1u << 30))
+      return throw_arg(env, "uffdCreate", "verifyBytes must be a non-zero multiple of the page size up to 1 GiB");
+    o.crcs = p; o.crc_count = n; o.verify_bytes = (size_t)x;
+  }
   if (get_prop(env, argv[3], "prefetch", &v)) {
     napi_typedarray_type t; size_t n, off; void *p; napi_value ab; bool is = false;
     if (napi_is_typedarray(env, v, &is) != napi_ok || !is ||
@@ -416,7 +426,8 @@ static napi_value uffd_create(napi_env env, napi_callback_info info) {
   free((void *)o.prefetch);
   if (rc) {
     free(h);
-    if (rc == -EINVAL && (!strncmp(op, "prefetch", 8) || !strncmp(op, "page map", 8) || !strncmp(op, "chunk", 5)))
+    if (rc == -EINVAL && (!strncmp(op, "prefetch", 8) || !strncmp(op, "page map", 8) || !strncmp(op, "chunk", 5) ||
+                          !strncmp(op, "verify", 6) || !strncmp(op, "checksums", 9)))
       return throw_arg(env, "uffdCreate", op);
     return throw_errno(env, -rc, op);
   }

@@ -37,6 +37,12 @@ typedef struct {
   int use_pread;          /* 0: UFFDIO_COPY straight from a read-only mmap of the source */
   int record;             /* log faulting page offsets in order */
   const thaw_run *prefetch; size_t prefetch_count; size_t chunk; /* chunk: bytes per COPY */
+  /* Verified serving (when crcs != NULL): the range is split into verify_bytes pieces; the first
+   * fault (or prefetch) inside a piece reads all of it as the guest must see it, checks its
+   * crc32 against crcs[i] and installs the whole piece from the checked buffer. A mismatch
+   * aborts the process from the server thread (the guest must never read those bytes), or makes
+   * thaw_uffd_stop(fill) fail with -EBADMSG. */
+  const uint32_t *crcs; size_t crc_count; size_t verify_bytes;
 } thaw_uffd_opts;
 typedef struct {
   uint64_t faults, zero_pages, copied_pages, prefetched_pages, prefetch_ns;

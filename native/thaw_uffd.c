@@ -1,6 +1,10 @@
 /* The userfaultfd page server: anonymous memory over a guest range, registered for MISSING
  * faults, served by a dedicated pthread from a snapshot file (UFFDIO_COPY, UFFDIO_ZEROPAGE for
- * holes), with optional in-order fault recording and eager prefetch of runs. No JS runs here. */
+ * holes), with optional in-order fault recording and eager prefetch of runs. No JS runs here.
+ * Verified serving (opts.crcs): pages are served a whole checksummed piece (1 MiB) at a time,
+ * from a buffer whose crc32 was checked, so the guest only ever sees bytes that were checked
+ * (not re-read from the file after the check). Measured on this host: crc32 runs at about
+ * 2 GB/s, so the first fault in a piece costs ~0.5 ms of checking on top of its read and copy. */
 #define _GNU_SOURCE
 #include "thaw.h"
 
@@ -20,6 +24,7 @@
 #include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
+#include <zlib.h> /* crc32: resolved from the Node binary, the same code as node:zlib's crc32 */
 
 #define THAW_UFFD_CHUNK_DEFAULT (64 * 1024)
 
@@ -36,6 +41,10 @@ struct thaw_uffd {
   size_t chunk;
   thaw_run *prefetch; size_t prefetch_count;
   int record, user_mode_only;
+  const uint32_t *crcs;   /* owned copy, or NULL: serve page by page unchecked */
+  size_t vbytes, vcount;  /* verified piece size (page multiple) and count */
+  uint8_t *vdone;         /* one flag per piece: installed from a checked buffer */
+  uint8_t *vbuf;          /* vbytes of the piece being checked */
   pthread_t thread;
   pthread_mutex_t mu; pthread_cond_t cv; int prefetch_done; /* guarded by mu */
   thaw_uffd_stats st;
@@ -47,6 +56,15 @@ struct thaw_uffd {
 static void die(const char *op, int err) {
   fprintf(stderr, "thaw: userfaultfd page server failed in %s: %s; aborting so the sandbox "
                   "never reads pages the snapshot did not give it\n", op, strerror(err));
+  abort();
+}
+
+/* A checked piece whose bytes do not match: same policy as die(), and the message names the
+ * error code the daemon reports for it. */
+static void die_corrupt(const thaw_uffd *u, size_t piece) {
+  fprintf(stderr, "thaw: THAW_SNAPSHOT_CORRUPT: userfaultfd page server: guest bytes %zu..%zu "
+                  "do not match the snapshot's checksum; aborting so the sandbox never reads them\n",
+          piece * u->vbytes, (piece + 1) * u->vbytes);
   abort();
 }
 
@@ -66,7 +84,7 @@ static int64_t src_page(const thaw_uffd *u, size_t g) {
  * pages that already exist: EEXIST means a racing fault or the prefetcher got there first, so
  * the page holds the snapshot's bytes and counts as served. EAGAIN means the copy was cut
  * short (the kernel reports progress in .copy/.zeropage) and is retried from there. */
-static int64_t install(thaw_uffd *u, size_t g, size_t n, int64_t s, int dontwake) {
+static int64_t install(thaw_uffd *u, size_t g, size_t n, int64_t s, int dontwake, const uint8_t *from) {
   size_t done = 0; int64_t installed = 0;
   while (done < n * u->page) {
     uint64_t dst = (uint64_t)(uintptr_t)(u->base + g * u->page + done);
@@ -77,7 +95,9 @@ static int64_t install(thaw_uffd *u, size_t g, size_t n, int64_t s, int dontwake
       got = ioctl(u->uffd, UFFDIO_ZEROPAGE, &z) == 0 ? (int64_t)want : z.zeropage ? z.zeropage : -errno;
     } else {
       const uint8_t *src;
-      if (u->src_map) {
+      if (from) {
+        src = from + done; /* a checked buffer holding guest pages [g, g+n) */
+      } else if (u->src_map) {
         src = u->src_map + (uint64_t)s * u->page + done;
       } else {
         uint64_t at = u->src_off + (uint64_t)s * u->page + done;
@@ -110,10 +130,76 @@ static int64_t install_range(thaw_uffd *u, size_t g, size_t n, int dontwake,
     size_t k = 1;
     while (g + k < end && k < max &&
            (s < 0 ? src_page(u, g + k) < 0 : src_page(u, g + k) == s + (int64_t)k)) k++;
-    int64_t r = install(u, g, k, s, dontwake);
+    int64_t r = install(u, g, k, s, dontwake, NULL);
     if (r < 0) return r;
     *(s < 0 ? zeroed : copied) += (uint64_t)r;
     g += k;
+  }
+  return 0;
+}
+
+/* Reads source pages [s, s+k) into dst: from the mapping, or by pread where only the tail of the
+ * last page may lie past the end the file had at start (that tail reads as zero). */
+static int read_src(thaw_uffd *u, int64_t s, size_t k, uint8_t *dst) {
+  size_t want = k * u->page;
+  if (u->src_map) { memcpy(dst, u->src_map + (uint64_t)s * u->page, want); return 0; }
+  uint64_t at = u->src_off + (uint64_t)s * u->page;
+  size_t got = 0;
+  while (got < want) {
+    ssize_t r = pread(u->src_fd, dst + got, want - got, (off_t)(at + got));
+    if (r < 0 && errno == EINTR) continue;
+    if (r < 0) return -errno;
+    if (r == 0) break;
+    got += (size_t)r;
+  }
+  uint64_t expect = u->src_end - at < want ? u->src_end - at : want;
+  if (got < expect) return -EIO;
+  memset(dst + got, 0, want - got);
+  return 0;
+}
+
+static void record(thaw_uffd *u, uint64_t off);
+
+/* Verified serving: installs piece `p` once, from a buffer checked against its crc32. Returns
+ * pages newly installed (0 when already done), -EBADMSG on a checksum mismatch, or -errno. */
+static int64_t serve_piece(thaw_uffd *u, size_t p, int dontwake, uint64_t *copied, uint64_t *zeroed) {
+  if (u->vdone[p]) return 0;
+  size_t per = u->vbytes / u->page, g0 = p * per;
+  size_t n = u->pages - g0 < per ? u->pages - g0 : per;
+  for (size_t i = 0; i < n;) {
+    int64_t s = src_page(u, g0 + i);
+    size_t k = 1;
+    while (i + k < n && (s < 0 ? src_page(u, g0 + i + k) < 0 : src_page(u, g0 + i + k) == s + (int64_t)k)) k++;
+    if (s < 0) memset(u->vbuf + i * u->page, 0, k * u->page);
+    else { int rc = read_src(u, s, k, u->vbuf + i * u->page); if (rc) return rc; }
+    i += k;
+  }
+  if ((uint32_t)crc32_z(0, u->vbuf, n * u->page) != u->crcs[p]) return -EBADMSG;
+  int64_t installed = 0;
+  for (size_t i = 0; i < n;) {
+    int hole = src_page(u, g0 + i) < 0;
+    size_t k = 1;
+    while (i + k < n && (src_page(u, g0 + i + k) < 0) == hole) k++;
+    int64_t r = install(u, g0 + i, k, hole ? -1 : 0, dontwake, hole ? NULL : u->vbuf + i * u->page);
+    if (r < 0) return r;
+    *(hole ? zeroed : copied) += (uint64_t)r;
+    installed += r;
+    i += k;
+  }
+  u->vdone[p] = 1;
+  /* The whole piece is in now: later touches inside it never fault, so a recording logs all of
+   * it (what a replay must install for the guest to run without faults). */
+  if (u->record) for (size_t i = 0; i < n; i++) record(u, (uint64_t)(g0 + i) * u->page);
+  return installed;
+}
+
+/* Installs guest pages [g, g+n): through their checked pieces when verifying, else directly. */
+static int64_t serve_range(thaw_uffd *u, size_t g, size_t n, int dontwake, uint64_t *copied, uint64_t *zeroed) {
+  if (!u->crcs) return install_range(u, g, n, dontwake, copied, zeroed);
+  size_t per = u->vbytes / u->page;
+  for (size_t p = g / per; n && p <= (g + n - 1) / per; p++) {
+    int64_t r = serve_piece(u, p, dontwake, copied, zeroed);
+    if (r < 0) return r;
   }
   return 0;
 }
@@ -142,14 +228,15 @@ static void drain(thaw_uffd *u) {
       size_t g = (size_t)(off / u->page);
       uint64_t copied = 0, zeroed = 0;
       u->st.faults++;
-      int64_t r = install_range(u, g, 1, 0, &copied, &zeroed);
+      int64_t r = serve_range(u, g, 1, 0, &copied, &zeroed);
+      if (r == -EBADMSG) die_corrupt(u, g / (u->vbytes / u->page));
       if (r < 0) die(src_page(u, g) < 0 ? "ioctl(UFFDIO_ZEROPAGE)" : "ioctl(UFFDIO_COPY)", (int)-r);
       u->st.copied_pages += copied; u->st.zero_pages += zeroed;
       if (copied + zeroed == 0) { /* already there (prefetched): the faulting thread still sleeps */
         struct uffdio_range w = { (uintptr_t)u->base + off, u->page };
         if (ioctl(u->uffd, UFFDIO_WAKE, &w) != 0) die("ioctl(UFFDIO_WAKE)", errno);
-      } else if (u->record) {
-        record(u, off);
+      } else if (u->record && !u->crcs) {
+        record(u, off); /* verified serving records in serve_piece */
       }
     }
   }
@@ -163,12 +250,19 @@ static void prefetch(thaw_uffd *u) {
     thaw_run r = u->prefetch[i];
     for (uint64_t at = r.off; at < r.off + r.len; at += u->chunk) {
       uint64_t n = r.off + r.len - at < u->chunk ? r.off + r.len - at : u->chunk;
-      int64_t rc = install_range(u, at / u->page, n / u->page, 1, &u->st.prefetched_pages, &zeroed);
+      int64_t rc = serve_range(u, at / u->page, n / u->page, 1, &u->st.prefetched_pages, &zeroed);
+      if (rc == -EBADMSG) die_corrupt(u, at / u->vbytes);
       if (rc < 0) die("ioctl(UFFDIO_COPY) in prefetch", (int)-rc);
       struct pollfd p = { u->uffd, POLLIN, 0 };
       if (poll(&p, 1, 0) > 0) drain(u);
     }
-    if (r.len) { lo = r.off < lo ? r.off : lo; hi = r.off + r.len > hi ? r.off + r.len : hi; }
+    if (r.len) {
+      /* Verified serving installs whole pieces: wake all of them. */
+      uint64_t a = u->crcs ? r.off / u->vbytes * u->vbytes : r.off;
+      uint64_t b = u->crcs ? (r.off + r.len + u->vbytes - 1) / u->vbytes * u->vbytes : r.off + r.len;
+      if (b > u->len) b = u->len;
+      lo = a < lo ? a : lo; hi = b > hi ? b : hi;
+    }
   }
   u->st.prefetched_pages += zeroed;
   if (hi > lo) {
@@ -232,7 +326,8 @@ static void release(thaw_uffd *u) {
   if (u->src_map) munmap((void *)u->src_map, u->src_map_len);
   pthread_mutex_destroy(&u->mu);
   pthread_cond_destroy(&u->cv);
-  free(u->map); free(u->bounce); free(u->prefetch); free(u);
+  free(u->map); free(u->bounce); free(u->prefetch);
+  free((void *)u->crcs); free(u->vdone); free(u->vbuf); free(u);
 }
 
 #define FAIL(name, err) do { *op = (name); int e_ = (err); release(u); return e_; } while (0)
@@ -267,6 +362,17 @@ int thaw_uffd_start(void *addr, size_t len, const thaw_uffd_opts *o, thaw_uffd *
     if (!(u->prefetch = malloc(o->prefetch_count * sizeof *u->prefetch))) FAIL("malloc", -ENOMEM);
     memcpy(u->prefetch, o->prefetch, o->prefetch_count * sizeof *u->prefetch);
     u->prefetch_count = o->prefetch_count;
+  }
+  if (o->crcs) {
+    if (!o->verify_bytes || o->verify_bytes % page) FAIL("verify piece size", -EINVAL);
+    u->vbytes = o->verify_bytes;
+    u->vcount = (len + u->vbytes - 1) / u->vbytes;
+    if (o->crc_count != u->vcount) FAIL("checksums (one per verified piece of the range)", -EINVAL);
+    uint32_t *c = malloc(u->vcount * sizeof *c);
+    if (!c) FAIL("malloc(checksums)", -ENOMEM);
+    memcpy(c, o->crcs, u->vcount * sizeof *c);
+    u->crcs = c;
+    if (!(u->vdone = calloc(u->vcount, 1)) || !(u->vbuf = malloc(u->vbytes))) FAIL("malloc(verify buffer)", -ENOMEM);
   }
   if ((u->src_fd = fcntl(o->src_fd, F_DUPFD_CLOEXEC, 0)) < 0) FAIL("dup(source)", -errno);
   if (o->use_pread) {
@@ -321,11 +427,13 @@ int thaw_uffd_stop(thaw_uffd *u, int fill, thaw_uffd_stats *st, const char **op)
   int rc = pthread_join(u->thread, NULL);
   if (rc) die("pthread_join", rc);
   uint64_t copied = 0, zeroed = 0;
-  int64_t r = fill ? install_range(u, 0, u->pages, 0, &copied, &zeroed) : 0;
+  u->record = 0; /* the fill below is not the guest's working set */
+  int64_t r = fill ? serve_range(u, 0, u->pages, 0, &copied, &zeroed) : 0;
   if ((!fill || r < 0) && mprotect(u->base, u->len, PROT_NONE) != 0) die("mprotect(fence)", errno);
   *st = u->st;
   u->st.recorded = NULL;
   release(u);
-  if (r < 0) *op = "ioctl(UFFDIO_COPY) in fill (range fenced)";
+  if (r == -EBADMSG) *op = "checksum of a snapshot piece in fill (range fenced)";
+  else if (r < 0) *op = "ioctl(UFFDIO_COPY) in fill (range fenced)";
   return (int)r;
 }

@@ -2,7 +2,8 @@
 
 import { ThawError } from '../core/errors.js';
 import type {
-  FunctionInfo, InvokeRequest, InvokeResult, InvokeTimings, SandboxInfo, SnapshotInfo, SnapshotRequest, StrategyInfo, ThawApi, DoctorReport } from '../platform/types.js';
+  FunctionInfo, InvokeRequest, InvokeResult, InvokeTimings, SandboxInfo, SnapshotInfo, SnapshotRequest, StrategyInfo, ThawApi, SnapshotVerifyReport, DoctorReport,
+} from '../platform/types.js';
 
 export class HttpClient implements ThawApi {
   constructor(private readonly baseUrl: string, private readonly token: string | null = null) {}
@@ -74,6 +75,9 @@ export class HttpClient implements ThawApi {
   }
   prepareSnapshot(id: string, strategy: string): Promise<{ snapshotId: string; strategy: string; built: boolean; elapsedMs: number }> {
     return this.call('POST', `/v1/snapshots/${encodeURIComponent(id)}/prepare`, { strategy });
+  }
+  verifySnapshot(id: string): Promise<SnapshotVerifyReport> {
+    return this.call('POST', `/v1/snapshots/${encodeURIComponent(id)}/verify`);
   }
   listStrategies(): Promise<StrategyInfo[]> {
     return this.call('GET', '/v1/strategies');

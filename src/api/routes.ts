@@ -155,13 +155,28 @@ export function registerRoutes(app: FastifyInstance, api: ThawApi): void {
       },
     },
   }, async (req) => api.prepareSnapshot(req.params.id, req.body.strategy));
+  app.post<{ Params: { id: string } }>('/v1/snapshots/:id/verify', {
+    schema: {
+      summary: 'Read every byte of a snapshot, its base chain and its artefacts and check every checksum (a scrub)', tags: ['snapshots'], params: idParam,
+      response: {
+        200: {
+          type: 'object',
+          properties: {
+            snapshotId: { type: 'string' }, ok: { type: 'boolean' }, elapsedMs: { type: 'number' },
+            files: { type: 'array', items: { type: 'object', properties: { file: { type: 'string' }, status: { type: 'string', enum: ['ok', 'corrupt'] }, detail: { type: 'string' } } } },
+          },
+        },
+        ...errors,
+      },
+    },
+  }, async (req) => api.verifySnapshot(req.params.id));
   app.get('/v1/strategies', {
     schema: {
       summary: 'List restore strategies and whether this host can run them', tags: ['snapshots'],
       response: {
         200: {
           type: 'array',
-          items: { type: 'object', properties: { id: { type: 'string' }, description: { type: 'string' }, available: { type: 'boolean' }, reason: { type: 'string' } } },
+          items: { type: 'object', properties: { id: { type: 'string' }, description: { type: 'string' }, available: { type: 'boolean' }, reason: { type: 'string' }, verifies: { type: 'string' }, verifiesHow: { type: 'string' } } },
         },
       },
     },

@@ -81,6 +81,9 @@ snaps.command('prepare <id>')
   .action((id: string, o) => snap.prepare(g(), id, o));
 program.command('doctor').option('--json', 'print the report as JSON').description('show how sandbox hosts are confined here (the jail\'s layers)').action((o: { json?: boolean }) => doctor(g(), o));
 program.command('strategies').description('list restore strategies and whether this host can run them').action(() => snap.strategies(g()));
+snaps.command('verify <id>')
+  .description('read every byte of a snapshot, its base chain and its artefacts and check every checksum')
+  .action((id: string) => snap.verify(g(), id));
 snaps.command('delete <id>').description('delete a snapshot').action((id: string) => snap.remove(g(), id));
 
 const objs = program.command('objects').alias('obj').description('read and write the objects functions use');

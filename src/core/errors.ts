@@ -39,6 +39,8 @@ export const ERRORS = {
   THAW_SNAPSHOT_CORRUPT: { status: 500, message: "snapshot '{id}' is corrupt: {detail}" },
   THAW_SNAPSHOT_VERSION: { status: 409, message: "snapshot '{id}' does not match: {detail}" },
   THAW_SNAPSHOT_IN_USE: { status: 409, message: "snapshot '{id}' is the base of diff snapshot(s) {children}" },
+  // snapshot integrity (issue 9 item 4): seals made with the daemon's key
+  THAW_SNAPSHOT_UNSEALED: { status: 409, message: "snapshot '{id}' has no MAC (written by an older Thaw): delete it and take it again (`thaw invoke <function> --mode cold --snapshot-after`, or `thaw snapshots create <sandbox-id>`)" },
   // strategies and objects
   THAW_STRATEGY_UNKNOWN: { status: 400, message: "unknown restore strategy '{strategy}' (known: {known})" },
   THAW_STRATEGY_UNAVAILABLE: { status: 501, message: "strategy '{strategy}' unavailable: {reason}" },

@@ -272,6 +272,14 @@ export interface UffdSource {
    * (limits.bench.ts: about 1.4 vs 0.7 GB/s for 64 KiB chunks from tmpfs).
    */
   readonly read?: 'mmap' | 'pread';
+  /**
+   * Verified serving: crc32 of each `verifyBytes` piece of the range as the guest must see it.
+   * The first fault (or prefetch) in a piece reads all of it, checks it and installs it whole
+   * from the checked buffer. A mismatch aborts this process from the server thread (naming
+   * THAW_SNAPSHOT_CORRUPT on stderr): the guest must never read those bytes, and a server that
+   * cannot serve must not leave it zeros. stop({remaining: 'fill'}) reports it as THAW_SNAPSHOT_CORRUPT.
+   */
+  readonly verify?: { readonly chunkCrcs: Uint32Array; readonly verifyBytes: number };
 }
 
 /** A run of guest bytes [offsetBytes, offsetBytes+lengthBytes), page aligned, relative to the served range. */
@@ -373,6 +381,8 @@ export function uffdCreate(memory: ArrayBuffer, offsetBytes: number, lengthBytes
     record: options.record === true,
     prefetch: runs.length > 0 ? prefetch : undefined,
     chunkBytes: options.chunkBytes,
+    chunkCrcs: source.verify?.chunkCrcs,
+    verifyBytes: source.verify?.verifyBytes,
   };
   const native = addon();
   try {

@@ -8,7 +8,8 @@ import { dirname, join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import type { Logger } from 'pino';
 import { ThawError, toThawError, type ErrorCode } from '../core/errors.js';
-import { readState, diskUsageBytes, writeFileDurable } from '../snapshot/snapshot-io.js';
+import { readState, diskUsageBytes, sweepSnapshotTemps, writeFileDurable } from '../snapshot/snapshot-io.js';
+import { ensureSnapshotKey, sealState, verifyChainSeals } from '../snapshot/snapshot-seal.js';
 import type { SnapshotMeta } from '../core/snapshot-format.js';
 import { HostPool, type AcquiredHost } from '../sandbox/host-pool.js';
 import type { HostProcess } from '../sandbox/host-process.js';
@@ -17,13 +18,13 @@ import { RECORDING_OUTBOX, SANDBOX_GID, grantToFunction, jailAvailability, readP
 import { RECORDED_FILES } from '../restore/recording-outbox.js';
 import type { JailMode } from '../core/config.js';
 import type { BootResult, Invoked, InvokeResult as HostInvokeResult, RestoreResult, SnapshotResult } from '../sandbox/protocol.js';
-import { getStrategy, listStrategies, listArtefacts, discardArtefacts, grantTmpfsCopy, DEFAULT_STRATEGY } from '../restore/index.js';
+import { getStrategy, listStrategies, listArtefacts, discardArtefacts, grantTmpfsCopy, DEFAULT_STRATEGY, scrubSnapshot } from '../restore/index.js';
 import { StrategyPreparer } from './strategy-preparer.js';
 import type { ObjectStore, ObjectStoreConfig } from '../store/object-store.js';
 import { openObjectStore } from '../store/open-store.js';
 import { FunctionRegistry } from './function-registry.js';
 import type {
-  DoctorReport, FunctionInfo, InvokeRequest, InvokeResult, InvokeTimings, SandboxInfo, SnapshotInfo, SnapshotRequest, StrategyInfo, ThawApi,
+  DoctorReport, FunctionInfo, InvokeRequest, InvokeResult, InvokeTimings, SandboxInfo, SnapshotInfo, SnapshotRequest, StrategyInfo, ThawApi, SnapshotVerifyReport,
 } from './types.js';
 import { INVOKE_MODES } from './types.js';
 
@@ -78,6 +79,8 @@ export class Platform implements ThawApi {
   private starting = 0;
   private readonly log: Logger;
   private readonly preparer: StrategyPreparer;
+  /** The key snapshots are sealed with (snapshot-seal.ts); only the daemon reads it. */
+  private readonly snapshotKey: Buffer;
   private objects: Promise<ObjectStore> | undefined;
   /**
    * Snapshot metadata by id. Snapshots are immutable once written, so the daemon reads a state
@@ -94,6 +97,8 @@ export class Platform implements ThawApi {
     this.functions = new FunctionRegistry(params.dataDir);
     this.snapshotRoot = join(params.dataDir, 'snapshots');
     mkdirSync(this.snapshotRoot, { recursive: true });
+    sweepSnapshotTemps(this.snapshotRoot); // half-written snapshots of writers that died
+    this.snapshotKey = ensureSnapshotKey(params.dataDir);
     this.jail = resolveJail(params.jail);
     if (!this.jail.jailed) {
       if (params.jail === 'required') throw new ThawError('THAW_CONFIG_INVALID', { detail: `jail is required but unavailable: ${this.jail.reason}` });
@@ -195,11 +200,20 @@ export class Platform implements ThawApi {
       const fn = this.functions.get(sandbox.fn);
       // A jailed host writes only into its scratch directory; the daemon moves the snapshot into place.
       const outDir = sandbox.scratchDir ?? this.snapshotRoot;
+      const asked = { id, kind, baseId, createdAt: new Date().toISOString(), sourceSandboxId: sandbox.id };
       const res = await sandbox.host.request<SnapshotResult>(
-        { op: 'snapshot', sandboxId: sandbox.id, snapshotRoot: this.snapshotRoot, outDir, meta: { id, kind, baseId, createdAt: new Date().toISOString(), sourceSandboxId: sandbox.id } },
+        { op: 'snapshot', sandboxId: sandbox.id, snapshotRoot: this.snapshotRoot, outDir, meta: asked },
         { timeoutMs: fn.params.timeoutMs, onTimeout: () => new ThawError('THAW_TIMEOUT', { name: sandbox.fn, timeoutMs: fn.params.timeoutMs }) },
       );
       if (outDir !== this.snapshotRoot) this.adoptSnapshot(join(outDir, id), id);
+      // The host wrote it; the daemon checks it wrote what was asked and seals it with its key.
+      try {
+        sealState(this.snapshotRoot, this.snapshotKey, { ...asked, functionName: sandbox.fn, moduleDigest: fn.digest });
+      } catch (err: unknown) {
+        rmSync(join(this.snapshotRoot, id), { recursive: true, force: true });
+        throw err;
+      }
+      if (this.jail.jailed) this.grantSnapshot(id);
       this.log.info({ snapshot: id, kind, sandboxId: sandbox.id, storedBytes: res.storedBytes, ms: res.timings.snapshotMs }, 'snapshot taken');
       return this.snapshotInfo(id);
     } catch (err) {
@@ -235,7 +249,12 @@ export class Platform implements ThawApi {
   }
 
   async listStrategies(): Promise<StrategyInfo[]> {
-    return listStrategies().map((s) => ({ id: s.id, description: s.description, available: s.support.ok, ...(!s.support.ok && { reason: s.support.reason }) }));
+    return listStrategies().map((s) => ({ id: s.id, description: s.description, available: s.support.ok, ...(!s.support.ok && { reason: s.support.reason }), verifies: s.verifies, verifiesHow: s.verifiesHow }));
+  }
+
+  async verifySnapshot(id: string): Promise<SnapshotVerifyReport> {
+    this.snapshotInfo(id);
+    return scrubSnapshot(this.snapshotRoot, id);
   }
 
   async doctor(): Promise<DoctorReport> {
@@ -413,13 +432,16 @@ export class Platform implements ThawApi {
     }
     // Artefacts are built here, not in the sandbox host (see prepare-worker.ts); the first restore
     // of a snapshot with a strategy waits for it and reports the time as prepareMs.
+    // The seals of the whole chain, checked with the daemon's key (before anything is built from
+    // it); the host checks that the state files it reads are these very bytes.
+    const stateSha256 = verifyChainSeals(this.snapshotRoot, this.snapshotKey, snapshotId);
     const prepared = await this.preparer.prepare(strategyId, snapshotId);
     if (prepared.built && this.jail.jailed) this.grantSnapshot(snapshotId);
     const acquired = await this.acquireHost(fnName);
     const sandbox = this.register(fnName, fn.deployment, acquired, { kind: 'snapshot', snapshotId, strategy: strategyId });
     try {
       const res = await acquired.host.request<RestoreResult>(
-        { op: 'restore', sandboxId: sandbox.id, deployment: fn.deployment, snapshotRoot: this.snapshotRoot, snapshotId, strategy: strategyId, ...(input && { invoke: { input } }) },
+        { op: 'restore', sandboxId: sandbox.id, deployment: fn.deployment, snapshotRoot: this.snapshotRoot, snapshotId, strategy: strategyId, stateSha256, ...(input && { invoke: { input } }) },
         { timeoutMs: fn.params.timeoutMs * (input ? 2 : 1), onTimeout: () => new ThawError('THAW_TIMEOUT', { name: fnName, timeoutMs: fn.params.timeoutMs }) },
       );
       sandbox.memoryBytes = res.memoryBytes;
@@ -570,14 +592,14 @@ export class Platform implements ThawApi {
 
   /**
    * Moves a snapshot a jailed host wrote into its scratch directory into the snapshot root. The
-   * host owns what it wrote and may still hold it open: nothing in it is followed or trusted
-   * until grantSnapshot has made each plain file the daemon's (the host's copies then read it
-   * through the function's group like any other host of the function).
+   * host owns what it wrote: nothing in it is followed, and each plain file becomes the daemon's
+   * (root-only) before it is read; grantSnapshot opens it to the function's hosts once sealed.
    */
   private adoptSnapshot(written: string, id: string): void {
     if (!lstatSync(written).isDirectory()) throw new ThawError('THAW_SNAPSHOT_CORRUPT', { id, detail: 'the sandbox host did not write a snapshot directory' });
     renameSync(written, join(this.snapshotRoot, id));
-    this.grantSnapshot(id);
+    // Every file the daemon's before anything reads it (sealState next).
+    grantToFunction(join(this.snapshotRoot, id), 0, 0o700, 0o600);
   }
 
   /**

@@ -119,6 +119,18 @@ export interface StrategyInfo {
   available: boolean;
   /** Why it is unavailable here (e.g. userfaultfd not permitted). */
   reason?: string;
+  /** What it checks of the bytes the guest reads: every-byte, partly-mapped or unverified-mapped. */
+  verifies: string;
+  /** One line: how it checks them and what it leaves unchecked. */
+  verifiesHow: string;
+}
+
+/** What `snapshots verify` found: each file of the snapshot and of its artefacts, read and checked. */
+export interface SnapshotVerifyReport {
+  snapshotId: string;
+  ok: boolean;
+  files: { file: string; status: 'ok' | 'corrupt'; detail?: string }[];
+  elapsedMs: number;
 }
 
 /** Everything the CLI and the HTTP API can ask of Thaw. */
@@ -149,6 +161,8 @@ export interface ThawApi {
   deleteSnapshot(id: string): Promise<void>;
   /** Builds and verifies what `strategy` needs for snapshot `id` ahead of its first restore. */
   prepareSnapshot(id: string, strategy: string): Promise<{ snapshotId: string; strategy: string; built: boolean; elapsedMs: number }>;
+  /** Reads every byte of a snapshot, its base chain and its artefacts and checks every checksum. */
+  verifySnapshot(id: string): Promise<SnapshotVerifyReport>;
   listStrategies(): Promise<StrategyInfo[]>;
   /** How sandbox hosts are confined here, layer by layer, as a freshly started host observes it. */
   doctor(): Promise<DoctorReport>;

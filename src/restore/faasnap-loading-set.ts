@@ -16,15 +16,15 @@
 //   data: every region's pages, in table order (a region's file offset is data start + the pages
 //         of the regions before it)
 // Little-endian. Regions are disjoint; pages are PAGE_BYTES (4 KiB).
-// Verification follows snapshot-image.ts: the data crc is checked when the file is built and
-// whenever its stat (device, inode, size, times) differs from the `.verified` sidecar.
+// Verification: the data crc is checked when the file is built and on every open (all of it is
+// read): no trust in file metadata, which a bit flipped below the filesystem does not change.
 
-import { closeSync, fstatSync, openSync, readFileSync, type BigIntStats } from 'node:fs';
+import { closeSync, fstatSync, openSync } from 'node:fs';
 import { join } from 'node:path';
 import { crc32 } from 'node:zlib';
 import { ThawError } from '../core/errors.js';
 import { PAGE_BYTES, type PageRun } from '../core/snapshot-format.js';
-import { readAt, writeAt, writeAtomic, writeFileVia } from './snapshot-image.js';
+import { readAt, writeAt, writeFileVia } from './snapshot-image.js';
 
 export const LOADING_SET_FILE = 'ls.faasnap';
 const MAGIC = 'THAWLSET';
@@ -111,10 +111,6 @@ export function buildLoadingSet(layers: Uint16Array, present: readonly PageRun[]
   return out;
 }
 
-function sidecarKey(st: BigIntStats): string {
-  return [st.dev, st.ino, st.size, st.mtimeNs, st.ctimeNs].join(':');
-}
-
 
 /** Path of the loading set of the snapshot in `dir`. */
 export function loadingSetPath(dir: string): string {
@@ -172,12 +168,11 @@ export interface OpenedLoadingSet {
   readonly set: LoadingSet;
   /** Read-only fd of the file; the caller closes it. */
   readonly fd: number;
-  readonly verifiedNow: boolean;
 }
 
 /**
- * Opens the loading set of the snapshot in `dir`; null when none was recorded. Checks the header
- * and table crc always, and the data crc when the file's stat differs from its sidecar.
+ * Opens the loading set of the snapshot in `dir`; null when none was recorded. Checks the header,
+ * the table crc and the data crc (reading every byte).
  * Throws THAW_SNAPSHOT_CORRUPT.
  */
 export function openLoadingSet(dir: string, id: string, memoryPages: number): OpenedLoadingSet | null {
@@ -193,8 +188,7 @@ export function openLoadingSet(dir: string, id: string, memoryPages: number): Op
     const bad = (detail: string): never => {
       throw new ThawError('THAW_SNAPSHOT_CORRUPT', { id, detail: `loading set: ${detail}` });
     };
-    const st = fstatSync(fd, { bigint: true });
-    const size = Number(st.size);
+    const size = fstatSync(fd).size;
     const head = Buffer.alloc(Math.min(size, HEADER_BYTES));
     readAt(fd, head, 0);
     if (head.length < HEADER_BYTES || head.toString('latin1', 0, 8) !== MAGIC) bad('bad magic or truncated');
@@ -224,29 +218,19 @@ export function openLoadingSet(dir: string, id: string, memoryPages: number): Op
       pages += r.pageCount;
     }
     if (size !== dataStart + pages * PAGE_BYTES) bad(`file is ${size} bytes, its table needs ${dataStart + pages * PAGE_BYTES}`);
-    const sidecar = `${path}.verified`;
-    let verifiedNow = false;
-    let trusted = false;
-    try {
-      trusted = readFileSync(sidecar, 'utf8') === sidecarKey(st);
-    } catch {
-      trusted = false;
+    // The data crc is checked on every open, from the bytes (no trust in file metadata): the
+    // read also brings the loading set into the page cache, which its mapping wants anyway.
+    let crc = 0;
+    const buf = Buffer.allocUnsafe(1 << 20);
+    for (let at = dataStart; at < size;) {
+      const n = readAt(fd, buf.subarray(0, Math.min(buf.length, size - at)), at);
+      if (n === 0) bad('data ends early');
+      crc = crc32(buf.subarray(0, n), crc);
+      at += n;
     }
-    if (!trusted) {
-      let crc = 0;
-      const buf = Buffer.allocUnsafe(1 << 20);
-      for (let at = dataStart; at < size;) {
-        const n = readAt(fd, buf.subarray(0, Math.min(buf.length, size - at)), at);
-        if (n === 0) bad('data ends early');
-        crc = crc32(buf.subarray(0, n), crc);
-        at += n;
-      }
-      if ((crc >>> 0) !== table.readUInt32LE(24)) bad('page data checksum mismatch');
-      writeAtomic(sidecar, Buffer.from(sidecarKey(st)));
-      verifiedNow = true;
-    }
+    if ((crc >>> 0) !== table.readUInt32LE(24)) bad('page data checksum mismatch');
     const set: LoadingSet = { memoryPages, sourceKey: table.readUInt32LE(20), regions, dataStartBytes: dataStart, layerCount: layers.size };
-    return { set, fd, verifiedNow };
+    return { set, fd };
   } catch (err: unknown) {
     closeSync(fd);
     throw err;

@@ -1,8 +1,11 @@
 // Guest-memory mechanics every strategy shares: growing a live Wasm memory to the snapshot's
-// size, clearing what lies beyond it, and measuring a fill (time, page faults).
+// size, clearing what lies beyond it, measuring a fill (time, page faults) and checking what a
+// fill put there against the snapshot's chunk checksums.
 
 import { performance } from 'node:perf_hooks';
+import { crc32 } from 'node:zlib';
 import { ThawError } from '../core/errors.js';
+import { CHUNK_BYTES, PAGE_BYTES, type PageRun, type SnapshotState } from '../core/snapshot-format.js';
 import { madviseDontneed, pageFaultCounts } from '../native/index.js';
 import type { RestoreStats } from './strategy.js';
 
@@ -46,4 +49,57 @@ export function measured<T>(stats: RestoreStats, fill: () => T): T {
     stats.majorFaults += faults1.major - faults0.major;
     stats.minorFaults += faults1.minor - faults0.minor;
   }
+}
+
+/** Guest byte ranges [offsetBytes, offsetBytes + lengthBytes). */
+export interface ByteSpan {
+  readonly offsetBytes: number;
+  readonly lengthBytes: number;
+}
+
+const zeroChunkCrc = new Map<number, number>();
+
+function crcOfZeros(length: number): number {
+  let c = zeroChunkCrc.get(length);
+  if (c === undefined) {
+    c = crc32(new Uint8Array(length));
+    zeroChunkCrc.set(length, c);
+  }
+  return c;
+}
+
+/**
+ * Checks restored guest memory against the snapshot's chunk checksums, reading the bytes the
+ * guest will see. `zeroSpans`: ranges this restore itself made fresh anonymous memory and wrote
+ * nothing into, so they read as zero without reading them (a chunk wholly inside one is checked
+ * against the checksum of zeros: that still catches page runs that left data out). `only`: check
+ * just the chunks wholly inside these ranges (the rest is someone else's to check). Throws
+ * THAW_SNAPSHOT_CORRUPT naming the first bad chunk.
+ */
+export function verifyRestored(state: SnapshotState, buffer: ArrayBuffer, options: { zeroSpans?: readonly ByteSpan[]; only?: readonly ByteSpan[] } = {}): void {
+  const memoryBytes = state.meta.memoryBytes;
+  const inside = (spans: readonly ByteSpan[], lo: number, hi: number): boolean =>
+    spans.some((s) => s.offsetBytes <= lo && hi <= s.offsetBytes + s.lengthBytes);
+  for (let c = 0; c * CHUNK_BYTES < memoryBytes; c++) {
+    const lo = c * CHUNK_BYTES;
+    const hi = Math.min(memoryBytes, lo + CHUNK_BYTES);
+    if (options.only && !inside(options.only, lo, hi)) continue;
+    const actual = options.zeroSpans && inside(options.zeroSpans, lo, hi) ? crcOfZeros(hi - lo) : crc32(new Uint8Array(buffer, lo, hi - lo));
+    if (actual !== state.chunkCrcs[c]) {
+      throw new ThawError('THAW_SNAPSHOT_CORRUPT', { id: state.meta.id, detail: `restored memory fails the checksum of chunk ${c} (bytes ${lo}..${hi})` });
+    }
+  }
+}
+
+/** The spans of [0, memoryBytes) not covered by `runs` (sorted, disjoint page runs). */
+export function holeSpans(runs: readonly PageRun[], memoryBytes: number): ByteSpan[] {
+  const out: ByteSpan[] = [];
+  let at = 0;
+  for (const r of runs) {
+    const lo = r.firstPage * PAGE_BYTES;
+    if (lo > at) out.push({ offsetBytes: at, lengthBytes: lo - at });
+    at = lo + r.pageCount * PAGE_BYTES;
+  }
+  if (memoryBytes > at) out.push({ offsetBytes: at, lengthBytes: memoryBytes - at });
+  return out;
 }

@@ -18,7 +18,8 @@ import { registerStrategy } from './strategy.js';
 for (const s of [eager, vanilla, vanillaCache, dram, uffd, reap, thaw, faasnap, sabre, sabreZstd, sabreReap, pass]) registerStrategy(s);
 
 export { getStrategy, listStrategies, registerStrategy, emptyStats } from './strategy.js';
-export type { RestoreStrategy, OpenedImage, RestoreStats, Support, PrepareReport } from './strategy.js';
+export type { RestoreStrategy, OpenedImage, RestoreStats, Support, PrepareReport, Verification } from './strategy.js';
+export { scrubSnapshot, type ScrubReport, type FileCheck } from './scrub.js';
 
 /** The strategy used when a request names none. */
 export const DEFAULT_STRATEGY = 'eager';

@@ -39,7 +39,7 @@ export interface LazyHooks {
  */
 export function openLazy(id: string, root: string, chain: readonly SnapshotState[],
   hooks: (image: SnapshotImage, fd: number, stats: RestoreStats) => LazyHooks): OpenedImage {
-  const resolved = resolveImage(root, chain);
+  const resolved = resolveImage(root, chain, 'open');
   const { image } = resolved;
   let fd: number | undefined = resolved.fd;
   const stats = emptyStats(id);

@@ -371,6 +371,22 @@ export class SnapshotPool {
     }
   }
 
+  /**
+   * Reads the current slot of `key` and checks every chunk checksum of `state` (a scrub).
+   * Returns false when there is no current slot. Throws THAW_SNAPSHOT_CORRUPT.
+   */
+  verifySlot(key: string, state: SnapshotState): boolean {
+    const entry = this.lookup(key, state);
+    if (entry === null || entry === 'stale') return false;
+    const fd = openSync(this.poolPath, 'r');
+    try {
+      this.#verify(fd, entry.offsetBytes, state);
+    } finally {
+      closeSync(fd);
+    }
+    return true;
+  }
+
   /** The indexed slot of `key`, current or not (for listings; restores use lookup()). */
   entry(key: string): SlotEntry | undefined {
     if (!existsSync(this.indexPath)) return undefined;

@@ -22,7 +22,7 @@ import { crc32 } from 'node:zlib';
 import { ThawError } from '../core/errors.js';
 import { PAGE_BYTES, type PageRun, type SnapshotState } from '../core/snapshot-format.js';
 import { compress, FILL_THREADS, fillFromFile, type Codec } from '../native/index.js';
-import { readAt, writeAt, writeFileVia, type SnapshotImage } from './snapshot-image.js';
+import { readAt, verifyImage, writeAt, writeFileVia, type SnapshotImage } from './snapshot-image.js';
 
 const MAGIC = 'THAWSABR';
 const VERSION = 1;
@@ -281,6 +281,9 @@ export function ensureCompressed(path: string, image: SnapshotImage, fd: number,
   }
   if (opened === null || current === null) {
     if (opened !== null) closeSync(opened.fd);
+    // The copy is checked only piece by piece from now on, so its source must be right first:
+    // the image's bytes and the state's page runs, against the chunk checksums.
+    verifyImage(image, fd);
     buildCompressedImage(path, image.id, fd, memoryPages, key, runs, { codec, level, partitionBytes: PARTITION_BYTES });
     built = true;
     opened = openCompressedImage(path, image.id, memoryPages);

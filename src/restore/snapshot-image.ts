@@ -1,39 +1,36 @@
-// The verified, mappable image of a snapshot chain, shared by every lazy strategy: which file
-// to map or serve from, which pages it holds, and when its checksums were checked.
+// The mappable image of a snapshot chain, shared by every lazy strategy: which file to map or
+// serve from, which pages it holds, and the one check that its bytes agree with the state file.
 //
-// Checksum policy (eager verifies every chunk after each load; lazy strategies cannot, since
-// they never read most pages before the guest runs):
-//   - prepare reads the whole image file once, checks every 1 MiB chunk CRC of the state file,
-//     and records the verification in a sidecar `<image>.verified` keyed by the file's device,
-//     inode, size, mtime and ctime (nanoseconds) and by the state's checksums;
-//   - every open fstat()s the very fd it will map or serve from and compares with the sidecar;
-//     any difference (rewritten, truncated, replaced, touched) re-verifies before use, and a
-//     failed verification throws THAW_SNAPSHOT_CORRUPT. A corrupt file is never used silently.
-//   - Not covered: a bit flip on the medium that changes neither the inode's times nor its size
-//     (silent disk corruption) after verification; eager still catches it, lazy strategies do not.
+// Checksum policy (no trust in file metadata: a bit flipped below the filesystem changes neither
+// size nor times, so nothing here is cached in a sidecar):
+//   - verifyImage() reads the whole image as the restored memory would be: pages in the state's
+//     page runs from the file, every other page as zero, and checks each 1 MiB chunk CRC of the
+//     state file. That is what proves the page runs agree with the chunk checksums (a forged or
+//     buggy run list that drops a data page or adds a garbage page fails it). prepare() runs it,
+//     and every artefact builder runs it on the bytes it builds from.
+//   - open only checks the size; each strategy then checks what it reads as it reads it
+//     (page servers a whole chunk on its first fault, fills per stored piece, eager and pass the
+//     whole memory), or says it maps bytes unverified (strategy.ts `verifies`).
 // Diff chains: mapping needs one file, so a chain is flattened once into `flat.img` beside the
-// top snapshot (built from an eager load, which verifies the chain), the simplest correct choice.
+// top snapshot (built from an eager load, which verifies the chain). Its pages are the union of
+// the chain's page runs: every other page is zero in every snapshot of the chain.
 //
 //   <root>/<id>/memory.img            full snapshot image (written by snapshot-io)
-//   <root>/<id>/memory.img.verified   sidecar: {format, key, stat, runs?}
 //   <root>/<id>/flat.img              diff chains only: base + diffs, zero pages as holes
-//   <root>/<id>/flat.img.verified
 
-import { closeSync, existsSync, fstatSync, ftruncateSync, fsyncSync, openSync, readFileSync, readSync, readdirSync, renameSync, rmSync, unlinkSync, writeSync, type BigIntStats } from 'node:fs';
+import { closeSync, existsSync, fstatSync, ftruncateSync, fsyncSync, openSync, readSync, readdirSync, renameSync, rmSync, unlinkSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
 import { crc32 } from 'node:zlib';
 import { ThawError, invariant } from '../core/errors.js';
 import { CHUNK_BYTES, PAGE_BYTES, findPageRuns, type PageRun, type SnapshotState } from '../core/snapshot-format.js';
-import { MEMORY_FILE, loadChainInto } from '../snapshot/snapshot-io.js';
+import { MEMORY_FILE, loadChainInto, processAlive } from '../snapshot/snapshot-io.js';
 
 /** Name of the flattened image of a diff chain, beside the top snapshot's state file. */
 export const FLAT_FILE = 'flat.img';
-const SIDECAR_SUFFIX = '.verified';
-const SIDECAR_FORMAT = 'thaw-verified-1';
 
-/** A snapshot chain resolved to one verified image file. */
+/** A snapshot chain resolved to one image file. */
 export interface SnapshotImage {
   /** Id of the top snapshot of the chain. */
   readonly id: string;
@@ -49,60 +46,12 @@ export interface SnapshotImage {
   readonly state: SnapshotState;
 }
 
-/** The stat fields a verification is keyed by. */
-interface StatKey {
-  dev: string;
-  ino: string;
-  size: string;
-  mtimeNs: string;
-  ctimeNs: string;
-}
-
-interface Sidecar {
-  format: typeof SIDECAR_FORMAT;
-  /** crc32 of the state's chunk checksums: a different snapshot under the same path never matches. */
-  key: number;
-  stat: StatKey;
-  /** Present pages as [firstPage, pageCount] pairs (flat images only; memory.img uses the state's runs). */
-  runs?: [number, number][];
-}
-
-function statKey(st: BigIntStats): StatKey {
-  return { dev: String(st.dev), ino: String(st.ino), size: String(st.size), mtimeNs: String(st.mtimeNs), ctimeNs: String(st.ctimeNs) };
-}
-
-function stateKey(state: SnapshotState): number {
-  return crc32(new Uint8Array(state.chunkCrcs.buffer, state.chunkCrcs.byteOffset, state.chunkCrcs.byteLength));
-}
-
-function sameKey(a: StatKey, b: StatKey): boolean {
-  return a.dev === b.dev && a.ino === b.ino && a.size === b.size && a.mtimeNs === b.mtimeNs && a.ctimeNs === b.ctimeNs;
-}
-
-function readSidecar(path: string): Sidecar | null {
-  try {
-    const s = JSON.parse(readFileSync(path + SIDECAR_SUFFIX, 'utf8')) as Sidecar;
-    return s.format === SIDECAR_FORMAT ? s : null;
-  } catch {
-    return null;
-  }
-}
-
 /** A file name for a temporary artefact that a later sweep can attribute to its (maybe dead) writer. */
 export function tempName(path: string): string {
   return `${path}.tmp-${process.pid}-${randomBytes(4).toString('hex')}`;
 }
 
 const TEMP_PATTERN = /\.tmp-(\d+)-[0-9a-f]+$/;
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err: unknown) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
 
 /**
  * Removes temporary artefacts in `dir` left by processes that died mid-write (a sandbox host
@@ -118,7 +67,7 @@ export function sweepStaleTemps(dir: string): number {
   }
   for (const name of names) {
     const m = TEMP_PATTERN.exec(name);
-    if (m && !alive(Number(m[1]))) {
+    if (m && !processAlive(Number(m[1]))) {
       rmSync(join(dir, name), { force: true, recursive: true });
       removed++;
     }
@@ -127,43 +76,50 @@ export function sweepStaleTemps(dir: string): number {
 }
 
 /**
- * Checks every chunk CRC of the image in `fd` against `state` (reading the whole file once).
+ * Checks that the image in `fd`, read as restored memory (pages of `runs` from the file, every
+ * other page zero), matches every chunk CRC of `state`; reads the whole file once. This is the
+ * check that a state file's page runs agree with its chunk checksums.
  * Throws THAW_SNAPSHOT_CORRUPT naming the first bad chunk.
  */
-function verifyFd(fd: number, state: SnapshotState, what: string): void {
+export function verifyImageFd(fd: number, state: SnapshotState, runs: readonly PageRun[], what: string): void {
   const memoryBytes = state.meta.memoryBytes;
   const buf = Buffer.allocUnsafe(CHUNK_BYTES);
+  let r = 0;
   for (let chunk = 0; chunk * CHUNK_BYTES < memoryBytes; chunk++) {
     const lo = chunk * CHUNK_BYTES;
     const len = Math.min(CHUNK_BYTES, memoryBytes - lo);
-    let done = 0;
-    while (done < len) {
-      const n = readSync(fd, buf, done, len - done, lo + done);
-      if (n === 0) throw new ThawError('THAW_SNAPSHOT_CORRUPT', { id: state.meta.id, detail: `${what} ends early at byte ${lo + done}` });
-      done += n;
+    buf.fill(0, 0, len);
+    while (r < runs.length && endOf(runs[r]!) <= lo) r++;
+    for (let i = r; i < runs.length && runs[i]!.firstPage * PAGE_BYTES < lo + len; i++) {
+      const from = Math.max(lo, runs[i]!.firstPage * PAGE_BYTES);
+      const to = Math.min(lo + len, endOf(runs[i]!));
+      if (readAt(fd, buf.subarray(from - lo, to - lo), from) !== to - from) {
+        throw new ThawError('THAW_SNAPSHOT_CORRUPT', { id: state.meta.id, detail: `${what} ends early (page run ${i} reaches byte ${to})` });
+      }
     }
     if (crc32(buf.subarray(0, len)) !== state.chunkCrcs[chunk]) {
-      throw new ThawError('THAW_SNAPSHOT_CORRUPT', { id: state.meta.id, detail: `${what}: checksum mismatch in chunk ${chunk} (bytes ${lo}..${lo + len})` });
+      throw new ThawError('THAW_SNAPSHOT_CORRUPT', {
+        id: state.meta.id,
+        detail: `${what}: checksum mismatch in chunk ${chunk} (bytes ${lo}..${lo + len}; the image bytes or the state file's page runs are wrong)`,
+      });
     }
   }
 }
 
-/** An image file opened for use, verified against its state (now or by a still-valid sidecar). */
-export interface VerifiedFd {
-  /** Open read-only fd; the caller closes it. */
-  readonly fd: number;
-  /** True when this call had to read and check the whole file. */
-  readonly verifiedNow: boolean;
-  readonly sidecar: Sidecar;
+function endOf(run: PageRun): number {
+  return (run.firstPage + run.pageCount) * PAGE_BYTES;
+}
+
+/** Checks the whole image of a resolved chain (see verifyImageFd). */
+export function verifyImage(image: SnapshotImage, fd: number): void {
+  verifyImageFd(fd, image.state, image.runs, image.path);
 }
 
 /**
- * Opens `path` and makes sure its bytes match `state`'s checksums, trusting a sidecar only when
- * it names this very file (same stat key, taken from the opened fd). Writes a fresh sidecar after
- * verifying. `runs`: the present pages to record in a new sidecar (flat images).
- * Throws THAW_SNAPSHOT_CORRUPT (missing, wrong size, bad checksum).
+ * Opens `path` read-only and checks its size against `state` (nothing else: the bytes are
+ * checked by whoever reads them). Throws THAW_SNAPSHOT_CORRUPT (missing, wrong size).
  */
-export function openVerified(path: string, state: SnapshotState, runs?: readonly PageRun[]): VerifiedFd {
+export function openImageFile(path: string, state: SnapshotState): number {
   const id = state.meta.id;
   let fd: number;
   try {
@@ -171,24 +127,12 @@ export function openVerified(path: string, state: SnapshotState, runs?: readonly
   } catch (err: unknown) {
     throw new ThawError('THAW_SNAPSHOT_CORRUPT', { id, detail: `cannot open ${path}: ${(err as Error).message}` }, { cause: err });
   }
-  try {
-    const st = fstatSync(fd, { bigint: true });
-    if (st.size !== BigInt(state.meta.memoryBytes)) {
-      throw new ThawError('THAW_SNAPSHOT_CORRUPT', { id, detail: `${path} is ${st.size} bytes, expected ${state.meta.memoryBytes} (truncated?)` });
-    }
-    const key = statKey(st);
-    const existing = readSidecar(path);
-    if (existing && existing.key === stateKey(state) && sameKey(existing.stat, key)) return { fd, verifiedNow: false, sidecar: existing };
-    verifyFd(fd, state, path);
-    const sidecar: Sidecar = { format: SIDECAR_FORMAT, key: stateKey(state), stat: key };
-    const recorded = runs ?? existing?.runs?.map(([firstPage, pageCount]) => ({ firstPage, pageCount }));
-    if (recorded) sidecar.runs = recorded.map((r) => [r.firstPage, r.pageCount]);
-    writeAtomic(path + SIDECAR_SUFFIX, Buffer.from(JSON.stringify(sidecar)));
-    return { fd, verifiedNow: true, sidecar };
-  } catch (err: unknown) {
+  const size = fstatSync(fd).size;
+  if (size !== state.meta.memoryBytes) {
     closeSync(fd);
-    throw err;
+    throw new ThawError('THAW_SNAPSHOT_CORRUPT', { id, detail: `${path} is ${size} bytes, expected ${state.meta.memoryBytes} (truncated?)` });
   }
+  return fd;
 }
 
 /**
@@ -247,73 +191,74 @@ export function writeSparseImage(path: string, memory: Uint8Array, runs: readonl
   });
 }
 
-/** Builds <top>/flat.img from a chain (eager load: verifies every chunk) unless present. */
-function flatten(root: string, chain: readonly SnapshotState[], top: SnapshotState, path: string): readonly PageRun[] {
+/** Builds <top>/flat.img from a chain (eager load: verifies every chunk). */
+function flatten(root: string, chain: readonly SnapshotState[], top: SnapshotState, path: string): void {
   const memory = new Uint8Array(top.meta.memoryBytes);
   loadChainInto(root, chain, memory);
-  const runs = findPageRuns(memory);
-  writeSparseImage(path, memory, runs);
-  return runs;
+  writeSparseImage(path, memory, findPageRuns(memory));
+}
+
+/** Pages any snapshot of `chain` holds: every other page is zero in the chain's memory. */
+function chainRuns(chain: readonly SnapshotState[]): readonly PageRun[] {
+  if (chain.length === 1) return chain[0]!.runs;
+  const all = chain.flatMap((s) => s.runs).sort((a, b) => a.firstPage - b.firstPage);
+  const out: PageRun[] = [];
+  for (const r of all) {
+    const last = out[out.length - 1];
+    if (last && r.firstPage <= endOf(last)) out[out.length - 1] = { firstPage: last.firstPage, pageCount: Math.max(endOf(last), endOf(r)) / PAGE_BYTES - last.firstPage };
+    else out.push(r);
+  }
+  return out;
 }
 
 /** Result of resolveImage(): the image and what resolving it cost. */
 export interface ResolvedImage {
   readonly image: SnapshotImage;
-  /** Open, verified fd of image.path; the caller closes it (or passes it on and closes it). */
+  /** Open fd of image.path; the caller closes it (or passes it on and closes it). */
   readonly fd: number;
-  /** True when a flat image was built or a file verified now. */
+  /** True when a flat image was built now. */
   readonly built: boolean;
   readonly elapsedMs: number;
 }
 
 /**
- * Resolves a chain (base first) to its single verified image: memory.img of a full snapshot,
- * or the flat.img of a diff chain (built once). Also sweeps temporaries of dead writers.
+ * Resolves a chain (base first) to its single image: memory.img of a full snapshot, or the
+ * flat.img of a diff chain (built once). 'verify' (prepare, artefact builders) also reads the
+ * whole image and checks it with verifyImage(), rebuilding a flat image that fails once; 'open'
+ * checks only its size. Also sweeps temporaries of dead writers.
  * Throws THAW_SNAPSHOT_CORRUPT, THAW_INTERNAL (empty chain).
  */
-export function resolveImage(root: string, chain: readonly SnapshotState[]): ResolvedImage {
+export function resolveImage(root: string, chain: readonly SnapshotState[], check: 'verify' | 'open'): ResolvedImage {
   const t0 = performance.now();
   const top = chain[chain.length - 1];
   invariant(top !== undefined, 'resolveImage: empty snapshot chain');
   const dir = join(root, top.meta.id);
   sweepStaleTemps(dir);
+  const flat = chain.length > 1;
+  const path = join(dir, flat ? FLAT_FILE : MEMORY_FILE);
+  const image: SnapshotImage = { id: top.meta.id, dir, path, memoryBytes: top.meta.memoryBytes, runs: chainRuns(chain), state: top };
   let built = false;
-  let path: string;
-  let runs: readonly PageRun[];
-  let opened: VerifiedFd;
-  if (chain.length === 1) {
-    path = join(dir, MEMORY_FILE);
-    runs = top.runs;
-    opened = openVerified(path, top);
-  } else {
-    path = join(dir, FLAT_FILE);
-    let fresh: readonly PageRun[] | undefined;
-    if (!existsSync(path)) {
-      fresh = flatten(root, chain, top, path);
-      built = true;
-    }
+  if (flat && !existsSync(path)) {
+    flatten(root, chain, top, path);
+    built = true;
+  }
+  let fd = openImageFile(path, top);
+  if (check === 'verify') {
     try {
-      opened = openVerified(path, top, fresh);
+      verifyImage(image, fd);
     } catch (err: unknown) {
+      closeSync(fd);
       // A flat image is derived data: if it does not verify, rebuild it once from the chain
       // (which eager-verifies every chunk) rather than fail a snapshot whose own files are fine.
-      if (!(err instanceof ThawError && err.code === 'THAW_SNAPSHOT_CORRUPT')) throw err;
+      if (!flat || !(err instanceof ThawError && err.code === 'THAW_SNAPSHOT_CORRUPT')) throw err;
       unlinkSync(path);
-      fresh = flatten(root, chain, top, path);
+      flatten(root, chain, top, path);
       built = true;
-      opened = openVerified(path, top, fresh);
+      fd = openImageFile(path, top);
     }
-    const recorded = opened.sidecar.runs;
-    if (recorded === undefined) {
-      closeSync(opened.fd);
-      throw new ThawError('THAW_SNAPSHOT_CORRUPT', { id: top.meta.id, detail: `${path}${SIDECAR_SUFFIX} lacks the page index` });
-    }
-    runs = recorded.map(([firstPage, pageCount]) => ({ firstPage, pageCount }));
   }
-  const image: SnapshotImage = { id: top.meta.id, dir, path, memoryBytes: top.meta.memoryBytes, runs, state: top };
-  return { image, fd: opened.fd, built: built || opened.verifiedNow, elapsedMs: performance.now() - t0 };
+  return { image, fd, built, elapsedMs: performance.now() - t0 };
 }
-
 /** Guest page -> image page map for a userfaultfd server: -1 for holes, identity elsewhere. */
 export function pageMapOf(image: SnapshotImage): Int32Array {
   const map = new Int32Array(image.memoryBytes / PAGE_BYTES).fill(-1);

@@ -53,6 +53,16 @@ export interface OpenedImage extends MemoryImage {
   release(): RestoreStats;
 }
 
+/**
+ * What a strategy checks of the bytes it gives the guest (this kernel has no fs-verity, so pages
+ * the kernel reads into a file mapping cannot be checked as they arrive):
+ *   'every-byte'         every byte the guest can read was checked against a checksum first
+ *   'partly-mapped'      what it loads is checked; the rest is mapped from a file unchecked
+ *   'unverified-mapped'  it maps files into the guest; mapped pages are not checked
+ * Unchecked mapped bytes are caught by a scrub: `thaw snapshots verify <id>`.
+ */
+export type Verification = 'every-byte' | 'partly-mapped' | 'unverified-mapped';
+
 /** Whether a strategy can run on this host, and if not, why. */
 export type Support = { readonly ok: true } | { readonly ok: false; readonly reason: string };
 
@@ -67,6 +77,10 @@ export interface RestoreStrategy {
   /** Stable kebab-case id used in config, CLI flags, HTTP bodies, logs and results. */
   readonly id: string;
   readonly description: string;
+  /** What it checks of the bytes the guest reads (see Verification). */
+  readonly verifies: Verification;
+  /** One line: how it checks them, and what it leaves unchecked. */
+  readonly verifiesHow: string;
   /** Whether this host can run the strategy. Cheap after the first call. */
   supports(): Support;
   /**
@@ -116,6 +130,6 @@ export function getStrategy(id: string): RestoreStrategy {
 }
 
 /** All registered strategies with their support on this host. */
-export function listStrategies(): { id: string; description: string; support: Support }[] {
-  return [...registry.values()].map((s) => ({ id: s.id, description: s.description, support: s.supports() }));
+export function listStrategies(): { id: string; description: string; verifies: Verification; verifiesHow: string; support: Support }[] {
+  return [...registry.values()].map((s) => ({ id: s.id, description: s.description, verifies: s.verifies, verifiesHow: s.verifiesHow, support: s.supports() }));
 }

@@ -3,7 +3,7 @@
 // finish (fill the rest and keep the memory usable) or stop (fence unserved pages).
 
 import { ThawError } from '../core/errors.js';
-import { PAGE_BYTES, type PageRun } from '../core/snapshot-format.js';
+import { CHUNK_BYTES, PAGE_BYTES, type PageRun } from '../core/snapshot-format.js';
 import { uffdAvailability, uffdCreate, type UffdServer, type UffdStats } from '../native/index.js';
 import { pageMapOf, type SnapshotImage } from './snapshot-image.js';
 import type { RestoreStats, Support } from './strategy.js';
@@ -32,7 +32,7 @@ export class UffdSession {
   #final: UffdStats | undefined;
 
   /** @internal use startSession. */
-  constructor(server: UffdServer, private readonly stats: RestoreStats) {
+  constructor(server: UffdServer, private readonly stats: RestoreStats, private readonly id: string) {
     this.#server = server;
   }
 
@@ -44,13 +44,23 @@ export class UffdSession {
    * Stops the server. 'fill': installs every page not served yet first, so the memory stays
    * fully usable without a server (reap after recording). 'fence': unserved pages become
    * PROT_NONE, so a guest still running traps rather than reading zeros (sandbox destroyed).
-   * Returns the server's stats (null when already stopped). Throws THAW_INTERNAL (fill failed).
+   * Returns the server's stats (null when already stopped). Throws THAW_SNAPSHOT_CORRUPT (a piece
+   * failed its checksum during the fill), THAW_INTERNAL (fill failed otherwise).
    */
   stop(remaining: 'fill' | 'fence'): UffdStats | null {
     const server = this.#server;
     if (server === undefined) return null;
     this.#server = undefined;
-    const st = server.stop({ remaining });
+    let st: UffdStats;
+    try {
+      st = server.stop({ remaining });
+    } catch (err: unknown) {
+      // The fill found a piece whose bytes fail its checksum (the range is fenced).
+      if (err instanceof ThawError && (err.cause as { code?: unknown } | undefined)?.code === 'EBADMSG') {
+        throw new ThawError('THAW_SNAPSHOT_CORRUPT', { id: this.id, detail: 'a page server piece fails its chunk checksum (found while filling the rest of memory)' }, { cause: err });
+      }
+      throw err;
+    }
     this.#final = st;
     this.stats.uffdFaults += st.faults;
     this.stats.prefetchedPages += st.prefetchedPages;
@@ -76,18 +86,23 @@ export class UffdSession {
 
 /**
  * Maps fresh anonymous memory over guest bytes [0, image.memoryBytes) of `buffer` (already grown)
- * and starts a server for it reading `fd` (the verified image; the server dups it): present pages
- * with UFFDIO_COPY, holes with UFFDIO_ZEROPAGE. Throws THAW_STRATEGY_UNAVAILABLE, THAW_INTERNAL.
+ * and starts a server for it reading `fd` (the image; the server dups it): present pages with
+ * UFFDIO_COPY, holes with UFFDIO_ZEROPAGE, a whole checked chunk at a time (a chunk that fails
+ * its checksum aborts the process from the server thread: see UffdSource.verify).
+ * Throws THAW_STRATEGY_UNAVAILABLE, THAW_INTERNAL.
  */
 export function startSession(buffer: ArrayBuffer, image: SnapshotImage, fd: number, stats: RestoreStats, options: SessionOptions): UffdSession {
   const prefetch = (options.prefetch ?? []).map((r) => ({ offsetBytes: r.firstPage * PAGE_BYTES, lengthBytes: r.pageCount * PAGE_BYTES }));
   if (buffer.byteLength < image.memoryBytes) {
     throw new ThawError('THAW_INTERNAL', { detail: `uffd session over ${buffer.byteLength} bytes, image needs ${image.memoryBytes}` });
   }
-  const server = uffdCreate(buffer, 0, image.memoryBytes, { fd, pageMap: pageMapOf(image) }, {
+  // Verified serving: every page the guest sees comes from a 1 MiB chunk checked against the
+  // state file's chunk checksum on its first fault (the image bytes and its page runs both).
+  const verify = { chunkCrcs: image.state.chunkCrcs, verifyBytes: CHUNK_BYTES };
+  const server = uffdCreate(buffer, 0, image.memoryBytes, { fd, pageMap: pageMapOf(image), verify }, {
     record: options.record === true,
     prefetch,
     strategy: options.strategy,
   });
-  return new UffdSession(server, stats);
+  return new UffdSession(server, stats, image.id);
 }

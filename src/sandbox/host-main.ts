@@ -147,7 +147,8 @@ async function handle(req: HostRequest): Promise<unknown> {
       const t0 = performance.now();
       const strategy = getStrategy(req.strategy);
       releasePreallocated(strategy.id);
-      const chain = readChain(req.snapshotRoot, req.snapshotId);
+      // The state files must be the ones whose seals the daemon checked (stateSha256, by id).
+      const chain = readChain(req.snapshotRoot, req.snapshotId, req.stateSha256);
       const top = chain[chain.length - 1]!;
       if (top.meta.moduleDigest !== p.fn.digest) {
         throw new ThawError('THAW_SNAPSHOT_VERSION', { id: req.snapshotId, detail: `taken from module ${top.meta.moduleDigest.slice(0, 12)}, function '${p.fn.params.name}' is now ${p.fn.digest.slice(0, 12)}` });

@@ -29,7 +29,7 @@ export type HostRequest =
   | { op: 'configure'; objectStore: ObjectStoreConfig; ownerPid: number }
   | { op: 'prepare'; fn: HostFunction }
   | { op: 'boot'; sandboxId: string; deployment: string; init: boolean; invoke?: InvokeAfter }
-  | { op: 'restore'; sandboxId: string; deployment: string; snapshotRoot: string; snapshotId: string; strategy: string; invoke?: InvokeAfter }
+  | { op: 'restore'; sandboxId: string; deployment: string; snapshotRoot: string; snapshotId: string; strategy: string; invoke?: InvokeAfter; stateSha256?: Record<string, string> }
   | { op: 'invoke'; sandboxId: string; input: Uint8Array }
   /** Written to `outDir` (the host's scratch when jailed, else the snapshot root); base chains read from `snapshotRoot`. */
   | { op: 'snapshot'; sandboxId: string; snapshotRoot: string; outDir: string; meta: Omit<SnapshotMeta, 'memoryBytes' | 'guestState' | 'runtime' | 'moduleDigest' | 'functionName'> }

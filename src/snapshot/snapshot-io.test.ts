@@ -1,11 +1,12 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, readdirSync, openSync, writeSync, closeSync, truncateSync, statSync } from 'node:fs';
+import { mkdtempSync, mkdirSync, readdirSync, openSync, writeSync, closeSync, truncateSync, statSync, writeFileSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ThawError } from '../core/errors.js';
 import { PAGE_BYTES, type SnapshotMeta } from '../core/snapshot-format.js';
-import { MEMORY_FILE, diskUsageBytes, loadChainInto, readChain, writeSnapshot } from './snapshot-io.js';
+import { MEMORY_FILE, diskUsageBytes, loadChainInto, readChain, sweepSnapshotTemps, writeSnapshot } from './snapshot-io.js';
 
 const MiB = 1 << 20;
 
@@ -87,4 +88,19 @@ test('readChain() reports a missing snapshot and a missing base', () => {
   const mem = patterned(MiB);
   writeSnapshot(root, meta('orphan', mem.length, 'gone'), mem, new Uint8Array(MiB));
   assert.equal(codeOf(() => readChain(root, 'orphan')), 'THAW_SNAPSHOT_NOT_FOUND');
+});
+
+test('sweepSnapshotTemps() removes half-written snapshot directories of dead writers and keeps live ones and snapshots', () => {
+  const root = mkdtempSync(join(tmpdir(), 'thaw-sweep-'));
+  writeSnapshot(root, meta('kept', MiB), patterned(MiB));
+  const dead = spawnSync(process.execPath, ['-e', '0']).pid!; // a pid that has exited
+  const leftovers = [`.tmp-a-${dead}-0123abcd`, '.tmp-b-89abcdef' /* an older Thaw: no pid */];
+  const live = `.tmp-c-${process.pid}-fedcba98`;
+  for (const name of [...leftovers, live]) {
+    mkdirSync(join(root, name));
+    writeFileSync(join(root, name, MEMORY_FILE), 'half');
+  }
+  assert.deepEqual(sweepSnapshotTemps(root).sort(), leftovers.sort());
+  assert.deepEqual(readdirSync(root).sort(), [live, 'kept'].sort());
+  assert.equal(readChain(root, 'kept').length, 1);
 });

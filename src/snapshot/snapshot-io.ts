@@ -1,9 +1,9 @@
 // Snapshot files on disk: atomic writes of a snapshot directory, reading and checking its
 // state file, and the eager load of a (full or diff) snapshot chain into guest memory.
 
-import { closeSync, fdatasyncSync, fsyncSync, ftruncateSync, mkdirSync, openSync, readFileSync, readSync, renameSync, rmSync, statSync, writeSync, fstatSync } from 'node:fs';
+import { closeSync, fdatasyncSync, fsyncSync, ftruncateSync, mkdirSync, openSync, readFileSync, readSync, readdirSync, renameSync, rmSync, statSync, writeSync, fstatSync } from 'node:fs';
 import { join } from 'node:path';
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { ThawError } from '../core/errors.js';
 import {
   CHUNK_BYTES, PAGE_BYTES, chunkChecksums, decodeState, encodeState, findPageRuns, isZeroPage, runBytes,
@@ -29,7 +29,8 @@ export interface WrittenSnapshot {
  */
 export function writeSnapshot(root: string, meta: SnapshotMeta, memory: Uint8Array, base?: Uint8Array): WrittenSnapshot {
   const finalDir = join(root, meta.id);
-  const tmpDir = join(root, `.tmp-${meta.id}-${randomBytes(4).toString('hex')}`);
+  // Named after the writer's pid, so a sweep can tell a dead writer's leftovers from a live write.
+  const tmpDir = join(root, `${TEMP_PREFIX}${meta.id}-${process.pid}-${randomBytes(4).toString('hex')}`);
   mkdirSync(tmpDir, { recursive: true });
   try {
     const runs = findPageRuns(memory, base);
@@ -68,8 +69,49 @@ export function writeSnapshot(root: string, meta: SnapshotMeta, memory: Uint8Arr
   }
 }
 
-/** Reads and checks a snapshot's state file. Throws THAW_SNAPSHOT_NOT_FOUND / _CORRUPT / _VERSION. */
-export function readState(root: string, id: string): SnapshotState {
+const TEMP_PREFIX = '.tmp-';
+/** `.tmp-<id>-<pid>-<hex>`; older Thaw wrote `.tmp-<id>-<hex>` (no pid). */
+const TEMP_PID = /-(\d+)-[0-9a-f]{8}$/;
+
+/**
+ * Removes snapshot directories left half-written under `root` by writers that died (a host killed
+ * mid-snapshot, a crash): `.tmp-*` entries whose writer pid is not alive, and those of an older
+ * Thaw that named no pid. Run when the platform starts. Returns the names removed.
+ */
+export function sweepSnapshotTemps(root: string): string[] {
+  let names: string[];
+  try {
+    names = readdirSync(root);
+  } catch {
+    return [];
+  }
+  const removed: string[] = [];
+  for (const name of names) {
+    if (!name.startsWith(TEMP_PREFIX)) continue;
+    const pid = TEMP_PID.exec(name);
+    if (pid && processAlive(Number(pid[1]))) continue;
+    rmSync(join(root, name), { recursive: true, force: true });
+    removed.push(name);
+  }
+  return removed;
+}
+
+/** Whether process `pid` exists (EPERM: it does, owned by someone else). */
+export function processAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err: unknown) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+/**
+ * Reads and checks a snapshot's state file. `expectSha256`: the digests of the state files the
+ * daemon verified (snapshot-seal.ts), by id; given, a state file whose bytes differ, or that the
+ * daemon did not verify, is refused. Throws THAW_SNAPSHOT_NOT_FOUND / _CORRUPT / _VERSION.
+ */
+export function readState(root: string, id: string, expectSha256?: Readonly<Record<string, string>>): SnapshotState {
   let buf: Buffer;
   try {
     buf = readFileSync(join(root, id, STATE_FILE));
@@ -77,20 +119,23 @@ export function readState(root: string, id: string): SnapshotState {
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') throw new ThawError('THAW_SNAPSHOT_NOT_FOUND', { id });
     throw new ThawError('THAW_SNAPSHOT_CORRUPT', { id, detail: `cannot read state file: ${(err as Error).message}` }, { cause: err });
   }
+  if (expectSha256 !== undefined && createHash('sha256').update(buf).digest('hex') !== expectSha256[id]) {
+    throw new ThawError('THAW_SNAPSHOT_CORRUPT', { id, detail: 'its state file is not the one the daemon verified (changed since, or outside the verified chain)' });
+  }
   const state = decodeState(id, buf);
   if (state.meta.id !== id) throw new ThawError('THAW_SNAPSHOT_CORRUPT', { id, detail: `state file names snapshot '${state.meta.id}'` });
   return state;
 }
 
-/** The chain of states from the full root snapshot to `id` (base first). */
-export function readChain(root: string, id: string): SnapshotState[] {
+/** The chain of states from the full root snapshot to `id` (base first); `expectSha256` as readState's. */
+export function readChain(root: string, id: string, expectSha256?: Readonly<Record<string, string>>): SnapshotState[] {
   const chain: SnapshotState[] = [];
   const seen = new Set<string>();
   let next: string | null = id;
   while (next !== null) {
     if (seen.has(next)) throw new ThawError('THAW_SNAPSHOT_CORRUPT', { id, detail: `base chain loops at '${next}'` });
     seen.add(next);
-    const state = readState(root, next);
+    const state = readState(root, next, expectSha256);
     chain.unshift(state);
     next = state.meta.kind === 'diff' ? state.meta.baseId : null;
   }

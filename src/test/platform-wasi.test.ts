@@ -3,10 +3,13 @@
 
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { readFileSync, openSync, writeSync, closeSync, truncateSync, statSync } from 'node:fs';
+import { readFileSync, openSync, readSync, writeSync, closeSync, truncateSync, statSync, existsSync, writeFileSync, rmSync } from 'node:fs';
+import { readState } from '../snapshot/snapshot-io.js';
+import { crc32 } from 'node:zlib';
 import { join } from 'node:path';
 import { deployExample, manifestPath, newPlatform, rejectsWith, text } from './helpers.js';
 import { readManifestFile } from '../cli/context.js';
+import type { SnapshotInfo } from '../platform/types.js';
 import { moduleOf, name, section } from '../runtimes/wasi/_wasm-fixtures.js';
 
 const p = newPlatform({ maxIdleSandboxes: 8 });
@@ -131,6 +134,64 @@ test('truncated or bit-flipped snapshots are refused by checksum and never used'
   await rejectsWith(p.invoke({ function: 'mem64-c', mode: 'snapshot', snapshotId: b.id, input }), 'THAW_SNAPSHOT_CORRUPT');
   const ok = await p.invoke({ function: 'mem64-c', mode: 'warm', sandboxId: sb.id, input });
   assert.ok(ok.output.length > 0);
+});
+
+test('snapshots are sealed by the daemon: a forged state file, a forged MAC and a missing MAC are refused before any restore', async () => {
+  await deployExample(p, 'hello-c');
+  const sb = await p.bootSandbox('hello-c');
+  const snaps = [];
+  for (let i = 0; i < 3; i++) snaps.push(await p.createSnapshot({ sandboxId: sb.id }));
+  const [forged, badMac, unsealed] = snaps as [SnapshotInfo, SnapshotInfo, SnapshotInfo];
+  const root = join(p.functions.hostFunction('hello-c').artefactPath, '..', '..', '..', 'snapshots');
+  for (const s of snaps) assert.ok(existsSync(join(root, s.id, 'state.mac')), 'sealed when taken');
+  const ok = await p.invoke({ function: 'hello-c', mode: 'snapshot', snapshotId: forged.id, input, keep: false });
+  assert.equal(text(ok.output), 'hello, world');
+  // Page runs shifted by one page and the file CRC recomputed: the file still decodes.
+  const statePath = join(root, forged.id, 'state.thaw');
+  const bytes = readFileSync(statePath);
+  const runsAt = 24 + bytes.readUInt32LE(12);
+  bytes.writeUInt32LE(bytes.readUInt32LE(runsAt) + 1, runsAt);
+  bytes.writeUInt32LE(crc32(bytes.subarray(0, bytes.length - 4)), bytes.length - 4);
+  writeFileSync(statePath, bytes);
+  const err = await rejectsWith(p.invoke({ function: 'hello-c', mode: 'snapshot', snapshotId: forged.id, input }), 'THAW_SNAPSHOT_CORRUPT');
+  assert.match(err.message, /MAC/);
+  const macPath = join(root, badMac.id, 'state.mac');
+  writeFileSync(macPath, JSON.stringify({ ...JSON.parse(readFileSync(macPath, 'utf8')) as object, mac: '00'.repeat(32) }));
+  await rejectsWith(p.invoke({ function: 'hello-c', mode: 'snapshot', snapshotId: badMac.id, input }), 'THAW_SNAPSHOT_CORRUPT');
+  rmSync(join(root, unsealed.id, 'state.mac'));
+  await rejectsWith(p.invoke({ function: 'hello-c', mode: 'snapshot', snapshotId: unsealed.id, input }), 'THAW_SNAPSHOT_UNSEALED');
+  await p.deleteSandbox(sb.id);
+});
+
+test('POST /v1/snapshots/:id/verify (Platform.verifySnapshot) reads every file and names the corrupt one', async () => {
+  await deployExample(p, 'hello-c');
+  const sb = await p.bootSandbox('hello-c');
+  const snap = await p.createSnapshot({ sandboxId: sb.id });
+  await p.prepareSnapshot(snap.id, 'sabre');
+  const clean = await p.verifySnapshot(snap.id);
+  assert.ok(clean.ok, JSON.stringify(clean));
+  assert.ok(clean.files.some((f) => f.file === 'sabre-lz4-1.img' && f.status === 'ok'));
+  const root = join(p.functions.hostFunction('hello-c').artefactPath, '..', '..', '..', 'snapshots');
+  // A byte in a present page fails both the load and the file as mapped; one in a hole (a page
+  // outside the page runs) only the file as mapped, which is what vanilla would serve.
+  const present = readState(root, snap.id).runs[0]!.firstPage * 4096 + 1;
+  const hole = (readState(root, snap.id).runs.at(-1)!.firstPage + readState(root, snap.id).runs.at(-1)!.pageCount) * 4096 + 1;
+  const corruptAt = async (offset: number): Promise<string[]> => {
+    const fd = openSync(join(root, snap.id, 'memory.img'), 'r+');
+    const was = Buffer.alloc(1);
+    readSync(fd, was, 0, 1, offset);
+    writeSync(fd, Buffer.from([was[0]! ^ 0x5a]), 0, 1, offset);
+    const bad = await p.verifySnapshot(snap.id);
+    writeSync(fd, was, 0, 1, offset);
+    closeSync(fd);
+    assert.equal(bad.ok, false);
+    return bad.files.filter((f) => f.status === 'corrupt').map((f) => f.file);
+  };
+  assert.deepEqual(await corruptAt(present), ['memory.img', 'memory.img (as mapped)']);
+  assert.deepEqual(await corruptAt(hole), ['memory.img (as mapped)']);
+  assert.ok((await p.verifySnapshot(snap.id)).ok, 'clean again');
+  await rejectsWith(p.verifySnapshot('snap-nope'), 'THAW_SNAPSHOT_NOT_FOUND');
+  await p.deleteSandbox(sb.id);
 });
 
 test('a snapshot of an older module version is refused after a redeploy', async () => {

@@ -38,6 +38,16 @@ export function prepare(g: GlobalOptions, id: string, o: { strategy: string }): 
 export function strategies(g: GlobalOptions): Promise<void> {
   return withApi(g, async (api) => {
     const all = await api.listStrategies();
-    printTable(all.map((s) => ({ id: s.id, available: s.available ? 'yes' : `no: ${s.reason ?? ''}`, description: s.description })));
+    printTable(all.map((s) => ({ id: s.id, available: s.available ? 'yes' : `no: ${s.reason ?? ''}`, verifies: s.verifies, description: s.description })));
+  });
+}
+
+/** Scrubs a snapshot: one row per file; exits 1 when any is corrupt. */
+export function verify(g: GlobalOptions, id: string): Promise<void> {
+  return withApi(g, async (api) => {
+    const r = await api.verifySnapshot(id);
+    printTable(r.files.map((f) => ({ file: f.file, status: f.status, detail: f.detail ?? '' })));
+    process.stdout.write(`${r.ok ? 'ok' : 'CORRUPT'}: snapshot ${r.snapshotId}, ${r.files.length} files read in ${r.elapsedMs.toFixed(0)} ms\n`);
+    if (!r.ok) process.exitCode = 1;
   });
 }

@@ -1,6 +1,8 @@
-// dram: the snapshot's memory file kept in tmpfs (DRAM). Prepare copies the verified image once
-// to /dev/shm/thaw/<root hash>/<id>.img (sparse, atomically, verified again in its new place);
-// restores mmap that copy MAP_PRIVATE over the sandbox's memory.
+// dram: the snapshot's memory file kept in tmpfs (DRAM). Prepare copies the image's page runs once
+// to /dev/shm/thaw/<root hash>/<id>.img (sparse, atomically) and verifies the copy in its new
+// place (so bytes and page runs are checked: the copy holds only the runs); restores mmap that
+// copy MAP_PRIVATE over the sandbox's memory. Mapped pages are not checked as the kernel reads
+// them (strategy.ts `verifies`); `thaw snapshots verify` checks the copy.
 
 import { closeSync, mkdirSync, openSync, readSync, rmSync, writeSync, ftruncateSync, renameSync, existsSync } from 'node:fs';
 import { createHash } from 'node:crypto';
@@ -9,7 +11,7 @@ import { performance } from 'node:perf_hooks';
 import { PAGE_BYTES, type SnapshotState } from '../../core/snapshot-format.js';
 import { mapFile } from '../../native/index.js';
 import { openLazy } from '../lazy-image.js';
-import { openVerified, resolveImage, sweepStaleTemps, tempName, type SnapshotImage } from '../snapshot-image.js';
+import { openImageFile, resolveImage, sweepStaleTemps, tempName, verifyImageFd, type SnapshotImage } from '../snapshot-image.js';
 import type { OpenedImage, PrepareReport, RestoreStrategy } from '../strategy.js';
 
 /** Where tmpfs copies live; one directory per snapshot root. */
@@ -22,7 +24,7 @@ export function dramDir(root: string): string {
 
 /** Removes the tmpfs copy of snapshot `id` under `root` (when the snapshot is deleted). */
 export function discardDramCopy(root: string, id: string): void {
-  for (const suffix of ['.img', '.img.verified']) rmSync(join(dramDir(root), id + suffix), { force: true });
+  for (const suffix of ['.img']) rmSync(join(dramDir(root), id + suffix), { force: true });
 }
 
 function copySparse(fromFd: number, image: SnapshotImage, to: string): void {
@@ -50,7 +52,7 @@ function copySparse(fromFd: number, image: SnapshotImage, to: string): void {
   renameSync(tmp, to);
 }
 
-/** Makes sure the verified tmpfs copy exists; returns its open, verified fd. */
+/** Makes sure the tmpfs copy exists (verified when made); returns its open fd. */
 function ensureCopy(root: string, image: SnapshotImage, sourceFd: number): { fd: number; built: boolean } {
   const dir = dramDir(root);
   mkdirSync(dir, { recursive: true });
@@ -61,17 +63,26 @@ function ensureCopy(root: string, image: SnapshotImage, sourceFd: number): { fd:
     copySparse(sourceFd, image, path);
     built = true;
   }
-  const opened = openVerified(path, image.state, image.runs);
-  return { fd: opened.fd, built: built || opened.verifiedNow };
+  const fd = openImageFile(path, image.state);
+  try {
+    if (built) verifyImageFd(fd, image.state, image.runs, path);
+  } catch (err: unknown) {
+    closeSync(fd);
+    rmSync(path, { force: true });
+    throw err;
+  }
+  return { fd, built };
 }
 
 export const dram: RestoreStrategy = {
   id: 'dram',
   description: 'keep the memory file in tmpfs (/dev/shm) and mmap it MAP_PRIVATE',
+  verifies: 'unverified-mapped',
+  verifiesHow: 'the tmpfs copy is checked against the state file when it is made; pages mapped from it are not checked',
   supports: () => (existsSync('/dev/shm') ? { ok: true } : { ok: false, reason: '/dev/shm (tmpfs) is missing' }),
   prepare(root: string, chain: readonly SnapshotState[]): PrepareReport {
     const t0 = performance.now();
-    const r = resolveImage(root, chain);
+    const r = resolveImage(root, chain, 'verify');
     try {
       const copy = ensureCopy(root, r.image, r.fd);
       closeSync(copy.fd);

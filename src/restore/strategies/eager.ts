@@ -10,6 +10,8 @@ import { emptyStats, type OpenedImage, type RestoreStrategy } from '../strategy.
 export const eager: RestoreStrategy = {
   id: 'eager',
   description: 'read the whole image into guest memory before resuming',
+  verifies: 'every-byte',
+  verifiesHow: 'reads the whole chain and checks every 1 MiB chunk checksum before the guest runs',
   supports: () => ({ ok: true }),
   /** Nothing to build: eager reads the snapshot files as they are and checks them on each load. */
   prepare: () => ({ built: false, elapsedMs: 0 }),

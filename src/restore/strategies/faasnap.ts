@@ -52,14 +52,16 @@ export function faasnapStrategy(thresholds: FaasnapThresholds = DEFAULT_THRESHOL
   return {
     id,
     description: 'record mincore layers on the first restore; then map zero base + non-zero memory file + loading-set file, prefetching the loading set',
+    verifies: 'unverified-mapped',
+    verifiesHow: 'the loading set checksum is checked on every open (all of it is read); pages mapped from the memory file and the loading set are not',
     supports: () => ({ ok: true }),
     /** Resolves and verifies the image, and the loading set when one was recorded (the recording needs a run of the guest). */
     prepare(root: string, chain: readonly SnapshotState[]): PrepareReport {
-      const r = resolveImage(root, chain);
+      const r = resolveImage(root, chain, 'verify');
       closeSync(r.fd);
       const ls = openLoadingSet(r.image.dir, r.image.id, r.image.memoryBytes / PAGE_BYTES);
       if (ls) closeSync(ls.fd);
-      return { built: r.built || (ls?.verifiedNow ?? false), elapsedMs: r.elapsedMs };
+      return { built: r.built, elapsedMs: r.elapsedMs };
     },
     open(root: string, chain: readonly SnapshotState[]): OpenedImage {
       return openLazy(id, root, chain, (image, imageFd, plain) => {
@@ -125,7 +127,7 @@ export function faasnapStrategy(thresholds: FaasnapThresholds = DEFAULT_THRESHOL
             const layers = sampler.stop();
             sampler = undefined;
             const regions = buildLoadingSet(layers, image.runs, thresholds);
-            const r = resolveImage(root, chain);
+            const r = resolveImage(root, chain, 'verify');
             try {
               writeLoadingSet(recordingDir(image.dir), image.id, r.fd, memoryPages, key, regions);
             } finally {

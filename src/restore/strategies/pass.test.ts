@@ -100,7 +100,7 @@ test('freed slots are reused and their old bytes never show through holes', () =
   const c = new Uint8Array(PAGES * PAGE_BYTES);
   c.fill(9, 10 * PAGE_BYTES, 11 * PAGE_BYTES);
   writeSnapshot(root, meta('c'), c);
-  const r = resolveImage(root, readChain(root, 'c'));
+  const r = resolveImage(root, readChain(root, 'c'), 'verify');
   const entry = pool.store(slotKey(root, 'c'), r.image, r.fd);
   closeSync(r.fd);
   assert.equal(entry.offsetBytes, b.offsetBytes, 'first fit reuses the freed slot');
@@ -118,7 +118,7 @@ test('a freed slot still mapped by a restore is not reused until that restore is
   discardPassSlot(root, 'd'); // the snapshot is deleted while a sandbox still runs from it
   const e = memory(5);
   writeSnapshot(root, meta('e'), e);
-  const r = resolveImage(root, readChain(root, 'e'));
+  const r = resolveImage(root, readChain(root, 'e'), 'verify');
   const placed = pool.store(slotKey(root, 'e'), r.image, r.fd);
   closeSync(r.fd);
   assert.ok(placed.offsetBytes >= held.offsetBytes + held.slotBytes || placed.offsetBytes + placed.slotBytes <= held.offsetBytes, 'not placed over the mapped slot');

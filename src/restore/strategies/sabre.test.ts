@@ -44,7 +44,7 @@ test('splitRuns() cuts runs at the partition size', () => {
 });
 
 test('buildCompressedImage() and verifyCompressedImage() round-trip the partition table; random data is stored raw', () => {
-  const r = resolveImage(root, readChain(root, 's'));
+  const r = resolveImage(root, readChain(root, 's'), 'verify');
   try {
     const path = join(root, 'roundtrip.img');
     const built = buildCompressedImage(path, 's', r.fd, PAGES, 0x1234abcd, r.image.runs, { codec: 'zstd', level: 3, partitionBytes: 1 << 20 });

@@ -88,10 +88,12 @@ export function sabreStrategy(options: SabreOptions): RestoreStrategy {
   return {
     id,
     description: `present pages compressed (${codec}${codec === 'zstd' ? ` level ${level}` : ''}) in 1 MiB partitions, decompressed into place before resuming`,
+    verifies: 'every-byte',
+    verifiesHow: 'each stored partition\'s crc32 is checked as it is read (the file was built from a checked image); pages without data are fresh zero memory',
     supports: () => ({ ok: true }),
     prepare(root: string, chain: readonly SnapshotState[]): PrepareReport {
       const t0 = performance.now();
-      const r = resolveImage(root, chain);
+      const r = resolveImage(root, chain, 'verify');
       try {
         const c = ensureCompressed(join(r.image.dir, file), r.image, r.fd, sourceKey(r.image.state), r.image.runs, codec, level, 'all');
         closeSync(c.opened.fd);
@@ -134,11 +136,13 @@ export function sabreReapStrategy(options: SabreOptions = { codec: 'lz4' }): Res
   return {
     id,
     description: `REAP working set compressed (${codec}) and decompressed into place; the rest faults in from the mapped image`,
+    verifies: 'partly-mapped',
+    verifiesHow: 'recording: checked chunks via uffd; replay: working-set partitions crc-checked as read, the rest mapped from the image unchecked',
     supports: uffdSupport,
     /** Resolves and verifies the image; the working set needs a run of the guest, so the first open records it. */
     prepare(root: string, chain: readonly SnapshotState[]): PrepareReport {
       const t0 = performance.now();
-      const r = resolveImage(root, chain);
+      const r = resolveImage(root, chain, 'verify');
       try {
         const pages = r.image.memoryBytes / PAGE_BYTES;
         const ws = readWorkingSet(r.image.dir, r.image.id, pages);

@@ -41,6 +41,7 @@ import {
   FILL_THREADS, fillFromFile, madviseHugepage, mapAnonymous, mapFile, poolMoveRuns, poolRelease, poolReserve,
   type FillJob, type PageRun as ByteRun,
 } from '../../native/index.js';
+import { holeSpans, verifyRestored } from '../guest-memory.js';
 import { openLazy } from '../lazy-image.js';
 import { resolveImage, type SnapshotImage } from '../snapshot-image.js';
 import type { OpenedImage, PrepareReport, RestoreStats, RestoreStrategy } from '../strategy.js';
@@ -227,11 +228,13 @@ export function thawStrategy(options: ThawOptions = {}): RestoreStrategy {
   return {
     id: 'thaw',
     description: 'images up to 64 MiB present: loaded whole into pre-faulted pooled memory (moved in by mremap) by parallel reads; larger ones: dense working-set blocks loaded so, sparse working-set runs decoded from an lz4 loading-set file into anonymous memory, the rest mapped from the file',
+    verifies: 'partly-mapped',
+    verifiesHow: 'images loaded whole: every chunk checked after the load; larger ones: loaded blocks and loading-set pieces checked, the rest mapped from the file unchecked (recording: checked chunks via uffd)',
     supports: () => ({ ok: true }),
     /** Resolves and verifies the image; once a working set exists, builds its sparse loading set. */
     prepare(root: string, chain: readonly SnapshotState[]): PrepareReport {
       const t0 = performance.now();
-      const r = resolveImage(root, chain);
+      const r = resolveImage(root, chain, 'verify');
       try {
         const { image } = r;
         const present = image.runs.reduce((n, run) => n + run.pageCount * PAGE_BYTES, 0);
@@ -285,6 +288,10 @@ export function thawStrategy(options: ThawOptions = {}): RestoreStrategy {
             // grow into that memory (a 640 MiB function was OOM-killed with 512 MiB of pool kept).
             poolRelease();
             readPresent(fd, image, plan.dense, buffer, stats);
+            // Every chunk the load wrote is checked from guest memory (a chunk with no present
+            // page is fresh zero memory: checked against the checksum of zeros, not read). Whole
+            // images are then checked byte for byte; the mapped rest of a large one is not.
+            verifyRestored(image.state, buffer, { zeroSpans: holeSpans(image.runs, image.memoryBytes), ...(whole ? {} : { only: plan.dense }) });
             if (sparseImage !== undefined) {
               const o = sparseImage;
               sparseImage = undefined;

@@ -11,9 +11,11 @@ import { startSession, uffdSupport, type UffdSession } from '../uffd-session.js'
 export const uffd: RestoreStrategy = {
   id: 'uffd',
   description: 'anonymous memory with a userfaultfd server copying each faulting page from the image',
+  verifies: 'every-byte',
+  verifiesHow: 'the page server reads each 1 MiB chunk on its first fault, checks its checksum and installs it from the checked buffer',
   supports: uffdSupport,
   prepare(root: string, chain: readonly SnapshotState[]): PrepareReport {
-    const r = resolveImage(root, chain);
+    const r = resolveImage(root, chain, 'verify');
     closeSync(r.fd);
     return { built: r.built, elapsedMs: r.elapsedMs };
   },

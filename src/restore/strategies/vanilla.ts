@@ -14,9 +14,11 @@ function mappingStrategy(id: string, description: string, cache: 'drop' | 'keep'
   return {
     id,
     description,
+    verifies: 'unverified-mapped',
+    verifiesHow: 'maps the image file straight over guest memory: pages the kernel reads in are not checked (prepare and `thaw snapshots verify` check the file)',
     supports: () => ({ ok: true }),
     prepare(root: string, chain: readonly SnapshotState[]): PrepareReport {
-      const r = resolveImage(root, chain);
+      const r = resolveImage(root, chain, 'verify');
       try {
         if (cache === 'keep') fadvise(r.fd, 0, 0, 'willneed');
       } finally {

@@ -10,6 +10,8 @@ import type { OpenedImage, RestoreStrategy } from '../../strategy.js';
 export const lossy: RestoreStrategy = {
   id: 'faulty-lossy',
   description: 'test fixture: eager, then loses the first present page',
+  verifies: 'unverified-mapped',
+  verifiesHow: 'test fixture',
   supports: () => ({ ok: true }),
   prepare: () => ({ built: false, elapsedMs: 0 }),
   open(root: string, chain: readonly SnapshotState[]): OpenedImage {
@@ -29,6 +31,8 @@ export const lossy: RestoreStrategy = {
 export const throwing: RestoreStrategy = {
   id: 'faulty-throwing',
   description: 'test fixture: fill() throws',
+  verifies: 'unverified-mapped',
+  verifiesHow: 'test fixture',
   supports: () => ({ ok: true }),
   prepare: () => ({ built: false, elapsedMs: 0 }),
   open(root: string, chain: readonly SnapshotState[]): OpenedImage {
@@ -46,6 +50,8 @@ export const throwing: RestoreStrategy = {
 export const unavailable: RestoreStrategy = {
   id: 'faulty-unavailable',
   description: 'test fixture: never supported',
+  verifies: 'unverified-mapped',
+  verifiesHow: 'test fixture',
   supports: () => ({ ok: false, reason: 'test fixture: this host lacks the feature' }),
   prepare: () => ({ built: false, elapsedMs: 0 }),
   open(): OpenedImage {

@@ -1,0 +1,137 @@
+// Snapshot seals: an HMAC-SHA256, with a key only the daemon holds, over each state file, so a
+// sandbox host that escapes its jail (and can write snapshot directories) cannot forge one.
+// The state file carries the chunk checksums every restore path checks bytes against, so
+// sealing it makes those checksums, and through them every byte, the daemon's word.
+//
+//   <dataDir>/keys/snapshot.key    32 random bytes, mode 0600 (directory 0700), created once
+//   <root>/<id>/state.mac          {"format":"thaw-mac-1","stateSha256":hex,"mac":hex}
+//
+// mac = HMAC-SHA256(key, "thaw-state-v1\n" + id + "\n" + sha256(state.thaw)): it names the
+// snapshot, so a sealed state file copied under another id does not verify.
+// The flow: a host writes a snapshot; the daemon checks its metadata is what it asked for and
+// seals it (sealState). Before each restore the daemon checks the seals of the whole chain
+// (verifyChainSeals) and hands the host the sha256 of each state file it verified; the host
+// reads the state files and refuses any whose bytes differ (readChain's expected digests).
+// Artefacts are not sealed yet: they are derived from sealed state files and checked against
+// their checksums (see restore/), but a forged artefact header is not refused by a MAC.
+
+import { createHash, createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
+import { chmodSync, closeSync, fsyncSync, linkSync, mkdirSync, openSync, readFileSync, rmSync, writeSync } from 'node:fs';
+import { join } from 'node:path';
+import { ThawError } from '../core/errors.js';
+import { decodeState, type SnapshotMeta } from '../core/snapshot-format.js';
+import { STATE_FILE, writeFileDurable } from './snapshot-io.js';
+
+export const MAC_FILE = 'state.mac';
+const MAC_FORMAT = 'thaw-mac-1';
+const KEY_BYTES = 32;
+
+/**
+ * The daemon's snapshot key at <dataDir>/keys/snapshot.key, created if missing: written to a
+ * temporary file with mode 0600, fsynced and linked into place (link() never replaces a key
+ * another daemon created meanwhile; then that one is used). Throws THAW_INTERNAL (unreadable or
+ * wrong-sized key).
+ */
+export function ensureSnapshotKey(dataDir: string): Buffer {
+  const dir = join(dataDir, 'keys');
+  mkdirSync(dir, { recursive: true, mode: 0o700 });
+  const path = join(dir, 'snapshot.key');
+  try {
+    return checkedKey(readFileSync(path), path);
+  } catch (err: unknown) {
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+  }
+  const tmp = `${path}.tmp-${process.pid}-${randomBytes(4).toString('hex')}`;
+  const fd = openSync(tmp, 'wx', 0o600);
+  try {
+    writeSync(fd, randomBytes(KEY_BYTES));
+    fsyncSync(fd);
+  } finally {
+    closeSync(fd);
+  }
+  try {
+    chmodSync(tmp, 0o600); // the mode given to open() is masked by the umask
+    linkSync(tmp, path);
+  } catch (err: unknown) {
+    if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+  } finally {
+    rmSync(tmp, { force: true });
+  }
+  const dirFd = openSync(dir, 'r');
+  try {
+    fsyncSync(dirFd);
+  } finally {
+    closeSync(dirFd);
+  }
+  return checkedKey(readFileSync(path), path);
+}
+
+function checkedKey(key: Buffer, path: string): Buffer {
+  if (key.length !== KEY_BYTES) throw new ThawError('THAW_INTERNAL', { detail: `${path} holds ${key.length} bytes, a snapshot key is ${KEY_BYTES}` });
+  return key;
+}
+
+function macOf(key: Buffer, id: string, stateSha256: string): string {
+  return createHmac('sha256', key).update(`thaw-state-v1\n${id}\n${stateSha256}`).digest('hex');
+}
+
+/** What the daemon asked a host to write: the seal is refused when the state file says otherwise. */
+export type ExpectedMeta = Pick<SnapshotMeta, 'id' | 'kind' | 'baseId' | 'createdAt' | 'sourceSandboxId'> & Partial<Pick<SnapshotMeta, 'functionName' | 'moduleDigest'>>;
+
+/**
+ * Seals snapshot `expected.id` under `root` after a host wrote it: reads its state file once,
+ * checks it decodes and that its metadata is what the daemon asked for, and writes state.mac
+ * (atomically, durably). Returns the state file's sha256. Throws THAW_SNAPSHOT_CORRUPT.
+ */
+export function sealState(root: string, key: Buffer, expected: ExpectedMeta): string {
+  const id = expected.id;
+  const buf = readFileSync(join(root, id, STATE_FILE));
+  const meta = decodeState(id, buf).meta;
+  for (const [field, want] of Object.entries(expected) as [keyof SnapshotMeta, unknown][]) {
+    if (meta[field] !== want) {
+      throw new ThawError('THAW_SNAPSHOT_CORRUPT', { id, detail: `the host wrote ${field} ${JSON.stringify(meta[field])}, the daemon asked for ${JSON.stringify(want)}; not sealed` });
+    }
+  }
+  const stateSha256 = createHash('sha256').update(buf).digest('hex');
+  writeFileDurable(join(root, id, MAC_FILE), Buffer.from(JSON.stringify({ format: MAC_FORMAT, stateSha256, mac: macOf(key, id, stateSha256) })));
+  return stateSha256;
+}
+
+/**
+ * Checks the seal of snapshot `id` and of every snapshot of its base chain, reading each state
+ * file once. Returns the sha256 of each state file verified, by id: what a host must find when
+ * it reads them. Throws THAW_SNAPSHOT_UNSEALED (no seal: an older Thaw wrote it),
+ * THAW_SNAPSHOT_CORRUPT (a seal that does not match: forged or rewritten), THAW_SNAPSHOT_NOT_FOUND.
+ */
+export function verifyChainSeals(root: string, key: Buffer, id: string): Record<string, string> {
+  const digests: Record<string, string> = {};
+  let next: string | null = id;
+  while (next !== null) {
+    if (digests[next] !== undefined) throw new ThawError('THAW_SNAPSHOT_CORRUPT', { id, detail: `base chain loops at '${next}'` });
+    const at: string = next;
+    let buf: Buffer;
+    try {
+      buf = readFileSync(join(root, at, STATE_FILE));
+    } catch (err: unknown) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') throw new ThawError('THAW_SNAPSHOT_NOT_FOUND', { id: at });
+      throw new ThawError('THAW_SNAPSHOT_CORRUPT', { id: at, detail: `cannot read state file: ${(err as Error).message}` }, { cause: err });
+    }
+    const stateSha256 = createHash('sha256').update(buf).digest('hex');
+    let seal: { format?: unknown; stateSha256?: unknown; mac?: unknown };
+    try {
+      seal = JSON.parse(readFileSync(join(root, at, MAC_FILE), 'utf8')) as typeof seal;
+    } catch (err: unknown) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') throw new ThawError('THAW_SNAPSHOT_UNSEALED', { id: at });
+      throw new ThawError('THAW_SNAPSHOT_CORRUPT', { id: at, detail: `unreadable ${MAC_FILE}: ${(err as Error).message}` }, { cause: err });
+    }
+    const want = Buffer.from(macOf(key, at, stateSha256), 'hex');
+    const got = typeof seal.mac === 'string' ? Buffer.from(seal.mac, 'hex') : Buffer.alloc(0);
+    if (seal.format !== MAC_FORMAT || got.length !== want.length || !timingSafeEqual(got, want)) {
+      throw new ThawError('THAW_SNAPSHOT_CORRUPT', { id: at, detail: 'its state file does not match its MAC: not sealed by this daemon (forged or rewritten)' });
+    }
+    digests[at] = stateSha256;
+    const meta = decodeState(at, buf).meta;
+    next = meta.kind === 'diff' ? meta.baseId : null;
+  }
+  return digests;
+}
