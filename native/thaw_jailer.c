@@ -333,12 +333,24 @@ static char **clean_env(void) {
   return env;
 }
 
+static volatile pid_t host_pid;
+
+/* SIGTERM from the daemon: the host dies at once (SIGKILL) and is reaped here, so it never
+ * lingers as an orphan for init to collect while its memory cgroup is being removed. */
+static void kill_host(int sig) {
+  (void)sig;
+  if (host_pid > 0) kill(host_pid, SIGKILL);
+}
+
 static void mirror_exit(pid_t child, int alive_fd) {
-  /* Ignore what the daemon's terminal or shell might send; SIGKILL from the daemon kills us,
-   * and the child then follows through its parent-death signal. `alive_fd` stays open for as
-   * long as we live: the child sees its other end hang up if we died before it armed that. */
+  /* Ignore what the daemon's terminal or shell might send. SIGTERM (the daemon's way to stop a
+   * host) kills the host; SIGKILL kills us, and the host follows through its parent-death
+   * signal. `alive_fd` stays open for as long as we live: the child sees its other end hang up
+   * if we died before it armed that. */
+  host_pid = child;
   signal(SIGINT, SIG_IGN);
   signal(SIGHUP, SIG_IGN);
+  signal(SIGTERM, kill_host);
   if (alive_fd != 3 && dup2(alive_fd, 3) < 0) die("dup2");
   close_range(4, ~0U, 0);
   int status;

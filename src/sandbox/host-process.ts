@@ -48,6 +48,7 @@ export class HostProcess {
   readonly ready: Promise<void>;
   readonly exited: Promise<HostExit>;
   readonly cgroup: MemoryCgroup | null;
+  private readonly jailed: boolean;
   private nextReqId = 1;
   private readonly pending = new Map<number, Pending>();
   private killReason: string | null = null;
@@ -56,6 +57,7 @@ export class HostProcess {
 
   constructor(launch: HostLaunch) {
     const { onLog, cgroupParent, jail } = launch;
+    this.jailed = jail !== null;
     // Settings a host needs from the daemon travel as arguments: its environment is empty.
     const hostArgs = jail ? [`--uffd-device-fd=${UFFD_DEVICE_FD}`, `--scratch=${jail.scratchDir}`] : [];
     for (const [k, v] of Object.entries(jail?.env ?? {})) hostArgs.push(`--env=${k}=${v}`);
@@ -137,7 +139,14 @@ export class HostProcess {
   kill(reason: string): Promise<HostExit> {
     if (this.alive) {
       this.killReason ??= reason;
-      this.child.kill('SIGKILL');
+      // A jailer kills its host on SIGTERM and reaps it before exiting (SIGKILL would leave the
+      // host to its parent-death signal and to init); SIGKILL follows if it has not exited soon.
+      if (this.jailed) {
+        this.child.kill('SIGTERM');
+        setTimeout(() => this.alive && this.child.kill('SIGKILL'), 2000).unref();
+      } else {
+        this.child.kill('SIGKILL');
+      }
     }
     return this.exited;
   }
