@@ -29,8 +29,10 @@ export interface WasiPrepared {
 /** The artefact as the sandbox runs it: memory capped to one limit, memory.grow instrumented. */
 interface CompiledModule {
   readonly module: WebAssembly.Module;
-  /** True when failed memory.grow instructions set the `thaw:grow_failed` global. */
+  /** True when no memory.grow can fail unseen: each one sets `thaw:grow_failed`, or there is none. */
   readonly growObserved: boolean;
+  /** True when the module exports the `thaw:grow_failed` global (it has memory.grow sites). */
+  readonly growFlag: boolean;
 }
 
 /** The wasi runtime's state inside a snapshot: every mutable global as a string, and the memory size. */
@@ -108,7 +110,13 @@ function compiledFor(prepared: WasiPrepared, limitBytes: number): Promise<Compil
     }
     const instrumented = instrumentMemoryGrow(capped.bytes);
     compiled = compileOptimized(instrumented?.bytes ?? capped.bytes).then(
-      (module) => ({ module, growObserved: instrumented !== undefined }),
+      // A module without memory.grow gets no flag global (instrumentMemoryGrow leaves it as it
+      // is): no grow of its can fail unseen, but there is no global to read either.
+      (module) => ({
+        module,
+        growObserved: instrumented !== undefined,
+        growFlag: WebAssembly.Module.exports(module).some((e) => e.name === GROW_FAILED_EXPORT && e.kind === 'global'),
+      }),
       (err: unknown) => {
         throw new ThawError('THAW_MODULE_INVALID', { detail: err instanceof Error ? err.message : String(err) }, { cause: err });
       },
@@ -200,8 +208,10 @@ class WasiGuest implements GuestInstance {
     private readonly prepared: WasiPrepared,
     private readonly ctx: GuestContext,
     private readonly wasi: WASI,
-    /** True when the module reports failed memory.grow instructions in `thaw:grow_failed`. */
+    /** True when no memory.grow can fail unseen (see CompiledModule). */
     private readonly growObserved: boolean,
+    /** True when the module exports the `thaw:grow_failed` global. */
+    private readonly growFlag: boolean,
   ) {
     // node:wasi keeps proc_exit's status under a private symbol; read it only to report it.
     this.exitCodeKey = Object.getOwnPropertySymbols(wasi).find((s) => s.description === 'kExitCode');
@@ -209,9 +219,9 @@ class WasiGuest implements GuestInstance {
 
   /** Instantiates the module (data segments and any start function run) without calling its exports. */
   static async instantiate(prepared: WasiPrepared, ctx: GuestContext): Promise<WasiGuest> {
-    const { module, growObserved } = await compiledFor(prepared, ctx.memoryLimitBytes);
+    const { module, growObserved, growFlag } = await compiledFor(prepared, ctx.memoryLimitBytes);
     const wasi = new WASI({ version: 'preview1', args: [prepared.fn.name], env: {}, returnOnExit: true });
-    const guest = new WasiGuest(prepared, ctx, wasi, growObserved);
+    const guest = new WasiGuest(prepared, ctx, wasi, growObserved, growFlag);
     let instance: WebAssembly.Instance;
     try {
       instance = await WebAssembly.instantiate(module, guest.imports());
@@ -310,7 +320,7 @@ class WasiGuest implements GuestInstance {
 
   /** Runs guest code; flushes its log lines and turns whatever it throws into a ThawError. */
   private guard<T>(run: () => T): T {
-    if (this.growObserved) this.global(GROW_FAILED_EXPORT).value = 0;
+    if (this.growFlag) this.global(GROW_FAILED_EXPORT).value = 0;
     try {
       return run();
     } catch (err: unknown) {
@@ -333,7 +343,7 @@ class WasiGuest implements GuestInstance {
     const message = err instanceof Error ? err.message : String(err);
     if (err instanceof WebAssembly.RuntimeError) {
       const usedBytes = this.instance === undefined ? 0 : this.memory.buffer.byteLength;
-      const failedGrowPages = this.growObserved && this.instance !== undefined ? Number(this.global(GROW_FAILED_EXPORT).value) : 0;
+      const failedGrowPages = this.growFlag && this.instance !== undefined ? Number(this.global(GROW_FAILED_EXPORT).value) : 0;
       if (failedGrowPages > 0) {
         return oom(fn, limitBytes, `memory.grow by ${failedGrowPages} page(s) failed with ${usedBytes} bytes in use, then trap '${message}'`, err);
       }
