@@ -37,5 +37,6 @@ export function errorHandler(err: unknown, req: FastifyRequest, reply: FastifyRe
   if (e.status >= 500) req.log.error({ code: e.code, err: e.message }, 'request failed');
   else req.log.info({ code: e.code, err: e.message }, 'request rejected');
   if (e.code === 'THAW_POOL_EXHAUSTED') void reply.header('Retry-After', '1');
+  if (e.code === 'THAW_UNAUTHORIZED') void reply.header('WWW-Authenticate', 'Bearer');
   void reply.status(e.status).send({ statusCode: e.status, code: e.code, error: STATUS_TEXT[e.status] ?? 'Error', message: e.message });
 }

@@ -45,8 +45,12 @@ export async function buildServer(api: ThawApi, params: Pick<ServerParams, 'host
   if (params.token) {
     const expected = Buffer.from(params.token);
     app.addHook('onRequest', async (req) => {
-      const got = Buffer.from((req.headers.authorization ?? '').replace(/^Bearer /, ''));
-      if (got.length !== expected.length || !timingSafeEqual(got, expected)) throw new ThawError('THAW_UNAUTHORIZED');
+      // Only `Authorization: Bearer <token>` (RFC 6750 section 2.1; the scheme name is
+      // case-insensitive): a bare token or another scheme used to pass, since the check only
+      // stripped a leading "Bearer " when there was one.
+      const m = /^Bearer ([^\s]+)$/i.exec(req.headers.authorization ?? '');
+      const got = Buffer.from(m?.[1] ?? '');
+      if (!m || got.length !== expected.length || !timingSafeEqual(got, expected)) throw new ThawError('THAW_UNAUTHORIZED');
     });
   }
 

@@ -88,6 +88,31 @@ test('buildServer() refuses a non-loopback address without a token, and checks t
   }
 });
 
+test('buildServer() with a token accepts only `Authorization: Bearer <token>`', async () => {
+  const guarded = await buildServer(platform, { host: '0.0.0.0', token: 's3cret', logLevel: 'silent' });
+  try {
+    const refused: { url: string; headers?: Record<string, string> }[] = [
+      { url: '/v1/functions', headers: { authorization: 's3cret' } },
+      { url: '/v1/functions', headers: { authorization: 'Basic s3cret' } },
+      { url: '/v1/functions', headers: { authorization: 'Token s3cret' } },
+      { url: '/v1/functions', headers: { authorization: 'Bearer s3cret extra' } },
+      { url: '/v1/functions', headers: { authorization: 'Bearers3cret' } },
+      { url: '/v1/functions?token=s3cret' },
+      { url: '/v1/functions?access_token=s3cret' },
+      { url: '/v1/functions', headers: { 'x-thaw-token': 's3cret', cookie: 'token=s3cret' } },
+    ];
+    for (const r of refused) {
+      const res = await guarded.inject({ method: 'GET', ...r });
+      assert.equal(res.statusCode, 401, JSON.stringify(r));
+      assert.equal(res.json().code, 'THAW_UNAUTHORIZED');
+      assert.equal(res.headers['www-authenticate'], 'Bearer');
+    }
+    assert.equal((await guarded.inject({ method: 'GET', url: '/v1/functions', headers: { authorization: 'bearer s3cret' } })).statusCode, 200);
+  } finally {
+    await guarded.close();
+  }
+});
+
 test('GET /v1/strategies lists every strategy; POST /v1/snapshots/:id/prepare builds artefacts once', async () => {
   const list = (await app.inject({ method: 'GET', url: '/v1/strategies' })).json() as { id: string; available: boolean }[];
   for (const id of ['eager', 'vanilla', 'vanilla-cache', 'dram', 'uffd', 'reap', 'thaw']) assert.ok(list.some((s) => s.id === id), id);
