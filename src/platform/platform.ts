@@ -271,7 +271,9 @@ export class Platform implements ThawApi {
       if (stats?.phase === 'record' && snapshotId !== undefined && strategy !== undefined) this.preparer.forget(snapshotId, strategy);
       return result;
     } catch (err) {
-      throw await this.afterFailure(sandbox, err);
+      // keep=false asked for the sandbox to go after this invocation, whatever its outcome: a
+      // guest error leaves the sandbox usable, but it must not stay behind for warm invocations.
+      throw await this.afterFailure(sandbox, err, req.keep === false);
     }
   }
 

@@ -94,6 +94,19 @@ test('a trap, a function error and memory exhaustion are reported; the daemon ke
   assert.equal(text(ok.output), 'still here');
 });
 
+test('keep=false discards the sandbox after a function error too', async () => {
+  await deployExample(p, 'faulty-c', { name: 'not-kept' });
+  const sandboxes = async () => (await p.listSandboxes()).filter((s) => s.function === 'not-kept').map((s) => s.id);
+  await rejectsWith(p.invoke({ function: 'not-kept', mode: 'cold', input: Buffer.from('fail'), keep: false }), 'THAW_GUEST_ERROR');
+  assert.deepEqual(await sandboxes(), []);
+  const sb = await p.bootSandbox('not-kept');
+  await rejectsWith(p.invoke({ function: 'not-kept', mode: 'warm', sandboxId: sb.id, input: Buffer.from('fail'), keep: false }), 'THAW_GUEST_ERROR');
+  assert.deepEqual(await sandboxes(), []);
+  // Without keep=false a function error leaves the sandbox for the next warm invocation.
+  await rejectsWith(p.invoke({ function: 'not-kept', mode: 'cold', input: Buffer.from('fail') }), 'THAW_GUEST_ERROR');
+  assert.equal((await sandboxes()).length, 1);
+});
+
 test('a handler that runs past its timeout is killed and reported', async () => {
   await deployExample(p, 'faulty-c', { name: 'slow', timeoutMs: 300 });
   const err = await rejectsWith(p.invoke({ function: 'slow', mode: 'cold', input: Buffer.from('spin') }), 'THAW_TIMEOUT');
