@@ -16,7 +16,7 @@ export const errorReplySchema = {
 } as const;
 
 const STATUS_TEXT: Record<number, string> = {
-  400: 'Bad Request', 401: 'Unauthorized', 404: 'Not Found', 409: 'Conflict', 413: 'Payload Too Large',
+  400: 'Bad Request', 401: 'Unauthorized', 404: 'Not Found', 409: 'Conflict', 413: 'Payload Too Large', 429: 'Too Many Requests',
   500: 'Internal Server Error', 501: 'Not Implemented', 502: 'Bad Gateway', 503: 'Service Unavailable', 504: 'Gateway Timeout',
 };
 
@@ -36,7 +36,7 @@ export function errorHandler(err: unknown, req: FastifyRequest, reply: FastifyRe
   const e = asThawError(err);
   if (e.status >= 500) req.log.error({ code: e.code, err: e.message }, 'request failed');
   else req.log.info({ code: e.code, err: e.message }, 'request rejected');
-  if (e.code === 'THAW_POOL_EXHAUSTED') void reply.header('Retry-After', '1');
+  if (e.code === 'THAW_POOL_EXHAUSTED' || e.code === 'THAW_FUNCTION_BUSY') void reply.header('Retry-After', '1');
   if (e.code === 'THAW_UNAUTHORIZED') void reply.header('WWW-Authenticate', 'Bearer');
   void reply.status(e.status).send({ statusCode: e.status, code: e.code, error: STATUS_TEXT[e.status] ?? 'Error', message: e.message });
 }

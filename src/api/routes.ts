@@ -219,7 +219,7 @@ export function registerRoutes(app: FastifyInstance, api: ThawApi): void {
               keep: { type: 'boolean', default: true, description: 'keep the sandbox for warm invocations' },
             },
           },
-          response: { 200: ref('Invocation'), ...errors, 413: ref('ErrorReply'), 502: ref('ErrorReply'), 504: ref('ErrorReply') },
+          response: { 200: ref('Invocation'), ...errors, 413: ref('ErrorReply'), 429: ref('ErrorReply'), 502: ref('ErrorReply'), 503: ref('ErrorReply'), 504: ref('ErrorReply') },
         },
       },
       async (req) => {

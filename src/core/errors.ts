@@ -24,7 +24,7 @@ export const ERRORS = {
   THAW_RUNTIME_UNKNOWN: { status: 400, message: "unknown runtime '{runtime}' (expected wasi or python)" },
   // sandboxes
   THAW_SANDBOX_NOT_FOUND: { status: 404, message: "sandbox '{id}' not found" },
-  THAW_NO_WARM_SANDBOX: { status: 404, message: "no idle sandbox for function '{name}': invoke it cold or from a snapshot first" },
+  THAW_NO_WARM_SANDBOX: { status: 404, message: "function '{name}' has no sandbox: invoke it cold or from a snapshot first" },
   THAW_SANDBOX_BUSY: { status: 409, message: "sandbox '{id}' is busy with another invocation" },
   THAW_SANDBOX_DIED: { status: 500, message: "sandbox '{id}' died: {detail}" },
   THAW_POOL_EXHAUSTED: { status: 503, message: 'no free sandbox host: {detail}' },
@@ -45,6 +45,8 @@ export const ERRORS = {
   THAW_OBJECT_NOT_FOUND: { status: 404, message: "object '{key}' not found in the {store} store" },
   THAW_OBJECT_STORE: { status: 503, message: 'object store {store} failed: {detail}' },
   THAW_INTERNAL: { status: 500, message: 'internal error: {detail}' },
+  // ---- issue 9 item 5 (defects): busy functions, request and output bounds, storage, HTTP errors
+  THAW_FUNCTION_BUSY: { status: 429, message: "every sandbox of function '{name}' stayed busy for {waitedMs} ms: retry later, or invoke it cold or from a snapshot" },
 } as const satisfies Record<string, ErrorEntry>;
 
 export type ErrorCode = keyof typeof ERRORS;

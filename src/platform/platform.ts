@@ -53,6 +53,13 @@ interface Sandbox {
   lastUsed: number;
 }
 
+/**
+ * How long a warm invocation waits for one of its function's busy sandboxes to become idle
+ * before it is refused with 429 (THAW_FUNCTION_BUSY). Short: a client that can wait longer
+ * retries after Retry-After, and a request never queues behind a slow handler for long.
+ */
+const WARM_WAIT_MS = 1000;
+
 /** Errors after which a sandbox's state cannot be trusted: it is stopped and replaced. */
 const FATAL_TO_SANDBOX = new Set<ErrorCode>(['THAW_GUEST_TRAP', 'THAW_GUEST_OOM', 'THAW_TIMEOUT', 'THAW_SANDBOX_DIED', 'THAW_INTERNAL']);
 
@@ -66,6 +73,8 @@ export class Platform implements ThawApi {
   private readonly log: Logger;
   private readonly preparer: StrategyPreparer;
   private objects: Promise<ObjectStore> | undefined;
+  /** Warm invocations waiting for a sandbox to become idle or go away (see takeWarm). */
+  private readonly idleWaiters = new Set<() => void>();
   /**
    * Snapshot metadata by id. Snapshots are immutable once written, so the daemon reads a state
    * file once; the sandbox host re-reads and verifies the files on every restore regardless.
@@ -125,7 +134,7 @@ export class Platform implements ThawApi {
   async bootSandbox(fnName: string): Promise<SandboxInfo & { timings: InvokeTimings }> {
     const t0 = performance.now();
     const { sandbox, timings } = await this.bootCold(fnName).finally(() => setImmediate(() => this.pool.refill()));
-    sandbox.busy = false;
+    this.release(sandbox);
     return { ...this.sandboxInfo(sandbox), timings: { ...timings, handlerMs: 0, totalMs: round(performance.now() - t0) } };
   }
 
@@ -164,7 +173,7 @@ export class Platform implements ThawApi {
     } catch (err) {
       throw await this.afterFailure(sandbox, err);
     } finally {
-      sandbox.busy = false;
+      this.release(sandbox);
     }
   }
 
@@ -227,7 +236,7 @@ export class Platform implements ThawApi {
         ({ sandbox, timings, invoked } = await this.bootCold(fn.params.name, req.input));
         break;
       case 'warm':
-        sandbox = this.takeWarm(fn.params.name, req.sandboxId);
+        sandbox = await this.takeWarm(fn.params.name, req.sandboxId);
         timings = { acquireMs: 0 };
         break;
       case 'snapshot':
@@ -247,7 +256,7 @@ export class Platform implements ThawApi {
       sandbox.lastUsed = Date.now();
       const keep = req.keep ?? true;
       if (keep) {
-        sandbox.busy = false;
+        this.release(sandbox);
         this.evictIdle();
       } else {
         void this.stop(sandbox, 'not kept');
@@ -400,27 +409,64 @@ export class Platform implements ThawApi {
     void host.exited.then((exit) => {
       if (this.sandboxes.get(sandbox.id) === sandbox) {
         this.sandboxes.delete(sandbox.id);
+        this.wakeWaiters();
         if (!exit.killedBy) this.log.warn({ sandboxId: sandbox.id, function: fn, exit }, 'sandbox host died');
       }
     });
     return sandbox;
   }
 
-  private takeWarm(fnName: string, sandboxId: string | undefined): Sandbox {
-    let sandbox: Sandbox | undefined;
+  /**
+   * The sandbox for a warm invocation: the one named, else the most recently used idle one of
+   * the function's current version. When all of them are busy, waits up to WARM_WAIT_MS for one
+   * to become idle (THAW_FUNCTION_BUSY, 429, after that); THAW_NO_WARM_SANDBOX only when the
+   * function has no sandbox at all.
+   */
+  private async takeWarm(fnName: string, sandboxId: string | undefined): Promise<Sandbox> {
     if (sandboxId !== undefined) {
-      sandbox = this.sandbox(sandboxId);
+      const sandbox = this.sandbox(sandboxId);
       if (sandbox.fn !== fnName) throw new ThawError('THAW_REQUEST_INVALID', { detail: `sandbox '${sandboxId}' runs function '${sandbox.fn}', not '${fnName}'` });
       if (sandbox.busy) throw new ThawError('THAW_SANDBOX_BUSY', { id: sandboxId });
-    } else {
-      const digest = this.functions.get(fnName).digest;
-      sandbox = [...this.sandboxes.values()]
-        .filter((s) => s.fn === fnName && s.digest === digest && !s.busy)
-        .sort((a, b) => b.lastUsed - a.lastUsed)[0];
-      if (!sandbox) throw new ThawError('THAW_NO_WARM_SANDBOX', { name: fnName });
+      sandbox.busy = true;
+      return sandbox;
     }
-    sandbox.busy = true;
-    return sandbox;
+    const t0 = performance.now();
+    for (;;) {
+      const digest = this.functions.get(fnName).digest;
+      const candidates = [...this.sandboxes.values()].filter((s) => s.fn === fnName && s.digest === digest);
+      if (candidates.length === 0) throw new ThawError('THAW_NO_WARM_SANDBOX', { name: fnName });
+      const idle = candidates.filter((s) => !s.busy).sort((a, b) => b.lastUsed - a.lastUsed)[0];
+      if (idle) {
+        idle.busy = true;
+        return idle;
+      }
+      const leftMs = WARM_WAIT_MS - (performance.now() - t0);
+      if (leftMs <= 0) throw new ThawError('THAW_FUNCTION_BUSY', { name: fnName, waitedMs: WARM_WAIT_MS });
+      await this.sandboxChange(leftMs);
+    }
+  }
+
+  /** Resolves when a sandbox becomes idle or is removed, or after `ms`. */
+  private sandboxChange(ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      const wake = (): void => {
+        clearTimeout(timer);
+        this.idleWaiters.delete(wake);
+        resolve();
+      };
+      const timer = setTimeout(wake, ms);
+      this.idleWaiters.add(wake);
+    });
+  }
+
+  /** Marks a sandbox idle and wakes the warm invocations waiting for one. */
+  private release(sandbox: Sandbox): void {
+    sandbox.busy = false;
+    this.wakeWaiters();
+  }
+
+  private wakeWaiters(): void {
+    for (const wake of [...this.idleWaiters]) wake();
   }
 
   /** The newest snapshot of the function's current module version (unreadable ones are never picked). */
@@ -494,13 +540,15 @@ export class Platform implements ThawApi {
       this.log.warn({ sandboxId: sandbox.id, function: sandbox.fn, code: e.code, error: e.message }, 'sandbox stopped after failure');
       await this.stop(sandbox, `failure: ${e.code}`);
     } else {
-      sandbox.busy = false;
+      this.release(sandbox);
     }
     return e;
   }
 
   private async stop(sandbox: Sandbox, reason: string): Promise<void> {
     this.sandboxes.delete(sandbox.id);
+    // A warm invocation waiting on this function's last busy sandbox must learn it is gone.
+    this.wakeWaiters();
     await sandbox.host.kill(reason);
   }
 

@@ -68,6 +68,24 @@ test('errors come back in one shape with the catalogue code and status', async (
   }
 });
 
+test('a warm invocation whose sandboxes stay busy is 429 with Retry-After', async () => {
+  const { manifest, artefact } = readManifestFile(manifestPath('faulty-c'));
+  await app.inject({ method: 'POST', url: '/v1/functions', payload: { manifest: { ...manifest, name: 'api-busy', timeoutMs: 2_000 }, artefactBase64: Buffer.from(artefact).toString('base64') } });
+  const invoke = (query: string, body: string) =>
+    app.inject({ method: 'POST', url: `/v1/functions/api-busy/invocations?${query}`, payload: Buffer.from(body), headers: { 'content-type': 'application/octet-stream' } });
+  const cold = (await invoke('mode=cold', 'x')).json();
+  const spinning = invoke(`mode=warm&sandbox=${cold.sandboxId}`, 'spin');
+  // inject() dispatches on a later tick: wait until the spinning invocation holds the sandbox.
+  const state = async () => (await app.inject({ method: 'GET', url: '/v1/sandboxes' })).json().find((s: { id: string }) => s.id === cold.sandboxId)?.state;
+  while ((await state()) !== 'busy') await new Promise((r) => setTimeout(r, 5));
+  const res = await invoke('mode=warm', 'y');
+  assert.equal(res.statusCode, 429, res.body);
+  assert.equal(res.json().code, 'THAW_FUNCTION_BUSY');
+  assert.equal(res.json().error, 'Too Many Requests');
+  assert.equal(res.headers['retry-after'], '1');
+  assert.equal((await spinning).json().code, 'THAW_TIMEOUT');
+});
+
 test('GET /openapi.json documents every route', async () => {
   const doc = (await app.inject({ method: 'GET', url: '/openapi.json' })).json();
   assert.match(doc.openapi, /^3\./);

@@ -5,6 +5,7 @@ import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync, openSync, writeSync, closeSync, truncateSync, statSync } from 'node:fs';
 import { join } from 'node:path';
+import { performance } from 'node:perf_hooks';
 import { deployExample, manifestPath, newPlatform, rejectsWith, text } from './helpers.js';
 import { readManifestFile } from '../cli/context.js';
 import { moduleOf, name, section } from '../runtimes/wasi/_wasm-fixtures.js';
@@ -105,6 +106,28 @@ test('keep=false discards the sandbox after a function error too', async () => {
   // Without keep=false a function error leaves the sandbox for the next warm invocation.
   await rejectsWith(p.invoke({ function: 'not-kept', mode: 'cold', input: Buffer.from('fail') }), 'THAW_GUEST_ERROR');
   assert.equal((await sandboxes()).length, 1);
+});
+
+test('a warm invocation waits briefly for a busy sandbox, then gets THAW_FUNCTION_BUSY; none at all is THAW_NO_WARM_SANDBOX', async () => {
+  await deployExample(p, 'faulty-c', { name: 'busy-fn', timeoutMs: 3_000 });
+  const cold = await p.invoke({ function: 'busy-fn', mode: 'cold', input: Buffer.from('a') });
+  // A snapshot holds the only sandbox busy for a moment: the warm invocation waits for it.
+  const [, warm] = await Promise.all([
+    p.createSnapshot({ sandboxId: cold.sandboxId }),
+    p.invoke({ function: 'busy-fn', mode: 'warm', input: Buffer.from('b') }),
+  ]);
+  assert.equal(warm.sandboxId, cold.sandboxId);
+  assert.equal(text(warm.output), 'b');
+  // A handler that spins holds it past the wait: 429, after about a second, not at once.
+  const spinning = p.invoke({ function: 'busy-fn', mode: 'warm', sandboxId: cold.sandboxId, input: Buffer.from('spin') });
+  const t0 = performance.now();
+  const busy = await rejectsWith(p.invoke({ function: 'busy-fn', mode: 'warm', input: Buffer.from('c') }), 'THAW_FUNCTION_BUSY');
+  const waitedMs = performance.now() - t0;
+  assert.equal(busy.status, 429);
+  assert.ok(waitedMs >= 900 && waitedMs < 2_500, `waited ${waitedMs} ms`);
+  await rejectsWith(spinning, 'THAW_TIMEOUT');
+  const none = await rejectsWith(p.invoke({ function: 'busy-fn', mode: 'warm', input: Buffer.from('d') }), 'THAW_NO_WARM_SANDBOX');
+  assert.equal(none.status, 404);
 });
 
 test('a handler that runs past its timeout is killed and reported', async () => {
