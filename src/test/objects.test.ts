@@ -76,3 +76,19 @@ test('an unreachable Redis is a clear error, and the platform keeps serving', as
     await p.close();
   }
 });
+
+test('an unreachable Redis fails only the invocations that use objects', async () => {
+  const p = newPlatform({ objectStore: 'redis://127.0.0.1:1/0' });
+  try {
+    await deployExample(p, 'faulty-c');
+    const cold = await p.invoke({ function: 'faulty-c', mode: 'cold', input: Buffer.from('no objects') });
+    assert.equal(text(cold.output), 'no objects');
+    const err = await rejectsWith(p.invoke({ function: 'faulty-c', mode: 'warm', input: Buffer.from('copy:k') }), 'THAW_OBJECT_STORE');
+    assert.equal(err.status, 503);
+    assert.match(err.message, /unreachable/);
+    // The sandbox is not to blame: it stays, and serves the next invocation.
+    assert.equal(text((await p.invoke({ function: 'faulty-c', mode: 'warm', sandboxId: cold.sandboxId, input: Buffer.from('again') })).output), 'again');
+  } finally {
+    await p.close();
+  }
+});
