@@ -22,6 +22,8 @@ export interface FunctionConfig {
   timeoutMs?: unknown;
   /** Largest accepted request body in bytes (default 6 MiB, as AWS Lambda's synchronous limit). */
   maxInputBytes?: unknown;
+  /** Largest output an invocation may return, in bytes (default 6 MiB, as maxInputBytes). */
+  maxOutputBytes?: unknown;
   /** Free-form description shown by `thaw fn list`. */
   description?: unknown;
 }
@@ -36,10 +38,12 @@ export interface FunctionParams {
   readonly handler: string;
   readonly timeoutMs: number;
   readonly maxInputBytes: number;
+  /** Enforced in the sandbox host: a larger output never crosses to the daemon. */
+  readonly maxOutputBytes: number;
   readonly description: string;
 }
 
-const KNOWN_FIELDS = new Set(['name', 'runtime', 'module', 'source', 'memoryMiB', 'handler', 'timeoutMs', 'maxInputBytes', 'description']);
+const KNOWN_FIELDS = new Set(['name', 'runtime', 'module', 'source', 'memoryMiB', 'handler', 'timeoutMs', 'maxInputBytes', 'maxOutputBytes', 'description']);
 const NAME_RE = /^[a-z0-9][a-z0-9-_]{0,62}$/;
 
 /** Validates a manifest. Throws THAW_CONFIG_INVALID naming the first bad field. */
@@ -82,6 +86,7 @@ export function parseFunctionConfig(raw: unknown, resolvePath: (p: string) => st
     handler: handler as string,
     timeoutMs: int('timeoutMs', 30_000, 1, 15 * 60_000),
     maxInputBytes: int('maxInputBytes', 6 * 1024 * 1024, 0, 1024 * 1024 * 1024),
+    maxOutputBytes: int('maxOutputBytes', 6 * 1024 * 1024, 0, 1024 * 1024 * 1024),
     description: (cfg.description as string | undefined) ?? '',
   });
 }

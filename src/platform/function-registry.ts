@@ -95,6 +95,7 @@ function toInfo(fn: StoredFunction): FunctionInfo {
     handler: p.handler,
     timeoutMs: p.timeoutMs,
     maxInputBytes: p.maxInputBytes,
+    maxOutputBytes: p.maxOutputBytes,
     description: p.description,
     digest: fn.digest,
     deployedAt: fn.deployedAt,

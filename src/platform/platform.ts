@@ -61,7 +61,11 @@ interface Sandbox {
 const WARM_WAIT_MS = 1000;
 
 /** Errors after which a sandbox's state cannot be trusted: it is stopped and replaced. */
-const FATAL_TO_SANDBOX = new Set<ErrorCode>(['THAW_GUEST_TRAP', 'THAW_GUEST_OOM', 'THAW_TIMEOUT', 'THAW_SANDBOX_DIED', 'THAW_INTERNAL']);
+const FATAL_TO_SANDBOX = new Set<ErrorCode>([
+  'THAW_GUEST_TRAP', 'THAW_GUEST_OOM', 'THAW_TIMEOUT', 'THAW_SANDBOX_DIED', 'THAW_INTERNAL',
+  // A WASI guest is stopped mid-handler at the write past the limit: its stack is not unwound.
+  'THAW_OUTPUT_TOO_LARGE',
+]);
 
 export class Platform implements ThawApi {
   readonly functions: FunctionRegistry;

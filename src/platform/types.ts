@@ -14,6 +14,7 @@ export interface FunctionInfo {
   handler: string;
   timeoutMs: number;
   maxInputBytes: number;
+  maxOutputBytes: number;
   description: string;
   /** sha256 of the stored artefact; snapshots must match it. */
   digest: string;

@@ -170,6 +170,10 @@ async function invoke(s: LiveSandbox, bytes: Uint8Array): Promise<InvokeResult> 
   // IPC may hand a Buffer over; guests get a plain Uint8Array view of the same bytes.
   const input = new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   const output = await s.guest.invoke(input);
+  // Every runtime's output is bounded here, before it crosses to the daemon (wasi also stops
+  // the guest at the write that passes the limit).
+  const { name, maxOutputBytes } = s.fn.fn.params;
+  if (output.byteLength > maxOutputBytes) throw new ThawError('THAW_OUTPUT_TOO_LARGE', { name, limitBytes: maxOutputBytes });
   // Lets the restore strategy react to the first invocation (reap ends its recording here).
   s.image?.afterInvoke();
   const result: InvokeResult = { timings: { handlerMs: since(t0) }, output, memoryBytes: s.guest.memory.buffer.byteLength };

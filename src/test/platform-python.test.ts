@@ -38,3 +38,11 @@ test('a Python exception is a function error naming it; the sandbox stays usable
   const again = await p.invoke({ function: 'faulty-py', mode: 'warm', sandboxId: cold.sandboxId, input: Buffer.from('{"raise": false}') });
   assert.equal(text(again.output), text(cold.output));
 });
+
+test('a Python output over maxOutputBytes is THAW_OUTPUT_TOO_LARGE', async () => {
+  await deployExample(p, 'hello-py', { name: 'py-small-output', maxOutputBytes: 32 });
+  const ok = await p.invoke({ function: 'py-small-output', mode: 'cold', input: Buffer.from('{"n": 1}'), keep: false });
+  assert.ok(ok.output.length <= 32);
+  const err = await rejectsWith(p.invoke({ function: 'py-small-output', mode: 'cold', input: Buffer.from(JSON.stringify({ n: 'x'.repeat(64) })) }), 'THAW_OUTPUT_TOO_LARGE');
+  assert.match(err.message, /limit of 32 output bytes/);
+});

@@ -130,6 +130,19 @@ test('a warm invocation waits briefly for a busy sandbox, then gets THAW_FUNCTIO
   assert.equal(none.status, 404);
 });
 
+test('an output over maxOutputBytes is refused in the sandbox host with THAW_OUTPUT_TOO_LARGE', async () => {
+  await deployExample(p, 'faulty-c', { name: 'small-output', maxOutputBytes: 4 });
+  assert.equal((await p.getFunction('small-output')).maxOutputBytes, 4);
+  assert.equal(text((await p.invoke({ function: 'small-output', mode: 'cold', input: Buffer.from('four'), keep: false })).output), 'four');
+  const err = await rejectsWith(p.invoke({ function: 'small-output', mode: 'cold', input: Buffer.from('five!') }), 'THAW_OUTPUT_TOO_LARGE');
+  assert.equal(err.status, 502);
+  assert.match(err.message, /'small-output' wrote more than its limit of 4 output bytes/);
+  // The guest was stopped mid-handler: its sandbox is not kept.
+  assert.equal((await p.listSandboxes()).filter((s) => s.function === 'small-output').length, 0);
+  await deployExample(p, 'faulty-c', { name: 'default-output' });
+  assert.equal((await p.getFunction('default-output')).maxOutputBytes, 6 * 1024 * 1024);
+});
+
 test('a handler that runs past its timeout is killed and reported', async () => {
   await deployExample(p, 'faulty-c', { name: 'slow', timeoutMs: 300 });
   const err = await rejectsWith(p.invoke({ function: 'slow', mode: 'cold', input: Buffer.from('spin') }), 'THAW_TIMEOUT');

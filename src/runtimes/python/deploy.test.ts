@@ -13,6 +13,7 @@ const fn: FunctionParams = Object.freeze({
   handler: 'handler',
   timeoutMs: 1000,
   maxInputBytes: 1024,
+  maxOutputBytes: 1024,
   description: '',
 });
 const enc = (s: string): Uint8Array => new TextEncoder().encode(s);

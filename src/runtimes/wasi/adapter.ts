@@ -190,6 +190,8 @@ interface Request {
   readonly input: Uint8Array;
   inputOffsetBytes: number;
   readonly output: Uint8Array[];
+  /** Sum of the lengths in `output`, checked against the function's maxOutputBytes on each write. */
+  outputBytes: number;
   /** Objects read or written during this invocation, so object_len + object_read fetch once. */
   readonly objects: Map<string, Uint8Array | undefined>;
 }
@@ -252,7 +254,7 @@ class WasiGuest implements GuestInstance {
     invariant(this.request === undefined, 'invoke() while another invocation is running');
     const handler = this.exports()[this.prepared.fn.handler];
     invariant(typeof handler === 'function', `handler '${this.prepared.fn.handler}' is not a function`);
-    const request: Request = { input, inputOffsetBytes: 0, output: [], objects: new Map() };
+    const request: Request = { input, inputOffsetBytes: 0, output: [], outputBytes: 0, objects: new Map() };
     this.request = request;
     let status: unknown;
     try {
@@ -325,7 +327,8 @@ class WasiGuest implements GuestInstance {
       return run();
     } catch (err: unknown) {
       const failure = this.translate(err);
-      if (failure.code === 'THAW_GUEST_TRAP' || failure.code === 'THAW_GUEST_OOM') this.failure = failure;
+      // Each of these left the guest mid-code (its stack pointer global not restored).
+      if (failure.code === 'THAW_GUEST_TRAP' || failure.code === 'THAW_GUEST_OOM' || failure.code === 'THAW_OUTPUT_TOO_LARGE') this.failure = failure;
       throw failure;
     } finally {
       this.flushLogs();
@@ -414,7 +417,13 @@ class WasiGuest implements GuestInstance {
       },
       output_write: (ptr, len) => {
         const r = this.currentRequest('thaw.output_write');
-        r.output.push(this.bytesAt(ptr as number, len as number, 'thaw.output_write').slice());
+        const bytes = this.bytesAt(ptr as number, len as number, 'thaw.output_write');
+        // Stops the guest at the write that passes the limit: the bytes would otherwise pile up
+        // here first (a guest looping on output_write grows this host without bound).
+        const { name, maxOutputBytes } = this.prepared.fn;
+        if (r.outputBytes + bytes.length > maxOutputBytes) throw new ThawError('THAW_OUTPUT_TOO_LARGE', { name, limitBytes: maxOutputBytes });
+        r.outputBytes += bytes.length;
+        r.output.push(bytes.slice());
         return undefined;
       },
       object_len: (keyPtr, keyLen) => this.objectValue(this.keyAt(keyPtr as number, keyLen as number, 'thaw.object_len'))?.length ?? -1,
