@@ -15,7 +15,7 @@ export const sharedSchemas = [
     type: 'object',
     properties: {
       name: { type: 'string' }, runtime: { type: 'string', enum: ['wasi', 'python'] }, memoryMiB: { type: 'integer' },
-      handler: { type: 'string' }, timeoutMs: { type: 'integer' }, maxInputBytes: { type: 'integer' }, maxOutputBytes: { type: 'integer' }, description: { type: 'string' },
+      handler: { type: 'string' }, timeoutMs: { type: 'integer' }, initTimeoutMs: { type: 'integer' }, maxInputBytes: { type: 'integer' }, maxOutputBytes: { type: 'integer' }, description: { type: 'string' },
       digest: { type: 'string' }, deployedAt: { type: 'string' }, facts: { type: 'object', additionalProperties: true },
     },
   },

@@ -47,6 +47,7 @@ export const ERRORS = {
   THAW_INTERNAL: { status: 500, message: 'internal error: {detail}' },
   // ---- issue 9 item 5 (defects): busy functions, request and output bounds, storage, HTTP errors
   THAW_OUTPUT_TOO_LARGE: { status: 502, message: "function '{name}' wrote more than its limit of {limitBytes} output bytes (maxOutputBytes)" },
+  THAW_INIT_TIMEOUT: { status: 504, message: "function '{name}': {phase} did not finish within its initTimeoutMs of {initTimeoutMs} ms" },
   THAW_FUNCTION_BUSY: { status: 429, message: "every sandbox of function '{name}' stayed busy for {waitedMs} ms: retry later, or invoke it cold or from a snapshot" },
 } as const satisfies Record<string, ErrorEntry>;
 

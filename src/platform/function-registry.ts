@@ -94,6 +94,7 @@ function toInfo(fn: StoredFunction): FunctionInfo {
     memoryMiB: p.memoryMiB,
     handler: p.handler,
     timeoutMs: p.timeoutMs,
+    initTimeoutMs: p.initTimeoutMs,
     maxInputBytes: p.maxInputBytes,
     maxOutputBytes: p.maxOutputBytes,
     description: p.description,

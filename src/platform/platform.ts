@@ -13,7 +13,8 @@ import type { SnapshotMeta } from '../core/snapshot-format.js';
 import { HostPool, type AcquiredHost } from '../sandbox/host-pool.js';
 import type { HostProcess } from '../sandbox/host-process.js';
 import { setUpCgroupParent } from '../sandbox/cgroup.js';
-import type { BootResult, Invoked, InvokeResult as HostInvokeResult, RestoreResult, SnapshotResult } from '../sandbox/protocol.js';
+import type { BootResult, InvokeResult as HostInvokeResult, RestoreResult, SnapshotResult } from '../sandbox/protocol.js';
+import type { FunctionParams } from '../core/function-spec.js';
 import { getStrategy, listStrategies, listArtefacts, discardArtefacts, DEFAULT_STRATEGY } from '../restore/index.js';
 import { StrategyPreparer } from './strategy-preparer.js';
 import type { ObjectStore, ObjectStoreConfig } from '../store/object-store.js';
@@ -170,7 +171,7 @@ export class Platform implements ThawApi {
       const fn = this.functions.get(sandbox.fn);
       const res = await sandbox.host.request<SnapshotResult>(
         { op: 'snapshot', sandboxId: sandbox.id, snapshotRoot: this.snapshotRoot, meta: { id, kind, baseId, createdAt: new Date().toISOString(), sourceSandboxId: sandbox.id } },
-        { timeoutMs: fn.params.timeoutMs, onTimeout: () => new ThawError('THAW_TIMEOUT', { name: sandbox.fn, timeoutMs: fn.params.timeoutMs }) },
+        { timeoutMs: fn.params.initTimeoutMs, onTimeout: () => initTimeout(fn.params, 'snapshot') },
       );
       this.log.info({ snapshot: id, kind, sandboxId: sandbox.id, storedBytes: res.storedBytes, ms: res.timings.snapshotMs }, 'snapshot taken');
       return this.snapshotInfo(id);
@@ -233,11 +234,11 @@ export class Platform implements ThawApi {
     let strategy: string | undefined;
     let snapshotId: string | undefined;
     let restoreStats: RestoreResult['restore'] | undefined;
-    // Cold and snapshot starts carry the input: the host invokes right after, in the same round trip.
-    let invoked: Invoked | undefined;
+    // Cold and snapshot starts send the invocation right behind the boot or restore (see invokeIn).
+    let invoking: Promise<HostInvokeResult> | undefined;
     switch (req.mode) {
       case 'cold':
-        ({ sandbox, timings, invoked } = await this.bootCold(fn.params.name, req.input));
+        ({ sandbox, timings, invoking } = await this.bootCold(fn.params.name, req.input));
         break;
       case 'warm':
         sandbox = await this.takeWarm(fn.params.name, req.sandboxId);
@@ -246,15 +247,11 @@ export class Platform implements ThawApi {
       case 'snapshot':
         strategy = req.strategy ?? DEFAULT_STRATEGY;
         snapshotId = req.snapshotId ?? this.newestSnapshot(fn.params.name);
-        ({ sandbox, timings, stats: restoreStats, invoked } = await this.restore(fn.params.name, snapshotId, strategy, req.input));
+        ({ sandbox, timings, stats: restoreStats, invoking } = await this.restore(fn.params.name, snapshotId, strategy, req.input));
         break;
     }
     try {
-      if (invoked !== undefined && !invoked.ok) throw ThawError.fromJSON(invoked.error);
-      const res = invoked?.result ?? await sandbox.host.request<HostInvokeResult>(
-        { op: 'invoke', sandboxId: sandbox.id, input: req.input },
-        { timeoutMs: fn.params.timeoutMs, onTimeout: () => new ThawError('THAW_TIMEOUT', { name: fn.params.name, timeoutMs: fn.params.timeoutMs }) },
-      );
+      const res = await (invoking ?? this.invokeIn(sandbox, fn.params, req.input));
       sandbox.invocations++;
       sandbox.memoryBytes = res.memoryBytes;
       sandbox.lastUsed = Date.now();
@@ -339,29 +336,31 @@ export class Platform implements ThawApi {
   // ---- internals -------------------------------------------------------------------------
 
   /**
-   * Boots a sandbox and runs its init; with `input`, also invokes it in the same request (the
-   * timeout then covers both steps: twice the function's timeout).
+   * Boots a sandbox and runs its init, within the function's initTimeoutMs; with `input`, also
+   * sends the invocation right behind (see invokeIn), whose result is `invoking`.
    */
-  private async bootCold(fnName: string, input?: Uint8Array): Promise<{ sandbox: Sandbox; timings: Omit<InvokeTimings, 'handlerMs' | 'totalMs'>; invoked?: Invoked }> {
+  private async bootCold(fnName: string, input?: Uint8Array): Promise<{ sandbox: Sandbox; timings: Omit<InvokeTimings, 'handlerMs' | 'totalMs'>; invoking?: Promise<HostInvokeResult> }> {
     const fn = this.functions.get(fnName);
     const acquired = await this.acquireHost(fnName);
     const sandbox = this.register(fnName, fn.digest, acquired.host, { kind: 'cold' });
     try {
-      const res = await acquired.host.request<BootResult>(
-        { op: 'boot', sandboxId: sandbox.id, digest: fn.digest, init: true, ...(input && { invoke: { input } }) },
-        { timeoutMs: fn.params.timeoutMs * (input ? 2 : 1), onTimeout: () => new ThawError('THAW_TIMEOUT', { name: fnName, timeoutMs: fn.params.timeoutMs }) },
+      const booting = acquired.host.request<BootResult>(
+        { op: 'boot', sandboxId: sandbox.id, digest: fn.digest, init: true },
+        { timeoutMs: fn.params.initTimeoutMs, onTimeout: () => initTimeout(fn.params, 'boot and init') },
       );
+      const invoking = input && this.invokeIn(sandbox, fn.params, input, booting);
+      const res = await booting;
       sandbox.memoryBytes = res.memoryBytes;
       const timings = { acquireMs: round(acquired.acquireMs), bootMs: res.timings.bootMs ?? 0, initMs: res.timings.initMs ?? 0 };
-      return res.invoked ? { sandbox, timings, invoked: res.invoked } : { sandbox, timings };
+      return invoking ? { sandbox, timings, invoking } : { sandbox, timings };
     } catch (err) {
       throw await this.afterFailure(sandbox, err, true);
     }
   }
 
-  /** Restores a sandbox from a snapshot; with `input`, also invokes it in the same request (as bootCold). */
+  /** Restores a sandbox from a snapshot within initTimeoutMs; with `input`, also invokes it (as bootCold). */
   private async restore(fnName: string, snapshotId: string, strategyId: string, input?: Uint8Array): Promise<{
-    sandbox: Sandbox; timings: Omit<InvokeTimings, 'handlerMs' | 'totalMs'>; stats: RestoreResult['restore']; invoked?: Invoked;
+    sandbox: Sandbox; timings: Omit<InvokeTimings, 'handlerMs' | 'totalMs'>; stats: RestoreResult['restore']; invoking?: Promise<HostInvokeResult>;
   }> {
     const fn = this.functions.get(fnName);
     getStrategy(strategyId);
@@ -376,17 +375,46 @@ export class Platform implements ThawApi {
     const acquired = await this.acquireHost(fnName);
     const sandbox = this.register(fnName, fn.digest, acquired.host, { kind: 'snapshot', snapshotId, strategy: strategyId });
     try {
-      const res = await acquired.host.request<RestoreResult>(
-        { op: 'restore', sandboxId: sandbox.id, digest: fn.digest, snapshotRoot: this.snapshotRoot, snapshotId, strategy: strategyId, ...(input && { invoke: { input } }) },
-        { timeoutMs: fn.params.timeoutMs * (input ? 2 : 1), onTimeout: () => new ThawError('THAW_TIMEOUT', { name: fnName, timeoutMs: fn.params.timeoutMs }) },
+      const restoring = acquired.host.request<RestoreResult>(
+        { op: 'restore', sandboxId: sandbox.id, digest: fn.digest, snapshotRoot: this.snapshotRoot, snapshotId, strategy: strategyId },
+        { timeoutMs: fn.params.initTimeoutMs, onTimeout: () => initTimeout(fn.params, 'restore') },
       );
+      const invoking = input && this.invokeIn(sandbox, fn.params, input, restoring);
+      const res = await restoring;
       sandbox.memoryBytes = res.memoryBytes;
       const timings: Omit<InvokeTimings, 'handlerMs' | 'totalMs'> = { acquireMs: round(acquired.acquireMs), restoreMs: res.timings.restoreMs ?? 0 };
       if (prepared.built) timings.prepareMs = round(prepared.elapsedMs);
-      return res.invoked ? { sandbox, timings, stats: res.restore, invoked: res.invoked } : { sandbox, timings, stats: res.restore };
+      return invoking ? { sandbox, timings, stats: res.restore, invoking } : { sandbox, timings, stats: res.restore };
     } catch (err) {
       throw await this.afterFailure(sandbox, err, true);
     }
+  }
+
+  /**
+   * Sends an invocation to the sandbox's host, which is killed when the handler runs past the
+   * function's timeoutMs (THAW_TIMEOUT names that budget). With `after`, the boot or restore
+   * request just sent to the same host, the invocation goes out at once, behind it: a fresh host
+   * moves from one to the other without a round trip to the daemon (its first messages cost
+   * milliseconds each), and the handler's deadline starts when `after` replies, so boot, init and
+   * restore count against initTimeoutMs only. If `after` fails, the caller stops the host and
+   * this invocation fails with it.
+   */
+  private invokeIn(sandbox: Sandbox, fn: FunctionParams, input: Uint8Array, after?: Promise<unknown>): Promise<HostInvokeResult> {
+    const request = { op: 'invoke', sandboxId: sandbox.id, input } as const;
+    const onTimeout = (): ThawError => new ThawError('THAW_TIMEOUT', { name: fn.name, timeoutMs: fn.timeoutMs });
+    if (after === undefined) return sandbox.host.request<HostInvokeResult>(request, { timeoutMs: fn.timeoutMs, onTimeout });
+    let settled = false;
+    let timer: NodeJS.Timeout | undefined;
+    const invoking = sandbox.host.request<HostInvokeResult>(request, { onTimeout }).finally(() => {
+      settled = true;
+      clearTimeout(timer);
+    });
+    after.then(() => {
+      if (!settled) timer = setTimeout(() => void sandbox.host.kill('timeout'), fn.timeoutMs);
+    }, () => {});
+    // Awaited by the caller only when `after` succeeded; its failure is then the one reported.
+    invoking.catch(() => {});
+    return invoking;
   }
 
   /** Takes a host for a new sandbox, within the live-sandbox cap (evicting idle ones first). */
@@ -562,6 +590,11 @@ export class Platform implements ThawApi {
     const excess = idle.length - this.params.maxIdleSandboxes;
     for (let i = 0; i < excess; i++) void this.stop(idle[i]!, 'evicted (idle limit)');
   }
+}
+
+/** THAW_INIT_TIMEOUT for `phase` of a sandbox of `fn` (boot and init, restore, snapshot). */
+function initTimeout(fn: FunctionParams, phase: string): ThawError {
+  return new ThawError('THAW_INIT_TIMEOUT', { name: fn.name, phase, initTimeoutMs: fn.initTimeoutMs });
 }
 
 function newId(prefix: string): string {

@@ -13,6 +13,7 @@ export interface FunctionInfo {
   memoryMiB: number;
   handler: string;
   timeoutMs: number;
+  initTimeoutMs: number;
   maxInputBytes: number;
   maxOutputBytes: number;
   description: string;

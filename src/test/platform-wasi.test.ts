@@ -147,6 +147,12 @@ test('a handler that runs past its timeout is killed and reported', async () => 
   await deployExample(p, 'faulty-c', { name: 'slow', timeoutMs: 300 });
   const err = await rejectsWith(p.invoke({ function: 'slow', mode: 'cold', input: Buffer.from('spin') }), 'THAW_TIMEOUT');
   assert.match(err.message, /300 ms/);
+  // From a snapshot too: the handler's budget, not the restore's (initTimeoutMs), is named.
+  const sb = await p.bootSandbox('slow');
+  const snap = await p.createSnapshot({ sandboxId: sb.id });
+  const restored = await rejectsWith(p.invoke({ function: 'slow', mode: 'snapshot', snapshotId: snap.id, input: Buffer.from('spin') }), 'THAW_TIMEOUT');
+  assert.match(restored.message, /timed out after 300 ms/);
+  await p.deleteSandbox(sb.id);
   const ok = await p.invoke({ function: 'slow', mode: 'cold', input: Buffer.from('after'), keep: false });
   assert.equal(text(ok.output), 'after');
 });

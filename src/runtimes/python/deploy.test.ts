@@ -12,6 +12,7 @@ const fn: FunctionParams = Object.freeze({
   memoryMiB: 128,
   handler: 'handler',
   timeoutMs: 1000,
+  initTimeoutMs: 1000,
   maxInputBytes: 1024,
   maxOutputBytes: 1024,
   description: '',
