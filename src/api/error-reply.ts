@@ -21,11 +21,15 @@ const STATUS_TEXT: Record<number, string> = {
 };
 
 /** Turns a thrown value into a ThawError: schema validation and body errors become 400/413. */
-export function asThawError(err: unknown): ThawError {
+export function asThawError(err: unknown, req: FastifyRequest): ThawError {
   if (err instanceof ThawError) return err;
   const fe = err as Partial<FastifyError>;
   if (fe.validation) return new ThawError('THAW_REQUEST_INVALID', { detail: fe.message ?? 'schema validation failed' });
-  if (fe.code === 'FST_ERR_CTP_BODY_TOO_LARGE') return new ThawError('THAW_REQUEST_INVALID', { detail: 'request body over the server limit' });
+  if (fe.code === 'FST_ERR_CTP_BODY_TOO_LARGE') {
+    const declared = req.headers['content-length'];
+    const limitBytes = req.routeOptions.bodyLimit ?? 0;
+    return new ThawError('THAW_BODY_TOO_LARGE', { sizeBytes: declared ?? `more than ${limitBytes}`, limitBytes, route: `${req.method} ${req.routeOptions.url ?? req.url}` });
+  }
   if (typeof fe.statusCode === 'number' && fe.statusCode >= 400 && fe.statusCode < 500) {
     return new ThawError('THAW_REQUEST_INVALID', { detail: fe.message ?? 'bad request' });
   }
@@ -33,10 +37,12 @@ export function asThawError(err: unknown): ThawError {
 }
 
 export function errorHandler(err: unknown, req: FastifyRequest, reply: FastifyReply): void {
-  const e = asThawError(err);
+  const e = asThawError(err, req);
   if (e.status >= 500) req.log.error({ code: e.code, err: e.message }, 'request failed');
   else req.log.info({ code: e.code, err: e.message }, 'request rejected');
   if (e.code === 'THAW_POOL_EXHAUSTED' || e.code === 'THAW_FUNCTION_BUSY') void reply.header('Retry-After', '1');
+  // The client may still be sending the body it was refused: close rather than read it all.
+  if (e.status === 413) void reply.header('Connection', 'close');
   if (e.code === 'THAW_UNAUTHORIZED') void reply.header('WWW-Authenticate', 'Bearer');
   void reply.status(e.status).send({ statusCode: e.status, code: e.code, error: STATUS_TEXT[e.status] ?? 'Error', message: e.message });
 }

@@ -7,7 +7,7 @@ import { timingSafeEqual } from 'node:crypto';
 import { ThawError } from '../core/errors.js';
 import type { ThawApi } from '../platform/types.js';
 import { errorHandler, errorReplySchema } from './error-reply.js';
-import { registerRoutes, sharedSchemas } from './routes.js';
+import { JSON_BODY_LIMIT_BYTES, registerRoutes, sharedSchemas } from './routes.js';
 
 export interface ServerParams {
   readonly host: string;
@@ -26,6 +26,7 @@ export async function buildServer(api: ThawApi, params: Pick<ServerParams, 'host
   }
   const app = Fastify({
     logger: { level: params.logLevel },
+    bodyLimit: JSON_BODY_LIMIT_BYTES,
     ajv: { customOptions: { removeAdditional: false, coerceTypes: true, allErrors: false } },
   });
   await app.register(swagger, {

@@ -48,6 +48,7 @@ export const ERRORS = {
   // ---- issue 9 item 5 (defects): busy functions, request and output bounds, storage, HTTP errors
   THAW_OUTPUT_TOO_LARGE: { status: 502, message: "function '{name}' wrote more than its limit of {limitBytes} output bytes (maxOutputBytes)" },
   THAW_INIT_TIMEOUT: { status: 504, message: "function '{name}': {phase} did not finish within its initTimeoutMs of {initTimeoutMs} ms" },
+  THAW_BODY_TOO_LARGE: { status: 413, message: 'request body of {sizeBytes} bytes exceeds the limit of {limitBytes} bytes for {route}' },
   THAW_FUNCTION_BUSY: { status: 429, message: "every sandbox of function '{name}' stayed busy for {waitedMs} ms: retry later, or invoke it cold or from a snapshot" },
 } as const satisfies Record<string, ErrorEntry>;
 

@@ -1,6 +1,7 @@
 // The HTTP API in-process (Fastify inject, no socket): the deploy -> cold -> snapshot ->
 // restore -> warm flow, the OpenAPI document, the error reply shape, and the token rule.
 
+import { Readable } from 'node:stream';
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { buildServer } from '../api/server.js';
@@ -84,6 +85,50 @@ test('a warm invocation whose sandboxes stay busy is 429 with Retry-After', asyn
   assert.equal(res.json().error, 'Too Many Requests');
   assert.equal(res.headers['retry-after'], '1');
   assert.equal((await spinning).json().code, 'THAW_TIMEOUT');
+});
+
+test('an invocation body is refused with 413 as soon as it passes maxInputBytes, before it is read whole', async () => {
+  const { manifest, artefact } = readManifestFile(manifestPath('hello-c'));
+  await app.inject({ method: 'POST', url: '/v1/functions', payload: { manifest: { ...manifest, name: 'tiny-input', maxInputBytes: 1024 }, artefactBase64: Buffer.from(artefact).toString('base64') } });
+  const url = '/v1/functions/tiny-input/invocations?mode=cold';
+  const headers = { 'content-type': 'application/octet-stream' };
+  // Declared too large: refused from the Content-Length alone.
+  const declared = await app.inject({ method: 'POST', url, headers, payload: Buffer.alloc(64 * 1024) });
+  assert.equal(declared.statusCode, 413, declared.body);
+  assert.equal(declared.json().code, 'THAW_INPUT_TOO_LARGE');
+  assert.match(declared.json().message, /input of 65536 bytes exceeds the limit of 1024 bytes for tiny-input/);
+  assert.equal(declared.headers.connection, 'close');
+  // Streamed with no length: refused at the chunk that passes the limit; the rest of a 1 GiB
+  // body is never pulled from the client.
+  let pulledBytes = 0;
+  const body = new Readable({
+    read() {
+      if (pulledBytes >= 1024 ** 3) return void this.push(null);
+      pulledBytes += 64 * 1024;
+      this.push(Buffer.alloc(64 * 1024));
+    },
+  });
+  const streamed = await app.inject({ method: 'POST', url, headers: { ...headers, 'transfer-encoding': 'chunked' }, payload: body });
+  body.destroy();
+  assert.equal(streamed.statusCode, 413, streamed.body);
+  assert.equal(streamed.json().code, 'THAW_INPUT_TOO_LARGE');
+  assert.match(streamed.json().message, /input of more than 1024 bytes/);
+  assert.ok(pulledBytes < 16 * 1024 * 1024, `${pulledBytes} bytes pulled`);
+  // At the limit it runs.
+  const ok = await app.inject({ method: 'POST', url, headers, payload: Buffer.alloc(1024, 'a') });
+  assert.equal(ok.statusCode, 200, ok.body);
+  assert.equal(ok.json().output, `hello, ${'a'.repeat(1024)}`);
+});
+
+test('bodies past the global caps of the other routes are 413 THAW_BODY_TOO_LARGE naming the limit', async () => {
+  const json = await app.inject({ method: 'POST', url: '/v1/sandboxes', headers: { 'content-type': 'application/json' }, payload: JSON.stringify({ function: 'x'.repeat(2 * 1024 * 1024) }) });
+  assert.equal(json.statusCode, 413, json.body);
+  assert.equal(json.json().code, 'THAW_BODY_TOO_LARGE');
+  assert.match(json.json().message, /limit of 1048576 bytes for POST \/v1\/sandboxes/);
+  const object = await app.inject({ method: 'PUT', url: '/v1/objects/big', headers: { 'content-type': 'application/octet-stream', 'content-length': String(513 * 1024 * 1024) }, payload: Buffer.alloc(1) });
+  assert.equal(object.statusCode, 413, object.body);
+  assert.equal(object.json().code, 'THAW_BODY_TOO_LARGE');
+  assert.match(object.json().message, /limit of 536870912 bytes for PUT \/v1\/objects\/:key/);
 });
 
 test('GET /openapi.json documents every route', async () => {
