@@ -1,5 +1,6 @@
 // The one error reply shape of the HTTP API, and the mapping from any thrown value to it.
 
+import { STATUS_CODES } from 'node:http';
 import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify';
 import { ThawError, toThawError } from '../core/errors.js';
 
@@ -15,16 +16,18 @@ export const errorReplySchema = {
   },
 } as const;
 
-const STATUS_TEXT: Record<number, string> = {
-  400: 'Bad Request', 401: 'Unauthorized', 404: 'Not Found', 409: 'Conflict', 413: 'Payload Too Large', 429: 'Too Many Requests',
-  500: 'Internal Server Error', 501: 'Not Implemented', 502: 'Bad Gateway', 503: 'Service Unavailable', 504: 'Gateway Timeout',
-};
-
-/** Turns a thrown value into a ThawError: schema validation and body errors become 400/413. */
+/**
+ * Turns a thrown value into a ThawError: schema validation and Fastify's own errors (body, URL,
+ * content type) get catalogue codes, so no reply goes out in Fastify's shape.
+ */
 export function asThawError(err: unknown, req: FastifyRequest): ThawError {
   if (err instanceof ThawError) return err;
   const fe = err as Partial<FastifyError>;
   if (fe.validation) return new ThawError('THAW_REQUEST_INVALID', { detail: fe.message ?? 'schema validation failed' });
+  if (fe.code === 'FST_ERR_MAX_PARAM_LENGTH') return new ThawError('THAW_URI_TOO_LONG', { detail: `a path segment of ${req.url.slice(0, 80)}... is too long` });
+  if (fe.code === 'FST_ERR_CTP_INVALID_MEDIA_TYPE') {
+    return new ThawError('THAW_MEDIA_TYPE_UNSUPPORTED', { contentType: req.headers['content-type'] ?? '', route: `${req.method} ${req.routeOptions.url ?? req.url}` });
+  }
   if (fe.code === 'FST_ERR_CTP_BODY_TOO_LARGE') {
     const declared = req.headers['content-length'];
     const limitBytes = req.routeOptions.bodyLimit ?? 0;
@@ -44,5 +47,5 @@ export function errorHandler(err: unknown, req: FastifyRequest, reply: FastifyRe
   // The client may still be sending the body it was refused: close rather than read it all.
   if (e.status === 413) void reply.header('Connection', 'close');
   if (e.code === 'THAW_UNAUTHORIZED') void reply.header('WWW-Authenticate', 'Bearer');
-  void reply.status(e.status).send({ statusCode: e.status, code: e.code, error: STATUS_TEXT[e.status] ?? 'Error', message: e.message });
+  void reply.status(e.status).send({ statusCode: e.status, code: e.code, error: STATUS_CODES[e.status] ?? 'Error', message: e.message });
 }

@@ -5,6 +5,7 @@ import Fastify, { type FastifyInstance } from 'fastify';
 import swagger from '@fastify/swagger';
 import { timingSafeEqual } from 'node:crypto';
 import { ThawError } from '../core/errors.js';
+import { MAX_OBJECT_KEY_BYTES } from '../store/object-key.js';
 import type { ThawApi } from '../platform/types.js';
 import { errorHandler, errorReplySchema } from './error-reply.js';
 import { JSON_BODY_LIMIT_BYTES, registerRoutes, sharedSchemas } from './routes.js';
@@ -27,6 +28,12 @@ export async function buildServer(api: ThawApi, params: Pick<ServerParams, 'host
   const app = Fastify({
     logger: { level: params.logLevel },
     bodyLimit: JSON_BODY_LIMIT_BYTES,
+    // An object key may be MAX_OBJECT_KEY_BYTES of UTF-8, each byte percent-encoded in the URL
+    // (Fastify's default of 100 refused keys over 100 bytes with its own 414).
+    maxParamLength: 3 * MAX_OBJECT_KEY_BYTES,
+    // Errors the router raises before any route (bad URL encoding, a too long segment) go
+    // through the same handler as every other error.
+    frameworkErrors: (err, req, reply) => errorHandler(err, req, reply),
     ajv: { customOptions: { removeAdditional: false, coerceTypes: true, allErrors: false } },
   });
   await app.register(swagger, {

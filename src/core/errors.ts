@@ -49,6 +49,9 @@ export const ERRORS = {
   THAW_OUTPUT_TOO_LARGE: { status: 502, message: "function '{name}' wrote more than its limit of {limitBytes} output bytes (maxOutputBytes)" },
   THAW_INIT_TIMEOUT: { status: 504, message: "function '{name}': {phase} did not finish within its initTimeoutMs of {initTimeoutMs} ms" },
   THAW_BODY_TOO_LARGE: { status: 413, message: 'request body of {sizeBytes} bytes exceeds the limit of {limitBytes} bytes for {route}' },
+  THAW_URI_TOO_LONG: { status: 414, message: 'request URL too long: {detail}' },
+  THAW_MEDIA_TYPE_UNSUPPORTED: { status: 415, message: "unsupported content type '{contentType}' for {route}" },
+  THAW_STORAGE_FULL: { status: 507, message: 'no space left to write {what}: {detail}' },
   THAW_FUNCTION_BUSY: { status: 429, message: "every sandbox of function '{name}' stayed busy for {waitedMs} ms: retry later, or invoke it cold or from a snapshot" },
 } as const satisfies Record<string, ErrorEntry>;
 
@@ -93,5 +96,12 @@ export function invariant(condition: unknown, detail: string): asserts condition
 export function toThawError(err: unknown): ThawError {
   if (err instanceof ThawError) return err;
   const detail = err instanceof Error ? err.message : String(err);
+  if (isStorageFull(err)) return new ThawError('THAW_STORAGE_FULL', { what: 'data', detail }, { cause: err });
   return new ThawError('THAW_INTERNAL', { detail }, { cause: err });
+}
+
+/** True for a write refused because the file system is full (ENOSPC) or a quota is spent (EDQUOT). */
+export function isStorageFull(err: unknown): boolean {
+  const code = (err as { code?: unknown } | null)?.code;
+  return code === 'ENOSPC' || code === 'EDQUOT';
 }

@@ -567,7 +567,7 @@ export class Platform implements ThawApi {
 
   /** Stops a sandbox whose state can no longer be trusted; returns the error to rethrow. */
   private async afterFailure(sandbox: Sandbox, err: unknown, always = false): Promise<ThawError> {
-    const e = toThawError(err);
+    const e = this.hostDeath(sandbox, toThawError(err));
     if (always || FATAL_TO_SANDBOX.has(e.code) || !sandbox.host.alive) {
       this.log.warn({ sandboxId: sandbox.id, function: sandbox.fn, code: e.code, error: e.message }, 'sandbox stopped after failure');
       await this.stop(sandbox, `failure: ${e.code}`);
@@ -575,6 +575,29 @@ export class Platform implements ThawApi {
       this.release(sandbox);
     }
     return e;
+  }
+
+  /**
+   * A host's death as the sandbox's error: the host process rejects pending requests with
+   * THAW_SANDBOX_DIED naming the process; the caller knows the sandbox, and a kill by the memory
+   * cgroup is the guest running out of memory (its limit counts the host's own memory too).
+   */
+  private hostDeath(sandbox: Sandbox, e: ThawError): ThawError {
+    if (e.code !== 'THAW_SANDBOX_DIED') return e;
+    const detail = String(e.params.detail ?? e.message);
+    if (sandbox.host.exit?.oomKilled) {
+      let limitMiB: number | string = '?';
+      try {
+        limitMiB = this.functions.get(sandbox.fn).params.memoryMiB;
+      } catch {
+        /* the function was deleted meanwhile */
+      }
+      return new ThawError('THAW_GUEST_OOM', {
+        name: sandbox.fn, limitMiB,
+        detail: `sandbox '${sandbox.id}' (host pid ${sandbox.host.pid}) was killed by its memory cgroup, whose limit adds ${this.params.hostOverheadMiB} MiB for the host`,
+      }, { cause: e });
+    }
+    return new ThawError('THAW_SANDBOX_DIED', { id: sandbox.id, detail: `${detail} (host pid ${sandbox.host.pid})` }, { cause: e });
   }
 
   private async stop(sandbox: Sandbox, reason: string): Promise<void> {

@@ -1,6 +1,7 @@
 // The HTTP API in-process (Fastify inject, no socket): the deploy -> cold -> snapshot ->
 // restore -> warm flow, the OpenAPI document, the error reply shape, and the token rule.
 
+import { STATUS_CODES } from 'node:http';
 import { Readable } from 'node:stream';
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -129,6 +130,43 @@ test('bodies past the global caps of the other routes are 413 THAW_BODY_TOO_LARG
   assert.equal(object.statusCode, 413, object.body);
   assert.equal(object.json().code, 'THAW_BODY_TOO_LARGE');
   assert.match(object.json().message, /limit of 536870912 bytes for PUT \/v1\/objects\/:key/);
+});
+
+test('Fastify\'s own errors (bad URL, long segment, bad JSON, content type, no route) reply in the one shape with a THAW code', async () => {
+  const cases: { method: 'GET' | 'POST'; url: string; headers?: Record<string, string>; payload?: string; status: number; code: string }[] = [
+    { method: 'GET', url: `/v1/objects/${'k'.repeat(2000)}`, status: 414, code: 'THAW_URI_TOO_LONG' },
+    { method: 'GET', url: '/v1/objects/%E0%A4%A', status: 400, code: 'THAW_REQUEST_INVALID' },
+    { method: 'POST', url: '/v1/sandboxes', headers: { 'content-type': 'application/json' }, payload: '{bad', status: 400, code: 'THAW_REQUEST_INVALID' },
+    { method: 'POST', url: '/v1/sandboxes', headers: { 'content-type': 'application/xml' }, payload: '<a/>', status: 415, code: 'THAW_MEDIA_TYPE_UNSUPPORTED' },
+    { method: 'GET', url: '/v1/nowhere', status: 404, code: 'THAW_ROUTE_NOT_FOUND' },
+  ];
+  for (const c of cases) {
+    const res = await app.inject({ method: c.method, url: c.url, ...(c.headers && { headers: c.headers }), ...(c.payload !== undefined && { payload: c.payload }) });
+    const what = `${c.method} ${c.url.slice(0, 40)}: ${res.body.slice(0, 200)}`;
+    assert.equal(res.statusCode, c.status, what);
+    const body = res.json();
+    assert.deepEqual(Object.keys(body).sort(), ['code', 'error', 'message', 'statusCode'], what);
+    assert.equal(body.code, c.code, what);
+    assert.equal(body.statusCode, c.status, what);
+    assert.equal(body.error, STATUS_CODES[c.status], what);
+  }
+});
+
+test('object keys up to the 512-byte limit work over HTTP; longer ones are THAW_REQUEST_INVALID', async () => {
+  const headers = { 'content-type': 'application/octet-stream' };
+  // 512 ASCII bytes, and 512 UTF-8 bytes that percent-encode to 1536 URL characters.
+  for (const key of ['k'.repeat(512), 'é'.repeat(256), `a/${'x'.repeat(150)}`]) {
+    const url = `/v1/objects/${encodeURIComponent(key)}`;
+    const put = await app.inject({ method: 'PUT', url, headers, payload: Buffer.from('v') });
+    assert.equal(put.statusCode, 204, `${key.length}: ${put.body}`);
+    const got = await app.inject({ method: 'GET', url });
+    assert.equal(got.statusCode, 200, got.body);
+    assert.equal(got.json().key, key);
+    assert.equal((await app.inject({ method: 'DELETE', url })).statusCode, 204);
+  }
+  const over = await app.inject({ method: 'PUT', url: `/v1/objects/${'k'.repeat(513)}`, headers, payload: Buffer.from('v') });
+  assert.equal(over.statusCode, 400, over.body);
+  assert.equal(over.json().code, 'THAW_REQUEST_INVALID');
 });
 
 test('GET /openapi.json documents every route', async () => {

@@ -1,11 +1,14 @@
 // Functions read and write objects by key through the host API: with the embedded store and
 // with a real Redis server, on the cold, snapshot and warm paths.
 
+import { spawnSync } from 'node:child_process';
+import { mkdirSync } from 'node:fs';
+import { join } from 'node:path';
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { buildServer } from '../api/server.js';
 import { startRedisServer, redisServerSkipReason, type RedisServer } from '../store/testing/redis-server.js';
-import { deployExample, newPlatform, rejectsWith, text } from './helpers.js';
+import { deployExample, newPlatform, rejectsWith, tempDataDir, text } from './helpers.js';
 import type { Platform } from '../platform/platform.js';
 
 async function objectFlow(p: Platform): Promise<void> {
@@ -90,5 +93,36 @@ test('an unreachable Redis fails only the invocations that use objects', async (
     assert.equal(text((await p.invoke({ function: 'faulty-c', mode: 'warm', sandboxId: cold.sandboxId, input: Buffer.from('again') })).output), 'again');
   } finally {
     await p.close();
+  }
+});
+
+/** Mounts a 64 KiB tmpfs at `dir` (needs root); the reason to skip when it cannot. */
+function smallTmpfs(dir: string): string | false {
+  mkdirSync(dir, { recursive: true });
+  const r = spawnSync('mount', ['-t', 'tmpfs', '-o', 'size=64k', 'tmpfs', dir], { encoding: 'utf8' });
+  return r.status === 0 ? false : `cannot mount a tmpfs here: ${(r.stderr || r.error?.message || '').trim()}`;
+}
+
+test('a write to a full disk is 507 THAW_STORAGE_FULL, in the one error shape', async (t) => {
+  const dataDir = tempDataDir();
+  const objectsDir = join(dataDir, 'objects');
+  const skip = smallTmpfs(objectsDir);
+  if (skip) return t.skip(skip);
+  const p = newPlatform({ dataDir, spareHosts: 0 });
+  const app = await buildServer(p, { host: '127.0.0.1', token: null, logLevel: 'silent' });
+  try {
+    const res = await app.inject({ method: 'PUT', url: '/v1/objects/big', headers: { 'content-type': 'application/octet-stream' }, payload: Buffer.alloc(1024 * 1024) });
+    assert.equal(res.statusCode, 507, res.body);
+    const body = res.json();
+    assert.equal(body.code, 'THAW_STORAGE_FULL');
+    assert.equal(body.statusCode, 507);
+    assert.equal(body.error, 'Insufficient Storage');
+    assert.match(body.message, /no space left to write an object in the embedded store: .*ENOSPC/);
+    // A small object still fits: the store is not broken, only full.
+    assert.equal((await app.inject({ method: 'PUT', url: '/v1/objects/small', headers: { 'content-type': 'application/octet-stream' }, payload: Buffer.from('v') })).statusCode, 204);
+  } finally {
+    await app.close();
+    await p.close();
+    spawnSync('umount', [objectsDir]);
   }
 });

@@ -9,6 +9,7 @@ import { performance } from 'node:perf_hooks';
 import { deployExample, manifestPath, newPlatform, rejectsWith, text } from './helpers.js';
 import { readManifestFile } from '../cli/context.js';
 import { moduleOf, name, section } from '../runtimes/wasi/_wasm-fixtures.js';
+import { setUpCgroupParent } from '../sandbox/cgroup.js';
 
 const p = newPlatform({ maxIdleSandboxes: 8 });
 after(() => p.close());
@@ -212,6 +213,25 @@ test('past maxSandboxes, idle sandboxes are evicted and busy ones make new reque
     const err = await rejectsWith(small.invoke({ function: 'faulty-c', mode: 'cold', input: Buffer.from('c') }), 'THAW_POOL_EXHAUSTED');
     assert.equal(err.status, 503);
     await rejectsWith(busy, 'THAW_TIMEOUT');
+  } finally {
+    await small.close();
+  }
+});
+
+test('a host killed by its memory cgroup is THAW_GUEST_OOM naming the sandbox', async (t) => {
+  const cg = setUpCgroupParent('thaw');
+  if ('unavailable' in cg) return t.skip(cg.unavailable);
+  // The cgroup allows memoryMiB (16) + 64 MiB for the host; reading a 300 MiB object into the
+  // host's own memory passes it (the Wasm memory limit never sees those bytes).
+  const small = newPlatform({ hostOverheadMiB: 64 });
+  try {
+    await deployExample(small, 'faulty-c', { name: 'hog' });
+    await small.putObject('big', Buffer.alloc(300 * 1024 * 1024, 1));
+    const cold = await small.invoke({ function: 'hog', mode: 'cold', input: Buffer.from('x') });
+    const err = await rejectsWith(small.invoke({ function: 'hog', mode: 'warm', sandboxId: cold.sandboxId, input: Buffer.from('copy:big') }), 'THAW_GUEST_OOM');
+    assert.equal(err.status, 502);
+    assert.match(err.message, new RegExp(`function 'hog' ran out of memory \\(limit 16 MiB\\): sandbox '${cold.sandboxId}' .*killed by its memory cgroup`));
+    assert.deepEqual(await small.listSandboxes(), []);
   } finally {
     await small.close();
   }
