@@ -30,7 +30,7 @@ export async function buildServer(api: ThawApi, params: Pick<ServerParams, 'host
     bodyLimit: JSON_BODY_LIMIT_BYTES,
     // An object key may be MAX_OBJECT_KEY_BYTES of UTF-8, each byte percent-encoded in the URL
     // (Fastify's default of 100 refused keys over 100 bytes with its own 414).
-    maxParamLength: 3 * MAX_OBJECT_KEY_BYTES,
+    routerOptions: { maxParamLength: 3 * MAX_OBJECT_KEY_BYTES },
     // Errors the router raises before any route (bad URL encoding, a too long segment) go
     // through the same handler as every other error.
     frameworkErrors: (err, req, reply) => errorHandler(err, req, reply),
