@@ -2,7 +2,7 @@
 
 import { STATUS_CODES } from 'node:http';
 import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify';
-import { ThawError, toThawError } from '../core/errors.js';
+import { ERRORS, ThawError, toThawError } from '../core/errors.js';
 
 export const errorReplySchema = {
   $id: 'ErrorReply',
@@ -10,7 +10,8 @@ export const errorReplySchema = {
   required: ['statusCode', 'code', 'error', 'message'],
   properties: {
     statusCode: { type: 'integer' },
-    code: { type: 'string', description: 'stable THAW_* code from the error catalogue' },
+    // The catalogue's codes: the OpenAPI document and docs/errors.md list the same ones.
+    code: { type: 'string', enum: Object.keys(ERRORS), description: 'stable THAW_* code from the error catalogue (docs/errors.md)' },
     error: { type: 'string' },
     message: { type: 'string' },
   },

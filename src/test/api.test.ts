@@ -1,6 +1,7 @@
 // The HTTP API in-process (Fastify inject, no socket): the deploy -> cold -> snapshot ->
 // restore -> warm flow, the OpenAPI document, the error reply shape, and the token rule.
 
+import { readFileSync } from 'node:fs';
 import { STATUS_CODES } from 'node:http';
 import { Readable } from 'node:stream';
 import { test, after } from 'node:test';
@@ -174,6 +175,26 @@ test('GET /openapi.json documents every route', async () => {
   assert.match(doc.openapi, /^3\./);
   for (const path of ['/v1/functions', '/v1/functions/{name}', '/v1/functions/{name}/invocations', '/v1/sandboxes', '/v1/sandboxes/{id}', '/v1/snapshots', '/v1/snapshots/{id}']) {
     assert.ok(doc.paths[path], `missing ${path}`);
+  }
+});
+
+test('the OpenAPI ErrorReply schema lists exactly the codes of docs/errors.md; every documented error status is a catalogue status', async () => {
+  const doc = (await app.inject({ method: 'GET', url: '/openapi.json' })).json() as {
+    components: { schemas: Record<string, { title?: string; properties?: { code?: { enum?: string[] } } }> };
+    paths: Record<string, Record<string, { responses: Record<string, { content?: { 'application/json'?: { schema?: { $ref?: string } } } }> }>>;
+  };
+  const [refName, errorReply] = Object.entries(doc.components.schemas).find(([, s]) => s.title === 'ErrorReply')!;
+  const errorsDoc = readFileSync(new URL('../../docs/errors.md', import.meta.url), 'utf8');
+  const documented = [...errorsDoc.matchAll(/^\| `(THAW_[A-Z_]+)` \| (\d+) \|/gm)];
+  assert.deepEqual([...errorReply.properties!.code!.enum!].sort(), documented.map((m) => m[1]!).sort());
+  const statuses = new Set(documented.map((m) => m[2]!));
+  for (const [path, ops] of Object.entries(doc.paths)) {
+    for (const [method, op] of Object.entries(ops)) {
+      for (const [status, response] of Object.entries(op.responses)) {
+        if (response.content?.['application/json']?.schema?.$ref !== `#/components/schemas/${refName}`) continue;
+        assert.ok(statuses.has(status), `${method.toUpperCase()} ${path} documents error status ${status}, which no catalogue code has`);
+      }
+    }
   }
 });
 
