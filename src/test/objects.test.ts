@@ -1,14 +1,12 @@
 // Functions read and write objects by key through the host API: with the embedded store and
 // with a real Redis server, on the cold, snapshot and warm paths.
 
-import { spawnSync } from 'node:child_process';
-import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { buildServer } from '../api/server.js';
 import { startRedisServer, redisServerSkipReason, type RedisServer } from '../store/testing/redis-server.js';
-import { deployExample, newPlatform, rejectsWith, tempDataDir, text } from './helpers.js';
+import { deployExample, newPlatform, rejectsWith, smallTmpfs, tempDataDir, text, unmount } from './helpers.js';
 import type { Platform } from '../platform/platform.js';
 
 async function objectFlow(p: Platform): Promise<void> {
@@ -96,13 +94,6 @@ test('an unreachable Redis fails only the invocations that use objects', async (
   }
 });
 
-/** Mounts a 64 KiB tmpfs at `dir` (needs root); the reason to skip when it cannot. */
-function smallTmpfs(dir: string): string | false {
-  mkdirSync(dir, { recursive: true });
-  const r = spawnSync('mount', ['-t', 'tmpfs', '-o', 'size=64k', 'tmpfs', dir], { encoding: 'utf8' });
-  return r.status === 0 ? false : `cannot mount a tmpfs here: ${(r.stderr || r.error?.message || '').trim()}`;
-}
-
 test('a write to a full disk is 507 THAW_STORAGE_FULL, in the one error shape', async (t) => {
   const dataDir = tempDataDir();
   const objectsDir = join(dataDir, 'objects');
@@ -123,6 +114,6 @@ test('a write to a full disk is 507 THAW_STORAGE_FULL, in the one error shape', 
   } finally {
     await app.close();
     await p.close();
-    spawnSync('umount', [objectsDir]);
+    unmount(objectsDir);
   }
 });

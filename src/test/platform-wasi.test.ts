@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { readFileSync, openSync, writeSync, closeSync, truncateSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
-import { deployExample, manifestPath, newPlatform, rejectsWith, text } from './helpers.js';
+import { deployExample, manifestPath, newPlatform, rejectsWith, smallTmpfs, tempDataDir, text, unmount } from './helpers.js';
 import { readManifestFile } from '../cli/context.js';
 import { moduleOf, name, section } from '../runtimes/wasi/_wasm-fixtures.js';
 import { setUpCgroupParent } from '../sandbox/cgroup.js';
@@ -234,5 +234,25 @@ test('a host killed by its memory cgroup is THAW_GUEST_OOM naming the sandbox', 
     assert.deepEqual(await small.listSandboxes(), []);
   } finally {
     await small.close();
+  }
+});
+
+test('a snapshot written to a full disk is THAW_STORAGE_FULL from the sandbox host; the sandbox stays usable', async (t) => {
+  const dataDir = tempDataDir();
+  const snapshots = join(dataDir, 'snapshots');
+  const skip = smallTmpfs(snapshots);
+  if (skip) return t.skip(skip);
+  const full = newPlatform({ dataDir });
+  try {
+    // mem64-c fills 64 MiB at init: far more than the 64 KiB the snapshot directory holds.
+    await deployExample(full, 'mem64-c');
+    const sb = await full.bootSandbox('mem64-c');
+    const err = await rejectsWith(full.createSnapshot({ sandboxId: sb.id }), 'THAW_STORAGE_FULL');
+    assert.equal(err.status, 507);
+    assert.match(err.message, /ENOSPC/);
+    assert.ok((await full.invoke({ function: 'mem64-c', mode: 'warm', sandboxId: sb.id, input })).output.length > 0);
+  } finally {
+    await full.close();
+    unmount(snapshots);
   }
 });
