@@ -1,8 +1,18 @@
 // The HTTP routes of the daemon, each with its JSON schema (which also feeds the OpenAPI
 // document). Handlers only translate between HTTP and ThawApi; all logic is in the platform.
 
-import type { FastifyInstance } from 'fastify';
+import type { IncomingMessage } from 'node:http';
+import type { FastifyInstance, FastifyRequest } from 'fastify';
+import { ThawError } from '../core/errors.js';
 import type { ThawApi, InvokeResult, InvokeMode } from '../platform/types.js';
+import { readRawBody, type RawBodyLimit } from './raw-body.js';
+
+/** Largest JSON request body (every JSON route but deploy): control requests are small. */
+export const JSON_BODY_LIMIT_BYTES = 1024 * 1024;
+/** Largest deploy request: a module or source of up to 384 MiB, base64. */
+export const DEPLOY_BODY_LIMIT_BYTES = 512 * 1024 * 1024;
+/** Largest object value written over HTTP: Redis's own limit for one string value. */
+export const OBJECT_BODY_LIMIT_BYTES = 512 * 1024 * 1024;
 
 const ref = (id: string) => ({ $ref: `${id}#` });
 const errors = { 400: ref('ErrorReply'), 404: ref('ErrorReply'), 409: ref('ErrorReply'), 500: ref('ErrorReply') };
@@ -15,7 +25,7 @@ export const sharedSchemas = [
     type: 'object',
     properties: {
       name: { type: 'string' }, runtime: { type: 'string', enum: ['wasi', 'python'] }, memoryMiB: { type: 'integer' },
-      handler: { type: 'string' }, timeoutMs: { type: 'integer' }, maxInputBytes: { type: 'integer' }, description: { type: 'string' },
+      handler: { type: 'string' }, timeoutMs: { type: 'integer' }, initTimeoutMs: { type: 'integer' }, maxInputBytes: { type: 'integer' }, maxOutputBytes: { type: 'integer' }, description: { type: 'string' },
       digest: { type: 'string' }, deployedAt: { type: 'string' }, facts: { type: 'object', additionalProperties: true },
     },
   },
@@ -88,7 +98,7 @@ export function registerRoutes(app: FastifyInstance, api: ThawApi): void {
       },
       response: { 201: ref('Function'), ...errors },
     },
-    bodyLimit: 512 * 1024 * 1024,
+    bodyLimit: DEPLOY_BODY_LIMIT_BYTES,
   }, async (req, reply) => {
     const info = await api.deployFunction(req.body.manifest, Buffer.from(req.body.artefactBase64, 'base64'));
     return reply.status(201).send(info);
@@ -223,8 +233,22 @@ export function registerRoutes(app: FastifyInstance, api: ThawApi): void {
   // ---- raw bodies: invocation inputs and object values, as bytes of any content type.
   void app.register(async (raw) => {
     raw.removeAllContentTypeParsers();
-    raw.addContentTypeParser('*', { parseAs: 'buffer', bodyLimit: 1024 * 1024 * 1024 }, (_req, body, done) => done(null, body));
+    raw.addContentTypeParser('*', async (req: FastifyRequest, payload: IncomingMessage) => readRawBody(req, payload));
+    const objectLimit: RawBodyLimit = {
+      rawBodyLimit: async () => ({
+        limitBytes: OBJECT_BODY_LIMIT_BYTES,
+        tooLarge: (sizeBytes) => new ThawError('THAW_BODY_TOO_LARGE', { sizeBytes, limitBytes: OBJECT_BODY_LIMIT_BYTES, route: 'PUT /v1/objects/:key' }),
+      }),
+    };
+    // The function's own maxInputBytes: the body is refused at the chunk that passes it.
+    const inputLimit: RawBodyLimit = {
+      rawBodyLimit: async (req) => {
+        const fn = await api.getFunction((req.params as { name: string }).name);
+        return { limitBytes: fn.maxInputBytes, tooLarge: (sizeBytes) => new ThawError('THAW_INPUT_TOO_LARGE', { sizeBytes, limitBytes: fn.maxInputBytes, name: fn.name }) };
+      },
+    };
     raw.put<{ Params: { key: string }; Body: Buffer | undefined }>('/v1/objects/:key', {
+      config: objectLimit,
       schema: { summary: 'Write an object (the request body is its value)', tags: ['objects'], params: keyParam, response: { 204: { type: 'null' }, ...errors } },
     }, async (req, reply) => {
       await api.putObject(req.params.key, req.body ?? new Uint8Array(0));
@@ -233,6 +257,7 @@ export function registerRoutes(app: FastifyInstance, api: ThawApi): void {
     raw.post<{ Params: { name: string }; Querystring: { mode?: InvokeMode; sandbox?: string; snapshot?: string; strategy?: string; keep?: boolean }; Body: Buffer | undefined }>(
       '/v1/functions/:name/invocations',
       {
+        config: inputLimit,
         schema: {
           summary: 'Invoke a function: cold (boot + init + handler), warm (an idle sandbox) or snapshot (restore + handler)',
           description: 'The request body is the input bytes. The reply carries the output and a timing breakdown measured inside Thaw.',
@@ -248,7 +273,7 @@ export function registerRoutes(app: FastifyInstance, api: ThawApi): void {
               keep: { type: 'boolean', default: true, description: 'keep the sandbox for warm invocations' },
             },
           },
-          response: { 200: ref('Invocation'), ...errors, 413: ref('ErrorReply'), 502: ref('ErrorReply'), 504: ref('ErrorReply') },
+          response: { 200: ref('Invocation'), ...errors, 413: ref('ErrorReply'), 429: ref('ErrorReply'), 502: ref('ErrorReply'), 503: ref('ErrorReply'), 504: ref('ErrorReply') },
         },
       },
       async (req) => {

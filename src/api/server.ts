@@ -5,9 +5,10 @@ import Fastify, { type FastifyInstance } from 'fastify';
 import swagger from '@fastify/swagger';
 import { timingSafeEqual } from 'node:crypto';
 import { ThawError } from '../core/errors.js';
+import { MAX_OBJECT_KEY_BYTES } from '../store/object-key.js';
 import type { ThawApi } from '../platform/types.js';
 import { errorHandler, errorReplySchema } from './error-reply.js';
-import { registerRoutes, sharedSchemas } from './routes.js';
+import { JSON_BODY_LIMIT_BYTES, registerRoutes, sharedSchemas } from './routes.js';
 
 export interface ServerParams {
   readonly host: string;
@@ -26,6 +27,13 @@ export async function buildServer(api: ThawApi, params: Pick<ServerParams, 'host
   }
   const app = Fastify({
     logger: { level: params.logLevel },
+    bodyLimit: JSON_BODY_LIMIT_BYTES,
+    // An object key may be MAX_OBJECT_KEY_BYTES of UTF-8, each byte percent-encoded in the URL
+    // (Fastify's default of 100 refused keys over 100 bytes with its own 414).
+    routerOptions: { maxParamLength: 3 * MAX_OBJECT_KEY_BYTES },
+    // Errors the router raises before any route (bad URL encoding, a too long segment) go
+    // through the same handler as every other error.
+    frameworkErrors: (err, req, reply) => errorHandler(err, req, reply),
     ajv: { customOptions: { removeAdditional: false, coerceTypes: true, allErrors: false } },
   });
   await app.register(swagger, {
@@ -45,8 +53,12 @@ export async function buildServer(api: ThawApi, params: Pick<ServerParams, 'host
   if (params.token) {
     const expected = Buffer.from(params.token);
     app.addHook('onRequest', async (req) => {
-      const got = Buffer.from((req.headers.authorization ?? '').replace(/^Bearer /, ''));
-      if (got.length !== expected.length || !timingSafeEqual(got, expected)) throw new ThawError('THAW_UNAUTHORIZED');
+      // Only `Authorization: Bearer <token>` (RFC 6750 section 2.1; the scheme name is
+      // case-insensitive): a bare token or another scheme used to pass, since the check only
+      // stripped a leading "Bearer " when there was one.
+      const m = /^Bearer ([^\s]+)$/i.exec(req.headers.authorization ?? '');
+      const got = Buffer.from(m?.[1] ?? '');
+      if (!m || got.length !== expected.length || !timingSafeEqual(got, expected)) throw new ThawError('THAW_UNAUTHORIZED');
     });
   }
 

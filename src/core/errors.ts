@@ -24,7 +24,7 @@ export const ERRORS = {
   THAW_RUNTIME_UNKNOWN: { status: 400, message: "unknown runtime '{runtime}' (expected wasi or python)" },
   // sandboxes
   THAW_SANDBOX_NOT_FOUND: { status: 404, message: "sandbox '{id}' not found" },
-  THAW_NO_WARM_SANDBOX: { status: 404, message: "no idle sandbox for function '{name}': invoke it cold or from a snapshot first" },
+  THAW_NO_WARM_SANDBOX: { status: 404, message: "function '{name}' has no sandbox: invoke it cold or from a snapshot first" },
   THAW_SANDBOX_BUSY: { status: 409, message: "sandbox '{id}' is busy with another invocation" },
   THAW_SANDBOX_DIED: { status: 500, message: "sandbox '{id}' died: {detail}" },
   THAW_POOL_EXHAUSTED: { status: 503, message: 'no free sandbox host: {detail}' },
@@ -47,6 +47,14 @@ export const ERRORS = {
   THAW_OBJECT_NOT_FOUND: { status: 404, message: "object '{key}' not found in the {store} store" },
   THAW_OBJECT_STORE: { status: 503, message: 'object store {store} failed: {detail}' },
   THAW_INTERNAL: { status: 500, message: 'internal error: {detail}' },
+  // ---- issue 9 item 5 (defects): busy functions, request and output bounds, storage, HTTP errors
+  THAW_OUTPUT_TOO_LARGE: { status: 502, message: "function '{name}' wrote more than its limit of {limitBytes} output bytes (maxOutputBytes)" },
+  THAW_INIT_TIMEOUT: { status: 504, message: "function '{name}': {phase} did not finish within its initTimeoutMs of {initTimeoutMs} ms" },
+  THAW_BODY_TOO_LARGE: { status: 413, message: 'request body of {sizeBytes} bytes exceeds the limit of {limitBytes} bytes for {route}' },
+  THAW_URI_TOO_LONG: { status: 414, message: 'request URL too long: {detail}' },
+  THAW_MEDIA_TYPE_UNSUPPORTED: { status: 415, message: "unsupported content type '{contentType}' for {route}" },
+  THAW_STORAGE_FULL: { status: 507, message: 'no space left to write {what}: {detail}' },
+  THAW_FUNCTION_BUSY: { status: 429, message: "every sandbox of function '{name}' stayed busy for {waitedMs} ms: retry later, or invoke it cold or from a snapshot" },
 } as const satisfies Record<string, ErrorEntry>;
 
 export type ErrorCode = keyof typeof ERRORS;
@@ -90,5 +98,12 @@ export function invariant(condition: unknown, detail: string): asserts condition
 export function toThawError(err: unknown): ThawError {
   if (err instanceof ThawError) return err;
   const detail = err instanceof Error ? err.message : String(err);
+  if (isStorageFull(err)) return new ThawError('THAW_STORAGE_FULL', { what: 'data', detail }, { cause: err });
   return new ThawError('THAW_INTERNAL', { detail }, { cause: err });
+}
+
+/** True for a write refused because the file system is full (ENOSPC) or a quota is spent (EDQUOT). */
+export function isStorageFull(err: unknown): boolean {
+  const code = (err as { code?: unknown } | null)?.code;
+  return code === 'ENOSPC' || code === 'EDQUOT';
 }

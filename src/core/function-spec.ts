@@ -18,10 +18,14 @@ export interface FunctionConfig {
   memoryMiB?: unknown;
   /** wasi: exported handler function (default "handle"); python: handler function (default "handler"). */
   handler?: unknown;
-  /** Invocation timeout in ms (default 30000). */
+  /** Handler timeout in ms (default 30000): the handler alone, not boot, init or restore. */
   timeoutMs?: unknown;
+  /** Budget in ms of a sandbox's boot and init, or restore, and of a snapshot (default 60000). */
+  initTimeoutMs?: unknown;
   /** Largest accepted request body in bytes (default 6 MiB, as AWS Lambda's synchronous limit). */
   maxInputBytes?: unknown;
+  /** Largest output an invocation may return, in bytes (default 6 MiB, as maxInputBytes). */
+  maxOutputBytes?: unknown;
   /** Free-form description shown by `thaw fn list`. */
   description?: unknown;
 }
@@ -35,11 +39,14 @@ export interface FunctionParams {
   readonly memoryMiB: number;
   readonly handler: string;
   readonly timeoutMs: number;
+  readonly initTimeoutMs: number;
   readonly maxInputBytes: number;
+  /** Enforced in the sandbox host: a larger output never crosses to the daemon. */
+  readonly maxOutputBytes: number;
   readonly description: string;
 }
 
-const KNOWN_FIELDS = new Set(['name', 'runtime', 'module', 'source', 'memoryMiB', 'handler', 'timeoutMs', 'maxInputBytes', 'description']);
+const KNOWN_FIELDS = new Set(['name', 'runtime', 'module', 'source', 'memoryMiB', 'handler', 'timeoutMs', 'initTimeoutMs', 'maxInputBytes', 'maxOutputBytes', 'description']);
 const NAME_RE = /^[a-z0-9][a-z0-9-_]{0,62}$/;
 
 /** Validates a manifest. Throws THAW_CONFIG_INVALID naming the first bad field. */
@@ -81,7 +88,10 @@ export function parseFunctionConfig(raw: unknown, resolvePath: (p: string) => st
     memoryMiB: int('memoryMiB', runtime === 'wasi' ? 256 : 512, runtime === 'wasi' ? 1 : 48, 4096),
     handler: handler as string,
     timeoutMs: int('timeoutMs', 30_000, 1, 15 * 60_000),
+    // Generous: Pyodide boots in about 3 s on a quiet host, far more under load.
+    initTimeoutMs: int('initTimeoutMs', 60_000, 1, 15 * 60_000),
     maxInputBytes: int('maxInputBytes', 6 * 1024 * 1024, 0, 1024 * 1024 * 1024),
+    maxOutputBytes: int('maxOutputBytes', 6 * 1024 * 1024, 0, 1024 * 1024 * 1024),
     description: (cfg.description as string | undefined) ?? '',
   });
 }

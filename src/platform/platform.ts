@@ -17,7 +17,8 @@ import { removeCgroupParent, setUpCgroupParent } from '../sandbox/cgroup.js';
 import { RECORDING_OUTBOX, SANDBOX_GID, grantToFunction, jailAvailability, readPlainFile, secureDataDir } from '../sandbox/jail.js';
 import { RECORDED_FILES } from '../restore/recording-outbox.js';
 import type { JailMode } from '../core/config.js';
-import type { BootResult, Invoked, InvokeResult as HostInvokeResult, RestoreResult, SnapshotResult } from '../sandbox/protocol.js';
+import type { BootResult, InvokeResult as HostInvokeResult, RestoreResult, SnapshotResult } from '../sandbox/protocol.js';
+import type { FunctionParams } from '../core/function-spec.js';
 import { getStrategy, listStrategies, listArtefacts, discardArtefacts, grantTmpfsCopy, DEFAULT_STRATEGY, scrubSnapshot } from '../restore/index.js';
 import { StrategyPreparer } from './strategy-preparer.js';
 import type { ObjectStore, ObjectStoreConfig } from '../store/object-store.js';
@@ -67,8 +68,19 @@ interface Sandbox {
   lastUsed: number;
 }
 
+/**
+ * How long a warm invocation waits for one of its function's busy sandboxes to become idle
+ * before it is refused with 429 (THAW_FUNCTION_BUSY). Short: a client that can wait longer
+ * retries after Retry-After, and a request never queues behind a slow handler for long.
+ */
+const WARM_WAIT_MS = 1000;
+
 /** Errors after which a sandbox's state cannot be trusted: it is stopped and replaced. */
-const FATAL_TO_SANDBOX = new Set<ErrorCode>(['THAW_GUEST_TRAP', 'THAW_GUEST_OOM', 'THAW_TIMEOUT', 'THAW_SANDBOX_DIED', 'THAW_INTERNAL']);
+const FATAL_TO_SANDBOX = new Set<ErrorCode>([
+  'THAW_GUEST_TRAP', 'THAW_GUEST_OOM', 'THAW_TIMEOUT', 'THAW_SANDBOX_DIED', 'THAW_INTERNAL',
+  // A WASI guest is stopped mid-handler at the write past the limit: its stack is not unwound.
+  'THAW_OUTPUT_TOO_LARGE',
+]);
 
 export class Platform implements ThawApi {
   readonly functions: FunctionRegistry;
@@ -82,6 +94,8 @@ export class Platform implements ThawApi {
   /** The key snapshots are sealed with (snapshot-seal.ts); only the daemon reads it. */
   private readonly snapshotKey: Buffer;
   private objects: Promise<ObjectStore> | undefined;
+  /** Warm invocations waiting for a sandbox to become idle or go away (see takeWarm). */
+  private readonly idleWaiters = new Set<() => void>();
   /**
    * Snapshot metadata by id. Snapshots are immutable once written, so the daemon reads a state
    * file once; the sandbox host re-reads and verifies the files on every restore regardless.
@@ -168,7 +182,7 @@ export class Platform implements ThawApi {
   async bootSandbox(fnName: string): Promise<SandboxInfo & { timings: InvokeTimings }> {
     const t0 = performance.now();
     const { sandbox, timings } = await this.bootCold(fnName).finally(() => setImmediate(() => this.pool.refill()));
-    sandbox.busy = false;
+    this.release(sandbox);
     return { ...this.sandboxInfo(sandbox), timings: { ...timings, handlerMs: 0, totalMs: round(performance.now() - t0) } };
   }
 
@@ -203,7 +217,7 @@ export class Platform implements ThawApi {
       const asked = { id, kind, baseId, createdAt: new Date().toISOString(), sourceSandboxId: sandbox.id };
       const res = await sandbox.host.request<SnapshotResult>(
         { op: 'snapshot', sandboxId: sandbox.id, snapshotRoot: this.snapshotRoot, outDir, meta: asked },
-        { timeoutMs: fn.params.timeoutMs, onTimeout: () => new ThawError('THAW_TIMEOUT', { name: sandbox.fn, timeoutMs: fn.params.timeoutMs }) },
+        { timeoutMs: fn.params.initTimeoutMs, onTimeout: () => initTimeout(fn.params, 'snapshot') },
       );
       if (outDir !== this.snapshotRoot) this.adoptSnapshot(join(outDir, id), id);
       // The host wrote it; the daemon checks it wrote what was asked and seals it with its key.
@@ -219,7 +233,7 @@ export class Platform implements ThawApi {
     } catch (err) {
       throw await this.afterFailure(sandbox, err);
     } finally {
-      sandbox.busy = false;
+      this.release(sandbox);
     }
   }
 
@@ -290,35 +304,31 @@ export class Platform implements ThawApi {
     let strategy: string | undefined;
     let snapshotId: string | undefined;
     let restoreStats: RestoreResult['restore'] | undefined;
-    // Cold and snapshot starts carry the input: the host invokes right after, in the same round trip.
-    let invoked: Invoked | undefined;
+    // Cold and snapshot starts send the invocation right behind the boot or restore (see invokeIn).
+    let invoking: Promise<HostInvokeResult> | undefined;
     switch (req.mode) {
       case 'cold':
-        ({ sandbox, timings, invoked } = await this.bootCold(fn.params.name, req.input));
+        ({ sandbox, timings, invoking } = await this.bootCold(fn.params.name, req.input));
         break;
       case 'warm':
-        sandbox = this.takeWarm(fn.params.name, req.sandboxId);
+        sandbox = await this.takeWarm(fn.params.name, req.sandboxId);
         timings = { acquireMs: 0 };
         break;
       case 'snapshot':
         strategy = req.strategy ?? DEFAULT_STRATEGY;
         snapshotId = req.snapshotId ?? this.newestSnapshot(fn.params.name);
-        ({ sandbox, timings, stats: restoreStats, invoked } = await this.restore(fn.params.name, snapshotId, strategy, req.input));
+        ({ sandbox, timings, stats: restoreStats, invoking } = await this.restore(fn.params.name, snapshotId, strategy, req.input));
         break;
     }
     try {
-      if (invoked !== undefined && !invoked.ok) throw ThawError.fromJSON(invoked.error);
-      const res = invoked?.result ?? await sandbox.host.request<HostInvokeResult>(
-        { op: 'invoke', sandboxId: sandbox.id, input: req.input },
-        { timeoutMs: fn.params.timeoutMs, onTimeout: () => new ThawError('THAW_TIMEOUT', { name: fn.params.name, timeoutMs: fn.params.timeoutMs }) },
-      );
+      const res = await (invoking ?? this.invokeIn(sandbox, fn.params, req.input));
       sandbox.invocations++;
       sandbox.memoryBytes = res.memoryBytes;
       sandbox.lastUsed = Date.now();
       // A sandbox of a deployment retired while it ran is not kept for the next call.
       const keep = (req.keep ?? true) && sandbox.deployment === this.functions.get(fn.params.name).deployment;
       if (keep) {
-        sandbox.busy = false;
+        this.release(sandbox);
         this.evictIdle();
       } else {
         void this.stop(sandbox, 'not kept');
@@ -345,7 +355,9 @@ export class Platform implements ThawApi {
       }
       return result;
     } catch (err) {
-      throw await this.afterFailure(sandbox, err);
+      // keep=false asked for the sandbox to go after this invocation, whatever its outcome: a
+      // guest error leaves the sandbox usable, but it must not stay behind for warm invocations.
+      throw await this.afterFailure(sandbox, err, req.keep === false);
     }
   }
 
@@ -399,29 +411,31 @@ export class Platform implements ThawApi {
   // ---- internals -------------------------------------------------------------------------
 
   /**
-   * Boots a sandbox and runs its init; with `input`, also invokes it in the same request (the
-   * timeout then covers both steps: twice the function's timeout).
+   * Boots a sandbox and runs its init, within the function's initTimeoutMs; with `input`, also
+   * sends the invocation right behind (see invokeIn), whose result is `invoking`.
    */
-  private async bootCold(fnName: string, input?: Uint8Array): Promise<{ sandbox: Sandbox; timings: Omit<InvokeTimings, 'handlerMs' | 'totalMs'>; invoked?: Invoked }> {
+  private async bootCold(fnName: string, input?: Uint8Array): Promise<{ sandbox: Sandbox; timings: Omit<InvokeTimings, 'handlerMs' | 'totalMs'>; invoking?: Promise<HostInvokeResult> }> {
     const fn = this.functions.get(fnName);
     const acquired = await this.acquireHost(fnName);
     const sandbox = this.register(fnName, fn.deployment, acquired, { kind: 'cold' });
     try {
-      const res = await acquired.host.request<BootResult>(
-        { op: 'boot', sandboxId: sandbox.id, deployment: fn.deployment, init: true, ...(input && { invoke: { input } }) },
-        { timeoutMs: fn.params.timeoutMs * (input ? 2 : 1), onTimeout: () => new ThawError('THAW_TIMEOUT', { name: fnName, timeoutMs: fn.params.timeoutMs }) },
+      const booting = acquired.host.request<BootResult>(
+        { op: 'boot', sandboxId: sandbox.id, deployment: fn.deployment, init: true },
+        { timeoutMs: fn.params.initTimeoutMs, onTimeout: () => initTimeout(fn.params, 'boot and init') },
       );
+      const invoking = input && this.invokeIn(sandbox, fn.params, input, booting);
+      const res = await booting;
       sandbox.memoryBytes = res.memoryBytes;
       const timings = { acquireMs: round(acquired.acquireMs), bootMs: res.timings.bootMs ?? 0, initMs: res.timings.initMs ?? 0 };
-      return res.invoked ? { sandbox, timings, invoked: res.invoked } : { sandbox, timings };
+      return invoking ? { sandbox, timings, invoking } : { sandbox, timings };
     } catch (err) {
       throw await this.afterFailure(sandbox, err, true);
     }
   }
 
-  /** Restores a sandbox from a snapshot; with `input`, also invokes it in the same request (as bootCold). */
+  /** Restores a sandbox from a snapshot within initTimeoutMs; with `input`, also invokes it (as bootCold). */
   private async restore(fnName: string, snapshotId: string, strategyId: string, input?: Uint8Array): Promise<{
-    sandbox: Sandbox; timings: Omit<InvokeTimings, 'handlerMs' | 'totalMs'>; stats: RestoreResult['restore']; invoked?: Invoked;
+    sandbox: Sandbox; timings: Omit<InvokeTimings, 'handlerMs' | 'totalMs'>; stats: RestoreResult['restore']; invoking?: Promise<HostInvokeResult>;
   }> {
     const fn = this.functions.get(fnName);
     getStrategy(strategyId);
@@ -440,17 +454,46 @@ export class Platform implements ThawApi {
     const acquired = await this.acquireHost(fnName);
     const sandbox = this.register(fnName, fn.deployment, acquired, { kind: 'snapshot', snapshotId, strategy: strategyId });
     try {
-      const res = await acquired.host.request<RestoreResult>(
-        { op: 'restore', sandboxId: sandbox.id, deployment: fn.deployment, snapshotRoot: this.snapshotRoot, snapshotId, strategy: strategyId, stateSha256, ...(input && { invoke: { input } }) },
-        { timeoutMs: fn.params.timeoutMs * (input ? 2 : 1), onTimeout: () => new ThawError('THAW_TIMEOUT', { name: fnName, timeoutMs: fn.params.timeoutMs }) },
+      const restoring = acquired.host.request<RestoreResult>(
+        { op: 'restore', sandboxId: sandbox.id, deployment: fn.deployment, snapshotRoot: this.snapshotRoot, snapshotId, strategy: strategyId, stateSha256 },
+        { timeoutMs: fn.params.initTimeoutMs, onTimeout: () => initTimeout(fn.params, 'restore') },
       );
+      const invoking = input && this.invokeIn(sandbox, fn.params, input, restoring);
+      const res = await restoring;
       sandbox.memoryBytes = res.memoryBytes;
       const timings: Omit<InvokeTimings, 'handlerMs' | 'totalMs'> = { acquireMs: round(acquired.acquireMs), restoreMs: res.timings.restoreMs ?? 0 };
       if (prepared.built) timings.prepareMs = round(prepared.elapsedMs);
-      return res.invoked ? { sandbox, timings, stats: res.restore, invoked: res.invoked } : { sandbox, timings, stats: res.restore };
+      return invoking ? { sandbox, timings, stats: res.restore, invoking } : { sandbox, timings, stats: res.restore };
     } catch (err) {
       throw await this.afterFailure(sandbox, err, true);
     }
+  }
+
+  /**
+   * Sends an invocation to the sandbox's host, which is killed when the handler runs past the
+   * function's timeoutMs (THAW_TIMEOUT names that budget). With `after`, the boot or restore
+   * request just sent to the same host, the invocation goes out at once, behind it: a fresh host
+   * moves from one to the other without a round trip to the daemon (its first messages cost
+   * milliseconds each), and the handler's deadline starts when `after` replies, so boot, init and
+   * restore count against initTimeoutMs only. If `after` fails, the caller stops the host and
+   * this invocation fails with it.
+   */
+  private invokeIn(sandbox: Sandbox, fn: FunctionParams, input: Uint8Array, after?: Promise<unknown>): Promise<HostInvokeResult> {
+    const request = { op: 'invoke', sandboxId: sandbox.id, input } as const;
+    const onTimeout = (): ThawError => new ThawError('THAW_TIMEOUT', { name: fn.name, timeoutMs: fn.timeoutMs });
+    if (after === undefined) return sandbox.host.request<HostInvokeResult>(request, { timeoutMs: fn.timeoutMs, onTimeout });
+    let settled = false;
+    let timer: NodeJS.Timeout | undefined;
+    const invoking = sandbox.host.request<HostInvokeResult>(request, { onTimeout }).finally(() => {
+      settled = true;
+      clearTimeout(timer);
+    });
+    after.then(() => {
+      if (!settled) timer = setTimeout(() => void sandbox.host.kill('timeout'), fn.timeoutMs);
+    }, () => {});
+    // Awaited by the caller only when `after` succeeded; its failure is then the one reported.
+    invoking.catch(() => {});
+    return invoking;
   }
 
   /** Takes a host for a new sandbox, within the live-sandbox cap (evicting idle ones first). */
@@ -478,27 +521,64 @@ export class Platform implements ThawApi {
     void host.exited.then((exit) => {
       if (this.sandboxes.get(sandbox.id) === sandbox) {
         this.sandboxes.delete(sandbox.id);
+        this.wakeWaiters();
         if (!exit.killedBy) this.log.warn({ sandboxId: sandbox.id, function: fn, exit }, 'sandbox host died');
       }
     });
     return sandbox;
   }
 
-  private takeWarm(fnName: string, sandboxId: string | undefined): Sandbox {
-    let sandbox: Sandbox | undefined;
+  /**
+   * The sandbox for a warm invocation: the one named, else the most recently used idle one of
+   * the function's current version. When all of them are busy, waits up to WARM_WAIT_MS for one
+   * to become idle (THAW_FUNCTION_BUSY, 429, after that); THAW_NO_WARM_SANDBOX only when the
+   * function has no sandbox at all.
+   */
+  private async takeWarm(fnName: string, sandboxId: string | undefined): Promise<Sandbox> {
     if (sandboxId !== undefined) {
-      sandbox = this.sandbox(sandboxId);
+      const sandbox = this.sandbox(sandboxId);
       if (sandbox.fn !== fnName) throw new ThawError('THAW_REQUEST_INVALID', { detail: `sandbox '${sandboxId}' runs function '${sandbox.fn}', not '${fnName}'` });
       if (sandbox.busy) throw new ThawError('THAW_SANDBOX_BUSY', { id: sandboxId });
-    } else {
-      const deployment = this.functions.get(fnName).deployment;
-      sandbox = [...this.sandboxes.values()]
-        .filter((s) => s.fn === fnName && s.deployment === deployment && !s.busy)
-        .sort((a, b) => b.lastUsed - a.lastUsed)[0];
-      if (!sandbox) throw new ThawError('THAW_NO_WARM_SANDBOX', { name: fnName });
+      sandbox.busy = true;
+      return sandbox;
     }
-    sandbox.busy = true;
-    return sandbox;
+    const t0 = performance.now();
+    for (;;) {
+      const deployment = this.functions.get(fnName).deployment;
+      const candidates = [...this.sandboxes.values()].filter((s) => s.fn === fnName && s.deployment === deployment);
+      if (candidates.length === 0) throw new ThawError('THAW_NO_WARM_SANDBOX', { name: fnName });
+      const idle = candidates.filter((s) => !s.busy).sort((a, b) => b.lastUsed - a.lastUsed)[0];
+      if (idle) {
+        idle.busy = true;
+        return idle;
+      }
+      const leftMs = WARM_WAIT_MS - (performance.now() - t0);
+      if (leftMs <= 0) throw new ThawError('THAW_FUNCTION_BUSY', { name: fnName, waitedMs: WARM_WAIT_MS });
+      await this.sandboxChange(leftMs);
+    }
+  }
+
+  /** Resolves when a sandbox becomes idle or is removed, or after `ms`. */
+  private sandboxChange(ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      const wake = (): void => {
+        clearTimeout(timer);
+        this.idleWaiters.delete(wake);
+        resolve();
+      };
+      const timer = setTimeout(wake, ms);
+      this.idleWaiters.add(wake);
+    });
+  }
+
+  /** Marks a sandbox idle and wakes the warm invocations waiting for one. */
+  private release(sandbox: Sandbox): void {
+    sandbox.busy = false;
+    this.wakeWaiters();
+  }
+
+  private wakeWaiters(): void {
+    for (const wake of [...this.idleWaiters]) wake();
   }
 
   /** The newest snapshot of the function's current module version (unreadable ones are never picked). */
@@ -625,18 +705,43 @@ export class Platform implements ThawApi {
 
   /** Stops a sandbox whose state can no longer be trusted; returns the error to rethrow. */
   private async afterFailure(sandbox: Sandbox, err: unknown, always = false): Promise<ThawError> {
-    const e = toThawError(err);
+    const e = this.hostDeath(sandbox, toThawError(err));
     if (always || FATAL_TO_SANDBOX.has(e.code) || !sandbox.host.alive) {
       this.log.warn({ sandboxId: sandbox.id, function: sandbox.fn, code: e.code, error: e.message }, 'sandbox stopped after failure');
       await this.stop(sandbox, `failure: ${e.code}`);
     } else {
-      sandbox.busy = false;
+      this.release(sandbox);
     }
     return e;
   }
 
+  /**
+   * A host's death as the sandbox's error: the host process rejects pending requests with
+   * THAW_SANDBOX_DIED naming the process; the caller knows the sandbox, and a kill by the memory
+   * cgroup is the guest running out of memory (its limit counts the host's own memory too).
+   */
+  private hostDeath(sandbox: Sandbox, e: ThawError): ThawError {
+    if (e.code !== 'THAW_SANDBOX_DIED') return e;
+    const detail = String(e.params.detail ?? e.message);
+    if (sandbox.host.exit?.oomKilled) {
+      let limitMiB: number | string = '?';
+      try {
+        limitMiB = this.functions.get(sandbox.fn).params.memoryMiB;
+      } catch {
+        /* the function was deleted meanwhile */
+      }
+      return new ThawError('THAW_GUEST_OOM', {
+        name: sandbox.fn, limitMiB,
+        detail: `sandbox '${sandbox.id}' (host pid ${sandbox.host.pid}) was killed by its memory cgroup, whose limit adds ${this.params.hostOverheadMiB} MiB for the host`,
+      }, { cause: e });
+    }
+    return new ThawError('THAW_SANDBOX_DIED', { id: sandbox.id, detail: `${detail} (host pid ${sandbox.host.pid})` }, { cause: e });
+  }
+
   private async stop(sandbox: Sandbox, reason: string): Promise<void> {
     this.sandboxes.delete(sandbox.id);
+    // A warm invocation waiting on this function's last busy sandbox must learn it is gone.
+    this.wakeWaiters();
     await sandbox.host.kill(reason);
   }
 
@@ -660,6 +765,11 @@ function hostEnv(): Record<string, string> {
   const env: Record<string, string> = {};
   if (process.env.THAW_PMEM_DIR) env.THAW_PMEM_DIR = process.env.THAW_PMEM_DIR;
   return env;
+}
+
+/** THAW_INIT_TIMEOUT for `phase` of a sandbox of `fn` (boot and init, restore, snapshot). */
+function initTimeout(fn: FunctionParams, phase: string): ThawError {
+  return new ThawError('THAW_INIT_TIMEOUT', { name: fn.name, phase, initTimeoutMs: fn.initTimeoutMs });
 }
 
 function newId(prefix: string): string {

@@ -13,7 +13,9 @@ export interface FunctionInfo {
   memoryMiB: number;
   handler: string;
   timeoutMs: number;
+  initTimeoutMs: number;
   maxInputBytes: number;
+  maxOutputBytes: number;
   description: string;
   /** sha256 of the stored artefact; snapshots must match it. */
   digest: string;

@@ -21,7 +21,7 @@ import { setLeaseOwnerPid } from '../restore/pass-pool.js';
 import { setRecordingOutbox } from '../restore/recording-outbox.js';
 import { RECORDING_OUTBOX } from './jail.js';
 import type {
-  BootResult, HostEnvelope, JailLayer, HostFunction, HostMessage, HostRequest, Invoked, InvokeResult, PrepareResult, RestoreResult, SnapshotResult, StatsResult,
+  BootResult, HostEnvelope, JailLayer, HostFunction, HostMessage, HostRequest, InvokeResult, PrepareResult, RestoreResult, SnapshotResult, StatsResult,
 } from './protocol.js';
 
 /** What the daemon passed on the command line (a host's environment is empty). */
@@ -139,7 +139,6 @@ async function handle(req: HostRequest): Promise<unknown> {
       const s: LiveSandbox = { id: req.sandboxId, fn: p, guest, restoredFrom: null, image: null };
       sandboxes.set(req.sandboxId, s);
       const result: BootResult = { timings: { bootMs, initMs: since(t1) }, memoryBytes: guest.memory.buffer.byteLength };
-      if (req.invoke) result.invoked = await invokeAfter(s, req.invoke.input);
       return result;
     }
     case 'restore': {
@@ -165,7 +164,6 @@ async function handle(req: HostRequest): Promise<unknown> {
       sandboxes.set(req.sandboxId, s);
       const stats = { ...image.stats };
       const result: RestoreResult = { timings: { restoreMs: since(t0) }, memoryBytes: guest.memory.buffer.byteLength, bytesRead: stats.bytesRead, restore: stats };
-      if (req.invoke) result.invoked = await invokeAfter(s, req.invoke.input);
       return result;
     }
     case 'invoke':
@@ -251,21 +249,16 @@ async function invoke(s: LiveSandbox, bytes: Uint8Array): Promise<InvokeResult> 
   // IPC may hand a Buffer over; guests get a plain Uint8Array view of the same bytes.
   const input = new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   const output = await s.guest.invoke(input);
+  // Every runtime's output is bounded here, before it crosses to the daemon (wasi also stops
+  // the guest at the write that passes the limit).
+  const { name, maxOutputBytes } = s.fn.fn.params;
+  if (output.byteLength > maxOutputBytes) throw new ThawError('THAW_OUTPUT_TOO_LARGE', { name, limitBytes: maxOutputBytes });
   // Lets the restore strategy react to the first invocation (reap ends its recording here).
   s.image?.afterInvoke();
   const result: InvokeResult = { timings: { handlerMs: since(t0) }, output, memoryBytes: s.guest.memory.buffer.byteLength };
   // Restore stats as of now: page-server counts are complete only once a strategy stops its server.
   if (s.image) result.restore = { ...s.image.stats };
   return result;
-}
-
-/** The invocation a boot or restore request carried: its failure is the invocation's, not the restore's. */
-async function invokeAfter(s: LiveSandbox, input: Uint8Array): Promise<Invoked> {
-  try {
-    return { ok: true, result: await invoke(s, input) };
-  } catch (err: unknown) {
-    return { ok: false, error: toThawError(err).toJSON() };
-  }
 }
 
 /**

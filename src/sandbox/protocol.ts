@@ -28,8 +28,8 @@ export type HostRequest =
   /** ownerPid: the host's pid as the daemon sees it (a jailed host is PID 1 in its own namespace). */
   | { op: 'configure'; objectStore: ObjectStoreConfig; ownerPid: number }
   | { op: 'prepare'; fn: HostFunction }
-  | { op: 'boot'; sandboxId: string; deployment: string; init: boolean; invoke?: InvokeAfter }
-  | { op: 'restore'; sandboxId: string; deployment: string; snapshotRoot: string; snapshotId: string; strategy: string; invoke?: InvokeAfter; stateSha256?: Record<string, string> }
+  | { op: 'boot'; sandboxId: string; deployment: string; init: boolean }
+  | { op: 'restore'; sandboxId: string; deployment: string; snapshotRoot: string; snapshotId: string; strategy: string; stateSha256?: Record<string, string> }
   | { op: 'invoke'; sandboxId: string; input: Uint8Array }
   /** Written to `outDir` (the host's scratch when jailed, else the snapshot root); base chains read from `snapshotRoot`. */
   | { op: 'snapshot'; sandboxId: string; snapshotRoot: string; outDir: string; meta: Omit<SnapshotMeta, 'memoryBytes' | 'guestState' | 'runtime' | 'moduleDigest' | 'functionName'> }
@@ -37,15 +37,6 @@ export type HostRequest =
   | { op: 'stats' }
   /** What the host observes of its own confinement (for `thaw doctor`). */
   | { op: 'inspect' };
-
-/**
- * Boot or restore, then invoke at once, in one round trip (a fresh host's first messages cost
- * milliseconds each). The reply carries the invocation's result or its error in `invoked`.
- */
-export interface InvokeAfter { input: Uint8Array }
-
-/** Outcome of the invocation a boot or restore request carried. */
-export type Invoked = { ok: true; result: InvokeResult } | { ok: false; error: WireError };
 
 /** Timings measured inside the host, in milliseconds. */
 export interface HostTimings {
@@ -58,14 +49,13 @@ export interface HostTimings {
 }
 
 export interface PrepareResult { timings: HostTimings }
-export interface BootResult { timings: HostTimings; memoryBytes: number; invoked?: Invoked }
+export interface BootResult { timings: HostTimings; memoryBytes: number }
 export interface RestoreResult {
   timings: HostTimings;
   memoryBytes: number;
   bytesRead: number;
   /** What the restore strategy did (bytes read, faults, prepare and fill time, phase). */
   restore?: RestoreStats;
-  invoked?: Invoked;
 }
 export interface InvokeResult { timings: HostTimings; output: Uint8Array; memoryBytes: number; restore?: RestoreResult['restore'] }
 export interface SnapshotResult { timings: HostTimings; meta: SnapshotMeta; storedBytes: number; pageRuns: number }

@@ -66,4 +66,13 @@ describe('openObjectStore()', () => {
   test('openObjectStore() on an unreachable redis fails with THAW_OBJECT_STORE', { timeout: 5000 }, async () => {
     await assert.rejects(openObjectStore({ kind: 'redis', url: `redis://127.0.0.1:${await freePort()}/0` }), { code: 'THAW_OBJECT_STORE' });
   });
+
+  test('openSyncObjectStore() on an unreachable redis opens nothing until first use, then fails that use', { timeout: 10_000 }, async () => {
+    const store = openSyncObjectStore({ kind: 'redis', url: `redis://127.0.0.1:${await freePort()}/0` }, { connectTimeoutMs: 200 });
+    assert.equal(store.kind, 'redis');
+    assert.throws(() => store.get('k'), { code: 'THAW_OBJECT_STORE', message: /unreachable/ });
+    assert.throws(() => store.put('k', Uint8Array.of(1)), { code: 'THAW_OBJECT_STORE' });
+    store.close();
+    assert.throws(() => store.get('k'), { code: 'THAW_OBJECT_STORE', message: /closed/ });
+  });
 });

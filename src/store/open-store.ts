@@ -6,6 +6,7 @@ import { ThawError } from '../core/errors.js';
 import { EmbeddedStore, EmbeddedSyncStore } from './embedded-store.js';
 import type { ObjectStore, ObjectStoreConfig, SyncObjectStore } from './object-store.js';
 import { RedisStore, type RedisStoreOptions } from './redis-store.js';
+import { LazySyncStore } from './lazy-sync-store.js';
 import { RedisSyncStore, type RedisSyncStoreOptions } from './redis-sync.js';
 
 /** Redis's port when the URL names none. */
@@ -75,13 +76,14 @@ export async function openObjectStore(config: ObjectStoreConfig, redisOptions: R
 
 /**
  * Opens the synchronous store `config` describes, for Wasm host calls in a sandbox host. For
- * Redis this starts a bridge worker thread and blocks until it has connected.
+ * Redis the connection (a bridge worker thread) is made on the first get() or put(), not here:
+ * a Redis outage then fails only the invocations that use objects (see LazySyncStore).
  *
  * @param config a store configuration; validated again here, so wire input is safe to pass
  * @param redisOptions timeouts for a Redis store, including the bridge's wait bound
- * @returns the open store; the caller must close() it (for Redis, that stops the worker)
- * @throws THAW_CONFIG_INVALID for a bad configuration; THAW_OBJECT_STORE when the store cannot
- *   be opened
+ * @returns the store; the caller must close() it (for Redis, that stops the worker)
+ * @throws THAW_CONFIG_INVALID for a bad configuration; for Redis, get() and put() throw
+ *   THAW_OBJECT_STORE while the store cannot be reached
  */
 export function openSyncObjectStore(config: ObjectStoreConfig, redisOptions: RedisSyncStoreOptions = {}): SyncObjectStore {
   const valid = parseObjectStoreConfig(config);
@@ -89,7 +91,7 @@ export function openSyncObjectStore(config: ObjectStoreConfig, redisOptions: Red
     case 'embedded':
       return new EmbeddedSyncStore(valid.dir);
     case 'redis':
-      return RedisSyncStore.open(valid.url, redisOptions);
+      return new LazySyncStore('redis', () => RedisSyncStore.open(valid.url, redisOptions));
   }
 }
 

@@ -1,6 +1,9 @@
 // The HTTP API in-process (Fastify inject, no socket): the deploy -> cold -> snapshot ->
 // restore -> warm flow, the OpenAPI document, the error reply shape, and the token rule.
 
+import { readFileSync } from 'node:fs';
+import { STATUS_CODES } from 'node:http';
+import { Readable } from 'node:stream';
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { buildServer } from '../api/server.js';
@@ -68,11 +71,130 @@ test('errors come back in one shape with the catalogue code and status', async (
   }
 });
 
+test('a warm invocation whose sandboxes stay busy is 429 with Retry-After', async () => {
+  const { manifest, artefact } = readManifestFile(manifestPath('faulty-c'));
+  await app.inject({ method: 'POST', url: '/v1/functions', payload: { manifest: { ...manifest, name: 'api-busy', timeoutMs: 2_000 }, artefactBase64: Buffer.from(artefact).toString('base64') } });
+  const invoke = (query: string, body: string) =>
+    app.inject({ method: 'POST', url: `/v1/functions/api-busy/invocations?${query}`, payload: Buffer.from(body), headers: { 'content-type': 'application/octet-stream' } });
+  const cold = (await invoke('mode=cold', 'x')).json();
+  const spinning = invoke(`mode=warm&sandbox=${cold.sandboxId}`, 'spin');
+  // inject() dispatches on a later tick: wait until the spinning invocation holds the sandbox.
+  const state = async () => (await app.inject({ method: 'GET', url: '/v1/sandboxes' })).json().find((s: { id: string }) => s.id === cold.sandboxId)?.state;
+  while ((await state()) !== 'busy') await new Promise((r) => setTimeout(r, 5));
+  const res = await invoke('mode=warm', 'y');
+  assert.equal(res.statusCode, 429, res.body);
+  assert.equal(res.json().code, 'THAW_FUNCTION_BUSY');
+  assert.equal(res.json().error, 'Too Many Requests');
+  assert.equal(res.headers['retry-after'], '1');
+  assert.equal((await spinning).json().code, 'THAW_TIMEOUT');
+});
+
+test('an invocation body is refused with 413 as soon as it passes maxInputBytes, before it is read whole', async () => {
+  const { manifest, artefact } = readManifestFile(manifestPath('hello-c'));
+  await app.inject({ method: 'POST', url: '/v1/functions', payload: { manifest: { ...manifest, name: 'tiny-input', maxInputBytes: 1024 }, artefactBase64: Buffer.from(artefact).toString('base64') } });
+  const url = '/v1/functions/tiny-input/invocations?mode=cold';
+  const headers = { 'content-type': 'application/octet-stream' };
+  // Declared too large: refused from the Content-Length alone.
+  const declared = await app.inject({ method: 'POST', url, headers, payload: Buffer.alloc(64 * 1024) });
+  assert.equal(declared.statusCode, 413, declared.body);
+  assert.equal(declared.json().code, 'THAW_INPUT_TOO_LARGE');
+  assert.match(declared.json().message, /input of 65536 bytes exceeds the limit of 1024 bytes for tiny-input/);
+  assert.equal(declared.headers.connection, 'close');
+  // Streamed with no length: refused at the chunk that passes the limit; the rest of a 1 GiB
+  // body is never pulled from the client.
+  let pulledBytes = 0;
+  const body = new Readable({
+    read() {
+      if (pulledBytes >= 1024 ** 3) return void this.push(null);
+      pulledBytes += 64 * 1024;
+      this.push(Buffer.alloc(64 * 1024));
+    },
+  });
+  const streamed = await app.inject({ method: 'POST', url, headers: { ...headers, 'transfer-encoding': 'chunked' }, payload: body });
+  body.destroy();
+  assert.equal(streamed.statusCode, 413, streamed.body);
+  assert.equal(streamed.json().code, 'THAW_INPUT_TOO_LARGE');
+  assert.match(streamed.json().message, /input of more than 1024 bytes/);
+  assert.ok(pulledBytes < 16 * 1024 * 1024, `${pulledBytes} bytes pulled`);
+  // At the limit it runs.
+  const ok = await app.inject({ method: 'POST', url, headers, payload: Buffer.alloc(1024, 'a') });
+  assert.equal(ok.statusCode, 200, ok.body);
+  assert.equal(ok.json().output, `hello, ${'a'.repeat(1024)}`);
+});
+
+test('bodies past the global caps of the other routes are 413 THAW_BODY_TOO_LARGE naming the limit', async () => {
+  const json = await app.inject({ method: 'POST', url: '/v1/sandboxes', headers: { 'content-type': 'application/json' }, payload: JSON.stringify({ function: 'x'.repeat(2 * 1024 * 1024) }) });
+  assert.equal(json.statusCode, 413, json.body);
+  assert.equal(json.json().code, 'THAW_BODY_TOO_LARGE');
+  assert.match(json.json().message, /limit of 1048576 bytes for POST \/v1\/sandboxes/);
+  const object = await app.inject({ method: 'PUT', url: '/v1/objects/big', headers: { 'content-type': 'application/octet-stream', 'content-length': String(513 * 1024 * 1024) }, payload: Buffer.alloc(1) });
+  assert.equal(object.statusCode, 413, object.body);
+  assert.equal(object.json().code, 'THAW_BODY_TOO_LARGE');
+  assert.match(object.json().message, /limit of 536870912 bytes for PUT \/v1\/objects\/:key/);
+});
+
+test('Fastify\'s own errors (bad URL, long segment, bad JSON, content type, no route) reply in the one shape with a THAW code', async () => {
+  const cases: { method: 'GET' | 'POST'; url: string; headers?: Record<string, string>; payload?: string; status: number; code: string }[] = [
+    { method: 'GET', url: `/v1/objects/${'k'.repeat(2000)}`, status: 414, code: 'THAW_URI_TOO_LONG' },
+    { method: 'GET', url: '/v1/objects/%E0%A4%A', status: 400, code: 'THAW_REQUEST_INVALID' },
+    { method: 'POST', url: '/v1/sandboxes', headers: { 'content-type': 'application/json' }, payload: '{bad', status: 400, code: 'THAW_REQUEST_INVALID' },
+    { method: 'POST', url: '/v1/sandboxes', headers: { 'content-type': 'application/xml' }, payload: '<a/>', status: 415, code: 'THAW_MEDIA_TYPE_UNSUPPORTED' },
+    { method: 'GET', url: '/v1/nowhere', status: 404, code: 'THAW_ROUTE_NOT_FOUND' },
+  ];
+  for (const c of cases) {
+    const res = await app.inject({ method: c.method, url: c.url, ...(c.headers && { headers: c.headers }), ...(c.payload !== undefined && { payload: c.payload }) });
+    const what = `${c.method} ${c.url.slice(0, 40)}: ${res.body.slice(0, 200)}`;
+    assert.equal(res.statusCode, c.status, what);
+    const body = res.json();
+    assert.deepEqual(Object.keys(body).sort(), ['code', 'error', 'message', 'statusCode'], what);
+    assert.equal(body.code, c.code, what);
+    assert.equal(body.statusCode, c.status, what);
+    assert.equal(body.error, STATUS_CODES[c.status], what);
+  }
+});
+
+test('object keys up to the 512-byte limit work over HTTP; longer ones are THAW_REQUEST_INVALID', async () => {
+  const headers = { 'content-type': 'application/octet-stream' };
+  // 512 ASCII bytes, and 512 UTF-8 bytes that percent-encode to 1536 URL characters.
+  for (const key of ['k'.repeat(512), 'é'.repeat(256), `a/${'x'.repeat(150)}`]) {
+    const url = `/v1/objects/${encodeURIComponent(key)}`;
+    const put = await app.inject({ method: 'PUT', url, headers, payload: Buffer.from('v') });
+    assert.equal(put.statusCode, 204, `${key.length}: ${put.body}`);
+    const got = await app.inject({ method: 'GET', url });
+    assert.equal(got.statusCode, 200, got.body);
+    assert.equal(got.json().key, key);
+    assert.equal((await app.inject({ method: 'DELETE', url })).statusCode, 204);
+  }
+  const over = await app.inject({ method: 'PUT', url: `/v1/objects/${'k'.repeat(513)}`, headers, payload: Buffer.from('v') });
+  assert.equal(over.statusCode, 400, over.body);
+  assert.equal(over.json().code, 'THAW_REQUEST_INVALID');
+});
+
 test('GET /openapi.json documents every route', async () => {
   const doc = (await app.inject({ method: 'GET', url: '/openapi.json' })).json();
   assert.match(doc.openapi, /^3\./);
   for (const path of ['/v1/functions', '/v1/functions/{name}', '/v1/functions/{name}/invocations', '/v1/sandboxes', '/v1/sandboxes/{id}', '/v1/snapshots', '/v1/snapshots/{id}']) {
     assert.ok(doc.paths[path], `missing ${path}`);
+  }
+});
+
+test('the OpenAPI ErrorReply schema lists exactly the codes of docs/errors.md; every documented error status is a catalogue status', async () => {
+  const doc = (await app.inject({ method: 'GET', url: '/openapi.json' })).json() as {
+    components: { schemas: Record<string, { title?: string; properties?: { code?: { enum?: string[] } } }> };
+    paths: Record<string, Record<string, { responses: Record<string, { content?: { 'application/json'?: { schema?: { $ref?: string } } } }> }>>;
+  };
+  const [refName, errorReply] = Object.entries(doc.components.schemas).find(([, s]) => s.title === 'ErrorReply')!;
+  const errorsDoc = readFileSync(new URL('../../docs/errors.md', import.meta.url), 'utf8');
+  const documented = [...errorsDoc.matchAll(/^\| `(THAW_[A-Z_]+)` \| (\d+) \|/gm)];
+  assert.deepEqual([...errorReply.properties!.code!.enum!].sort(), documented.map((m) => m[1]!).sort());
+  const statuses = new Set(documented.map((m) => m[2]!));
+  for (const [path, ops] of Object.entries(doc.paths)) {
+    for (const [method, op] of Object.entries(ops)) {
+      for (const [status, response] of Object.entries(op.responses)) {
+        if (response.content?.['application/json']?.schema?.$ref !== `#/components/schemas/${refName}`) continue;
+        assert.ok(statuses.has(status), `${method.toUpperCase()} ${path} documents error status ${status}, which no catalogue code has`);
+      }
+    }
   }
 });
 
@@ -83,6 +205,31 @@ test('buildServer() refuses a non-loopback address without a token, and checks t
     assert.equal((await guarded.inject({ method: 'GET', url: '/v1/functions' })).statusCode, 401);
     assert.equal((await guarded.inject({ method: 'GET', url: '/v1/functions', headers: { authorization: 'Bearer wrong!' } })).statusCode, 401);
     assert.equal((await guarded.inject({ method: 'GET', url: '/v1/functions', headers: { authorization: 'Bearer s3cret' } })).statusCode, 200);
+  } finally {
+    await guarded.close();
+  }
+});
+
+test('buildServer() with a token accepts only `Authorization: Bearer <token>`', async () => {
+  const guarded = await buildServer(platform, { host: '0.0.0.0', token: 's3cret', logLevel: 'silent' });
+  try {
+    const refused: { url: string; headers?: Record<string, string> }[] = [
+      { url: '/v1/functions', headers: { authorization: 's3cret' } },
+      { url: '/v1/functions', headers: { authorization: 'Basic s3cret' } },
+      { url: '/v1/functions', headers: { authorization: 'Token s3cret' } },
+      { url: '/v1/functions', headers: { authorization: 'Bearer s3cret extra' } },
+      { url: '/v1/functions', headers: { authorization: 'Bearers3cret' } },
+      { url: '/v1/functions?token=s3cret' },
+      { url: '/v1/functions?access_token=s3cret' },
+      { url: '/v1/functions', headers: { 'x-thaw-token': 's3cret', cookie: 'token=s3cret' } },
+    ];
+    for (const r of refused) {
+      const res = await guarded.inject({ method: 'GET', ...r });
+      assert.equal(res.statusCode, 401, JSON.stringify(r));
+      assert.equal(res.json().code, 'THAW_UNAUTHORIZED');
+      assert.equal(res.headers['www-authenticate'], 'Bearer');
+    }
+    assert.equal((await guarded.inject({ method: 'GET', url: '/v1/functions', headers: { authorization: 'bearer s3cret' } })).statusCode, 200);
   } finally {
     await guarded.close();
   }

@@ -1,7 +1,8 @@
 // Shared set-up of the cross-module tests: a platform on a fresh data directory, and the
 // example functions' manifests.
 
-import { mkdtempSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { mkdirSync, mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -46,3 +47,14 @@ export async function rejectsWith(promise: Promise<unknown>, code: string): Prom
 }
 
 export const text = (b: Uint8Array): string => Buffer.from(b).toString('utf8');
+
+/** Mounts a 64 KiB tmpfs at `dir` (a real full disk; needs root); the reason to skip when it cannot. */
+export function smallTmpfs(dir: string): string | false {
+  mkdirSync(dir, { recursive: true });
+  const r = spawnSync('mount', ['-t', 'tmpfs', '-o', 'size=64k', 'tmpfs', dir], { encoding: 'utf8' });
+  return r.status === 0 ? false : `cannot mount a tmpfs here: ${(r.stderr || r.error?.message || '').trim()}`;
+}
+
+export function unmount(dir: string): void {
+  spawnSync('umount', [dir]);
+}

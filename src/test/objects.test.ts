@@ -1,11 +1,12 @@
 // Functions read and write objects by key through the host API: with the embedded store and
 // with a real Redis server, on the cold, snapshot and warm paths.
 
+import { join } from 'node:path';
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { buildServer } from '../api/server.js';
 import { startRedisServer, redisServerSkipReason, type RedisServer } from '../store/testing/redis-server.js';
-import { deployExample, newPlatform, rejectsWith, text } from './helpers.js';
+import { deployExample, newPlatform, rejectsWith, smallTmpfs, tempDataDir, text, unmount } from './helpers.js';
 import type { Platform } from '../platform/platform.js';
 
 async function objectFlow(p: Platform): Promise<void> {
@@ -74,5 +75,45 @@ test('an unreachable Redis is a clear error, and the platform keeps serving', as
     assert.deepEqual(await p.listFunctions(), []);
   } finally {
     await p.close();
+  }
+});
+
+test('an unreachable Redis fails only the invocations that use objects', async () => {
+  const p = newPlatform({ objectStore: 'redis://127.0.0.1:1/0' });
+  try {
+    await deployExample(p, 'faulty-c');
+    const cold = await p.invoke({ function: 'faulty-c', mode: 'cold', input: Buffer.from('no objects') });
+    assert.equal(text(cold.output), 'no objects');
+    const err = await rejectsWith(p.invoke({ function: 'faulty-c', mode: 'warm', input: Buffer.from('copy:k') }), 'THAW_OBJECT_STORE');
+    assert.equal(err.status, 503);
+    assert.match(err.message, /unreachable/);
+    // The sandbox is not to blame: it stays, and serves the next invocation.
+    assert.equal(text((await p.invoke({ function: 'faulty-c', mode: 'warm', sandboxId: cold.sandboxId, input: Buffer.from('again') })).output), 'again');
+  } finally {
+    await p.close();
+  }
+});
+
+test('a write to a full disk is 507 THAW_STORAGE_FULL, in the one error shape', async (t) => {
+  const dataDir = tempDataDir();
+  const objectsDir = join(dataDir, 'objects');
+  const skip = smallTmpfs(objectsDir);
+  if (skip) return t.skip(skip);
+  const p = newPlatform({ dataDir, spareHosts: 0 });
+  const app = await buildServer(p, { host: '127.0.0.1', token: null, logLevel: 'silent' });
+  try {
+    const res = await app.inject({ method: 'PUT', url: '/v1/objects/big', headers: { 'content-type': 'application/octet-stream' }, payload: Buffer.alloc(1024 * 1024) });
+    assert.equal(res.statusCode, 507, res.body);
+    const body = res.json();
+    assert.equal(body.code, 'THAW_STORAGE_FULL');
+    assert.equal(body.statusCode, 507);
+    assert.equal(body.error, 'Insufficient Storage');
+    assert.match(body.message, /no space left to write an object in the embedded store: .*ENOSPC/);
+    // A small object still fits: the store is not broken, only full.
+    assert.equal((await app.inject({ method: 'PUT', url: '/v1/objects/small', headers: { 'content-type': 'application/octet-stream' }, payload: Buffer.from('v') })).statusCode, 204);
+  } finally {
+    await app.close();
+    await p.close();
+    unmount(objectsDir);
   }
 });

@@ -3,7 +3,8 @@
 
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { deployExample, newPlatform, rejectsWith, text } from './helpers.js';
+import { deployExample, manifestPath, newPlatform, rejectsWith, text } from './helpers.js';
+import { readManifestFile } from '../cli/context.js';
 
 const p = newPlatform({ preparedPerFunction: 1 });
 after(() => p.close());
@@ -41,4 +42,30 @@ test('a Python exception is a function error naming it; the sandbox stays usable
   assert.match(err.message, /ValueError/);
   const again = await p.invoke({ function: 'faulty-py', mode: 'warm', sandboxId: cold.sandboxId, input: Buffer.from('{"raise": false}') });
   assert.equal(text(again.output), text(cold.output));
+});
+
+test('a Python output over maxOutputBytes is THAW_OUTPUT_TOO_LARGE', async () => {
+  await deployExample(p, 'hello-py', { name: 'py-small-output', maxOutputBytes: 32 });
+  const ok = await p.invoke({ function: 'py-small-output', mode: 'cold', input: Buffer.from('{"n": 1}'), keep: false });
+  assert.ok(ok.output.length <= 32);
+  const err = await rejectsWith(p.invoke({ function: 'py-small-output', mode: 'cold', input: Buffer.from(JSON.stringify({ n: 'x'.repeat(64) })) }), 'THAW_OUTPUT_TOO_LARGE');
+  assert.match(err.message, /limit of 32 output bytes/);
+});
+
+test('boot and init have their own budget: a Python function with timeoutMs 1000 boots; initTimeoutMs bounds the boot', async () => {
+  // Pyodide boots in about 3 s: that used to count against timeoutMs (twice it, for boot + handler).
+  // Its own artefact (a comment added): a host prepares a function once per artefact digest.
+  const { manifest, artefact } = readManifestFile(manifestPath('hello-py'));
+  await p.deployFunction({ ...manifest, name: 'py-short-handler', timeoutMs: 1000 }, Buffer.concat([artefact, Buffer.from('\n# py-short-handler\n')]));
+  const cold = await p.invoke({ function: 'py-short-handler', mode: 'cold', input: Buffer.from('{"n": 1}') });
+  assert.deepEqual(JSON.parse(text(cold.output)), { hello: { n: 1 } });
+  const snap = await p.createSnapshot({ sandboxId: cold.sandboxId });
+  const restored = await p.invoke({ function: 'py-short-handler', mode: 'snapshot', snapshotId: snap.id, input: Buffer.from('{"n": 2}'), keep: false });
+  assert.deepEqual(JSON.parse(text(restored.output)), { hello: { n: 2 } });
+  await p.deleteSandbox(cold.sandboxId);
+  await deployExample(p, 'hello-py', { name: 'py-short-init', initTimeoutMs: 200 });
+  const err = await rejectsWith(p.invoke({ function: 'py-short-init', mode: 'cold', input: Buffer.from('{}') }), 'THAW_INIT_TIMEOUT');
+  assert.equal(err.status, 504);
+  assert.match(err.message, /boot and init did not finish within its initTimeoutMs of 200 ms/);
+  assert.equal((await p.listSandboxes()).filter((s) => s.function === 'py-short-init').length, 0);
 });

@@ -7,10 +7,12 @@ import { readFileSync, openSync, readSync, writeSync, closeSync, truncateSync, s
 import { readState } from '../snapshot/snapshot-io.js';
 import { crc32 } from 'node:zlib';
 import { join } from 'node:path';
-import { deployExample, manifestPath, newPlatform, rejectsWith, text } from './helpers.js';
+import { performance } from 'node:perf_hooks';
+import { deployExample, manifestPath, newPlatform, rejectsWith, smallTmpfs, tempDataDir, text, unmount } from './helpers.js';
 import { readManifestFile } from '../cli/context.js';
 import type { SnapshotInfo } from '../platform/types.js';
 import { moduleOf, name, section } from '../runtimes/wasi/_wasm-fixtures.js';
+import { setUpCgroupParent } from '../sandbox/cgroup.js';
 
 const p = newPlatform({ maxIdleSandboxes: 8 });
 after(() => p.close());
@@ -97,10 +99,64 @@ test('a trap, a function error and memory exhaustion are reported; the daemon ke
   assert.equal(text(ok.output), 'still here');
 });
 
+test('keep=false discards the sandbox after a function error too', async () => {
+  await deployExample(p, 'faulty-c', { name: 'not-kept' });
+  const sandboxes = async () => (await p.listSandboxes()).filter((s) => s.function === 'not-kept').map((s) => s.id);
+  await rejectsWith(p.invoke({ function: 'not-kept', mode: 'cold', input: Buffer.from('fail'), keep: false }), 'THAW_GUEST_ERROR');
+  assert.deepEqual(await sandboxes(), []);
+  const sb = await p.bootSandbox('not-kept');
+  await rejectsWith(p.invoke({ function: 'not-kept', mode: 'warm', sandboxId: sb.id, input: Buffer.from('fail'), keep: false }), 'THAW_GUEST_ERROR');
+  assert.deepEqual(await sandboxes(), []);
+  // Without keep=false a function error leaves the sandbox for the next warm invocation.
+  await rejectsWith(p.invoke({ function: 'not-kept', mode: 'cold', input: Buffer.from('fail') }), 'THAW_GUEST_ERROR');
+  assert.equal((await sandboxes()).length, 1);
+});
+
+test('a warm invocation waits briefly for a busy sandbox, then gets THAW_FUNCTION_BUSY; none at all is THAW_NO_WARM_SANDBOX', async () => {
+  await deployExample(p, 'faulty-c', { name: 'busy-fn', timeoutMs: 3_000 });
+  const cold = await p.invoke({ function: 'busy-fn', mode: 'cold', input: Buffer.from('a') });
+  // A snapshot holds the only sandbox busy for a moment: the warm invocation waits for it.
+  const [, warm] = await Promise.all([
+    p.createSnapshot({ sandboxId: cold.sandboxId }),
+    p.invoke({ function: 'busy-fn', mode: 'warm', input: Buffer.from('b') }),
+  ]);
+  assert.equal(warm.sandboxId, cold.sandboxId);
+  assert.equal(text(warm.output), 'b');
+  // A handler that spins holds it past the wait: 429, after about a second, not at once.
+  const spinning = p.invoke({ function: 'busy-fn', mode: 'warm', sandboxId: cold.sandboxId, input: Buffer.from('spin') });
+  const t0 = performance.now();
+  const busy = await rejectsWith(p.invoke({ function: 'busy-fn', mode: 'warm', input: Buffer.from('c') }), 'THAW_FUNCTION_BUSY');
+  const waitedMs = performance.now() - t0;
+  assert.equal(busy.status, 429);
+  assert.ok(waitedMs >= 900 && waitedMs < 2_500, `waited ${waitedMs} ms`);
+  await rejectsWith(spinning, 'THAW_TIMEOUT');
+  const none = await rejectsWith(p.invoke({ function: 'busy-fn', mode: 'warm', input: Buffer.from('d') }), 'THAW_NO_WARM_SANDBOX');
+  assert.equal(none.status, 404);
+});
+
+test('an output over maxOutputBytes is refused in the sandbox host with THAW_OUTPUT_TOO_LARGE', async () => {
+  await deployExample(p, 'faulty-c', { name: 'small-output', maxOutputBytes: 4 });
+  assert.equal((await p.getFunction('small-output')).maxOutputBytes, 4);
+  assert.equal(text((await p.invoke({ function: 'small-output', mode: 'cold', input: Buffer.from('four'), keep: false })).output), 'four');
+  const err = await rejectsWith(p.invoke({ function: 'small-output', mode: 'cold', input: Buffer.from('five!') }), 'THAW_OUTPUT_TOO_LARGE');
+  assert.equal(err.status, 502);
+  assert.match(err.message, /'small-output' wrote more than its limit of 4 output bytes/);
+  // The guest was stopped mid-handler: its sandbox is not kept.
+  assert.equal((await p.listSandboxes()).filter((s) => s.function === 'small-output').length, 0);
+  await deployExample(p, 'faulty-c', { name: 'default-output' });
+  assert.equal((await p.getFunction('default-output')).maxOutputBytes, 6 * 1024 * 1024);
+});
+
 test('a handler that runs past its timeout is killed and reported', async () => {
   await deployExample(p, 'faulty-c', { name: 'slow', timeoutMs: 300 });
   const err = await rejectsWith(p.invoke({ function: 'slow', mode: 'cold', input: Buffer.from('spin') }), 'THAW_TIMEOUT');
   assert.match(err.message, /300 ms/);
+  // From a snapshot too: the handler's budget, not the restore's (initTimeoutMs), is named.
+  const sb = await p.bootSandbox('slow');
+  const snap = await p.createSnapshot({ sandboxId: sb.id });
+  const restored = await rejectsWith(p.invoke({ function: 'slow', mode: 'snapshot', snapshotId: snap.id, input: Buffer.from('spin') }), 'THAW_TIMEOUT');
+  assert.match(restored.message, /timed out after 300 ms/);
+  await p.deleteSandbox(sb.id);
   const ok = await p.invoke({ function: 'slow', mode: 'cold', input: Buffer.from('after'), keep: false });
   assert.equal(text(ok.output), 'after');
 });
@@ -220,5 +276,44 @@ test('past maxSandboxes, idle sandboxes are evicted and busy ones make new reque
     await rejectsWith(busy, 'THAW_TIMEOUT');
   } finally {
     await small.close();
+  }
+});
+
+test('a host killed by its memory cgroup is THAW_GUEST_OOM naming the sandbox', async (t) => {
+  const cg = setUpCgroupParent('thaw');
+  if ('unavailable' in cg) return t.skip(cg.unavailable);
+  // The cgroup allows memoryMiB (16) + 64 MiB for the host; reading a 300 MiB object into the
+  // host's own memory passes it (the Wasm memory limit never sees those bytes).
+  const small = newPlatform({ hostOverheadMiB: 64 });
+  try {
+    await deployExample(small, 'faulty-c', { name: 'hog' });
+    await small.putObject('big', Buffer.alloc(300 * 1024 * 1024, 1));
+    const cold = await small.invoke({ function: 'hog', mode: 'cold', input: Buffer.from('x') });
+    const err = await rejectsWith(small.invoke({ function: 'hog', mode: 'warm', sandboxId: cold.sandboxId, input: Buffer.from('copy:big') }), 'THAW_GUEST_OOM');
+    assert.equal(err.status, 502);
+    assert.match(err.message, new RegExp(`function 'hog' ran out of memory \\(limit 16 MiB\\): sandbox '${cold.sandboxId}' .*killed by its memory cgroup`));
+    assert.deepEqual(await small.listSandboxes(), []);
+  } finally {
+    await small.close();
+  }
+});
+
+test('a snapshot written to a full disk is THAW_STORAGE_FULL from the sandbox host; the sandbox stays usable', async (t) => {
+  const dataDir = tempDataDir();
+  const snapshots = join(dataDir, 'snapshots');
+  const skip = smallTmpfs(snapshots);
+  if (skip) return t.skip(skip);
+  const full = newPlatform({ dataDir });
+  try {
+    // mem64-c fills 64 MiB at init: far more than the 64 KiB the snapshot directory holds.
+    await deployExample(full, 'mem64-c');
+    const sb = await full.bootSandbox('mem64-c');
+    const err = await rejectsWith(full.createSnapshot({ sandboxId: sb.id }), 'THAW_STORAGE_FULL');
+    assert.equal(err.status, 507);
+    assert.match(err.message, /ENOSPC/);
+    assert.ok((await full.invoke({ function: 'mem64-c', mode: 'warm', sandboxId: sb.id, input })).output.length > 0);
+  } finally {
+    await full.close();
+    unmount(snapshots);
   }
 });

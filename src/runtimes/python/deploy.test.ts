@@ -12,7 +12,9 @@ const fn: FunctionParams = Object.freeze({
   memoryMiB: 128,
   handler: 'handler',
   timeoutMs: 1000,
+  initTimeoutMs: 1000,
   maxInputBytes: 1024,
+  maxOutputBytes: 1024,
   description: '',
 });
 const enc = (s: string): Uint8Array => new TextEncoder().encode(s);

@@ -32,7 +32,7 @@ export function exampleFunction(name: string): ExampleFunction {
   return {
     fn: Object.freeze({
       name, runtime: 'wasi', artefactPath, memoryMiB: manifest.memoryMiB, handler: manifest.handler,
-      timeoutMs: 30_000, maxInputBytes: 1 << 20, description: '',
+      timeoutMs: 30_000, initTimeoutMs: 60_000, maxInputBytes: 1 << 20, maxOutputBytes: 1 << 20, description: '',
     }),
     built: existsSync(artefactPath),
     cases: JSON.parse(readFileSync(`${dir}testdata/expected.json`, 'utf8')) as ExpectedCase[],

@@ -173,6 +173,23 @@ describe('wasiAdapter', () => {
     await rejectsWith(wasiAdapter.restore(prep, { runtime: null }, image, ctx), 'THAW_SNAPSHOT_CORRUPT');
   });
 
+  it('invoke() runs a module with no memory.grow (nothing instrumented, no grow_failed global)', async () => {
+    // handle() returns 0; trap() hits unreachable. Neither grows memory, as a C hello-world that
+    // never calls malloc: instrumentation has no site to rewrite and adds no flag global.
+    const bytes = moduleOf(
+      typeSection([[], [I32]]), section(3, [2, 0, 0]), section(5, [1, 0, 1]),
+      section(7, [2], name('handle'), [0, 0], name('trap'), [0, 1]), section(10, [2], [4, 0, 0x41, 0, 0x0b], [3, 0, 0x00, 0x0b]),
+    );
+    const example = { fn: { ...helloC.fn, name: 'no-grow', artefactPath: '' }, bytes: () => bytes };
+    const prep = await prepared(example);
+    const guest = await wasiAdapter.boot(prep, context(1));
+    await guest.init();
+    assert.equal(text(await guest.invoke(utf8('x'))), '');
+    assert.equal(text(await guest.invoke(utf8('again'))), '');
+    const trapping = await wasiAdapter.boot(await prepared({ fn: { ...example.fn, handler: 'trap' }, bytes: () => bytes }), context(1));
+    await rejectsWith(trapping.invoke(utf8('x')), 'THAW_GUEST_TRAP', /unreachable/);
+  });
+
   it('captureState() and restore() keep i64 and f64 globals exactly', async () => {
     // A module with a mutable i64 global and a mutable f64 global, both 0, and a trivial handler.
     const bytes = moduleOf(

@@ -29,8 +29,10 @@ export interface WasiPrepared {
 /** The artefact as the sandbox runs it: memory capped to one limit, memory.grow instrumented. */
 interface CompiledModule {
   readonly module: WebAssembly.Module;
-  /** True when failed memory.grow instructions set the `thaw:grow_failed` global. */
+  /** True when no memory.grow can fail unseen: each one sets `thaw:grow_failed`, or there is none. */
   readonly growObserved: boolean;
+  /** True when the module exports the `thaw:grow_failed` global (it has memory.grow sites). */
+  readonly growFlag: boolean;
 }
 
 /** The wasi runtime's state inside a snapshot: every mutable global as a string, and the memory size. */
@@ -108,7 +110,13 @@ function compiledFor(prepared: WasiPrepared, limitBytes: number): Promise<Compil
     }
     const instrumented = instrumentMemoryGrow(capped.bytes);
     compiled = compileOptimized(instrumented?.bytes ?? capped.bytes).then(
-      (module) => ({ module, growObserved: instrumented !== undefined }),
+      // A module without memory.grow gets no flag global (instrumentMemoryGrow leaves it as it
+      // is): no grow of its can fail unseen, but there is no global to read either.
+      (module) => ({
+        module,
+        growObserved: instrumented !== undefined,
+        growFlag: WebAssembly.Module.exports(module).some((e) => e.name === GROW_FAILED_EXPORT && e.kind === 'global'),
+      }),
       (err: unknown) => {
         throw new ThawError('THAW_MODULE_INVALID', { detail: err instanceof Error ? err.message : String(err) }, { cause: err });
       },
@@ -182,6 +190,8 @@ interface Request {
   readonly input: Uint8Array;
   inputOffsetBytes: number;
   readonly output: Uint8Array[];
+  /** Sum of the lengths in `output`, checked against the function's maxOutputBytes on each write. */
+  outputBytes: number;
   /** Objects read or written during this invocation, so object_len + object_read fetch once. */
   readonly objects: Map<string, Uint8Array | undefined>;
 }
@@ -200,8 +210,10 @@ class WasiGuest implements GuestInstance {
     private readonly prepared: WasiPrepared,
     private readonly ctx: GuestContext,
     private readonly wasi: WASI,
-    /** True when the module reports failed memory.grow instructions in `thaw:grow_failed`. */
+    /** True when no memory.grow can fail unseen (see CompiledModule). */
     private readonly growObserved: boolean,
+    /** True when the module exports the `thaw:grow_failed` global. */
+    private readonly growFlag: boolean,
   ) {
     // node:wasi keeps proc_exit's status under a private symbol; read it only to report it.
     this.exitCodeKey = Object.getOwnPropertySymbols(wasi).find((s) => s.description === 'kExitCode');
@@ -209,9 +221,9 @@ class WasiGuest implements GuestInstance {
 
   /** Instantiates the module (data segments and any start function run) without calling its exports. */
   static async instantiate(prepared: WasiPrepared, ctx: GuestContext): Promise<WasiGuest> {
-    const { module, growObserved } = await compiledFor(prepared, ctx.memoryLimitBytes);
+    const { module, growObserved, growFlag } = await compiledFor(prepared, ctx.memoryLimitBytes);
     const wasi = new WASI({ version: 'preview1', args: [prepared.fn.name], env: {}, returnOnExit: true });
-    const guest = new WasiGuest(prepared, ctx, wasi, growObserved);
+    const guest = new WasiGuest(prepared, ctx, wasi, growObserved, growFlag);
     let instance: WebAssembly.Instance;
     try {
       instance = await WebAssembly.instantiate(module, guest.imports());
@@ -242,7 +254,7 @@ class WasiGuest implements GuestInstance {
     invariant(this.request === undefined, 'invoke() while another invocation is running');
     const handler = this.exports()[this.prepared.fn.handler];
     invariant(typeof handler === 'function', `handler '${this.prepared.fn.handler}' is not a function`);
-    const request: Request = { input, inputOffsetBytes: 0, output: [], objects: new Map() };
+    const request: Request = { input, inputOffsetBytes: 0, output: [], outputBytes: 0, objects: new Map() };
     this.request = request;
     let status: unknown;
     try {
@@ -310,12 +322,13 @@ class WasiGuest implements GuestInstance {
 
   /** Runs guest code; flushes its log lines and turns whatever it throws into a ThawError. */
   private guard<T>(run: () => T): T {
-    if (this.growObserved) this.global(GROW_FAILED_EXPORT).value = 0;
+    if (this.growFlag) this.global(GROW_FAILED_EXPORT).value = 0;
     try {
       return run();
     } catch (err: unknown) {
       const failure = this.translate(err);
-      if (failure.code === 'THAW_GUEST_TRAP' || failure.code === 'THAW_GUEST_OOM') this.failure = failure;
+      // Each of these left the guest mid-code (its stack pointer global not restored).
+      if (failure.code === 'THAW_GUEST_TRAP' || failure.code === 'THAW_GUEST_OOM' || failure.code === 'THAW_OUTPUT_TOO_LARGE') this.failure = failure;
       throw failure;
     } finally {
       this.flushLogs();
@@ -333,7 +346,7 @@ class WasiGuest implements GuestInstance {
     const message = err instanceof Error ? err.message : String(err);
     if (err instanceof WebAssembly.RuntimeError) {
       const usedBytes = this.instance === undefined ? 0 : this.memory.buffer.byteLength;
-      const failedGrowPages = this.growObserved && this.instance !== undefined ? Number(this.global(GROW_FAILED_EXPORT).value) : 0;
+      const failedGrowPages = this.growFlag && this.instance !== undefined ? Number(this.global(GROW_FAILED_EXPORT).value) : 0;
       if (failedGrowPages > 0) {
         return oom(fn, limitBytes, `memory.grow by ${failedGrowPages} page(s) failed with ${usedBytes} bytes in use, then trap '${message}'`, err);
       }
@@ -404,7 +417,13 @@ class WasiGuest implements GuestInstance {
       },
       output_write: (ptr, len) => {
         const r = this.currentRequest('thaw.output_write');
-        r.output.push(this.bytesAt(ptr as number, len as number, 'thaw.output_write').slice());
+        const bytes = this.bytesAt(ptr as number, len as number, 'thaw.output_write');
+        // Stops the guest at the write that passes the limit: the bytes would otherwise pile up
+        // here first (a guest looping on output_write grows this host without bound).
+        const { name, maxOutputBytes } = this.prepared.fn;
+        if (r.outputBytes + bytes.length > maxOutputBytes) throw new ThawError('THAW_OUTPUT_TOO_LARGE', { name, limitBytes: maxOutputBytes });
+        r.outputBytes += bytes.length;
+        r.output.push(bytes.slice());
         return undefined;
       },
       object_len: (keyPtr, keyLen) => this.objectValue(this.keyAt(keyPtr as number, keyLen as number, 'thaw.object_len'))?.length ?? -1,
