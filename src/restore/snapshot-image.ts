@@ -79,13 +79,36 @@ function sameKey(a: StatKey, b: StatKey): boolean {
   return a.dev === b.dev && a.ino === b.ino && a.size === b.size && a.mtimeNs === b.mtimeNs && a.ctimeNs === b.ctimeNs;
 }
 
-function readSidecar(path: string): Sidecar | null {
+/**
+ * Reads the sidecar of `path`; null when missing or malformed. Its runs become the image's page
+ * index (walked page by page), so they must be whole pages of a `memoryPages`-page memory,
+ * ascending and disjoint: a sidecar that parses but says otherwise is no sidecar.
+ */
+function readSidecar(path: string, memoryPages: number): Sidecar | null {
   try {
-    const s = JSON.parse(readFileSync(path + SIDECAR_SUFFIX, 'utf8')) as Sidecar;
-    return s.format === SIDECAR_FORMAT ? s : null;
+    const s = JSON.parse(readFileSync(path + SIDECAR_SUFFIX, 'utf8')) as unknown;
+    return isSidecar(s, memoryPages) ? s : null;
   } catch {
     return null;
   }
+}
+
+function isSidecar(v: unknown, memoryPages: number): v is Sidecar {
+  if (typeof v !== 'object' || v === null) return false;
+  const s = v as Record<string, unknown>;
+  const stat = s.stat as Record<string, unknown> | null;
+  if (s.format !== SIDECAR_FORMAT || typeof s.key !== 'number' || typeof stat !== 'object' || stat === null) return false;
+  if (!['dev', 'ino', 'size', 'mtimeNs', 'ctimeNs'].every((k) => typeof stat[k] === 'string')) return false;
+  if (s.runs === undefined) return true;
+  if (!Array.isArray(s.runs)) return false;
+  let prevEnd = 0;
+  for (const r of s.runs as unknown[]) {
+    if (!Array.isArray(r) || r.length !== 2 || !Number.isSafeInteger(r[0]) || !Number.isSafeInteger(r[1])) return false;
+    const [firstPage, pageCount] = r as [number, number];
+    if (pageCount <= 0 || firstPage < prevEnd || firstPage + pageCount > memoryPages) return false;
+    prevEnd = firstPage + pageCount;
+  }
+  return true;
 }
 
 /** A file name for a temporary artefact that a later sweep can attribute to its (maybe dead) writer. */
@@ -177,7 +200,7 @@ export function openVerified(path: string, state: SnapshotState, runs?: readonly
       throw new ThawError('THAW_SNAPSHOT_CORRUPT', { id, detail: `${path} is ${st.size} bytes, expected ${state.meta.memoryBytes} (truncated?)` });
     }
     const key = statKey(st);
-    const existing = readSidecar(path);
+    const existing = readSidecar(path, state.meta.memoryBytes / PAGE_BYTES);
     if (existing && existing.key === stateKey(state) && sameKey(existing.stat, key)) return { fd, verifiedNow: false, sidecar: existing };
     verifyFd(fd, state, path);
     const sidecar: Sidecar = { format: SIDECAR_FORMAT, key: stateKey(state), stat: key };
@@ -294,6 +317,11 @@ export function resolveImage(root: string, chain: readonly SnapshotState[]): Res
     }
     try {
       opened = openVerified(path, top, fresh);
+      // Its page index lives only in the sidecar: a sidecar lost or malformed leaves none.
+      if (opened.sidecar.runs === undefined && fresh === undefined) {
+        closeSync(opened.fd);
+        throw new ThawError('THAW_SNAPSHOT_CORRUPT', { id: top.meta.id, detail: `${path}${SIDECAR_SUFFIX} lacks the page index` });
+      }
     } catch (err: unknown) {
       // A flat image is derived data: if it does not verify, rebuild it once from the chain
       // (which eager-verifies every chunk) rather than fail a snapshot whose own files are fine.
