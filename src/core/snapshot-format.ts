@@ -99,7 +99,7 @@ export function encodeState(state: SnapshotState): Buffer {
 
 /**
  * Decodes and checks a state file. Throws THAW_SNAPSHOT_CORRUPT (bad magic, truncation,
- * checksum mismatch, malformed index) or THAW_SNAPSHOT_VERSION (unsupported format version).
+ * checksum mismatch, malformed index or metadata) or THAW_SNAPSHOT_VERSION (unsupported format version).
  */
 export function decodeState(id: string, buf: Buffer): SnapshotState {
   const corrupt = (detail: string): never => {
