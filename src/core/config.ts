@@ -59,7 +59,8 @@ export function defaultDataDir(): string {
 export function parseDaemonConfig(cfg: DaemonConfig): DaemonParams {
   const int = (name: keyof DaemonConfig, value: unknown, dflt: number, min: number, max: number): number => {
     if (value === undefined) return dflt;
-    const n = typeof value === 'string' ? Number(value) : value;
+    // Number() reads '' and ' ' as 0 and accepts hex and exponents: a string must spell a decimal integer.
+    const n = typeof value === 'string' ? (/^\s*[+-]?\d+\s*$/.test(value) ? Number(value) : NaN) : value;
     if (typeof n !== 'number' || !Number.isInteger(n) || n < min || n > max) {
       throw new ThawError('THAW_CONFIG_INVALID', { detail: `${name} must be an integer in [${min}, ${max}], got '${String(value)}'` });
     }

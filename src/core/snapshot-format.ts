@@ -99,7 +99,7 @@ export function encodeState(state: SnapshotState): Buffer {
 
 /**
  * Decodes and checks a state file. Throws THAW_SNAPSHOT_CORRUPT (bad magic, truncation,
- * checksum mismatch, malformed index) or THAW_SNAPSHOT_VERSION (unsupported format version).
+ * checksum mismatch, malformed index or metadata) or THAW_SNAPSHOT_VERSION (unsupported format version).
  */
 export function decodeState(id: string, buf: Buffer): SnapshotState {
   const corrupt = (detail: string): never => {
@@ -127,7 +127,8 @@ export function decodeState(id: string, buf: Buffer): SnapshotState {
   } catch (err) {
     return corrupt(`metadata is not JSON: ${(err as Error).message}`);
   }
-  if (typeof meta.memoryBytes !== 'number' || meta.memoryBytes % PAGE_BYTES !== 0) corrupt('metadata memoryBytes is not page aligned');
+  const shape = metaShapeError(meta);
+  if (shape !== null) corrupt(`metadata ${shape}`);
   const totalPages = meta.memoryBytes / PAGE_BYTES;
   const runs: PageRun[] = [];
   let at = FIXED_HEADER_BYTES + metaLen;
@@ -143,6 +144,26 @@ export function decodeState(id: string, buf: Buffer): SnapshotState {
   const chunkCrcs = new Uint32Array(chunkCount);
   for (let i = 0; i < chunkCount; i++, at += 4) chunkCrcs[i] = buf.readUInt32LE(at);
   return { meta, runs, chunkCrcs };
+}
+
+const META_STRINGS = ['id', 'functionName', 'runtime', 'moduleDigest', 'createdAt', 'sourceSandboxId'] as const;
+
+/**
+ * Why parsed metadata is not a SnapshotMeta, or null when it is. The checksum only proves the
+ * bytes are the ones written; the rest of Thaw takes the fields' types for granted (readChain
+ * joins baseId into a path), so the decoder checks them. guestState is left to the runtime
+ * adapter, which checks its own state before a restore.
+ */
+function metaShapeError(meta: unknown): string | null {
+  if (typeof meta !== 'object' || meta === null || Array.isArray(meta)) return 'is not a JSON object';
+  const m = meta as Record<string, unknown>;
+  for (const field of META_STRINGS) if (typeof m[field] !== 'string') return `${field} is not a string`;
+  if (m.kind !== 'full' && m.kind !== 'diff') return 'kind is neither full nor diff';
+  if (m.baseId !== null && typeof m.baseId !== 'string') return 'baseId is neither a string nor null';
+  if (m.kind === 'diff' && m.baseId === null) return 'a diff snapshot names no base';
+  const bytes = m.memoryBytes;
+  if (typeof bytes !== 'number' || !Number.isSafeInteger(bytes) || bytes < 0 || bytes % PAGE_BYTES !== 0) return 'memoryBytes is not a page-aligned size';
+  return null;
 }
 
 /**

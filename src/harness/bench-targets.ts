@@ -43,11 +43,23 @@ export interface BenchTarget {
 
 const REF = /^(two|sweep|example):(\d+)$|^small$/;
 
+/**
+ * Generated input sets per function, built once per process: generating one costs up to seconds
+ * (a six-input sweep of pagerank), and validating a config asks for them once per input
+ * reference (six-inputs took 20 s to validate before).
+ */
+const inputSets = new WeakMap<SuiteFunction, Map<string, SuiteInput[]>>();
+
 function suiteTarget(fn: SuiteFunction): BenchTarget {
   const set = (which: string): SuiteInput[] => {
-    if (which === 'two') return fn.twoInputs();
-    if (which === 'sweep') return fn.sweepInputs?.() ?? [];
-    return [];
+    let sets = inputSets.get(fn);
+    if (sets === undefined) inputSets.set(fn, (sets = new Map()));
+    let inputs = sets.get(which);
+    if (inputs === undefined) {
+      inputs = which === 'two' ? fn.twoInputs() : which === 'sweep' ? fn.sweepInputs?.() ?? [] : [];
+      sets.set(which, inputs);
+    }
+    return inputs;
   };
   return {
     name: fn.name,

@@ -65,6 +65,29 @@ interface PoolIndex {
   retired: SlotEntry[];
 }
 
+function isCount(v: unknown): v is number {
+  return typeof v === 'number' && Number.isSafeInteger(v) && v >= 0;
+}
+
+/** An index entry as the pool writes it: whole, aligned slots big enough for image and tag. */
+function isSlotEntry(v: unknown): v is SlotEntry {
+  if (typeof v !== 'object' || v === null) return false;
+  const e = v as Record<string, unknown>;
+  return isCount(e.offsetBytes) && isCount(e.imageBytes) && isCount(e.slotBytes) && isCount(e.generation) && isCount(e.stateKey)
+    && e.stateKey <= 0xffff_ffff && e.offsetBytes % SLOT_ALIGN_BYTES === 0 && e.slotBytes % SLOT_ALIGN_BYTES === 0
+    && e.slotBytes >= e.imageBytes + TAG_BYTES && isCount(e.offsetBytes + e.slotBytes);
+}
+
+/** index.json as the pool writes it (retired may be absent in indexes written before it existed). */
+function isPoolIndex(v: unknown): v is Omit<PoolIndex, 'retired'> & { retired?: SlotEntry[] } {
+  if (typeof v !== 'object' || v === null) return false;
+  const idx = v as Record<string, unknown>;
+  const slots = idx.slots;
+  return idx.format === INDEX_FORMAT && isCount(idx.generation)
+    && typeof slots === 'object' && slots !== null && !Array.isArray(slots) && Object.values(slots).every(isSlotEntry)
+    && (idx.retired === undefined || (Array.isArray(idx.retired) && idx.retired.every(isSlotEntry)));
+}
+
 function daxMounts(): string[] {
   try {
     return readFileSync('/proc/mounts', 'utf8').split('\n')
@@ -169,11 +192,13 @@ export class SnapshotPool {
 
   #readIndex(): PoolIndex {
     try {
-      const idx = JSON.parse(readFileSync(this.indexPath, 'utf8')) as PoolIndex;
-      if (idx.format === INDEX_FORMAT && typeof idx.slots === 'object') return { ...idx, retired: idx.retired ?? [] };
+      const idx: unknown = JSON.parse(readFileSync(this.indexPath, 'utf8'));
+      if (isPoolIndex(idx)) return { ...idx, retired: idx.retired ?? [] };
     } catch {
       // Missing or unreadable: an empty pool (slots of a lost index are unreachable, never mapped).
     }
+    // Malformed counts as unreadable: a NaN generation or offset would be written into new tags
+    // and entries, which then never match (every restore rebuilds) or reach fs calls as garbage.
     return { format: INDEX_FORMAT, generation: 0, slots: {}, retired: [] };
   }
 

@@ -167,6 +167,8 @@ export function openCompressedImage(path: string, id: string, memoryPages: numbe
     if (head.readUInt32LE(12) !== memoryPages) bad(`built for ${head.readUInt32LE(12)} pages, the snapshot has ${memoryPages}`);
     const count = head.readUInt32LE(16);
     const tableEnd = HEADER_BYTES + count * ENTRY_BYTES + 4;
+    // The count is untrusted until the table crc is checked: bound it by the file before allocating.
+    if (tableEnd > fileBytes) bad(`partition table of ${count} entries is longer than the file (truncated?)`);
     const table = Buffer.alloc(tableEnd);
     if (readAt(fd, table, 0) < tableEnd) bad('partition table truncated');
     if (crc32(table.subarray(0, tableEnd - 4)) !== table.readUInt32LE(tableEnd - 4)) bad('partition table checksum mismatch');
@@ -186,7 +188,8 @@ export function openCompressedImage(path: string, id: string, memoryPages: numbe
       };
       if (p.pageCount === 0 || p.firstPage < prevEnd || p.firstPage + p.pageCount > memoryPages) bad(`partition ${i} out of order or range`);
       if (p.codec === 'raw' && p.storedBytes !== p.pageCount * PAGE_BYTES) bad(`partition ${i}: raw partition of the wrong size`);
-      if (p.dataOffsetBytes < tableEnd || p.dataOffsetBytes + p.storedBytes > fileBytes) bad(`partition ${i}: data outside the file (truncated?)`);
+      // An f64 offset may be NaN or fractional, which every range comparison lets through.
+      if (!Number.isSafeInteger(p.dataOffsetBytes) || p.dataOffsetBytes < tableEnd || p.dataOffsetBytes + p.storedBytes > fileBytes) bad(`partition ${i}: data outside the file (truncated?)`);
       partitions.push(p);
       prevEnd = p.firstPage + p.pageCount;
       rawBytes += p.pageCount * PAGE_BYTES;

@@ -566,6 +566,7 @@ export function instrumentMemoryGrow(bytes: Uint8Array): GrowInstrumentation | u
   let sites = 0;
   const call = concat([Uint8Array.of(0x10), encodeU32(helperFunction)]);
   for (let i = 0; i < count; i++) {
+    const sizeAt = r.pos;
     const size = r.u32(`size of function body ${i}`);
     const start = r.pos;
     const body = new Reader(bytes, start, start + size, `function body ${i}`);
@@ -573,7 +574,8 @@ export function instrumentMemoryGrow(bytes: Uint8Array): GrowInstrumentation | u
     const growAt = findMemoryGrows(body);
     if (growAt === undefined) return undefined;
     if (growAt.length === 0) {
-      bodies.push(bytes.subarray(start - encodeU32(size).length, start + size));
+      // Copied with its size as encoded: a padded LEB128 (valid, emitted by some linkers) is longer than encodeU32's.
+      bodies.push(bytes.subarray(sizeAt, start + size));
       continue;
     }
     const parts: Uint8Array[] = [];
