@@ -236,8 +236,11 @@ test('buildServer() with a token accepts only `Authorization: Bearer <token>`', 
 });
 
 test('GET /v1/strategies lists every strategy; POST /v1/snapshots/:id/prepare builds artefacts once', async () => {
-  const list = (await app.inject({ method: 'GET', url: '/v1/strategies' })).json() as { id: string; available: boolean }[];
+  const list = (await app.inject({ method: 'GET', url: '/v1/strategies' })).json() as { id: string; available: boolean; verifies: string; verifiesHow: string }[];
   for (const id of ['eager', 'vanilla', 'vanilla-cache', 'dram', 'uffd', 'reap', 'thaw']) assert.ok(list.some((s) => s.id === id), id);
+  assert.equal(list.find((s) => s.id === 'eager')?.verifies, 'every-byte');
+  assert.equal(list.find((s) => s.id === 'vanilla')?.verifies, 'unverified-mapped');
+  assert.ok(list.every((s) => s.verifiesHow.length > 0));
   await deploy('hello-c');
   const cold = (await app.inject({ method: 'POST', url: '/v1/functions/hello-c/invocations?mode=cold', payload: Buffer.from('p'), headers: { 'content-type': 'application/octet-stream' } })).json();
   const snap = (await app.inject({ method: 'POST', url: '/v1/snapshots', payload: { sandboxId: cold.sandboxId } })).json();
@@ -262,4 +265,11 @@ test('GET /v1/strategies lists every strategy; POST /v1/snapshots/:id/prepare bu
   const prepared = (await app.inject({ method: 'GET', url: `/v1/snapshots/${snap.id}` })).json() as typeof bare;
   assert.deepEqual(prepared.artefacts.map((a) => [a.name, a.tier]), [['sabre-lz4-1.img', 'disk'], [`${snap.id}.img`, 'tmpfs']]);
   assert.ok(prepared.artefacts.every((a) => a.bytes > 0));
+  const scrub = await app.inject({ method: 'POST', url: `/v1/snapshots/${snap.id}/verify` });
+  assert.equal(scrub.statusCode, 200, scrub.body);
+  const report = scrub.json() as { ok: boolean; files: { file: string; status: string }[] };
+  assert.equal(report.ok, true);
+  assert.deepEqual(report.files.map((f) => f.file).filter((f) => !f.startsWith('/')), ['state.thaw', 'memory.img', 'memory.img (as mapped)', 'sabre-lz4-1.img']);
+  assert.ok(report.files.some((f) => f.file.endsWith(`${snap.id}.img`) && f.status === 'ok'), 'the tmpfs copy is read too');
+  assert.equal((await app.inject({ method: 'POST', url: '/v1/snapshots/snap-nope/verify' })).statusCode, 404);
 });
