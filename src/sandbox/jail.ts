@@ -10,7 +10,9 @@
 //   <data>/snapshots/<id>/        root:<fn gid> 0750, files 0640    only that function's hosts
 //                                                                   read (what they record goes
 //                                                                   to scratch; the daemon adopts it)
-//   <data>/scratch/<host uid>/    <uid>:<fn gid> 0700               the host's own writable space
+//   <data>/snapshots/.scratch/<host uid>/   <uid>:<fn gid> 0700     the host's own writable space
+//                                 (on the snapshots' filesystem, so a snapshot written there is
+//                                 moved into place by a rename, never copied)
 //   <data>/objects/               root:<sandbox gid> 2770           the shared object store
 //   everything else under <data>  root, no access for hosts (the snapshot key, the token)
 
@@ -107,9 +109,14 @@ function redisPort(store: Extract<ObjectStoreConfig, { kind: 'redis' }>): number
   return url && url.port ? Number(url.port) : 6379;
 }
 
+/** Where hosts' scratch directories live: beside the snapshots, on their filesystem. */
+function scratchRoot(dataDir: string): string {
+  return join(dataDir, 'snapshots', '.scratch');
+}
+
 /** Creates the host's scratch directory, owned by the host's uid, readable by nobody else. */
 export function createScratch(dataDir: string, uid: number, gid: number): string {
-  const dir = join(dataDir, 'scratch', String(uid));
+  const dir = join(scratchRoot(dataDir), String(uid));
   rmSync(dir, { recursive: true, force: true });
   mkdirSync(dir, { recursive: true, mode: 0o700 });
   chownSync(dir, uid, gid);
@@ -128,8 +135,7 @@ export function removeScratch(dir: string): void {
  */
 export function secureDataDir(dataDir: string, objectStore: ObjectStoreConfig): void {
   chmodSync(dataDir, 0o711);
-  for (const sub of ['functions', 'snapshots', 'scratch']) {
-    const dir = join(dataDir, sub);
+  for (const dir of [join(dataDir, 'functions'), join(dataDir, 'snapshots'), scratchRoot(dataDir)]) {
     mkdirSync(dir, { recursive: true });
     chownSync(dir, 0, 0);
     chmodSync(dir, 0o711);
@@ -140,7 +146,7 @@ export function secureDataDir(dataDir: string, objectStore: ObjectStoreConfig): 
     chmodSync(objectStore.dir, 0o2770);
   }
   // Scratch directories of hosts from an earlier daemon run.
-  for (const name of readdirSync(join(dataDir, 'scratch'))) rmSync(join(dataDir, 'scratch', name), { recursive: true, force: true });
+  for (const name of readdirSync(scratchRoot(dataDir))) rmSync(join(scratchRoot(dataDir), name), { recursive: true, force: true });
 }
 
 /**
