@@ -19,9 +19,10 @@ const strategy = process.env.STRATEGY ?? 'eager';
 const root = fileURLToPath(new URL('../../', import.meta.url));
 
 const dataDir = mkdtempSync(join(tmpdir(), 'thaw-bench-'));
-const platform = new Platform({ ...parseDaemonConfig({ dataDir, spareHosts: 1, preparedPerFunction: 1 }), logger: pino({ level: 'warn' }) });
+// JAIL=off measures without the sandbox host's jail (the default is the daemon's: jailed where it can be).
+const platform = new Platform({ ...parseDaemonConfig({ dataDir, spareHosts: 1, preparedPerFunction: 1, jail: process.env.JAIL ?? 'auto' }), logger: pino({ level: 'warn' }) });
 const host = `${cpus().length} x ${cpus()[0]?.model ?? 'cpu'}, ${(totalmem() / 2 ** 30).toFixed(0)} GiB, Node ${process.version}`;
-process.stdout.write(`bench:core  runs=${runs} strategy=${strategy}  host: ${host}\n`);
+process.stdout.write(`bench:core  runs=${runs} strategy=${strategy} jail=${platform.jail.jailed ? 'on' : 'off'}  host: ${host}\n`);
 const figures: PathFigures[] = [];
 try {
   for (const name of only) {
