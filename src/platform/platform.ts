@@ -21,6 +21,7 @@ import type { BootResult, InvokeResult as HostInvokeResult, RestoreResult, Snaps
 import type { FunctionParams } from '../core/function-spec.js';
 import { getStrategy, listStrategies, listArtefacts, discardArtefacts, grantTmpfsCopy, DEFAULT_STRATEGY, scrubSnapshot } from '../restore/index.js';
 import { StrategyPreparer } from './strategy-preparer.js';
+import { startRedisRelay, type RedisRelay } from './redis-relay.js';
 import type { ObjectStore, ObjectStoreConfig } from '../store/object-store.js';
 import { openObjectStore } from '../store/open-store.js';
 import { FunctionRegistry } from './function-registry.js';
@@ -104,6 +105,7 @@ export class Platform implements ThawApi {
   readonly jail: JailState;
   private readonly cgroupState: string;
   private cgroupParent: string | null = null;
+  private redisRelay: RedisRelay | null = null;
 
   constructor(private readonly params: PlatformParams) {
     this.log = params.logger;
@@ -119,6 +121,11 @@ export class Platform implements ThawApi {
       if (params.jail === 'auto') this.log.warn({ reason: this.jail.reason }, 'sandbox hosts run UNJAILED: a function can do whatever the daemon\'s user can');
     } else {
       secureDataDir(params.dataDir, params.objectStore);
+      // Jailed hosts have no network: they reach a Redis object store through the daemon.
+      if (params.objectStore.kind === 'redis') {
+        this.redisRelay = startRedisRelay(join(params.dataDir, 'run', 'redis.sock'), params.objectStore.url, SANDBOX_GID);
+        this.redisRelay.ready.catch((err: unknown) => this.log.error({ err: toThawError(err).message }, 'the Redis relay for sandbox hosts cannot listen: guests will get object-store errors'));
+      }
       for (const fn of this.functions.list()) this.grantFunction(fn.name);
       for (const id of readdirSync(this.snapshotRoot)) if (!id.startsWith('.')) this.grantSnapshot(id);
     }
@@ -140,7 +147,7 @@ export class Platform implements ThawApi {
       objectStore: params.objectStore,
       cgroupParent,
       onLog: (sandboxId, stream, text) => this.log.info({ sandboxId, stream }, text.trimEnd()),
-      jail: this.jail.jailed ? { dataDir: params.dataDir, env: hostEnv() } : null,
+      jail: this.jail.jailed ? { dataDir: params.dataDir, env: hostEnv(), redisSocket: this.redisRelay?.socketPath ?? null } : null,
       preparedIdleMs: params.preparedIdleMs,
       maxPreparedFunctions: params.maxPreparedFunctions,
     });
@@ -386,6 +393,7 @@ export class Platform implements ThawApi {
   async close(): Promise<void> {
     await this.preparer.close();
     await this.pool.close();
+    await this.redisRelay?.close();
     this.sandboxes.clear();
     if (this.cgroupParent) removeCgroupParent(this.cgroupParent);
     if (this.objects) await (await this.objects.catch(() => undefined))?.close();

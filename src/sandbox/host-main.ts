@@ -113,7 +113,7 @@ async function handle(req: HostRequest): Promise<unknown> {
   switch (req.op) {
     case 'configure': {
       objects?.close();
-      objects = openSyncObjectStore(req.objectStore);
+      objects = openSyncObjectStore(req.objectStore, { socketPath: req.redisSocket });
       setLeaseOwnerPid(req.ownerPid);
       return {};
     }

@@ -27,7 +27,7 @@ export interface HostPoolParams {
   readonly cgroupParent: string | null;
   readonly onLog: LogSink;
   /** Jail every host (see jail.ts) under this data directory, or null to run hosts unjailed. */
-  readonly jail: { readonly dataDir: string; readonly env: Readonly<Record<string, string>> } | null;
+  readonly jail: { readonly dataDir: string; readonly env: Readonly<Record<string, string>>; readonly redisSocket: string | null } | null;
   /** A function unused for this long keeps no prepared host. */
   readonly preparedIdleMs: number;
   /** Prepared hosts are kept for at most this many functions (the most recently used). */
@@ -170,7 +170,7 @@ export class HostPool {
     });
     const ready = (async () => {
       await host.ready;
-      await host.request({ op: 'configure', objectStore: this.params.objectStore, ownerPid: host.pid });
+      await host.request({ op: 'configure', objectStore: this.params.objectStore, ownerPid: host.pid, redisSocket: this.params.jail?.redisSocket ?? null });
       if (fn) await this.prepare(host, fn);
     })();
     ready.catch(() => void host.kill('failed to start'));

@@ -14,6 +14,7 @@
 //                                 (on the snapshots' filesystem, so a snapshot written there is
 //                                 moved into place by a rename, never copied)
 //   <data>/objects/               root:<sandbox gid> 2770           the shared object store
+//   <data>/run/redis.sock         root:<sandbox gid> 0660           the daemon's relay to a Redis store
 //   everything else under <data>  root, no access for hosts (the snapshot key, the token)
 
 import { chownSync, chmodSync, closeSync, constants, existsSync, fchmodSync, fchownSync, fstatSync, mkdirSync, openSync, readFileSync, readdirSync, realpathSync, rmSync } from 'node:fs';
@@ -97,16 +98,9 @@ export function jailerCommand(plan: JailPlan, program: readonly string[]): { fil
   for (const p of readWrite) args.push('--rw', p);
   // The project and the data directory at their own paths, even under a private ancestor.
   for (const p of [PROJECT_ROOT, plan.dataDir]) args.push('--expose', realpathSync(p));
-  // No network at all, unless the object store is a Redis server over TCP: then the host keeps
-  // the machine's network namespace, and Landlock lets it connect to that one port only.
-  if (plan.objectStore.kind === 'redis') args.push('--net', 'host', '--tcp-port', String(redisPort(plan.objectStore)));
-  else args.push('--net', 'none');
+  // No network at all: a Redis object store is reached through the daemon's relay socket.
+  args.push('--net', 'none');
   return { file: JAILER, args: [...args, '--', ...program] };
-}
-
-function redisPort(store: Extract<ObjectStoreConfig, { kind: 'redis' }>): number {
-  const url = 'url' in store && typeof store.url === 'string' ? new URL(store.url) : null;
-  return url && url.port ? Number(url.port) : 6379;
 }
 
 /** Where hosts' scratch directories live: beside the snapshots, on their filesystem. */
@@ -135,7 +129,7 @@ export function removeScratch(dir: string): void {
  */
 export function secureDataDir(dataDir: string, objectStore: ObjectStoreConfig): void {
   chmodSync(dataDir, 0o711);
-  for (const dir of [join(dataDir, 'functions'), join(dataDir, 'snapshots'), scratchRoot(dataDir)]) {
+  for (const dir of [join(dataDir, 'functions'), join(dataDir, 'snapshots'), scratchRoot(dataDir), join(dataDir, 'run')]) {
     mkdirSync(dir, { recursive: true });
     chownSync(dir, 0, 0);
     chmodSync(dir, 0o711);

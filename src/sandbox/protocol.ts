@@ -25,8 +25,11 @@ export interface HostFunction {
 }
 
 export type HostRequest =
-  /** ownerPid: the host's pid as the daemon sees it (a jailed host is PID 1 in its own namespace). */
-  | { op: 'configure'; objectStore: ObjectStoreConfig; ownerPid: number }
+  /**
+   * ownerPid: the host's pid as the daemon sees it (a jailed host is PID 1 in its own namespace);
+   * redisSocket: where a jailed host (no network) reaches a Redis object store through the daemon.
+   */
+  | { op: 'configure'; objectStore: ObjectStoreConfig; ownerPid: number; redisSocket: string | null }
   | { op: 'prepare'; fn: HostFunction }
   | { op: 'boot'; sandboxId: string; deployment: string; init: boolean }
   | { op: 'restore'; sandboxId: string; deployment: string; snapshotRoot: string; snapshotId: string; strategy: string; stateSha256?: Record<string, string> }

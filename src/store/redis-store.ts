@@ -16,6 +16,12 @@ export interface RedisStoreOptions {
   readonly reconnectAttempts?: number;
   /** Time allowed for one operation once connected, reply included. Default 10000. */
   readonly commandTimeoutMs?: number;
+  /**
+   * Reach the server through this Unix socket instead of the URL's host and port (the URL still
+   * names the database and the store in messages). A jailed sandbox host has no network: the
+   * daemon relays its connections (see platform/redis-relay.ts). Default null.
+   */
+  readonly socketPath?: string | null;
 }
 
 /** Options with every default applied. */
@@ -26,6 +32,7 @@ export const REDIS_STORE_DEFAULTS: RedisStoreParams = Object.freeze({
   connectTimeoutMs: 2000,
   reconnectAttempts: 2,
   commandTimeoutMs: 10_000,
+  socketPath: null,
 });
 
 /** Longest pause between two connect attempts. */
@@ -40,6 +47,7 @@ function newClient(url: string, params: RedisStoreParams) {
   return createClient({
     url,
     socket: {
+      ...(params.socketPath !== null && { path: params.socketPath }),
       connectTimeout: params.connectTimeoutMs,
       // Bounded: a dead server fails the caller after a few attempts instead of retrying forever.
       // The next operation starts a fresh bounded connect (see RedisStore.#connected).
