@@ -78,7 +78,6 @@ struct opts {
   int nexpose;
   int net_host;
   long tcp_port;
-  int no_jail_fs; /* testing aid: skip Landlock (never used by the daemon) */
   char **argv;
 };
 
@@ -132,7 +131,6 @@ static void parse(int argc, char **argv, struct opts *o) {
       if (!strcmp(v, "host")) o->net_host = 1;
       else if (strcmp(v, "none")) usage("--net is none or host");
     } else if (!strcmp(a, "--tcp-port")) o->tcp_port = number(v, 1, 65535, "--tcp-port");
-    else if (!strcmp(a, "--no-landlock")) { o->no_jail_fs = (int)number(v, 0, 1, "--no-landlock"); }
     else usage("unknown option");
     i++;
   }
@@ -401,7 +399,7 @@ int main(int argc, char **argv) {
   if (sethostname("thaw-sandbox", 12) < 0) die("sethostname");
   expose_paths(&o);
 
-  int ruleset = o.no_jail_fs ? -1 : landlock_ruleset(&o);
+  int ruleset = landlock_ruleset(&o);
 
   for (int cap = 0; cap <= 63; cap++) {
     if (prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) < 0 && errno != EINVAL) die("prctl(PR_CAPBSET_DROP)");
@@ -421,7 +419,7 @@ int main(int argc, char **argv) {
   struct rlimit core = { 0, 0 };
   setrlimit(RLIMIT_CORE, &core);
   if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0) die("prctl(PR_SET_NO_NEW_PRIVS)");
-  if (ruleset >= 0 && syscall(SYS_landlock_restrict_self, ruleset, 0) < 0) die("landlock_restrict_self");
+  if (syscall(SYS_landlock_restrict_self, ruleset, 0) < 0) die("landlock_restrict_self");
   if (close_range(UFFD_DEV_FD + 1, ~0U, 0) < 0) die("close_range");
   install_seccomp();
   execve(o.argv[0], o.argv, clean_env());
