@@ -22,6 +22,8 @@ export interface DaemonConfig {
   cgroups?: boolean | undefined;
   /** "auto" (default: jail hosts where the daemon can), "required" (refuse to start without) or "off". */
   jail?: string | undefined;
+  /** Seconds between scrubs of every snapshot (0 = only on demand). */
+  scrubIntervalS?: number | string | undefined;
   /** Seconds a function may go unused before its prepared hosts are retired. */
   preparedIdleS?: number | string | undefined;
   /** Prepared hosts are kept for at most this many (most recently used) functions. */
@@ -45,6 +47,7 @@ export interface DaemonParams {
   readonly maxSandboxes: number;
   readonly useCgroups: boolean;
   readonly jail: JailMode;
+  readonly scrubIntervalMs: number;
   readonly preparedIdleMs: number;
   readonly maxPreparedFunctions: number;
   readonly logLevel: string;
@@ -91,6 +94,7 @@ export function parseDaemonConfig(cfg: DaemonConfig): DaemonParams {
     maxSandboxes: int('maxSandboxes', cfg.maxSandboxes, 64, 1, 4096),
     useCgroups: cfg.cgroups ?? true,
     jail: jail as JailMode,
+    scrubIntervalMs: int('scrubIntervalS', cfg.scrubIntervalS, 0, 0, 30 * 86400) * 1000,
     preparedIdleMs: int('preparedIdleS', cfg.preparedIdleS, 600, 1, 86400) * 1000,
     maxPreparedFunctions: int('maxPreparedFunctions', cfg.maxPreparedFunctions, 8, 0, 1024),
     logLevel,

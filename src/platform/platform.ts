@@ -19,7 +19,7 @@ import { RECORDED_FILES } from '../restore/recording-outbox.js';
 import type { JailMode } from '../core/config.js';
 import type { BootResult, InvokeResult as HostInvokeResult, RestoreResult, SnapshotResult } from '../sandbox/protocol.js';
 import type { FunctionParams } from '../core/function-spec.js';
-import { getStrategy, listStrategies, listArtefacts, discardArtefacts, grantTmpfsCopy, DEFAULT_STRATEGY, scrubSnapshot } from '../restore/index.js';
+import { getStrategy, listStrategies, listArtefacts, discardArtefacts, grantTmpfsCopy, DEFAULT_STRATEGY } from '../restore/index.js';
 import { StrategyPreparer } from './strategy-preparer.js';
 import { startRedisRelay, type RedisRelay } from './redis-relay.js';
 import type { ObjectStore, ObjectStoreConfig } from '../store/object-store.js';
@@ -43,6 +43,8 @@ export interface PlatformParams {
   readonly maxSandboxes: number;
   /** Put each host in a memory cgroup where the machine has one. */
   readonly useCgroups: boolean;
+  /** Scrub every snapshot this often (0: only on demand, `thaw snapshots verify`). */
+  readonly scrubIntervalMs: number;
   /** Jail sandbox hosts: where possible ("auto"), always ("required": refuse to start otherwise), never. */
   readonly jail: JailMode;
   readonly preparedIdleMs: number;
@@ -106,6 +108,10 @@ export class Platform implements ThawApi {
   private readonly cgroupState: string;
   private cgroupParent: string | null = null;
   private redisRelay: RedisRelay | null = null;
+  /** Snapshots the last scrub found corrupt, with what it found: refused until scrubbed whole. */
+  private readonly scrubFailures = new Map<string, string>();
+  private scrubbing = false;
+  private scrubTimer: NodeJS.Timeout | undefined;
 
   constructor(private readonly params: PlatformParams) {
     this.log = params.logger;
@@ -152,6 +158,10 @@ export class Platform implements ThawApi {
       maxPreparedFunctions: params.maxPreparedFunctions,
     });
     this.pool.start();
+    if (params.scrubIntervalMs > 0) {
+      this.scrubTimer = setInterval(() => void this.scrubAll(), params.scrubIntervalMs);
+      this.scrubTimer.unref();
+    }
   }
 
   // ---- functions -------------------------------------------------------------------------
@@ -275,7 +285,33 @@ export class Platform implements ThawApi {
 
   async verifySnapshot(id: string): Promise<SnapshotVerifyReport> {
     this.snapshotInfo(id);
-    return scrubSnapshot(this.snapshotRoot, id);
+    const report = await this.preparer.scrub(id);
+    // A snapshot a scrub found corrupt is not restored until a later scrub finds it whole.
+    const bad = report.files.filter((f) => f.status === 'corrupt');
+    if (bad.length > 0) {
+      this.scrubFailures.set(id, bad.map((f) => `${f.file}: ${f.detail ?? 'corrupt'}`).join('; '));
+      this.log.error({ snapshot: id, files: bad }, 'scrub found a corrupt snapshot: it will not be restored');
+    } else {
+      this.scrubFailures.delete(id);
+    }
+    return report;
+  }
+
+  /** Scrubs every snapshot, one after another (the periodic scrub; never two at once). */
+  private async scrubAll(): Promise<void> {
+    if (this.scrubbing) return;
+    this.scrubbing = true;
+    try {
+      for (const snap of this.readableSnapshots()) {
+        try {
+          await this.verifySnapshot(snap.id);
+        } catch (err: unknown) {
+          this.log.warn({ snapshot: snap.id, err: toThawError(err).message }, 'scrub skipped a snapshot');
+        }
+      }
+    } finally {
+      this.scrubbing = false;
+    }
   }
 
   async doctor(): Promise<DoctorReport> {
@@ -391,6 +427,7 @@ export class Platform implements ThawApi {
   }
 
   async close(): Promise<void> {
+    clearInterval(this.scrubTimer);
     await this.preparer.close();
     await this.pool.close();
     await this.redisRelay?.close();
@@ -448,6 +485,10 @@ export class Platform implements ThawApi {
     const fn = this.functions.get(fnName);
     getStrategy(strategyId);
     const snap = this.snapshotInfo(snapshotId);
+    const scrubbed = this.scrubFailures.get(snapshotId);
+    if (scrubbed !== undefined) {
+      throw new ThawError('THAW_SNAPSHOT_CORRUPT', { id: snapshotId, detail: `the last scrub found ${scrubbed} (thaw snapshots verify ${snapshotId} checks it again)` });
+    }
     if (snap.function !== fnName) throw new ThawError('THAW_SNAPSHOT_VERSION', { id: snapshotId, detail: `it belongs to function '${snap.function}', not '${fnName}'` });
     if (!snap.current) {
       throw new ThawError('THAW_SNAPSHOT_VERSION', { id: snapshotId, detail: `taken from module ${snap.moduleDigest.slice(0, 12)}, function '${fnName}' is now ${fn.digest.slice(0, 12)}` });

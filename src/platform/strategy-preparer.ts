@@ -4,10 +4,12 @@
 import { Worker } from 'node:worker_threads';
 import { ThawError } from '../core/errors.js';
 import type { PrepareReply, PrepareRequest } from './prepare-worker.js';
+import type { ScrubReport } from '../restore/index.js';
 
 export interface PrepareOutcome {
   built: boolean;
   elapsedMs: number;
+  scrub?: ScrubReport;
 }
 
 export class StrategyPreparer {
@@ -22,14 +24,25 @@ export class StrategyPreparer {
   async prepare(strategy: string, snapshotId: string): Promise<PrepareOutcome> {
     const key = `${strategy}\0${snapshotId}`;
     if (this.done.has(key)) return { built: false, elapsedMs: 0 };
-    const outcome = await new Promise<PrepareOutcome>((resolve, reject) => {
+    const outcome = await this.send(strategy, snapshotId);
+    this.done.add(key);
+    return outcome;
+  }
+
+  /** Scrubs `snapshotId` in the worker (reading every byte stays off the daemon's event loop). */
+  async scrub(snapshotId: string): Promise<ScrubReport> {
+    const outcome = await this.send(null, snapshotId);
+    if (!outcome.scrub) throw new ThawError('THAW_INTERNAL', { detail: 'the prepare worker answered a scrub without a report' });
+    return outcome.scrub;
+  }
+
+  private send(strategy: string | null, snapshotId: string): Promise<PrepareOutcome> {
+    return new Promise<PrepareOutcome>((resolve, reject) => {
       const reqId = this.nextId++;
       this.pending.set(reqId, { resolve, reject });
       const req: PrepareRequest = { reqId, strategy, root: this.root, snapshotId };
       this.ensureWorker().postMessage(req);
     });
-    this.done.add(key);
-    return outcome;
   }
 
   /**
@@ -54,7 +67,7 @@ export class StrategyPreparer {
       const p = this.pending.get(reply.reqId);
       if (!p) return;
       this.pending.delete(reply.reqId);
-      if (reply.ok) p.resolve({ built: reply.built, elapsedMs: reply.elapsedMs });
+      if (reply.ok) p.resolve({ built: reply.built, elapsedMs: reply.elapsedMs, ...(reply.scrub && { scrub: reply.scrub }) });
       else p.reject(ThawError.fromJSON(reply.error));
     });
     // A worker that dies fails what it had in hand; the next request starts a new one.

@@ -135,7 +135,6 @@ export interface SnapshotVerifyReport {
   elapsedMs: number;
 }
 
-/** Everything the CLI and the HTTP API can ask of Thaw. */
 /** What `thaw doctor` reports. */
 export interface DoctorReport {
   /** Whether hosts are jailed; when not, why. */
@@ -147,6 +146,7 @@ export interface DoctorReport {
   readonly memoryCgroups: string;
 }
 
+/** Everything the CLI and the HTTP API can ask of Thaw. */
 export interface ThawApi {
   deployFunction(manifest: unknown, artefact: Uint8Array): Promise<FunctionInfo>;
   listFunctions(): Promise<FunctionInfo[]>;

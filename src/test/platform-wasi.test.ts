@@ -11,6 +11,7 @@ import { performance } from 'node:perf_hooks';
 import { deployExample, manifestPath, newPlatform, rejectsWith, smallTmpfs, tempDataDir, text, unmount } from './helpers.js';
 import { readManifestFile } from '../cli/context.js';
 import type { SnapshotInfo } from '../platform/types.js';
+import type { ThawError } from '../core/errors.js';
 import { moduleOf, name, section } from '../runtimes/wasi/_wasm-fixtures.js';
 import { setUpCgroupParent } from '../sandbox/cgroup.js';
 
@@ -248,6 +249,47 @@ test('POST /v1/snapshots/:id/verify (Platform.verifySnapshot) reads every file a
   assert.ok((await p.verifySnapshot(snap.id)).ok, 'clean again');
   await rejectsWith(p.verifySnapshot('snap-nope'), 'THAW_SNAPSHOT_NOT_FOUND');
   await p.deleteSandbox(sb.id);
+});
+
+test('a periodic scrub that finds a flipped byte keeps the snapshot from every restore until it is whole again', async () => {
+  const scrubbed = newPlatform({ scrubIntervalS: 1 });
+  try {
+    await deployExample(scrubbed, 'hello-c');
+    const cold = await scrubbed.invoke({ function: 'hello-c', mode: 'cold', input });
+    const snap = await scrubbed.createSnapshot({ sandboxId: cold.sandboxId });
+    const root = join(scrubbed.functions.hostFunction('hello-c').artefactPath, '..', '..', '..', 'snapshots');
+    // A hole page: only what vanilla maps would serve it, so only a scrub can catch it.
+    const runs = readState(root, snap.id).runs;
+    let holePage = 0;
+    for (const r of runs) {
+      if (r.firstPage > holePage) break;
+      holePage = r.firstPage + r.pageCount;
+    }
+    assert.ok(holePage * 4096 < (await scrubbed.getSnapshot(snap.id)).memoryBytes, 'the image has a hole');
+    const offset = holePage * 4096 + 7;
+    const fd = openSync(join(root, snap.id, 'memory.img'), 'r+');
+    try {
+      writeSync(fd, Buffer.from([0x5a]), 0, 1, offset);
+      // Within a few scrub periods the snapshot is known bad: no strategy restores it.
+      let err: ThawError | undefined;
+      for (let i = 0; i < 40 && err === undefined; i++) {
+        await new Promise((r) => setTimeout(r, 250));
+        err = await scrubbed.invoke({ function: 'hello-c', mode: 'snapshot', snapshotId: snap.id, strategy: 'vanilla', input, keep: false }).then(() => undefined, (e: unknown) => e as ThawError);
+      }
+      assert.equal(err?.code, 'THAW_SNAPSHOT_CORRUPT', String(err));
+      assert.match(err!.message, /last scrub found memory\.img \(as mapped\)/);
+      await rejectsWith(scrubbed.invoke({ function: 'hello-c', mode: 'snapshot', snapshotId: snap.id, strategy: 'eager', input, keep: false }), 'THAW_SNAPSHOT_CORRUPT');
+      // Repaired and scrubbed again: restores work.
+      writeSync(fd, Buffer.from([0]), 0, 1, offset);
+    } finally {
+      closeSync(fd);
+    }
+    assert.ok((await scrubbed.verifySnapshot(snap.id)).ok);
+    const r = await scrubbed.invoke({ function: 'hello-c', mode: 'snapshot', snapshotId: snap.id, strategy: 'vanilla', input, keep: false });
+    assert.equal(text(r.output), text(cold.output));
+  } finally {
+    await scrubbed.close();
+  }
 });
 
 test('a snapshot of an older module version is refused after a redeploy', async () => {

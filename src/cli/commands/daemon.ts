@@ -15,6 +15,7 @@ interface DaemonOptions {
   maxSandboxes: string;
   cgroups: boolean;
   jail: string;
+  scrubIntervalS: string;
   preparedIdleS: string;
   maxPreparedFunctions: string;
   logLevel: string;
@@ -24,7 +25,7 @@ export async function runDaemon(g: GlobalOptions, o: DaemonOptions): Promise<voi
   const params = parseDaemonConfig({
     dataDir: g.dataDir, objectStore: g.objectStore, token: g.token, host: o.host, port: o.port, spareHosts: o.spareHosts,
     preparedPerFunction: o.preparedPerFunction, maxIdleSandboxes: o.maxIdleSandboxes, maxSandboxes: o.maxSandboxes, cgroups: o.cgroups, logLevel: o.logLevel,
-    jail: o.jail, preparedIdleS: o.preparedIdleS, maxPreparedFunctions: o.maxPreparedFunctions,
+    jail: o.jail, scrubIntervalS: o.scrubIntervalS, preparedIdleS: o.preparedIdleS, maxPreparedFunctions: o.maxPreparedFunctions,
   });
   const logger = pino({ level: params.logLevel });
   const platform = new Platform({ ...params, logger });
