@@ -36,6 +36,8 @@ if (args.uffdDeviceFd !== null) {
   if (args.scratch) setRecordingOutbox(join(args.scratch, RECORDING_OUTBOX));
 }
 
+for (const [k, v] of args.env) process.env[k] = v;
+
 function isCharacterDevice(fd: number): boolean {
   try {
     return fstatSync(fd).isCharacterDevice();
@@ -43,7 +45,6 @@ function isCharacterDevice(fd: number): boolean {
     return false;
   }
 }
-for (const [k, v] of args.env) process.env[k] = v;
 
 function parseHostArgs(argv: readonly string[]): { uffdDeviceFd: number | null; scratch: string | null; env: [string, string][] } {
   const out: { uffdDeviceFd: number | null; scratch: string | null; env: [string, string][] } = { uffdDeviceFd: null, scratch: null, env: [] };

@@ -36,10 +36,10 @@ export interface HostPoolParams {
 
 interface PooledHost {
   readonly host: HostProcess;
-  /** Resolves when the host is configured (and prepared, for `digest`). */
+  /** Resolves when the host is configured (and prepared, for `deployment`). */
   readonly ready: Promise<void>;
   /** The deployment the host was prepared for, or null for a generic spare. */
-  readonly digest: string | null;
+  readonly deployment: string | null;
   /** A jailed host's scratch directory (its only writable space). */
   readonly scratchDir: string | null;
 }
@@ -92,7 +92,7 @@ export class HostPool {
     try {
       await pooled.ready;
       if (!pooled.host.alive) throw new ThawError('THAW_SANDBOX_DIED', { id: `host-${pooled.host.pid}`, detail: 'host died while pooled' });
-      if (!wasPrepared && pooled.digest === null) await this.prepare(pooled.host, fn);
+      if (!wasPrepared && pooled.deployment === null) await this.prepare(pooled.host, fn);
     } catch (err) {
       void pooled.host.kill('failed to start');
       throw err;
@@ -174,7 +174,7 @@ export class HostPool {
       if (fn) await this.prepare(host, fn);
     })();
     ready.catch(() => void host.kill('failed to start'));
-    return { host, ready, digest: fn?.deployment ?? null, scratchDir };
+    return { host, ready, deployment: fn?.deployment ?? null, scratchDir };
   }
 
   private async prepare(host: HostProcess, fn: HostFunction): Promise<PrepareResult> {

@@ -20,6 +20,7 @@
 import { chownSync, chmodSync, closeSync, constants, existsSync, fchmodSync, fchownSync, fstatSync, mkdirSync, openSync, readFileSync, readdirSync, realpathSync, rmSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { ThawError } from '../core/errors.js';
 import type { ObjectStoreConfig } from '../store/object-store.js';
 import { DRAM_ROOT } from '../restore/strategies/dram.js';
 import { poolLocation } from '../restore/pass-pool.js';
@@ -56,7 +57,7 @@ export class UidRange {
 
   allocate(): number {
     const uid = this.free.pop() ?? (this.next < HOST_UID_COUNT ? HOST_UID_BASE + this.next++ : undefined);
-    if (uid === undefined) throw new Error(`all ${HOST_UID_COUNT} host uids are in use`);
+    if (uid === undefined) throw new ThawError('THAW_POOL_EXHAUSTED', { detail: `all ${HOST_UID_COUNT} host uids are in use` });
     return uid;
   }
 
