@@ -229,6 +229,17 @@ static napi_value copy_into(napi_env env, napi_callback_info info) {
   return len_v;
 }
 
+/* residentBytes(buffer, offsetBytes, lengthBytes) -> bytes of the page-aligned range resident now. */
+static napi_value resident_bytes(napi_env env, napi_callback_info info) {
+  napi_value argv[3], out; thaw_addon *a; span s;
+  if (!get_args(env, info, 3, argv, &a)) return throw_arg(env, "residentBytes", "expects (buffer, offsetBytes, lengthBytes)");
+  if (!get_span(env, "residentBytes", argv[0], argv[1], argv[2], a->page, &s)) return NULL;
+  int64_t pages = thaw_resident_pages(s.base, s.len, a->page);
+  if (pages < 0) return throw_errno(env, (int)-pages, "mincore");
+  CHECK(env, napi_create_double(env, (double)pages * (double)a->page, &out));
+  return out;
+}
+
 /* mincore(fd, lengthBytes) -> Uint8Array, one byte per page, bit 0 set when resident. */
 static napi_value mincore_(napi_env env, napi_callback_info info) {
   napi_value argv[2], ab, out; thaw_addon *a; uint64_t fd, len; void *vec; const char *op = "mincore";
@@ -629,7 +640,7 @@ NAPI_MODULE_INIT(/* napi_env env, napi_value exports */) {
     FN("pageSize", page_size), FN("mapFile", map_file), FN("mapAnonymous", map_anonymous),
     FN("madviseDontneed", madvise_dontneed), FN("touchPages", touch_pages), FN("madviseHugepage", madvise_hugepage),
     FN("madvisePopulateWrite", madvise_populate_write), FN("madvisePopulateRead", madvise_populate_read), FN("copyInto", copy_into),
-    FN("mincore", mincore_), FN("fadvise", fadvise), FN("readDirect", read_direct),
+    FN("mincore", mincore_), FN("residentBytes", resident_bytes), FN("fadvise", fadvise), FN("readDirect", read_direct),
     FN("pageFaultCounts", page_fault_counts), FN("poolReserve", pool_reserve), FN("poolAvailable", pool_available),
     FN("poolRelease", pool_release), FN("poolMoveRuns", pool_move_runs), FN("uffdCreate", uffd_create),
     FN("uffdWaitPrefetch", uffd_wait_prefetch), FN("uffdStop", uffd_stop),

@@ -15,6 +15,7 @@ int thaw_madvise_hugepage(void *addr, size_t len);
 int thaw_madvise_populate_write(void *addr, size_t len);
 int thaw_madvise_populate_read(void *addr, size_t len);
 void thaw_touch_pages(void *addr, size_t len, size_t page);
+int64_t thaw_resident_pages(void *addr, size_t len, size_t page); /* -errno on failure */
 int thaw_mincore(int fd, size_t len, uint8_t *vec, const char **op); /* vec: one byte per page */
 int thaw_fadvise(int fd, uint64_t off, uint64_t len, int advice);
 /* O_DIRECT read into a page-aligned buffer it allocates (*out, free()); returns bytes read. */

@@ -71,6 +71,20 @@ int thaw_mincore(int fd, size_t len, uint8_t *vec, const char **op) {
   return rc;
 }
 
+/* Pages of [addr, addr+len) resident in this process (mincore on the range itself, in slices so
+ * the vector stays small): what a guest's memory really costs, whatever its declared size. */
+int64_t thaw_resident_pages(void *addr, size_t len, size_t page) {
+  uint8_t vec[4096];
+  int64_t pages = 0;
+  for (size_t done = 0; done < len;) {
+    size_t n = len - done < sizeof vec * page ? len - done : sizeof vec * page;
+    if (mincore((uint8_t *)addr + done, n, vec) != 0) return -errno;
+    for (size_t i = 0; i < (n + page - 1) / page; i++) pages += vec[i] & 1;
+    done += n;
+  }
+  return pages;
+}
+
 int thaw_fadvise(int fd, uint64_t off, uint64_t len, int advice) {
   return -posix_fadvise(fd, (off_t)off, (off_t)len, advice); /* returns the error, not -1 */
 }

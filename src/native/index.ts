@@ -37,6 +37,7 @@ interface Addon {
   madvisePopulateRead(buffer: ArrayBuffer, offset: number, length: number): void;
   copyInto(target: ArrayBuffer, targetOffset: number, source: Bytes): number;
   mincore(fd: number, length: number): Uint8Array;
+  residentBytes(buffer: ArrayBuffer, offset: number, length: number): number;
   fadvise(fd: number, offset: number, length: number, advice: FadviseAdvice): void;
   readDirect(path: string, offset: number, length: number): ArrayBuffer;
   pageFaultCounts(): PageFaultCounts;
@@ -188,6 +189,14 @@ export function mincore(file: number | string, lengthBytes?: number): Uint8Array
 }
 
 /** posix_fadvise advice names. */
+/**
+ * Bytes of a page-aligned range of `memory` (e.g. a guest's linear memory) resident in this
+ * process now, by mincore(2) over the range: the guest's real footprint, not its declared size.
+ */
+export function residentBytes(memory: ArrayBuffer, offsetBytes: number, lengthBytes: number): number {
+  return call('residentBytes', memory, offsetBytes, lengthBytes);
+}
+
 export type FadviseAdvice = 'dontneed' | 'willneed' | 'sequential' | 'random' | 'normal';
 
 /** posix_fadvise on a file range (lengthBytes 0 = to the end); 'dontneed' drops clean cached pages. Throws THAW_INTERNAL. */

@@ -9,7 +9,7 @@ import { ThawError } from '../core/errors.js';
 import { patternBytes, probe, tempFile } from './_test-helpers.js';
 import {
   copyInto, fadvise, hostPageSizeBytes, madviseDontneed, mapAnonymous, mapFile, mincore, pageFaultCounts,
-  readDirect, touchPages,
+  readDirect, residentBytes, touchPages,
 } from './index.js';
 
 const WASM_PAGE = 65536;
@@ -81,6 +81,17 @@ test('mapAnonymous() and madviseDontneed() put zero pages back', () => {
   madviseDontneed(memory.buffer, page, page);
   assert.equal(bytes[page], 0);
   assert.equal(bytes[2 * page], 9);
+});
+
+test('residentBytes() counts the pages of a range that are resident, and falls after madviseDontneed()', () => {
+  const page = hostPageSizeBytes();
+  const memory = new WebAssembly.Memory({ initial: 16 }); // 1 MiB, reserved but never touched
+  assert.equal(residentBytes(memory.buffer, 0, 16 * WASM_PAGE), 0);
+  touchPages(memory.buffer, 0, 8 * WASM_PAGE);
+  assert.equal(residentBytes(memory.buffer, 0, 16 * WASM_PAGE), 8 * WASM_PAGE);
+  madviseDontneed(memory.buffer, 0, 4 * WASM_PAGE);
+  assert.equal(residentBytes(memory.buffer, 0, 16 * WASM_PAGE), 4 * WASM_PAGE);
+  assert.throws(() => residentBytes(memory.buffer, 1, page), /page/);
 });
 
 test('touchPages() makes pages resident without changing them and copyInto() copies at any offset', () => {
