@@ -1,0 +1,75 @@
+/**
+ * The shared vocabulary of Thaw's memory work: what a sandbox's memory costs (accounting), and the
+ * contract between the keep-alive scheduler (platform), the offload policies and tiers (memory/),
+ * and the host operations that act on a guest's pages. Memory scaling (Faascale) and offloading
+ * (FaaSMem) are built against these types; each mechanism, tier and policy is one module.
+ */
+
+/** A sandbox's memory, as the API, the CLI and the harness report it. */
+export interface SandboxMemory {
+  /** The limit the function declared (its manifest's memoryMiB): the most it may ever use. */
+  declaredBytes: number;
+  /** What the sandbox may use now (a scaling mechanism's grant; the declared size when there is none). */
+  grantedBytes: number;
+  /** Guest memory resident in the host right now (mincore over the guest's linear memory). */
+  residentBytes: number;
+  /** Guest memory moved to an offload tier and not faulted back (0 without offloading). */
+  offloadedBytes: number;
+}
+
+/** Where a sandbox's cold pages go. */
+export type OffloadTierId = 'file' | 'compressed' | 'remote';
+
+/** A sandbox's pages by life stage (FaaSMem's Pucket): written before init, by init, by requests. */
+export interface MemoryStages {
+  runtimeBytes: number;
+  initBytes: number;
+  requestBytes: number;
+  residentBytes: number;
+}
+
+export interface OffloadRequest {
+  tier: OffloadTierId;
+  /**
+   * Which pages go: those of the named life stages that no request has touched since the stage
+   * ended, or everything above a resident floor (a semi-warm step).
+   */
+  scope: { stages: ReadonlyArray<'runtime' | 'init' | 'request'> } | { shrinkToBytes: number };
+}
+
+export interface OffloadReport {
+  offloadedBytes: number;
+  residentBytes: number;
+  elapsedMs: number;
+}
+
+/** Cumulative offload figures of one sandbox. */
+export interface OffloadStats {
+  offloadedBytes: number;
+  faultedBackBytes: number;
+  faultBacks: number;
+  faultBackMeanUs: number;
+}
+
+/** A live sandbox as a memory policy sees it: its identity and the host operations on its pages. */
+export interface PolicySandbox {
+  readonly id: string;
+  readonly fn: string;
+  offload(req: OffloadRequest): Promise<OffloadReport>;
+  memoryStages(): Promise<MemoryStages>;
+}
+
+/**
+ * An offload policy (none, tmo, faasmem and its ablations). The keep-alive scheduler calls it at
+ * a sandbox's life events; the policy acts through the sandbox's host operations.
+ */
+export interface MemoryPolicy {
+  readonly id: string;
+  afterInit(s: PolicySandbox): Promise<void>;
+  afterRequest(s: PolicySandbox, requestsServed: number): Promise<void>;
+  /**
+   * Called by the scheduler every tick while the sandbox is idle: `idleMs` since its last request,
+   * `reuseP99Ms` the P99 of its function's reuse interval. Says whether it is now semi-warm.
+   */
+  onIdle(s: PolicySandbox, idleMs: number, reuseP99Ms: number): Promise<'warm' | 'semi-warm'>;
+}
