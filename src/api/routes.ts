@@ -52,6 +52,10 @@ export const sharedSchemas = [
           properties: { name: { type: 'string' }, kind: { type: 'string' }, bytes: { type: 'integer' }, tier: { type: 'string', enum: ['disk', 'tmpfs', 'pool'] } },
         },
       },
+      auto: {
+        type: 'object', description: 'GET of one current snapshot: the strategy auto would pick now, and why',
+        properties: { strategy: { type: 'string' }, reason: { type: 'string' } },
+      },
     },
   },
   {
@@ -60,6 +64,7 @@ export const sharedSchemas = [
     properties: {
       function: { type: 'string' }, mode: { type: 'string', enum: ['cold', 'warm', 'snapshot'] }, sandboxId: { type: 'string' },
       kept: { type: 'boolean' }, snapshotId: { type: 'string' }, strategy: { type: 'string' },
+      strategyReason: { type: 'string', description: 'snapshot mode with strategy auto (the default): why it picked this strategy' },
       output: { type: 'string', description: 'the response as UTF-8 text, when it is valid UTF-8' },
       outputBase64: { type: 'string', description: 'the response, base64, when it is not valid UTF-8' },
       timings: {
@@ -269,7 +274,7 @@ export function registerRoutes(app: FastifyInstance, api: ThawApi): void {
               mode: { type: 'string', enum: ['cold', 'warm', 'snapshot'], default: 'warm' },
               sandbox: { type: 'string', description: 'warm: the sandbox to use' },
               snapshot: { type: 'string', description: 'snapshot: the snapshot to restore (default: newest)' },
-              strategy: { type: 'string', description: 'snapshot: restore strategy id (default eager)' },
+              strategy: { type: 'string', description: 'snapshot: restore strategy id, or auto (the default: the platform picks one and says why in strategyReason)' },
               keep: { type: 'boolean', default: true, description: 'keep the sandbox for warm invocations' },
             },
           },

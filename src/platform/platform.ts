@@ -3,14 +3,14 @@
 // breakdown. The daemon and the in-process CLI both drive this class through ThawApi.
 
 import { createHash, randomBytes } from 'node:crypto';
-import { existsSync, lstatSync, mkdirSync, readdirSync, renameSync, rmSync } from 'node:fs';
+import { closeSync, existsSync, fstatSync, lstatSync, mkdirSync, openSync, readdirSync, renameSync, rmSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import type { Logger } from 'pino';
 import { ThawError, toThawError, type ErrorCode } from '../core/errors.js';
-import { readState, diskUsageBytes, sweepSnapshotTemps, writeFileDurable } from '../snapshot/snapshot-io.js';
+import { MEMORY_FILE, readState, diskUsageBytes, sweepSnapshotTemps, writeFileDurable } from '../snapshot/snapshot-io.js';
 import { ensureSnapshotKey, sealState, verifyChainSeals } from '../snapshot/snapshot-seal.js';
-import type { SnapshotMeta } from '../core/snapshot-format.js';
+import type { PageRun, SnapshotMeta } from '../core/snapshot-format.js';
 import { HostPool, type AcquiredHost } from '../sandbox/host-pool.js';
 import type { HostProcess } from '../sandbox/host-process.js';
 import { removeCgroupParent, setUpCgroupParent } from '../sandbox/cgroup.js';
@@ -19,7 +19,8 @@ import { RECORDED_FILES } from '../restore/recording-outbox.js';
 import type { JailMode } from '../core/config.js';
 import type { BootResult, InvokeResult as HostInvokeResult, RestoreResult, SnapshotResult } from '../sandbox/protocol.js';
 import type { FunctionParams } from '../core/function-spec.js';
-import { getStrategy, listStrategies, listArtefacts, discardArtefacts, grantTmpfsCopy, DEFAULT_STRATEGY } from '../restore/index.js';
+import { getStrategy, listStrategies, listArtefacts, discardArtefacts, grantTmpfsCopy, AUTO_STRATEGY, DEFAULT_STRATEGY } from '../restore/index.js';
+import { AutoStrategy, imageFacts, type AutoChoice, type SnapshotFacts } from '../restore/auto-strategy.js';
 import { StrategyPreparer } from './strategy-preparer.js';
 import { startRedisRelay, type RedisRelay } from './redis-relay.js';
 import type { ObjectStore, ObjectStoreConfig } from '../store/object-store.js';
@@ -103,7 +104,8 @@ export class Platform implements ThawApi {
    * Snapshot metadata by id. Snapshots are immutable once written, so the daemon reads a state
    * file once; the sandbox host re-reads and verifies the files on every restore regardless.
    */
-  private readonly snapshotMeta = new Map<string, { meta: SnapshotMeta; diskBytes: number }>();
+  private readonly snapshotMeta = new Map<string, { meta: SnapshotMeta; diskBytes: number; runs: readonly PageRun[] }>();
+  private readonly autoStrategy = new AutoStrategy();
   readonly jail: JailState;
   private readonly cgroupState: string;
   private cgroupParent: string | null = null;
@@ -259,8 +261,13 @@ export class Platform implements ThawApi {
   }
 
   async getSnapshot(id: string): Promise<SnapshotInfo> {
-    return this.snapshotInfo(id);
+    const info = this.snapshotInfo(id);
+    if (!info.current) return info;
+    const choice = this.autoStrategy.choose(id, this.snapshotFacts(id));
+    return { ...info, auto: { strategy: choice.strategy, reason: choice.reason } };
   }
+
+
 
   async deleteSnapshot(id: string): Promise<void> {
     this.snapshotInfo(id);
@@ -347,6 +354,8 @@ export class Platform implements ThawApi {
     let strategy: string | undefined;
     let snapshotId: string | undefined;
     let restoreStats: RestoreResult['restore'] | undefined;
+    let strategyReason: string | undefined;
+    let facts: SnapshotFacts | undefined;
     // Cold and snapshot starts send the invocation right behind the boot or restore (see invokeIn).
     let invoking: Promise<HostInvokeResult> | undefined;
     switch (req.mode) {
@@ -357,11 +366,14 @@ export class Platform implements ThawApi {
         sandbox = await this.takeWarm(fn.params.name, req.sandboxId);
         timings = { acquireMs: 0 };
         break;
-      case 'snapshot':
-        strategy = req.strategy ?? DEFAULT_STRATEGY;
+      case 'snapshot': {
         snapshotId = req.snapshotId ?? this.newestSnapshot(fn.params.name);
+        facts = this.snapshotFacts(snapshotId);
+        strategy = req.strategy ?? DEFAULT_STRATEGY;
+        if (strategy === AUTO_STRATEGY) ({ strategy, reason: strategyReason } = this.chooseStrategy(snapshotId, facts));
         ({ sandbox, timings, stats: restoreStats, invoking } = await this.restore(fn.params.name, snapshotId, strategy, req.input));
         break;
+      }
     }
     try {
       const res = await (invoking ?? this.invokeIn(sandbox, fn.params, req.input));
@@ -387,6 +399,11 @@ export class Platform implements ThawApi {
       };
       if (snapshotId !== undefined) result.snapshotId = snapshotId;
       if (strategy !== undefined) result.strategy = strategy;
+      if (strategyReason !== undefined) result.strategyReason = strategyReason;
+      // What auto learns from: every restore's time to first response, by cache state.
+      if (snapshotId !== undefined && strategy !== undefined && facts !== undefined && timings.prepareMs === undefined) {
+        this.autoStrategy.record(snapshotId, strategy, facts.cachedFraction, (timings.restoreMs ?? 0) + result.timings.handlerMs);
+      }
       // The host's stats after the invocation are the complete ones (page servers report on stop).
       const stats = req.mode === 'snapshot' ? (res.restore ?? restoreStats) : undefined;
       if (stats !== undefined) result.restore = stats;
@@ -651,11 +668,45 @@ export class Platform implements ThawApi {
     return out.sort((a, b) => a.createdAt.localeCompare(b.createdAt));
   }
 
+  /** What auto knows of snapshot `id` now (its image's present bytes and page-cache share, its artefacts). */
+  private snapshotFacts(id: string): SnapshotFacts {
+    this.snapshotInfo(id); // validates the id and caches the state
+    const { meta, runs } = this.snapshotMeta.get(id)!;
+    const fd = openSync(join(this.snapshotRoot, id, MEMORY_FILE), 'r');
+    try {
+      const image = imageFacts(fd, fstatSync(fd).size, runs);
+      const strategies = listStrategies();
+      const supported = new Set(strategies.filter((s) => s.support.ok).map((s) => s.id));
+      return {
+        memoryBytes: meta.memoryBytes,
+        ...image,
+        prepared: new Set(strategies.map((s) => s.id).filter((s) => this.preparer.isPrepared(s, id))),
+        supported: (s) => supported.has(s),
+      };
+    } finally {
+      closeSync(fd);
+    }
+  }
+
+  /** auto's choice for snapshot `id`; starts preparing what it would rather use next time. */
+  private chooseStrategy(id: string, facts: SnapshotFacts): AutoChoice {
+    const choice = this.autoStrategy.choose(id, facts);
+    if (choice.prepareNext !== undefined) {
+      const next = choice.prepareNext;
+      void this.preparer.prepare(next, id).then(
+        (p) => { if (p.built && this.jail.jailed) this.grantSnapshot(id); },
+        (err: unknown) => this.log.warn({ snapshotId: id, strategy: next, err: String(err) }, 'auto: background prepare failed'),
+      );
+    }
+    return choice;
+  }
+
   private snapshotInfo(id: string): SnapshotInfo {
     if (!/^[A-Za-z0-9_-]{1,100}$/.test(id)) throw new ThawError('THAW_SNAPSHOT_NOT_FOUND', { id });
     let cached = this.snapshotMeta.get(id);
     if (!cached) {
-      cached = { meta: readState(this.snapshotRoot, id).meta, diskBytes: diskUsageBytes(this.snapshotRoot, id) };
+      const state = readState(this.snapshotRoot, id);
+      cached = { meta: state.meta, diskBytes: diskUsageBytes(this.snapshotRoot, id), runs: state.runs };
       this.snapshotMeta.set(id, cached);
     }
     const { meta, diskBytes } = cached;

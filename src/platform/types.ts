@@ -51,6 +51,8 @@ export interface SnapshotInfo {
   current: boolean;
   /** What restore strategies keep for it (working set, loading sets, compressed images, tmpfs copy, pool slot). */
   artefacts: ArtefactInfo[];
+  /** GET of one current snapshot: what the auto strategy would pick for a restore now, and why. */
+  auto?: { strategy: string; reason: string };
 }
 
 /** Timing breakdown of one invocation, measured inside Thaw, in milliseconds. */
@@ -73,7 +75,7 @@ export interface InvokeRequest {
   sandboxId?: string;
   /** snapshot: the snapshot to restore (default: the newest current one of the function). */
   snapshotId?: string;
-  /** snapshot: the restore strategy id (default "eager"). */
+  /** snapshot: the restore strategy id (default "auto": the platform picks one and says why). */
   strategy?: string;
   /** Keep the sandbox afterwards for warm invocations (default true). */
   keep?: boolean;
@@ -87,6 +89,8 @@ export interface InvokeResult {
   kept: boolean;
   snapshotId?: string;
   strategy?: string;
+  /** snapshot with strategy auto (the default): why it picked `strategy`. */
+  strategyReason?: string;
   output: Uint8Array;
   timings: InvokeTimings;
   memoryBytes: number;

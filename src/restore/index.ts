@@ -21,8 +21,11 @@ export { getStrategy, listStrategies, registerStrategy, emptyStats } from './str
 export type { RestoreStrategy, OpenedImage, RestoreStats, Support, PrepareReport, Verification } from './strategy.js';
 export { scrubSnapshot, type ScrubReport, type FileCheck } from './scrub.js';
 
+/** Not a strategy of its own: the platform picks one per restore (restore/auto-strategy.ts). */
+export const AUTO_STRATEGY = 'auto';
+
 /** The strategy used when a request names none. */
-export const DEFAULT_STRATEGY = 'eager';
+export const DEFAULT_STRATEGY = AUTO_STRATEGY;
 
 /**
  * Removes what strategies keep outside a snapshot's directory (the tmpfs copy of dram, the pool
