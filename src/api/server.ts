@@ -8,6 +8,7 @@ import { ThawError } from '../core/errors.js';
 import { MAX_OBJECT_KEY_BYTES } from '../store/object-key.js';
 import type { ThawApi } from '../platform/types.js';
 import { errorHandler, errorReplySchema } from './error-reply.js';
+import { DaemonMetrics, type MetricsSources } from './metrics.js';
 import { JSON_BODY_LIMIT_BYTES, registerRoutes, sharedSchemas } from './routes.js';
 
 export interface ServerParams {
@@ -21,7 +22,7 @@ export interface ServerParams {
 const LOOPBACK = new Set(['127.0.0.1', '::1', 'localhost']);
 
 /** Builds the daemon's Fastify app over `api` (not listening yet; tests use app.inject). */
-export async function buildServer(api: ThawApi, params: Pick<ServerParams, 'host' | 'token' | 'logLevel'>, extra: { health?: () => unknown } = {}): Promise<FastifyInstance> {
+export async function buildServer(api: ThawApi, params: Pick<ServerParams, 'host' | 'token' | 'logLevel'>, extra: { health?: () => unknown } & MetricsSources = {}): Promise<FastifyInstance> {
   if (!LOOPBACK.has(params.host) && !params.token) {
     throw new ThawError('THAW_CONFIG_INVALID', { detail: `binding to ${params.host} (not loopback) requires a bearer token (--token or THAW_TOKEN)` });
   }
@@ -62,8 +63,22 @@ export async function buildServer(api: ThawApi, params: Pick<ServerParams, 'host
     });
   }
 
+  const metrics = new DaemonMetrics(api, extra);
+  // Error replies are counted by their THAW_* code as they are sent (the router's own errors too).
+  app.addHook('onSend', async (_req, reply, payload) => {
+    if (reply.statusCode >= 400 && typeof payload === 'string') {
+      const code = /"code":"(THAW_[A-Z_]+)"/.exec(payload)?.[1];
+      if (code) metrics.recordError(code);
+    }
+    return payload;
+  });
+  app.get('/metrics', { schema: { summary: 'Prometheus metrics (text format; docs/metrics.md)', tags: ['daemon'] } }, async (_req, reply) => {
+    const { contentType, body } = await metrics.render();
+    return reply.type(contentType).send(body);
+  });
+
   app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger());
   app.get('/health', { schema: { summary: 'Liveness and pool state', tags: ['daemon'] } }, async () => ({ ok: true, ...(extra.health?.() as object | undefined) }));
-  registerRoutes(app, api);
+  registerRoutes(app, metrics.instrument(api));
   return app;
 }

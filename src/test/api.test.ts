@@ -49,6 +49,48 @@ test('POST /v1/functions/:name/invocations serves cold, snapshot and warm with i
   assert.equal((await app.inject({ method: 'DELETE', url: `/v1/snapshots/${snap.json().id}` })).statusCode, 204);
 });
 
+test('GET /metrics counts invocations and error replies and reads sandboxes and snapshots, in Prometheus text format', async () => {
+  const own = newPlatform();
+  const server = await buildServer(own, { host: '127.0.0.1', token: null, logLevel: 'silent' });
+  try {
+    const { manifest, artefact } = readManifestFile(manifestPath('hello-c'));
+    await own.deployFunction(manifest, artefact);
+    const invoke = (query: string) =>
+      server.inject({ method: 'POST', url: `/v1/functions/hello-c/invocations?${query}`, payload: Buffer.from('m'), headers: { 'content-type': 'application/octet-stream' } });
+    const cold = (await invoke('mode=cold')).json();
+    await invoke('mode=warm');
+    await invoke('mode=warm');
+    const snap = (await server.inject({ method: 'POST', url: '/v1/snapshots', payload: { sandboxId: cold.sandboxId } })).json();
+    assert.equal((await invoke('mode=snapshot&strategy=eager&keep=false')).statusCode, 200);
+    assert.equal((await server.inject({ method: 'POST', url: '/v1/functions/nope/invocations?mode=cold', payload: Buffer.from('x'), headers: { 'content-type': 'application/octet-stream' } })).statusCode, 404);
+    assert.equal((await invoke('mode=snapshot&snapshot=snap-000000000000')).statusCode, 404);
+    const res = await server.inject({ method: 'GET', url: '/metrics' });
+    assert.equal(res.statusCode, 200);
+    assert.match(res.headers['content-type'] as string, /^text\/plain; version=0\.0\.4/);
+    const value = (series: string): number => {
+      const line = res.body.split('\n').find((l) => l.startsWith(`${series} `));
+      assert.ok(line, `${series} in:\n${res.body.split('\n').filter((l) => l.startsWith('thaw_') && !l.startsWith('thaw_daemon_')).join('\n')}`);
+      return Number(line.slice(series.length + 1));
+    };
+    assert.equal(value('thaw_invocations_total{function="hello-c",mode="cold",strategy="",outcome="ok"}'), 1);
+    assert.equal(value('thaw_invocations_total{function="hello-c",mode="warm",strategy="",outcome="ok"}'), 2);
+    assert.equal(value('thaw_invocations_total{function="hello-c",mode="snapshot",strategy="eager",outcome="ok"}'), 1);
+    assert.equal(value('thaw_invocations_total{function="hello-c",mode="snapshot",strategy="",outcome="THAW_SNAPSHOT_NOT_FOUND"}'), 1);
+    assert.equal(value('thaw_errors_total{code="THAW_FUNCTION_NOT_FOUND"}'), 1);
+    assert.equal(value('thaw_errors_total{code="THAW_SNAPSHOT_NOT_FOUND"}'), 1);
+    assert.equal(value('thaw_invocation_phase_seconds_count{mode="warm",phase="handler"}'), 2);
+    assert.equal(value('thaw_invocation_seconds_count{function="hello-c",mode="snapshot"}'), 1);
+    assert.equal(value('thaw_sandboxes{function="hello-c",state="idle"}'), 1, 'the cold sandbox, kept; the restored one was not');
+    assert.ok(value('thaw_snapshot_bytes{tier="disk"}') > 0);
+    assert.equal(value('thaw_snapshots{function="hello-c"}'), 1);
+    assert.ok(value('thaw_restore_read_bytes_total{strategy="eager"}') > 0);
+    await own.deleteSnapshot(snap.id);
+  } finally {
+    await server.close();
+    await own.close();
+  }
+});
+
 test('errors come back in one shape with the catalogue code and status', async () => {
   const cases: [string, string, string, unknown, number, string][] = [
     ['POST', '/v1/functions/nope/invocations?mode=cold', 'application/octet-stream', Buffer.from('x'), 404, 'THAW_FUNCTION_NOT_FOUND'],
