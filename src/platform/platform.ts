@@ -22,6 +22,7 @@ import type { FunctionParams } from '../core/function-spec.js';
 import { getStrategy, listStrategies, listArtefacts, discardArtefacts, grantTmpfsCopy, AUTO_STRATEGY, DEFAULT_STRATEGY } from '../restore/index.js';
 import { AutoStrategy, imageFacts, type AutoChoice, type SnapshotFacts } from '../restore/auto-strategy.js';
 import { StrategyPreparer } from './strategy-preparer.js';
+import { FunctionLogs, type LogEntry } from './function-logs.js';
 import { startRedisRelay, type RedisRelay } from './redis-relay.js';
 import type { ObjectStore, ObjectStoreConfig } from '../store/object-store.js';
 import { openObjectStore } from '../store/open-store.js';
@@ -106,6 +107,7 @@ export class Platform implements ThawApi {
    */
   private readonly snapshotMeta = new Map<string, { meta: SnapshotMeta; diskBytes: number; runs: readonly PageRun[] }>();
   private readonly autoStrategy = new AutoStrategy();
+  private readonly logs = new FunctionLogs();
   readonly jail: JailState;
   private readonly cgroupState: string;
   private cgroupParent: string | null = null;
@@ -154,7 +156,11 @@ export class Platform implements ThawApi {
       hostOverheadMiB: params.hostOverheadMiB,
       objectStore: params.objectStore,
       cgroupParent,
-      onLog: (sandboxId, stream, text) => this.log.info({ sandboxId, stream }, text.trimEnd()),
+      onLog: (sandboxId, stream, text) => {
+        this.log.info({ sandboxId, stream }, text.trimEnd());
+        const fn = this.sandboxes.get(sandboxId)?.fn;
+        if (fn !== undefined) this.logs.append(fn, sandboxId, stream, text);
+      },
       jail: this.jail.jailed ? { dataDir: params.dataDir, env: hostEnv(), redisSocket: this.redisRelay?.socketPath ?? null } : null,
       preparedIdleMs: params.preparedIdleMs,
       maxPreparedFunctions: params.maxPreparedFunctions,
@@ -193,7 +199,20 @@ export class Platform implements ThawApi {
     const fn = this.functions.delete(name);
     this.pool.forget(fn.deployment);
     await Promise.all([...this.sandboxes.values()].filter((s) => s.fn === name).map((s) => this.stop(s, 'function deleted')));
+    this.logs.forget(name);
     this.log.info({ function: name }, 'function deleted');
+  }
+
+  async functionLogs(name: string, opts: { afterSeq?: number; limit?: number } = {}): Promise<LogEntry[]> {
+    this.functions.get(name);
+    return this.logs.read(name, opts.afterSeq, opts.limit);
+  }
+
+  async followLogs(name: string, afterSeq: number | undefined, onEntry: (e: LogEntry) => void, signal: AbortSignal): Promise<void> {
+    this.functions.get(name);
+    if (afterSeq !== undefined) for (const e of this.logs.read(name, afterSeq)) onEntry(e);
+    this.logs.follow(name, onEntry, signal);
+    if (!signal.aborted) await new Promise((resolve) => signal.addEventListener('abort', resolve, { once: true }));
   }
 
   // ---- sandboxes -------------------------------------------------------------------------

@@ -3,6 +3,8 @@
 
 import type { RuntimeId } from '../core/function-spec.js';
 import type { ArtefactInfo } from '../restore/index.js';
+import type { LogEntry } from './function-logs.js';
+export type { LogEntry } from './function-logs.js';
 
 export type InvokeMode = 'cold' | 'warm' | 'snapshot';
 export const INVOKE_MODES: readonly InvokeMode[] = ['cold', 'warm', 'snapshot'];
@@ -156,6 +158,13 @@ export interface ThawApi {
   listFunctions(): Promise<FunctionInfo[]>;
   getFunction(name: string): Promise<FunctionInfo>;
   deleteFunction(name: string): Promise<void>;
+  /** What the function's sandboxes wrote to stdout and stderr (kept lines after `afterSeq`, the newest `limit`). */
+  functionLogs(name: string, opts?: { afterSeq?: number; limit?: number }): Promise<LogEntry[]>;
+  /**
+   * Calls `onEntry` for each kept line after `afterSeq` (none when it is absent), then for each
+   * line the function's sandboxes write from now on; resolves when `signal` aborts.
+   */
+  followLogs(name: string, afterSeq: number | undefined, onEntry: (e: LogEntry) => void, signal: AbortSignal): Promise<void>;
 
   bootSandbox(fn: string): Promise<SandboxInfo & { timings: InvokeTimings }>;
   listSandboxes(): Promise<SandboxInfo[]>;

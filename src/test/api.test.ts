@@ -7,6 +7,7 @@ import { Readable } from 'node:stream';
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { buildServer } from '../api/server.js';
+import { HttpClient } from '../api/client.js';
 import { readManifestFile } from '../cli/context.js';
 import { ThawError } from '../core/errors.js';
 import { manifestPath, newPlatform } from './helpers.js';
@@ -85,6 +86,45 @@ test('GET /metrics counts invocations and error replies and reads sandboxes and 
     assert.equal(value('thaw_snapshots{function="hello-c"}'), 1);
     assert.ok(value('thaw_restore_read_bytes_total{strategy="eager"}') > 0);
     await own.deleteSnapshot(snap.id);
+  } finally {
+    await server.close();
+    await own.close();
+  }
+});
+
+test('GET /v1/functions/:name/logs returns what guests wrote, and follow streams new lines to the HTTP client', async () => {
+  const own = newPlatform();
+  const server = await buildServer(own, { host: '127.0.0.1', token: null, logLevel: 'silent' });
+  try {
+    const { manifest, artefact } = readManifestFile(manifestPath('hello-c'));
+    await own.deployFunction(manifest, artefact);
+    const invoke = (body: string) =>
+      server.inject({ method: 'POST', url: '/v1/functions/hello-c/invocations?mode=cold&keep=false', payload: Buffer.from(body), headers: { 'content-type': 'application/octet-stream' } });
+    await invoke('ab');
+    await invoke('abcd');
+    const res = await server.inject({ method: 'GET', url: '/v1/functions/hello-c/logs' });
+    assert.equal(res.statusCode, 200, res.body);
+    const lines = res.json() as { seq: number; sandboxId: string; stream: string; text: string }[];
+    assert.deepEqual(lines.map((l) => [l.stream, l.text]), [['stdout', 'hello-c: greeted 2 bytes'], ['stdout', 'hello-c: greeted 4 bytes']]);
+    assert.notEqual(lines[0]!.sandboxId, lines[1]!.sandboxId);
+    const newest = await server.inject({ method: 'GET', url: `/v1/functions/hello-c/logs?limit=1` });
+    assert.deepEqual(newest.json().map((l: { seq: number }) => l.seq), [lines[1]!.seq]);
+    assert.deepEqual((await server.inject({ method: 'GET', url: `/v1/functions/hello-c/logs?after=${lines[1]!.seq}` })).json(), []);
+    assert.equal((await server.inject({ method: 'GET', url: '/v1/functions/nope/logs' })).json().code, 'THAW_FUNCTION_NOT_FOUND');
+
+    await server.listen({ host: '127.0.0.1', port: 0 });
+    const address = server.server.address() as { port: number };
+    const client = new HttpClient(`http://127.0.0.1:${address.port}`);
+    const seen: string[] = [];
+    const stop = new AbortController();
+    const following = client.followLogs('hello-c', lines[0]!.seq, (e) => {
+      seen.push(e.text);
+      if (seen.length === 2) stop.abort();
+    }, stop.signal);
+    await new Promise((r) => setTimeout(r, 200));
+    await invoke('abcdef');
+    await Promise.race([following, new Promise((_, reject) => setTimeout(() => reject(new Error(`follow saw only ${JSON.stringify(seen)}`)), 20000))]);
+    assert.deepEqual(seen, ['hello-c: greeted 4 bytes', 'hello-c: greeted 6 bytes'], 'the kept line after `after`, then the new one');
   } finally {
     await server.close();
     await own.close();
