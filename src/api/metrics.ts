@@ -98,19 +98,14 @@ export class DaemonMetrics {
     }
   }
 
-  /** `api` with every invocation counted and timed. */
-  instrument(api: ThawApi): ThawApi {
-    const invoke = async (req: InvokeRequest): Promise<InvokeResult> => {
-      try {
-        const r = await api.invoke(req);
-        this.recordInvocation(r);
-        return r;
-      } catch (err) {
-        this.invocations.inc({ function: req.function, mode: req.mode ?? 'auto', strategy: req.strategy ?? '', outcome: toThawError(err).code });
-        throw err;
-      }
-    };
-    return new Proxy(api, { get: (target, prop, receiver) => (prop === 'invoke' ? invoke : Reflect.get(target, prop, receiver)) });
+  /** Counts and times a finished invocation. */
+  invocationOk(r: InvokeResult): void {
+    this.recordInvocation(r);
+  }
+
+  /** Counts an invocation that failed with `err`. */
+  invocationFailed(req: InvokeRequest, err: unknown): void {
+    this.invocations.inc({ function: req.function, mode: req.mode ?? 'auto', strategy: req.strategy ?? '', outcome: toThawError(err).code });
   }
 
   /** Counts an error reply (called by the API's error handler). */

@@ -9,6 +9,9 @@ import { MAX_OBJECT_KEY_BYTES } from '../store/object-key.js';
 import type { ThawApi } from '../platform/types.js';
 import { errorHandler, errorReplySchema } from './error-reply.js';
 import { DaemonMetrics, type MetricsSources } from './metrics.js';
+import { observeInvocations } from './observed-api.js';
+import { RecentInvocations } from './recent-invocations.js';
+import { DASHBOARD_PREFIX, registerDashboard } from './dashboard.js';
 import { JSON_BODY_LIMIT_BYTES, registerRoutes, sharedSchemas } from './routes.js';
 
 export interface ServerParams {
@@ -54,6 +57,8 @@ export async function buildServer(api: ThawApi, params: Pick<ServerParams, 'host
   if (params.token) {
     const expected = Buffer.from(params.token);
     app.addHook('onRequest', async (req) => {
+      // The dashboard's own files hold no data; the page sends the token with every API call.
+      if (req.url.startsWith(DASHBOARD_PREFIX) || req.url === '/ui') return;
       // Only `Authorization: Bearer <token>` (RFC 6750 section 2.1; the scheme name is
       // case-insensitive): a bare token or another scheme used to pass, since the check only
       // stripped a leading "Bearer " when there was one.
@@ -79,6 +84,8 @@ export async function buildServer(api: ThawApi, params: Pick<ServerParams, 'host
 
   app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger());
   app.get('/health', { schema: { summary: 'Liveness and pool state', tags: ['daemon'] } }, async () => ({ ok: true, ...(extra.health?.() as object | undefined) }));
-  registerRoutes(app, metrics.instrument(api));
+  const recent = new RecentInvocations();
+  registerRoutes(app, observeInvocations(api, [metrics, recent]));
+  await registerDashboard(app, recent);
   return app;
 }
