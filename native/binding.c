@@ -650,5 +650,6 @@ NAPI_MODULE_INIT(/* napi_env env, napi_value exports */) {
 #undef FN
   };
   CHECK(env, napi_define_properties(env, exports, sizeof fns / sizeof fns[0], fns));
+  thaw_fc_register(env, exports);
   return exports;
 }

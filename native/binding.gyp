@@ -5,10 +5,17 @@
   "targets": [
     {
       "target_name": "thaw_native",
-      "sources": ["binding.c", "thaw_mmap.c", "thaw_uffd.c", "thaw_codec.c", "thaw_fill.c", "thaw_jail.c"],
+      "sources": ["binding.c", "thaw_mmap.c", "thaw_uffd.c", "thaw_codec.c", "thaw_fill.c", "thaw_jail.c", "thaw_fc.c"],
       "defines": ["NAPI_VERSION=8"],
       "cflags_c": ["-std=gnu11", "-O2", "-Wall", "-Wextra", "-Wno-unused-parameter", "-Werror=implicit-function-declaration"],
       "libraries": ["-llz4", "-lzstd", "-lpthread"]
+    },
+    {
+      "target_name": "thaw-fc-testvmm",
+      "type": "executable",
+      "sources": ["thaw_fc_vmm.c"],
+      "cflags_c": ["-std=gnu11", "-O2", "-Wall", "-Wextra", "-Wno-unused-parameter", "-Werror=implicit-function-declaration"],
+      "libraries": ["-lpthread"]
     },
     {
       "target_name": "thaw-jailer",

@@ -90,4 +90,30 @@ typedef struct {
  * are raw). Returns 0, or -1 with res->failed_job set; jobs after a failure may not have run. */
 int thaw_fill(int fd, uint8_t *base, const thaw_fill_job *jobs, size_t count, uint8_t *scratch,
               size_t scratch_per_thread, int threads, thaw_fill_result *res);
+/* thaw_fc.c: Firecracker's userfaultfd handshake and a page server for a uffd another process
+ * made (guest regions at its addresses, each backed by [offset, offset+size) of a memory file). */
+typedef struct thaw_fc thaw_fc;
+typedef struct {
+  int uffd;                 /* taken: closed by thaw_fc_stop (or on failure) */
+  int src_fd;               /* memory file; mapped read-only, the caller keeps its fd */
+  int peer;                 /* pid killed on a fatal error, as Firecracker's handlers do; 0 = none */
+  const uint64_t *regions; size_t region_count; /* region_count x (base, size, offset) */
+  const uint32_t *crcs; size_t crc_count; size_t verify_bytes; /* crc32 per piece of the file */
+  const thaw_run *prefetch; size_t prefetch_count; /* file byte ranges installed first */
+  int record;               /* log the file offsets of faulted pages */
+} thaw_fc_opts;
+typedef struct {
+  uint64_t faults, copied_pages, zero_pages, prefetched_pages, prefetch_ns;
+  uint64_t remove_events, removed_pages, eexist, eagain;
+  uint64_t *recorded; size_t recorded_count;   /* malloc'd; caller frees */
+  uint32_t *service_ns; size_t service_count;  /* per served fault; malloc'd; caller frees */
+  int error; const char *error_op;             /* first fatal error (-errno), or 0 */
+} thaw_fc_stats;
+/* Receives one message and its SCM_RIGHTS fd (-1 if none) and the peer's pid (SO_PEERCRED). */
+int thaw_fc_recv(int sock, int timeout_ms, char *buf, size_t cap, size_t *len, int *fd, int *pid);
+int thaw_fc_start(const thaw_fc_opts *o, thaw_fc **out, const char **op);
+void thaw_fc_stop(thaw_fc *u, thaw_fc_stats *st);
+/* Adds fcRecv/fcStart/fcStop to the addon's exports (napi_env, napi_value: void * here so this
+ * header stays free of Node-API types). */
+void thaw_fc_register(void *env, void *exports);
 #endif

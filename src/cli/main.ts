@@ -8,6 +8,7 @@ import { runBenchCommand } from './commands/bench.js';
 import { runDaemon } from './commands/daemon.js';
 import { runDemo } from './commands/demo.js';
 import { doctor } from './commands/doctor.js';
+import { runPageServer } from './commands/page-server.js';
 import { logs } from './commands/logs.js';
 import * as fn from './commands/functions.js';
 import { runInvoke } from './commands/invoke.js';
@@ -109,6 +110,8 @@ program.command('demo')
   .option('--runs <n>', 'invocations per path (median reported)', '5')
   .option('--only <names>', 'comma-separated example function names')
   .action((o) => runDemo(g(), o));
+
+program.command('page-server').description("serve Firecracker microVMs' memory over its userfaultfd protocol (Uffd memory backend)").requiredOption('--socket <path>', 'Unix socket Firecracker connects to (mem_backend.backend_path)').requiredOption('--snapshot <path>', 'a Firecracker memory file or a Thaw snapshot directory').option('--strategy <id>', 'uffd (on demand), eager (fault all), reap (record, then replay the working set) or faasnap', 'uffd').option('--working-set <path>', 'reap: working-set file (default: beside the snapshot)').action((o) => runPageServer(o));
 
 program.command('bench <config>')
   .description('run an experiment from a JSON config (a path, or a shipped config: smoke, two-inputs, six-inputs, parallel, remote-storage-like)')

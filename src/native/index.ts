@@ -55,6 +55,19 @@ interface Addon {
   fill(fd: number, target: ArrayBuffer, jobs: Float64Array, scratch: Bytes | null, scratchPerThread: number, threads: number): RawFillResult;
   jailLockExec(): void;
   uffdUseDevice(fd: number): void;
+  fcRecv(fd: number, timeoutMs: number): RawFcHandshake;
+  fcStart(options: object): ServerHandle;
+  fcStop(handle: ServerHandle): FcServeStats;
+}
+
+/** One message received on a Firecracker page-server socket (native/thaw_fc.c). */
+interface RawFcHandshake {
+  /** The message bytes as latin1 (one char per byte). */
+  body: string;
+  /** The fd passed with SCM_RIGHTS, or -1. */
+  fd: number;
+  /** The peer's pid (SO_PEERCRED), 0 if unknown. */
+  pid: number;
 }
 
 interface RawFillResult {
@@ -525,4 +538,84 @@ export function fillFromFile(fd: number, target: ArrayBuffer, jobs: readonly Fil
     if (reason !== undefined && typeof e.job === 'number') return { ok: false, job: e.job, reason };
     throw translateNativeError('fill', err);
   }
+}
+
+// ---- Firecracker's userfaultfd protocol (native/thaw_fc.c) ----
+
+/** Statistics of a Firecracker page-server session. */
+export interface FcServeStats {
+  faults: number;
+  copiedPages: number;
+  zeroPages: number;
+  prefetchedPages: number;
+  prefetchNs: number;
+  removeEvents: number;
+  removedPages: number;
+  /** Copies that found the page already there (a racing fault or prefetch): counted as served. */
+  eexist: number;
+  /** Copies refused while a REMOVE event was queued: the fault was served again after it. */
+  eagain: number;
+  /** Memory-file offsets of the pages faults installed, in order (when recording). */
+  recorded: BigUint64Array;
+  /** Service time of each fault, ns. */
+  serviceNs: Uint32Array;
+  /** The fatal error that ended the session (the peer was killed), if any. */
+  error?: string;
+}
+
+/** What fcReceive got: the message text (latin1), the fd passed with it (or -1) and the peer's pid. */
+export type FcHandshake = Readonly<RawFcHandshake>;
+
+/**
+ * Waits up to `timeoutMs` for one message on the connected Unix socket `fd` and receives it with
+ * the fd passed by SCM_RIGHTS (Firecracker's handshake). Throws THAW_INTERNAL (ETIMEDOUT, ...).
+ */
+export function fcReceive(fd: number, timeoutMs: number): FcHandshake {
+  return call('fcRecv', fd, timeoutMs);
+}
+
+/** Options of fcServe: offsets and lengths in bytes. */
+export interface FcServeOptions {
+  /** The userfaultfd (taken: closed when the server stops, or now if it cannot start). */
+  readonly uffd: number;
+  /** Memory file, mapped read-only. */
+  readonly memoryFd: number;
+  /** Killed on a fatal error (as Firecracker's handlers do). */
+  readonly peerPid: number;
+  readonly regions: readonly { readonly base: bigint; readonly size: number; readonly offset: number }[];
+  /** crc32 per `pieceBytes` piece of the memory file: every byte installed is checked first. */
+  readonly checksums?: { readonly crcs: Uint32Array; readonly pieceBytes: number } | null;
+  /** File byte ranges installed before faults are served (working-set replay, fault-all). */
+  readonly prefetch?: readonly { readonly offset: number; readonly length: number }[];
+  readonly record?: boolean;
+}
+
+/** A running Firecracker page server thread. */
+export class FcServer {
+  #handle: ServerHandle | null;
+  /** @internal use fcServe. */
+  constructor(handle: ServerHandle) {
+    this.#handle = handle;
+  }
+  /** Stops the thread, closes the uffd and returns the session's statistics. Once only. */
+  stop(): FcServeStats {
+    const handle = this.#handle;
+    if (handle === null) throw new ThawError('THAW_INTERNAL', { detail: 'FcServer.stop called twice' });
+    this.#handle = null;
+    return call('fcStop', handle);
+  }
+}
+
+/** Starts serving faults of another process's userfaultfd. Throws THAW_INTERNAL. */
+export function fcServe(options: FcServeOptions): FcServer {
+  const regions = new BigUint64Array(options.regions.length * 3);
+  options.regions.forEach((r, i) => regions.set([r.base, BigInt(r.size), BigInt(r.offset)], i * 3));
+  const runs = options.prefetch ?? [];
+  const prefetch = new BigUint64Array(runs.length * 2);
+  runs.forEach((r, i) => prefetch.set([BigInt(r.offset), BigInt(r.length)], i * 2));
+  return new FcServer(call('fcStart', {
+    uffd: options.uffd, srcFd: options.memoryFd, peer: options.peerPid, regions, prefetch,
+    record: options.record === true ? 1 : 0,
+    crcs: options.checksums?.crcs, verifyBytes: options.checksums?.pieceBytes,
+  }));
 }

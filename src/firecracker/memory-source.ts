@@ -1,0 +1,53 @@
+// What a page server serves from: a Firecracker snapshot memory file (flat guest memory, no
+// checksums) or a Thaw snapshot directory (its memory image, flattened for a diff chain, with
+// the state file's checksums). Everything this module knows of Thaw's snapshot format is in
+// thawChecksums(): the per-chunk CRC-32s of main's format today (per-page CRCs are coming).
+
+import { closeSync, existsSync, fstatSync, openSync, statSync } from 'node:fs';
+import { basename, dirname, join } from 'node:path';
+import { CHUNK_BYTES, type SnapshotState } from '../core/snapshot-format.js';
+import { ThawError } from '../core/errors.js';
+import { resolveImage } from '../restore/snapshot-image.js';
+import { readChain, STATE_FILE } from '../snapshot/snapshot-io.js';
+
+/** Checksums over the memory file: crcs[i] is the CRC-32 of bytes [i*pieceBytes, (i+1)*pieceBytes). */
+export interface PieceChecksums {
+  readonly crcs: Uint32Array;
+  readonly pieceBytes: number;
+}
+
+export interface MemorySource {
+  readonly kind: 'firecracker-memory-file' | 'thaw-snapshot';
+  /** The file served from (memory.img, flat.img or the Firecracker memory file). */
+  readonly path: string;
+  /** Open read-only fd of path; close() closes it. */
+  readonly fd: number;
+  readonly bytes: number;
+  /** null: the bytes served are unchecked (Firecracker's memory files carry no checksums). */
+  readonly checksums: PieceChecksums | null;
+  /** The snapshot directory (Thaw) or the memory file (Firecracker): working sets are kept beside it. */
+  readonly home: string;
+  close(): void;
+}
+
+/** The checksums of a Thaw snapshot as restored memory (the one place that reads the format). */
+export function thawChecksums(state: SnapshotState): PieceChecksums {
+  return { crcs: state.chunkCrcs, pieceBytes: CHUNK_BYTES };
+}
+
+/**
+ * Opens `path`: a directory holding a Thaw snapshot (state.thaw), else a Firecracker memory file.
+ * Throws THAW_SNAPSHOT_NOT_FOUND, THAW_SNAPSHOT_CORRUPT.
+ */
+export function openMemorySource(path: string): MemorySource {
+  if (!existsSync(path)) throw new ThawError('THAW_SNAPSHOT_NOT_FOUND', { id: path });
+  if (statSync(path).isDirectory()) {
+    if (!existsSync(join(path, STATE_FILE))) throw new ThawError('THAW_SNAPSHOT_NOT_FOUND', { id: `${path} (no ${STATE_FILE}: not a Thaw snapshot)` });
+    const root = dirname(path);
+    const chain = readChain(root, basename(path));
+    const { image, fd } = resolveImage(root, chain, 'open');
+    return { kind: 'thaw-snapshot', path: image.path, fd, bytes: image.memoryBytes, checksums: thawChecksums(image.state), home: path, close: () => closeSync(fd) };
+  }
+  const fd = openSync(path, 'r');
+  return { kind: 'firecracker-memory-file', path, fd, bytes: fstatSync(fd).size, checksums: null, home: path, close: () => closeSync(fd) };
+}
