@@ -35,7 +35,7 @@ export function firecrackerSupport(env: NodeJS.ProcessEnv = process.env): Suppor
   } catch (err: unknown) {
     return { ok: false, reason: `no usable /dev/kvm (${(err as NodeJS.ErrnoException).code ?? String(err)}): Firecracker needs KVM` };
   }
-  if (!firecrackerBinary(env)) return { ok: false, reason: 'no firecracker binary: set THAW_FIRECRACKER or put firecracker on PATH (release tarballs: github.com/firecracker-microvm/firecracker/releases)' };
+  if (!firecrackerBinary(env)) return { ok: false, reason: 'no firecracker binary: set THAW_FIRECRACKER or put firecracker on PATH (it ships in Firecracker release tarballs)' };
   return { ok: true };
 }
 
