@@ -282,7 +282,7 @@ int thaw_fc_recv(int sock, int timeout_ms, char *buf, size_t cap, size_t *len, i
 
 int thaw_fc_start(const thaw_fc_opts *o, thaw_fc **out, const char **op) {
   thaw_fc *u = calloc(1, sizeof *u);
-  if (!u) return *op = "calloc", -ENOMEM;
+  if (!u) { close(o->uffd); return *op = "calloc", -ENOMEM; }
   u->uffd = o->uffd; u->stop_fd = -1; u->peer = o->peer; u->record = o->record;
   u->page = (size_t)sysconf(_SC_PAGESIZE);
   struct stat sb;
@@ -320,6 +320,12 @@ int thaw_fc_start(const thaw_fc_opts *o, thaw_fc **out, const char **op) {
       if (r.len) u->prefetch[u->nprefetch++] = r;
     }
   }
+  /* The peer chooses what fd it sends: only a userfaultfd is served. */
+  char link[64], want[] = "anon_inode:[userfaultfd]", fdpath[48];
+  snprintf(fdpath, sizeof fdpath, "/proc/self/fd/%d", u->uffd);
+  ssize_t ln = readlink(fdpath, link, sizeof link - 1);
+  if (ln < 0 || (size_t)ln != sizeof want - 1 || memcmp(link, want, sizeof want - 1))
+    FAIL("the fd sent with the handshake is not a userfaultfd", -EBADF);
   if ((u->stop_fd = eventfd(0, EFD_CLOEXEC)) < 0) FAIL("eventfd", -errno);
   int fl = fcntl(u->uffd, F_GETFL);
   if (fl < 0 || fcntl(u->uffd, F_SETFL, fl | O_NONBLOCK) != 0) FAIL("fcntl(userfaultfd, O_NONBLOCK)", -errno);
@@ -429,7 +435,8 @@ static napi_value fc_start(napi_env env, napi_callback_info info) {
   thaw_fc **h = calloc(1, sizeof *h);
   const char *op = "calloc";
   int rc = h ? thaw_fc_start(&opts, h, &op) : -ENOMEM;
-  if (rc) { free(h); if (rc == -ENOMEM && !h) close(opts.uffd); return fc_throw(env, rc, op); }
+  if (!h) close(opts.uffd);
+  if (rc) { free(h); return fc_throw(env, rc, op); }
   napi_value ext;
   napi_create_external(env, h, fc_finalize, NULL, &ext);
   return ext;

@@ -10,7 +10,7 @@
  *
  * Usage: thaw-fc-testvmm --socket PATH --memory FILE --regions SIZE[@OFFSET][,...]
  *          [--shape 1.1|1.7|1.12] [--gap BYTES] [--stride N] [--remove PAGES] [--no-verify]
- *          [--json TEXT] [--no-fd] [--wait]
+ *          [--json TEXT] [--no-fd] [--bogus-fd] [--wait]
  * Sizes accept K/M/G suffixes. Offsets default to the sum of the previous sizes (as Firecracker
  * lays out its memory file). --stride N: user-mode reads of guest pages i % N == 0, kernel reads
  * of i % N == 1. --wait: after the handshake print "ready" and wait for a line on stdin.
@@ -88,11 +88,12 @@ static int cmp_u64(const void *a, const void *b) {
 int main(int argc, char **argv) {
   const char *path = NULL, *memory = NULL, *regions = NULL, *shape = "1.12", *json = NULL;
   uint64_t gap = 0, stride = 1, remove_pages = 0;
-  int send_fd = 1, verify = 1, wait_go = 0;
+  int send_fd = 1, verify = 1, wait_go = 0, bogus_fd = 0;
   for (int i = 1; i < argc; i++) {
     const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
     char *end;
     if (!strcmp(a, "--no-fd")) { send_fd = 0; continue; }
+    if (!strcmp(a, "--bogus-fd")) { bogus_fd = 1; continue; }
     if (!strcmp(a, "--no-verify")) { verify = 0; continue; }
     if (!strcmp(a, "--wait")) { wait_go = 1; continue; }
     if (!v) { errno = 0; die(2, "every option but --no-fd, --no-verify and --wait takes a value"); }
@@ -180,7 +181,7 @@ int main(int argc, char **argv) {
     m.msg_control = c.b; m.msg_controllen = sizeof c.b;
     struct cmsghdr *h = CMSG_FIRSTHDR(&m);
     h->cmsg_level = SOL_SOCKET; h->cmsg_type = SCM_RIGHTS; h->cmsg_len = CMSG_LEN(sizeof(int));
-    memcpy(CMSG_DATA(h), &uffd, sizeof(int));
+    memcpy(CMSG_DATA(h), bogus_fd ? &mfd : &uffd, sizeof(int)); /* --bogus-fd: a file, not a uffd */
   }
   if (sendmsg(sock, &m, MSG_NOSIGNAL) != (ssize_t)n) die(2, "sendmsg(handshake)");
   pthread_t wd;

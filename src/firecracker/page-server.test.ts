@@ -153,6 +153,7 @@ describe('Firecracker page server with the test VMM', { skip }, () => {
     const bad: { args: Partial<VmmArgs>; says: RegExp }[] = [
       { args: { json: '[{"base_host_virt_addr":4096,' }, says: /not JSON/ },
       { args: { noFd: true }, says: /no userfaultfd/ },
+      { args: { bogusFd: true }, says: /not a userfaultfd/ },
       { args: { json: '[{"base_host_virt_addr":1048576,"size":2097152,"offset":0},{"base_host_virt_addr":2097152,"size":1048576,"offset":4194304}]' }, says: /overlap in the VMM's address space/ },
       { args: { json: '[{"base_host_virt_addr":1048576,"size":1048576,"offset":0},{"base_host_virt_addr":8388608,"size":1048576,"offset":524288}]' }, says: /multiples of 4096|overlap in the memory file/ },
       { args: { json: '[{"base_host_virt_addr":1048576,"size":1048576,"offset":0,"page_size":2097152,"page_size_kib":2097152}]' }, says: /only 4 KiB pages/ },

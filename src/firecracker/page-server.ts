@@ -162,11 +162,19 @@ export class PageServer {
       const regions: GuestRegion[] = parseHandshake(hs.body, this.#source.bytes);
       if (uffd < 0) throw new ThawError('THAW_REQUEST_INVALID', { detail: 'Firecracker handshake: no userfaultfd came with the message (SCM_RIGHTS)' });
       const policy = this.#policy();
-      const server = fcServe({
-        uffd, memoryFd: this.#source.fd, peerPid, regions, checksums: this.#source.checksums,
-        prefetch: policy.prefetch, record: policy.record,
-      });
-      uffd = -1; // taken by the server
+      const taken = uffd;
+      uffd = -1; // taken by fcServe, even when it fails
+      let server: FcServer;
+      try {
+        server = fcServe({
+          uffd: taken, memoryFd: this.#source.fd, peerPid, regions, checksums: this.#source.checksums,
+          prefetch: policy.prefetch, record: policy.record,
+        });
+      } catch (err: unknown) {
+        const native = err instanceof ThawError ? (err.cause as { code?: string } | undefined) : undefined;
+        if (native?.code === 'EBADF') throw new ThawError('THAW_REQUEST_INVALID', { detail: 'Firecracker handshake: the fd sent with it is not a userfaultfd' }, { cause: err });
+        throw err;
+      }
       const session: Session = { server, peerPid, record: policy.record, socket };
       this.#sessions.add(session);
       this.#emit({

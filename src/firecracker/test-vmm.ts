@@ -40,6 +40,8 @@ export interface VmmArgs {
   readonly verify?: boolean;
   readonly json?: string;
   readonly noFd?: boolean;
+  /** Send the memory file's fd instead of the userfaultfd. */
+  readonly bogusFd?: boolean;
   /** Called once the handshake was sent; the VMM then waits for go() before touching memory. */
   readonly onReady?: (go: () => void, child: ChildProcess) => void;
 }
@@ -57,6 +59,7 @@ export function runTestVmm(a: VmmArgs): Promise<VmmRun> {
   if (a.verify === false) args.push('--no-verify');
   if (a.json !== undefined) args.push('--json', a.json);
   if (a.noFd) args.push('--no-fd');
+  if (a.bogusFd) args.push('--bogus-fd');
   if (a.onReady) args.push('--wait');
   const child = spawn(TEST_VMM, args, { stdio: ['pipe', 'pipe', 'pipe'] });
   let stdout = '';
