@@ -101,6 +101,11 @@ typedef struct {
   const uint32_t *crcs; size_t crc_count; size_t verify_bytes; /* crc32 per piece of the file */
   const thaw_run *prefetch; size_t prefetch_count; /* file byte ranges installed first */
   int record;               /* log the file offsets of faulted pages */
+  /* Compressed partitions (Sabre): guest memory is memory_bytes long and src_fd holds stored
+   * pieces; jobs use dst_off/dst_len as guest memory bytes, sorted, disjoint. The first fault in
+   * a partition reads it, checks its crc32, decodes it and installs all of it; pages in no
+   * partition are zero pages. parts == NULL: src_fd is flat guest memory. */
+  const thaw_fill_job *parts; size_t part_count; uint64_t memory_bytes;
 } thaw_fc_opts;
 typedef struct {
   uint64_t faults, copied_pages, zero_pages, prefetched_pages, prefetch_ns;

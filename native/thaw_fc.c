@@ -47,6 +47,9 @@ struct thaw_fc {
   uint32_t *crcs; size_t ncrc, vbytes;     /* pieces of the file, or crcs == NULL */
   uint8_t *vdone, *vbuf;
   thaw_run *prefetch; size_t nprefetch;    /* file byte ranges installed before serving */
+  thaw_fill_job *parts; size_t nparts;     /* compressed partitions, or parts == NULL */
+  uint8_t *pdone, *pbuf, *sbuf;            /* partition installed; decoded and stored buffers */
+  uint64_t mem_len;                        /* guest memory bytes ("file offsets" index it) */
   int record;
   pthread_t thread;
   struct uffd_msg *later; size_t nlater, caplater; /* faults deferred on EAGAIN */
@@ -137,7 +140,49 @@ static int serve_piece(thaw_fc *u, size_t p, int rec) {
   return rc;
 }
 
+/* The first partition ending after guest byte fo (nparts if none). */
+static size_t part_from(const thaw_fc *u, uint64_t fo) {
+  size_t lo = 0, hi = u->nparts;
+  while (lo < hi) {
+    size_t mid = (lo + hi) / 2;
+    if (u->parts[mid].dst_off + u->parts[mid].dst_len <= fo) lo = mid + 1; else hi = mid;
+  }
+  return lo;
+}
+
+/* The partition holding guest byte fo, or -1 (a hole: zero). */
+static int64_t find_part(const thaw_fc *u, uint64_t fo) {
+  size_t p = part_from(u, fo);
+  return p < u->nparts && u->parts[p].dst_off <= fo ? (int64_t)p : -1;
+}
+
+/* Sabre: copies partition p's stored bytes out of the file, checks them, decodes them and
+ * installs the result. -EBADMSG when the crc or the decode fails. */
+static int serve_part(thaw_fc *u, size_t p, int rec) {
+  const thaw_fill_job *j = &u->parts[p];
+  memcpy(u->sbuf, u->src + j->src_off, j->src_len);
+  if ((uint32_t)crc32_z(0, u->sbuf, j->src_len) != j->crc) return -EBADMSG;
+  const uint8_t *from = u->sbuf;
+  if (j->codec != THAW_FILL_RAW) {
+    int64_t n = j->codec == THAW_FILL_LZ4 ? thaw_lz4_decode(u->sbuf, j->src_len, u->pbuf, j->dst_len)
+                                          : thaw_zstd_decode(u->sbuf, j->src_len, u->pbuf, j->dst_len);
+    if (n != (int64_t)j->dst_len) return -EBADMSG;
+    from = u->pbuf;
+  }
+  int rc = install_file_range(u, j->dst_off, j->dst_len, from, rec);
+  if (rc == 0) u->pdone[p] = 1;
+  return rc;
+}
+
 static int install(thaw_fc *u, uint64_t fo, uint64_t len, int rec) {
+  if (u->parts) {
+    for (size_t p = part_from(u, fo); p < u->nparts && u->parts[p].dst_off < fo + len; p++) {
+      if (u->pdone[p]) continue;
+      int rc = serve_part(u, p, rec);
+      if (rc) return rc;
+    }
+    return 0;
+  }
   if (!u->crcs) return install_file_range(u, fo, len, NULL, rec);
   for (size_t p = fo / u->vbytes; p <= (fo + len - 1) / u->vbytes; p++) {
     if (u->vdone[p]) continue;
@@ -155,7 +200,9 @@ static int serve_fault(thaw_fc *u, uint64_t addr) {
   uint64_t fo = r->off + (at - r->base);
   uint64_t before = u->st.copied_pages + u->st.zero_pages;
   int rc;
-  if (u->removed[g]) rc = put(u, at, NULL, u->page);
+  int64_t part = u->parts ? find_part(u, fo) : 0;
+  if (u->removed[g] || part < 0) rc = put(u, at, NULL, u->page); /* removed, or a hole */
+  else if (u->parts && u->pdone[part]) rc = 0;
   else if (u->crcs && u->vdone[fo / u->vbytes]) rc = 0; /* installed from its checked piece */
   else rc = install(u, fo, u->page, 1);
   if (rc) return rc;
@@ -248,7 +295,7 @@ static void release(thaw_fc *u) {
   if (u->stop_fd >= 0) close(u->stop_fd);
   if (u->src) munmap((void *)u->src, u->src_len);
   free(u->reg); free(u->removed); free(u->crcs); free(u->vdone); free(u->vbuf);
-  free(u->prefetch); free(u->later); free(u->st.recorded); free(u->st.service_ns);
+  free(u->prefetch); free(u->later); free(u->parts); free(u->pdone); free(u->pbuf); free(u->sbuf); free(u->st.recorded); free(u->st.service_ns);
   free(u);
 }
 
@@ -288,10 +335,29 @@ int thaw_fc_start(const thaw_fc_opts *o, thaw_fc **out, const char **op) {
   struct stat sb;
   if (fstat(o->src_fd, &sb) != 0) FAIL("fstat(memory file)", -errno);
   u->src_len = (size_t)sb.st_size;
+  u->mem_len = o->parts ? o->memory_bytes : u->src_len;
+  if (o->parts) {
+    if (o->crcs) FAIL("partitions and piece checksums together", -EINVAL);
+    size_t maxd = u->page, maxs = 1;
+    for (size_t i = 0; i < o->part_count; i++) {
+      const thaw_fill_job *j = &o->parts[i];
+      if (j->dst_off % u->page || !j->dst_len || j->dst_len % u->page || j->dst_off + j->dst_len > u->mem_len ||
+          (i && j->dst_off < o->parts[i - 1].dst_off + o->parts[i - 1].dst_len) ||
+          j->src_off > u->src_len || j->src_len > u->src_len - j->src_off || j->codec > THAW_FILL_ZSTD ||
+          (j->codec == THAW_FILL_RAW && j->src_len != j->dst_len))
+        FAIL("partition table (unsorted, overlapping, or outside memory or the file)", -EINVAL);
+      if (j->dst_len > maxd) maxd = j->dst_len;
+      if (j->src_len > maxs) maxs = j->src_len;
+    }
+    if (!(u->parts = malloc((o->part_count ? o->part_count : 1) * sizeof *u->parts)) || !(u->pdone = calloc(o->part_count + 1, 1)) ||
+        !(u->pbuf = malloc(maxd)) || !(u->sbuf = malloc(maxs))) FAIL("malloc(partitions)", -ENOMEM);
+    memcpy(u->parts, o->parts, o->part_count * sizeof *u->parts);
+    u->nparts = o->part_count;
+  }
   if (!(u->reg = calloc(o->region_count ? o->region_count : 1, sizeof *u->reg))) FAIL("calloc", -ENOMEM);
   for (size_t i = 0; i < o->region_count; i++) {
     const uint64_t *r = o->regions + 3 * i; /* base, size, offset: checked by the caller */
-    if (r[0] % u->page || r[1] % u->page || r[2] % u->page || r[2] + r[1] > u->src_len)
+    if (r[0] % u->page || r[1] % u->page || r[2] % u->page || r[2] + r[1] > u->mem_len)
       FAIL("region (unaligned, or past the end of the memory file)", -EINVAL);
     u->reg[i] = (fc_region){ r[0], r[1], r[2], u->pages };
     u->pages += r[1] / u->page;
@@ -316,7 +382,7 @@ int thaw_fc_start(const thaw_fc_opts *o, thaw_fc **out, const char **op) {
     if (!(u->prefetch = malloc(o->prefetch_count * sizeof *u->prefetch))) FAIL("malloc", -ENOMEM);
     for (size_t i = 0; i < o->prefetch_count; i++) {
       thaw_run r = o->prefetch[i];
-      if (r.off % u->page || r.len % u->page || r.off > u->src_len || r.len > u->src_len - r.off) FAIL("prefetch run", -EINVAL);
+      if (r.off % u->page || r.len % u->page || r.off > u->mem_len || r.len > u->mem_len - r.off) FAIL("prefetch run", -EINVAL);
       if (r.len) u->prefetch[u->nprefetch++] = r;
     }
   }
@@ -428,13 +494,26 @@ static napi_value fc_start(napi_env env, napi_callback_info info) {
   opts.crcs = fc_typed(env, o, "crcs", napi_uint32_array, &opts.crc_count);
   opts.prefetch = fc_typed(env, o, "prefetch", napi_biguint64_array, &n);
   opts.prefetch_count = n / 2;
+  double *pt = fc_typed(env, o, "parts", napi_float64_array, &n);
+  thaw_fill_job *jobs = NULL;
+  if (pt) {
+    opts.part_count = n / 6;
+    opts.memory_bytes = (uint64_t)fc_num(env, o, "memoryBytes", 0);
+    if (!(jobs = calloc(opts.part_count + 1, sizeof *jobs))) { close(opts.uffd); return fc_throw(env, ENOMEM, "calloc"); }
+    for (size_t i = 0; i < opts.part_count; i++)
+      jobs[i] = (thaw_fill_job){ (uint64_t)pt[6 * i], (uint64_t)pt[6 * i + 1], (uint64_t)pt[6 * i + 2], (uint64_t)pt[6 * i + 3],
+                                 (uint32_t)pt[6 * i + 5], (uint8_t)pt[6 * i + 4], 1 };
+    opts.parts = jobs;
+  }
   if (opts.uffd < 0 || opts.src_fd < 0 || !opts.regions) {
     if (opts.uffd >= 0) close(opts.uffd);
+    free(jobs);
     return fc_throw(env, EINVAL, "fcStart: uffd, srcFd and regions are required");
   }
   thaw_fc **h = calloc(1, sizeof *h);
   const char *op = "calloc";
   int rc = h ? thaw_fc_start(&opts, h, &op) : -ENOMEM;
+  free(jobs);
   if (!h) close(opts.uffd);
   if (rc) { free(h); return fc_throw(env, rc, op); }
   napi_value ext;

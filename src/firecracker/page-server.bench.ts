@@ -53,6 +53,7 @@ const cells: [string, string, string, string][] = [
   ['eager', 'Firecracker memory file (unchecked)', fcFile, fcFile],
   ['reap', 'Firecracker memory file (unchecked)', fcFile, fcFile],
   ['uffd', 'Thaw snapshot (checked, 1 MiB pieces)', thawDir, join(thawDir, 'memory.img')],
+  ['sabre', 'Thaw snapshot (lz4 partitions, checked)', thawDir, join(thawDir, 'memory.img')],
 ];
 const rows: Record<string, string | number>[] = [];
 const load0 = loadavg()[0]!;

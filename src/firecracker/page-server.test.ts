@@ -148,6 +148,39 @@ describe('Firecracker page server with the test VMM', { skip }, () => {
     });
   });
 
+  it("sabre serves a Thaw snapshot from its lz4 partitions, each checked before it is decoded", async () => {
+    const root = tempDataDir();
+    const mem = randomBytes(24 * MiB);
+    mem.fill(0, 2 * MiB, 3 * MiB); // a hole: in no partition, served as zero pages
+    mem.fill(0x41, 6 * MiB, 8 * MiB); // compressible
+    writeSnapshot(root, { id: 'sb', kind: 'full', baseId: null, functionName: 'f', runtime: 'wasi', moduleDigest: 'x', memoryBytes: mem.length, guestState: null, createdAt: new Date().toISOString(), sourceSandboxId: 's' }, mem);
+    const dir = join(root, 'sb');
+    const memory = join(dir, 'memory.img');
+    await withServer(dir, 'sabre', async (socket, events) => {
+      assert.match(JSON.stringify(events[0]), /lz4 partition/);
+      const run = await runTestVmm({ socket, memory, ...twoRegions, stride: 3, remove: 3 });
+      assert.equal(run.code, 0, run.stderr);
+      const [end] = await ended(events, 1);
+      assert.equal(end!.error, undefined);
+      // 23 partitions of 1 MiB, each installed whole on its first fault; the 256 hole pages and
+      // the 3 removed ones fault one by one.
+      assert.ok(end!.stats.faults <= 23 + 256 + 3, `faults ${end!.stats.faults}: whole partitions are installed per fault`);
+      assert.ok(end!.stats.zeroPages >= 256, 'the hole was served as zero pages');
+    });
+    const img = join(dir, 'sabre-lz4-1.img');
+    assert.ok(existsSync(img));
+    const fd = openSync(img, 'r+');
+    writeSync(fd, Buffer.from([0x5a, 0xa5, 0x5a, 0xa5]), 0, 4, 64 * 1024); // inside the first partitions' data
+    closeSync(fd);
+    await withServer(dir, 'sabre', async (socket, events) => {
+      const run = await runTestVmm({ socket, memory, ...twoRegions, stride: 1, verify: false });
+      assert.equal(run.code, null, 'the VMM was killed rather than given unchecked bytes');
+      const [end] = await ended(events, 1);
+      assert.match(end!.error ?? '', /THAW_SNAPSHOT_CORRUPT/);
+    });
+    await assert.rejects(PageServer.listen({ socket: join(root, 'x.sock'), snapshot: memoryFile(MiB), strategy: 'sabre' }), (e: unknown) => e instanceof ThawError && e.code === 'THAW_STRATEGY_UNAVAILABLE');
+  });
+
   it('refuses bad JSON, a missing fd and overlapping regions, and keeps serving', async () => {
     const memory = memoryFile(8 * MiB);
     const bad: { args: Partial<VmmArgs>; says: RegExp }[] = [
@@ -188,7 +221,7 @@ describe('Firecracker page server with the test VMM', { skip }, () => {
   it('names the strategies that do not apply', () => {
     assert.throws(() => checkStrategy('vanilla'), (e: unknown) => e instanceof ThawError && e.code === 'THAW_STRATEGY_UNAVAILABLE');
     assert.throws(() => checkStrategy('nope'), (e: unknown) => e instanceof ThawError && e.code === 'THAW_STRATEGY_UNKNOWN');
-    for (const id of ['uffd', 'eager', 'reap', 'faasnap']) checkStrategy(id);
+    for (const id of ['uffd', 'eager', 'reap', 'faasnap', 'sabre']) checkStrategy(id);
   });
 
   it('faasnap without a recorded loading set is refused with the reason', async () => {

@@ -8,6 +8,8 @@
 //            the snapshot); later runs install that set at the handshake, the rest on demand
 //   faasnap  FaaSnap: a Thaw snapshot's recorded loading set installed at the handshake in layer
 //            order, the rest on demand
+//   sabre    Sabre: a Thaw snapshot's lz4 partitions (built once beside it), each checked, decoded
+//            and installed whole on the first fault inside it
 // The other strategies do not apply (see NOT_APPLICABLE). A session ends when the VMM closes its
 // socket; its statistics are reported. A refused handshake closes that connection only.
 
@@ -21,7 +23,7 @@ import { openLoadingSet } from '../restore/faasnap-loading-set.js';
 import { writeAtomic } from '../restore/snapshot-image.js';
 import { decodeWorkingSet, encodeWorkingSet, pagesIn, runsFromOffsets } from '../restore/working-set.js';
 import { parseHandshake, type GuestRegion } from './handshake.js';
-import { openMemorySource, type MemorySource } from './memory-source.js';
+import { openMemorySource, openPartitions, type MemorySource, type Partitions } from './memory-source.js';
 
 /** Strategies a page server can apply, and how. */
 export const PAGE_SERVER_STRATEGIES: Readonly<Record<string, string>> = {
@@ -29,6 +31,7 @@ export const PAGE_SERVER_STRATEGIES: Readonly<Record<string, string>> = {
   eager: "every region installed at the handshake (Firecracker's fault_all handler)",
   reap: 'REAP: first run records the working set; later runs install it at the handshake, the rest on demand',
   faasnap: "FaaSnap: a Thaw snapshot's loading set installed at the handshake in layer order, the rest on demand",
+  sabre: "Sabre: a Thaw snapshot's lz4 partitions, each checked and decoded on the first fault in it and installed whole",
 };
 
 /** Strategies that do not apply to a page server, and why. */
@@ -37,7 +40,6 @@ export const NOT_APPLICABLE: Readonly<Record<string, string>> = {
   dram: "copies the snapshot into the restoring process's own memory",
   pass: "maps pooled copies into the restoring process's own memory",
   thaw: "moves pre-faulted pages of the restoring process under its own guest (mremap)",
-  sabre: "decompresses partitions into the restoring process's memory in fill(); serving compressed partitions per fault is not implemented here",
   auto: 'picks among strategies for Wasm sandboxes; name one of uffd, eager, reap, faasnap',
 };
 
@@ -91,10 +93,12 @@ export class PageServer {
   readonly #server: Server;
   readonly #sessions = new Set<Session>();
   readonly #wsPath: string;
+  readonly #parts: Partitions | null;
 
-  private constructor(opts: PageServerOptions, source: MemorySource) {
+  private constructor(opts: PageServerOptions, source: MemorySource, parts: Partitions | null) {
     this.#opts = opts;
     this.#source = source;
+    this.#parts = parts;
     this.#wsPath = opts.workingSet ?? (source.kind === 'thaw-snapshot' ? `${source.home}/fc-ws.reap` : `${source.home}.ws.reap`);
     this.#server = createServer({ pauseOnConnect: true }, (socket) => this.#accept(socket));
   }
@@ -103,7 +107,14 @@ export class PageServer {
   static async listen(opts: PageServerOptions): Promise<PageServer> {
     checkStrategy(opts.strategy);
     const source = openMemorySource(opts.snapshot);
-    const ps = new PageServer(opts, source);
+    let parts: Partitions | null = null;
+    try {
+      parts = opts.strategy === 'sabre' ? openPartitions(source) : null;
+    } catch (err: unknown) {
+      source.close();
+      throw err;
+    }
+    const ps = new PageServer(opts, source, parts);
     rmSync(opts.socket, { force: true });
     await new Promise<void>((resolve, reject) => {
       ps.#server.once('error', reject);
@@ -112,7 +123,8 @@ export class PageServer {
     ps.#emit({
       event: 'listening', socket: opts.socket, source: source.path, kind: source.kind, strategy: opts.strategy,
       policy: PAGE_SERVER_STRATEGIES[opts.strategy]!,
-      verification: source.checksums ? `checked: every page served is checked against its ${source.checksums.pieceBytes}-byte piece's CRC-32 first`
+      verification: parts ? "checked: each lz4 partition's stored bytes are checked against its CRC-32 before it is decoded"
+        : source.checksums ? `checked: every page served is checked against its ${source.checksums.pieceBytes}-byte piece's CRC-32 first`
         : 'unchecked: a Firecracker memory file carries no checksums, so served bytes are not checked',
     });
     return ps;
@@ -167,7 +179,8 @@ export class PageServer {
       let server: FcServer;
       try {
         server = fcServe({
-          uffd: taken, memoryFd: this.#source.fd, peerPid, regions, checksums: this.#source.checksums,
+          uffd: taken, memoryFd: this.#parts?.fd ?? this.#source.fd, peerPid, regions,
+          checksums: this.#parts ? null : this.#source.checksums, partitions: this.#parts,
           prefetch: policy.prefetch, record: policy.record,
         });
       } catch (err: unknown) {
@@ -215,6 +228,7 @@ export class PageServer {
       this.#end(s);
     }
     await closed;
+    this.#parts?.close();
     this.#source.close();
     rmSync(this.#opts.socket, { force: true });
   }

@@ -588,7 +588,16 @@ export interface FcServeOptions {
   /** File byte ranges installed before faults are served (working-set replay, fault-all). */
   readonly prefetch?: readonly { readonly offset: number; readonly length: number }[];
   readonly record?: boolean;
+  /**
+   * Compressed partitions (Sabre): memoryFd then holds stored pieces, each decoded into guest
+   * bytes [targetOffsetBytes, +lengthBytes) after its crc32 is checked, on the first fault in it;
+   * guest bytes in no partition are zero. Not with checksums.
+   */
+  readonly partitions?: { readonly memoryBytes: number; readonly jobs: readonly FillJob[] } | null;
 }
+
+/** THAW_FILL_* codec ids of native/thaw.h. */
+const FC_CODECS = { raw: 0, lz4: 1, zstd: 2 } as const;
 
 /** A running Firecracker page server thread. */
 export class FcServer {
@@ -617,5 +626,9 @@ export function fcServe(options: FcServeOptions): FcServer {
     uffd: options.uffd, srcFd: options.memoryFd, peer: options.peerPid, regions, prefetch,
     record: options.record === true ? 1 : 0,
     crcs: options.checksums?.crcs, verifyBytes: options.checksums?.pieceBytes,
+    ...(options.partitions ? {
+      memoryBytes: options.partitions.memoryBytes,
+      parts: Float64Array.from(options.partitions.jobs.flatMap((j) => [j.targetOffsetBytes, j.lengthBytes, j.fileOffsetBytes, j.storedBytes, FC_CODECS[j.codec], j.crc ?? 0])),
+    } : {}),
   }));
 }
