@@ -4,6 +4,7 @@
 // malformed handshakes refused, and a page server that dies.
 
 import { spawn } from 'node:child_process';
+import { connect } from 'node:net';
 import { randomBytes } from 'node:crypto';
 import { existsSync, openSync, writeSync, closeSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -202,6 +203,25 @@ describe('Firecracker page server with the test VMM', { skip }, () => {
         const good = await runTestVmm({ socket, memory, regions: '8M' });
         assert.equal(good.code, 0, good.stderr);
       });
+    }
+  });
+
+  it('a connection that sends nothing does not hold up other VMs, and is refused after the timeout', async () => {
+    const memory = memoryFile(8 * MiB);
+    const events: PageServerEvent[] = [];
+    const socket = join(tempDataDir(), 'uffd.sock');
+    const server = await PageServer.listen({ socket, snapshot: memory, strategy: 'uffd', handshakeTimeoutMs: 1500, onEvent: (e) => events.push(e) });
+    try {
+      const silent = connect(socket);
+      await new Promise((r) => silent.once('connect', r));
+      const good = await runTestVmm({ socket, memory, regions: '8M' });
+      assert.equal(good.code, 0, good.stderr);
+      assert.equal(events.some((e) => e.event === 'refused'), false);
+      const r = await refused(events);
+      assert.match(r.message, /nothing received within 1500 ms/);
+      silent.destroy();
+    } finally {
+      await server.close();
     }
   });
 

@@ -18,7 +18,7 @@ import { createServer, type Server, type Socket } from 'node:net';
 import { rmSync } from 'node:fs';
 import { ThawError } from '../core/errors.js';
 import { PAGE_BYTES } from '../core/snapshot-format.js';
-import { fcReceive, fcServe, type FcServeStats, type FcServer } from '../native/index.js';
+import { fcReceive, fcServe, type FcHandshake, type FcServeStats, type FcServer } from '../native/index.js';
 import { openLoadingSet } from '../restore/faasnap-loading-set.js';
 import { writeAtomic } from '../restore/snapshot-image.js';
 import { decodeWorkingSet, encodeWorkingSet, pagesIn, runsFromOffsets } from '../restore/working-set.js';
@@ -100,7 +100,7 @@ export class PageServer {
     this.#source = source;
     this.#parts = parts;
     this.#wsPath = opts.workingSet ?? (source.kind === 'thaw-snapshot' ? `${source.home}/fc-ws.reap` : `${source.home}.ws.reap`);
-    this.#server = createServer({ pauseOnConnect: true }, (socket) => this.#accept(socket));
+    this.#server = createServer({ pauseOnConnect: true }, (socket) => void this.#accept(socket));
   }
 
   /** Opens the source and listens. Throws THAW_STRATEGY_*, THAW_SNAPSHOT_*. */
@@ -163,12 +163,32 @@ export class PageServer {
     }
   }
 
-  #accept(socket: Socket): void {
+  /**
+   * Waits for the handshake without blocking the event loop (other VMs keep being accepted):
+   * polls the socket every few ms until the message is there or the timeout passes.
+   */
+  async #receive(socket: Socket, fd: number): Promise<FcHandshake> {
+    const deadline = performance.now() + (this.#opts.handshakeTimeoutMs ?? 5000);
+    for (;;) {
+      // Once the socket is gone its fd number may belong to something else: never read it.
+      if (socket.destroyed) throw new ThawError('THAW_REQUEST_INVALID', { detail: 'Firecracker handshake: the connection closed before it came' });
+      try {
+        return fcReceive(fd, 0);
+      } catch (err: unknown) {
+        const native = err instanceof ThawError ? (err.cause as { code?: string } | undefined) : undefined;
+        if (native?.code !== 'ETIMEDOUT') throw err;
+        if (performance.now() > deadline) throw new ThawError('THAW_REQUEST_INVALID', { detail: `Firecracker handshake: nothing received within ${this.#opts.handshakeTimeoutMs ?? 5000} ms` }, { cause: err });
+        await new Promise((r) => setTimeout(r, 2));
+      }
+    }
+  }
+
+  async #accept(socket: Socket): Promise<void> {
     const fd = (socket as unknown as { _handle?: { fd?: number } })._handle?.fd ?? -1;
     let peerPid = 0;
     let uffd = -1;
     try {
-      const hs = fcReceive(fd, this.#opts.handshakeTimeoutMs ?? 5000);
+      const hs = await this.#receive(socket, fd);
       peerPid = hs.pid;
       uffd = hs.fd;
       const regions: GuestRegion[] = parseHandshake(hs.body, this.#source.bytes);
