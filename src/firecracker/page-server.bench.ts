@@ -10,7 +10,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { printTable } from '../cli/commands/with-api.js';
-import { freshTouchGbps, uffdBulkCopyGbps } from '../native/host-limits.js';
+import { freshTouchGbps, heapLikeImage, uffdBulkCopyGbps } from '../native/host-limits.js';
 import { writeSnapshot } from '../snapshot/snapshot-io.js';
 import { PageServer, type PageServerEvent, type SessionStats } from './page-server.js';
 import { runTestVmm, type VmmReport } from './test-vmm.js';
@@ -41,8 +41,9 @@ async function cell(snapshot: string, memory: string, strategy: string, ws: stri
   return out;
 }
 
-const memory = Buffer.alloc(sizeMiB * MiB);
-for (let p = 0; p < memory.length; p += 4096) memory.writeUInt32LE((p * 2654435761) >>> 0, p); // every page non-zero
+// Heap-like contents (text, pointers, zeros) as bench:restore's host limits use, so lz4 sees a
+// realistic ratio.
+const memory = heapLikeImage(sizeMiB * MiB);
 const fcFile = join(dir, 'vm.mem');
 writeFileSync(fcFile, memory);
 writeSnapshot(dir, { id: 'snap', kind: 'full', baseId: null, functionName: 'bench', runtime: 'wasi', moduleDigest: 'x', memoryBytes: memory.length, guestState: null, createdAt: new Date().toISOString(), sourceSandboxId: 'bench' }, memory);

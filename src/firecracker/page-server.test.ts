@@ -58,6 +58,19 @@ async function refused(events: PageServerEvent[]): Promise<Extract<PageServerEve
   return e;
 }
 
+/** Writes `bytes` at `at` in `file`; then a guest reading everything is killed, not served them. */
+async function corruptKillsVmm(dir: string, strategy: string, file: string, memory: string, at: number, bytes: Buffer): Promise<void> {
+  const fd = openSync(file, 'r+');
+  writeSync(fd, bytes, 0, bytes.length, at);
+  closeSync(fd);
+  await withServer(dir, strategy, async (socket, events) => {
+    const run = await runTestVmm({ socket, memory, regions: '16M,8M', gap: '4M', stride: 1, verify: false });
+    assert.equal(run.code, null, 'the VMM was killed rather than given unchecked bytes');
+    const [end] = await ended(events, 1);
+    assert.match(end!.error ?? '', /THAW_SNAPSHOT_CORRUPT/);
+  });
+}
+
 const skip = testVmmBuilt() ? false : 'thaw-fc-testvmm not built (bash scripts/setup.d/05-native.sh)';
 
 describe('Firecracker page server with the test VMM', { skip }, () => {
@@ -138,15 +151,7 @@ describe('Firecracker page server with the test VMM', { skip }, () => {
       const [end] = await ended(events, 1);
       assert.equal(end!.error, undefined);
     });
-    const fd = openSync(memory, 'r+');
-    writeSync(fd, Buffer.from([mem[5 * MiB + 17]! ^ 0xff]), 0, 1, 5 * MiB + 17);
-    closeSync(fd);
-    await withServer(dir, 'uffd', async (socket, events) => {
-      const run = await runTestVmm({ socket, memory, ...twoRegions, stride: 1, verify: false });
-      assert.equal(run.code, null, 'the VMM was killed rather than given unchecked bytes');
-      const [end] = await ended(events, 1);
-      assert.match(end!.error ?? '', /THAW_SNAPSHOT_CORRUPT/);
-    });
+    await corruptKillsVmm(dir, 'uffd', memory, memory, 5 * MiB + 17, Buffer.from([mem[5 * MiB + 17]! ^ 0xff]));
   });
 
   it("sabre serves a Thaw snapshot from its lz4 partitions, each checked before it is decoded", async () => {
@@ -170,15 +175,7 @@ describe('Firecracker page server with the test VMM', { skip }, () => {
     });
     const img = join(dir, 'sabre-lz4-1.img');
     assert.ok(existsSync(img));
-    const fd = openSync(img, 'r+');
-    writeSync(fd, Buffer.from([0x5a, 0xa5, 0x5a, 0xa5]), 0, 4, 64 * 1024); // inside the first partitions' data
-    closeSync(fd);
-    await withServer(dir, 'sabre', async (socket, events) => {
-      const run = await runTestVmm({ socket, memory, ...twoRegions, stride: 1, verify: false });
-      assert.equal(run.code, null, 'the VMM was killed rather than given unchecked bytes');
-      const [end] = await ended(events, 1);
-      assert.match(end!.error ?? '', /THAW_SNAPSHOT_CORRUPT/);
-    });
+    await corruptKillsVmm(dir, 'sabre', img, memory, 64 * 1024, Buffer.from([0x5a, 0xa5, 0x5a, 0xa5])); // in the first partitions' data
     await assert.rejects(PageServer.listen({ socket: join(root, 'x.sock'), snapshot: memoryFile(MiB), strategy: 'sabre' }), (e: unknown) => e instanceof ThawError && e.code === 'THAW_STRATEGY_UNAVAILABLE');
   });
 
