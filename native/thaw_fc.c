@@ -201,8 +201,14 @@ static int serve_fault(thaw_fc *u, uint64_t addr) {
   uint64_t before = u->st.copied_pages + u->st.zero_pages;
   int rc;
   int64_t part = u->parts ? find_part(u, fo) : 0;
-  if (u->removed[g] || part < 0) rc = put(u, at, NULL, u->page); /* removed, or a hole */
-  else if (u->parts && u->pdone[part]) rc = 0;
+  if (u->removed[g]) rc = put(u, at, NULL, u->page);
+  else if (part < 0) { /* a hole between partitions: zero all of it (up to 1 MiB) in this region */
+    size_t next = part_from(u, fo);
+    uint64_t end = next < u->nparts ? u->parts[next].dst_off : u->mem_len, n = u->page;
+    if (end > r->off + r->size) end = r->off + r->size;
+    while (fo + n < end && n < (1u << 20) && !u->removed[g + n / u->page]) n += u->page;
+    rc = put(u, at, NULL, n);
+  } else if (u->parts && u->pdone[part]) rc = 0;
   else if (u->crcs && u->vdone[fo / u->vbytes]) rc = 0; /* installed from its checked piece */
   else rc = install(u, fo, u->page, 1);
   if (rc) return rc;
