@@ -14,7 +14,7 @@ import { ThawError } from '../core/errors.js';
 import { writeSnapshot } from '../snapshot/snapshot-io.js';
 import { CLI, tempDataDir } from '../test/helpers.js';
 import { checkStrategy, PageServer, type PageServerEvent } from './page-server.js';
-import { runTestVmm, testVmmBuilt, type VmmArgs } from './test-vmm.js';
+import { runTestVmm, testVmmUnavailable, type VmmArgs } from './test-vmm.js';
 
 const MiB = 1 << 20;
 const PAGE = 4096;
@@ -71,7 +71,7 @@ async function corruptKillsVmm(dir: string, strategy: string, file: string, memo
   });
 }
 
-const skip = testVmmBuilt() ? false : 'thaw-fc-testvmm not built (bash scripts/setup.d/05-native.sh)';
+const skip = testVmmUnavailable();
 
 describe('Firecracker page server with the test VMM', { skip }, () => {
   const twoRegions = { regions: '16M,8M', gap: '4M' } as const; // x86's two regions, in small

@@ -2,7 +2,7 @@
 // userfaultfd protocol, for the page server's tests and benchmark.
 
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { accessSync, constants, existsSync, readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 
 export const TEST_VMM = fileURLToPath(new URL('../../native/build/Release/thaw-fc-testvmm', import.meta.url));
@@ -46,9 +46,26 @@ export interface VmmArgs {
   readonly onReady?: (go: () => void, child: ChildProcess) => void;
 }
 
-/** Whether the test VMM was built (scripts/setup.d/05-native.sh). */
-export function testVmmBuilt(): boolean {
-  return existsSync(TEST_VMM);
+/**
+ * Why the test VMM cannot run here, or false when it can: it must be built, and (as Firecracker)
+ * it needs a userfaultfd that takes kernel-mode faults: root, rw /dev/userfaultfd, or
+ * vm.unprivileged_userfaultfd=1.
+ */
+export function testVmmUnavailable(): string | false {
+  if (!existsSync(TEST_VMM)) return 'thaw-fc-testvmm not built (bash scripts/setup.d/05-native.sh)';
+  if (process.getuid?.() === 0) return false;
+  try {
+    accessSync('/dev/userfaultfd', constants.R_OK | constants.W_OK);
+    return false;
+  } catch {
+    // next
+  }
+  try {
+    if (readFileSync('/proc/sys/vm/unprivileged_userfaultfd', 'utf8').trim() === '1') return false;
+  } catch {
+    // no such sysctl
+  }
+  return 'no userfaultfd for kernel-mode faults: run as root, give rw on /dev/userfaultfd or set vm.unprivileged_userfaultfd=1';
 }
 
 export function runTestVmm(a: VmmArgs): Promise<VmmRun> {
