@@ -31,6 +31,7 @@
 #include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 #include <zlib.h>
@@ -40,6 +41,7 @@ typedef struct { uint64_t base, size, off, first; } fc_region; /* first: index o
 struct thaw_fc {
   int uffd, stop_fd;
   pid_t peer;
+  int peer_fd;                             /* pidfd of the peer (no pid-reuse race), or -1 */
   size_t page;
   const uint8_t *src; size_t src_len;      /* read-only mapping of the whole memory file */
   fc_region *reg; size_t nreg;
@@ -232,7 +234,8 @@ static void on_remove(thaw_fc *u, uint64_t start, uint64_t end) {
 static void fatal(thaw_fc *u, int err, const char *op) {
   if (!u->st.error) { u->st.error = err; u->st.error_op = op; }
   /* As Firecracker's handlers do: the guest must not run on without its pages. */
-  if (u->peer > 0) kill(u->peer, SIGKILL);
+  if (u->peer_fd >= 0) syscall(SYS_pidfd_send_signal, u->peer_fd, SIGKILL, NULL, 0);
+  else if (u->peer > 0) kill(u->peer, SIGKILL);
 }
 
 /* Reads every queued event; returns 1 when the peer's memory is gone, 0 to continue, -1 fatal. */
@@ -299,6 +302,7 @@ static void *serve(void *arg) {
 static void release(thaw_fc *u) {
   if (u->uffd >= 0) close(u->uffd);
   if (u->stop_fd >= 0) close(u->stop_fd);
+  if (u->peer_fd >= 0) close(u->peer_fd);
   if (u->src) munmap((void *)u->src, u->src_len);
   free(u->reg); free(u->removed); free(u->crcs); free(u->vdone); free(u->vbuf);
   free(u->prefetch); free(u->later); free(u->parts); free(u->pdone); free(u->pbuf); free(u->sbuf); free(u->st.recorded); free(u->st.service_ns);
@@ -337,6 +341,8 @@ int thaw_fc_start(const thaw_fc_opts *o, thaw_fc **out, const char **op) {
   thaw_fc *u = calloc(1, sizeof *u);
   if (!u) { close(o->uffd); return *op = "calloc", -ENOMEM; }
   u->uffd = o->uffd; u->stop_fd = -1; u->peer = o->peer; u->record = o->record;
+  /* Taken while the peer is connected, so a kill on a fatal error cannot hit a reused pid. */
+  u->peer_fd = o->peer > 0 ? (int)syscall(SYS_pidfd_open, o->peer, 0) : -1;
   u->page = (size_t)sysconf(_SC_PAGESIZE);
   struct stat sb;
   if (fstat(o->src_fd, &sb) != 0) FAIL("fstat(memory file)", -errno);
