@@ -12,6 +12,7 @@ import * as fn from './commands/functions.js';
 import { runInvoke } from './commands/invoke.js';
 import * as obj from './commands/objects.js';
 import * as sb from './commands/sandboxes.js';
+import * as sched from './commands/scheduler.js';
 import * as snap from './commands/snapshots.js';
 import type { GlobalOptions } from './context.js';
 
@@ -38,6 +39,8 @@ program.command('daemon')
   .option('--max-idle-sandboxes <n>', 'idle sandboxes kept for warm invocations', '16')
   .option('--max-sandboxes <n>', 'live sandboxes at most (each is a host process); beyond it requests get 503', '64')
   .option('--no-cgroups', 'do not put sandbox hosts in memory cgroups')
+  .option('--keep-alive-s <s>', 'idle sandboxes expire after this many seconds', '600')
+  .option('--memory-policy <id>', 'memory policy for idle sandboxes (none, or tmo, faasmem, ... where built)', 'none')
   .option('--log-level <level>', 'pino log level', 'info')
   .action((o) => runDaemon(g(), o));
 
@@ -51,13 +54,13 @@ fns.command('get <name>').description('show a function').action((n: string) => f
 fns.command('delete <name>').description('delete a function and stop its sandboxes').action((n: string) => fn.remove(g(), n));
 
 program.command('invoke <function>')
-  .description('invoke a function: cold (boot + init + handler), warm (an idle sandbox) or snapshot (restore + handler)')
-  .addOption(new Option('--mode <mode>', 'invocation path').choices(['cold', 'warm', 'snapshot']).default('cold'))
+  .description('invoke a function: auto (an idle warm sandbox, else semi-warm, else the newest snapshot, else cold), or one path: cold (boot + init + handler), warm (an idle sandbox) or snapshot (restore + handler)')
+  .addOption(new Option('--mode <mode>', 'invocation path').choices(['auto', 'cold', 'warm', 'snapshot']).default('auto'))
   .option('-d, --data <text>', 'input as text')
   .option('-f, --data-file <path>', 'input from a file (- for stdin)')
   .option('--sandbox <id>', 'warm: the sandbox to use')
   .option('--snapshot <id>', 'snapshot: the snapshot to restore (default: the newest)')
-  .option('--strategy <id>', 'snapshot: restore strategy (see `thaw strategies`)', 'eager')
+  .option('--strategy <id>', 'snapshot (and auto when it restores): restore strategy (see `thaw strategies`)', 'eager')
   .option('--no-keep', 'stop the sandbox after the invocation')
   .option('--json', 'print the whole result (output, timings) as JSON')
   .option('--snapshot-after', 'snapshot the sandbox after the invocation (prints its id)')
@@ -67,6 +70,11 @@ const sbs = program.command('sandboxes').alias('sb').description('boot, list and
 sbs.command('boot <function>').description('boot a sandbox cold and keep it idle').action((n: string) => sb.boot(g(), n));
 sbs.command('list').description('list live sandboxes').action(() => sb.list(g()));
 sbs.command('delete <id>').description('stop a sandbox').action((id: string) => sb.remove(g(), id));
+
+program.command('scheduler')
+  .description('show the keep-alive scheduler: policy, keep-alive, and cold/snapshot/warm/semi-warm starts per function')
+  .option('--json', 'print the report as JSON').option('--reset-counts', 'set the start counts to zero (after printing nothing)')
+  .action((o) => sched.show(g(), o));
 
 const snaps = program.command('snapshots').alias('snap').description('create, list, show and delete snapshots');
 snaps.command('create <sandbox>')

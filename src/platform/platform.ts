@@ -29,6 +29,9 @@ import type {
   DoctorReport, FunctionInfo, InvokeRequest, InvokeResult, InvokeTimings, SandboxInfo, SnapshotInfo, SnapshotRequest, StrategyInfo, ThawApi, SnapshotVerifyReport,
 } from './types.js';
 import { INVOKE_MODES } from './types.js';
+import type { SchedulerReport, SchedulerSettings, StartKind } from './types.js';
+import { KeepAliveScheduler } from './scheduler.js';
+import type { PolicySandbox } from '../memory/types.js';
 
 /** Validated platform settings. */
 export interface PlatformParams {
@@ -49,6 +52,10 @@ export interface PlatformParams {
   readonly jail: JailMode;
   readonly preparedIdleMs: number;
   readonly maxPreparedFunctions: number;
+  /** Idle sandboxes expire after this many seconds (see scheduler.ts). */
+  readonly keepAliveS: number;
+  /** The memory policy the keep-alive scheduler calls (see scheduler.ts). */
+  readonly memoryPolicy: string;
   readonly logger: Logger;
 }
 
@@ -112,9 +119,20 @@ export class Platform implements ThawApi {
   private readonly scrubFailures = new Map<string, string>();
   private scrubbing = false;
   private scrubTimer: NodeJS.Timeout | undefined;
+  /** Where auto invocations start, keep-alive expiry and the memory policy's calls. */
+  private readonly keepAlive: KeepAliveScheduler<Sandbox>;
 
   constructor(private readonly params: PlatformParams) {
     this.log = params.logger;
+    this.keepAlive = new KeepAliveScheduler<Sandbox>({
+      sandboxes: () => this.sandboxes.values(),
+      deployment: (fn) => this.functions.get(fn).deployment,
+      hasSnapshot: (fn) => this.readableSnapshots().some((s) => s.function === fn && s.current && !this.scrubFailures.has(s.id)),
+      stop: (s, reason) => this.stop(s, reason),
+      release: (s) => this.release(s),
+      policySandbox: (s) => this.policySandbox(s),
+      log: params.logger,
+    }, { keepAliveS: params.keepAliveS, policy: params.memoryPolicy });
     mkdirSync(params.dataDir, { recursive: true });
     this.functions = new FunctionRegistry(params.dataDir);
     this.snapshotRoot = join(params.dataDir, 'snapshots');
@@ -347,23 +365,36 @@ export class Platform implements ThawApi {
     let strategy: string | undefined;
     let snapshotId: string | undefined;
     let restoreStats: RestoreResult['restore'] | undefined;
-    // Cold and snapshot starts send the invocation right behind the boot or restore (see invokeIn).
+    // Cold and snapshot starts send the invocation right behind the boot or restore (see invokeIn),
+    // unless the memory policy must see the sandbox between its init and its first request.
     let invoking: Promise<HostInvokeResult> | undefined;
-    switch (req.mode) {
+    const pipeline = this.keepAlive.pipelinesStarts;
+    const placed = req.mode === 'auto' && req.sandboxId === undefined && req.snapshotId === undefined ? this.keepAlive.place(fn.params.name) : undefined;
+    const path: StartKind = placed?.kind ?? (req.mode === 'auto' ? (req.snapshotId !== undefined ? 'snapshot' : 'warm') : req.mode);
+    let start: StartKind = path;
+    switch (path) {
       case 'cold':
-        ({ sandbox, timings, invoking } = await this.bootCold(fn.params.name, req.input));
+        ({ sandbox, timings, invoking } = await this.bootCold(fn.params.name, pipeline ? req.input : undefined));
         break;
       case 'warm':
-        sandbox = await this.takeWarm(fn.params.name, req.sandboxId);
+      case 'semi-warm':
+        if (placed && 'sandbox' in placed) {
+          sandbox = placed.sandbox;
+        } else {
+          sandbox = await this.takeWarm(fn.params.name, req.sandboxId);
+          start = this.keepAlive.claimedExplicitly(sandbox);
+        }
         timings = { acquireMs: 0 };
         break;
       case 'snapshot':
         strategy = req.strategy ?? DEFAULT_STRATEGY;
         snapshotId = req.snapshotId ?? this.newestSnapshot(fn.params.name);
-        ({ sandbox, timings, stats: restoreStats, invoking } = await this.restore(fn.params.name, snapshotId, strategy, req.input));
+        ({ sandbox, timings, stats: restoreStats, invoking } = await this.restore(fn.params.name, snapshotId, strategy, pipeline ? req.input : undefined));
         break;
     }
+    this.keepAlive.started(fn.params.name, start);
     try {
+      if (start === 'cold' || start === 'snapshot') await this.keepAlive.afterInit(sandbox);
       const res = await (invoking ?? this.invokeIn(sandbox, fn.params, req.input));
       sandbox.invocations++;
       sandbox.memoryBytes = res.memoryBytes;
@@ -371,7 +402,8 @@ export class Platform implements ThawApi {
       // A sandbox of a deployment retired while it ran is not kept for the next call.
       const keep = (req.keep ?? true) && sandbox.deployment === this.functions.get(fn.params.name).deployment;
       if (keep) {
-        this.release(sandbox);
+        // The memory policy's afterRequest runs while the sandbox is held; the scheduler releases it.
+        this.keepAlive.afterRequest(sandbox);
         this.evictIdle();
       } else {
         void this.stop(sandbox, 'not kept');
@@ -379,6 +411,7 @@ export class Platform implements ThawApi {
       const result: InvokeResult = {
         function: fn.params.name,
         mode: req.mode,
+        start,
         sandboxId: sandbox.id,
         kept: keep,
         output: res.output,
@@ -402,6 +435,17 @@ export class Platform implements ThawApi {
       // guest error leaves the sandbox usable, but it must not stay behind for warm invocations.
       throw await this.afterFailure(sandbox, err, req.keep === false);
     }
+  }
+
+  async scheduler(): Promise<SchedulerReport> {
+    return this.keepAlive.report();
+  }
+
+  async configureScheduler(req: SchedulerSettings & { resetCounts?: boolean }): Promise<SchedulerReport> {
+    const { resetCounts, ...settings } = req;
+    this.keepAlive.configure(settings);
+    if (resetCounts) this.keepAlive.resetCounts();
+    return this.keepAlive.report();
   }
 
   // ---- objects ---------------------------------------------------------------------------
@@ -428,6 +472,7 @@ export class Platform implements ThawApi {
 
   async close(): Promise<void> {
     clearInterval(this.scrubTimer);
+    this.keepAlive.close();
     await this.preparer.close();
     await this.pool.close();
     await this.redisRelay?.close();
@@ -694,6 +739,24 @@ export class Platform implements ThawApi {
     };
   }
 
+  /**
+   * A sandbox's page operations as a memory policy sees them. Offload tiers and life stages are
+   * not in this module: until a host operation for them exists, offload is refused with a clear
+   * error (the scheduler logs it and the sandbox stays as it was) and the stages are unknown.
+   */
+  private policySandbox(s: Sandbox): PolicySandbox {
+    return {
+      id: s.id,
+      fn: s.fn,
+      offload: async (req) => {
+        throw new ThawError('THAW_REQUEST_INVALID', { detail: `offload to tier '${req.tier}' is not available in this build (sandbox ${s.id})` });
+      },
+      memoryStages: async () => {
+        throw new ThawError('THAW_REQUEST_INVALID', { detail: `memory life stages are not tracked in this build (sandbox ${s.id})` });
+      },
+    };
+  }
+
   /** Jail: the function's directory readable by its own hosts only. */
   private grantFunction(name: string): void {
     const fn = this.functions.get(name);
@@ -789,6 +852,7 @@ export class Platform implements ThawApi {
 
   private async stop(sandbox: Sandbox, reason: string): Promise<void> {
     this.sandboxes.delete(sandbox.id);
+    this.keepAlive.forget(sandbox.id);
     // A warm invocation waiting on this function's last busy sandbox must learn it is gone.
     this.wakeWaiters();
     await sandbox.host.kill(reason);
