@@ -13,6 +13,7 @@ import { runInvoke } from './commands/invoke.js';
 import * as obj from './commands/objects.js';
 import * as sb from './commands/sandboxes.js';
 import * as sched from './commands/scheduler.js';
+import { runReplayCommand } from './commands/replay.js';
 import * as snap from './commands/snapshots.js';
 import type { GlobalOptions } from './context.js';
 
@@ -113,6 +114,17 @@ program.command('bench <config>')
   .option('--output-dir <dir>', 'override output_dir (the global --object-store overrides object_store)')
   .option('--repeat <n>', 'override repeat').option('--validate-only', 'check the config and exit').option('--no-progress', 'no progress bar')
   .action((c: string, o) => runBenchCommand(g(), c, o));
+
+program.command('replay <trace>')
+  .description('replay a trace open loop against the daemon, per memory policy (a generator config: a path or a shipped name such as replay-ci, replay-hour; or a trace CSV in the Azure 2021 format)')
+  .option('--functions <names>', 'suite functions the trace functions map to (comma-separated; default: the config\'s)')
+  .option('--policies <ids>', 'settings to replay, comma-separated policy[:tier] (default: the config\'s)')
+  .option('--time-scale <x>', 'trace seconds per real second (default: the config\'s)')
+  .option('--window-s <s>', 'result window in trace seconds (default: the config\'s, else 60)')
+  .option('--duration-s <s>', 'replay only the first this many trace seconds')
+  .option('--output-dir <dir>', 'where results go (default: the config\'s, else results/)')
+  .option('--no-progress', 'no progress bar')
+  .action((t: string, o) => runReplayCommand(g(), t, o));
 
 try {
   await program.parseAsync(process.argv);
