@@ -3,26 +3,19 @@
 
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { once } from 'node:events';
 import { existsSync, readFileSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { CLI, tempDataDir } from './helpers.js';
+import { CLI, startDaemon, tempDataDir } from './helpers.js';
 import { generateTrace } from '../harness/trace/generate.js';
 import { REPLAY_CONFIG_DIR, loadReplayConfigFile, parseReplayConfig } from '../harness/trace/replay-config.js';
 import type { ReplayRun } from '../harness/trace/replay-run.js';
 import { START_KINDS } from '../platform/types.js';
 
 test('thaw replay replay-ci runs a minute of generated trace against a daemon and writes per-window results', async () => {
-  const daemon = spawn(process.execPath, [CLI, '--data-dir', tempDataDir(), 'daemon', '--port', '0', '--log-level', 'warn'], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const { url, daemon } = await startDaemon();
   after(() => daemon.kill('SIGKILL'));
-  let out = '';
-  daemon.stdout.setEncoding('utf8');
-  while (!/listening on (\S+)/.test(out)) {
-    const [chunk] = (await once(daemon.stdout, 'data')) as [string];
-    out += chunk;
-  }
-  const url = /listening on (\S+)/.exec(out)![1]!;
   const outputDir = tempDataDir();
   // faasmem is another module's: where it is not built, its setting is skipped with the reason.
   const r = spawnSync(process.execPath, [CLI, '--daemon', url, 'replay', 'replay-ci', '--output-dir', outputDir, '--no-progress'], { encoding: 'utf8', timeout: 300_000 });
