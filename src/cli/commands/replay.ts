@@ -9,8 +9,7 @@ import { readTrace } from '../../harness/trace/read.js';
 import { configBaseDir, loadReplayConfigFile, parseReplayConfig, type ReplayConfig } from '../../harness/trace/replay-config.js';
 import { writeReplayOutputs } from '../../harness/trace/replay-report.js';
 import { runReplay } from '../../harness/trace/replay-run.js';
-import type { GlobalOptions } from '../context.js';
-import { withApi } from './with-api.js';
+import { openApi, type GlobalOptions } from '../context.js';
 
 export interface ReplayOptions {
   functions?: string;
@@ -57,7 +56,10 @@ export async function runReplayCommand(g: GlobalOptions, arg: string, o: ReplayO
     notTTYSchedule: 10_000,
     hideCursor: true,
   }, cliProgress.Presets.shades_classic);
-  await withApi(g, async (api) => {
+  // In-process, the platform keeps hosts ready as a daemon does (one-shot commands keep none):
+  // otherwise every start would spawn and compile a host and the latencies would not be a daemon's.
+  const api = openApi(g, { spareHosts: 1, preparedPerFunction: 1 });
+  try {
     bar?.start(1, 0, { label: 'deploying' });
     let run;
     try {
@@ -74,5 +76,7 @@ export async function runReplayCommand(g: GlobalOptions, arg: string, o: ReplayO
     process.stdout.write(`\nper setting (resident memory from ${run.memorySource}):\n${out.summary}\nper ${p.windowS} s window:\n${out.windows}`);
     for (const s of run.skipped) process.stdout.write(`skipped ${s.setting}: ${s.reason}\n`);
     process.stdout.write(`load average ${run.loadAvg.before.map((x) => x.toFixed(2)).join(' ')} before, ${run.loadAvg.after.map((x) => x.toFixed(2)).join(' ')} after\nresults: ${out.dir}\n  ${out.files.join('\n  ')}\n`);
-  });
+  } finally {
+    await api.close();
+  }
 }
