@@ -75,6 +75,7 @@ export async function runReplayCommand(g: GlobalOptions, arg: string, o: ReplayO
     const out = await writeReplayOutputs(run, p.outputDir, cfg);
     process.stdout.write(`\nper setting (resident memory from ${run.memorySource}):\n${out.summary}\nper ${p.windowS} s window:\n${out.windows}`);
     for (const s of run.skipped) process.stdout.write(`skipped ${s.setting}: ${s.reason}\n`);
+    if (run.sampleErrors.length) process.stdout.write(`${run.sampleErrors.length} memory samples failed, first: ${run.sampleErrors[0]}\n`);
     process.stdout.write(`load average ${run.loadAvg.before.map((x) => x.toFixed(2)).join(' ')} before, ${run.loadAvg.after.map((x) => x.toFixed(2)).join(' ')} after\nresults: ${out.dir}\n  ${out.files.join('\n  ')}\n`);
   } finally {
     await api.close();

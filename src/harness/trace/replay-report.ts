@@ -85,7 +85,7 @@ export function windowResults(run: ReplayRun): WindowResult[] {
 export function settingSummary(run: ReplayRun, windows: readonly WindowResult[]): Record<string, string>[] {
   return run.settings.map((setting) => {
     const skipped = run.skipped.find((s) => s.setting === setting);
-    if (skipped) return { setting, requests: '-', errors: '-', 'p50 ms': '-', 'p95 ms': '-', 'avg MiB': '-', 'peak MiB': '-', cold: '-', snapshot: '-', warm: '-', 'semi-warm': '-', 'saved vs none': '-', density: '-', note: `skipped: ${skipped.reason}` };
+    if (skipped) return { setting, requests: '-', errors: '-', 'p50 ms': '-', 'p95 ms': '-', 'avg MiB': '-', 'peak MiB': '-', cold: '-', snapshot: '-', warm: '-', 'semi-warm': '-', 'saved vs none': '-', density: '-', 'sent late p95 ms': '-', note: `skipped: ${skipped.reason}` };
     const rows = run.rows.filter((r) => r.setting === setting);
     const ok = rows.filter((r) => r.ok).map((r) => r.latencyMs);
     const samples = run.samples.filter((s) => s.setting === setting);
@@ -99,6 +99,8 @@ export function settingSummary(run: ReplayRun, windows: readonly WindowResult[])
       ...Object.fromEntries(START_KINDS.map((k) => [k, String(rows.filter((r) => r.start === k).length)])),
       'saved vs none': noneAvg > 0 ? `${(100 * (1 - avg / noneAvg)).toFixed(1)}%` : '-',
       density: w.length ? fmt(mean(w.map((x) => x.density)), 2) : '-',
+      // The replayer's own lag: an open loop is only open if invocations leave on time.
+      'sent late p95 ms': fmt(rows.length ? p95(rows.map((r) => r.sentLateMs)) : NaN),
       note: '',
     };
   });

@@ -78,6 +78,8 @@ export interface ReplayRun {
   readonly samples: MemorySample[];
   readonly scheduler: Record<string, SchedulerReport>;
   readonly skipped: { setting: string; reason: string }[];
+  /** Memory samples that failed (the daemon did not answer the sandbox list). */
+  readonly sampleErrors: string[];
   /** Where resident memory was read from (see the header). */
   memorySource: 'memory.residentBytes' | 'memoryBytes (linear memory size)' | 'none sampled';
   readonly loadAvg: { readonly before: readonly number[]; after: readonly number[] };
@@ -106,7 +108,7 @@ export async function runReplay(api: ThawApi, p: ReplayParams, trace: Trace, opt
   const run: ReplayRun = {
     name: p.name, description: p.description, source: trace.source, startedAt: new Date().toISOString(), finishedAt: '',
     timeScale: p.timeScale, windowS: p.windowS, keepAliveS: p.keepAliveS, durationS, settings: p.settings.map((s) => s.id),
-    farMemoryCost: p.farMemoryCost, functions, rows: [], samples: [], scheduler: {}, skipped: [], memorySource: 'none sampled',
+    farMemoryCost: p.farMemoryCost, functions, rows: [], samples: [], scheduler: {}, skipped: [], sampleErrors: [], memorySource: 'none sampled',
     loadAvg: { before: loadavg(), after: [] },
   };
   const events = new Map<number, Uint8Array>();
@@ -144,9 +146,14 @@ export async function runReplay(api: ThawApi, p: ReplayParams, trace: Trace, opt
       const sampler = (async () => {
         const everyMs = Math.max(100, (p.windowS * 1000) / p.timeScale / 10);
         while (sampling) {
-          const s = await sampleMemory(api, names, setting.id, traceNow());
-          run.samples.push(s.sample);
-          if (s.source !== null && run.memorySource !== 'memory.residentBytes') run.memorySource = s.source;
+          try {
+            const s = await sampleMemory(api, names, setting.id, traceNow());
+            run.samples.push(s.sample);
+            if (s.source !== null && run.memorySource !== 'memory.residentBytes') run.memorySource = s.source;
+          } catch (err: unknown) {
+            // A daemon too busy to list its sandboxes loses a sample, not the replay.
+            run.sampleErrors.push(`${setting.id} t=${traceNow().toFixed(1)}s: ${toThawError(err).message}`);
+          }
           await sleep(everyMs);
         }
       })();
