@@ -246,6 +246,7 @@ export class Platform implements ThawApi {
     const id = newId('snap');
     sandbox.busy = true;
     try {
+      await this.keepAlive.settled(sandbox);
       const fn = this.functions.get(sandbox.fn);
       // A jailed host writes only into its scratch directory; the daemon moves the snapshot into place.
       const outDir = sandbox.scratchDir ?? this.snapshotRoot;
@@ -382,8 +383,10 @@ export class Platform implements ThawApi {
           sandbox = placed.sandbox;
         } else {
           sandbox = await this.takeWarm(fn.params.name, req.sandboxId);
-          start = this.keepAlive.claimedExplicitly(sandbox);
+          this.keepAlive.claimedExplicitly(sandbox);
         }
+        // Waits for a memory policy step still running on it (see scheduler.ts).
+        start = await this.keepAlive.reuse(sandbox);
         timings = { acquireMs: 0 };
         break;
       case 'snapshot':
@@ -402,7 +405,7 @@ export class Platform implements ThawApi {
       // A sandbox of a deployment retired while it ran is not kept for the next call.
       const keep = (req.keep ?? true) && sandbox.deployment === this.functions.get(fn.params.name).deployment;
       if (keep) {
-        // The memory policy's afterRequest runs while the sandbox is held; the scheduler releases it.
+        // Releases it; the memory policy's afterRequest runs after the reply (see scheduler.ts).
         this.keepAlive.afterRequest(sandbox);
         this.evictIdle();
       } else {

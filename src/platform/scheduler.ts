@@ -6,8 +6,10 @@
 // sandbox serves one invocation at a time (claimed synchronously, so two callers never get the
 // same one); concurrent invocations of a function get separate sandboxes. Idle sandboxes expire
 // after the keep-alive. The policy is called at a sandbox's events: afterInit (booted or
-// restored, before its first request), afterRequest (while the sandbox is still held, so no
-// request runs during an offload) and onIdle on every tick while it is idle.
+// restored, before its first request), afterRequest (after the reply, in the background) and
+// onIdle on every tick while it is idle. A sandbox is never invoked while a policy call on it
+// runs: the invocation that picks it first waits for that call (settled()), so a policy step
+// neither delays other sandboxes nor makes the scheduler start a new one.
 //
 // Times: keepAliveS is in trace seconds; `timeScale` divides every time constant, so a replay
 // that runs an hour of trace in a minute sets timeScale 60 and the keep-alive of 600 s lasts 10 s.
@@ -77,8 +79,8 @@ export const DEFAULT_KEEP_ALIVE_S = 600;
 interface Tracked {
   semiWarm: boolean;
   requests: number;
-  /** A policy call is running on it (onIdle holds the sandbox busy meanwhile). */
-  inPolicy: boolean;
+  /** The policy call running on it, if any: an invocation waits for it (settled()). */
+  pending: Promise<void> | null;
 }
 
 interface FunctionStats {
@@ -157,9 +159,7 @@ export class KeepAliveScheduler<S extends ScheduledSandbox> {
     if (pick) {
       pick.busy = true;
       this.recordReuse(fn, Date.now() - pick.lastUsed);
-      const kind = pick === warm ? 'warm' : 'semi-warm';
-      this.track(pick).semiWarm = false;
-      return { kind, sandbox: pick };
+      return { kind: pick === warm ? 'warm' : 'semi-warm', sandbox: pick };
     }
     return this.host.hasSnapshot(fn) ? { kind: 'snapshot' } : { kind: 'cold' };
   }
@@ -169,13 +169,26 @@ export class KeepAliveScheduler<S extends ScheduledSandbox> {
     this.fnStats(fn).starts[kind]++;
   }
 
-  /** A warm invocation of a named sandbox (explicit mode warm): its start kind, and it is warm again. */
-  claimedExplicitly(s: S): StartKind {
-    const t = this.track(s);
-    const kind: StartKind = t.semiWarm ? 'semi-warm' : 'warm';
+  /** An idle sandbox the platform claimed itself (explicit mode warm): its reuse interval counts. */
+  claimedExplicitly(s: S): void {
     this.recordReuse(s.fn, Date.now() - s.lastUsed);
+  }
+
+  /**
+   * Waits for the policy call running on a claimed idle sandbox, then says how it starts: semi-warm
+   * when the policy last said so, else warm. It is warm from here on.
+   */
+  async reuse(s: S): Promise<StartKind> {
+    const t = this.track(s);
+    await t.pending;
+    const kind: StartKind = t.semiWarm ? 'semi-warm' : 'warm';
     t.semiWarm = false;
     return kind;
+  }
+
+  /** Resolves when no policy call runs on the sandbox (before a snapshot of it, say). */
+  async settled(s: S): Promise<void> {
+    await this.tracked.get(s.id)?.pending;
   }
 
   /** A new sandbox booted or restored, before its first request. */
@@ -186,19 +199,16 @@ export class KeepAliveScheduler<S extends ScheduledSandbox> {
   }
 
   /**
-   * A request finished on a kept sandbox: runs the policy's afterRequest while the sandbox is still
-   * held, then releases it. Does not wait for the policy: the reply goes out meanwhile.
+   * A request finished on a kept sandbox: releases it and starts the policy's afterRequest, which
+   * the next invocation of the sandbox waits for (reuse()). The reply does not wait for it.
    */
   afterRequest(s: S): void {
     const t = this.track(s);
     t.requests++;
-    if (this.policy.id === 'none') {
-      this.host.release(s);
-      return;
-    }
+    this.host.release(s);
+    if (this.policy.id === 'none') return;
     const policy = this.policy;
-    void this.callPolicy(s, 'afterRequest', () => policy.afterRequest(this.host.policySandbox(s), t.requests))
-      .finally(() => this.host.release(s));
+    void this.callPolicy(s, 'afterRequest', () => policy.afterRequest(this.host.policySandbox(s), t.requests));
   }
 
   /** Forgets a stopped sandbox. */
@@ -247,6 +257,7 @@ export class KeepAliveScheduler<S extends ScheduledSandbox> {
       for (const s of [...this.host.sandboxes()]) {
         if (s.busy) continue;
         const t = this.track(s);
+        if (t.pending) continue;
         const idleMs = now - s.lastUsed;
         if (idleMs >= this.keepAliveMs) {
           this.fnStats(s.fn).expired++;
@@ -254,13 +265,11 @@ export class KeepAliveScheduler<S extends ScheduledSandbox> {
           work.push(this.host.stop(s, 'keep-alive expired'));
           continue;
         }
-        if (this.policy.id === 'none' || t.inPolicy) continue;
-        // Held while the policy works on it: an invocation meanwhile takes another sandbox.
-        s.busy = true;
+        if (this.policy.id === 'none') continue;
         const reuseP99 = this.reuseP99Ms(s.fn);
         work.push(this.callPolicy(s, 'onIdle', async () => {
           t.semiWarm = (await this.policy.onIdle(this.host.policySandbox(s), idleMs, reuseP99)) === 'semi-warm';
-        }).finally(() => this.host.release(s)));
+        }));
       }
       await Promise.allSettled(work);
     } finally {
@@ -284,23 +293,26 @@ export class KeepAliveScheduler<S extends ScheduledSandbox> {
     this.timer.unref();
   }
 
-  /** Runs a policy hook; a failing policy is logged and leaves the sandbox as it was (never fails a request). */
-  private async callPolicy(s: S, hook: string, body: () => Promise<void>): Promise<void> {
+  /**
+   * Runs a policy hook as the sandbox's pending call (after any call still running); a failing
+   * policy is logged and leaves the sandbox as it was (it never fails a request).
+   */
+  private callPolicy(s: S, hook: string, body: () => Promise<void>): Promise<void> {
     const t = this.track(s);
-    t.inPolicy = true;
-    try {
-      await body();
-    } catch (err: unknown) {
-      this.host.log.warn({ sandboxId: s.id, function: s.fn, policy: this.policy.id, hook, err: err instanceof Error ? err.message : String(err) }, 'memory policy failed');
-    } finally {
-      t.inPolicy = false;
-    }
+    const policyId = this.policy.id;
+    const run = (t.pending ?? Promise.resolve()).then(body).catch((err: unknown) => {
+      this.host.log.warn({ sandboxId: s.id, function: s.fn, policy: policyId, hook, err: err instanceof Error ? err.message : String(err) }, 'memory policy failed');
+    }).finally(() => {
+      if (t.pending === run) t.pending = null;
+    });
+    t.pending = run;
+    return run;
   }
 
   private track(s: S): Tracked {
     let t = this.tracked.get(s.id);
     if (!t) {
-      t = { semiWarm: false, requests: 0, inPolicy: false };
+      t = { semiWarm: false, requests: 0, pending: null };
       this.tracked.set(s.id, t);
     }
     return t;
