@@ -111,3 +111,37 @@ test('starts are counted by kind: cold, warm, snapshot and semi-warm', async () 
   await p.configureScheduler({ resetCounts: true, policy: 'none' });
   assert.deepEqual((await p.scheduler()).functions.counted!.starts, { cold: 0, snapshot: 0, warm: 0, 'semi-warm': 0 });
 });
+
+test('an invocation that picks a sandbox while a policy call runs on it waits for the call, and no new sandbox starts', async () => {
+  let calling: { id: string; endedAt: number } | null = null;
+  let onIdleCalls = 0;
+  registerMemoryPolicy('test-slow-idle', (): MemoryPolicy => ({
+    id: 'test-slow-idle',
+    afterInit: async () => {},
+    afterRequest: async () => {},
+    onIdle: async (s) => {
+      onIdleCalls++;
+      calling = { id: s.id, endedAt: Infinity };
+      await sleep(600);
+      calling.endedAt = Date.now();
+      return 'warm';
+    },
+  }));
+  const p = platform();
+  await deployExample(p, 'faulty-c', { name: 'slow-policy' });
+  const first = await auto(p, 'slow-policy', 'a');
+  await p.configureScheduler({ policy: 'test-slow-idle' });
+  const t0 = Date.now();
+  while (calling === null && Date.now() - t0 < 5000) await sleep(20);
+  assert.ok(calling !== null, 'the policy was never called on the idle sandbox');
+  const during = calling as { id: string; endedAt: number };
+  assert.equal(during.id, first.sandboxId);
+  const r = await auto(p, 'slow-policy', 'b');
+  const repliedAt = Date.now();
+  assert.equal(r.sandboxId, first.sandboxId, 'a new sandbox was started while the idle one was in a policy call');
+  assert.equal(r.start, 'warm');
+  assert.ok(repliedAt >= during.endedAt, 'the invocation ran before the policy call ended');
+  assert.equal((await p.listSandboxes()).length, 1);
+  assert.ok(onIdleCalls >= 1);
+  await p.configureScheduler({ policy: 'none' });
+});
