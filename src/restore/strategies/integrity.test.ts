@@ -79,7 +79,7 @@ function forgeRuns(id: string): void {
   const metaLen = buf.readUInt32LE(12);
   const runCount = buf.readUInt32LE(16);
   for (let i = 0; i < runCount; i++) {
-    const at = 24 + metaLen + i * 8;
+    const at = 28 + metaLen + i * 8; // format 2: a 28-byte fixed header
     buf.writeUInt32LE(buf.readUInt32LE(at) + 1, at);
   }
   buf.writeUInt32LE(crc32(buf.subarray(0, buf.length - 4)), buf.length - 4);
