@@ -44,8 +44,9 @@ typedef struct {
    * aborts the process from the server thread (the guest must never read those bytes), or makes
    * thaw_uffd_stop(fill) fail with -EBADMSG. Pieces may be as small as a page: missing
    * neighbours are read, checked and installed together (up to max(chunk, verify_bytes) at once).
-   * fault_bytes (verified serving only; 0 = one page): a fault installs the aligned group of this
-   * many bytes around it, each of its pieces checked (fault-around). */
+   * fault_bytes (verified serving only; 0 = one page): the most a fault installs, each piece of
+   * it checked: a fault where the previous one's window ended doubles the window up to this
+   * (sequential readahead), any other installs its own page. */
   const uint32_t *crcs; size_t crc_count; size_t verify_bytes; size_t fault_bytes;
 } thaw_uffd_opts;
 typedef struct {

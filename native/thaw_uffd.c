@@ -48,7 +48,8 @@ struct thaw_uffd {
   uint8_t *vbuf;          /* vbuf_bytes: the pieces being checked */
   size_t vbuf_bytes;      /* a multiple of vbytes: max(vbytes, chunk) */
   size_t bad_piece;       /* the piece whose checksum failed (-EBADMSG) */
-  size_t fault_pages;     /* pages installed around a fault (aligned), >= 1 */
+  size_t fault_pages;     /* most pages a fault installs (readahead window cap), >= 1 */
+  size_t ra_next, ra_window; /* readahead: where the last fault's window ended, its size */
   pthread_t thread;
   pthread_mutex_t mu; pthread_cond_t cv; int prefetch_done; /* guarded by mu */
   thaw_uffd_stats st;
@@ -238,9 +239,12 @@ static void drain(thaw_uffd *u) {
       size_t g = (size_t)(off / u->page);
       uint64_t copied = 0, zeroed = 0;
       u->st.faults++;
-      /* Fault-around: the aligned group of fault_pages holding the page (one page by default). */
-      size_t g0 = g / u->fault_pages * u->fault_pages;
-      size_t gn = u->pages - g0 < u->fault_pages ? u->pages - g0 : u->fault_pages;
+      /* Readahead, as the kernel's for files: a fault where the previous window ended doubles
+       * the window (up to fault_pages), any other fault starts again at one page. Scattered
+       * access is served (and checked) page by page, sequential access in growing windows. */
+      u->ra_window = g == u->ra_next && u->ra_window ? (u->ra_window * 2 < u->fault_pages ? u->ra_window * 2 : u->fault_pages) : 1;
+      size_t g0 = g, gn = u->pages - g < u->ra_window ? u->pages - g : u->ra_window;
+      u->ra_next = g0 + gn;
       /* A page already in (prefetched without waking) leaves the faulting thread asleep. */
       int was_in = u->crcs && u->vdone[g / (u->vbytes / u->page)];
       int64_t r = serve_range(u, g0, gn, 0, &copied, &zeroed);

@@ -291,7 +291,7 @@ export interface UffdSource {
   readonly verify?: {
     readonly chunkCrcs: Uint32Array;
     readonly verifyBytes: number;
-    /** A fault installs the aligned group of this many bytes around it, each piece checked (0 or absent: one page). */
+    /** Readahead cap: a fault right after the previous one's window doubles the window up to this many bytes (each piece checked); any other fault installs its own page. 0 or absent: one page. */
     readonly faultBytes?: number;
   };
 }

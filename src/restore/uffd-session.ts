@@ -24,18 +24,19 @@ export interface SessionOptions {
   readonly record?: boolean;
   /** Runs installed eagerly by the server thread (DONTWAKE copies, then one wake). */
   readonly prefetch?: readonly PageRun[];
-  /** Bytes a fault installs around itself when not recording (default FAULT_AROUND_BYTES; PAGE_BYTES: the page alone). */
+  /** Readahead cap when not recording (default READAHEAD_BYTES; PAGE_BYTES: every fault installs its page alone). */
   readonly faultBytes?: number;
 }
 
 /**
- * What a fault installs when the session does not record: the aligned 64 KiB around it, each page
- * checked against its own checksum. Sequential and dense access then pays one fault per 16
- * pages, while a sparse one reads and checks 64 KiB per fault rather than the 1 MiB chunk of
- * the old format. A recording session installs the faulting page alone, so the working set it
- * records holds only pages the guest touched.
+ * The most a fault installs when the session does not record. The server reads ahead as the
+ * kernel does for files: a fault right where the previous fault's window ended doubles the window
+ * (1, 2, 4 ... pages, up to this), any other fault installs its own page, each page checked
+ * against its own checksum. Scattered access is served page by page (reading and checking only
+ * what the guest touches), sequential access in windows growing to 1 MiB. A recording session
+ * installs the faulting page alone, so the working set it records holds only pages the guest touched.
  */
-export const FAULT_AROUND_BYTES = 64 << 10;
+export const READAHEAD_BYTES = 1 << 20;
 
 /** A running page server and the stats it feeds. */
 export class UffdSession {
@@ -110,7 +111,7 @@ export function startSession(buffer: ArrayBuffer, image: SnapshotImage, fd: numb
   // Verified serving: every page the guest sees was checked against the state file's checksum of
   // that page before it was installed (the image bytes and its page runs both: a hole is checked
   // as zeros).
-  const faultBytes = options.record === true ? PAGE_BYTES : Math.min(options.faultBytes ?? FAULT_AROUND_BYTES, image.memoryBytes);
+  const faultBytes = options.record === true ? PAGE_BYTES : Math.min(options.faultBytes ?? READAHEAD_BYTES, image.memoryBytes);
   const verify = { chunkCrcs: image.state.pageCrcs, verifyBytes: PAGE_BYTES, faultBytes };
   const server = uffdCreate(buffer, 0, image.memoryBytes, { fd, pageMap: pageMapOf(image), verify }, {
     record: options.record === true,

@@ -23,7 +23,7 @@ import { MEMORY_FILE, STATE_FILE, readChain, writeSnapshot } from '../../snapsho
 import { discardArtefacts, getStrategy, listArtefacts, listStrategies, scrubSnapshot } from '../index.js';
 import { slotKey } from '../pass-pool.js';
 import { dramDir } from './dram.js';
-import { passPool } from './pass.js';
+import { passPoolOf } from './pass.js';
 
 const SIZE = 8 << 20;
 const root = mkdtempSync(join(tmpdir(), 'thaw-integrity-'));
@@ -150,7 +150,7 @@ describe('integrity', () => {
         strategy.prepare(root, readChain(root, id));
         let file: string;
         if (a.tier === 'pool') {
-          const p = passPool();
+          const p = passPoolOf(root, id);
           const entry = p.entry(slotKey(root, id));
           assert.ok(entry, 'pool slot indexed');
           flipByte(p.poolPath, entry.offsetBytes + 3 * PAGE_BYTES + 77);
