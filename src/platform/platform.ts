@@ -9,7 +9,7 @@ import { performance } from 'node:perf_hooks';
 import type { Logger } from 'pino';
 import { ThawError, toThawError, type ErrorCode } from '../core/errors.js';
 import { MEMORY_FILE, readState, diskUsageBytes, sweepSnapshotTemps, writeFileDurable } from '../snapshot/snapshot-io.js';
-import { ensureSnapshotKey, sealState, verifyChainSeals } from '../snapshot/snapshot-seal.js';
+import { checkArtefactSeals, ensureSnapshotKey, sealArtefacts, sealState, verifyChainSeals } from '../snapshot/snapshot-seal.js';
 import type { PageRun, SnapshotMeta } from '../core/snapshot-format.js';
 import { HostPool, type AcquiredHost } from '../sandbox/host-pool.js';
 import type { HostProcess } from '../sandbox/host-process.js';
@@ -21,7 +21,7 @@ import type { BootResult, InvokeResult as HostInvokeResult, RestoreResult, Snaps
 import type { FunctionParams } from '../core/function-spec.js';
 import { getStrategy, listStrategies, listArtefacts, discardArtefacts, grantTmpfsCopy, AUTO_STRATEGY, DEFAULT_STRATEGY } from '../restore/index.js';
 import { AutoStrategy, imageFacts, type AutoChoice, type SnapshotFacts } from '../restore/auto-strategy.js';
-import { StrategyPreparer } from './strategy-preparer.js';
+import { StrategyPreparer, type PrepareOutcome } from './strategy-preparer.js';
 import { FunctionLogs, type LogEntry } from './function-logs.js';
 import { startRedisRelay, type RedisRelay } from './redis-relay.js';
 import type { ObjectStore, ObjectStoreConfig } from '../store/object-store.js';
@@ -430,6 +430,7 @@ export class Platform implements ThawApi {
       // sets) are then built by the next prepare, in the daemon's worker, not in a sandbox host.
       if (stats?.phase === 'record' && snapshotId !== undefined && strategy !== undefined) {
         if (sandbox.scratchDir) this.adoptRecorded(sandbox.scratchDir, snapshotId);
+        this.sealRecorded(snapshotId);
         this.preparer.forget(snapshotId, strategy);
       }
       return result;
@@ -534,13 +535,13 @@ export class Platform implements ThawApi {
     // The seals of the whole chain, checked with the daemon's key (before anything is built from
     // it); the host checks that the state files it reads are these very bytes.
     const stateSha256 = verifyChainSeals(this.snapshotRoot, this.snapshotKey, snapshotId);
-    const prepared = await this.preparer.prepare(strategyId, snapshotId);
+    const { prepared, artefactSha256 } = await this.prepareSealed(strategyId, snapshotId);
     if (prepared.built && this.jail.jailed) this.grantSnapshot(snapshotId);
     const acquired = await this.acquireHost(fnName);
     const sandbox = this.register(fnName, fn.deployment, acquired, { kind: 'snapshot', snapshotId, strategy: strategyId });
     try {
       const restoring = acquired.host.request<RestoreResult>(
-        { op: 'restore', sandboxId: sandbox.id, deployment: fn.deployment, snapshotRoot: this.snapshotRoot, snapshotId, strategy: strategyId, stateSha256 },
+        { op: 'restore', sandboxId: sandbox.id, deployment: fn.deployment, snapshotRoot: this.snapshotRoot, snapshotId, strategy: strategyId, stateSha256, artefactSha256 },
         { timeoutMs: fn.params.initTimeoutMs, onTimeout: () => initTimeout(fn.params, 'restore') },
       );
       const invoking = input && this.invokeIn(sandbox, fn.params, input, restoring);
@@ -712,8 +713,8 @@ export class Platform implements ThawApi {
     const choice = this.autoStrategy.choose(id, facts);
     if (choice.prepareNext !== undefined) {
       const next = choice.prepareNext;
-      void this.preparer.prepare(next, id).then(
-        (p) => { if (p.built && this.jail.jailed) this.grantSnapshot(id); },
+      void this.prepareSealed(next, id).then(
+        ({ prepared }) => { if (prepared.built && this.jail.jailed) this.grantSnapshot(id); },
         (err: unknown) => this.log.warn({ snapshotId: id, strategy: next, err: String(err) }, 'auto: background prepare failed'),
       );
     }
@@ -819,6 +820,34 @@ export class Platform implements ThawApi {
       this.log.warn({ snapshot: id, err: toThawError(err).message }, 'cannot adopt a recorded artefact: the next restore records again');
     } finally {
       rmSync(outbox, { recursive: true, force: true });
+    }
+  }
+
+  /**
+   * Prepares `strategy`'s artefacts for snapshot `id` in the worker and returns the digests of the
+   * sealed ones, which a host must find (snapshot-seal.ts): what the worker just built is sealed
+   * at once (it runs to completion before any other restore's code); otherwise the seal is
+   * checked, and artefacts it does not cover are removed and prepared again (or recorded again).
+   * Throws THAW_SNAPSHOT_CORRUPT (a seal file that fails its MAC), and whatever prepare throws.
+   */
+  private async prepareSealed(strategy: string, id: string): Promise<{ prepared: PrepareOutcome; artefactSha256: Record<string, string> }> {
+    const prepared = await this.preparer.prepare(strategy, id);
+    if (prepared.built) return { prepared, artefactSha256: sealArtefacts(this.snapshotRoot, this.snapshotKey, id) };
+    const { digests, unsealed } = checkArtefactSeals(this.snapshotRoot, this.snapshotKey, id);
+    if (unsealed.length === 0) return { prepared, artefactSha256: digests };
+    this.log.error({ snapshot: id, files: unsealed }, 'artefacts the daemon did not seal were removed (forged, or left by a crash): they are built or recorded again');
+    for (const name of unsealed) rmSync(join(this.snapshotRoot, id, name), { force: true });
+    this.preparer.forget(id);
+    const again = await this.preparer.prepare(strategy, id);
+    return { prepared: again, artefactSha256: again.built ? sealArtefacts(this.snapshotRoot, this.snapshotKey, id) : digests };
+  }
+
+  /** Seals what a restore just recorded beside snapshot `id` (adopted from a jailed host's outbox). */
+  private sealRecorded(id: string): void {
+    try {
+      sealArtefacts(this.snapshotRoot, this.snapshotKey, id);
+    } catch (err: unknown) {
+      this.log.warn({ snapshot: id, err: toThawError(err).message }, 'cannot seal a recorded artefact: the next restore records again');
     }
   }
 
