@@ -106,6 +106,20 @@ export function settingSummary(run: ReplayRun, windows: readonly WindowResult[])
   });
 }
 
+/** Latency by how the sandbox started, per setting: FaaSMem's semi-warm starts against snapshot restores. */
+export function startKindRows(run: ReplayRun): Record<string, string>[] {
+  const out: Record<string, string>[] = [];
+  for (const setting of run.settings) {
+    for (const kind of START_KINDS) {
+      const lat = run.rows.filter((r) => r.setting === setting && r.ok && r.start === kind).map((r) => r.latencyMs);
+      const thaw = run.rows.filter((r) => r.setting === setting && r.ok && r.start === kind && r.thawMs !== null).map((r) => r.thawMs!);
+      if (lat.length === 0) continue;
+      out.push({ setting, start: kind, n: String(lat.length), 'p50 ms': fmt(median(lat)), 'p95 ms': fmt(p95(lat)), 'p50 in Thaw ms': fmt(thaw.length ? median(thaw) : NaN) });
+    }
+  }
+  return out;
+}
+
 /** The per-window table as text rows. */
 export function windowRows(windows: readonly WindowResult[]): Record<string, string>[] {
   return windows.map((w) => ({
@@ -160,7 +174,8 @@ export async function writeReplayOutputs(run: ReplayRun, outputDir: string, conf
   const windows = windowResults(run);
   const summaryRows = settingSummary(run, windows);
   const wRows = windowRows(windows);
-  const summary = formatTable(summaryRows);
+  const kindRows = startKindRows(run);
+  const summary = `${formatTable(summaryRows)}\nlatency by start kind:\n${formatTable(kindRows)}`;
   const windowsText = formatTable(wRows);
   const files: string[] = [];
   const put = (name: string, text: string): void => {
@@ -181,7 +196,7 @@ export async function writeReplayOutputs(run: ReplayRun, outputDir: string, conf
     put(`plots/${file}`, svg);
     svgs.push({ title, svg });
   }
-  put('report.html', reportHtml(run, summaryRows, wRows, svgs));
+  put('report.html', reportHtml(run, summaryRows, kindRows, wRows, svgs));
   return { dir, summary, windows: windowsText, files };
 }
 
@@ -193,7 +208,7 @@ function htmlTable(rows: readonly Record<string, string>[]): string {
     rows.map((r) => `<tr>${cols.map((c) => `<td>${esc(r[c] ?? '')}</td>`).join('')}</tr>`).join('')}</tbody></table>`;
 }
 
-function reportHtml(run: ReplayRun, summary: readonly Record<string, string>[], windows: readonly Record<string, string>[], svgs: readonly { title: string; svg: string }[]): string {
+function reportHtml(run: ReplayRun, summary: readonly Record<string, string>[], kinds: readonly Record<string, string>[], windows: readonly Record<string, string>[], svgs: readonly { title: string; svg: string }[]): string {
   const fns = run.functions.map((f) => ({
     rank: String(f.rank), app: f.app.slice(0, 12), func: f.func.slice(0, 12), trigger: f.trigger ?? '-', 'memory MB (Azure 2019)': f.memoryMb === null ? '-' : String(f.memoryMb),
     invocations: String(f.invocations), 'replayed as': f.deployedAs, input: f.input,
@@ -209,6 +224,8 @@ Started ${esc(run.startedAt)}, finished ${esc(run.finishedAt)}; load average ${r
 Resident memory read from ${esc(run.memorySource)}. Latency is end to end as the replayer saw it.</p>
 <h2>Per setting</h2>
 ${htmlTable(summary)}
+<h2>Latency by start kind</h2>
+${htmlTable(kinds)}
 ${svgs.map((s) => `<figure><figcaption>${esc(s.title)}</figcaption>${s.svg}</figure>`).join('\n')}
 <h2>Per window</h2>
 ${htmlTable(windows)}
