@@ -113,16 +113,16 @@ static napi_value om_connect(napi_env env, napi_callback_info info) {
   return rc ? om_throw(env, -rc, op) : NULL;
 }
 
-/* omScan(handle, reset) -> Uint8Array, 1 per page written since the last reset scan. */
+/* omScan(handle, what: 0 written | 1 written and re-protect | 2 present) -> Uint8Array, 1 byte per page. */
 static napi_value om_scan(napi_env env, napi_callback_info info) {
   napi_value argv[2], ab, out;
-  om_handle *h; bool reset = false; void *data;
-  if (om_args(env, info, argv, 2) < 2 || !(h = om_get(env, argv[0]))) return om_bad(env, "omScan: expects (handle, reset)");
-  napi_get_value_bool(env, argv[1], &reset);
+  om_handle *h; uint32_t what; void *data;
+  if (om_args(env, info, argv, 2) < 2 || !(h = om_get(env, argv[0])) || !om_u32(env, argv[1], &what) || what > 2)
+    return om_bad(env, "omScan: expects (handle, 0 | 1 | 2)");
   size_t pages = thaw_om_pages(h->m);
   TRY(napi_create_arraybuffer(env, pages, &data, &ab));
   memset(data, 0, pages);
-  int64_t rc = thaw_om_scan(h->m, reset, data);
+  int64_t rc = thaw_om_scan(h->m, (int)what, data);
   if (rc < 0) return om_throw(env, (int)-rc, "ioctl(PAGEMAP_SCAN)");
   TRY(napi_create_typedarray(env, napi_uint8_array, pages, ab, 0, &out));
   return out;

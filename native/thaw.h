@@ -100,6 +100,7 @@ int thaw_stages_protect(int uffd, void *addr, size_t len);
 int64_t thaw_stages_scan(void *addr, size_t len, size_t page, int reset, uint8_t *bitmap);
 /* bitmap[i] = 1 for each page still mapped from its file (never copied on write). */
 int64_t thaw_stages_file_pages(void *addr, size_t len, size_t page, uint8_t *bitmap);
+int64_t thaw_stages_present_pages(void *addr, size_t len, size_t page, uint8_t *bitmap);
 
 /* thaw_offload.c: a guest range's offload tiers, served back through one userfaultfd. */
 typedef struct thaw_om thaw_om;
@@ -113,9 +114,12 @@ typedef struct {
 /* -EBUSY: the range already has a userfaultfd (a restore strategy's page server). */
 int thaw_om_start(void *addr, size_t len, thaw_om **out, const char **op);
 int thaw_om_extend(thaw_om *m, size_t len, const char **op);
+/* Adds MISSING faults (done by the first offload); -EINVAL where a file is mapped in the range. */
+int thaw_om_enable_missing(thaw_om *m, const char **op);
 int thaw_om_set_file(thaw_om *m, int fd);
 int thaw_om_connect(thaw_om *m, const char *path, int timeout_ms, const char **op);
-int64_t thaw_om_scan(thaw_om *m, int reset, uint8_t *bitmap); /* bitmap: thaw_om_pages bytes */
+/* what: 0 written, 1 written + re-protect, 2 present. bitmap: thaw_om_pages bytes. */
+int64_t thaw_om_scan(thaw_om *m, int what, uint8_t *bitmap);
 size_t thaw_om_pages(thaw_om *m);
 int64_t thaw_om_offload(thaw_om *m, int tier, const uint32_t *pages, size_t n, const char **op);
 void thaw_om_get_stats(thaw_om *m, thaw_om_stats *st);

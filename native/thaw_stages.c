@@ -18,6 +18,7 @@
 #ifndef PAGEMAP_SCAN
 #define PAGE_IS_WRITTEN (1 << 1)
 #define PAGE_IS_FILE (1 << 2)
+#define PAGE_IS_PRESENT (1 << 3)
 #define PM_SCAN_WP_MATCHING (1 << 0)
 #define PM_SCAN_CHECK_WPASYNC (1 << 1)
 struct page_region { uint64_t start, end, categories; };
@@ -76,4 +77,8 @@ int64_t thaw_stages_scan(void *addr, size_t len, size_t page, int reset, uint8_t
 
 int64_t thaw_stages_file_pages(void *addr, size_t len, size_t page, uint8_t *bitmap) {
   return scan(addr, len, page, PAGE_IS_FILE, 0, bitmap);
+}
+
+int64_t thaw_stages_present_pages(void *addr, size_t len, size_t page, uint8_t *bitmap) {
+  return scan(addr, len, page, PAGE_IS_PRESENT, 0, bitmap);
 }

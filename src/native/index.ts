@@ -59,7 +59,7 @@ interface Addon {
   omExtend(handle: OffloadHandle, buffer: ArrayBuffer): void;
   omSetFile(handle: OffloadHandle, fd: number): void;
   omConnect(handle: OffloadHandle, socketPath: string, timeoutMs: number): void;
-  omScan(handle: OffloadHandle, reset: boolean): Uint8Array;
+  omScan(handle: OffloadHandle, what: 0 | 1 | 2): Uint8Array;
   omOffload(handle: OffloadHandle, tier: number, pages: Uint32Array): number;
   omStats(handle: OffloadHandle): RawOffloadStats;
   omStop(handle: OffloadHandle, fill: boolean): void;
@@ -602,7 +602,12 @@ export class GuestOffloader {
 
   /** One byte per page: 1 = written since the last scan with `reset` (which write-protects them again). */
   scan(reset: boolean): Uint8Array {
-    return call('omScan', this.#running(), reset);
+    return call('omScan', this.#running(), reset ? 1 : 0);
+  }
+
+  /** One byte per page: 1 = present (mapped) now. */
+  present(): Uint8Array {
+    return call('omScan', this.#running(), 2);
   }
 
   /**

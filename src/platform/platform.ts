@@ -83,6 +83,8 @@ const FATAL_TO_SANDBOX = new Set<ErrorCode>([
   'THAW_GUEST_TRAP', 'THAW_GUEST_OOM', 'THAW_TIMEOUT', 'THAW_SANDBOX_DIED', 'THAW_INTERNAL',
   // A WASI guest is stopped mid-handler at the write past the limit: its stack is not unwound.
   'THAW_OUTPUT_TOO_LARGE',
+  // Offloaded pages could not be fetched back: its memory is fenced (memory/host-memory.ts).
+  'THAW_MEMORY_SERVER_LOST',
 ]);
 
 export class Platform implements ThawApi {

@@ -4,7 +4,8 @@
 import { fork, spawn, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { ThawError } from '../core/errors.js';
-import type { HostEnvelope, HostMessage, HostRequest } from './protocol.js';
+import type { HostEnvelope, HostMessage, HostRequest, MemoryStagesResult, OffloadResult } from './protocol.js';
+import type { OffloadRequest } from '../memory/types.js';
 import { MemoryCgroup } from './cgroup.js';
 import { JAIL_FAILED_EXIT, UFFD_DEVICE_FD, jailerCommand, type JailPlan } from './jail.js';
 
@@ -133,6 +134,19 @@ export class HostProcess {
         }
       });
     });
+  }
+
+  /** Sandbox `sandboxId`'s pages by life stage (see memory/host-memory.ts). */
+  memoryStages(sandboxId: string): Promise<MemoryStagesResult> {
+    return this.request<MemoryStagesResult>({ op: 'memoryStages', sandboxId }, { timeoutMs: 30_000 });
+  }
+
+  /**
+   * Moves cold pages of sandbox `sandboxId` to a tier (memorySocket: the daemon's relay to the
+   * memory server, for the remote tier). Throws THAW_OFFLOAD_UNAVAILABLE, THAW_MEMORY_SERVER_LOST.
+   */
+  offload(sandboxId: string, request: OffloadRequest, memorySocket: string | null = null): Promise<OffloadResult> {
+    return this.request<OffloadResult>({ op: 'offload', sandboxId, request, memorySocket }, { timeoutMs: 60_000 });
   }
 
   /** Kills the host process; pending requests fail. Resolves when it has exited. */
