@@ -72,8 +72,8 @@ class TrackedMemory {
     this.recent = widen(this.recent);
     if (this.offloader) {
       // Pages the guest wrote in the grown part before it was registered: the current stage's.
-      const present = this.offloader.present();
       this.offloader.extend(this.memory.buffer);
+      const present = this.offloader.present();
       for (let p = from; p < pages; p++) if (present[p]) this.assign(p);
     }
   }

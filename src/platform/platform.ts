@@ -22,6 +22,8 @@ import type { FunctionParams } from '../core/function-spec.js';
 import { getStrategy, listStrategies, listArtefacts, discardArtefacts, grantTmpfsCopy, DEFAULT_STRATEGY } from '../restore/index.js';
 import { StrategyPreparer } from './strategy-preparer.js';
 import { startRedisRelay, type RedisRelay } from './redis-relay.js';
+import { policySandboxOf } from '../memory/policy-sandbox.js';
+import type { PolicySandbox } from '../memory/types.js';
 import type { ObjectStore, ObjectStoreConfig } from '../store/object-store.js';
 import { openObjectStore } from '../store/open-store.js';
 import { FunctionRegistry } from './function-registry.js';
@@ -203,6 +205,15 @@ export class Platform implements ThawApi {
     const { sandbox, timings } = await this.bootCold(fnName).finally(() => setImmediate(() => this.pool.refill()));
     this.release(sandbox);
     return { ...this.sandboxInfo(sandbox), timings: { ...timings, handlerMs: 0, totalMs: round(performance.now() - t0) } };
+  }
+
+  /**
+   * Sandbox `id` as a memory policy acts on it (issue 11: memory/policy-sandbox.ts); memorySocket:
+   * the memory server's Unix socket for the remote tier (memory/remote-server.ts), or null.
+   */
+  policySandbox(id: string, memorySocket: string | null = null): PolicySandbox {
+    const s = this.sandbox(id);
+    return policySandboxOf(s.host, s.id, s.fn, memorySocket);
   }
 
   async listSandboxes(): Promise<SandboxInfo[]> {
