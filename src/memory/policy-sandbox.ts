@@ -5,11 +5,18 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { HostProcess } from '../sandbox/host-process.js';
 import type { MemoryCgroup } from '../sandbox/cgroup.js';
-import type { PolicyCgroup, PolicySandbox } from './types.js';
+import type { OffloadStats, PolicyCgroup, PolicySandbox } from './types.js';
+
+/** A PolicySandbox that also reports its offload figures (for the scheduler's and the bench's reports). */
+export interface ReportingSandbox extends PolicySandbox {
+  /** heldBytes: offloaded and not faulted back now. */
+  offloadStats(): Promise<OffloadStats & { heldBytes: number }>;
+}
 
 /** `memorySocket`: the memory server's Unix socket (remote tier), or null when none runs. */
-export function policySandboxOf(host: HostProcess, id: string, fn: string, memorySocket: string | null): PolicySandbox {
+export function policySandboxOf(host: HostProcess, id: string, fn: string, memorySocket: string | null): ReportingSandbox {
   return {
+    offloadStats: () => host.offloadStats(id),
     id,
     fn,
     offload: (req) => host.offload(id, req, memorySocket),

@@ -22,8 +22,7 @@ import type { FunctionParams } from '../core/function-spec.js';
 import { getStrategy, listStrategies, listArtefacts, discardArtefacts, grantTmpfsCopy, DEFAULT_STRATEGY } from '../restore/index.js';
 import { StrategyPreparer } from './strategy-preparer.js';
 import { startRedisRelay, type RedisRelay } from './redis-relay.js';
-import { policySandboxOf } from '../memory/policy-sandbox.js';
-import type { PolicySandbox } from '../memory/types.js';
+import { policySandboxOf, type ReportingSandbox } from '../memory/policy-sandbox.js';
 import type { ObjectStore, ObjectStoreConfig } from '../store/object-store.js';
 import { openObjectStore } from '../store/open-store.js';
 import { FunctionRegistry } from './function-registry.js';
@@ -211,7 +210,7 @@ export class Platform implements ThawApi {
    * Sandbox `id` as a memory policy acts on it (issue 11: memory/policy-sandbox.ts); memorySocket:
    * the memory server's Unix socket for the remote tier (memory/remote-server.ts), or null.
    */
-  policySandbox(id: string, memorySocket: string | null = null): PolicySandbox {
+  policySandbox(id: string, memorySocket: string | null = null): ReportingSandbox {
     const s = this.sandbox(id);
     return policySandboxOf(s.host, s.id, s.fn, memorySocket);
   }
