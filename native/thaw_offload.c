@@ -250,8 +250,26 @@ int thaw_om_extend(thaw_om *m, size_t len, const char **op) {
   return register_range(m, from, len, op);
 }
 
+/* True when a file (a regular file, tmpfs or memfd) is mapped anywhere in the range. MISSING
+ * faults would not cover it: a dropped page of a private tmpfs mapping reads the file's page
+ * back without a fault, so only the file tier may drop pages there. */
+static int maps_a_file(const thaw_om *m) {
+  FILE *f = fopen("/proc/self/maps", "re");
+  if (!f) return 1; /* cannot tell: assume the worst */
+  char line[512];
+  uint64_t lo = (uintptr_t)m->base, hi = lo + m->len;
+  int found = 0;
+  while (!found && fgets(line, sizeof line, f)) {
+    unsigned long a, b, ino;
+    if (sscanf(line, "%lx-%lx %*s %*x %*x:%*x %lu", &a, &b, &ino) == 3 && a < hi && b > lo && ino != 0) found = 1;
+  }
+  fclose(f);
+  return found;
+}
+
 int thaw_om_enable_missing(thaw_om *m, const char **op) {
   if (m->mode == THAW_OM_MODE_FULL) return 0;
+  if (maps_a_file(m)) return *op = "a file is mapped in the guest range", -EINVAL;
   /* Re-registering with the same uffd adds MISSING; the pages' write-protect bits stay. */
   struct uffdio_register reg = { { (uintptr_t)m->base, m->len }, UFFDIO_REGISTER_MODE_WP | UFFDIO_REGISTER_MODE_MISSING, 0 };
   if (ioctl(m->uffd, UFFDIO_REGISTER, &reg) != 0) return *op = "ioctl(UFFDIO_REGISTER) for MISSING faults", -errno;

@@ -134,6 +134,9 @@ class TrackedMemory {
     try {
       moved = offloader.offload(req.tier, candidates);
     } catch (err: unknown) {
+      if ((err as { cause?: { code?: unknown } }).cause?.code === 'EOPNOTSUPP') {
+        throw new ThawError('THAW_OFFLOAD_UNAVAILABLE', { id: this.id, tier: req.tier, reason: 'the restore strategy mapped a file over this memory: only the file tier can drop its pages' });
+      }
       throw this.lost() ?? err;
     }
     this.recent.fill(0);

@@ -84,3 +84,20 @@ test('a sandbox whose memory server dies gets a clear error and is discarded, ne
   assert.match(err.message, /remote tier/);
   assert.ok(!(await p.listSandboxes()).some((x) => x.id === id), 'the sandbox is discarded');
 });
+
+test('per strategy: a file-mapped restore offloads to the file tier only; a live page server means snapshot layers', async () => {
+  const v = await p.invoke({ function: 'mem64-c', mode: 'snapshot', snapshotId, strategy: 'vanilla', input: new Uint8Array(0) });
+  const sv = p.policySandbox(v.sandboxId, server.socketPath);
+  assert.equal((await sv.memoryStages()).method, 'write-protect');
+  await rejectsWith(sv.offload({ tier: 'compressed', scope: { shrinkToBytes: 8 * MiB } }), 'THAW_OFFLOAD_UNAVAILABLE');
+  assert.ok((await sv.offload({ tier: 'file', scope: { shrinkToBytes: 8 * MiB } })).offloadedBytes >= 56 * MiB);
+  assert.equal(text((await p.invoke({ function: 'mem64-c', mode: 'warm', sandboxId: v.sandboxId, input: new Uint8Array(0) })).output), checksum);
+  await p.deleteSandbox(v.sandboxId);
+  const u = await p.invoke({ function: 'mem64-c', mode: 'snapshot', snapshotId, strategy: 'uffd', input: new Uint8Array(0) });
+  const su = p.policySandbox(u.sandboxId, server.socketPath);
+  const st = await su.memoryStages();
+  assert.equal(st.method, 'snapshot-layers');
+  assert.ok(st.initBytes >= 64 * MiB, JSON.stringify(st));
+  await rejectsWith(su.offload({ tier: 'compressed', scope: { shrinkToBytes: 8 * MiB } }), 'THAW_OFFLOAD_UNAVAILABLE');
+  await p.deleteSandbox(u.sandboxId);
+});
