@@ -33,6 +33,7 @@ process.stdout.write(`bench:offload  runs=${runs}  host: ${host}  load average $
 
 const dataDir = mkdtempSync(join(tmpdir(), 'thaw-bench-offload-'));
 const p = new Platform({ ...parseDaemonConfig({ dataDir, spareHosts: 1, preparedPerFunction: 1, jail: 'auto' }), logger: pino({ level: 'warn' }) });
+p.setMemoryTracking(true);
 const servers: MemoryServer[] = [];
 try {
   const fast = await startMemoryServer({ socketPath: join(dataDir, 'run', 'memory-0.sock'), gid: SANDBOX_GID, latencyUs: 0 });

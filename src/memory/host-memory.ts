@@ -27,8 +27,8 @@ import type { MemoryStages, OffloadReport, OffloadRequest, OffloadStats, Offload
 type Stage = 'runtime' | 'init' | 'request';
 const STAGE_CODE: Readonly<Record<Stage, number>> = { runtime: 1, init: 2, request: 3 };
 
-/** How a sandbox's stages are known. */
-export type StageMethod = 'write-protect' | 'snapshot-layers';
+/** How a sandbox's stages are known ('untracked': a booted sandbox whose tracking is off). */
+export type StageMethod = 'write-protect' | 'snapshot-layers' | 'untracked';
 
 class TrackedMemory {
   /** Per page: the stage that last wrote it before requests began (1 runtime, 2 init), or 3 if first written by a request. */
@@ -43,6 +43,8 @@ class TrackedMemory {
     readonly id: string,
     readonly memory: WebAssembly.Memory,
     public offloader: GuestOffloader | null,
+    /** Track stages from the start (else the offloader starts at the first offload). */
+    readonly tracking: boolean,
     /** The snapshot image's path (resolved on the file tier's first use), or null after a boot. */
     readonly imagePath: (() => string) | null,
     snapshotPages: Uint8Array | null,
@@ -54,7 +56,7 @@ class TrackedMemory {
   }
 
   get method(): StageMethod {
-    return this.offloader ? 'write-protect' : 'snapshot-layers';
+    return this.offloader ? 'write-protect' : this.imagePath ? 'snapshot-layers' : 'untracked';
   }
 
   /** Grows the per-page tables (and the offloader's registration) to the memory's size now. */
@@ -92,7 +94,7 @@ class TrackedMemory {
   /** Ends the current window: pages written since the last boundary go to the current stage. */
   boundary(next: Stage): void {
     // reap and faasnap stop their page servers after the first request: write-protect can start.
-    if (!this.offloader && this.imagePath) this.offloader = startOffloader(this.memory);
+    if (!this.offloader && this.tracking && this.imagePath) this.offloader = startOffloader(this.memory);
     this.grow();
     if (this.offloader) {
       const written = this.offloader.scan(true);
@@ -112,8 +114,10 @@ class TrackedMemory {
       else if (this.owner[p] === 2) init++;
     }
     const resident = this.resident();
-    // Without write-protect, request pages are what is resident beyond the snapshot's pages.
-    if (!this.offloader) request = Math.max(0, resident / PAGE_BYTES - runtime - init);
+    // Without write-protect, request pages are what is resident beyond the snapshot's pages (and
+    // an untracked booted sandbox's resident pages all count as init).
+    if (!this.offloader && this.imagePath) request = Math.max(0, resident / PAGE_BYTES - runtime - init);
+    if (!this.offloader && !this.imagePath) init = resident / PAGE_BYTES;
     return { runtimeBytes: runtime * PAGE_BYTES, initBytes: init * PAGE_BYTES, requestBytes: request * PAGE_BYTES, residentBytes: resident };
   }
 
@@ -169,6 +173,14 @@ class TrackedMemory {
     const lost = this.lost();
     if (lost) throw lost;
     if (!this.offloader) {
+      // Untracked until now: what a booted sandbox holds counts as init (a restored one has its layers).
+      this.offloader = startOffloader(this.memory);
+      if (this.offloader && !this.imagePath) {
+        const present = this.offloader.present();
+        for (let p = 0; p < present.length && p < this.owner.length; p++) if (present[p] && !this.owner[p]) this.owner[p] = STAGE_CODE.init;
+      }
+    }
+    if (!this.offloader) {
       const reason = unavailableReason || "the restore strategy's page server owns this memory (a range has one userfaultfd); restore with a strategy that leaves plain memory, e.g. eager";
       throw new ThawError('THAW_OFFLOAD_UNAVAILABLE', { id: this.id, tier, reason });
     }
@@ -223,10 +235,14 @@ function get(id: string): TrackedMemory {
   return t;
 }
 
-/** A booted guest, before its init runs: what is resident now is the runtime's. */
-export function trackBoot(id: string, memory: WebAssembly.Memory): void {
-  const offloader = startOffloader(memory);
-  const t = new TrackedMemory(id, memory, offloader, null, null);
+/**
+ * A booted guest, before its init runs: what is resident now is the runtime's. Without `tracking`
+ * nothing is registered until the first offload (write-protect costs every request a fault per
+ * page it first writes, and a scan).
+ */
+export function trackBoot(id: string, memory: WebAssembly.Memory, tracking: boolean): void {
+  const offloader = tracking ? startOffloader(memory) : null;
+  const t = new TrackedMemory(id, memory, offloader, tracking, null, null);
   if (offloader) {
     const present = offloader.present();
     for (let p = 0; p < present.length; p++) if (present[p]) t.owner[p] = STAGE_CODE.runtime;
@@ -244,7 +260,7 @@ export function trackInit(id: string): void {
  * A restored guest (`chain`: its snapshot chain under `root`, base first): its snapshot's pages
  * are runtime (base layer) and init (later layers); requests come next.
  */
-export function trackRestore(id: string, memory: WebAssembly.Memory, root: string, chain: readonly SnapshotState[]): void {
+export function trackRestore(id: string, memory: WebAssembly.Memory, root: string, chain: readonly SnapshotState[], tracking: boolean): void {
   const imagePath = (): string => {
     const resolved = resolveImage(root, chain, 'open');
     closeSync(resolved.fd);
@@ -254,7 +270,7 @@ export function trackRestore(id: string, memory: WebAssembly.Memory, root: strin
   chain.forEach((layer, i) => {
     for (const r of layer.runs) pages.fill(chain.length > 1 && i === 0 ? STAGE_CODE.runtime : STAGE_CODE.init, r.firstPage, r.firstPage + r.pageCount);
   });
-  const t = new TrackedMemory(id, memory, startOffloader(memory), imagePath, pages);
+  const t = new TrackedMemory(id, memory, tracking ? startOffloader(memory) : null, tracking, imagePath, pages);
   t.phase = 'request';
   tracked.set(id, t);
 }

@@ -20,6 +20,7 @@ let checksum = '';
 let snapshotId = '';
 
 before(async () => {
+  p.setMemoryTracking(true);
   if (process.getuid?.() === 0) assert.ok(p.jail.jailed, 'as root, the hosts under test are jailed');
   server = await startMemoryServer({ socketPath: join(dataDir, 'run', 'memory.sock'), gid: SANDBOX_GID, latencyUs: 20 });
   await deployExample(p, 'mem64-c');
@@ -100,4 +101,22 @@ test('per strategy: a file-mapped restore offloads to the file tier only; a live
   assert.ok(st.initBytes >= 64 * MiB, JSON.stringify(st));
   await rejectsWith(su.offload({ tier: 'compressed', scope: { shrinkToBytes: 8 * MiB } }), 'THAW_OFFLOAD_UNAVAILABLE');
   await p.deleteSandbox(u.sandboxId);
+});
+
+test('with tracking off (the default), a sandbox is untracked until its first offload, which still works', async () => {
+  p.setMemoryTracking(false);
+  try {
+    const cold = await p.invoke({ function: 'mem64-c', mode: 'cold', input: new Uint8Array(0) });
+    const s = p.policySandbox(cold.sandboxId, server.socketPath);
+    const st = await s.memoryStages();
+    assert.equal(st.method, 'untracked');
+    assert.equal(st.initBytes, st.residentBytes);
+    const rep = await s.offload({ tier: 'compressed', scope: { stages: ['init'] } });
+    assert.ok(rep.offloadedBytes >= 64 * MiB, `offloaded ${rep.offloadedBytes}`);
+    assert.equal((await s.memoryStages()).method, 'write-protect');
+    assert.equal(text((await p.invoke({ function: 'mem64-c', mode: 'warm', sandboxId: cold.sandboxId, input: new Uint8Array(0) })).output), checksum);
+    await p.deleteSandbox(cold.sandboxId);
+  } finally {
+    p.setMemoryTracking(true);
+  }
 });

@@ -111,6 +111,7 @@ export class Platform implements ThawApi {
   private readonly cgroupState: string;
   private cgroupParent: string | null = null;
   private redisRelay: RedisRelay | null = null;
+  private memoryTracking = false;
   /** Snapshots the last scrub found corrupt, with what it found: refused until scrubbed whole. */
   private readonly scrubFailures = new Map<string, string>();
   private scrubbing = false;
@@ -204,6 +205,15 @@ export class Platform implements ThawApi {
     const { sandbox, timings } = await this.bootCold(fnName).finally(() => setImmediate(() => this.pool.refill()));
     this.release(sandbox);
     return { ...this.sandboxInfo(sandbox), timings: { ...timings, handlerMs: 0, totalMs: round(performance.now() - t0) } };
+  }
+
+  /**
+   * Whether sandboxes booted or restored from now on track their page life stages (issue 11:
+   * write-protect tracking costs every request a fault per page it first writes, and a scan;
+   * off by default, on when a memory policy uses stages). Offloading works either way.
+   */
+  setMemoryTracking(on: boolean): void {
+    this.memoryTracking = on;
   }
 
   /**
@@ -477,7 +487,7 @@ export class Platform implements ThawApi {
     const sandbox = this.register(fnName, fn.deployment, acquired, { kind: 'cold' });
     try {
       const booting = acquired.host.request<BootResult>(
-        { op: 'boot', sandboxId: sandbox.id, deployment: fn.deployment, init: true },
+        { op: 'boot', sandboxId: sandbox.id, deployment: fn.deployment, init: true, trackMemory: this.memoryTracking },
         { timeoutMs: fn.params.initTimeoutMs, onTimeout: () => initTimeout(fn.params, 'boot and init') },
       );
       const invoking = input && this.invokeIn(sandbox, fn.params, input, booting);
@@ -516,7 +526,7 @@ export class Platform implements ThawApi {
     const sandbox = this.register(fnName, fn.deployment, acquired, { kind: 'snapshot', snapshotId, strategy: strategyId });
     try {
       const restoring = acquired.host.request<RestoreResult>(
-        { op: 'restore', sandboxId: sandbox.id, deployment: fn.deployment, snapshotRoot: this.snapshotRoot, snapshotId, strategy: strategyId, stateSha256 },
+        { op: 'restore', sandboxId: sandbox.id, deployment: fn.deployment, snapshotRoot: this.snapshotRoot, snapshotId, strategy: strategyId, stateSha256, trackMemory: this.memoryTracking },
         { timeoutMs: fn.params.initTimeoutMs, onTimeout: () => initTimeout(fn.params, 'restore') },
       );
       const invoking = input && this.invokeIn(sandbox, fn.params, input, restoring);

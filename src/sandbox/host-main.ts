@@ -135,7 +135,7 @@ async function handle(req: HostRequest): Promise<unknown> {
       releasePreallocated(null);
       const t0 = performance.now();
       const guest = await p.adapter.boot(p.prepared, contextFor(req.sandboxId, p.fn));
-      trackBoot(req.sandboxId, guest.memory);
+      trackBoot(req.sandboxId, guest.memory, req.trackMemory === true);
       const bootMs = since(t0);
       const t1 = performance.now();
       if (req.init) await guest.init();
@@ -166,7 +166,7 @@ async function handle(req: HostRequest): Promise<unknown> {
       }
       const s: LiveSandbox = { id: req.sandboxId, fn: p, guest, restoredFrom: { root: req.snapshotRoot, id: req.snapshotId }, image };
       sandboxes.set(req.sandboxId, s);
-      trackRestore(req.sandboxId, guest.memory, req.snapshotRoot, chain);
+      trackRestore(req.sandboxId, guest.memory, req.snapshotRoot, chain, req.trackMemory === true);
       const stats = { ...image.stats };
       const result: RestoreResult = { timings: { restoreMs: since(t0) }, memoryBytes: guest.memory.buffer.byteLength, bytesRead: stats.bytesRead, restore: stats };
       return result;

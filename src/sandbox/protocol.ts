@@ -32,8 +32,9 @@ export type HostRequest =
    */
   | { op: 'configure'; objectStore: ObjectStoreConfig; ownerPid: number; redisSocket: string | null }
   | { op: 'prepare'; fn: HostFunction }
-  | { op: 'boot'; sandboxId: string; deployment: string; init: boolean }
-  | { op: 'restore'; sandboxId: string; deployment: string; snapshotRoot: string; snapshotId: string; strategy: string; stateSha256?: Record<string, string> }
+  /** trackMemory: track page life stages from the start (memory/host-memory.ts); default off. */
+  | { op: 'boot'; sandboxId: string; deployment: string; init: boolean; trackMemory?: boolean }
+  | { op: 'restore'; sandboxId: string; deployment: string; snapshotRoot: string; snapshotId: string; strategy: string; stateSha256?: Record<string, string>; trackMemory?: boolean }
   | { op: 'invoke'; sandboxId: string; input: Uint8Array }
   /** Written to `outDir` (the host's scratch when jailed, else the snapshot root); base chains read from `snapshotRoot`. */
   | { op: 'snapshot'; sandboxId: string; snapshotRoot: string; outDir: string; meta: Omit<SnapshotMeta, 'memoryBytes' | 'guestState' | 'runtime' | 'moduleDigest' | 'functionName'> }
@@ -82,7 +83,7 @@ export interface StatsResult {
   offload: Record<string, OffloadStats & { heldBytes: number }>;
 }
 /** How a sandbox's stages were found: write-protect tracking, or its snapshot's layers. */
-export type MemoryStagesResult = MemoryStages & { method: 'write-protect' | 'snapshot-layers' };
+export type MemoryStagesResult = MemoryStages & { method: 'write-protect' | 'snapshot-layers' | 'untracked' };
 export type OffloadResult = OffloadReport;
 
 /** Wire shape of an error crossing the channel (ThawError.toJSON()). */

@@ -14,6 +14,7 @@ let checksum = '';
 let snapshotId = '';
 
 before(async () => {
+  p.setMemoryTracking(true);
   await deployExample(p, 'mem64-c');
   const cold = await p.invoke({ function: 'mem64-c', mode: 'cold', input: new Uint8Array(0) });
   checksum = text(cold.output);
