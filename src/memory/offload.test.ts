@@ -22,17 +22,14 @@ let snapshotId = '';
 before(async () => {
   p.setMemoryTracking(true);
   if (process.getuid?.() === 0) assert.ok(p.jail.jailed, 'as root, the hosts under test are jailed');
-  server = await startMemoryServer({ socketPath: join(dataDir, 'run', 'memory.sock'), gid: SANDBOX_GID, latencyUs: 20 });
+  server = await p.startMemoryServer(20); // the daemon's: stopped by p.close()
   await deployExample(p, 'mem64-c');
   const cold = await p.invoke({ function: 'mem64-c', mode: 'cold', input: new Uint8Array(0) });
   checksum = text(cold.output);
   assert.match(checksum, /^checksum=/);
   snapshotId = (await p.createSnapshot({ sandboxId: cold.sandboxId })).id;
 });
-after(async () => {
-  await p.close();
-  await server?.kill();
-});
+after(() => p.close());
 
 async function restored(): Promise<string> {
   const r = await p.invoke({ function: 'mem64-c', mode: 'snapshot', snapshotId, strategy: 'eager', input: new Uint8Array(0) });

@@ -23,6 +23,7 @@ import { getStrategy, listStrategies, listArtefacts, discardArtefacts, grantTmpf
 import { StrategyPreparer } from './strategy-preparer.js';
 import { startRedisRelay, type RedisRelay } from './redis-relay.js';
 import { policySandboxOf, type ReportingSandbox } from '../memory/policy-sandbox.js';
+import { startMemoryServer, type MemoryServer } from '../memory/remote-server.js';
 import type { ObjectStore, ObjectStoreConfig } from '../store/object-store.js';
 import { openObjectStore } from '../store/open-store.js';
 import { FunctionRegistry } from './function-registry.js';
@@ -112,6 +113,7 @@ export class Platform implements ThawApi {
   private cgroupParent: string | null = null;
   private redisRelay: RedisRelay | null = null;
   private memoryTracking = false;
+  private memoryServer: MemoryServer | null = null;
   /** Snapshots the last scrub found corrupt, with what it found: refused until scrubbed whole. */
   private readonly scrubFailures = new Map<string, string>();
   private scrubbing = false;
@@ -217,10 +219,22 @@ export class Platform implements ThawApi {
   }
 
   /**
-   * Sandbox `id` as a memory policy acts on it (issue 11: memory/policy-sandbox.ts); memorySocket:
-   * the memory server's Unix socket for the remote tier (memory/remote-server.ts), or null.
+   * Starts the remote tier's memory server (memory/remote-server.ts: its own process and network
+   * namespace, TCP behind a Unix socket in <data>/run that jailed hosts may connect to), adding
+   * `latencyUs` to each page fetched back. Once per platform; stopped by close().
    */
-  policySandbox(id: string, memorySocket: string | null = null): ReportingSandbox {
+  async startMemoryServer(latencyUs: number): Promise<MemoryServer> {
+    if (this.memoryServer) throw new ThawError('THAW_REQUEST_INVALID', { detail: 'the memory server is already running' });
+    mkdirSync(join(this.params.dataDir, 'run'), { recursive: true });
+    this.memoryServer = await startMemoryServer({ socketPath: join(this.params.dataDir, 'run', 'memory.sock'), gid: SANDBOX_GID, latencyUs });
+    return this.memoryServer;
+  }
+
+  /**
+   * Sandbox `id` as a memory policy acts on it (issue 11: memory/policy-sandbox.ts); memorySocket:
+   * the memory server's Unix socket for the remote tier (default: the one startMemoryServer started).
+   */
+  policySandbox(id: string, memorySocket: string | null = this.memoryServer?.socketPath ?? null): ReportingSandbox {
     const s = this.sandbox(id);
     return policySandboxOf(s.host, s.id, s.fn, memorySocket);
   }
@@ -453,6 +467,7 @@ export class Platform implements ThawApi {
     await this.preparer.close();
     await this.pool.close();
     await this.redisRelay?.close();
+    await this.memoryServer?.kill();
     this.sandboxes.clear();
     if (this.cgroupParent) removeCgroupParent(this.cgroupParent);
     if (this.objects) await (await this.objects.catch(() => undefined))?.close();
