@@ -3,8 +3,10 @@
 // of it and replies with a checksum). Per tier, each run: restore a sandbox (eager), one warm
 // request with everything resident, offload down to 8 MiB (a semi-warm sandbox at its floor),
 // then one request that faults all of it back. Prints medians: offload time, resident before and
-// after, the fault thread's time per page put back (fetch + UFFDIO_COPY) and the time each page
-// added to the request as the guest saw it (request time after offload minus before, per page).
+// after, the fault thread's time per page put back (fetch + UFFDIO_COPY), the time each page
+// added to the request as the guest saw it (request time after offload minus before, per page),
+// and beside it what an eager snapshot restore plus the same request costs (the alternative to
+// keeping a semi-warm sandbox).
 // The remote tier runs twice: no injected latency, and LATENCY_US (default 50) per page.
 // Env: RUNS (default 3), LATENCY_US.
 
@@ -57,7 +59,7 @@ try {
   const rows: Record<string, string>[] = [];
   for (const c of cases) {
     process.stderr.write(`  ${c.label} ...\n`);
-    const m = { offloadMs: [] as number[], before: [] as number[], after: [] as number[], faultUs: [] as number[], addedUs: [] as number[], warmMs: [] as number[], backMs: [] as number[] };
+    const m = { offloadMs: [] as number[], before: [] as number[], after: [] as number[], faultUs: [] as number[], addedUs: [] as number[], warmMs: [] as number[], backMs: [] as number[], restoreMs: [] as number[] };
     for (let i = 0; i < runs; i++) {
       const r = await p.invoke({ function: 'mem64-c', mode: 'snapshot', snapshotId, strategy: 'eager', input });
       const s = p.policySandbox(r.sandboxId, c.socket);
@@ -73,6 +75,7 @@ try {
       m.faultUs.push(st.faultBackMeanUs);
       m.warmMs.push(warm.timings.handlerMs);
       m.backMs.push(back.timings.handlerMs);
+      m.restoreMs.push(r.timings.totalMs);
       m.addedUs.push(st.faultBacks ? ((back.timings.handlerMs - warm.timings.handlerMs) * 1000) / st.faultBacks : 0);
       await p.deleteSandbox(s.id);
     }
@@ -83,6 +86,7 @@ try {
       'resident after MiB': median(m.after).toFixed(1),
       'request ms (resident)': median(m.warmMs).toFixed(1),
       'request ms (faulting back)': median(m.backMs).toFixed(1),
+      'restore + request ms': median(m.restoreMs).toFixed(1),
       'fault thread us/page': median(m.faultUs).toFixed(1),
       'added us/page (guest)': median(m.addedUs).toFixed(1),
     });
