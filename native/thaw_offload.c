@@ -50,6 +50,7 @@ struct thaw_om {
   void **blob;               /* LZ4: per page malloc'd block */
   uint32_t *blob_len;
   uint8_t *fbuf, *cbuf;      /* server thread's page buffer; offload's compress buffer */
+  uint8_t *rbuf;             /* server thread's buffer for a remote readahead batch */
   pthread_t thread;
   int started;
   pthread_mutex_t mu;        /* guards everything below and the tables above */
@@ -124,12 +125,43 @@ static void fail(thaw_om *m, size_t g, int err) {
   mprotect(m->base, m->len, PROT_NONE);
 }
 
+/* Remote faults fetch the faulting page and up to REMOTE_READAHEAD - 1 held pages after it in one
+ * pipelined batch: one round trip through the relay for all of them (the server still adds its
+ * latency per page). Returns 0 or -errno; nothing is installed unless every page arrived. */
+#define REMOTE_READAHEAD 16
+
+static int serve_remote(thaw_om *m, size_t g) {
+  size_t n = 1;
+  while (n < REMOTE_READAHEAD && g + n < m->pages && m->state[g + n] == THAW_OM_REMOTE) n++;
+  uint8_t hdr[REMOTE_READAHEAD * 16] = { 0 };
+  for (size_t i = 0; i < n; i++) {
+    uint64_t pg = g + i;
+    hdr[i * 16] = 'G';
+    memcpy(hdr + i * 16 + 8, &pg, 8);
+  }
+  int rc = io_all(m->sock_fd, hdr, n * 16, 1);
+  for (size_t i = 0; i < n && !rc; i++) {
+    uint8_t status;
+    rc = io_all(m->sock_fd, &status, 1, 0);
+    if (!rc && status != 'K') rc = -ENOENT;
+    if (!rc) rc = io_all(m->sock_fd, m->rbuf + i * m->page, m->page, 0);
+  }
+  for (size_t i = 0; i < n && !rc; i++) {
+    struct uffdio_copy c = { (uintptr_t)(m->base + (g + i) * m->page), (uintptr_t)(m->rbuf + i * m->page), m->page, 0, 0 };
+    if (ioctl(m->uffd, UFFDIO_COPY, &c) != 0 && errno != EEXIST) rc = -errno;
+    else { forget(m, g + i); m->st.faulted_pages++; }
+  }
+  return rc;
+}
+
 /* Puts page g in place (its stored bytes, or a zero page when nothing was offloaded there). */
 static void serve_page(thaw_om *m, size_t g) {
   uint64_t dst = (uintptr_t)(m->base + g * m->page), t0 = now_ns();
   int rc = 0;
   if (m->st.failed) rc = -EIO;
-  else if (m->state[g] == ST_NONE) {
+  else if (m->state[g] == THAW_OM_REMOTE) {
+    if ((rc = serve_remote(m, g)) == 0) m->st.fault_ns += now_ns() - t0;
+  } else if (m->state[g] == ST_NONE) {
     struct uffdio_zeropage z = { { dst, m->page }, 0, 0 };
     if (ioctl(m->uffd, UFFDIO_ZEROPAGE, &z) != 0 && errno != EEXIST) rc = -errno;
     else m->st.zero_pages++;
@@ -199,7 +231,7 @@ static void release(thaw_om *m) {
   if (m->file_fd >= 0) close(m->file_fd);
   if (m->sock_fd >= 0) close(m->sock_fd);
   for (size_t g = 0; g < m->pages && m->blob; g++) free(m->blob[g]);
-  free(m->state); free(m->blob); free(m->blob_len); free(m->fbuf); free(m->cbuf);
+  free(m->state); free(m->blob); free(m->blob_len); free(m->fbuf); free(m->cbuf); free(m->rbuf);
   pthread_mutex_destroy(&m->mu);
   free(m);
 }
@@ -212,7 +244,8 @@ int thaw_om_start(void *addr, size_t len, thaw_om **out, const char **op) {
   if (!m) return *op = "calloc", -ENOMEM;
   *m = (thaw_om){ .base = addr, .page = page, .uffd = -1, .stop_fd = -1, .file_fd = -1, .sock_fd = -1 };
   pthread_mutex_init(&m->mu, NULL);
-  if (!(m->fbuf = malloc(page)) || !(m->cbuf = malloc((size_t)thaw_lz4_bound(page)))) FAIL("malloc", -ENOMEM);
+  if (!(m->fbuf = malloc(page)) || !(m->cbuf = malloc((size_t)thaw_lz4_bound(page))) || !(m->rbuf = malloc(REMOTE_READAHEAD * page)))
+    FAIL("malloc", -ENOMEM);
   int umo = 0;
   int fd = thaw_uffd_open(&umo);
   if (fd < 0) FAIL("userfaultfd", fd);
