@@ -117,3 +117,14 @@ test('with tracking off (the default), a sandbox is untracked until its first of
     p.setMemoryTracking(true);
   }
 });
+
+test('a snapshot of a sandbox whose pages are offloaded holds every byte', async () => {
+  const id = await restored();
+  const s = p.policySandbox(id);
+  assert.ok((await s.offload({ tier: 'compressed', scope: { shrinkToBytes: 8 * MiB } })).offloadedBytes >= 56 * MiB);
+  const snap = await p.createSnapshot({ sandboxId: id });
+  const r = await p.invoke({ function: 'mem64-c', mode: 'snapshot', snapshotId: snap.id, strategy: 'eager', input: new Uint8Array(0) });
+  assert.equal(text(r.output), checksum);
+  await p.deleteSandbox(id);
+  await p.deleteSandbox(r.sandboxId);
+});
