@@ -39,6 +39,14 @@ export const sharedSchemas = [
     },
   },
   {
+    $id: 'LogEntry',
+    type: 'object',
+    properties: {
+      seq: { type: 'integer' }, time: { type: 'string' }, function: { type: 'string' }, sandboxId: { type: 'string' },
+      stream: { type: 'string', enum: ['stdout', 'stderr'] }, text: { type: 'string' },
+    },
+  },
+  {
     $id: 'Snapshot',
     type: 'object',
     properties: {
@@ -52,6 +60,10 @@ export const sharedSchemas = [
           properties: { name: { type: 'string' }, kind: { type: 'string' }, bytes: { type: 'integer' }, tier: { type: 'string', enum: ['disk', 'tmpfs', 'pool'] } },
         },
       },
+      auto: {
+        type: 'object', description: 'GET of one current snapshot: the strategy auto would pick now, and why',
+        properties: { strategy: { type: 'string' }, reason: { type: 'string' } },
+      },
     },
   },
   {
@@ -60,6 +72,7 @@ export const sharedSchemas = [
     properties: {
       function: { type: 'string' }, mode: { type: 'string', enum: ['cold', 'warm', 'snapshot'] }, sandboxId: { type: 'string' },
       kept: { type: 'boolean' }, snapshotId: { type: 'string' }, strategy: { type: 'string' },
+      strategyReason: { type: 'string', description: 'snapshot mode with strategy auto (the default): why it picked this strategy' },
       output: { type: 'string', description: 'the response as UTF-8 text, when it is valid UTF-8' },
       outputBase64: { type: 'string', description: 'the response, base64, when it is not valid UTF-8' },
       timings: {
@@ -112,6 +125,36 @@ export function registerRoutes(app: FastifyInstance, api: ThawApi): void {
       await api.deleteFunction(req.params.name);
       return reply.status(204).send();
     });
+
+  app.get<{ Params: { name: string }; Querystring: { after?: number; limit?: number; follow?: boolean } }>('/v1/functions/:name/logs', {
+    schema: {
+      summary: "What the function's sandboxes wrote to stdout and stderr (kept lines); with follow=true, the kept lines after `after` (none without it) and then new ones as they come, as NDJSON until the client hangs up",
+      tags: ['functions'], params: nameParam,
+      querystring: {
+        type: 'object', additionalProperties: false,
+        properties: {
+          after: { type: 'integer', minimum: 0, description: 'only lines with a larger seq (resume a read)' },
+          limit: { type: 'integer', minimum: 1, maximum: 100000, description: 'at most this many of the newest kept lines' },
+          follow: { type: 'boolean' },
+        },
+      },
+      response: { 200: { type: 'array', items: ref('LogEntry') }, ...errors },
+    },
+  }, async (req, reply) => {
+    const { name } = req.params;
+    const { after, limit, follow } = req.query;
+    if (!follow) return api.functionLogs(name, { ...(after !== undefined && { afterSeq: after }), ...(limit !== undefined && { limit }) });
+    // Follow: the kept lines after `after` (none without it), then every new one, one JSON object
+    // per line, until the client hangs up.
+    await api.functionLogs(name); // an unknown function gets its 404 before the stream starts
+    reply.hijack();
+    reply.raw.writeHead(200, { 'content-type': 'application/x-ndjson', 'cache-control': 'no-store' });
+    const done = new AbortController();
+    reply.raw.once('close', () => done.abort());
+    await api.followLogs(name, after, (e) => reply.raw.write(`${JSON.stringify(e)}\n`), done.signal);
+    reply.raw.end();
+    return reply;
+  });
 
   // ---- sandboxes
   app.post<{ Body: { function: string } }>('/v1/sandboxes', {
@@ -269,7 +312,7 @@ export function registerRoutes(app: FastifyInstance, api: ThawApi): void {
               mode: { type: 'string', enum: ['cold', 'warm', 'snapshot'], default: 'warm' },
               sandbox: { type: 'string', description: 'warm: the sandbox to use' },
               snapshot: { type: 'string', description: 'snapshot: the snapshot to restore (default: newest)' },
-              strategy: { type: 'string', description: 'snapshot: restore strategy id (default eager)' },
+              strategy: { type: 'string', description: 'snapshot: restore strategy id, or auto (the default: the platform picks one and says why in strategyReason)' },
               keep: { type: 'boolean', default: true, description: 'keep the sandbox for warm invocations' },
             },
           },

@@ -2,12 +2,13 @@
 // The `thaw` command: parses argv and hands each command to commands/. Prints `code: message`
 // on failure and exits 2 for usage errors, 1 otherwise.
 
-import { Command, CommanderError, Option } from 'commander';
+import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
 import { ThawError } from '../core/errors.js';
 import { runBenchCommand } from './commands/bench.js';
 import { runDaemon } from './commands/daemon.js';
 import { runDemo } from './commands/demo.js';
 import { doctor } from './commands/doctor.js';
+import { logs } from './commands/logs.js';
 import * as fn from './commands/functions.js';
 import { runInvoke } from './commands/invoke.js';
 import * as obj from './commands/objects.js';
@@ -57,7 +58,7 @@ program.command('invoke <function>')
   .option('-f, --data-file <path>', 'input from a file (- for stdin)')
   .option('--sandbox <id>', 'warm: the sandbox to use')
   .option('--snapshot <id>', 'snapshot: the snapshot to restore (default: the newest)')
-  .option('--strategy <id>', 'snapshot: restore strategy (see `thaw strategies`)', 'eager')
+  .option('--strategy <id>', 'snapshot: restore strategy (see `thaw strategies`), or auto: the platform picks one and says why', 'auto')
   .option('--no-keep', 'stop the sandbox after the invocation')
   .option('--json', 'print the whole result (output, timings) as JSON')
   .option('--snapshot-after', 'snapshot the sandbox after the invocation (prints its id)')
@@ -80,6 +81,15 @@ snaps.command('prepare <id>')
   .description("build and verify a restore strategy's artefacts for a snapshot ahead of its first restore")
   .requiredOption('--strategy <id>', 'restore strategy')
   .action((id: string, o) => snap.prepare(g(), id, o));
+program.command('logs <function>')
+  .description("what a function's sandboxes wrote to stdout and stderr (kept by the daemon, newest lines)")
+  .addOption(new Option('-n, --lines <n>', 'how many of the newest kept lines').default('100').argParser((v) => {
+    if (!/^[1-9][0-9]{0,5}$/.test(v)) throw new InvalidArgumentError('a whole number from 1 to 100000');
+    return v;
+  }))
+  .option('-f, --follow', 'keep printing new lines as they come (Ctrl-C stops)')
+  .option('--json', 'one JSON object per line')
+  .action((n: string, o) => logs(g(), n, o));
 program.command('doctor').option('--json', 'print the report as JSON').description('show how sandbox hosts are confined here (the jail\'s layers)').action((o: { json?: boolean }) => doctor(g(), o));
 program.command('strategies').description('list restore strategies and whether this host can run them').action(() => snap.strategies(g()));
 snaps.command('verify <id>')

@@ -12,11 +12,11 @@
 // Run as a program: node remote-server.js --socket <path> --gid <gid> --latency-us <us>
 
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { createServer, type Socket } from 'node:net';
+import { chmodSync, chownSync, rmSync } from 'node:fs';
+import { connect, createServer, type Socket } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import { ThawError } from '../core/errors.js';
 import { PAGE_BYTES } from '../core/snapshot-format.js';
-import { startRedisRelay } from '../platform/redis-relay.js';
 
 const HEADER = 16;
 const sleeper = new Int32Array(new SharedArrayBuffer(4));
@@ -61,6 +61,34 @@ function servePages(sock: Socket, latencyUs: number): void {
   sock.on('close', () => pages.clear());
 }
 
+/**
+ * Listens on `socketPath` (root:`gid`, 0660) and pipes each connection, byte for byte, to TCP
+ * `port` on loopback (the page protocol needs no filtering: a client can only reach the pages of
+ * its own connection).
+ */
+async function relayToPort(socketPath: string, port: number, gid: number): Promise<void> {
+  const relay = createServer((client) => {
+    const upstream = connect(port, '127.0.0.1');
+    const end = (): void => {
+      client.destroy();
+      upstream.destroy();
+    };
+    client.on('error', end);
+    upstream.on('error', end);
+    client.on('close', end);
+    upstream.on('close', end);
+    client.pipe(upstream);
+    upstream.pipe(client);
+  });
+  rmSync(socketPath, { force: true });
+  await new Promise<void>((resolve, reject) => {
+    relay.once('error', reject);
+    relay.listen(socketPath, () => resolve());
+  });
+  chownSync(socketPath, 0, gid);
+  chmodSync(socketPath, 0o660);
+}
+
 /** The server's main: TCP on loopback, plus the relay from the Unix socket. Prints "ready <port>". */
 async function main(argv: readonly string[]): Promise<void> {
   const arg = (name: string): string => {
@@ -72,8 +100,7 @@ async function main(argv: readonly string[]): Promise<void> {
   const server = createServer((sock) => servePages(sock, latencyUs));
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   const port = (server.address() as { port: number }).port;
-  const relay = startRedisRelay(arg('--socket'), `tcp://127.0.0.1:${port}`, Number(arg('--gid')));
-  await relay.ready;
+  await relayToPort(arg('--socket'), port, Number(arg('--gid')));
   process.stdout.write(`ready ${port}\n`);
   process.on('SIGTERM', () => process.exit(0));
 }

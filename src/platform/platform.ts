@@ -3,14 +3,14 @@
 // breakdown. The daemon and the in-process CLI both drive this class through ThawApi.
 
 import { createHash, randomBytes } from 'node:crypto';
-import { existsSync, lstatSync, mkdirSync, readdirSync, renameSync, rmSync } from 'node:fs';
+import { closeSync, existsSync, fstatSync, lstatSync, mkdirSync, openSync, readdirSync, renameSync, rmSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import type { Logger } from 'pino';
 import { ThawError, toThawError, type ErrorCode } from '../core/errors.js';
-import { readState, diskUsageBytes, sweepSnapshotTemps, writeFileDurable } from '../snapshot/snapshot-io.js';
-import { ensureSnapshotKey, sealState, verifyChainSeals } from '../snapshot/snapshot-seal.js';
-import type { SnapshotMeta } from '../core/snapshot-format.js';
+import { MEMORY_FILE, readState, diskUsageBytes, sweepSnapshotTemps, writeFileDurable } from '../snapshot/snapshot-io.js';
+import { checkArtefactSeals, ensureSnapshotKey, sealArtefacts, sealState, verifyChainSeals } from '../snapshot/snapshot-seal.js';
+import type { PageRun, SnapshotMeta } from '../core/snapshot-format.js';
 import { HostPool, type AcquiredHost } from '../sandbox/host-pool.js';
 import type { HostProcess } from '../sandbox/host-process.js';
 import { removeCgroupParent, setUpCgroupParent } from '../sandbox/cgroup.js';
@@ -19,8 +19,10 @@ import { RECORDED_FILES } from '../restore/recording-outbox.js';
 import type { JailMode } from '../core/config.js';
 import type { BootResult, InvokeResult as HostInvokeResult, RestoreResult, SnapshotResult } from '../sandbox/protocol.js';
 import type { FunctionParams } from '../core/function-spec.js';
-import { getStrategy, listStrategies, listArtefacts, discardArtefacts, grantTmpfsCopy, DEFAULT_STRATEGY } from '../restore/index.js';
-import { StrategyPreparer } from './strategy-preparer.js';
+import { getStrategy, listStrategies, listArtefacts, discardArtefacts, grantTmpfsCopy, AUTO_STRATEGY, DEFAULT_STRATEGY } from '../restore/index.js';
+import { AutoStrategy, imageFacts, type AutoChoice, type SnapshotFacts } from '../restore/auto-strategy.js';
+import { StrategyPreparer, type PrepareOutcome } from './strategy-preparer.js';
+import { FunctionLogs, type LogEntry } from './function-logs.js';
 import { startRedisRelay, type RedisRelay } from './redis-relay.js';
 import { policySandboxOf, type ReportingSandbox } from '../memory/policy-sandbox.js';
 import { startMemoryServer, type MemoryServer } from '../memory/remote-server.js';
@@ -107,7 +109,9 @@ export class Platform implements ThawApi {
    * Snapshot metadata by id. Snapshots are immutable once written, so the daemon reads a state
    * file once; the sandbox host re-reads and verifies the files on every restore regardless.
    */
-  private readonly snapshotMeta = new Map<string, { meta: SnapshotMeta; diskBytes: number }>();
+  private readonly snapshotMeta = new Map<string, { meta: SnapshotMeta; diskBytes: number; runs: readonly PageRun[] }>();
+  private readonly autoStrategy = new AutoStrategy();
+  private readonly logs = new FunctionLogs();
   readonly jail: JailState;
   private readonly cgroupState: string;
   private cgroupParent: string | null = null;
@@ -158,7 +162,11 @@ export class Platform implements ThawApi {
       hostOverheadMiB: params.hostOverheadMiB,
       objectStore: params.objectStore,
       cgroupParent,
-      onLog: (sandboxId, stream, text) => this.log.info({ sandboxId, stream }, text.trimEnd()),
+      onLog: (sandboxId, stream, text) => {
+        this.log.info({ sandboxId, stream }, text.trimEnd());
+        const fn = this.sandboxes.get(sandboxId)?.fn;
+        if (fn !== undefined) this.logs.append(fn, sandboxId, stream, text);
+      },
       jail: this.jail.jailed ? { dataDir: params.dataDir, env: hostEnv(), redisSocket: this.redisRelay?.socketPath ?? null } : null,
       preparedIdleMs: params.preparedIdleMs,
       maxPreparedFunctions: params.maxPreparedFunctions,
@@ -197,7 +205,20 @@ export class Platform implements ThawApi {
     const fn = this.functions.delete(name);
     this.pool.forget(fn.deployment);
     await Promise.all([...this.sandboxes.values()].filter((s) => s.fn === name).map((s) => this.stop(s, 'function deleted')));
+    this.logs.forget(name);
     this.log.info({ function: name }, 'function deleted');
+  }
+
+  async functionLogs(name: string, opts: { afterSeq?: number; limit?: number } = {}): Promise<LogEntry[]> {
+    this.functions.get(name);
+    return this.logs.read(name, opts.afterSeq, opts.limit);
+  }
+
+  async followLogs(name: string, afterSeq: number | undefined, onEntry: (e: LogEntry) => void, signal: AbortSignal): Promise<void> {
+    this.functions.get(name);
+    if (afterSeq !== undefined) for (const e of this.logs.read(name, afterSeq)) onEntry(e);
+    this.logs.follow(name, onEntry, signal);
+    if (!signal.aborted) await new Promise((resolve) => signal.addEventListener('abort', resolve, { once: true }));
   }
 
   // ---- sandboxes -------------------------------------------------------------------------
@@ -295,8 +316,13 @@ export class Platform implements ThawApi {
   }
 
   async getSnapshot(id: string): Promise<SnapshotInfo> {
-    return this.snapshotInfo(id);
+    const info = this.snapshotInfo(id);
+    if (!info.current) return info;
+    const choice = this.autoStrategy.choose(id, this.snapshotFacts(id));
+    return { ...info, auto: { strategy: choice.strategy, reason: choice.reason } };
   }
+
+
 
   async deleteSnapshot(id: string): Promise<void> {
     this.snapshotInfo(id);
@@ -383,6 +409,8 @@ export class Platform implements ThawApi {
     let strategy: string | undefined;
     let snapshotId: string | undefined;
     let restoreStats: RestoreResult['restore'] | undefined;
+    let strategyReason: string | undefined;
+    let facts: SnapshotFacts | undefined;
     // Cold and snapshot starts send the invocation right behind the boot or restore (see invokeIn).
     let invoking: Promise<HostInvokeResult> | undefined;
     switch (req.mode) {
@@ -393,11 +421,14 @@ export class Platform implements ThawApi {
         sandbox = await this.takeWarm(fn.params.name, req.sandboxId);
         timings = { acquireMs: 0 };
         break;
-      case 'snapshot':
-        strategy = req.strategy ?? DEFAULT_STRATEGY;
+      case 'snapshot': {
         snapshotId = req.snapshotId ?? this.newestSnapshot(fn.params.name);
+        facts = this.snapshotFacts(snapshotId);
+        strategy = req.strategy ?? DEFAULT_STRATEGY;
+        if (strategy === AUTO_STRATEGY) ({ strategy, reason: strategyReason } = this.chooseStrategy(snapshotId, facts));
         ({ sandbox, timings, stats: restoreStats, invoking } = await this.restore(fn.params.name, snapshotId, strategy, req.input));
         break;
+      }
     }
     try {
       const res = await (invoking ?? this.invokeIn(sandbox, fn.params, req.input));
@@ -423,6 +454,11 @@ export class Platform implements ThawApi {
       };
       if (snapshotId !== undefined) result.snapshotId = snapshotId;
       if (strategy !== undefined) result.strategy = strategy;
+      if (strategyReason !== undefined) result.strategyReason = strategyReason;
+      // What auto learns from: every restore's time to first response, by cache state.
+      if (snapshotId !== undefined && strategy !== undefined && facts !== undefined && timings.prepareMs === undefined) {
+        this.autoStrategy.record(snapshotId, strategy, facts.cachedFraction, (timings.restoreMs ?? 0) + result.timings.handlerMs);
+      }
       // The host's stats after the invocation are the complete ones (page servers report on stop).
       const stats = req.mode === 'snapshot' ? (res.restore ?? restoreStats) : undefined;
       if (stats !== undefined) result.restore = stats;
@@ -430,6 +466,7 @@ export class Platform implements ThawApi {
       // sets) are then built by the next prepare, in the daemon's worker, not in a sandbox host.
       if (stats?.phase === 'record' && snapshotId !== undefined && strategy !== undefined) {
         if (sandbox.scratchDir) this.adoptRecorded(sandbox.scratchDir, snapshotId);
+        this.sealRecorded(snapshotId);
         this.preparer.forget(snapshotId, strategy);
       }
       return result;
@@ -535,13 +572,13 @@ export class Platform implements ThawApi {
     // The seals of the whole chain, checked with the daemon's key (before anything is built from
     // it); the host checks that the state files it reads are these very bytes.
     const stateSha256 = verifyChainSeals(this.snapshotRoot, this.snapshotKey, snapshotId);
-    const prepared = await this.preparer.prepare(strategyId, snapshotId);
+    const { prepared, artefactSha256 } = await this.prepareSealed(strategyId, snapshotId);
     if (prepared.built && this.jail.jailed) this.grantSnapshot(snapshotId);
     const acquired = await this.acquireHost(fnName);
     const sandbox = this.register(fnName, fn.deployment, acquired, { kind: 'snapshot', snapshotId, strategy: strategyId });
     try {
       const restoring = acquired.host.request<RestoreResult>(
-        { op: 'restore', sandboxId: sandbox.id, deployment: fn.deployment, snapshotRoot: this.snapshotRoot, snapshotId, strategy: strategyId, stateSha256, trackMemory: this.memoryTracking },
+        { op: 'restore', sandboxId: sandbox.id, deployment: fn.deployment, snapshotRoot: this.snapshotRoot, snapshotId, strategy: strategyId, stateSha256, artefactSha256, trackMemory: this.memoryTracking },
         { timeoutMs: fn.params.initTimeoutMs, onTimeout: () => initTimeout(fn.params, 'restore') },
       );
       const invoking = input && this.invokeIn(sandbox, fn.params, input, restoring);
@@ -688,11 +725,45 @@ export class Platform implements ThawApi {
     return out.sort((a, b) => a.createdAt.localeCompare(b.createdAt));
   }
 
+  /** What auto knows of snapshot `id` now (its image's present bytes and page-cache share, its artefacts). */
+  private snapshotFacts(id: string): SnapshotFacts {
+    this.snapshotInfo(id); // validates the id and caches the state
+    const { meta, runs } = this.snapshotMeta.get(id)!;
+    const fd = openSync(join(this.snapshotRoot, id, MEMORY_FILE), 'r');
+    try {
+      const image = imageFacts(fd, fstatSync(fd).size, runs);
+      const strategies = listStrategies();
+      const supported = new Set(strategies.filter((s) => s.support.ok).map((s) => s.id));
+      return {
+        memoryBytes: meta.memoryBytes,
+        ...image,
+        prepared: new Set(strategies.map((s) => s.id).filter((s) => this.preparer.isPrepared(s, id))),
+        supported: (s) => supported.has(s),
+      };
+    } finally {
+      closeSync(fd);
+    }
+  }
+
+  /** auto's choice for snapshot `id`; starts preparing what it would rather use next time. */
+  private chooseStrategy(id: string, facts: SnapshotFacts): AutoChoice {
+    const choice = this.autoStrategy.choose(id, facts);
+    if (choice.prepareNext !== undefined) {
+      const next = choice.prepareNext;
+      void this.prepareSealed(next, id).then(
+        ({ prepared }) => { if (prepared.built && this.jail.jailed) this.grantSnapshot(id); },
+        (err: unknown) => this.log.warn({ snapshotId: id, strategy: next, err: String(err) }, 'auto: background prepare failed'),
+      );
+    }
+    return choice;
+  }
+
   private snapshotInfo(id: string): SnapshotInfo {
     if (!/^[A-Za-z0-9_-]{1,100}$/.test(id)) throw new ThawError('THAW_SNAPSHOT_NOT_FOUND', { id });
     let cached = this.snapshotMeta.get(id);
     if (!cached) {
-      cached = { meta: readState(this.snapshotRoot, id).meta, diskBytes: diskUsageBytes(this.snapshotRoot, id) };
+      const state = readState(this.snapshotRoot, id);
+      cached = { meta: state.meta, diskBytes: diskUsageBytes(this.snapshotRoot, id), runs: state.runs };
       this.snapshotMeta.set(id, cached);
     }
     const { meta, diskBytes } = cached;
@@ -786,6 +857,34 @@ export class Platform implements ThawApi {
       this.log.warn({ snapshot: id, err: toThawError(err).message }, 'cannot adopt a recorded artefact: the next restore records again');
     } finally {
       rmSync(outbox, { recursive: true, force: true });
+    }
+  }
+
+  /**
+   * Prepares `strategy`'s artefacts for snapshot `id` in the worker and returns the digests of the
+   * sealed ones, which a host must find (snapshot-seal.ts): what the worker just built is sealed
+   * at once (it runs to completion before any other restore's code); otherwise the seal is
+   * checked, and artefacts it does not cover are removed and prepared again (or recorded again).
+   * Throws THAW_SNAPSHOT_CORRUPT (a seal file that fails its MAC), and whatever prepare throws.
+   */
+  private async prepareSealed(strategy: string, id: string): Promise<{ prepared: PrepareOutcome; artefactSha256: Record<string, string> }> {
+    const prepared = await this.preparer.prepare(strategy, id);
+    if (prepared.built) return { prepared, artefactSha256: sealArtefacts(this.snapshotRoot, this.snapshotKey, id) };
+    const { digests, unsealed } = checkArtefactSeals(this.snapshotRoot, this.snapshotKey, id);
+    if (unsealed.length === 0) return { prepared, artefactSha256: digests };
+    this.log.error({ snapshot: id, files: unsealed }, 'artefacts the daemon did not seal were removed (forged, or left by a crash): they are built or recorded again');
+    for (const name of unsealed) rmSync(join(this.snapshotRoot, id, name), { force: true });
+    this.preparer.forget(id);
+    const again = await this.preparer.prepare(strategy, id);
+    return { prepared: again, artefactSha256: again.built ? sealArtefacts(this.snapshotRoot, this.snapshotKey, id) : digests };
+  }
+
+  /** Seals what a restore just recorded beside snapshot `id` (adopted from a jailed host's outbox). */
+  private sealRecorded(id: string): void {
+    try {
+      sealArtefacts(this.snapshotRoot, this.snapshotKey, id);
+    } catch (err: unknown) {
+      this.log.warn({ snapshot: id, err: toThawError(err).message }, 'cannot seal a recorded artefact: the next restore records again');
     }
   }
 

@@ -3,6 +3,8 @@
 
 import type { RuntimeId } from '../core/function-spec.js';
 import type { ArtefactInfo } from '../restore/index.js';
+import type { LogEntry } from './function-logs.js';
+export type { LogEntry } from './function-logs.js';
 
 export type InvokeMode = 'cold' | 'warm' | 'snapshot';
 export const INVOKE_MODES: readonly InvokeMode[] = ['cold', 'warm', 'snapshot'];
@@ -51,6 +53,8 @@ export interface SnapshotInfo {
   current: boolean;
   /** What restore strategies keep for it (working set, loading sets, compressed images, tmpfs copy, pool slot). */
   artefacts: ArtefactInfo[];
+  /** GET of one current snapshot: what the auto strategy would pick for a restore now, and why. */
+  auto?: { strategy: string; reason: string };
 }
 
 /** Timing breakdown of one invocation, measured inside Thaw, in milliseconds. */
@@ -73,7 +77,7 @@ export interface InvokeRequest {
   sandboxId?: string;
   /** snapshot: the snapshot to restore (default: the newest current one of the function). */
   snapshotId?: string;
-  /** snapshot: the restore strategy id (default "eager"). */
+  /** snapshot: the restore strategy id (default "auto": the platform picks one and says why). */
   strategy?: string;
   /** Keep the sandbox afterwards for warm invocations (default true). */
   keep?: boolean;
@@ -87,6 +91,8 @@ export interface InvokeResult {
   kept: boolean;
   snapshotId?: string;
   strategy?: string;
+  /** snapshot with strategy auto (the default): why it picked `strategy`. */
+  strategyReason?: string;
   output: Uint8Array;
   timings: InvokeTimings;
   memoryBytes: number;
@@ -152,6 +158,13 @@ export interface ThawApi {
   listFunctions(): Promise<FunctionInfo[]>;
   getFunction(name: string): Promise<FunctionInfo>;
   deleteFunction(name: string): Promise<void>;
+  /** What the function's sandboxes wrote to stdout and stderr (kept lines after `afterSeq`, the newest `limit`). */
+  functionLogs(name: string, opts?: { afterSeq?: number; limit?: number }): Promise<LogEntry[]>;
+  /**
+   * Calls `onEntry` for each kept line after `afterSeq` (none when it is absent), then for each
+   * line the function's sandboxes write from now on; resolves when `signal` aborts.
+   */
+  followLogs(name: string, afterSeq: number | undefined, onEntry: (e: LogEntry) => void, signal: AbortSignal): Promise<void>;
 
   bootSandbox(fn: string): Promise<SandboxInfo & { timings: InvokeTimings }>;
   listSandboxes(): Promise<SandboxInfo[]>;

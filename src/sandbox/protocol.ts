@@ -34,7 +34,7 @@ export type HostRequest =
   | { op: 'prepare'; fn: HostFunction }
   /** trackMemory: track page life stages from the start (memory/host-memory.ts); default off. */
   | { op: 'boot'; sandboxId: string; deployment: string; init: boolean; trackMemory?: boolean }
-  | { op: 'restore'; sandboxId: string; deployment: string; snapshotRoot: string; snapshotId: string; strategy: string; stateSha256?: Record<string, string>; trackMemory?: boolean }
+  | { op: 'restore'; sandboxId: string; deployment: string; snapshotRoot: string; snapshotId: string; strategy: string; stateSha256?: Record<string, string>; artefactSha256?: Record<string, string>; trackMemory?: boolean }
   | { op: 'invoke'; sandboxId: string; input: Uint8Array }
   /** Written to `outDir` (the host's scratch when jailed, else the snapshot root); base chains read from `snapshotRoot`. */
   | { op: 'snapshot'; sandboxId: string; snapshotRoot: string; outDir: string; meta: Omit<SnapshotMeta, 'memoryBytes' | 'guestState' | 'runtime' | 'moduleDigest' | 'functionName'> }

@@ -2,7 +2,7 @@
 // example functions' manifests.
 
 import { spawnSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -20,8 +20,20 @@ export function manifestPath(name: string): string {
   return join(FUNCTIONS_DIR, name, 'function.json');
 }
 
+const dataDirs: string[] = [];
+
+/**
+ * A fresh data dir, removed when the test file's process exits (snapshots, images and pools in
+ * them run to gigabytes over a whole suite run).
+ */
 export function tempDataDir(): string {
-  return mkdtempSync(join(tmpdir(), 'thaw-test-'));
+  const dir = mkdtempSync(join(tmpdir(), 'thaw-test-'));
+  if (dataDirs.push(dir) === 1) {
+    process.on('exit', () => {
+      for (const d of dataDirs) rmSync(d, { recursive: true, force: true, maxRetries: 2 });
+    });
+  }
+  return dir;
 }
 
 export function newPlatform(overrides: DaemonConfig = {}): Platform {

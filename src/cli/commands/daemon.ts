@@ -29,7 +29,7 @@ export async function runDaemon(g: GlobalOptions, o: DaemonOptions): Promise<voi
   });
   const logger = pino({ level: params.logLevel });
   const platform = new Platform({ ...params, logger });
-  const app = await buildServer(platform, params, { health: () => ({ pool: platform.poolState() }) });
+  const app = await buildServer(platform, params, { health: () => ({ pool: platform.poolState() }), pool: () => platform.poolState() });
   const address = await app.listen({ host: params.host, port: params.port });
   logger.info({ address, dataDir: params.dataDir, objectStore: params.objectStore.kind }, 'thaw daemon listening');
   // Printed on stdout so scripts (and tests) can find the port when --port 0 is used.

@@ -37,6 +37,7 @@ export function runInvoke(g: GlobalOptions, fn: string, o: InvokeOptions): Promi
     if (r.output.length > 0 && r.output[r.output.length - 1] !== 10) process.stdout.write('\n');
     const t = Object.entries(r.timings).map(([k, v]) => `${k}=${v}`).join(' ');
     process.stderr.write(`[${r.mode}${r.snapshotId ? ` ${r.snapshotId}/${r.strategy}` : ''}] sandbox=${r.sandboxId} ${t}\n`);
+    if (r.strategyReason) process.stderr.write(`auto chose ${r.strategy}: ${r.strategyReason}\n`);
     if (snap) process.stderr.write(`snapshot ${snap.id} taken (${(snap.diskBytes / 2 ** 20).toFixed(2)} MiB on disk)\n`);
   });
 }
