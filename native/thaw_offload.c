@@ -54,6 +54,7 @@ struct thaw_om {
   pthread_t thread;
   int started;
   pthread_mutex_t mu;        /* guards everything below and the tables above */
+  pthread_mutex_t sock_mu;   /* one request/reply exchange on sock_fd at a time (taken after mu, never before) */
   thaw_om_stats st;
 };
 
@@ -99,10 +100,12 @@ static int fetch(thaw_om *m, size_t g, uint8_t *dst) {
     return thaw_lz4_decode(m->blob[g], m->blob_len[g], dst, m->page) == (int64_t)m->page ? 0 : -EBADMSG;
   case THAW_OM_REMOTE: {
     uint8_t status;
+    pthread_mutex_lock(&m->sock_mu);
     int rc = remote_header(m->sock_fd, 'G', g);
     if (!rc) rc = io_all(m->sock_fd, &status, 1, 0);
     if (!rc && status != 'K') rc = -ENOENT;
     if (!rc) rc = io_all(m->sock_fd, dst, m->page, 0);
+    pthread_mutex_unlock(&m->sock_mu);
     return rc;
   }
   }
@@ -139,6 +142,7 @@ static int serve_remote(thaw_om *m, size_t g) {
     hdr[i * 16] = 'G';
     memcpy(hdr + i * 16 + 8, &pg, 8);
   }
+  pthread_mutex_lock(&m->sock_mu);
   int rc = io_all(m->sock_fd, hdr, n * 16, 1);
   for (size_t i = 0; i < n && !rc; i++) {
     uint8_t status;
@@ -146,6 +150,7 @@ static int serve_remote(thaw_om *m, size_t g) {
     if (!rc && status != 'K') rc = -ENOENT;
     if (!rc) rc = io_all(m->sock_fd, m->rbuf + i * m->page, m->page, 0);
   }
+  pthread_mutex_unlock(&m->sock_mu);
   for (size_t i = 0; i < n && !rc; i++) {
     struct uffdio_copy c = { (uintptr_t)(m->base + (g + i) * m->page), (uintptr_t)(m->rbuf + i * m->page), m->page, 0, 0 };
     if (ioctl(m->uffd, UFFDIO_COPY, &c) != 0 && errno != EEXIST) rc = -errno;
@@ -233,6 +238,7 @@ static void release(thaw_om *m) {
   for (size_t g = 0; g < m->pages && m->blob; g++) free(m->blob[g]);
   free(m->state); free(m->blob); free(m->blob_len); free(m->fbuf); free(m->cbuf); free(m->rbuf);
   pthread_mutex_destroy(&m->mu);
+  pthread_mutex_destroy(&m->sock_mu);
   free(m);
 }
 
@@ -244,6 +250,7 @@ int thaw_om_start(void *addr, size_t len, thaw_om **out, const char **op) {
   if (!m) return *op = "calloc", -ENOMEM;
   *m = (thaw_om){ .base = addr, .page = page, .uffd = -1, .stop_fd = -1, .file_fd = -1, .sock_fd = -1 };
   pthread_mutex_init(&m->mu, NULL);
+  pthread_mutex_init(&m->sock_mu, NULL);
   if (!(m->fbuf = malloc(page)) || !(m->cbuf = malloc((size_t)thaw_lz4_bound(page))) || !(m->rbuf = malloc(REMOTE_READAHEAD * page)))
     FAIL("malloc", -ENOMEM);
   int umo = 0;
@@ -365,6 +372,7 @@ int64_t thaw_om_offload(thaw_om *m, int tier, const uint32_t *pages, size_t n, c
   uint32_t *take = malloc((n ? n : 1) * sizeof *take);
   int64_t rc = 0;
   size_t k = 0;
+  int sock_locked = 0;
   if (!vec || !take) { rc = -ENOMEM; *op = "malloc"; goto out; }
   if (mincore(m->base, m->len, vec) != 0) { rc = -errno; *op = "mincore"; goto out; }
   if (m->mode != THAW_OM_MODE_FULL) {
@@ -372,6 +380,8 @@ int64_t thaw_om_offload(thaw_om *m, int tier, const uint32_t *pages, size_t n, c
     int64_t r = thaw_stages_file_pages(m->base, m->len, m->page, filemap);
     if (r < 0) { rc = r; *op = "ioctl(PAGEMAP_SCAN)"; goto out; }
   }
+  /* The whole batch of puts and their acks is one exchange: no fetch may interleave with it. */
+  if (tier == THAW_OM_REMOTE) { pthread_mutex_lock(&m->sock_mu); sock_locked = 1; }
   for (size_t i = 0; i < n; i++) {
     size_t g = pages[i];
     if (g >= m->pages || !(vec[g] & 1) || m->state[g] != ST_NONE) continue;
@@ -391,22 +401,20 @@ int64_t thaw_om_offload(thaw_om *m, int tier, const uint32_t *pages, size_t n, c
       m->blob[g] = b; m->blob_len[g] = (uint32_t)c; m->st.stored_bytes += (uint64_t)c;
       pthread_mutex_unlock(&m->mu);
     } else {
-      pthread_mutex_lock(&m->mu);
       rc = remote_header(m->sock_fd, 'P', g);
       if (!rc) rc = io_all(m->sock_fd, p, m->page, 1);
-      pthread_mutex_unlock(&m->mu);
       if (rc) { *op = "send(page to the memory server)"; goto out; }
     }
     take[k++] = (uint32_t)g;
   }
-  if (tier == THAW_OM_REMOTE && k) { /* one ack per page, after the whole batch is sent */
-    pthread_mutex_lock(&m->mu);
+  if (tier == THAW_OM_REMOTE) { /* one ack per page, after the whole batch is sent */
     for (size_t i = 0; i < k && !rc; i++) {
       uint8_t ack;
       rc = io_all(m->sock_fd, &ack, 1, 0);
       if (!rc && ack != 'K') rc = -EREMOTEIO;
     }
-    pthread_mutex_unlock(&m->mu);
+    pthread_mutex_unlock(&m->sock_mu);
+    sock_locked = 0;
     if (rc) { *op = "recv(ack from the memory server)"; goto out; }
   }
   pthread_mutex_lock(&m->mu);
@@ -421,6 +429,7 @@ int64_t thaw_om_offload(thaw_om *m, int tier, const uint32_t *pages, size_t n, c
   }
   rc = (int64_t)k;
 out:
+  if (sock_locked) pthread_mutex_unlock(&m->sock_mu);
   if (rc < 0 && tier == THAW_OM_LZ4) { /* blocks stored for pages not yet marked */
     pthread_mutex_lock(&m->mu);
     for (size_t i = 0; i < k; i++) if (m->state[take[i]] == ST_NONE && m->blob[take[i]]) {
