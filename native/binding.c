@@ -629,6 +629,8 @@ static napi_value fill(napi_env env, napi_callback_info info) {
 
 /* ---- module ---- */
 
+napi_status thaw_offload_register(napi_env env, napi_value exports); /* binding_offload.c */
+
 static void addon_finalize(napi_env env, void *data, void *hint) {
   (void)env; (void)hint;
   thaw_pool_free(&((thaw_addon *)data)->pool);
@@ -655,5 +657,6 @@ NAPI_MODULE_INIT(/* napi_env env, napi_value exports */) {
 #undef FN
   };
   CHECK(env, napi_define_properties(env, exports, sizeof fns / sizeof fns[0], fns));
+  CHECK(env, thaw_offload_register(env, exports));
   return exports;
 }

@@ -318,7 +318,7 @@ void thaw_uffd_use_device(int fd) { uffd_device = fd; }
 /* Root (or CAP_SYS_PTRACE) may handle kernel-mode faults too; otherwise /dev/userfaultfd (the
  * jailer's fd, else the path if its permissions allow), else user-mode-only faults (syscalls
  * touching unserved pages get EFAULT). */
-static int open_uffd(int *user_mode_only) {
+int thaw_uffd_open(int *user_mode_only) {
   int flags = O_CLOEXEC | O_NONBLOCK;
   *user_mode_only = 0;
   int fd = (int)syscall(SYS_userfaultfd, flags);
@@ -406,7 +406,7 @@ int thaw_uffd_start(void *addr, size_t len, const thaw_uffd_opts *o, thaw_uffd *
     u->src_map = m; u->src_map_len = avail;
   }
 
-  int fd = open_uffd(&u->user_mode_only);
+  int fd = thaw_uffd_open(&u->user_mode_only);
   if (fd < 0) FAIL("userfaultfd", fd);
   u->uffd = fd;
   u->st.user_mode_only = u->user_mode_only;

@@ -24,6 +24,8 @@ import { AutoStrategy, imageFacts, type AutoChoice, type SnapshotFacts } from '.
 import { StrategyPreparer, type PrepareOutcome } from './strategy-preparer.js';
 import { FunctionLogs, type LogEntry } from './function-logs.js';
 import { startRedisRelay, type RedisRelay } from './redis-relay.js';
+import { policySandboxOf, type ReportingSandbox } from '../memory/policy-sandbox.js';
+import { startMemoryServer, type MemoryServer } from '../memory/remote-server.js';
 import type { ObjectStore, ObjectStoreConfig } from '../store/object-store.js';
 import { openObjectStore } from '../store/open-store.js';
 import { FunctionRegistry } from './function-registry.js';
@@ -33,7 +35,6 @@ import type {
 import { INVOKE_MODES } from './types.js';
 import type { SchedulerReport, SchedulerSettings, StartKind } from './types.js';
 import { KeepAliveScheduler } from './scheduler.js';
-import type { PolicySandbox } from '../memory/types.js';
 
 /** Validated platform settings. */
 export interface PlatformParams {
@@ -92,6 +93,8 @@ const FATAL_TO_SANDBOX = new Set<ErrorCode>([
   'THAW_GUEST_TRAP', 'THAW_GUEST_OOM', 'THAW_TIMEOUT', 'THAW_SANDBOX_DIED', 'THAW_INTERNAL',
   // A WASI guest is stopped mid-handler at the write past the limit: its stack is not unwound.
   'THAW_OUTPUT_TOO_LARGE',
+  // Offloaded pages could not be fetched back: its memory is fenced (memory/host-memory.ts).
+  'THAW_MEMORY_SERVER_LOST',
 ]);
 
 export class Platform implements ThawApi {
@@ -119,6 +122,8 @@ export class Platform implements ThawApi {
   private readonly cgroupState: string;
   private cgroupParent: string | null = null;
   private redisRelay: RedisRelay | null = null;
+  private memoryTracking = false;
+  private memoryServer: MemoryServer | null = null;
   /** Snapshots the last scrub found corrupt, with what it found: refused until scrubbed whole. */
   private readonly scrubFailures = new Map<string, string>();
   private scrubbing = false;
@@ -134,7 +139,7 @@ export class Platform implements ThawApi {
       hasSnapshot: (fn) => this.readableSnapshots().some((s) => s.function === fn && s.current && !this.scrubFailures.has(s.id)),
       stop: (s, reason) => this.stop(s, reason),
       release: (s) => this.release(s),
-      policySandbox: (s) => this.policySandbox(s),
+      policySandbox: (s) => policySandboxOf(s.host, s.id, s.fn, this.memoryServer?.socketPath ?? null),
       log: params.logger,
     }, { keepAliveS: params.keepAliveS, policy: params.memoryPolicy });
     mkdirSync(params.dataDir, { recursive: true });
@@ -240,6 +245,36 @@ export class Platform implements ThawApi {
     const { sandbox, timings } = await this.bootCold(fnName).finally(() => setImmediate(() => this.pool.refill()));
     this.release(sandbox);
     return { ...this.sandboxInfo(sandbox), timings: { ...timings, handlerMs: 0, totalMs: round(performance.now() - t0) } };
+  }
+
+  /**
+   * Whether sandboxes booted or restored from now on track their page life stages (issue 11:
+   * write-protect tracking costs every request a fault per page it first writes, and a scan;
+   * off by default, on when a memory policy uses stages). Offloading works either way.
+   */
+  setMemoryTracking(on: boolean): void {
+    this.memoryTracking = on;
+  }
+
+  /**
+   * Starts the remote tier's memory server (memory/remote-server.ts: its own process and network
+   * namespace, TCP behind a Unix socket in <data>/run that jailed hosts may connect to), adding
+   * `latencyUs` to each page fetched back. Once per platform; stopped by close().
+   */
+  async startMemoryServer(latencyUs: number): Promise<MemoryServer> {
+    if (this.memoryServer) throw new ThawError('THAW_REQUEST_INVALID', { detail: 'the memory server is already running' });
+    mkdirSync(join(this.params.dataDir, 'run'), { recursive: true });
+    this.memoryServer = await startMemoryServer({ socketPath: join(this.params.dataDir, 'run', 'memory.sock'), gid: SANDBOX_GID, latencyUs });
+    return this.memoryServer;
+  }
+
+  /**
+   * Sandbox `id` as a memory policy acts on it (issue 11: memory/policy-sandbox.ts); memorySocket:
+   * the memory server's Unix socket for the remote tier (default: the one startMemoryServer started).
+   */
+  policySandbox(id: string, memorySocket: string | null = this.memoryServer?.socketPath ?? null): ReportingSandbox {
+    const s = this.sandbox(id);
+    return policySandboxOf(s.host, s.id, s.fn, memorySocket);
   }
 
   async listSandboxes(): Promise<SandboxInfo[]> {
@@ -516,6 +551,7 @@ export class Platform implements ThawApi {
     await this.preparer.close();
     await this.pool.close();
     await this.redisRelay?.close();
+    await this.memoryServer?.kill();
     this.sandboxes.clear();
     if (this.cgroupParent) removeCgroupParent(this.cgroupParent);
     if (this.objects) await (await this.objects.catch(() => undefined))?.close();
@@ -550,7 +586,7 @@ export class Platform implements ThawApi {
     const sandbox = this.register(fnName, fn.deployment, acquired, { kind: 'cold' });
     try {
       const booting = acquired.host.request<BootResult>(
-        { op: 'boot', sandboxId: sandbox.id, deployment: fn.deployment, init: true },
+        { op: 'boot', sandboxId: sandbox.id, deployment: fn.deployment, init: true, trackMemory: this.memoryTracking },
         { timeoutMs: fn.params.initTimeoutMs, onTimeout: () => initTimeout(fn.params, 'boot and init') },
       );
       const invoking = input && this.invokeIn(sandbox, fn.params, input, booting);
@@ -589,7 +625,7 @@ export class Platform implements ThawApi {
     const sandbox = this.register(fnName, fn.deployment, acquired, { kind: 'snapshot', snapshotId, strategy: strategyId });
     try {
       const restoring = acquired.host.request<RestoreResult>(
-        { op: 'restore', sandboxId: sandbox.id, deployment: fn.deployment, snapshotRoot: this.snapshotRoot, snapshotId, strategy: strategyId, stateSha256, artefactSha256 },
+        { op: 'restore', sandboxId: sandbox.id, deployment: fn.deployment, snapshotRoot: this.snapshotRoot, snapshotId, strategy: strategyId, stateSha256, artefactSha256, trackMemory: this.memoryTracking },
         { timeoutMs: fn.params.initTimeoutMs, onTimeout: () => initTimeout(fn.params, 'restore') },
       );
       const invoking = input && this.invokeIn(sandbox, fn.params, input, restoring);
@@ -810,24 +846,6 @@ export class Platform implements ThawApi {
     return {
       id: s.id, function: s.fn, state: s.busy ? 'busy' : 'idle', origin: s.origin, createdAt: s.createdAt,
       invocations: s.invocations, memoryBytes: s.memoryBytes, hostPid: s.host.pid,
-    };
-  }
-
-  /**
-   * A sandbox's page operations as a memory policy sees them. Offload tiers and life stages are
-   * not in this module: until a host operation for them exists, offload is refused with a clear
-   * error (the scheduler logs it and the sandbox stays as it was) and the stages are unknown.
-   */
-  private policySandbox(s: Sandbox): PolicySandbox {
-    return {
-      id: s.id,
-      fn: s.fn,
-      offload: async (req) => {
-        throw new ThawError('THAW_REQUEST_INVALID', { detail: `offload to tier '${req.tier}' is not available in this build (sandbox ${s.id})` });
-      },
-      memoryStages: async () => {
-        throw new ThawError('THAW_REQUEST_INVALID', { detail: `memory life stages are not tracked in this build (sandbox ${s.id})` });
-      },
     };
   }
 

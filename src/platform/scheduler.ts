@@ -18,7 +18,7 @@
 import type { Logger } from 'pino';
 import { ThawError } from '../core/errors.js';
 import type { MemoryPolicy, OffloadTierId, PolicySandbox } from '../memory/types.js';
-import { NonePolicy } from '../memory/policies/none.js';
+import { nonePolicy } from '../memory/policies/none.js';
 import type { SchedulerReport, SchedulerSettings, StartKind } from './types.js';
 import { START_KINDS } from './types.js';
 
@@ -53,7 +53,7 @@ export interface PolicyOptions {
 }
 export type PolicyFactory = (o: PolicyOptions) => MemoryPolicy;
 
-const POLICIES = new Map<string, PolicyFactory>([['none', () => new NonePolicy()]]);
+const POLICIES = new Map<string, PolicyFactory>([['none', () => nonePolicy]]);
 
 /** Adds a policy under its id (memory/policies/*: tmo, faasmem and its ablations). */
 export function registerMemoryPolicy(id: string, factory: PolicyFactory): void {
@@ -104,7 +104,7 @@ export class KeepAliveScheduler<S extends ScheduledSandbox> {
 
   constructor(private readonly host: SchedulerHost<S>, settings: SchedulerSettings = {}) {
     this.settings = { policy: 'none', tier: null, keepAliveS: DEFAULT_KEEP_ALIVE_S, timeScale: 1 };
-    this.policy = new NonePolicy();
+    this.policy = nonePolicy;
     this.configure(settings);
   }
 
