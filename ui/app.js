@@ -83,7 +83,7 @@ function Functions({ functions, sandboxes, onChange, say }) {
   const [inputs, setInputs] = useState({});
   const [modes, setModes] = useState({});
   const invoke = async (name) => {
-    const mode = modes[name] ?? 'cold';
+    const mode = modes[name] ?? 'auto';
     say(`invoking ${name} (${mode}) ...`);
     try {
       const r = await api('POST', `/v1/functions/${encodeURIComponent(name)}/invocations?mode=${mode}&keep=true`, { raw: new TextEncoder().encode(inputs[name] ?? '') });
@@ -109,8 +109,8 @@ function Functions({ functions, sandboxes, onChange, say }) {
     <tbody>${functions.map((f) => html`<tr data-function=${f.name}>
       <td>${f.name}</td><td>${f.runtime}</td><td class="num">${f.memoryMiB}</td><td class="muted">${short(f.digest)}</td>
       <td><input name="input" size="10" value=${inputs[f.name] ?? ''} onInput=${(e) => setInputs({ ...inputs, [f.name]: e.target.value })} /></td>
-      <td><select name="mode" value=${modes[f.name] ?? 'cold'} onChange=${(e) => setModes({ ...modes, [f.name]: e.target.value })}>
-        ${['cold', 'warm', 'snapshot'].map((m) => html`<option value=${m}>${m}</option>`)}
+      <td><select name="mode" value=${modes[f.name] ?? 'auto'} onChange=${(e) => setModes({ ...modes, [f.name]: e.target.value })}>
+        ${['auto', 'cold', 'warm', 'snapshot'].map((m) => html`<option value=${m}>${m}</option>`)}
       </select></td>
       <td><button name="invoke" onClick=${() => invoke(f.name)}>Invoke</button> <button name="snapshot" onClick=${() => snapshot(f.name)}>Snapshot</button></td>
     </tr>`)}</tbody></table></section>`;
@@ -150,9 +150,9 @@ function Invocations({ invocations }) {
   const keys = [...new Set(invocations.flatMap((i) => Object.keys(i.timings ?? {}).filter((k) => k !== 'totalMs')))];
   return html`<section id="invocations"><h2>Recent invocations</h2>
     <div class="legend">${keys.map((k) => html`<span><i style=${`background:${PART_COLOURS[k] ?? '#d0d5dd'}`}></i>${k.replace(/Ms$/, '')}</span>`)}</div>
-    <table><thead><tr><th>time</th><th>function</th><th>mode</th><th>strategy</th><th>outcome</th><th>total ms</th><th>where the time went</th></tr></thead>
+    <table><thead><tr><th>time</th><th>function</th><th>mode</th><th>start</th><th>strategy</th><th>outcome</th><th>total ms</th><th>where the time went</th></tr></thead>
     <tbody>${invocations.map((i) => html`<tr data-invocation=${i.seq}>
-      <td class="muted">${i.time.slice(11, 23)}</td><td>${i.function}</td><td>${i.mode}</td>
+      <td class="muted">${i.time.slice(11, 23)}</td><td>${i.function}</td><td>${i.mode}</td><td>${i.start ?? ''}</td>
       <td title=${i.strategyReason ?? ''}>${i.strategy ?? ''}</td>
       <td class=${i.outcome === 'ok' ? 'ok' : 'bad'} title=${i.message ?? ''}>${i.outcome}</td>
       <td class="num">${ms(i.timings?.totalMs)}</td>

@@ -3,6 +3,7 @@
 import { ThawError } from '../core/errors.js';
 import type {
   FunctionInfo, InvokeRequest, InvokeResult, InvokeTimings, SandboxInfo, SnapshotInfo, SnapshotRequest, StrategyInfo, ThawApi, SnapshotVerifyReport, DoctorReport, LogEntry,
+  SchedulerReport, SchedulerSettings,
 } from '../platform/types.js';
 
 export class HttpClient implements ThawApi {
@@ -129,6 +130,12 @@ export class HttpClient implements ThawApi {
     );
     const { output, outputBase64, ...rest } = wire;
     return { ...rest, output: output !== undefined ? Buffer.from(output, 'utf8') : Buffer.from(outputBase64 ?? '', 'base64') };
+  }
+  scheduler(): Promise<SchedulerReport> {
+    return this.call('GET', '/v1/scheduler');
+  }
+  configureScheduler(s: SchedulerSettings & { resetCounts?: boolean }): Promise<SchedulerReport> {
+    return this.call('PUT', '/v1/scheduler', s);
   }
   putObject(key: string, value: Uint8Array): Promise<void> {
     return this.call('PUT', `/v1/objects/${encodeURIComponent(key)}`, undefined, value);

@@ -24,9 +24,9 @@ export interface MetricsSources {
 
 export class DaemonMetrics {
   readonly registry = new Registry();
-  private readonly invocations: Counter<'function' | 'mode' | 'strategy' | 'outcome'>;
-  private readonly phaseSeconds: Histogram<'mode' | 'phase'>;
-  private readonly totalSeconds: Histogram<'function' | 'mode'>;
+  private readonly invocations: Counter<'function' | 'mode' | 'start' | 'strategy' | 'outcome'>;
+  private readonly phaseSeconds: Histogram<'start' | 'phase'>;
+  private readonly totalSeconds: Histogram<'function' | 'start'>;
   private readonly errors: Counter<'code'>;
   private readonly restoreFaults: Counter<'strategy' | 'kind'>;
   private readonly restoreBytesRead: Counter<'strategy'>;
@@ -40,16 +40,16 @@ export class DaemonMetrics {
     const registers = [this.registry];
     collectDefaultMetrics({ register: this.registry, prefix: 'thaw_daemon_' });
     this.invocations = new Counter({
-      name: 'thaw_invocations_total', help: 'Invocations through the API, by function, mode, restore strategy and outcome (ok or a THAW_* code)',
-      labelNames: ['function', 'mode', 'strategy', 'outcome'], registers,
+      name: 'thaw_invocations_total', help: 'Invocations through the API, by function, mode asked, how the sandbox started, restore strategy and outcome (ok or a THAW_* code)',
+      labelNames: ['function', 'mode', 'start', 'strategy', 'outcome'], registers,
     });
     this.phaseSeconds = new Histogram({
       name: 'thaw_invocation_phase_seconds', help: 'Time in each part of an invocation (acquire, boot, prepare, restore, init, handler, total)',
-      labelNames: ['mode', 'phase'], buckets: BUCKETS_S, registers,
+      labelNames: ['start', 'phase'], buckets: BUCKETS_S, registers,
     });
     this.totalSeconds = new Histogram({
-      name: 'thaw_invocation_seconds', help: 'Whole invocation time measured inside Thaw, by function and mode',
-      labelNames: ['function', 'mode'], buckets: BUCKETS_S, registers,
+      name: 'thaw_invocation_seconds', help: 'Whole invocation time measured inside Thaw, by function and how the sandbox started',
+      labelNames: ['function', 'start'], buckets: BUCKETS_S, registers,
     });
     this.errors = new Counter({ name: 'thaw_errors_total', help: 'Error replies of the API by THAW_* code', labelNames: ['code'], registers });
     this.restoreFaults = new Counter({
@@ -105,7 +105,7 @@ export class DaemonMetrics {
 
   /** Counts an invocation that failed with `err`. */
   invocationFailed(req: InvokeRequest, err: unknown): void {
-    this.invocations.inc({ function: req.function, mode: req.mode ?? 'auto', strategy: req.strategy ?? '', outcome: toThawError(err).code });
+    this.invocations.inc({ function: req.function, mode: req.mode ?? 'auto', start: '', strategy: req.strategy ?? '', outcome: toThawError(err).code });
   }
 
   /** Counts an error reply (called by the API's error handler). */
@@ -119,13 +119,13 @@ export class DaemonMetrics {
 
   private recordInvocation(r: InvokeResult): void {
     const strategy = r.strategy ?? '';
-    this.invocations.inc({ function: r.function, mode: r.mode, strategy, outcome: 'ok' });
+    this.invocations.inc({ function: r.function, mode: r.mode, start: r.start, strategy, outcome: 'ok' });
     const t = r.timings as unknown as Record<string, number | undefined>;
     for (const phase of PHASES) {
       const ms = t[phase];
-      if (ms !== undefined) this.phaseSeconds.observe({ mode: r.mode, phase: phase.replace(/Ms$/, '') }, ms / 1000);
+      if (ms !== undefined) this.phaseSeconds.observe({ start: r.start, phase: phase.replace(/Ms$/, '') }, ms / 1000);
     }
-    this.totalSeconds.observe({ function: r.function, mode: r.mode }, r.timings.totalMs / 1000);
+    this.totalSeconds.observe({ function: r.function, start: r.start }, r.timings.totalMs / 1000);
     if (r.restore) {
       this.restoreFaults.inc({ strategy, kind: 'major' }, r.restore.majorFaults);
       this.restoreFaults.inc({ strategy, kind: 'minor' }, r.restore.minorFaults);

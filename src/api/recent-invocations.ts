@@ -9,6 +9,8 @@ export interface InvocationRecord {
   time: string;
   function: string;
   mode: string;
+  /** How the sandbox started: cold, snapshot, warm, semi-warm. */
+  start?: string;
   strategy?: string;
   strategyReason?: string;
   sandboxId?: string;
@@ -30,7 +32,7 @@ export class RecentInvocations {
 
   invocationOk(r: InvokeResult): void {
     this.push({
-      function: r.function, mode: r.mode, outcome: 'ok', sandboxId: r.sandboxId, timings: { ...r.timings }, outputBytes: r.output.length,
+      function: r.function, mode: r.mode, start: r.start, outcome: 'ok', sandboxId: r.sandboxId, timings: { ...r.timings }, outputBytes: r.output.length,
       ...(r.strategy !== undefined && { strategy: r.strategy }), ...(r.strategyReason !== undefined && { strategyReason: r.strategyReason }),
       ...(r.snapshotId !== undefined && { snapshotId: r.snapshotId }),
     });

@@ -14,6 +14,8 @@ import * as fn from './commands/functions.js';
 import { runInvoke } from './commands/invoke.js';
 import * as obj from './commands/objects.js';
 import * as sb from './commands/sandboxes.js';
+import * as sched from './commands/scheduler.js';
+import { runReplayCommand } from './commands/replay.js';
 import * as snap from './commands/snapshots.js';
 import type { GlobalOptions } from './context.js';
 
@@ -40,6 +42,8 @@ program.command('daemon')
   .option('--max-idle-sandboxes <n>', 'idle sandboxes kept for warm invocations', '16')
   .option('--max-sandboxes <n>', 'live sandboxes at most (each is a host process); beyond it requests get 503', '64')
   .option('--no-cgroups', 'do not put sandbox hosts in memory cgroups')
+  .option('--keep-alive-s <s>', 'idle sandboxes expire after this many seconds', '600')
+  .option('--memory-policy <id>', 'memory policy for idle sandboxes (none, or tmo, faasmem, ... where built)', 'none')
   .option('--log-level <level>', 'pino log level', 'info')
   .action((o) => runDaemon(g(), o));
 
@@ -53,13 +57,13 @@ fns.command('get <name>').description('show a function').action((n: string) => f
 fns.command('delete <name>').description('delete a function and stop its sandboxes').action((n: string) => fn.remove(g(), n));
 
 program.command('invoke <function>')
-  .description('invoke a function: cold (boot + init + handler), warm (an idle sandbox) or snapshot (restore + handler)')
-  .addOption(new Option('--mode <mode>', 'invocation path').choices(['cold', 'warm', 'snapshot']).default('cold'))
+  .description('invoke a function: auto (an idle warm sandbox, else semi-warm, else the newest snapshot, else cold), or one path: cold (boot + init + handler), warm (an idle sandbox) or snapshot (restore + handler)')
+  .addOption(new Option('--mode <mode>', 'invocation path').choices(['auto', 'cold', 'warm', 'snapshot']).default('auto'))
   .option('-d, --data <text>', 'input as text')
   .option('-f, --data-file <path>', 'input from a file (- for stdin)')
   .option('--sandbox <id>', 'warm: the sandbox to use')
   .option('--snapshot <id>', 'snapshot: the snapshot to restore (default: the newest)')
-  .option('--strategy <id>', 'snapshot: restore strategy (see `thaw strategies`), or auto: the platform picks one and says why', 'auto')
+  .option('--strategy <id>', 'snapshot (and --mode auto when it restores): restore strategy (see `thaw strategies`), or auto: the platform picks one and says why', 'auto')
   .option('--no-keep', 'stop the sandbox after the invocation')
   .option('--json', 'print the whole result (output, timings) as JSON')
   .option('--snapshot-after', 'snapshot the sandbox after the invocation (prints its id)')
@@ -69,6 +73,11 @@ const sbs = program.command('sandboxes').alias('sb').description('boot, list and
 sbs.command('boot <function>').description('boot a sandbox cold and keep it idle').action((n: string) => sb.boot(g(), n));
 sbs.command('list').description('list live sandboxes').action(() => sb.list(g()));
 sbs.command('delete <id>').description('stop a sandbox').action((id: string) => sb.remove(g(), id));
+
+program.command('scheduler')
+  .description('show the keep-alive scheduler: policy, keep-alive, and cold/snapshot/warm/semi-warm starts per function')
+  .option('--json', 'print the report as JSON').option('--reset-counts', 'set the start counts to zero (after printing nothing)')
+  .action((o) => sched.show(g(), o));
 
 const snaps = program.command('snapshots').alias('snap').description('create, list, show and delete snapshots');
 snaps.command('create <sandbox>')
@@ -118,6 +127,17 @@ program.command('bench <config>')
   .option('--output-dir <dir>', 'override output_dir (the global --object-store overrides object_store)')
   .option('--repeat <n>', 'override repeat').option('--validate-only', 'check the config and exit').option('--no-progress', 'no progress bar')
   .action((c: string, o) => runBenchCommand(g(), c, o));
+
+program.command('replay <trace>')
+  .description('replay a trace open loop against the daemon, per memory policy (a generator config: a path or a shipped name such as replay-ci, replay-hour; or a trace CSV in the Azure 2021 format)')
+  .option('--functions <names>', 'suite functions the trace functions map to (comma-separated; default: the config\'s)')
+  .option('--policies <ids>', 'settings to replay, comma-separated policy[:tier] (default: the config\'s)')
+  .option('--time-scale <x>', 'trace seconds per real second (default: the config\'s)')
+  .option('--window-s <s>', 'result window in trace seconds (default: the config\'s, else 60)')
+  .option('--duration-s <s>', 'replay only the first this many trace seconds')
+  .option('--output-dir <dir>', 'where results go (default: the config\'s, else results/)')
+  .option('--no-progress', 'no progress bar')
+  .action((t: string, o) => runReplayCommand(g(), t, o));
 
 try {
   await program.parseAsync(process.argv);

@@ -1,11 +1,11 @@
 // What a page server serves from: a Firecracker snapshot memory file (flat guest memory, no
 // checksums) or a Thaw snapshot directory (its memory image, flattened for a diff chain, with
-// the state file's checksums). Everything this module knows of Thaw's snapshot format is in
-// thawChecksums(): the per-chunk CRC-32s of main's format today (per-page CRCs are coming).
+// the state file's checksums). What the page server needs of Thaw's snapshot format is in
+// thawChecksums(): format 2's per-page CRC-32s, so a fault checks only the page it serves.
 
 import { closeSync, existsSync, fstatSync, openSync, statSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
-import { CHUNK_BYTES, PAGE_BYTES, type SnapshotState } from '../core/snapshot-format.js';
+import { PAGE_BYTES, type SnapshotState } from '../core/snapshot-format.js';
 import { ThawError } from '../core/errors.js';
 import type { FillJob } from '../native/index.js';
 import { ensureCompressed, sourceKey } from '../restore/sabre-image.js';
@@ -60,7 +60,7 @@ export function openPartitions(source: MemorySource): Partitions {
 
 /** The checksums of a Thaw snapshot as restored memory (the one place that reads the format). */
 export function thawChecksums(state: SnapshotState): PieceChecksums {
-  return { crcs: state.chunkCrcs, pieceBytes: CHUNK_BYTES };
+  return { crcs: state.pageCrcs, pieceBytes: PAGE_BYTES };
 }
 
 /**

@@ -53,7 +53,7 @@ const cells: [string, string, string, string][] = [
   ['uffd', 'Firecracker memory file (unchecked)', fcFile, fcFile],
   ['eager', 'Firecracker memory file (unchecked)', fcFile, fcFile],
   ['reap', 'Firecracker memory file (unchecked)', fcFile, fcFile],
-  ['uffd', 'Thaw snapshot (checked, 1 MiB pieces)', thawDir, join(thawDir, 'memory.img')],
+  ['uffd', 'Thaw snapshot (each page checked)', thawDir, join(thawDir, 'memory.img')],
   ['sabre', 'Thaw snapshot (lz4 partitions, checked)', thawDir, join(thawDir, 'memory.img')],
 ];
 const rows: Record<string, string | number>[] = [];

@@ -9,7 +9,7 @@ import { performance } from 'node:perf_hooks';
 import type { Logger } from 'pino';
 import { ThawError, toThawError, type ErrorCode } from '../core/errors.js';
 import { MEMORY_FILE, readState, diskUsageBytes, sweepSnapshotTemps, writeFileDurable } from '../snapshot/snapshot-io.js';
-import { ensureSnapshotKey, sealState, verifyChainSeals } from '../snapshot/snapshot-seal.js';
+import { checkArtefactSeals, ensureSnapshotKey, sealArtefacts, sealState, verifyChainSeals } from '../snapshot/snapshot-seal.js';
 import type { PageRun, SnapshotMeta } from '../core/snapshot-format.js';
 import { HostPool, type AcquiredHost } from '../sandbox/host-pool.js';
 import type { HostProcess } from '../sandbox/host-process.js';
@@ -21,9 +21,11 @@ import type { BootResult, InvokeResult as HostInvokeResult, RestoreResult, Snaps
 import type { FunctionParams } from '../core/function-spec.js';
 import { getStrategy, listStrategies, listArtefacts, discardArtefacts, grantTmpfsCopy, AUTO_STRATEGY, DEFAULT_STRATEGY } from '../restore/index.js';
 import { AutoStrategy, imageFacts, type AutoChoice, type SnapshotFacts } from '../restore/auto-strategy.js';
-import { StrategyPreparer } from './strategy-preparer.js';
+import { StrategyPreparer, type PrepareOutcome } from './strategy-preparer.js';
 import { FunctionLogs, type LogEntry } from './function-logs.js';
 import { startRedisRelay, type RedisRelay } from './redis-relay.js';
+import { policySandboxOf, type ReportingSandbox } from '../memory/policy-sandbox.js';
+import { startMemoryServer, type MemoryServer } from '../memory/remote-server.js';
 import type { ObjectStore, ObjectStoreConfig } from '../store/object-store.js';
 import { openObjectStore } from '../store/open-store.js';
 import { FunctionRegistry } from './function-registry.js';
@@ -31,6 +33,8 @@ import type {
   DoctorReport, FunctionInfo, InvokeRequest, InvokeResult, InvokeTimings, SandboxInfo, SnapshotInfo, SnapshotRequest, StrategyInfo, ThawApi, SnapshotVerifyReport,
 } from './types.js';
 import { INVOKE_MODES } from './types.js';
+import type { SchedulerReport, SchedulerSettings, StartKind } from './types.js';
+import { KeepAliveScheduler } from './scheduler.js';
 
 /** Validated platform settings. */
 export interface PlatformParams {
@@ -51,6 +55,10 @@ export interface PlatformParams {
   readonly jail: JailMode;
   readonly preparedIdleMs: number;
   readonly maxPreparedFunctions: number;
+  /** Idle sandboxes expire after this many seconds (see scheduler.ts). */
+  readonly keepAliveS: number;
+  /** The memory policy the keep-alive scheduler calls (see scheduler.ts). */
+  readonly memoryPolicy: string;
   readonly logger: Logger;
 }
 
@@ -85,6 +93,8 @@ const FATAL_TO_SANDBOX = new Set<ErrorCode>([
   'THAW_GUEST_TRAP', 'THAW_GUEST_OOM', 'THAW_TIMEOUT', 'THAW_SANDBOX_DIED', 'THAW_INTERNAL',
   // A WASI guest is stopped mid-handler at the write past the limit: its stack is not unwound.
   'THAW_OUTPUT_TOO_LARGE',
+  // Offloaded pages could not be fetched back: its memory is fenced (memory/host-memory.ts).
+  'THAW_MEMORY_SERVER_LOST',
 ]);
 
 export class Platform implements ThawApi {
@@ -112,13 +122,26 @@ export class Platform implements ThawApi {
   private readonly cgroupState: string;
   private cgroupParent: string | null = null;
   private redisRelay: RedisRelay | null = null;
+  private memoryTracking = false;
+  private memoryServer: MemoryServer | null = null;
   /** Snapshots the last scrub found corrupt, with what it found: refused until scrubbed whole. */
   private readonly scrubFailures = new Map<string, string>();
   private scrubbing = false;
   private scrubTimer: NodeJS.Timeout | undefined;
+  /** Where auto invocations start, keep-alive expiry and the memory policy's calls. */
+  private readonly keepAlive: KeepAliveScheduler<Sandbox>;
 
   constructor(private readonly params: PlatformParams) {
     this.log = params.logger;
+    this.keepAlive = new KeepAliveScheduler<Sandbox>({
+      sandboxes: () => this.sandboxes.values(),
+      deployment: (fn) => this.functions.get(fn).deployment,
+      hasSnapshot: (fn) => this.readableSnapshots().some((s) => s.function === fn && s.current && !this.scrubFailures.has(s.id)),
+      stop: (s, reason) => this.stop(s, reason),
+      release: (s) => this.release(s),
+      policySandbox: (s) => policySandboxOf(s.host, s.id, s.fn, this.memoryServer?.socketPath ?? null),
+      log: params.logger,
+    }, { keepAliveS: params.keepAliveS, policy: params.memoryPolicy });
     mkdirSync(params.dataDir, { recursive: true });
     this.functions = new FunctionRegistry(params.dataDir);
     this.snapshotRoot = join(params.dataDir, 'snapshots');
@@ -224,6 +247,36 @@ export class Platform implements ThawApi {
     return { ...this.sandboxInfo(sandbox), timings: { ...timings, handlerMs: 0, totalMs: round(performance.now() - t0) } };
   }
 
+  /**
+   * Whether sandboxes booted or restored from now on track their page life stages (issue 11:
+   * write-protect tracking costs every request a fault per page it first writes, and a scan;
+   * off by default, on when a memory policy uses stages). Offloading works either way.
+   */
+  setMemoryTracking(on: boolean): void {
+    this.memoryTracking = on;
+  }
+
+  /**
+   * Starts the remote tier's memory server (memory/remote-server.ts: its own process and network
+   * namespace, TCP behind a Unix socket in <data>/run that jailed hosts may connect to), adding
+   * `latencyUs` to each page fetched back. Once per platform; stopped by close().
+   */
+  async startMemoryServer(latencyUs: number): Promise<MemoryServer> {
+    if (this.memoryServer) throw new ThawError('THAW_REQUEST_INVALID', { detail: 'the memory server is already running' });
+    mkdirSync(join(this.params.dataDir, 'run'), { recursive: true });
+    this.memoryServer = await startMemoryServer({ socketPath: join(this.params.dataDir, 'run', 'memory.sock'), gid: SANDBOX_GID, latencyUs });
+    return this.memoryServer;
+  }
+
+  /**
+   * Sandbox `id` as a memory policy acts on it (issue 11: memory/policy-sandbox.ts); memorySocket:
+   * the memory server's Unix socket for the remote tier (default: the one startMemoryServer started).
+   */
+  policySandbox(id: string, memorySocket: string | null = this.memoryServer?.socketPath ?? null): ReportingSandbox {
+    const s = this.sandbox(id);
+    return policySandboxOf(s.host, s.id, s.fn, memorySocket);
+  }
+
   async listSandboxes(): Promise<SandboxInfo[]> {
     return [...this.sandboxes.values()].map((s) => this.sandboxInfo(s));
   }
@@ -249,6 +302,7 @@ export class Platform implements ThawApi {
     const id = newId('snap');
     sandbox.busy = true;
     try {
+      await this.keepAlive.settled(sandbox);
       const fn = this.functions.get(sandbox.fn);
       // A jailed host writes only into its scratch directory; the daemon moves the snapshot into place.
       const outDir = sandbox.scratchDir ?? this.snapshotRoot;
@@ -375,14 +429,27 @@ export class Platform implements ThawApi {
     let restoreStats: RestoreResult['restore'] | undefined;
     let strategyReason: string | undefined;
     let facts: SnapshotFacts | undefined;
-    // Cold and snapshot starts send the invocation right behind the boot or restore (see invokeIn).
+    // Cold and snapshot starts send the invocation right behind the boot or restore (see invokeIn),
+    // unless the memory policy must see the sandbox between its init and its first request.
     let invoking: Promise<HostInvokeResult> | undefined;
-    switch (req.mode) {
+    const pipeline = this.keepAlive.pipelinesStarts;
+    const placed = req.mode === 'auto' && req.sandboxId === undefined && req.snapshotId === undefined ? this.keepAlive.place(fn.params.name) : undefined;
+    const path: StartKind = placed?.kind ?? (req.mode === 'auto' ? (req.snapshotId !== undefined ? 'snapshot' : 'warm') : req.mode);
+    let start: StartKind = path;
+    switch (path) {
       case 'cold':
-        ({ sandbox, timings, invoking } = await this.bootCold(fn.params.name, req.input));
+        ({ sandbox, timings, invoking } = await this.bootCold(fn.params.name, pipeline ? req.input : undefined));
         break;
       case 'warm':
-        sandbox = await this.takeWarm(fn.params.name, req.sandboxId);
+      case 'semi-warm':
+        if (placed && 'sandbox' in placed) {
+          sandbox = placed.sandbox;
+        } else {
+          sandbox = await this.takeWarm(fn.params.name, req.sandboxId);
+          this.keepAlive.claimedExplicitly(sandbox);
+        }
+        // Waits for a memory policy step still running on it (see scheduler.ts).
+        start = await this.keepAlive.reuse(sandbox);
         timings = { acquireMs: 0 };
         break;
       case 'snapshot': {
@@ -390,11 +457,13 @@ export class Platform implements ThawApi {
         facts = this.snapshotFacts(snapshotId);
         strategy = req.strategy ?? DEFAULT_STRATEGY;
         if (strategy === AUTO_STRATEGY) ({ strategy, reason: strategyReason } = this.chooseStrategy(snapshotId, facts));
-        ({ sandbox, timings, stats: restoreStats, invoking } = await this.restore(fn.params.name, snapshotId, strategy, req.input));
+        ({ sandbox, timings, stats: restoreStats, invoking } = await this.restore(fn.params.name, snapshotId, strategy, pipeline ? req.input : undefined));
         break;
       }
     }
+    this.keepAlive.started(fn.params.name, start);
     try {
+      if (start === 'cold' || start === 'snapshot') await this.keepAlive.afterInit(sandbox);
       const res = await (invoking ?? this.invokeIn(sandbox, fn.params, req.input));
       sandbox.invocations++;
       sandbox.memoryBytes = res.memoryBytes;
@@ -402,7 +471,8 @@ export class Platform implements ThawApi {
       // A sandbox of a deployment retired while it ran is not kept for the next call.
       const keep = (req.keep ?? true) && sandbox.deployment === this.functions.get(fn.params.name).deployment;
       if (keep) {
-        this.release(sandbox);
+        // Releases it; the memory policy's afterRequest runs after the reply (see scheduler.ts).
+        this.keepAlive.afterRequest(sandbox);
         this.evictIdle();
       } else {
         void this.stop(sandbox, 'not kept');
@@ -410,6 +480,7 @@ export class Platform implements ThawApi {
       const result: InvokeResult = {
         function: fn.params.name,
         mode: req.mode,
+        start,
         sandboxId: sandbox.id,
         kept: keep,
         output: res.output,
@@ -424,12 +495,13 @@ export class Platform implements ThawApi {
         this.autoStrategy.record(snapshotId, strategy, facts.cachedFraction, (timings.restoreMs ?? 0) + result.timings.handlerMs);
       }
       // The host's stats after the invocation are the complete ones (page servers report on stop).
-      const stats = req.mode === 'snapshot' ? (res.restore ?? restoreStats) : undefined;
+      const stats = start === 'snapshot' ? (res.restore ?? restoreStats) : undefined;
       if (stats !== undefined) result.restore = stats;
       // A working set was just recorded: artefacts built from it (thaw's and sabre-reap's loading
       // sets) are then built by the next prepare, in the daemon's worker, not in a sandbox host.
       if (stats?.phase === 'record' && snapshotId !== undefined && strategy !== undefined) {
         if (sandbox.scratchDir) this.adoptRecorded(sandbox.scratchDir, snapshotId);
+        this.sealRecorded(snapshotId);
         this.preparer.forget(snapshotId, strategy);
       }
       return result;
@@ -438,6 +510,17 @@ export class Platform implements ThawApi {
       // guest error leaves the sandbox usable, but it must not stay behind for warm invocations.
       throw await this.afterFailure(sandbox, err, req.keep === false);
     }
+  }
+
+  async scheduler(): Promise<SchedulerReport> {
+    return this.keepAlive.report();
+  }
+
+  async configureScheduler(req: SchedulerSettings & { resetCounts?: boolean }): Promise<SchedulerReport> {
+    const { resetCounts, ...settings } = req;
+    this.keepAlive.configure(settings);
+    if (resetCounts) this.keepAlive.resetCounts();
+    return this.keepAlive.report();
   }
 
   // ---- objects ---------------------------------------------------------------------------
@@ -464,9 +547,11 @@ export class Platform implements ThawApi {
 
   async close(): Promise<void> {
     clearInterval(this.scrubTimer);
+    this.keepAlive.close();
     await this.preparer.close();
     await this.pool.close();
     await this.redisRelay?.close();
+    await this.memoryServer?.kill();
     this.sandboxes.clear();
     if (this.cgroupParent) removeCgroupParent(this.cgroupParent);
     if (this.objects) await (await this.objects.catch(() => undefined))?.close();
@@ -501,7 +586,7 @@ export class Platform implements ThawApi {
     const sandbox = this.register(fnName, fn.deployment, acquired, { kind: 'cold' });
     try {
       const booting = acquired.host.request<BootResult>(
-        { op: 'boot', sandboxId: sandbox.id, deployment: fn.deployment, init: true },
+        { op: 'boot', sandboxId: sandbox.id, deployment: fn.deployment, init: true, trackMemory: this.memoryTracking },
         { timeoutMs: fn.params.initTimeoutMs, onTimeout: () => initTimeout(fn.params, 'boot and init') },
       );
       const invoking = input && this.invokeIn(sandbox, fn.params, input, booting);
@@ -534,13 +619,13 @@ export class Platform implements ThawApi {
     // The seals of the whole chain, checked with the daemon's key (before anything is built from
     // it); the host checks that the state files it reads are these very bytes.
     const stateSha256 = verifyChainSeals(this.snapshotRoot, this.snapshotKey, snapshotId);
-    const prepared = await this.preparer.prepare(strategyId, snapshotId);
+    const { prepared, artefactSha256 } = await this.prepareSealed(strategyId, snapshotId);
     if (prepared.built && this.jail.jailed) this.grantSnapshot(snapshotId);
     const acquired = await this.acquireHost(fnName);
     const sandbox = this.register(fnName, fn.deployment, acquired, { kind: 'snapshot', snapshotId, strategy: strategyId });
     try {
       const restoring = acquired.host.request<RestoreResult>(
-        { op: 'restore', sandboxId: sandbox.id, deployment: fn.deployment, snapshotRoot: this.snapshotRoot, snapshotId, strategy: strategyId, stateSha256 },
+        { op: 'restore', sandboxId: sandbox.id, deployment: fn.deployment, snapshotRoot: this.snapshotRoot, snapshotId, strategy: strategyId, stateSha256, artefactSha256, trackMemory: this.memoryTracking },
         { timeoutMs: fn.params.initTimeoutMs, onTimeout: () => initTimeout(fn.params, 'restore') },
       );
       const invoking = input && this.invokeIn(sandbox, fn.params, input, restoring);
@@ -712,8 +797,8 @@ export class Platform implements ThawApi {
     const choice = this.autoStrategy.choose(id, facts);
     if (choice.prepareNext !== undefined) {
       const next = choice.prepareNext;
-      void this.preparer.prepare(next, id).then(
-        (p) => { if (p.built && this.jail.jailed) this.grantSnapshot(id); },
+      void this.prepareSealed(next, id).then(
+        ({ prepared }) => { if (prepared.built && this.jail.jailed) this.grantSnapshot(id); },
         (err: unknown) => this.log.warn({ snapshotId: id, strategy: next, err: String(err) }, 'auto: background prepare failed'),
       );
     }
@@ -822,6 +907,34 @@ export class Platform implements ThawApi {
     }
   }
 
+  /**
+   * Prepares `strategy`'s artefacts for snapshot `id` in the worker and returns the digests of the
+   * sealed ones, which a host must find (snapshot-seal.ts): what the worker just built is sealed
+   * at once (it runs to completion before any other restore's code); otherwise the seal is
+   * checked, and artefacts it does not cover are removed and prepared again (or recorded again).
+   * Throws THAW_SNAPSHOT_CORRUPT (a seal file that fails its MAC), and whatever prepare throws.
+   */
+  private async prepareSealed(strategy: string, id: string): Promise<{ prepared: PrepareOutcome; artefactSha256: Record<string, string> }> {
+    const prepared = await this.preparer.prepare(strategy, id);
+    if (prepared.built) return { prepared, artefactSha256: sealArtefacts(this.snapshotRoot, this.snapshotKey, id) };
+    const { digests, unsealed } = checkArtefactSeals(this.snapshotRoot, this.snapshotKey, id);
+    if (unsealed.length === 0) return { prepared, artefactSha256: digests };
+    this.log.error({ snapshot: id, files: unsealed }, 'artefacts the daemon did not seal were removed (forged, or left by a crash): they are built or recorded again');
+    for (const name of unsealed) rmSync(join(this.snapshotRoot, id, name), { force: true });
+    this.preparer.forget(id);
+    const again = await this.preparer.prepare(strategy, id);
+    return { prepared: again, artefactSha256: again.built ? sealArtefacts(this.snapshotRoot, this.snapshotKey, id) : digests };
+  }
+
+  /** Seals what a restore just recorded beside snapshot `id` (adopted from a jailed host's outbox). */
+  private sealRecorded(id: string): void {
+    try {
+      sealArtefacts(this.snapshotRoot, this.snapshotKey, id);
+    } catch (err: unknown) {
+      this.log.warn({ snapshot: id, err: toThawError(err).message }, 'cannot seal a recorded artefact: the next restore records again');
+    }
+  }
+
   /** Stops a sandbox whose state can no longer be trusted; returns the error to rethrow. */
   private async afterFailure(sandbox: Sandbox, err: unknown, always = false): Promise<ThawError> {
     const e = this.hostDeath(sandbox, toThawError(err));
@@ -859,6 +972,7 @@ export class Platform implements ThawApi {
 
   private async stop(sandbox: Sandbox, reason: string): Promise<void> {
     this.sandboxes.delete(sandbox.id);
+    this.keepAlive.forget(sandbox.id);
     // A warm invocation waiting on this function's last busy sandbox must learn it is gone.
     this.wakeWaiters();
     await sandbox.host.kill(reason);

@@ -6,8 +6,38 @@ import type { ArtefactInfo } from '../restore/index.js';
 import type { LogEntry } from './function-logs.js';
 export type { LogEntry } from './function-logs.js';
 
-export type InvokeMode = 'cold' | 'warm' | 'snapshot';
-export const INVOKE_MODES: readonly InvokeMode[] = ['cold', 'warm', 'snapshot'];
+/** auto: the keep-alive scheduler picks (warm, else semi-warm, else snapshot, else cold; see scheduler.ts). */
+export type InvokeMode = 'auto' | 'cold' | 'warm' | 'snapshot';
+export const INVOKE_MODES: readonly InvokeMode[] = ['auto', 'cold', 'warm', 'snapshot'];
+
+/** How an invocation's sandbox started: booted cold, restored, or reused idle (warm or semi-warm). */
+export type StartKind = 'cold' | 'snapshot' | 'warm' | 'semi-warm';
+export const START_KINDS: readonly StartKind[] = ['cold', 'snapshot', 'warm', 'semi-warm'];
+
+/** The keep-alive scheduler's settings (a daemon option; `thaw replay` sets them per experiment setting). */
+export interface SchedulerSettings {
+  /** Memory policy id: none, or one registered by memory/policies (tmo, faasmem, ...). */
+  policy?: string;
+  /** Offload tier the policy uses (null: the policy's default). */
+  tier?: 'file' | 'compressed' | 'remote' | null;
+  /** Idle sandboxes expire after this many (trace) seconds. */
+  keepAliveS?: number;
+  /** Time constants (keep-alive, the policy's) are divided by this: 60 replays an hour in a minute. */
+  timeScale?: number;
+}
+
+/** The scheduler's settings, live sandboxes and per-function start counts. */
+export interface SchedulerReport {
+  policy: string;
+  tier: 'file' | 'compressed' | 'remote' | null;
+  keepAliveS: number;
+  timeScale: number;
+  /** The keep-alive in real milliseconds (keepAliveS * 1000 / timeScale). */
+  keepAliveMs: number;
+  tickMs: number;
+  sandboxes: { live: number; idle: number; semiWarm: number };
+  functions: Record<string, { starts: Record<StartKind, number>; expired: number; reuseP99Ms: number; reuseSamples: number }>;
+}
 
 export interface FunctionInfo {
   name: string;
@@ -86,6 +116,8 @@ export interface InvokeRequest {
 export interface InvokeResult {
   function: string;
   mode: InvokeMode;
+  /** How the sandbox started (for auto, what the scheduler picked). */
+  start: StartKind;
   sandboxId: string;
   /** Whether the sandbox was kept for warm invocations. */
   kept: boolean;
@@ -183,6 +215,11 @@ export interface ThawApi {
   doctor(): Promise<DoctorReport>;
 
   invoke(req: InvokeRequest): Promise<InvokeResult>;
+
+  /** The keep-alive scheduler: settings, live sandboxes and start counts per function. */
+  scheduler(): Promise<SchedulerReport>;
+  /** Changes the scheduler's policy, tier, keep-alive or time scale; `resetCounts` zeroes the counts. */
+  configureScheduler(s: SchedulerSettings & { resetCounts?: boolean }): Promise<SchedulerReport>;
 
   /** Objects: the inputs and outputs functions read and write by key (embedded store or Redis). */
   putObject(key: string, value: Uint8Array): Promise<void>;

@@ -19,9 +19,11 @@ import { eager } from '../restore/strategies/eager.js';
 import { jailLockExec, uffdAvailability, uffdUseDevice } from '../native/index.js';
 import { setLeaseOwnerPid } from '../restore/pass-pool.js';
 import { setRecordingOutbox } from '../restore/recording-outbox.js';
+import { expectArtefacts } from '../restore/artefact-seal.js';
 import { RECORDING_OUTBOX } from './jail.js';
+import { memoryStages, offload, offloadStats, trackBoot, trackInit, trackRequest, trackRestore, untrack } from '../memory/host-memory.js';
 import type {
-  BootResult, HostEnvelope, JailLayer, HostFunction, HostMessage, HostRequest, InvokeResult, PrepareResult, RestoreResult, SnapshotResult, StatsResult,
+  BootResult, HostEnvelope, JailLayer, HostFunction, HostMessage, HostRequest, InvokeResult, MemoryStagesResult, OffloadResult, PrepareResult, RestoreResult, SnapshotResult, StatsResult,
 } from './protocol.js';
 
 /** What the daemon passed on the command line (a host's environment is empty). */
@@ -134,9 +136,11 @@ async function handle(req: HostRequest): Promise<unknown> {
       releasePreallocated(null);
       const t0 = performance.now();
       const guest = await p.adapter.boot(p.prepared, contextFor(req.sandboxId, p.fn));
+      trackBoot(req.sandboxId, guest.memory, req.trackMemory === true);
       const bootMs = since(t0);
       const t1 = performance.now();
       if (req.init) await guest.init();
+      trackInit(req.sandboxId);
       const s: LiveSandbox = { id: req.sandboxId, fn: p, guest, restoredFrom: null, image: null };
       sandboxes.set(req.sandboxId, s);
       const result: BootResult = { timings: { bootMs, initMs: since(t1) }, memoryBytes: guest.memory.buffer.byteLength };
@@ -149,6 +153,8 @@ async function handle(req: HostRequest): Promise<unknown> {
       releasePreallocated(strategy.id);
       // The state files must be the ones whose seals the daemon checked (stateSha256, by id).
       const chain = readChain(req.snapshotRoot, req.snapshotId, req.stateSha256);
+      // So must the artefacts it reads beside the snapshot (restore/artefact-seal.ts).
+      expectArtefacts(req.snapshotId, req.artefactSha256);
       const top = chain[chain.length - 1]!;
       if (top.meta.moduleDigest !== p.fn.digest) {
         throw new ThawError('THAW_SNAPSHOT_VERSION', { id: req.snapshotId, detail: `taken from module ${top.meta.moduleDigest.slice(0, 12)}, function '${p.fn.params.name}' is now ${p.fn.digest.slice(0, 12)}` });
@@ -163,12 +169,13 @@ async function handle(req: HostRequest): Promise<unknown> {
       }
       const s: LiveSandbox = { id: req.sandboxId, fn: p, guest, restoredFrom: { root: req.snapshotRoot, id: req.snapshotId }, image };
       sandboxes.set(req.sandboxId, s);
+      trackRestore(req.sandboxId, guest.memory, req.snapshotRoot, chain, req.trackMemory === true);
       const stats = { ...image.stats };
       const result: RestoreResult = { timings: { restoreMs: since(t0) }, memoryBytes: guest.memory.buffer.byteLength, bytesRead: stats.bytesRead, restore: stats };
       return result;
     }
     case 'invoke':
-      return invoke(sandbox(req.sandboxId), req.input);
+      return trackRequest(req.sandboxId, () => invoke(sandbox(req.sandboxId), req.input));
     case 'snapshot': {
       const s = sandbox(req.sandboxId);
       const t0 = performance.now();
@@ -198,14 +205,19 @@ async function handle(req: HostRequest): Promise<unknown> {
     case 'destroy': {
       const s = sandboxes.get(req.sandboxId);
       sandboxes.delete(req.sandboxId);
+      untrack(req.sandboxId);
       // Stops the sandbox's page server, if any (unserved pages fenced, never left to read zeros).
       const restore = s?.image?.release();
       return restore ? { restore: { ...restore } } : {};
     }
+    case 'memoryStages':
+      return memoryStages(sandbox(req.sandboxId).id) satisfies MemoryStagesResult;
+    case 'offload':
+      return offload(sandbox(req.sandboxId).id, req.request, req.memorySocket) satisfies OffloadResult;
     case 'inspect':
       return inspectJail();
     case 'stats':
-      return { rssBytes: process.memoryUsage.rss(), sandboxes: [...sandboxes.keys()], prepared: [...prepared.keys()] } satisfies StatsResult;
+      return { rssBytes: process.memoryUsage.rss(), sandboxes: [...sandboxes.keys()], prepared: [...prepared.keys()], offload: offloadStats() } satisfies StatsResult;
   }
 }
 
@@ -320,7 +332,10 @@ process.on('message', (env: HostEnvelope) => {
 // Page servers stop with the host on a normal exit (a killed host is cleaned up by the kernel:
 // the server thread, the userfaultfd and the mapped files all die with the process).
 process.on('exit', () => {
-  for (const s of sandboxes.values()) s.image?.release();
+  for (const s of sandboxes.values()) {
+    untrack(s.id);
+    s.image?.release();
+  }
 });
 // An error nothing caught ends the host (its state cannot be trusted), but first tells the
 // daemon what it was, so the sandbox's THAW_SANDBOX_DIED names the cause.

@@ -1,7 +1,9 @@
 // Shared set-up of the cross-module tests: a platform on a fresh data directory, and the
 // example functions' manifests.
 
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync, type ChildProcessByStdio } from 'node:child_process';
+import { once } from 'node:events';
+import type { Readable } from 'node:stream';
 import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -69,4 +71,16 @@ export function smallTmpfs(dir: string): string | false {
 
 export function unmount(dir: string): void {
   spawnSync('umount', [dir]);
+}
+
+/** Starts `thaw daemon --port 0` on a fresh data directory; resolves with its URL once it listens. */
+export async function startDaemon(args: readonly string[] = []): Promise<{ url: string; daemon: ChildProcessByStdio<null, Readable, null> }> {
+  const daemon = spawn(process.execPath, [CLI, '--data-dir', tempDataDir(), 'daemon', '--port', '0', '--log-level', 'warn', ...args], { stdio: ['ignore', 'pipe', 'inherit'] });
+  let out = '';
+  daemon.stdout.setEncoding('utf8');
+  while (!/listening on (\S+)/.test(out)) {
+    const [chunk] = (await once(daemon.stdout, 'data')) as [string];
+    out += chunk;
+  }
+  return { url: /listening on (\S+)/.exec(out)![1]!, daemon };
 }

@@ -19,6 +19,8 @@ interface DaemonOptions {
   preparedIdleS: string;
   maxPreparedFunctions: string;
   logLevel: string;
+  keepAliveS: string;
+  memoryPolicy: string;
 }
 
 export async function runDaemon(g: GlobalOptions, o: DaemonOptions): Promise<void> {
@@ -26,6 +28,7 @@ export async function runDaemon(g: GlobalOptions, o: DaemonOptions): Promise<voi
     dataDir: g.dataDir, objectStore: g.objectStore, token: g.token, host: o.host, port: o.port, spareHosts: o.spareHosts,
     preparedPerFunction: o.preparedPerFunction, maxIdleSandboxes: o.maxIdleSandboxes, maxSandboxes: o.maxSandboxes, cgroups: o.cgroups, logLevel: o.logLevel,
     jail: o.jail, scrubIntervalS: o.scrubIntervalS, preparedIdleS: o.preparedIdleS, maxPreparedFunctions: o.maxPreparedFunctions,
+    keepAliveS: o.keepAliveS, memoryPolicy: o.memoryPolicy,
   });
   const logger = pino({ level: params.logLevel });
   const platform = new Platform({ ...params, logger });
