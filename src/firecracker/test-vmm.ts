@@ -37,6 +37,8 @@ export interface VmmArgs {
   readonly gap?: string;
   readonly stride?: number;
   readonly remove?: number;
+  /** Rounds of MADV_DONTNEED on the last 16 pages by a second thread while the guest runs. */
+  readonly removeStorm?: number;
   readonly verify?: boolean;
   readonly json?: string;
   readonly noFd?: boolean;
@@ -73,6 +75,7 @@ export function runTestVmm(a: VmmArgs): Promise<VmmRun> {
   if (a.gap) args.push('--gap', a.gap);
   if (a.stride) args.push('--stride', String(a.stride));
   if (a.remove) args.push('--remove', String(a.remove));
+  if (a.removeStorm) args.push('--remove-storm', String(a.removeStorm));
   if (a.verify === false) args.push('--no-verify');
   if (a.json !== undefined) args.push('--json', a.json);
   if (a.noFd) args.push('--no-fd');
