@@ -37,6 +37,8 @@ if (args.uffdDeviceFd !== null) {
 }
 
 for (const [k, v] of args.env) process.env[k] = v;
+// Temporary files (a WASI command's per-invocation scratch directory) go to the host's scratch.
+if (args.scratch) process.env.TMPDIR = args.scratch;
 
 function isCharacterDevice(fd: number): boolean {
   try {
