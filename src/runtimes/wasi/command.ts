@@ -26,7 +26,9 @@ const STDOUT_FD = 1;
 const STDERR_FD = 2;
 /** The first preopened directory's fd in node:wasi (after stdin, stdout, stderr). */
 const FIRST_PREOPEN_FD = 3;
+const ERRNO_BADF = 8;
 const ERRNO_FAULT = 21;
+const ERRNO_NOTSOCK = 57;
 const ERRNO_ROFS = 69;
 // WASI preview1 flags that ask for a way to change a file (oflags, fdflags, rights).
 const OFLAGS_WRITE = 0x1 /* creat */ | 0x4 /* excl */ | 0x8 /* trunc */;
@@ -260,7 +262,11 @@ export class CommandGuest implements GuestInstance {
       return 0;
     } catch (err: unknown) {
       if (typeof err === 'symbol') return this.exitCode(io.wasi);
-      throw this.translate(err);
+      const failure = this.translate(err);
+      // A trap usually follows the guest's own message (a Rust panic, a failed assert): keep it.
+      const tail = io.stderrTail.trim();
+      if (failure.code !== 'THAW_GUEST_TRAP' || tail === '') throw failure;
+      throw new ThawError('THAW_GUEST_TRAP', { name: this.prepared.fn.name, detail: `${String(failure.params.detail)}; stderr: ${tail}` }, { cause: failure.cause });
     } finally {
       this.io = undefined;
       for (const stream of ['stdout', 'stderr'] as const) {
@@ -333,8 +339,10 @@ export class CommandGuest implements GuestInstance {
    */
   private wasiImports(): Record<string, (...args: (number | bigint)[]) => number> {
     const imports: Record<string, (...args: (number | bigint)[]) => number> = {};
+    // Every i32 of preview1 is unsigned (fds, pointers, sizes, flags); node:wasi, called from JS
+    // rather than straight from Wasm, refuses a negative one with EINVAL where it means EBADF.
     const pass = (name: string) => (...args: (number | bigint)[]): number =>
-      (this.currentIo().wasi.wasiImport as Record<string, (...a: (number | bigint)[]) => number>)[name]!(...args);
+      (this.currentIo().wasi.wasiImport as Record<string, (...a: (number | bigint)[]) => number>)[name]!(...args.map((a) => (typeof a === 'number' ? a >>> 0 : a)));
     for (const imp of WebAssembly.Module.imports(this.compiled.module)) {
       if (imp.module === WASI_MODULE && imp.kind === 'function') imports[imp.name] = pass(imp.name);
     }
@@ -384,6 +392,13 @@ export class CommandGuest implements GuestInstance {
         }
         return errno;
       };
+    }
+    if ('sock_shutdown' in imports) {
+      // A guest has no sockets (no network, none preopened), so every open fd is "not a socket";
+      // node:wasi answers ENOTSUP for any fd. fd_advise(NORMAL) tells an open fd from a closed one
+      // and changes nothing.
+      const advise = pass('fd_advise');
+      imports.sock_shutdown = (fd) => (advise(fd!, 0n, 0n, 0) === ERRNO_BADF ? ERRNO_BADF : ERRNO_NOTSOCK);
     }
     if ('fd_write' in imports) {
       const next = guardFd('fd_write', 0);
