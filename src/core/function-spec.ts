@@ -35,7 +35,7 @@ export interface FunctionConfig {
 /**
  * How a WASI command (a module exporting `_start`) is run per invocation (docs/abi.md):
  * `{ "args": [...], "env": {...}, "dirs": { "/guest/path": "host/dir" },
- *    "scratch": { "path": "/tmp", "seed": "host/dir" } }`, every field optional.
+ *    "scratch": { "path": "/tmp", "seed": "host/dir" }, "responseFile": "/tmp/out" }`, every field optional.
  */
 export interface CommandParams {
   /** argv[1..] (argv[0] is the function's name). */
@@ -45,6 +45,11 @@ export interface CommandParams {
   readonly dirs: readonly CommandDir[];
   /** A writable directory made afresh for each invocation and removed after it, or null. */
   readonly scratch: { readonly guestPath: string; readonly seed: CommandDir | null } | null;
+  /**
+   * A file in the scratch directory (a guest path) whose bytes are the response instead of stdout,
+   * for programs that write their result to a file (stdout then goes to the log); or null.
+   */
+  readonly responseFile: string | null;
 }
 
 /** A bundle directory: where the guest sees it, where deploy found it, its name in the function's directory. */
@@ -75,7 +80,7 @@ export interface FunctionParams {
 }
 
 const KNOWN_FIELDS = new Set(['name', 'runtime', 'module', 'source', 'memoryMiB', 'handler', 'timeoutMs', 'initTimeoutMs', 'maxInputBytes', 'maxOutputBytes', 'description', 'command']);
-const COMMAND_FIELDS = new Set(['args', 'env', 'dirs', 'scratch']);
+const COMMAND_FIELDS = new Set(['args', 'env', 'dirs', 'scratch', 'responseFile']);
 const SCRATCH_FIELDS = new Set(['path', 'seed']);
 /** Sizes that keep a manifest small: a command's args and environment travel in it. */
 const COMMAND_MAX_ARGS = 256;
@@ -170,8 +175,14 @@ function parseCommand(raw: unknown, runtime: RuntimeId, resolvePath: (p: string)
     const path = guestPath(sc.path, "'command.scratch.path'");
     scratch = { guestPath: path, seed: sc.seed === undefined ? null : { guestPath: path, sourcePath: resolvePath(str(sc.seed, "'command.scratch.seed'")), bundleName: 'scratch-seed' } };
   }
+  let responseFile: string | null = null;
+  if (cfg.responseFile !== undefined) {
+    responseFile = guestPath(cfg.responseFile, "'command.responseFile'");
+    const under = scratch === null ? null : scratch.guestPath === '/' ? '/' : `${scratch.guestPath}/`;
+    if (under === null || !responseFile.startsWith(under) || responseFile.length === under.length) bad("'command.responseFile' must name a file in the scratch directory ('command.scratch.path')");
+  }
   const guestPaths = [...dirs.map((d) => d.guestPath), ...(scratch ? [scratch.guestPath] : [])];
   const twice = guestPaths.find((p, i) => guestPaths.indexOf(p) !== i);
   if (twice !== undefined) bad(`guest path '${twice}' is given twice in 'command'`);
-  return Object.freeze({ args: (args as unknown[]).map((a, i) => str(a, `'command.args[${i}]'`)), env, dirs, scratch });
+  return Object.freeze({ args: (args as unknown[]).map((a, i) => str(a, `'command.args[${i}]'`)), env, dirs, scratch, responseFile });
 }

@@ -4,7 +4,7 @@
 // response from stdout, stderr to the log, args, env and read-only bundle directories from the
 // manifest, and a scratch directory made for the invocation and removed after it.
 
-import { cpSync, mkdtempSync, openSync, rmSync } from 'node:fs';
+import { closeSync, constants, cpSync, fstatSync, mkdtempSync, openSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { WASI } from 'node:wasi';
@@ -17,7 +17,7 @@ import {
 } from './adapter.js';
 import { GROW_FAILED_EXPORT } from './wasm-binary.js';
 
-const NO_COMMAND: CommandParams = { args: [], env: {}, dirs: [], scratch: null };
+const NO_COMMAND: CommandParams = { args: [], env: {}, dirs: [], scratch: null, responseFile: null };
 /** How much of a failed command's stderr its error carries. */
 const STDERR_TAIL_BYTES = 2048;
 const PAGE_BYTES = 4096;
@@ -83,7 +83,7 @@ class CommandIo {
   readonly lines = { stdout: new LineBuffer(), stderr: new LineBuffer() };
   /** fds the guest may only read through: the bundle directories and what it opens under them. */
   readonly readOnlyFds = new Set<number>();
-  private readonly scratchDir: string | null;
+  readonly scratchDir: string | null;
 
   constructor(fnName: string, command: CommandParams, bundleRoot: string, readonly stdin: Uint8Array, readonly forInvocation: boolean) {
     const preopens: Record<string, string> = {};
@@ -193,15 +193,40 @@ export class CommandGuest implements GuestInstance {
     if (this.pristine === undefined && this.image === undefined) this.pristine = this.capture(new Uint8Array(this.memory.buffer).slice());
     const io = new CommandIo(this.prepared.fn.name, this.command, this.bundleRoot, input, true);
     let code: number;
+    let response: Uint8Array | undefined;
     try {
       code = this.call(io, start as () => void);
+      if (code === 0 && this.command.responseFile !== null) response = this.readResponseFile(io);
     } finally {
       io.close();
       // Commands are not re-entrant: the next invocation (or a snapshot) gets a fresh instance.
       this.instance = await this.fresh();
     }
     if (code !== 0) throw this.exitError(COMMAND_EXPORT, code, io);
-    return concat(io.stdout);
+    return response ?? concat(io.stdout);
+  }
+
+  /** The response file's bytes (manifest `command.responseFile`), read before the scratch directory goes. */
+  private readResponseFile(io: CommandIo): Uint8Array {
+    const { name, maxOutputBytes } = this.prepared.fn;
+    const scratch = this.command.scratch;
+    invariant(scratch !== null && io.scratchDir !== null && this.command.responseFile !== null, 'a response file needs a scratch directory');
+    const path = join(io.scratchDir, this.command.responseFile.slice(scratch.guestPath.length));
+    let fd: number;
+    try {
+      // O_NOFOLLOW: the guest could have left a symbolic link there instead of a file.
+      fd = openSync(path, constants.O_RDONLY | constants.O_NOFOLLOW);
+    } catch (err: unknown) {
+      throw new ThawError('THAW_COMMAND_FAILED', { name, exitCode: 0, stderr: ` but wrote no response file ${this.command.responseFile} (${(err as NodeJS.ErrnoException).code ?? String(err)})` });
+    }
+    try {
+      const st = fstatSync(fd);
+      if (!st.isFile()) throw new ThawError('THAW_COMMAND_FAILED', { name, exitCode: 0, stderr: ` but its response file ${this.command.responseFile} is not a file` });
+      if (st.size > maxOutputBytes) throw new ThawError('THAW_OUTPUT_TOO_LARGE', { name, limitBytes: maxOutputBytes });
+      return new Uint8Array(readFileSync(fd));
+    } finally {
+      closeSync(fd);
+    }
   }
 
   captureState(): GuestState {
@@ -422,7 +447,7 @@ export class CommandGuest implements GuestInstance {
       for (let i = 0; i < iovsLen; i++) {
         const at = (iovs >>> 0) + i * 8;
         const bytes = this.bytesAt(view.getUint32(at, true), view.getUint32(at + 4, true));
-        if (fd === STDOUT_FD && io.forInvocation) {
+        if (fd === STDOUT_FD && io.forInvocation && this.command.responseFile === null) {
           if (io.stdoutBytes + bytes.length > maxOutputBytes) throw new ThawError('THAW_OUTPUT_TOO_LARGE', { name, limitBytes: maxOutputBytes });
           io.stdoutBytes += bytes.length;
           io.stdout.push(bytes.slice());
