@@ -129,6 +129,9 @@ export class CommandGuest implements GuestInstance {
   private readonly command: CommandParams;
   private readonly bundleRoot: string;
   private readonly exitCodeKey = new WeakMap<WASI, symbol | undefined>();
+  /** True once `_start` ran in the current instance: it must be replaced before anything else uses it. */
+  private dirty = false;
+  private resetFailure: ThawError | undefined;
   /** Byte runs a freshly instantiated memory holds non-zero (its data segments). */
   private dataRuns: readonly (readonly [number, number])[] | undefined;
 
@@ -183,13 +186,16 @@ export class CommandGuest implements GuestInstance {
     } finally {
       io.close();
     }
+    this.pristine = this.capture(new Uint8Array(this.memory.buffer).slice());
   }
 
   async invoke(input: Uint8Array): Promise<Uint8Array> {
     invariant(this.io === undefined, 'invoke() while another invocation is running');
+    this.ensureFresh();
     const start = this.exports()[COMMAND_EXPORT];
     invariant(typeof start === 'function', `${COMMAND_EXPORT} is not a function`);
-    // A booted guest's pristine state is its memory now, before `_start` changes it.
+    // A booted guest's pristine state is its memory now, before `_start` changes it (init()
+    // takes it already; this is for a guest booted without init).
     if (this.pristine === undefined && this.image === undefined) this.pristine = this.capture(new Uint8Array(this.memory.buffer).slice());
     const io = new CommandIo(this.prepared.fn.name, this.command, this.bundleRoot, input, true);
     let code: number;
@@ -199,11 +205,32 @@ export class CommandGuest implements GuestInstance {
       if (code === 0 && this.command.responseFile !== null) response = this.readResponseFile(io);
     } finally {
       io.close();
-      // Commands are not re-entrant: the next invocation (or a snapshot) gets a fresh instance.
-      this.instance = await this.fresh();
+      // Commands are not re-entrant: the next invocation (or a snapshot) gets a fresh instance,
+      // made once this reply is on its way (or by whichever comes first).
+      this.dirty = true;
+      setImmediate(() => {
+        try {
+          this.ensureFresh();
+        } catch {
+          // Kept in this.resetFailure: the next invocation or snapshot reports it.
+        }
+      });
     }
     if (code !== 0) throw this.exitError(COMMAND_EXPORT, code, io);
     return response ?? concat(io.stdout);
+  }
+
+  /** Replaces a used instance with a fresh one; a failure to do so is kept and thrown again. */
+  private ensureFresh(): void {
+    if (this.resetFailure !== undefined) throw this.resetFailure;
+    if (!this.dirty) return;
+    try {
+      this.instance = this.fresh();
+      this.dirty = false;
+    } catch (err: unknown) {
+      this.resetFailure = this.translate(err);
+      throw this.resetFailure;
+    }
   }
 
   /** The response file's bytes (manifest `command.responseFile`), read before the scratch directory goes. */
@@ -231,6 +258,7 @@ export class CommandGuest implements GuestInstance {
 
   captureState(): GuestState {
     invariant(this.io === undefined, 'captureState() during an invocation');
+    this.ensureFresh();
     const globals: Record<string, string> = {};
     for (const name of this.prepared.globalTypes.keys()) globals[name] = globalToString(this.global(name).value);
     const state: WasiRuntimeState = { globals, memoryBytes: this.memory.buffer.byteLength };
@@ -254,10 +282,13 @@ export class CommandGuest implements GuestInstance {
     return { bytes, runs: nonZeroRuns(bytes), globals };
   }
 
-  /** A new instance holding the pristine memory and globals. */
-  private async fresh(): Promise<WebAssembly.Instance> {
+  /**
+   * A new instance holding the pristine memory and globals. Synchronous (new WebAssembly.Instance
+   * of a compiled module), so that a snapshot or an invocation can ask for it at once.
+   */
+  private fresh(): WebAssembly.Instance {
     const pristine = this.pristineState();
-    const instance = await this.instantiate();
+    const instance = new WebAssembly.Instance(this.compiled.module, { [WASI_MODULE]: this.wasiImports() });
     this.instance = instance;
     const memory = this.memory;
     const pages = pristine.bytes.byteLength / 65536 - memory.buffer.byteLength / 65536;
