@@ -243,9 +243,7 @@ class WasiGuest implements GuestInstance {
   }
 
   get memory(): WebAssembly.Memory {
-    const memory = this.exports()[this.prepared.memoryExport];
-    invariant(memory instanceof WebAssembly.Memory, `export '${this.prepared.memoryExport}' is not a memory`);
-    return memory;
+    return exportedMemory(this.exports(), this.prepared.memoryExport);
   }
 
   async init(): Promise<void> {
@@ -320,9 +318,7 @@ class WasiGuest implements GuestInstance {
   }
 
   private global(name: string): WebAssembly.Global {
-    const g = this.exports()[name];
-    invariant(g instanceof WebAssembly.Global, `export '${name}' is not a global`);
-    return g;
+    return exportedGlobal(this.exports(), name);
   }
 
   /** Runs guest code; flushes its log lines and turns whatever it throws into a ThawError. */
@@ -489,6 +485,20 @@ class WasiGuest implements GuestInstance {
       return 0;
     };
   }
+}
+
+/** The memory export `name` of an instance's exports. */
+export function exportedMemory(exports: WebAssembly.Exports, name: string): WebAssembly.Memory {
+  const memory = exports[name];
+  invariant(memory instanceof WebAssembly.Memory, `export '${name}' is not a memory`);
+  return memory;
+}
+
+/** The global export `name` of an instance's exports. */
+export function exportedGlobal(exports: WebAssembly.Exports, name: string): WebAssembly.Global {
+  const g = exports[name];
+  invariant(g instanceof WebAssembly.Global, `export '${name}' is not a global`);
+  return g;
 }
 
 /** Splits a byte stream into UTF-8 lines; flush() returns an unterminated last line. */

@@ -4,7 +4,7 @@
 // response from stdout, stderr to the log, args, env and read-only bundle directories from the
 // manifest, and a scratch directory made for the invocation and removed after it.
 
-import { closeSync, constants, cpSync, fstatSync, mkdtempSync, openSync, readFileSync, rmSync } from 'node:fs';
+import { closeSync, constants, cpSync, fstatSync, mkdtempSync, openSync, readFileSync, realpathSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { WASI } from 'node:wasi';
@@ -13,7 +13,7 @@ import type { CommandParams } from '../../core/function-spec.js';
 import type { GuestContext, GuestInstance, GuestState, MemoryImage } from '../runtime.js';
 import { COMMAND_EXPORT, INIT_EXPORT, WASI_MODULE, WIZER_INIT_EXPORT } from './abi.js';
 import {
-  LineBuffer, compiledFor, concat, globalFromString, globalToString, oom, type CompiledModule, type WasiPrepared, type WasiRuntimeState,
+  LineBuffer, compiledFor, concat, exportedGlobal, exportedMemory, globalFromString, globalToString, oom, type CompiledModule, type WasiPrepared, type WasiRuntimeState,
 } from './adapter.js';
 import { GROW_FAILED_EXPORT } from './wasm-binary.js';
 
@@ -71,6 +71,18 @@ function nonZeroRuns(bytes: Uint8Array): [number, number][] {
     else runs.push([page * PAGE_BYTES, (page + 1) * PAGE_BYTES]);
   }
   return runs;
+}
+
+/** The (ptr, len) pairs of an iovec array of `count` entries at `iovs` in `memory`. */
+function* iovecs(memory: WebAssembly.Memory, iovs: number, count: number): Generator<Uint8Array> {
+  const view = new DataView(memory.buffer);
+  for (let i = 0; i < count; i++) {
+    const at = (iovs >>> 0) + i * 8;
+    const ptr = view.getUint32(at, true);
+    const len = view.getUint32(at + 4, true);
+    if (ptr + len > memory.buffer.byteLength) throw new RangeError('iovec outside memory');
+    yield new Uint8Array(memory.buffer, ptr, len);
+  }
 }
 
 /** One call into the guest (init or an invocation): its WASI context and stdio. */
@@ -165,9 +177,7 @@ export class CommandGuest implements GuestInstance {
   }
 
   get memory(): WebAssembly.Memory {
-    const memory = this.exports()[this.prepared.memoryExport];
-    invariant(memory instanceof WebAssembly.Memory, `export '${this.prepared.memoryExport}' is not a memory`);
-    return memory;
+    return exportedMemory(this.exports(), this.prepared.memoryExport);
   }
 
   /** Runs Wizer's `wizer.initialize`, then `thaw_init`, when exported: what every invocation then starts from. */
@@ -241,7 +251,12 @@ export class CommandGuest implements GuestInstance {
     const path = join(io.scratchDir, this.command.responseFile.slice(scratch.guestPath.length));
     let fd: number;
     try {
-      // O_NOFOLLOW: the guest could have left a symbolic link there instead of a file.
+      // The guest may have left symbolic links in the scratch directory (the guest has finished,
+      // so nothing changes under this check): the file's directory must resolve inside it, and
+      // the file itself is opened with O_NOFOLLOW.
+      const root = realpathSync(io.scratchDir);
+      const parent = realpathSync(dirname(path));
+      if (parent !== root && !parent.startsWith(`${root}/`)) throw Object.assign(new Error('outside the scratch directory'), { code: 'ELOOP' });
       fd = openSync(path, constants.O_RDONLY | constants.O_NOFOLLOW);
     } catch (err: unknown) {
       throw new ThawError('THAW_COMMAND_FAILED', { name, exitCode: 0, stderr: ` but wrote no response file ${this.command.responseFile} (${(err as NodeJS.ErrnoException).code ?? String(err)})` });
@@ -367,9 +382,7 @@ export class CommandGuest implements GuestInstance {
   }
 
   private global(name: string): WebAssembly.Global {
-    const g = this.exports()[name];
-    invariant(g instanceof WebAssembly.Global, `export '${name}' is not a global`);
-    return g;
+    return exportedGlobal(this.exports(), name);
   }
 
   private async instantiate(): Promise<WebAssembly.Instance> {
@@ -474,10 +487,7 @@ export class CommandGuest implements GuestInstance {
     const { name, maxOutputBytes } = this.prepared.fn;
     let written = 0;
     try {
-      const view = new DataView(this.memory.buffer);
-      for (let i = 0; i < iovsLen; i++) {
-        const at = (iovs >>> 0) + i * 8;
-        const bytes = this.bytesAt(view.getUint32(at, true), view.getUint32(at + 4, true));
+      for (const bytes of iovecs(this.memory, iovs, iovsLen)) {
         if (fd === STDOUT_FD && io.forInvocation && this.command.responseFile === null) {
           if (io.stdoutBytes + bytes.length > maxOutputBytes) throw new ThawError('THAW_OUTPUT_TOO_LARGE', { name, limitBytes: maxOutputBytes });
           io.stdoutBytes += bytes.length;
@@ -489,7 +499,7 @@ export class CommandGuest implements GuestInstance {
         }
         written += bytes.length;
       }
-      view.setUint32(nwrittenPtr >>> 0, written, true);
+      new DataView(this.memory.buffer).setUint32(nwrittenPtr >>> 0, written, true);
     } catch (err: unknown) {
       if (err instanceof ThawError) throw err;
       return ERRNO_FAULT;
@@ -502,27 +512,17 @@ export class CommandGuest implements GuestInstance {
     const io = this.currentIo();
     let read = 0;
     try {
-      const view = new DataView(this.memory.buffer);
-      for (let i = 0; i < iovsLen; i++) {
-        const at = (iovs >>> 0) + i * 8;
-        const dst = this.bytesAt(view.getUint32(at, true), view.getUint32(at + 4, true));
+      for (const dst of iovecs(this.memory, iovs, iovsLen)) {
         const chunk = io.stdin.subarray(io.stdinOffsetBytes, io.stdinOffsetBytes + dst.length);
         dst.set(chunk);
         io.stdinOffsetBytes += chunk.length;
         read += chunk.length;
         if (chunk.length < dst.length) break;
       }
-      view.setUint32(nreadPtr >>> 0, read, true);
+      new DataView(this.memory.buffer).setUint32(nreadPtr >>> 0, read, true);
     } catch {
       return ERRNO_FAULT;
     }
     return 0;
-  }
-
-  private bytesAt(ptr: number, len: number): Uint8Array {
-    const start = ptr >>> 0;
-    const buffer = this.memory.buffer;
-    if (start + len > buffer.byteLength) throw new RangeError('out of bounds');
-    return new Uint8Array(buffer, start, len);
   }
 }
