@@ -28,6 +28,8 @@ export interface GuestContext {
   readonly objects: SyncObjectStore;
   /** Memory limit of the sandbox in bytes: linear memory may not grow beyond it. */
   readonly memoryLimitBytes: number;
+  /** Where the guest side may make temporary files (a WASI command's scratch directories): the host's own scratch directory when jailed. Default: os.tmpdir(). */
+  readonly tempDir?: string;
   /** Receives the guest's stdout/stderr lines (for logs). */
   log(stream: 'stdout' | 'stderr', text: string): void;
 }

@@ -37,8 +37,6 @@ if (args.uffdDeviceFd !== null) {
 }
 
 for (const [k, v] of args.env) process.env[k] = v;
-// Temporary files (a WASI command's per-invocation scratch directory) go to the host's scratch.
-if (args.scratch) process.env.TMPDIR = args.scratch;
 
 function isCharacterDevice(fd: number): boolean {
   try {
@@ -96,6 +94,7 @@ function contextFor(sandboxId: string, fn: HostFunction): GuestContext {
   return {
     objects,
     memoryLimitBytes: fn.params.memoryMiB * 1024 * 1024,
+    tempDir: args.scratch ?? tmpdir(),
     log: (stream, text) => send({ kind: 'log', sandboxId, stream, text }),
   };
 }

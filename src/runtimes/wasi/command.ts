@@ -97,7 +97,7 @@ class CommandIo {
   readonly readOnlyFds = new Set<number>();
   readonly scratchDir: string | null;
 
-  constructor(fnName: string, command: CommandParams, bundleRoot: string, readonly stdin: Uint8Array, readonly forInvocation: boolean) {
+  constructor(fnName: string, command: CommandParams, bundleRoot: string, tempDir: string, readonly stdin: Uint8Array, readonly forInvocation: boolean) {
     const preopens: Record<string, string> = {};
     command.dirs.forEach((d, i) => {
       preopens[d.guestPath] = join(bundleRoot, d.bundleName);
@@ -105,8 +105,8 @@ class CommandIo {
     });
     this.scratchDir = null;
     if (command.scratch !== null) {
-      // The host's TMPDIR is its own scratch directory (host-main), the one place a jailed host writes.
-      const dir = mkdtempSync(join(tmpdir(), 'thaw-cmd-'));
+      // tempDir is the host's own scratch directory when jailed: the one place such a host writes.
+      const dir = mkdtempSync(join(tempDir, 'thaw-cmd-'));
       this.scratchDir = dir;
       if (command.scratch.seed !== null) cpSync(join(bundleRoot, command.scratch.seed.bundleName), dir, { recursive: true });
       preopens[command.scratch.guestPath] = dir;
@@ -184,7 +184,7 @@ export class CommandGuest implements GuestInstance {
   async init(): Promise<void> {
     invariant(!this.initialised, 'init() runs once, on cold boot only');
     this.initialised = true;
-    const io = new CommandIo(this.prepared.fn.name, this.command, this.bundleRoot, new Uint8Array(0), false);
+    const io = new CommandIo(this.prepared.fn.name, this.command, this.bundleRoot, this.ctx.tempDir ?? tmpdir(), new Uint8Array(0), false);
     try {
       for (const name of [WIZER_INIT_EXPORT, INIT_EXPORT]) {
         const fn = this.exports()[name];
@@ -207,7 +207,7 @@ export class CommandGuest implements GuestInstance {
     // A booted guest's pristine state is its memory now, before `_start` changes it (init()
     // takes it already; this is for a guest booted without init).
     if (this.pristine === undefined && this.image === undefined) this.pristine = this.capture(new Uint8Array(this.memory.buffer).slice());
-    const io = new CommandIo(this.prepared.fn.name, this.command, this.bundleRoot, input, true);
+    const io = new CommandIo(this.prepared.fn.name, this.command, this.bundleRoot, this.ctx.tempDir ?? tmpdir(), input, true);
     let code: number;
     let response: Uint8Array | undefined;
     try {
