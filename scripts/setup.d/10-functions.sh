@@ -38,6 +38,14 @@ build_suite_c() { # build_suite_c NAME: functions/suite/NAME/NAME.c (+ suite/inc
   clang --target=wasm32-wasi -O3 -msimd128 -mexec-model=reactor -I "$inc" -I "$abi_inc" -o "$out" "$dir/$1.c" -lm
 }
 
+build_cmd() { # build_cmd DIR NAME: DIR/NAME.c -> DIR/build/NAME.wasm, a WASI command (exports _start)
+  local dir="functions/$1" out="functions/$1/build/$2.wasm"
+  up_to_date "$out" "$dir"/*.c && return 0
+  echo "setup: building $out"
+  mkdir -p "$dir/build"
+  clang --target=wasm32-wasi -O2 -o "$out" "$dir/$2.c"
+}
+
 build_as() { # build_as DIR NAME: DIR/assembly/index.ts -> DIR/build/NAME.wasm
   local dir="functions/$1" out="functions/$1/build/$2.wasm"
   up_to_date "$out" "$dir"/assembly/*.ts && return 0
@@ -51,4 +59,6 @@ build_c hello-c hello
 build_c mem64-c mem64
 build_c faulty-c faulty
 build_as hello-as hello
+build_cmd cmd-c cmd
+build_cmd wizer-c wizer
 for fn in mmap matmul pagerank recognition video; do build_suite_c "$fn"; done

@@ -46,5 +46,17 @@ export function readManifestFile(path: string): { manifest: Record<string, unkno
   } catch (err) {
     throw new ThawError('THAW_CONFIG_INVALID', { detail: `cannot read ${field} '${artefactPath}' named by ${path}: ${(err as Error).message}` });
   }
-  return { manifest: { ...manifest, [field]: artefactPath }, artefact };
+  return { manifest: { ...manifest, [field]: artefactPath, ...resolveCommandPaths(manifest.command, dirname(path)) }, artefact };
+}
+
+/** A WASI command's bundle directories, relative to the manifest, made absolute (the daemon copies them at deploy). */
+function resolveCommandPaths(command: unknown, base: string): { command?: unknown } {
+  if (typeof command !== 'object' || command === null || Array.isArray(command)) return command === undefined ? {} : { command };
+  const c = command as Record<string, unknown>;
+  const abs = (p: unknown): unknown => (typeof p === 'string' ? resolve(base, p) : p);
+  const dirs = typeof c.dirs === 'object' && c.dirs !== null && !Array.isArray(c.dirs)
+    ? Object.fromEntries(Object.entries(c.dirs as Record<string, unknown>).map(([g, h]) => [g, abs(h)])) : c.dirs;
+  const scratch = typeof c.scratch === 'object' && c.scratch !== null && 'seed' in c.scratch
+    ? { ...(c.scratch as Record<string, unknown>), seed: abs((c.scratch as Record<string, unknown>).seed) } : c.scratch;
+  return { command: { ...c, ...(dirs === undefined ? {} : { dirs }), ...(scratch === undefined ? {} : { scratch }) } };
 }

@@ -54,6 +54,9 @@ export const ERRORS = {
   THAW_URI_TOO_LONG: { status: 414, message: 'request URL too long: {detail}' },
   THAW_MEDIA_TYPE_UNSUPPORTED: { status: 415, message: "unsupported content type '{contentType}' for {route}" },
   THAW_STORAGE_FULL: { status: 507, message: 'no space left to write {what}: {detail}' },
+  // ---- issue 13 (bring your own code): WASI commands and function bundles
+  THAW_COMMAND_FAILED: { status: 502, message: "function '{name}' exited with code {exitCode}{stderr}" },
+  THAW_BUNDLE_INVALID: { status: 400, message: 'function bundle is incomplete: {detail}' },
   THAW_FUNCTION_BUSY: { status: 429, message: "every sandbox of function '{name}' stayed busy for {waitedMs} ms: retry later, or invoke it cold or from a snapshot" },
   // ---- issue 11 (FaaSMem): offloading a sandbox's idle memory
   THAW_OFFLOAD_UNAVAILABLE: { status: 409, message: "sandbox '{id}' cannot offload to the {tier} tier: {reason}" },

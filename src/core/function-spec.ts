@@ -28,6 +28,37 @@ export interface FunctionConfig {
   maxOutputBytes?: unknown;
   /** Free-form description shown by `thaw fn list`. */
   description?: unknown;
+  /** wasi commands (modules exporting `_start`) only: see CommandConfig. */
+  command?: unknown;
+}
+
+/**
+ * How a WASI command (a module exporting `_start`) is run per invocation (docs/abi.md):
+ * `{ "args": [...], "env": {...}, "dirs": { "/guest/path": "host/dir" },
+ *    "scratch": { "path": "/tmp", "seed": "host/dir" }, "responseFile": "/tmp/out" }`, every field optional.
+ */
+export interface CommandParams {
+  /** argv[1..] (argv[0] is the function's name). */
+  readonly args: readonly string[];
+  readonly env: Readonly<Record<string, string>>;
+  /** Directories of the function's bundle, preopened read-only; copied into the function's directory at deploy. */
+  readonly dirs: readonly CommandDir[];
+  /** A writable directory made afresh for each invocation and removed after it, or null. */
+  readonly scratch: { readonly guestPath: string; readonly seed: CommandDir | null } | null;
+  /**
+   * A file in the scratch directory (a guest path) whose bytes are the response instead of stdout,
+   * for programs that write their result to a file (stdout then goes to the log); or null.
+   */
+  readonly responseFile: string | null;
+}
+
+/** A bundle directory: where the guest sees it, where deploy found it, its name in the function's directory. */
+export interface CommandDir {
+  readonly guestPath: string;
+  /** Absolute path the directory was copied from at deploy. */
+  readonly sourcePath: string;
+  /** Name of the copy beside the deployed module (`bundle-<i>`, `scratch-seed`). */
+  readonly bundleName: string;
 }
 
 /** A validated function manifest. Artefact paths are absolute. */
@@ -44,9 +75,16 @@ export interface FunctionParams {
   /** Enforced in the sandbox host: a larger output never crosses to the daemon. */
   readonly maxOutputBytes: number;
   readonly description: string;
+  /** wasi only: how a command module runs, when the manifest says (absent: a command gets no args, env or directories). */
+  readonly command?: CommandParams;
 }
 
-const KNOWN_FIELDS = new Set(['name', 'runtime', 'module', 'source', 'memoryMiB', 'handler', 'timeoutMs', 'initTimeoutMs', 'maxInputBytes', 'maxOutputBytes', 'description']);
+const KNOWN_FIELDS = new Set(['name', 'runtime', 'module', 'source', 'memoryMiB', 'handler', 'timeoutMs', 'initTimeoutMs', 'maxInputBytes', 'maxOutputBytes', 'description', 'command']);
+const COMMAND_FIELDS = new Set(['args', 'env', 'dirs', 'scratch', 'responseFile']);
+const SCRATCH_FIELDS = new Set(['path', 'seed']);
+/** Sizes that keep a manifest small: a command's args and environment travel in it. */
+const COMMAND_MAX_ARGS = 256;
+const COMMAND_MAX_STRING = 4096;
 const NAME_RE = /^[a-z0-9][a-z0-9-_]{0,62}$/;
 
 /** Validates a manifest. Throws THAW_CONFIG_INVALID naming the first bad field. */
@@ -93,5 +131,58 @@ export function parseFunctionConfig(raw: unknown, resolvePath: (p: string) => st
     maxInputBytes: int('maxInputBytes', 6 * 1024 * 1024, 0, 1024 * 1024 * 1024),
     maxOutputBytes: int('maxOutputBytes', 6 * 1024 * 1024, 0, 1024 * 1024 * 1024),
     description: (cfg.description as string | undefined) ?? '',
+    ...(cfg.command === undefined ? {} : { command: parseCommand(cfg.command, runtime, resolvePath, bad) }),
   });
+}
+
+/** The `command` field: plain strings only, guest paths absolute, no guest path given twice. */
+function parseCommand(raw: unknown, runtime: RuntimeId, resolvePath: (p: string) => string, bad: (detail: string) => never): CommandParams {
+  if (runtime !== 'wasi') bad(`'command' applies to runtime 'wasi' only`);
+  if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) bad("'command' must be an object");
+  const cfg = raw as Record<string, unknown>;
+  for (const key of Object.keys(cfg)) if (!COMMAND_FIELDS.has(key)) bad(`unknown field 'command.${key}' (known: ${[...COMMAND_FIELDS].join(', ')})`);
+  const str = (v: unknown, what: string): string => {
+    if (typeof v !== 'string' || v.length > COMMAND_MAX_STRING || v.includes('\0')) bad(`${what} must be a string of at most ${COMMAND_MAX_STRING} characters without NUL`);
+    return v as string;
+  };
+  const args = cfg.args ?? [];
+  if (!Array.isArray(args) || args.length > COMMAND_MAX_ARGS) bad(`'command.args' must be an array of at most ${COMMAND_MAX_ARGS} strings`);
+  const envRaw = cfg.env ?? {};
+  if (typeof envRaw !== 'object' || envRaw === null || Array.isArray(envRaw)) bad("'command.env' must be an object of strings");
+  const env: Record<string, string> = {};
+  for (const [k, v] of Object.entries(envRaw as Record<string, unknown>)) {
+    if (k.length === 0 || k.includes('=')) bad(`'command.env' name '${k}' must be non-empty and without '='`);
+    env[k] = str(v, `'command.env.${k}'`);
+  }
+  const guestPath = (p: unknown, what: string): string => {
+    const s = str(p, what);
+    if (!s.startsWith('/') || s.split('/').includes('..')) bad(`${what} must be an absolute guest path without '..' (got '${s}')`);
+    return s.length > 1 ? s.replace(/\/+$/, '') : s;
+  };
+  const dirsRaw = cfg.dirs ?? {};
+  if (typeof dirsRaw !== 'object' || dirsRaw === null || Array.isArray(dirsRaw)) bad("'command.dirs' must be an object mapping guest paths to directories");
+  const dirs: CommandDir[] = Object.entries(dirsRaw as Record<string, unknown>).map(([g, host], i) => ({
+    guestPath: guestPath(g, `'command.dirs' key '${g}'`),
+    sourcePath: resolvePath(str(host, `'command.dirs.${g}'`)),
+    bundleName: `bundle-${i}`,
+  }));
+  let scratch: CommandParams['scratch'] = null;
+  if (cfg.scratch !== undefined) {
+    const s = cfg.scratch;
+    if (typeof s !== 'object' || s === null || Array.isArray(s)) bad("'command.scratch' must be { path, seed? }");
+    const sc = s as Record<string, unknown>;
+    for (const key of Object.keys(sc)) if (!SCRATCH_FIELDS.has(key)) bad(`unknown field 'command.scratch.${key}' (known: path, seed)`);
+    const path = guestPath(sc.path, "'command.scratch.path'");
+    scratch = { guestPath: path, seed: sc.seed === undefined ? null : { guestPath: path, sourcePath: resolvePath(str(sc.seed, "'command.scratch.seed'")), bundleName: 'scratch-seed' } };
+  }
+  let responseFile: string | null = null;
+  if (cfg.responseFile !== undefined) {
+    responseFile = guestPath(cfg.responseFile, "'command.responseFile'");
+    const under = scratch === null ? null : scratch.guestPath === '/' ? '/' : `${scratch.guestPath}/`;
+    if (under === null || !responseFile.startsWith(under) || responseFile.length === under.length) bad("'command.responseFile' must name a file in the scratch directory ('command.scratch.path')");
+  }
+  const guestPaths = [...dirs.map((d) => d.guestPath), ...(scratch ? [scratch.guestPath] : [])];
+  const twice = guestPaths.find((p, i) => guestPaths.indexOf(p) !== i);
+  if (twice !== undefined) bad(`guest path '${twice}' is given twice in 'command'`);
+  return Object.freeze({ args: (args as unknown[]).map((a, i) => str(a, `'command.args[${i}]'`)), env, dirs, scratch, responseFile });
 }

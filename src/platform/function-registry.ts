@@ -67,8 +67,9 @@ export class FunctionRegistry {
     const dir = join(this.root, params.name);
     mkdirSync(dir, { recursive: true });
     writeFileDurable(join(dir, deployed.fileName), deployed.bytes);
+    deployed.bundle?.install(dir);
     const replaced = this.cache.get(params.name);
-    const digest = createHash('sha256').update(deployed.bytes).digest('hex');
+    const digest = createHash('sha256').update(deployed.bytes).update(deployed.bundle?.digest ?? '').digest('hex');
     const stored: StoredFunction = {
       params: { ...params, artefactPath: join(dir, deployed.fileName) },
       fileName: deployed.fileName,

@@ -852,7 +852,7 @@ export class Platform implements ThawApi {
   /** Jail: the function's directory readable by its own hosts only. */
   private grantFunction(name: string): void {
     const fn = this.functions.get(name);
-    grantToFunction(dirname(fn.params.artefactPath), fn.gid, 0o750, 0o640);
+    grantToFunction(dirname(fn.params.artefactPath), fn.gid, 0o750, 0o640, 'grant');
   }
 
   /**

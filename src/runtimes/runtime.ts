@@ -13,6 +13,8 @@ export interface DeployedArtefact {
   readonly bytes: Uint8Array;
   /** Human-readable facts found at deploy time (exports, globals exported, memory pages...). */
   readonly facts: Readonly<Record<string, string | number | boolean>>;
+  /** Further files the function brings (a WASI command's directories): folded into its digest, installed beside the artefact. */
+  readonly bundle?: { readonly digest: string; install(functionDir: string): void };
 }
 
 /** Deploy side: validates a function's artefact. Throws THAW_MODULE_INVALID, THAW_MODULE_NOT_WASI, THAW_HANDLER_MISSING. */
@@ -26,6 +28,8 @@ export interface GuestContext {
   readonly objects: SyncObjectStore;
   /** Memory limit of the sandbox in bytes: linear memory may not grow beyond it. */
   readonly memoryLimitBytes: number;
+  /** Where the guest side may make temporary files (a WASI command's scratch directories): the host's own scratch directory when jailed. Default: os.tmpdir(). */
+  readonly tempDir?: string;
   /** Receives the guest's stdout/stderr lines (for logs). */
   log(stream: 'stdout' | 'stderr', text: string): void;
 }

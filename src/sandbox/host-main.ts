@@ -96,6 +96,7 @@ function contextFor(sandboxId: string, fn: HostFunction): GuestContext {
   return {
     objects,
     memoryLimitBytes: fn.params.memoryMiB * 1024 * 1024,
+    tempDir: args.scratch ?? tmpdir(),
     log: (stream, text) => send({ kind: 'log', sandboxId, stream, text }),
   };
 }
@@ -179,8 +180,9 @@ async function handle(req: HostRequest): Promise<unknown> {
     case 'snapshot': {
       const s = sandbox(req.sandboxId);
       const t0 = performance.now();
-      const memory = new Uint8Array(s.guest.memory.buffer);
+      // State first: a WASI command replaces its used instance with a fresh one there.
       const state = s.guest.captureState();
+      const memory = new Uint8Array(s.guest.memory.buffer);
       let base: Uint8Array | undefined;
       if (req.meta.kind === 'diff') {
         if (!req.meta.baseId) throw new ThawError('THAW_REQUEST_INVALID', { detail: 'a diff snapshot needs a base snapshot' });

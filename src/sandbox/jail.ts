@@ -148,15 +148,21 @@ export function secureDataDir(dataDir: string, objectStore: ObjectStoreConfig): 
  * Gives function group `gid` access to `path` (a function's or a snapshot's directory): the
  * directory root:gid with `dirMode`, each plain file in it root:gid with `fileMode`. A host may
  * have written into a snapshot directory, so nothing is followed: entries are opened with
- * O_NOFOLLOW and changed through their fd; links, subdirectories and special files are removed.
+ * O_NOFOLLOW and changed through their fd; links, subdirectories and special files are removed,
+ * except with `subdirs` 'grant' (a function's directory, which no host writes: a WASI command's
+ * bundle directories), where subdirectories are granted the same way, recursively.
  */
-export function grantToFunction(path: string, gid: number, dirMode: number, fileMode: number): void {
+export function grantToFunction(path: string, gid: number, dirMode: number, fileMode: number, subdirs: 'remove' | 'grant' = 'remove'): void {
   withOwnedFd(path, constants.O_DIRECTORY, (fd) => {
     fchownSync(fd, 0, gid);
     fchmodSync(fd, dirMode);
   });
   for (const entry of readdirSync(path, { withFileTypes: true })) {
     const file = join(path, entry.name);
+    if (subdirs === 'grant' && entry.isDirectory()) {
+      grantToFunction(file, gid, dirMode, fileMode, subdirs);
+      continue;
+    }
     if (!entry.isFile()) {
       rmSync(file, { recursive: true, force: true });
       continue;

@@ -1,5 +1,6 @@
 // `thaw invoke`: the output goes to stdout; the timing breakdown to stderr (or all as --json).
 
+import { isUtf8 } from 'node:buffer';
 import { readFileSync } from 'node:fs';
 import { ThawError } from '../../core/errors.js';
 import type { GlobalOptions } from '../context.js';
@@ -34,7 +35,8 @@ export function runInvoke(g: GlobalOptions, fn: string, o: InvokeOptions): Promi
     if (o.snapshotAfter && !r.kept) throw new ThawError('THAW_REQUEST_INVALID', { detail: '--snapshot-after needs the sandbox kept (drop --no-keep)' });
     if (o.json) return printJson({ ...invocationToWire(r), ...(snap && { snapshot: snap }) });
     process.stdout.write(r.output);
-    if (r.output.length > 0 && r.output[r.output.length - 1] !== 10) process.stdout.write('\n');
+    // A newline after text that lacks one; never after binary output (a WAV file piped to disk).
+    if (r.output.length > 0 && r.output[r.output.length - 1] !== 10 && isUtf8(r.output)) process.stdout.write('\n');
     const t = Object.entries(r.timings).map(([k, v]) => `${k}=${v}`).join(' ');
     process.stderr.write(`[${r.mode === 'auto' ? `auto: ${r.start}` : r.mode}${r.snapshotId ? ` ${r.snapshotId}/${r.strategy}` : ''}] sandbox=${r.sandboxId} ${t}\n`);
     if (r.strategyReason) process.stderr.write(`auto chose ${r.strategy}: ${r.strategyReason}\n`);

@@ -12,8 +12,10 @@ export const THAW_MODULE = 'thaw';
 export const INITIALIZE_EXPORT = '_initialize';
 /** Optional export `() -> ()`: the function's init, run once on cold boot and captured by a snapshot. */
 export const INIT_EXPORT = 'thaw_init';
-/** An export that marks a WASI command (run-once program), which Thaw cannot host. */
+/** An export that marks a WASI command (run-once program): run per invocation in a fresh instance. */
 export const COMMAND_EXPORT = '_start';
+/** Wizer's pre-initialisation export `() -> ()`: a command's init, run once on cold boot and captured by a snapshot. */
+export const WIZER_INIT_EXPORT = 'wizer.initialize';
 
 const sig = (params: ValType[], results: ValType[]): FuncType => ({ params, results });
 const I32: ValType = 'i32';

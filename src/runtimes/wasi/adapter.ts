@@ -8,7 +8,7 @@ import { WASI } from 'node:wasi';
 import { ThawError, invariant, toThawError } from '../../core/errors.js';
 import type { FunctionParams } from '../../core/function-spec.js';
 import type { GuestContext, GuestInstance, GuestState, MemoryImage, RuntimeAdapter } from '../runtime.js';
-import { INIT_EXPORT, INITIALIZE_EXPORT, THAW_MODULE, WASI_MODULE } from './abi.js';
+import { COMMAND_EXPORT, INIT_EXPORT, INITIALIZE_EXPORT, THAW_MODULE, WASI_MODULE } from './abi.js';
 import {
   GLOBAL_EXPORT_PREFIX, GROW_FAILED_EXPORT, WASM_PAGE_BYTES, capMemoryPages, instrumentMemoryGrow, parseWasm, type ValType,
 } from './wasm-binary.js';
@@ -24,10 +24,12 @@ export interface WasiPrepared {
   readonly memoryExport: string;
   /** Compiled modules by memory limit in pages (the module's memory maximum is capped to it). */
   readonly compiled: Map<number, Promise<CompiledModule>>;
+  /** True for a WASI command (it exports `_start`): command.ts runs it, one fresh instance per invocation. */
+  readonly command: boolean;
 }
 
 /** The artefact as the sandbox runs it: memory capped to one limit, memory.grow instrumented. */
-interface CompiledModule {
+export interface CompiledModule {
   readonly module: WebAssembly.Module;
   /** True when no memory.grow can fail unseen: each one sets `thaw:grow_failed`, or there is none. */
   readonly growObserved: boolean;
@@ -76,12 +78,14 @@ export const wasiAdapter: RuntimeAdapter<WasiPrepared> = {
     }
     const memoryExport = info.exports.find((e) => e.kind === 'memory')?.name;
     if (memoryExport === undefined) throw new ThawError('THAW_MODULE_NOT_WASI', { detail: `${artefactPath} exports no memory (was it deployed?)` });
-    const prepared: WasiPrepared = { fn, bytes, globalTypes, memoryExport, compiled: new Map() };
+    const command = info.exports.some((e) => e.name === COMMAND_EXPORT && e.kind === 'function');
+    const prepared: WasiPrepared = { fn, bytes, globalTypes, memoryExport, compiled: new Map(), command };
     await compiledFor(prepared, fn.memoryMiB * 1024 * 1024);
     return prepared;
   },
 
   async boot(prepared: WasiPrepared, ctx: GuestContext): Promise<GuestInstance> {
+    if (prepared.command) return (await import('./command.js')).CommandGuest.boot(prepared, ctx);
     const guest = await WasiGuest.instantiate(prepared, ctx);
     guest.runExport(INITIALIZE_EXPORT);
     return guest;
@@ -89,6 +93,7 @@ export const wasiAdapter: RuntimeAdapter<WasiPrepared> = {
 
   async restore(prepared: WasiPrepared, state: GuestState, image: MemoryImage, ctx: GuestContext): Promise<GuestInstance> {
     const saved = parseState(prepared, state, image);
+    if (prepared.command) return (await import('./command.js')).CommandGuest.restore(prepared, saved, image, ctx);
     const guest = await WasiGuest.instantiate(prepared, ctx);
     guest.load(saved, image);
     guest.markInitialised();
@@ -100,7 +105,7 @@ export const wasiAdapter: RuntimeAdapter<WasiPrepared> = {
  * Compiles the artefact once per memory limit, with every memory's maximum capped to the limit
  * (so the engine refuses growth past it) and memory.grow instrumented (so a refusal is seen).
  */
-function compiledFor(prepared: WasiPrepared, limitBytes: number): Promise<CompiledModule> {
+export function compiledFor(prepared: WasiPrepared, limitBytes: number): Promise<CompiledModule> {
   const limitPages = Math.floor(limitBytes / WASM_PAGE_BYTES);
   let compiled = prepared.compiled.get(limitPages);
   if (compiled === undefined) {
@@ -144,11 +149,11 @@ async function compileOptimized(bytes: Uint8Array): Promise<WebAssembly.Module> 
   }
 }
 
-function oom(fn: FunctionParams, limitBytes: number, detail: string, cause?: unknown): ThawError {
+export function oom(fn: FunctionParams, limitBytes: number, detail: string, cause?: unknown): ThawError {
   return new ThawError('THAW_GUEST_OOM', { name: fn.name, limitMiB: limitBytes / (1024 * 1024), detail }, { cause });
 }
 
-function corrupt(fn: FunctionParams, detail: string): ThawError {
+export function corrupt(fn: FunctionParams, detail: string): ThawError {
   return new ThawError('THAW_SNAPSHOT_CORRUPT', { id: `${fn.name} (wasi state)`, detail });
 }
 
@@ -172,13 +177,13 @@ function parseState(prepared: WasiPrepared, state: GuestState, image: MemoryImag
   return { globals: raw.globals, memoryBytes: raw.memoryBytes };
 }
 
-function globalToString(value: unknown): string {
+export function globalToString(value: unknown): string {
   if (typeof value === 'bigint') return value.toString(10);
   invariant(typeof value === 'number', `global value of type ${typeof value}`);
   return Object.is(value, -0) ? '-0' : String(value);
 }
 
-function globalFromString(type: ValType, text: string): number | bigint {
+export function globalFromString(type: ValType, text: string): number | bigint {
   if (type === 'i64') return BigInt(text);
   const value = Number(text);
   if (Number.isNaN(value) && text !== 'NaN') throw new TypeError(`'${text}' is not a ${type}`);
@@ -238,9 +243,7 @@ class WasiGuest implements GuestInstance {
   }
 
   get memory(): WebAssembly.Memory {
-    const memory = this.exports()[this.prepared.memoryExport];
-    invariant(memory instanceof WebAssembly.Memory, `export '${this.prepared.memoryExport}' is not a memory`);
-    return memory;
+    return exportedMemory(this.exports(), this.prepared.memoryExport);
   }
 
   async init(): Promise<void> {
@@ -315,9 +318,7 @@ class WasiGuest implements GuestInstance {
   }
 
   private global(name: string): WebAssembly.Global {
-    const g = this.exports()[name];
-    invariant(g instanceof WebAssembly.Global, `export '${name}' is not a global`);
-    return g;
+    return exportedGlobal(this.exports(), name);
   }
 
   /** Runs guest code; flushes its log lines and turns whatever it throws into a ThawError. */
@@ -486,8 +487,22 @@ class WasiGuest implements GuestInstance {
   }
 }
 
+/** The memory export `name` of an instance's exports. */
+export function exportedMemory(exports: WebAssembly.Exports, name: string): WebAssembly.Memory {
+  const memory = exports[name];
+  invariant(memory instanceof WebAssembly.Memory, `export '${name}' is not a memory`);
+  return memory;
+}
+
+/** The global export `name` of an instance's exports. */
+export function exportedGlobal(exports: WebAssembly.Exports, name: string): WebAssembly.Global {
+  const g = exports[name];
+  invariant(g instanceof WebAssembly.Global, `export '${name}' is not a global`);
+  return g;
+}
+
 /** Splits a byte stream into UTF-8 lines; flush() returns an unterminated last line. */
-class LineBuffer {
+export class LineBuffer {
   private readonly decoder = new TextDecoder();
   private pending = '';
 
@@ -506,7 +521,7 @@ class LineBuffer {
   }
 }
 
-function concat(parts: readonly Uint8Array[]): Uint8Array {
+export function concat(parts: readonly Uint8Array[]): Uint8Array {
   const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
   let at = 0;
   for (const p of parts) {

@@ -78,14 +78,15 @@ describe('wasiDeployer.deploy()', () => {
     await rejects(handlerModule({ imports: [funcImport('wasi_snapshot_preview1', 'fd_magic', 1)], importTypes: [[[], []]] }), 'THAW_MODULE_NOT_WASI', /fd_magic is not a WASI preview1 function/);
   });
 
-  it('deploy() rejects a module without memory and a WASI command', async () => {
+  it('deploy() rejects a module without memory and a WASI command with a mistyped _start', async () => {
     const noMemory = moduleOf(typeSection([[], [I32]]), section(3, [1, 0]), section(7, [1], name('handle'), [0, 0]), section(10, [1], [4, 0, 0x41, 0, 0x0b]));
     await rejects(noMemory, 'THAW_MODULE_NOT_WASI', /defines no memory/);
     const command = moduleOf(
       typeSection([[], [I32]]), section(3, [1, 0]), section(5, [1, 0, 1]),
       section(7, [2], name('handle'), [0, 0], name('_start'), [0, 0]), section(10, [1], [4, 0, 0x41, 0, 0x0b]),
     );
-    await rejects(command, 'THAW_MODULE_NOT_WASI', /exports _start, so it is a WASI command/);
+    // Commands are deployable (issue 13), but `_start` must be `() -> ()`.
+    await rejects(command, 'THAW_MODULE_NOT_WASI', /export _start has signature \(\) -> i32, expected \(\) -> \(\)/);
   });
 
   it('deploy() rejects a missing or mistyped handler with THAW_HANDLER_MISSING', async () => {

@@ -8,6 +8,7 @@ import {
   COMMAND_EXPORT, HANDLER_TYPE, INIT_EXPORT, INITIALIZE_EXPORT, THAW_IMPORTS, THAW_MODULE, VOID_TYPE,
   WASI_MODULE, WASI_PREVIEW1_FUNCTIONS, formatType, sameType,
 } from './abi.js';
+import { checkCommand, commandBundle, isCommand } from './command-deploy.js';
 import { exportMutableGlobals, parseWasm, type FuncType, type WasmModuleInfo } from './wasm-binary.js';
 
 /** File name of the stored artefact. */
@@ -30,7 +31,9 @@ export const wasiDeployer: RuntimeDeployer = {
     checkImports(info);
     const memory = checkMemory(info);
     checkGlobals(info);
-    checkExports(fn, info);
+    const command = isCommand(info);
+    if (command) checkCommand(fn, info);
+    else checkExports(fn, info);
     const rewrite = exportMutableGlobals(source);
     const exported = (name: string): boolean => info.exports.some((e) => e.name === name && e.kind === 'function');
     return {
@@ -46,7 +49,9 @@ export const wasiDeployer: RuntimeDeployer = {
         hasThawInit: exported(INIT_EXPORT),
         hasInitialize: exported(INITIALIZE_EXPORT),
         sizeBytes: rewrite.bytes.length,
+        command,
       },
+      ...(command ? { bundle: commandBundle(fn) } : {}),
     };
   },
 };
@@ -62,11 +67,11 @@ async function checkEngineAccepts(source: Uint8Array): Promise<void> {
   throw new ThawError('THAW_MODULE_INVALID', { detail: 'WebAssembly.validate rejected the module' });
 }
 
-function notWasi(detail: string): never {
+export function notWasi(detail: string): never {
   throw new ThawError('THAW_MODULE_NOT_WASI', { detail });
 }
 
-function functionType(info: WasmModuleInfo, typeIndex: number | undefined): FuncType | undefined {
+export function functionType(info: WasmModuleInfo, typeIndex: number | undefined): FuncType | undefined {
   return typeIndex === undefined ? undefined : info.types[typeIndex];
 }
 
@@ -108,8 +113,8 @@ function checkExports(fn: FunctionParams, info: WasmModuleInfo): void {
     const e = info.exports.find((x) => x.name === name && x.kind === 'function');
     return e === undefined ? undefined : functionType(info, info.functionTypes[e.index]);
   };
-  if (exportedFunction(COMMAND_EXPORT) !== undefined) {
-    notWasi(`it exports ${COMMAND_EXPORT}, so it is a WASI command; build it as a reactor (clang -mexec-model=reactor)`);
+  if (fn.command !== undefined) {
+    throw new ThawError('THAW_CONFIG_INVALID', { detail: `'command' applies to WASI commands (modules exporting ${COMMAND_EXPORT}); this module is a reactor` });
   }
   const handler = exportedFunction(fn.handler);
   if (handler === undefined) throw new ThawError('THAW_HANDLER_MISSING', { handler: fn.handler, what: 'module as a function' });
