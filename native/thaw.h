@@ -46,7 +46,8 @@ typedef struct {
    * neighbours are read, checked and installed together (up to max(chunk, verify_bytes) at once).
    * fault_bytes (verified serving only; 0 = one page): the most a fault installs, each piece of
    * it checked: a fault where the previous one's window ended doubles the window up to this
-   * (sequential readahead), any other installs its own page. */
+   * (sequential readahead), any other installs its own page; the 16th fault in one region of
+   * fault_bytes installs the rest of the region (dense scattered access). */
   const uint32_t *crcs; size_t crc_count; size_t verify_bytes; size_t fault_bytes;
 } thaw_uffd_opts;
 typedef struct {
