@@ -44,6 +44,8 @@ class BalloonSession implements ScalingSession {
   private held = new Uint8Array(0);
   /** Pages the balloon holds beyond what the guest's linear memory has grown to (a count only). */
   private virtualCount: number;
+  /** The size the device is working towards, in pages. */
+  private target = 0;
   private readonly restPages: number;
   private readonly grantPages: number;
 
@@ -51,7 +53,12 @@ class BalloonSession implements ScalingSession {
     const declaredPages = Math.floor(guest.declaredBytes / BALLOON_PAGE_BYTES);
     this.restPages = Math.max(0, declaredPages - Math.floor((spec.baseMiB * 1024 * 1024) / BALLOON_PAGE_BYTES));
     this.grantPages = Math.floor(grantBytesOf(guest, spec) / BALLOON_PAGE_BYTES);
-    this.virtualCount = this.restPages;
+    // The sandbox starts with its balloon inflated (as a VM boots with it): free pages are taken
+    // now, synchronously, at boot or restore (the host measures the sandbox's memory right after).
+    this.virtualCount = 0;
+    this.target = this.restPages;
+    const free = this.freePages();
+    while (this.pages < this.target && this.inflateBatch(free));
   }
 
   /** Pages in the balloon. */
@@ -86,8 +93,6 @@ class BalloonSession implements ScalingSession {
     }
   }
 
-  private target = 0;
-
   /** Gives up to one batch of pages back to the guest (the most recently taken first). */
   private deflateBatch(): boolean {
     for (let i = 0; i < BALLOON_BATCH_PAGES && this.pages > this.target; i++) {
@@ -106,7 +111,7 @@ class BalloonSession implements ScalingSession {
         const memoryPages = this.guest.memory.buffer.byteLength / BALLOON_PAGE_BYTES;
         const declaredPages = this.guest.declaredBytes / BALLOON_PAGE_BYTES;
         // Only the part of the declared size the memory has not grown to can be held as a count.
-        if (this.virtualCount >= declaredPages - memoryPages) return took > 0;
+        if (this.virtualCount >= declaredPages - memoryPages) return false;
         this.virtualCount++;
         continue;
       }
@@ -122,7 +127,12 @@ class BalloonSession implements ScalingSession {
     return true;
   }
 
-  /** The guest's free pages not yet in the balloon, highest first (a balloon driver takes from the top of free memory). */
+  /**
+   * The guest's free pages not yet in the balloon, highest address first: the balloon's stack
+   * then gives the lowest pages back first on deflation, which is where a guest allocator (dlmalloc's
+   * top chunk) hands memory out next. A Wasm guest's allocator cannot be told which pages the
+   * balloon holds, so this order is what keeps a deflated grant where the guest will write.
+   */
   private freePages(): { next(): number | null } {
     const memoryPages = this.guest.memory.buffer.byteLength / BALLOON_PAGE_BYTES;
     if (this.held.length < memoryPages) {
