@@ -18,8 +18,7 @@
 // turn between batches, when the platform polls.
 
 import { setImmediate as nextTurn } from 'node:timers/promises';
-import { hostPageSizeBytes } from '../../native/index.js';
-import { discardRange } from './discard.js';
+import { discardPages, hostPageSizeBytes } from '../../native/index.js';
 import { checkFreeRanges, grantBytesOf, type ScalingGuest, type ScalingMechanism, type ScalingSession, type ScalingSpec } from './scaling.js';
 import { since } from './time.js';
 
@@ -102,20 +101,29 @@ class BalloonSession implements ScalingSession {
     return true;
   }
 
-  /** Takes up to one batch of free guest pages, discarding each; pages past the memory's end count without work. */
+  /**
+   * Takes up to one batch of free guest pages and gives them back to the host with one system call
+   * per page (native discardPages); pages past the memory's end count without work. False when
+   * nothing more can be taken.
+   */
   private inflateBatch(free: { next(): number | null }): boolean {
-    let took = 0;
-    for (; took < BALLOON_BATCH_PAGES && this.pages < this.target; took++) {
+    const batch = new Float64Array(BALLOON_BATCH_PAGES);
+    let n = 0;
+    let more = true;
+    while (n < BALLOON_BATCH_PAGES && this.pages < this.target) {
       const page = free.next();
       if (page === null) {
         const memoryPages = this.guest.memory.buffer.byteLength / BALLOON_PAGE_BYTES;
-        const declaredPages = this.guest.declaredBytes / BALLOON_PAGE_BYTES;
+        const declaredPages = Math.floor(this.guest.declaredBytes / BALLOON_PAGE_BYTES);
         // Only the part of the declared size the memory has not grown to can be held as a count.
-        if (this.virtualCount >= declaredPages - memoryPages) return false;
+        if (this.virtualCount >= declaredPages - memoryPages) {
+          more = false;
+          break;
+        }
         this.virtualCount++;
         continue;
       }
-      discardRange(this.guest.memory, { offset: page * BALLOON_PAGE_BYTES, length: BALLOON_PAGE_BYTES }, this.guest.fileBacked);
+      batch[n++] = page * BALLOON_PAGE_BYTES;
       this.held[page] = 1;
       if (this.realCount === this.real.length) {
         const grown = new Int32Array(this.real.length * 2);
@@ -124,7 +132,8 @@ class BalloonSession implements ScalingSession {
       }
       this.real[this.realCount++] = page;
     }
-    return true;
+    if (n > 0) discardPages(this.guest.memory.buffer, batch.subarray(0, n), this.guest.fileBacked);
+    return more;
   }
 
   /**
