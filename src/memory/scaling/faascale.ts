@@ -48,8 +48,9 @@ export const faascale: ScalingMechanism = {
         for (const r of report.ranges) discardRange(guest.memory, r, guest.fileBacked);
         const releasedBytes = rangeBytes(report.ranges);
         granted = memoryBytes - releasedBytes;
-        // The pool is refilled for the next grant here, after the reply's handler time.
-        if (spec.populate === 'pool') poolReserve(grantBytes);
+        // The pool is refilled for the next grant after the invocation's reply has gone (the next
+        // event-loop turn), off the invocation's path; a grant that finds it short populates the rest.
+        if (spec.populate === 'pool') setImmediate(() => poolReserve(grantBytes));
         return { releaseMs: since(t0), releasedBytes };
       },
       grantedBytes: () => granted,
