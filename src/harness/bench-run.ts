@@ -387,6 +387,10 @@ export async function runBench(p: BenchParams, opts: RunOptions = {}): Promise<B
           stages = await fn.target.check(input, res.output, (k) => tier.platform.getObject(k));
           if (!stages.ok) error = `check: ${stages.detail}`;
           tracer.addInvocationSteps(span, t0, res.timings, stages, res.restore);
+          span.setAttributes({
+            'thaw.scaling': setting.scaling, 'thaw.memory.declared_bytes': res.memory.declaredBytes,
+            'thaw.memory.granted_bytes': res.memory.grantedBytes, 'thaw.memory.resident_bytes': res.memory.residentBytes,
+          });
         }
         if (error) span.setStatus({ code: 2, message: error });
         span.end(t0 + wallMs);
