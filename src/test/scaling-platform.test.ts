@@ -96,6 +96,16 @@ test('scaling-py under faascale: Pyodide\'s dlmalloc gives memory back (malloc_t
     const cold = await p.invoke({ function: name, mode: 'cold', input: input('128') });
     results[mechanism] = await p.invoke({ function: name, mode: 'warm', sandboxId: cold.sandboxId, input: input('128') });
     assert.match(text(results[mechanism]!.output), /^kept=\w+ used=/);
+    if (mechanism === 'faascale') {
+      // A snapshot after a release restores, and the restored heap (file-backed where mapped) releases again.
+      const snap = await p.createSnapshot({ sandboxId: cold.sandboxId });
+      snapshots.push(snap.id);
+      for (const strategy of strategies.filter((s) => s === 'eager' || s === 'uffd')) {
+        const r = await p.invoke({ function: name, mode: 'snapshot', snapshotId: snap.id, strategy, input: input('64'), keep: false });
+        assert.equal(kept(r), kept(results[mechanism]!), strategy);
+        assert.ok(r.memory.residentBytes < results[mechanism]!.memory.residentBytes + 32 * MiB, `${strategy}: resident ${r.memory.residentBytes / MiB} MiB`);
+      }
+    }
     await p.deleteSandbox(cold.sandboxId);
   }
   const none = results.none!.memory.residentBytes;
