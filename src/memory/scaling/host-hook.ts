@@ -18,10 +18,10 @@ function sessionOf(guest: GuestInstance, params: FunctionParams, restored: boole
     s = getScaling(spec.mechanism).session({
       name: params.name,
       memory: guest.memory,
-      get declaredBytes() { return params.memoryMiB * 1024 * 1024; },
+      declaredBytes: params.memoryMiB * 1024 * 1024,
       fileBacked: restored,
       freeRanges: () => guest.freeRanges?.() ?? null,
-    } as const, spec);
+    }, spec);
     sessions.set(guest, s);
   }
   return s;
