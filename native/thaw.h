@@ -44,8 +44,12 @@ typedef struct {
    * fault (or prefetch) inside a piece reads all of it as the guest must see it, checks its
    * crc32 against crcs[i] and installs the whole piece from the checked buffer. A mismatch
    * aborts the process from the server thread (the guest must never read those bytes), or makes
-   * thaw_uffd_stop(fill) fail with -EBADMSG. */
-  const uint32_t *crcs; size_t crc_count; size_t verify_bytes;
+   * thaw_uffd_stop(fill) fail with -EBADMSG. Pieces may be as small as a page: missing
+   * neighbours are read, checked and installed together (up to max(chunk, verify_bytes) at once).
+   * fault_bytes (verified serving only; 0 = one page): the most a fault installs, each piece of
+   * it checked: a fault where the previous one's window ended doubles the window up to this
+   * (sequential readahead), any other installs its own page. */
+  const uint32_t *crcs; size_t crc_count; size_t verify_bytes; size_t fault_bytes;
 } thaw_uffd_opts;
 typedef struct {
   uint64_t faults, zero_pages, copied_pages, prefetched_pages, prefetch_ns;

@@ -29,6 +29,10 @@ export interface DaemonConfig {
   /** Prepared hosts are kept for at most this many (most recently used) functions. */
   maxPreparedFunctions?: number | string | undefined;
   logLevel?: string | undefined;
+  /** Idle sandboxes expire after this many seconds (the keep-alive scheduler). */
+  keepAliveS?: number | string | undefined;
+  /** The memory policy the scheduler calls at sandbox events: none, or a registered one. */
+  memoryPolicy?: string | undefined;
 }
 
 export const JAIL_MODES = ['auto', 'required', 'off'] as const;
@@ -51,6 +55,8 @@ export interface DaemonParams {
   readonly preparedIdleMs: number;
   readonly maxPreparedFunctions: number;
   readonly logLevel: string;
+  readonly keepAliveS: number;
+  readonly memoryPolicy: string;
 }
 
 /** The default data directory: $THAW_HOME, else ~/.thaw. */
@@ -98,5 +104,8 @@ export function parseDaemonConfig(cfg: DaemonConfig): DaemonParams {
     preparedIdleMs: int('preparedIdleS', cfg.preparedIdleS, 600, 1, 86400) * 1000,
     maxPreparedFunctions: int('maxPreparedFunctions', cfg.maxPreparedFunctions, 8, 0, 1024),
     logLevel,
+    keepAliveS: int('keepAliveS', cfg.keepAliveS, 600, 0, 7 * 86400),
+    // Checked against the registered policies when the platform starts (scheduler.ts).
+    memoryPolicy: cfg.memoryPolicy ?? 'none',
   });
 }

@@ -304,7 +304,12 @@ export interface UffdSource {
    * THAW_SNAPSHOT_CORRUPT on stderr): the guest must never read those bytes, and a server that
    * cannot serve must not leave it zeros. stop({remaining: 'fill'}) reports it as THAW_SNAPSHOT_CORRUPT.
    */
-  readonly verify?: { readonly chunkCrcs: Uint32Array; readonly verifyBytes: number };
+  readonly verify?: {
+    readonly chunkCrcs: Uint32Array;
+    readonly verifyBytes: number;
+    /** Readahead cap: a fault right after the previous one's window doubles the window up to this many bytes (each piece checked); any other fault installs its own page. 0 or absent: one page. */
+    readonly faultBytes?: number;
+  };
 }
 
 /** A run of guest bytes [offsetBytes, offsetBytes+lengthBytes), page aligned, relative to the served range. */
@@ -408,6 +413,7 @@ export function uffdCreate(memory: ArrayBuffer, offsetBytes: number, lengthBytes
     chunkBytes: options.chunkBytes,
     chunkCrcs: source.verify?.chunkCrcs,
     verifyBytes: source.verify?.verifyBytes,
+    faultBytes: source.verify?.faultBytes,
   };
   const native = addon();
   try {

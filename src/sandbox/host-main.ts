@@ -19,6 +19,7 @@ import { eager } from '../restore/strategies/eager.js';
 import { jailLockExec, uffdAvailability, uffdUseDevice } from '../native/index.js';
 import { setLeaseOwnerPid } from '../restore/pass-pool.js';
 import { setRecordingOutbox } from '../restore/recording-outbox.js';
+import { expectArtefacts } from '../restore/artefact-seal.js';
 import { RECORDING_OUTBOX } from './jail.js';
 import { guestMemory, invokeScaled } from '../memory/scaling/host-hook.js';
 import type {
@@ -150,6 +151,8 @@ async function handle(req: HostRequest): Promise<unknown> {
       releasePreallocated(strategy.id);
       // The state files must be the ones whose seals the daemon checked (stateSha256, by id).
       const chain = readChain(req.snapshotRoot, req.snapshotId, req.stateSha256);
+      // So must the artefacts it reads beside the snapshot (restore/artefact-seal.ts).
+      expectArtefacts(req.snapshotId, req.artefactSha256);
       const top = chain[chain.length - 1]!;
       if (top.meta.moduleDigest !== p.fn.digest) {
         throw new ThawError('THAW_SNAPSHOT_VERSION', { id: req.snapshotId, detail: `taken from module ${top.meta.moduleDigest.slice(0, 12)}, function '${p.fn.params.name}' is now ${p.fn.digest.slice(0, 12)}` });

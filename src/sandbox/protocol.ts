@@ -33,7 +33,7 @@ export type HostRequest =
   | { op: 'configure'; objectStore: ObjectStoreConfig; ownerPid: number; redisSocket: string | null }
   | { op: 'prepare'; fn: HostFunction }
   | { op: 'boot'; sandboxId: string; deployment: string; init: boolean }
-  | { op: 'restore'; sandboxId: string; deployment: string; snapshotRoot: string; snapshotId: string; strategy: string; stateSha256?: Record<string, string> }
+  | { op: 'restore'; sandboxId: string; deployment: string; snapshotRoot: string; snapshotId: string; strategy: string; stateSha256?: Record<string, string>; artefactSha256?: Record<string, string> }
   | { op: 'invoke'; sandboxId: string; input: Uint8Array }
   /** Written to `outDir` (the host's scratch when jailed, else the snapshot root); base chains read from `snapshotRoot`. */
   | { op: 'snapshot'; sandboxId: string; snapshotRoot: string; outDir: string; meta: Omit<SnapshotMeta, 'memoryBytes' | 'guestState' | 'runtime' | 'moduleDigest' | 'functionName'> }
