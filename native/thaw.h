@@ -14,6 +14,8 @@ int thaw_madvise_dontneed(void *addr, size_t len);
 int thaw_madvise_hugepage(void *addr, size_t len);
 int thaw_madvise_populate_write(void *addr, size_t len);
 int thaw_madvise_populate_read(void *addr, size_t len);
+int thaw_madvise_willneed(void *addr, size_t len);                                             /* thaw_scaling.c */
+int thaw_discard_pages(uint8_t *base, const double *offs, size_t n, size_t page, int anon);   /* thaw_scaling.c */
 void thaw_touch_pages(void *addr, size_t len, size_t page);
 int64_t thaw_resident_pages(void *addr, size_t len, size_t page); /* -errno on failure */
 int thaw_mincore(int fd, size_t len, uint8_t *vec, const char **op); /* vec: one byte per page */

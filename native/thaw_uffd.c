@@ -125,6 +125,10 @@ static int64_t install(thaw_uffd *u, size_t g, size_t n, int64_t s, int dontwake
     }
     if (got > 0) { done += (size_t)got; installed += got / (int64_t)u->page; continue; }
     if (got == -EEXIST) { done += u->page; continue; }
+    /* ENOENT: the page is no longer in the registered range because this process mapped other
+     * memory over it (memory scaling's release maps anonymous memory over pages a guest gave
+     * back, src/memory/scaling/discard.ts); it reads as that memory, so it is not ours to serve. */
+    if (got == -ENOENT) { done += u->page; continue; }
     if (got != -EAGAIN) return got;
   }
   return installed;

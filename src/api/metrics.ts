@@ -15,7 +15,7 @@ import type { InvokeRequest, InvokeResult, ThawApi } from '../platform/types.js'
 const BUCKETS_S = [0.0001, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30];
 
 /** The timing parts of an invocation that get a histogram (InvokeTimings fields, ms). */
-const PHASES = ['acquireMs', 'bootMs', 'prepareMs', 'restoreMs', 'initMs', 'handlerMs', 'totalMs'] as const;
+const PHASES = ['acquireMs', 'bootMs', 'prepareMs', 'restoreMs', 'initMs', 'grantMs', 'populateMs', 'handlerMs', 'releaseMs', 'totalMs'] as const;
 
 export interface MetricsSources {
   /** Pool counts (HostPool.describe()), when the daemon has a pool. */
@@ -44,7 +44,7 @@ export class DaemonMetrics {
       labelNames: ['function', 'mode', 'start', 'strategy', 'outcome'], registers,
     });
     this.phaseSeconds = new Histogram({
-      name: 'thaw_invocation_phase_seconds', help: 'Time in each part of an invocation (acquire, boot, prepare, restore, init, handler, total)',
+      name: 'thaw_invocation_phase_seconds', help: 'Time in each part of an invocation (acquire, boot, prepare, restore, init, grant, populate, handler, release, total)',
       labelNames: ['start', 'phase'], buckets: BUCKETS_S, registers,
     });
     this.totalSeconds = new Histogram({

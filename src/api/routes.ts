@@ -36,7 +36,8 @@ export const sharedSchemas = [
     properties: {
       id: { type: 'string' }, function: { type: 'string' }, state: { type: 'string', enum: ['idle', 'busy'] },
       origin: { type: 'object', additionalProperties: true }, createdAt: { type: 'string' }, invocations: { type: 'integer' },
-      memoryBytes: { type: 'integer' }, hostPid: { type: 'integer' }, timings: { type: 'object', additionalProperties: { type: 'number' } },
+      memoryBytes: { type: 'integer' }, memory: { type: 'object', properties: { declaredBytes: { type: 'integer' }, grantedBytes: { type: 'integer' }, residentBytes: { type: 'integer' }, offloadedBytes: { type: 'integer' } } },
+      hostPid: { type: 'integer' }, timings: { type: 'object', additionalProperties: { type: 'number' } },
     },
   },
   {
@@ -80,10 +81,11 @@ export const sharedSchemas = [
         type: 'object',
         properties: {
           acquireMs: { type: 'number' }, bootMs: { type: 'number' }, prepareMs: { type: 'number' }, restoreMs: { type: 'number' }, initMs: { type: 'number' },
-          handlerMs: { type: 'number' }, totalMs: { type: 'number' },
+          handlerMs: { type: 'number' }, grantMs: { type: 'number' }, populateMs: { type: 'number' }, releaseMs: { type: 'number' }, totalMs: { type: 'number' },
         },
       },
       memoryBytes: { type: 'integer' },
+      memory: { type: 'object', properties: { declaredBytes: { type: 'integer' }, grantedBytes: { type: 'integer' }, residentBytes: { type: 'integer' }, offloadedBytes: { type: 'integer' } } },
       restore: { type: 'object', additionalProperties: true, description: 'snapshot mode: what the restore strategy did' },
     },
   },

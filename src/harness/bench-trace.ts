@@ -106,12 +106,16 @@ export class BenchTracer {
     } else {
       at = step('load snapshot (restore)', t.restoreMs);
     }
+    // Memory scaling runs in the host around the handler: grant and populate before, release after.
+    at = step('grant memory', t.grantMs);
+    at = step('populate memory', t.populateMs);
     const handler = this.start('invoke', { 'thaw.placed': true, 'thaw.ms': t.handlerMs }, parent, at);
     let inner = at;
     inner = step('read', stages.readS === null ? undefined : stages.readS * 1000, handler, inner);
     inner = step('process', stages.processS === null ? undefined : stages.processS * 1000, handler, inner);
     step('write', stages.writeS === null ? undefined : stages.writeS * 1000, handler, inner);
     handler.end(at + t.handlerMs);
+    step('release memory', t.releaseMs, parent, at + t.handlerMs);
   }
 
   /** Every span finished so far, oldest first. */

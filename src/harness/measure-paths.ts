@@ -23,7 +23,7 @@ export interface PathFigures {
 /** Per-path samples of the timing breakdown, in ms. */
 export type Samples = { [K in keyof InvokeTimings]-?: number[] };
 
-const emptySamples = (): Samples => ({ acquireMs: [], bootMs: [], prepareMs: [], restoreMs: [], initMs: [], handlerMs: [], totalMs: [] });
+const emptySamples = (): Samples => ({ acquireMs: [], bootMs: [], prepareMs: [], restoreMs: [], initMs: [], handlerMs: [], grantMs: [], populateMs: [], releaseMs: [], totalMs: [] });
 
 function record(s: Samples, t: InvokeTimings): void {
   for (const k of Object.keys(s) as (keyof InvokeTimings)[]) s[k].push(t[k] ?? 0);

@@ -17,6 +17,8 @@ import { removeCgroupParent, setUpCgroupParent } from '../sandbox/cgroup.js';
 import { RECORDING_OUTBOX, SANDBOX_GID, grantToFunction, jailAvailability, readPlainFile, secureDataDir } from '../sandbox/jail.js';
 import { RECORDED_FILES } from '../restore/recording-outbox.js';
 import type { JailMode } from '../core/config.js';
+import type { SandboxMemory } from '../memory/types.js';
+import { declaredOnly } from '../memory/accounting.js';
 import type { BootResult, InvokeResult as HostInvokeResult, RestoreResult, SnapshotResult } from '../sandbox/protocol.js';
 import type { FunctionParams } from '../core/function-spec.js';
 import { getStrategy, listStrategies, listArtefacts, discardArtefacts, grantTmpfsCopy, AUTO_STRATEGY, DEFAULT_STRATEGY } from '../restore/index.js';
@@ -78,6 +80,8 @@ interface Sandbox {
   busy: boolean;
   invocations: number;
   memoryBytes: number;
+  /** Declared, granted and resident memory as the host measured it after the last boot, restore or invocation. */
+  memory: SandboxMemory;
   lastUsed: number;
 }
 
@@ -467,6 +471,7 @@ export class Platform implements ThawApi {
       const res = await (invoking ?? this.invokeIn(sandbox, fn.params, req.input));
       sandbox.invocations++;
       sandbox.memoryBytes = res.memoryBytes;
+      sandbox.memory = res.memory;
       sandbox.lastUsed = Date.now();
       // A sandbox of a deployment retired while it ran is not kept for the next call.
       const keep = (req.keep ?? true) && sandbox.deployment === this.functions.get(fn.params.name).deployment;
@@ -484,8 +489,9 @@ export class Platform implements ThawApi {
         sandboxId: sandbox.id,
         kept: keep,
         output: res.output,
-        timings: { ...timings, handlerMs: res.timings.handlerMs ?? 0, totalMs: round(performance.now() - t0) },
+        timings: { ...timings, ...scalingTimings(res.timings), handlerMs: res.timings.handlerMs ?? 0, totalMs: round(performance.now() - t0) },
         memoryBytes: res.memoryBytes,
+        memory: res.memory,
       };
       if (snapshotId !== undefined) result.snapshotId = snapshotId;
       if (strategy !== undefined) result.strategy = strategy;
@@ -592,6 +598,7 @@ export class Platform implements ThawApi {
       const invoking = input && this.invokeIn(sandbox, fn.params, input, booting);
       const res = await booting;
       sandbox.memoryBytes = res.memoryBytes;
+      sandbox.memory = res.memory;
       const timings = { acquireMs: round(acquired.acquireMs), bootMs: res.timings.bootMs ?? 0, initMs: res.timings.initMs ?? 0 };
       return invoking ? { sandbox, timings, invoking } : { sandbox, timings };
     } catch (err) {
@@ -631,6 +638,7 @@ export class Platform implements ThawApi {
       const invoking = input && this.invokeIn(sandbox, fn.params, input, restoring);
       const res = await restoring;
       sandbox.memoryBytes = res.memoryBytes;
+      sandbox.memory = res.memory;
       const timings: Omit<InvokeTimings, 'handlerMs' | 'totalMs'> = { acquireMs: round(acquired.acquireMs), restoreMs: res.timings.restoreMs ?? 0 };
       if (prepared.built) timings.prepareMs = round(prepared.elapsedMs);
       return invoking ? { sandbox, timings, stats: res.restore, invoking } : { sandbox, timings, stats: res.restore };
@@ -684,7 +692,7 @@ export class Platform implements ThawApi {
   private register(fn: string, deployment: string, acquired: AcquiredHost, origin: SandboxInfo['origin']): Sandbox {
     const host = acquired.host;
     const sandbox: Sandbox = {
-      id: newId('sb'), fn, deployment, host, scratchDir: acquired.scratchDir, origin, createdAt: new Date().toISOString(), busy: true, invocations: 0, memoryBytes: 0, lastUsed: Date.now(),
+      id: newId('sb'), fn, deployment, host, scratchDir: acquired.scratchDir, origin, createdAt: new Date().toISOString(), busy: true, invocations: 0, memoryBytes: 0, memory: declaredOnly(this.functions.get(fn).params.memoryMiB * 1024 * 1024), lastUsed: Date.now(),
     };
     this.sandboxes.set(sandbox.id, sandbox);
     // A host that dies on its own takes its sandbox with it; later requests get a clear 404.
@@ -845,7 +853,7 @@ export class Platform implements ThawApi {
   private sandboxInfo(s: Sandbox): SandboxInfo {
     return {
       id: s.id, function: s.fn, state: s.busy ? 'busy' : 'idle', origin: s.origin, createdAt: s.createdAt,
-      invocations: s.invocations, memoryBytes: s.memoryBytes, hostPid: s.host.pid,
+      invocations: s.invocations, memoryBytes: s.memoryBytes, memory: { ...s.memory }, hostPid: s.host.pid,
     };
   }
 
@@ -1011,4 +1019,13 @@ function newId(prefix: string): string {
 
 function round(ms: number): number {
   return Math.round(ms * 1000) / 1000;
+}
+
+/** The memory scaling parts of a host's invocation timings (present only when the mechanism ran them). */
+function scalingTimings(t: { grantMs?: number; populateMs?: number; releaseMs?: number }): Pick<InvokeTimings, 'grantMs' | 'populateMs' | 'releaseMs'> {
+  const out: Pick<InvokeTimings, 'grantMs' | 'populateMs' | 'releaseMs'> = {};
+  if (t.grantMs !== undefined) out.grantMs = t.grantMs;
+  if (t.populateMs !== undefined) out.populateMs = t.populateMs;
+  if (t.releaseMs !== undefined) out.releaseMs = t.releaseMs;
+  return out;
 }

@@ -3,6 +3,7 @@
 
 import type { RuntimeId } from '../core/function-spec.js';
 import type { ArtefactInfo } from '../restore/index.js';
+import type { SandboxMemory } from '../memory/types.js';
 import type { LogEntry } from './function-logs.js';
 export type { LogEntry } from './function-logs.js';
 
@@ -64,6 +65,8 @@ export interface SandboxInfo {
   createdAt: string;
   invocations: number;
   memoryBytes: number;
+  /** Declared, granted and resident memory (as of the sandbox's last boot, restore or invocation). */
+  memory: SandboxMemory;
   hostPid: number;
 }
 
@@ -96,6 +99,10 @@ export interface InvokeTimings {
   restoreMs?: number;
   initMs?: number;
   handlerMs: number;
+  /** Memory scaling (src/memory/scaling/): granting before the handler, pre-populating the grant, giving memory back after. */
+  grantMs?: number;
+  populateMs?: number;
+  releaseMs?: number;
   totalMs: number;
 }
 
@@ -127,7 +134,10 @@ export interface InvokeResult {
   strategyReason?: string;
   output: Uint8Array;
   timings: InvokeTimings;
+  /** Size of the guest's linear memory after the invocation (kept for existing clients; `memory` has more). */
   memoryBytes: number;
+  /** Declared, granted and resident memory after the invocation (after the scaling mechanism's release). */
+  memory: SandboxMemory;
   /** snapshot: what the restore strategy did (bytes read, page faults, prepare/fill time, reap phase). */
   restore?: RestoreStatsInfo;
 }

@@ -4,6 +4,7 @@
 
 import type { FunctionParams, RuntimeId } from '../core/function-spec.js';
 import type { SyncObjectStore } from '../store/object-store.js';
+import type { FreeRangeReport } from '../memory/scaling/scaling.js';
 
 /** Result of deploying a function: the artefact bytes Thaw stores and runs. */
 export interface DeployedArtefact {
@@ -67,6 +68,11 @@ export interface GuestInstance {
   invoke(input: Uint8Array): Promise<Uint8Array>;
   /** Captures the non-memory state between invocations. */
   captureState(): GuestState;
+  /**
+   * What the guest's allocator reports free now (memory scaling gives it back), or null when it
+   * cannot say: wasi through the `thaw_free_ranges` export (docs/abi.md), python from Pyodide's dlmalloc.
+   */
+  freeRanges?(): FreeRangeReport | null;
 }
 
 /** Guest side of a runtime: lives in the sandbox host process. */

@@ -22,6 +22,7 @@ import { setRecordingOutbox } from '../restore/recording-outbox.js';
 import { expectArtefacts } from '../restore/artefact-seal.js';
 import { RECORDING_OUTBOX } from './jail.js';
 import { memoryStages, offload, offloadStats, trackBoot, trackInit, trackRequest, trackRestore, untrack } from '../memory/host-memory.js';
+import { guestMemory, invokeScaled } from '../memory/scaling/host-hook.js';
 import type {
   BootResult, HostEnvelope, JailLayer, HostFunction, HostMessage, HostRequest, InvokeResult, MemoryStagesResult, OffloadResult, PrepareResult, RestoreResult, SnapshotResult, StatsResult,
 } from './protocol.js';
@@ -144,7 +145,7 @@ async function handle(req: HostRequest): Promise<unknown> {
       trackInit(req.sandboxId);
       const s: LiveSandbox = { id: req.sandboxId, fn: p, guest, restoredFrom: null, image: null };
       sandboxes.set(req.sandboxId, s);
-      const result: BootResult = { timings: { bootMs, initMs: since(t1) }, memoryBytes: guest.memory.buffer.byteLength };
+      const result: BootResult = { timings: { bootMs, initMs: since(t1) }, memoryBytes: guest.memory.buffer.byteLength, memory: guestMemory(guest, p.fn.params, false) };
       return result;
     }
     case 'restore': {
@@ -172,7 +173,7 @@ async function handle(req: HostRequest): Promise<unknown> {
       sandboxes.set(req.sandboxId, s);
       trackRestore(req.sandboxId, guest.memory, req.snapshotRoot, chain, req.trackMemory === true);
       const stats = { ...image.stats };
-      const result: RestoreResult = { timings: { restoreMs: since(t0) }, memoryBytes: guest.memory.buffer.byteLength, bytesRead: stats.bytesRead, restore: stats };
+      const result: RestoreResult = { timings: { restoreMs: since(t0) }, memoryBytes: guest.memory.buffer.byteLength, memory: guestMemory(guest, p.fn.params, true), bytesRead: stats.bytesRead, restore: stats };
       return result;
     }
     case 'invoke':
@@ -260,17 +261,24 @@ function inspectJail(): JailLayer[] {
 }
 
 async function invoke(s: LiveSandbox, bytes: Uint8Array): Promise<InvokeResult> {
-  const t0 = performance.now();
   // IPC may hand a Buffer over; guests get a plain Uint8Array view of the same bytes.
   const input = new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-  const output = await s.guest.invoke(input);
+  // The function's memory scaling mechanism runs around the guest (src/memory/scaling/).
+  let handlerMs = 0;
+  const scaled = await invokeScaled(s.guest, s.fn.fn.params, s.image !== null, async () => {
+    const th = performance.now();
+    const out = await s.guest.invoke(input);
+    handlerMs = since(th);
+    return out;
+  });
+  const output = scaled.value;
   // Every runtime's output is bounded here, before it crosses to the daemon (wasi also stops
   // the guest at the write that passes the limit).
   const { name, maxOutputBytes } = s.fn.fn.params;
   if (output.byteLength > maxOutputBytes) throw new ThawError('THAW_OUTPUT_TOO_LARGE', { name, limitBytes: maxOutputBytes });
   // Lets the restore strategy react to the first invocation (reap ends its recording here).
   s.image?.afterInvoke();
-  const result: InvokeResult = { timings: { handlerMs: since(t0) }, output, memoryBytes: s.guest.memory.buffer.byteLength };
+  const result: InvokeResult = { timings: { ...scaled.timings, handlerMs }, output, memoryBytes: s.guest.memory.buffer.byteLength, memory: scaled.memory };
   // Restore stats as of now: page-server counts are complete only once a strategy stops its server.
   if (s.image) result.restore = { ...s.image.stats };
   return result;

@@ -6,7 +6,7 @@ import type { FunctionParams } from '../core/function-spec.js';
 import type { SnapshotMeta } from '../core/snapshot-format.js';
 import type { ObjectStoreConfig } from '../store/object-store.js';
 import type { RestoreStats } from '../restore/strategy.js';
-import type { MemoryStages, OffloadReport, OffloadRequest, OffloadStats } from '../memory/types.js';
+import type { MemoryStages, OffloadReport, OffloadRequest, OffloadStats, SandboxMemory } from '../memory/types.js';
 
 /** A deployed function as a host needs it. */
 export interface HostFunction {
@@ -55,18 +55,23 @@ export interface HostTimings {
   handlerMs?: number;
   prepareMs?: number;
   snapshotMs?: number;
+  /** Memory scaling around an invocation (src/memory/scaling/). */
+  grantMs?: number;
+  populateMs?: number;
+  releaseMs?: number;
 }
 
 export interface PrepareResult { timings: HostTimings }
-export interface BootResult { timings: HostTimings; memoryBytes: number }
+export interface BootResult { timings: HostTimings; memoryBytes: number; memory: SandboxMemory }
 export interface RestoreResult {
   timings: HostTimings;
   memoryBytes: number;
+  memory: SandboxMemory;
   bytesRead: number;
   /** What the restore strategy did (bytes read, faults, prepare and fill time, phase). */
   restore?: RestoreStats;
 }
-export interface InvokeResult { timings: HostTimings; output: Uint8Array; memoryBytes: number; restore?: RestoreResult['restore'] }
+export interface InvokeResult { timings: HostTimings; output: Uint8Array; memoryBytes: number; memory: SandboxMemory; restore?: RestoreResult['restore'] }
 export interface SnapshotResult { timings: HostTimings; meta: SnapshotMeta; storedBytes: number; pageRuns: number }
 /** One layer of the jail as a host observes it from inside. */
 export interface JailLayer {

@@ -7,6 +7,7 @@ import type { GlobalOptions } from '../context.js';
 import type { InvokeMode } from '../../platform/types.js';
 import { invocationToWire } from '../../api/routes.js';
 import { printJson, withApi } from './with-api.js';
+import { formatMemory } from '../../memory/accounting.js';
 
 interface InvokeOptions {
   mode: InvokeMode;
@@ -40,6 +41,7 @@ export function runInvoke(g: GlobalOptions, fn: string, o: InvokeOptions): Promi
     const t = Object.entries(r.timings).map(([k, v]) => `${k}=${v}`).join(' ');
     process.stderr.write(`[${r.mode === 'auto' ? `auto: ${r.start}` : r.mode}${r.snapshotId ? ` ${r.snapshotId}/${r.strategy}` : ''}] sandbox=${r.sandboxId} ${t}\n`);
     if (r.strategyReason) process.stderr.write(`auto chose ${r.strategy}: ${r.strategyReason}\n`);
+    process.stderr.write(`memory: ${formatMemory(r.memory)}\n`);
     if (snap) process.stderr.write(`snapshot ${snap.id} taken (${(snap.diskBytes / 2 ** 20).toFixed(2)} MiB on disk)\n`);
   });
 }

@@ -2,6 +2,8 @@
 // the handler file's top level as module `handler`, invokes the handler, and captures/restores the
 // whole interpreter (init included) from a memory image plus Pyodide's small JS-reference table.
 
+import { dlmallocFreeRanges, type DlmallocModule } from '../../memory/scaling/free-ranges.js';
+import type { FreeRangeReport } from '../../memory/scaling/scaling.js';
 import { randomUUID } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { ThawError, invariant, toThawError } from '../../core/errors.js';
@@ -125,6 +127,10 @@ class PythonGuest implements GuestInstance {
     if (status !== STATUS.OK) throw guestFailure(fn, status, payload);
     invariant(payload instanceof Uint8Array, 'python runtime returned a non-bytes response');
     return payload;
+  }
+
+  freeRanges(): FreeRangeReport | null {
+    return dlmallocFreeRanges(this.py._module as DlmallocModule, this.memory);
   }
 
   captureState(): GuestState {

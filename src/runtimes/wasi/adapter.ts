@@ -2,6 +2,8 @@
 // boots it under node:wasi with the Thaw host functions (docs/abi.md), invokes its handler,
 // captures its mutable globals and restores a guest from a snapshot without re-running init.
 
+import { wasiFreeRanges } from '../../memory/scaling/free-ranges.js';
+import type { FreeRangeReport } from '../../memory/scaling/scaling.js';
 import { readFile } from 'node:fs/promises';
 import { setFlagsFromString } from 'node:v8';
 import { WASI } from 'node:wasi';
@@ -279,6 +281,10 @@ class WasiGuest implements GuestInstance {
     for (const name of this.prepared.globalTypes.keys()) globals[name] = globalToString(this.global(name).value);
     const state: WasiRuntimeState = { globals, memoryBytes: this.memory.buffer.byteLength };
     return { runtime: state };
+  }
+
+  freeRanges(): FreeRangeReport | null {
+    return wasiFreeRanges(this.prepared.fn.name, this.exports(), this.memory);
   }
 
   /** Runs an optional `() -> ()` export, translating guest failures. */
