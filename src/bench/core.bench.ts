@@ -12,6 +12,7 @@ import { Platform } from '../platform/platform.js';
 import { measurePaths, median, summaryRow, type PathFigures } from '../harness/measure-paths.js';
 import { EXAMPLES } from '../harness/examples.js';
 import { printTable } from '../cli/commands/with-api.js';
+import { TIMING_PARTS } from '../platform/types.js';
 
 const runs = Number(process.env.RUNS ?? 10);
 const only = (process.argv[2] ?? 'hello-c,mem64-c,stdlib-py').split(',');
@@ -37,11 +38,15 @@ try {
 }
 process.stdout.write('\nmedians, ms:\n');
 printTable(figures.map(summaryRow));
-process.stdout.write('\nbreakdown (medians, ms): acquire | boot | init | restore | handler\n');
+// Every part of the time (platform/types.ts TIMING_PARTS), medians; `sum` is the sum of the
+// parts' medians beside the median total (the per-run sums equal each run's total exactly).
+const shown = TIMING_PARTS.filter((p) => !('optional' in p) || figures.some((f) => (['cold', 'snapshot', 'warm'] as const).some((path) => f[path][p.key].some((v) => v !== 0))));
+process.stdout.write(`\nbreakdown (medians, ms): ${shown.map((p) => p.label).join(' | ')}\n`);
 printTable(figures.flatMap((f) => (['cold', 'snapshot', 'warm'] as const).map((path) => ({
   function: f.function, path,
-  acquire: median(f[path].acquireMs).toFixed(3), boot: median(f[path].bootMs).toFixed(3), init: median(f[path].initMs).toFixed(3),
-  restore: median(f[path].restoreMs).toFixed(3), handler: median(f[path].handlerMs).toFixed(3), total: median(f[path].totalMs).toFixed(3),
+  ...Object.fromEntries(shown.map((p) => [p.label, median(f[path][p.key]).toFixed(3)])),
+  sum: shown.reduce((a, p) => a + median(f[path][p.key]), 0).toFixed(3),
+  total: median(f[path].totalMs).toFixed(3),
 }))));
 const out = join(root, 'results', `bench-core-${new Date().toISOString().replace(/[:.]/g, '-')}.json`);
 mkdirSync(join(root, 'results'), { recursive: true });

@@ -28,7 +28,20 @@ export interface FunctionConfig {
   maxOutputBytes?: unknown;
   /** Free-form description shown by `thaw fn list`. */
   description?: unknown;
+  /**
+   * How sandboxes of this function are placed in host processes: "horizontal" (one instance per
+   * host) or "vertical" (several instances per host, sharing the compiled module). Default: the
+   * daemon's --layout.
+   */
+  layout?: unknown;
+  /** vertical: instances one host carries at most (default: the daemon's --instances-per-host). */
+  instancesPerHost?: unknown;
 }
+
+export const HOST_LAYOUTS = ['horizontal', 'vertical'] as const;
+export type HostLayout = (typeof HOST_LAYOUTS)[number];
+/** Most instances one vertical host may carry (its memory cgroup holds all of them). */
+export const MAX_INSTANCES_PER_HOST = 64;
 
 /** A validated function manifest. Artefact paths are absolute. */
 export interface FunctionParams {
@@ -44,9 +57,13 @@ export interface FunctionParams {
   /** Enforced in the sandbox host: a larger output never crosses to the daemon. */
   readonly maxOutputBytes: number;
   readonly description: string;
+  /** Placement in hosts, when the manifest chose it (else the daemon's default applies). */
+  readonly layout?: HostLayout;
+  /** vertical: instances per host, when the manifest chose it. */
+  readonly instancesPerHost?: number;
 }
 
-const KNOWN_FIELDS = new Set(['name', 'runtime', 'module', 'source', 'memoryMiB', 'handler', 'timeoutMs', 'initTimeoutMs', 'maxInputBytes', 'maxOutputBytes', 'description']);
+const KNOWN_FIELDS = new Set(['name', 'runtime', 'module', 'source', 'memoryMiB', 'handler', 'timeoutMs', 'initTimeoutMs', 'maxInputBytes', 'maxOutputBytes', 'description', 'layout', 'instancesPerHost']);
 const NAME_RE = /^[a-z0-9][a-z0-9-_]{0,62}$/;
 
 /** Validates a manifest. Throws THAW_CONFIG_INVALID naming the first bad field. */
@@ -79,6 +96,8 @@ export function parseFunctionConfig(raw: unknown, resolvePath: (p: string) => st
   const handler = cfg.handler ?? (runtime === 'wasi' ? 'handle' : 'handler');
   if (typeof handler !== 'string' || !/^[A-Za-z_][A-Za-z0-9_]*$/.test(handler)) bad("'handler' must be an identifier");
   if (cfg.description !== undefined && typeof cfg.description !== 'string') bad("'description' must be a string");
+  if (cfg.layout !== undefined && !HOST_LAYOUTS.includes(cfg.layout as HostLayout)) bad(`'layout' must be one of ${HOST_LAYOUTS.join(', ')}`);
+  if (cfg.instancesPerHost !== undefined && cfg.layout === 'horizontal') bad("'instancesPerHost' applies to layout 'vertical' only (a horizontal host carries one instance)");
 
   return Object.freeze({
     name,
@@ -93,5 +112,7 @@ export function parseFunctionConfig(raw: unknown, resolvePath: (p: string) => st
     maxInputBytes: int('maxInputBytes', 6 * 1024 * 1024, 0, 1024 * 1024 * 1024),
     maxOutputBytes: int('maxOutputBytes', 6 * 1024 * 1024, 0, 1024 * 1024 * 1024),
     description: (cfg.description as string | undefined) ?? '',
+    ...(cfg.layout !== undefined && { layout: cfg.layout as HostLayout }),
+    ...(cfg.instancesPerHost !== undefined && { instancesPerHost: int('instancesPerHost', 1, 1, MAX_INSTANCES_PER_HOST) }),
   });
 }

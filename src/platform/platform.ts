@@ -12,15 +12,16 @@ import { readState, diskUsageBytes, sweepSnapshotTemps, writeFileDurable } from 
 import { ensureSnapshotKey, sealState, verifyChainSeals } from '../snapshot/snapshot-seal.js';
 import type { SnapshotMeta } from '../core/snapshot-format.js';
 import { HostPool, type AcquiredHost } from '../sandbox/host-pool.js';
-import type { HostProcess } from '../sandbox/host-process.js';
+import type { HostProcess, Timed } from '../sandbox/host-process.js';
 import { removeCgroupParent, setUpCgroupParent } from '../sandbox/cgroup.js';
 import { RECORDING_OUTBOX, SANDBOX_GID, grantToFunction, jailAvailability, readPlainFile, secureDataDir } from '../sandbox/jail.js';
 import { RECORDED_FILES } from '../restore/recording-outbox.js';
 import type { JailMode } from '../core/config.js';
 import type { BootResult, InvokeResult as HostInvokeResult, RestoreResult, SnapshotResult } from '../sandbox/protocol.js';
-import type { FunctionParams } from '../core/function-spec.js';
+import type { FunctionParams, HostLayout } from '../core/function-spec.js';
 import { getStrategy, listStrategies, listArtefacts, discardArtefacts, grantTmpfsCopy, DEFAULT_STRATEGY } from '../restore/index.js';
 import { StrategyPreparer } from './strategy-preparer.js';
+import { Breakdown } from './breakdown.js';
 import { startRedisRelay, type RedisRelay } from './redis-relay.js';
 import type { ObjectStore, ObjectStoreConfig } from '../store/object-store.js';
 import { openObjectStore } from '../store/open-store.js';
@@ -49,7 +50,27 @@ export interface PlatformParams {
   readonly jail: JailMode;
   readonly preparedIdleMs: number;
   readonly maxPreparedFunctions: number;
+  /** Placement of sandboxes in hosts for functions whose manifest does not choose (see FunctionConfig.layout). */
+  readonly layout: HostLayout;
+  /** Instances per vertical host for functions whose manifest does not choose. */
+  readonly instancesPerHost: number;
   readonly logger: Logger;
+}
+
+/**
+ * A host process of one function deployment and the instances it carries: one (horizontal) or
+ * up to `capacity` (vertical, sharing the compiled module). A vertical host outlives its
+ * instances, so the next instance starts in a process whose code V8 has already optimised.
+ */
+interface SandboxHost {
+  readonly host: HostProcess;
+  readonly fn: string;
+  readonly deployment: string;
+  readonly layout: HostLayout;
+  readonly capacity: number;
+  /** The jailed host's scratch directory (where it writes snapshots), or null unjailed. */
+  readonly scratchDir: string | null;
+  readonly instances: Set<Sandbox>;
 }
 
 /** Whether hosts are jailed, and if not, why (what `thaw doctor` reports first). */
@@ -61,6 +82,10 @@ interface Sandbox {
   /** The function deployment the sandbox runs (see FunctionRegistry): never another's. */
   readonly deployment: string;
   readonly host: HostProcess;
+  /** The host and its instances: a sandbox is (host, instance). */
+  readonly home: SandboxHost;
+  /** This sandbox's instance slot in its host (0 .. capacity - 1). */
+  readonly instance: number;
   /** The jailed host's scratch directory (where it writes snapshots), or null unjailed. */
   readonly scratchDir: string | null;
   readonly origin: SandboxInfo['origin'];
@@ -78,6 +103,16 @@ interface Sandbox {
  */
 const WARM_WAIT_MS = 1000;
 
+/** How long a vertical host may take to destroy one instance before it is stopped whole. */
+const DESTROY_TIMEOUT_MS = 10_000;
+
+/**
+ * Errors after which the host process cannot be trusted or is gone: every instance in it goes.
+ * Other failures stop one instance; in a vertical host its siblings keep serving (separate Wasm
+ * memories and runtime state).
+ */
+const FATAL_TO_HOST = new Set<ErrorCode>(['THAW_TIMEOUT', 'THAW_SANDBOX_DIED', 'THAW_INTERNAL']);
+
 /** Errors after which a sandbox's state cannot be trusted: it is stopped and replaced. */
 const FATAL_TO_SANDBOX = new Set<ErrorCode>([
   'THAW_GUEST_TRAP', 'THAW_GUEST_OOM', 'THAW_TIMEOUT', 'THAW_SANDBOX_DIED', 'THAW_INTERNAL',
@@ -90,6 +125,8 @@ export class Platform implements ThawApi {
   private readonly snapshotRoot: string;
   private readonly pool: HostPool;
   private readonly sandboxes = new Map<string, Sandbox>();
+  /** Every host carrying (or, vertical, kept for) a function's instances. */
+  private readonly hosts = new Set<SandboxHost>();
   /** Sandboxes being booted or restored, not yet in `sandboxes`: they count against the cap. */
   private starting = 0;
   private readonly log: Logger;
@@ -174,6 +211,7 @@ export class Platform implements ThawApi {
       // The old deployment's hosts and idle sandboxes go now; busy ones when their call ends.
       this.pool.forget(replaced.deployment, 'function redeployed');
       await Promise.all([...this.sandboxes.values()].filter((s) => s.fn === info.name && !s.busy).map((s) => this.stop(s, 'function redeployed')));
+      this.retireEmptyHosts();
     }
     this.log.info({ function: info.name, digest: info.digest.slice(0, 12), replaced: replaced !== undefined }, 'function deployed');
     return info;
@@ -191,16 +229,18 @@ export class Platform implements ThawApi {
     const fn = this.functions.delete(name);
     this.pool.forget(fn.deployment);
     await Promise.all([...this.sandboxes.values()].filter((s) => s.fn === name).map((s) => this.stop(s, 'function deleted')));
+    this.retireEmptyHosts();
     this.log.info({ function: name }, 'function deleted');
   }
 
   // ---- sandboxes -------------------------------------------------------------------------
 
   async bootSandbox(fnName: string): Promise<SandboxInfo & { timings: InvokeTimings }> {
-    const t0 = performance.now();
-    const { sandbox, timings } = await this.bootCold(fnName).finally(() => setImmediate(() => this.pool.refill()));
+    const bd = new Breakdown();
+    const { sandbox, started } = await this.bootCold(fnName, bd).finally(() => setImmediate(() => this.pool.refill()));
+    bd.addHostExchange([await started]);
     this.release(sandbox);
-    return { ...this.sandboxInfo(sandbox), timings: { ...timings, handlerMs: 0, totalMs: round(performance.now() - t0) } };
+    return { ...this.sandboxInfo(sandbox), timings: bd.finish() };
   }
 
   async listSandboxes(): Promise<SandboxInfo[]> {
@@ -336,35 +376,42 @@ export class Platform implements ThawApi {
   }
 
   private async invokeOnce(req: InvokeRequest): Promise<InvokeResult> {
-    const t0 = performance.now();
+    const bd = new Breakdown();
     if (!INVOKE_MODES.includes(req.mode)) throw new ThawError('THAW_REQUEST_INVALID', { detail: `mode must be one of ${INVOKE_MODES.join(', ')}` });
     const fn = this.functions.get(req.function);
     if (req.input.length > fn.params.maxInputBytes) {
       throw new ThawError('THAW_INPUT_TOO_LARGE', { sizeBytes: req.input.length, limitBytes: fn.params.maxInputBytes, name: fn.params.name });
     }
     let sandbox: Sandbox;
-    let timings: Omit<InvokeTimings, 'handlerMs' | 'totalMs'>;
     let strategy: string | undefined;
     let snapshotId: string | undefined;
     let restoreStats: RestoreResult['restore'] | undefined;
     // Cold and snapshot starts send the invocation right behind the boot or restore (see invokeIn).
-    let invoking: Promise<HostInvokeResult> | undefined;
+    let started: Promise<Timed<BootResult | RestoreResult>> | undefined;
+    let invoking: Promise<Timed<HostInvokeResult>> | undefined;
     switch (req.mode) {
       case 'cold':
-        ({ sandbox, timings, invoking } = await this.bootCold(fn.params.name, req.input));
+        ({ sandbox, started, invoking } = await this.bootCold(fn.params.name, bd, req.input));
         break;
-      case 'warm':
+      case 'warm': {
+        const t = performance.now();
         sandbox = await this.takeWarm(fn.params.name, req.sandboxId);
-        timings = { acquireMs: 0 };
+        bd.since('queueMs', t);
         break;
+      }
       case 'snapshot':
         strategy = req.strategy ?? DEFAULT_STRATEGY;
         snapshotId = req.snapshotId ?? this.newestSnapshot(fn.params.name);
-        ({ sandbox, timings, stats: restoreStats, invoking } = await this.restore(fn.params.name, snapshotId, strategy, req.input));
+        ({ sandbox, started, invoking } = await this.restore(fn.params.name, snapshotId, strategy, bd, req.input));
         break;
     }
+    // A failed boot or restore has stopped its sandbox already (bootCold, restore).
+    const start = started && (await started);
+    if (start && 'restore' in start.result) restoreStats = start.result.restore;
     try {
-      const res = await (invoking ?? this.invokeIn(sandbox, fn.params, req.input));
+      const exchange = start && invoking ? [start, await invoking] : [await this.invokeIn(sandbox, fn.params, req.input)];
+      bd.addHostExchange(exchange);
+      const res = exchange[exchange.length - 1]!.result as HostInvokeResult;
       sandbox.invocations++;
       sandbox.memoryBytes = res.memoryBytes;
       sandbox.lastUsed = Date.now();
@@ -382,7 +429,7 @@ export class Platform implements ThawApi {
         sandboxId: sandbox.id,
         kept: keep,
         output: res.output,
-        timings: { ...timings, handlerMs: res.timings.handlerMs ?? 0, totalMs: round(performance.now() - t0) },
+        timings: bd.finish(),
         memoryBytes: res.memoryBytes,
       };
       if (snapshotId !== undefined) result.snapshotId = snapshotId;
@@ -457,30 +504,29 @@ export class Platform implements ThawApi {
 
   /**
    * Boots a sandbox and runs its init, within the function's initTimeoutMs; with `input`, also
-   * sends the invocation right behind (see invokeIn), whose result is `invoking`.
+   * sends the invocation right behind (see invokeIn), whose result is `invoking`. `started`
+   * fails when the boot does (the sandbox is stopped then); the caller awaits it first.
    */
-  private async bootCold(fnName: string, input?: Uint8Array): Promise<{ sandbox: Sandbox; timings: Omit<InvokeTimings, 'handlerMs' | 'totalMs'>; invoking?: Promise<HostInvokeResult> }> {
+  private async bootCold(fnName: string, bd: Breakdown, input?: Uint8Array): Promise<{ sandbox: Sandbox; started: Promise<Timed<BootResult>>; invoking?: Promise<Timed<HostInvokeResult>> }> {
     const fn = this.functions.get(fnName);
-    const acquired = await this.acquireHost(fnName);
-    const sandbox = this.register(fnName, fn.deployment, acquired, { kind: 'cold' });
-    try {
-      const booting = acquired.host.request<BootResult>(
-        { op: 'boot', sandboxId: sandbox.id, deployment: fn.deployment, init: true },
-        { timeoutMs: fn.params.initTimeoutMs, onTimeout: () => initTimeout(fn.params, 'boot and init') },
-      );
-      const invoking = input && this.invokeIn(sandbox, fn.params, input, booting);
-      const res = await booting;
-      sandbox.memoryBytes = res.memoryBytes;
-      const timings = { acquireMs: round(acquired.acquireMs), bootMs: res.timings.bootMs ?? 0, initMs: res.timings.initMs ?? 0 };
-      return invoking ? { sandbox, timings, invoking } : { sandbox, timings };
-    } catch (err) {
+    const sandbox = await this.newSandbox(fnName, { kind: 'cold' }, bd);
+    const booting = sandbox.host.requestTimed<BootResult>(
+      { op: 'boot', sandboxId: sandbox.id, deployment: fn.deployment, init: true },
+      { timeoutMs: fn.params.initTimeoutMs, onTimeout: () => initTimeout(fn.params, 'boot and init') },
+    );
+    const invoking = input && this.invokeIn(sandbox, fn.params, input, booting);
+    const started = booting.then((res) => {
+      sandbox.memoryBytes = res.result.memoryBytes;
+      return res;
+    }, async (err: unknown) => {
       throw await this.afterFailure(sandbox, err, true);
-    }
+    });
+    return invoking ? { sandbox, started, invoking } : { sandbox, started };
   }
 
   /** Restores a sandbox from a snapshot within initTimeoutMs; with `input`, also invokes it (as bootCold). */
-  private async restore(fnName: string, snapshotId: string, strategyId: string, input?: Uint8Array): Promise<{
-    sandbox: Sandbox; timings: Omit<InvokeTimings, 'handlerMs' | 'totalMs'>; stats: RestoreResult['restore']; invoking?: Promise<HostInvokeResult>;
+  private async restore(fnName: string, snapshotId: string, strategyId: string, bd: Breakdown, input?: Uint8Array): Promise<{
+    sandbox: Sandbox; started: Promise<Timed<RestoreResult>>; invoking?: Promise<Timed<HostInvokeResult>>;
   }> {
     const fn = this.functions.get(fnName);
     getStrategy(strategyId);
@@ -494,28 +540,28 @@ export class Platform implements ThawApi {
       throw new ThawError('THAW_SNAPSHOT_VERSION', { id: snapshotId, detail: `taken from module ${snap.moduleDigest.slice(0, 12)}, function '${fnName}' is now ${fn.digest.slice(0, 12)}` });
     }
     // Artefacts are built here, not in the sandbox host (see prepare-worker.ts); the first restore
-    // of a snapshot with a strategy waits for it and reports the time as prepareMs.
+    // of a snapshot with a strategy waits for it (prepareMs; when nothing was built, the check
+    // is the daemon's bookkeeping).
     // The seals of the whole chain, checked with the daemon's key (before anything is built from
     // it); the host checks that the state files it reads are these very bytes.
     const stateSha256 = verifyChainSeals(this.snapshotRoot, this.snapshotKey, snapshotId);
+    const tPrepare = performance.now();
     const prepared = await this.preparer.prepare(strategyId, snapshotId);
     if (prepared.built && this.jail.jailed) this.grantSnapshot(snapshotId);
-    const acquired = await this.acquireHost(fnName);
-    const sandbox = this.register(fnName, fn.deployment, acquired, { kind: 'snapshot', snapshotId, strategy: strategyId });
-    try {
-      const restoring = acquired.host.request<RestoreResult>(
-        { op: 'restore', sandboxId: sandbox.id, deployment: fn.deployment, snapshotRoot: this.snapshotRoot, snapshotId, strategy: strategyId, stateSha256 },
-        { timeoutMs: fn.params.initTimeoutMs, onTimeout: () => initTimeout(fn.params, 'restore') },
-      );
-      const invoking = input && this.invokeIn(sandbox, fn.params, input, restoring);
-      const res = await restoring;
-      sandbox.memoryBytes = res.memoryBytes;
-      const timings: Omit<InvokeTimings, 'handlerMs' | 'totalMs'> = { acquireMs: round(acquired.acquireMs), restoreMs: res.timings.restoreMs ?? 0 };
-      if (prepared.built) timings.prepareMs = round(prepared.elapsedMs);
-      return invoking ? { sandbox, timings, stats: res.restore, invoking } : { sandbox, timings, stats: res.restore };
-    } catch (err) {
+    if (prepared.built) bd.since('prepareMs', tPrepare);
+    const sandbox = await this.newSandbox(fnName, { kind: 'snapshot', snapshotId, strategy: strategyId }, bd);
+    const restoring = sandbox.host.requestTimed<RestoreResult>(
+      { op: 'restore', sandboxId: sandbox.id, deployment: fn.deployment, snapshotRoot: this.snapshotRoot, snapshotId, strategy: strategyId, stateSha256 },
+      { timeoutMs: fn.params.initTimeoutMs, onTimeout: () => initTimeout(fn.params, 'restore') },
+    );
+    const invoking = input && this.invokeIn(sandbox, fn.params, input, restoring);
+    const started = restoring.then((res) => {
+      sandbox.memoryBytes = res.result.memoryBytes;
+      return res;
+    }, async (err: unknown) => {
       throw await this.afterFailure(sandbox, err, true);
-    }
+    });
+    return invoking ? { sandbox, started, invoking } : { sandbox, started };
   }
 
   /**
@@ -527,53 +573,87 @@ export class Platform implements ThawApi {
    * restore count against initTimeoutMs only. If `after` fails, the caller stops the host and
    * this invocation fails with it.
    */
-  private invokeIn(sandbox: Sandbox, fn: FunctionParams, input: Uint8Array, after?: Promise<unknown>): Promise<HostInvokeResult> {
-    const request = { op: 'invoke', sandboxId: sandbox.id, input } as const;
+  private invokeIn(sandbox: Sandbox, fn: FunctionParams, input: Uint8Array, after?: Promise<unknown>): Promise<Timed<HostInvokeResult>> {
     const onTimeout = (): ThawError => new ThawError('THAW_TIMEOUT', { name: fn.name, timeoutMs: fn.timeoutMs });
-    if (after === undefined) return sandbox.host.request<HostInvokeResult>(request, { timeoutMs: fn.timeoutMs, onTimeout });
-    let settled = false;
-    let timer: NodeJS.Timeout | undefined;
-    const invoking = sandbox.host.request<HostInvokeResult>(request, { onTimeout }).finally(() => {
-      settled = true;
-      clearTimeout(timer);
-    });
-    after.then(() => {
-      if (!settled) timer = setTimeout(() => void sandbox.host.kill('timeout'), fn.timeoutMs);
-    }, () => {});
+    const invoking = sandbox.host.requestTimed<HostInvokeResult>({ op: 'invoke', sandboxId: sandbox.id, input }, { timeoutMs: fn.timeoutMs, onTimeout, ...(after && { timeoutAfter: after }) });
     // Awaited by the caller only when `after` succeeded; its failure is then the one reported.
-    invoking.catch(() => {});
+    if (after) invoking.catch(() => {});
     return invoking;
   }
 
-  /** Takes a host for a new sandbox, within the live-sandbox cap (evicting idle ones first). */
-  private async acquireHost(fnName: string): Promise<AcquiredHost> {
+  /** Where sandboxes of `params` go: the manifest's layout, else the daemon's. */
+  private layoutOf(params: FunctionParams): { layout: HostLayout; capacity: number } {
+    const layout = params.layout ?? this.params.layout;
+    return { layout, capacity: layout === 'horizontal' ? 1 : (params.instancesPerHost ?? this.params.instancesPerHost) };
+  }
+
+  /**
+   * A new sandbox of `fnName`, within the live-sandbox cap (evicting idle ones first): an
+   * instance slot in a vertical host of the deployment that has room, else a host from the pool
+   * (acquireMs). The slot is taken before anything is awaited after the choice, so two starts
+   * never share one.
+   */
+  private async newSandbox(fnName: string, origin: SandboxInfo['origin'], bd: Breakdown): Promise<Sandbox> {
     if (this.sandboxes.size + this.starting >= this.params.maxSandboxes) {
       const idle = [...this.sandboxes.values()].filter((s) => !s.busy).sort((a, b) => a.lastUsed - b.lastUsed)[0];
       if (!idle) throw new ThawError('THAW_POOL_EXHAUSTED', { detail: `${this.params.maxSandboxes} sandboxes are busy (maxSandboxes)` });
       void this.stop(idle, 'evicted (sandbox cap)');
     }
-    this.starting++;
-    try {
-      return await this.pool.acquire(this.functions.hostFunction(fnName));
-    } finally {
-      this.starting--;
+    const fn = this.functions.get(fnName);
+    const { layout, capacity } = this.layoutOf(fn.params);
+    let home = this.roomyHost(fn.deployment);
+    if (!home) {
+      this.starting++;
+      let acquired: AcquiredHost;
+      try {
+        acquired = await this.pool.acquire(this.functions.hostFunction(fnName), capacity);
+      } finally {
+        this.starting--;
+      }
+      bd.add('acquireMs', acquired.acquireMs);
+      home = { host: acquired.host, fn: fnName, deployment: fn.deployment, layout, capacity, scratchDir: acquired.scratchDir, instances: new Set() };
+      this.adoptHost(home);
     }
+    return this.register(fnName, fn.deployment, home, origin);
   }
 
-  private register(fn: string, deployment: string, acquired: AcquiredHost, origin: SandboxInfo['origin']): Sandbox {
-    const host = acquired.host;
-    const sandbox: Sandbox = {
-      id: newId('sb'), fn, deployment, host, scratchDir: acquired.scratchDir, origin, createdAt: new Date().toISOString(), busy: true, invocations: 0, memoryBytes: 0, lastUsed: Date.now(),
-    };
-    this.sandboxes.set(sandbox.id, sandbox);
-    // A host that dies on its own takes its sandbox with it; later requests get a clear 404.
-    void host.exited.then((exit) => {
-      if (this.sandboxes.get(sandbox.id) === sandbox) {
-        this.sandboxes.delete(sandbox.id);
-        this.wakeWaiters();
-        if (!exit.killedBy) this.log.warn({ sandboxId: sandbox.id, function: fn, exit }, 'sandbox host died');
+  /** The deployment's live vertical host with a free slot and the most instances (hosts are filled before new ones start). */
+  private roomyHost(deployment: string): SandboxHost | undefined {
+    let best: SandboxHost | undefined;
+    for (const h of this.hosts) {
+      if (h.deployment !== deployment || h.capacity === 1 || !h.host.alive || h.instances.size >= h.capacity) continue;
+      if (!best || h.instances.size > best.instances.size) best = h;
+    }
+    return best;
+  }
+
+  /** Tracks a host taken from the pool; a host that dies takes every instance in it with it. */
+  private adoptHost(home: SandboxHost): void {
+    this.hosts.add(home);
+    void home.host.exited.then((exit) => {
+      this.hosts.delete(home);
+      const lost = [...home.instances];
+      home.instances.clear();
+      for (const sandbox of lost) {
+        if (this.sandboxes.get(sandbox.id) === sandbox) this.sandboxes.delete(sandbox.id);
+      }
+      this.wakeWaiters();
+      if (!exit.killedBy && lost.length > 0) {
+        this.log.warn({ hostPid: home.host.pid, sandboxes: lost.map((s) => s.id), function: lost[0]!.fn, exit }, 'sandbox host died with its instances');
       }
     });
+  }
+
+  private register(fn: string, deployment: string, home: SandboxHost, origin: SandboxInfo['origin']): Sandbox {
+    const taken = new Set([...home.instances].map((s) => s.instance));
+    let instance = 0;
+    while (taken.has(instance)) instance++;
+    const sandbox: Sandbox = {
+      id: newId('sb'), fn, deployment, host: home.host, home, instance, scratchDir: home.scratchDir, origin,
+      createdAt: new Date().toISOString(), busy: true, invocations: 0, memoryBytes: 0, lastUsed: Date.now(),
+    };
+    home.instances.add(sandbox);
+    this.sandboxes.set(sandbox.id, sandbox);
     return sandbox;
   }
 
@@ -691,6 +771,7 @@ export class Platform implements ThawApi {
     return {
       id: s.id, function: s.fn, state: s.busy ? 'busy' : 'idle', origin: s.origin, createdAt: s.createdAt,
       invocations: s.invocations, memoryBytes: s.memoryBytes, hostPid: s.host.pid,
+      layout: s.home.layout, instance: s.instance, instancesPerHost: s.home.capacity, instancesInHost: s.home.instances.size,
     };
   }
 
@@ -757,7 +838,7 @@ export class Platform implements ThawApi {
     const e = this.hostDeath(sandbox, toThawError(err));
     if (always || FATAL_TO_SANDBOX.has(e.code) || !sandbox.host.alive) {
       this.log.warn({ sandboxId: sandbox.id, function: sandbox.fn, code: e.code, error: e.message }, 'sandbox stopped after failure');
-      await this.stop(sandbox, `failure: ${e.code}`);
+      await this.stop(sandbox, `failure: ${e.code}`, FATAL_TO_HOST.has(e.code));
     } else {
       this.release(sandbox);
     }
@@ -784,14 +865,53 @@ export class Platform implements ThawApi {
         detail: `sandbox '${sandbox.id}' (host pid ${sandbox.host.pid}) was killed by its memory cgroup, whose limit adds ${this.params.hostOverheadMiB} MiB for the host`,
       }, { cause: e });
     }
-    return new ThawError('THAW_SANDBOX_DIED', { id: sandbox.id, detail: `${detail} (host pid ${sandbox.host.pid})` }, { cause: e });
+    const others = [...sandbox.home.instances].filter((s) => s !== sandbox).map((s) => s.id);
+    const siblings = others.length > 0 ? `; its other instances ${others.join(', ')} went with it` : '';
+    return new ThawError('THAW_SANDBOX_DIED', { id: sandbox.id, detail: `${detail} (host pid ${sandbox.host.pid}${siblings})` }, { cause: e });
   }
 
-  private async stop(sandbox: Sandbox, reason: string): Promise<void> {
+  /**
+   * Stops a sandbox. A horizontal host goes with its one instance; in a vertical host only the
+   * instance goes (its host stays for the next instance), unless `killHost` (the host's state
+   * cannot be trusted) or the host cannot destroy it.
+   */
+  private async stop(sandbox: Sandbox, reason: string, killHost = false): Promise<void> {
     this.sandboxes.delete(sandbox.id);
+    const home = sandbox.home;
+    home.instances.delete(sandbox);
     // A warm invocation waiting on this function's last busy sandbox must learn it is gone.
     this.wakeWaiters();
-    await sandbox.host.kill(reason);
+    if (home.capacity === 1 || killHost || !home.host.alive) {
+      await home.host.kill(reason);
+      return;
+    }
+    try {
+      await home.host.request({ op: 'destroy', sandboxId: sandbox.id }, { timeoutMs: DESTROY_TIMEOUT_MS, onTimeout: () => new ThawError('THAW_INTERNAL', { detail: 'the host did not destroy an instance in time' }) });
+    } catch (err: unknown) {
+      this.log.warn({ sandboxId: sandbox.id, hostPid: home.host.pid, err: toThawError(err).message }, 'cannot destroy an instance: its host is stopped');
+      await home.host.kill(`${reason} (destroy failed)`);
+      return;
+    }
+    this.retireEmptyHosts();
+  }
+
+  /**
+   * Vertical hosts with no instance left: one per current deployment is kept (the next instance
+   * starts there, on code V8 has optimised); others, and those of retired deployments, stop.
+   */
+  private retireEmptyHosts(): void {
+    const kept = new Set<string>();
+    for (const h of this.hosts) {
+      if (h.instances.size > 0 || !h.host.alive) continue;
+      let current = false;
+      try {
+        current = this.functions.get(h.fn).deployment === h.deployment;
+      } catch {
+        /* function deleted */
+      }
+      if (current && !kept.has(h.deployment)) kept.add(h.deployment);
+      else void h.host.kill(current ? 'idle vertical host (another is kept)' : 'deployment retired');
+    }
   }
 
   /** Stops the least recently used idle sandboxes beyond the limit, without waiting for their exit. */
@@ -825,6 +945,3 @@ function newId(prefix: string): string {
   return `${prefix}-${randomBytes(6).toString('hex')}`;
 }
 
-function round(ms: number): number {
-  return Math.round(ms * 1000) / 1000;
-}

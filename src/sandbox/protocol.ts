@@ -30,7 +30,8 @@ export type HostRequest =
    * redisSocket: where a jailed host (no network) reaches a Redis object store through the daemon.
    */
   | { op: 'configure'; objectStore: ObjectStoreConfig; ownerPid: number; redisSocket: string | null }
-  | { op: 'prepare'; fn: HostFunction }
+  /** instances: how many instances of the function the host may carry at once (1: horizontal; default 1). */
+  | { op: 'prepare'; fn: HostFunction; instances?: number }
   | { op: 'boot'; sandboxId: string; deployment: string; init: boolean }
   | { op: 'restore'; sandboxId: string; deployment: string; snapshotRoot: string; snapshotId: string; strategy: string; stateSha256?: Record<string, string> }
   | { op: 'invoke'; sandboxId: string; input: Uint8Array }
@@ -38,6 +39,8 @@ export type HostRequest =
   | { op: 'snapshot'; sandboxId: string; snapshotRoot: string; outDir: string; meta: Omit<SnapshotMeta, 'memoryBytes' | 'guestState' | 'runtime' | 'moduleDigest' | 'functionName'> }
   | { op: 'destroy'; sandboxId: string }
   | { op: 'stats' }
+  /** The host's monotonic clock now (the daemon relates it to its own: see HostProcess.calibrate). */
+  | { op: 'clock' }
   /** What the host observes of its own confinement (for `thaw doctor`). */
   | { op: 'inspect' };
 
@@ -74,9 +77,15 @@ export interface StatsResult { rssBytes: number; sandboxes: string[]; prepared: 
 /** Wire shape of an error crossing the channel (ThawError.toJSON()). */
 export interface WireError { code: string; message: string; params?: Record<string, string | number> }
 
+/**
+ * When the host handled a request, on its own monotonic clock (performance.now(), ms): the
+ * message arrived, its handling started (after the requests ahead of it), the reply was sent.
+ */
+export interface HostStamps { recv: number; start: number; reply: number }
+
 export type HostMessage =
-  | { kind: 'reply'; reqId: number; ok: true; result: unknown }
-  | { kind: 'reply'; reqId: number; ok: false; error: WireError }
+  | { kind: 'reply'; reqId: number; ok: true; result: unknown; at: HostStamps }
+  | { kind: 'reply'; reqId: number; ok: false; error: WireError; at: HostStamps }
   | { kind: 'log'; sandboxId: string; stream: 'stdout' | 'stderr'; text: string }
   | { kind: 'ready'; pid: number }
   /** Sent once, just before a host exits on an error nothing caught (the daemon reports it). */

@@ -11,6 +11,7 @@ import pino from 'pino';
 import { parseDaemonConfig, type DaemonConfig } from '../core/config.js';
 import { ThawError } from '../core/errors.js';
 import { Platform } from '../platform/platform.js';
+import { TIMING_PARTS, sumOfParts, type InvokeTimings, type TimingPart } from '../platform/types.js';
 import { readManifestFile } from '../cli/context.js';
 
 export const FUNCTIONS_DIR = fileURLToPath(new URL('../../functions/', import.meta.url));
@@ -57,4 +58,16 @@ export function smallTmpfs(dir: string): string | false {
 
 export function unmount(dir: string): void {
   spawnSync('umount', [dir]);
+}
+
+/**
+ * An invocation's breakdown accounts for all its time: the parts of TIMING_PARTS sum to totalMs
+ * (each rounded to the microsecond), none is negative beyond that rounding, and the channel each
+ * way and the steps `named` were measured (not zero).
+ */
+export function assertBreakdown(t: InvokeTimings, named: readonly TimingPart[]): void {
+  const sum = sumOfParts(t);
+  assert.ok(Math.abs(sum - t.totalMs) <= 0.001 + 1e-9, `parts sum to ${sum}, total ${t.totalMs}: ${JSON.stringify(t)}`);
+  for (const p of TIMING_PARTS) assert.ok(typeof t[p.key] === 'number' && t[p.key] >= -0.002, `${p.key} = ${t[p.key]}`);
+  for (const k of ['ipcOutMs', 'ipcBackMs', 'handlerMs', ...named] as const) assert.ok(t[k] > 0, `${k} measured: ${JSON.stringify(t)}`);
 }

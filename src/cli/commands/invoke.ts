@@ -3,7 +3,7 @@
 import { readFileSync } from 'node:fs';
 import { ThawError } from '../../core/errors.js';
 import type { GlobalOptions } from '../context.js';
-import type { InvokeMode } from '../../platform/types.js';
+import { formatTimings, type InvokeMode } from '../../platform/types.js';
 import { invocationToWire } from '../../api/routes.js';
 import { printJson, withApi } from './with-api.js';
 
@@ -35,7 +35,7 @@ export function runInvoke(g: GlobalOptions, fn: string, o: InvokeOptions): Promi
     if (o.json) return printJson({ ...invocationToWire(r), ...(snap && { snapshot: snap }) });
     process.stdout.write(r.output);
     if (r.output.length > 0 && r.output[r.output.length - 1] !== 10) process.stdout.write('\n');
-    const t = Object.entries(r.timings).map(([k, v]) => `${k}=${v}`).join(' ');
+    const t = formatTimings(r.timings);
     process.stderr.write(`[${r.mode}${r.snapshotId ? ` ${r.snapshotId}/${r.strategy}` : ''}] sandbox=${r.sandboxId} ${t}\n`);
     if (snap) process.stderr.write(`snapshot ${snap.id} taken (${(snap.diskBytes / 2 ** 20).toFixed(2)} MiB on disk)\n`);
   });
