@@ -11,13 +11,13 @@ import { ThawError, toThawError, type ErrorCode } from '../core/errors.js';
 import { readState, diskUsageBytes, sweepSnapshotTemps, writeFileDurable } from '../snapshot/snapshot-io.js';
 import { ensureSnapshotKey, sealState, verifyChainSeals } from '../snapshot/snapshot-seal.js';
 import type { SnapshotMeta } from '../core/snapshot-format.js';
-import { HostPool, type AcquiredHost } from '../sandbox/host-pool.js';
+import { HostPool } from '../sandbox/host-pool.js';
 import type { HostProcess, Timed } from '../sandbox/host-process.js';
 import { removeCgroupParent, setUpCgroupParent } from '../sandbox/cgroup.js';
 import { RECORDING_OUTBOX, SANDBOX_GID, grantToFunction, jailAvailability, readPlainFile, secureDataDir } from '../sandbox/jail.js';
 import { RECORDED_FILES } from '../restore/recording-outbox.js';
 import type { JailMode } from '../core/config.js';
-import type { BootResult, InvokeResult as HostInvokeResult, RestoreResult, SnapshotResult } from '../sandbox/protocol.js';
+import type { BootResult, HostRequest, InvokeResult as HostInvokeResult, RestoreResult, SnapshotResult } from '../sandbox/protocol.js';
 import type { FunctionParams, HostLayout } from '../core/function-spec.js';
 import { getStrategy, listStrategies, listArtefacts, discardArtefacts, grantTmpfsCopy, DEFAULT_STRATEGY } from '../restore/index.js';
 import { StrategyPreparer } from './strategy-preparer.js';
@@ -71,6 +71,17 @@ interface SandboxHost {
   /** The jailed host's scratch directory (where it writes snapshots), or null unjailed. */
   readonly scratchDir: string | null;
   readonly instances: Set<Sandbox>;
+  /** Slots promised to starts that waited for this host while the pool handed it over. */
+  reserved: number;
+  /** The instances it carried when it died (their errors name each other). */
+  lost: readonly string[];
+}
+
+/** A vertical host being taken from the pool, and the starts that will take its other slots. */
+interface IncomingHost {
+  readonly home: Promise<SandboxHost>;
+  readonly capacity: number;
+  reserved: number;
 }
 
 /** Whether hosts are jailed, and if not, why (what `thaw doctor` reports first). */
@@ -127,6 +138,8 @@ export class Platform implements ThawApi {
   private readonly sandboxes = new Map<string, Sandbox>();
   /** Every host carrying (or, vertical, kept for) a function's instances. */
   private readonly hosts = new Set<SandboxHost>();
+  /** Vertical hosts being taken from the pool, by deployment: concurrent starts share one. */
+  private readonly incoming = new Map<string, IncomingHost>();
   /** Sandboxes being booted or restored, not yet in `sandboxes`: they count against the cap. */
   private starting = 0;
   private readonly log: Logger;
@@ -510,12 +523,19 @@ export class Platform implements ThawApi {
   private async bootCold(fnName: string, bd: Breakdown, input?: Uint8Array): Promise<{ sandbox: Sandbox; started: Promise<Timed<BootResult>>; invoking?: Promise<Timed<HostInvokeResult>> }> {
     const fn = this.functions.get(fnName);
     const sandbox = await this.newSandbox(fnName, { kind: 'cold' }, bd);
-    const booting = sandbox.host.requestTimed<BootResult>(
-      { op: 'boot', sandboxId: sandbox.id, deployment: fn.deployment, init: true },
-      { timeoutMs: fn.params.initTimeoutMs, onTimeout: () => initTimeout(fn.params, 'boot and init') },
-    );
-    const invoking = input && this.invokeIn(sandbox, fn.params, input, booting);
-    const started = booting.then((res) => {
+    return this.startIn<BootResult>(sandbox, fn.params, { op: 'boot', sandboxId: sandbox.id, deployment: fn.deployment, init: true }, 'boot and init', input);
+  }
+
+  /**
+   * Sends a sandbox's boot or restore (within initTimeoutMs) and, with `input`, the invocation
+   * right behind it (see invokeIn). A failed start stops the sandbox; `started` then fails.
+   */
+  private startIn<R extends BootResult | RestoreResult>(sandbox: Sandbox, fn: FunctionParams, req: HostRequest, phase: string, input?: Uint8Array): {
+    sandbox: Sandbox; started: Promise<Timed<R>>; invoking?: Promise<Timed<HostInvokeResult>>;
+  } {
+    const starting = sandbox.host.requestTimed<R>(req, { timeoutMs: fn.initTimeoutMs, onTimeout: () => initTimeout(fn, phase) });
+    const invoking = input && this.invokeIn(sandbox, fn, input, starting);
+    const started = starting.then((res) => {
       sandbox.memoryBytes = res.result.memoryBytes;
       return res;
     }, async (err: unknown) => {
@@ -550,18 +570,8 @@ export class Platform implements ThawApi {
     if (prepared.built && this.jail.jailed) this.grantSnapshot(snapshotId);
     if (prepared.built) bd.since('prepareMs', tPrepare);
     const sandbox = await this.newSandbox(fnName, { kind: 'snapshot', snapshotId, strategy: strategyId }, bd);
-    const restoring = sandbox.host.requestTimed<RestoreResult>(
-      { op: 'restore', sandboxId: sandbox.id, deployment: fn.deployment, snapshotRoot: this.snapshotRoot, snapshotId, strategy: strategyId, stateSha256 },
-      { timeoutMs: fn.params.initTimeoutMs, onTimeout: () => initTimeout(fn.params, 'restore') },
-    );
-    const invoking = input && this.invokeIn(sandbox, fn.params, input, restoring);
-    const started = restoring.then((res) => {
-      sandbox.memoryBytes = res.result.memoryBytes;
-      return res;
-    }, async (err: unknown) => {
-      throw await this.afterFailure(sandbox, err, true);
-    });
-    return invoking ? { sandbox, started, invoking } : { sandbox, started };
+    const req = { op: 'restore', sandboxId: sandbox.id, deployment: fn.deployment, snapshotRoot: this.snapshotRoot, snapshotId, strategy: strategyId, stateSha256 } as const;
+    return this.startIn<RestoreResult>(sandbox, fn.params, req, 'restore', input);
   }
 
   /**
@@ -583,7 +593,8 @@ export class Platform implements ThawApi {
 
   /** Where sandboxes of `params` go: the manifest's layout, else the daemon's. */
   private layoutOf(params: FunctionParams): { layout: HostLayout; capacity: number } {
-    const layout = params.layout ?? this.params.layout;
+    // A manifest that names instancesPerHost asks for vertical hosts.
+    const layout = params.layout ?? (params.instancesPerHost !== undefined ? 'vertical' : this.params.layout);
     return { layout, capacity: layout === 'horizontal' ? 1 : (params.instancesPerHost ?? this.params.instancesPerHost) };
   }
 
@@ -602,18 +613,33 @@ export class Platform implements ThawApi {
     const fn = this.functions.get(fnName);
     const { layout, capacity } = this.layoutOf(fn.params);
     let home = this.roomyHost(fn.deployment);
-    if (!home) {
+    const incoming = home ? undefined : this.incoming.get(fn.deployment);
+    if (!home && incoming && incoming.reserved < incoming.capacity) {
+      // A host for this deployment is on its way: wait for it and take a slot promised there.
+      incoming.reserved++;
+      const t = performance.now();
+      home = await incoming.home;
+      bd.since('acquireMs', t);
+    } else if (!home) {
+      const t = performance.now();
       this.starting++;
-      let acquired: AcquiredHost;
-      try {
-        acquired = await this.pool.acquire(this.functions.hostFunction(fnName), capacity);
-      } finally {
+      const taking = this.pool.acquire(this.functions.hostFunction(fnName), capacity).then((acquired) => {
+        const h: SandboxHost = { host: acquired.host, fn: fnName, deployment: fn.deployment, layout, capacity, scratchDir: acquired.scratchDir, instances: new Set(), reserved: 0, lost: [] };
+        const waiting = this.incoming.get(fn.deployment);
+        // The slots promised to starts waiting for it (this start's own included).
+        if (waiting?.home === taking) h.reserved = waiting.reserved;
+        else h.reserved = 1;
+        this.adoptHost(h);
+        return h;
+      }).finally(() => {
         this.starting--;
-      }
-      bd.add('acquireMs', acquired.acquireMs);
-      home = { host: acquired.host, fn: fnName, deployment: fn.deployment, layout, capacity, scratchDir: acquired.scratchDir, instances: new Set() };
-      this.adoptHost(home);
+        if (this.incoming.get(fn.deployment)?.home === taking) this.incoming.delete(fn.deployment);
+      });
+      if (capacity > 1) this.incoming.set(fn.deployment, { home: taking, capacity, reserved: 1 });
+      home = await taking;
+      bd.since('acquireMs', t);
     }
+    if (home.reserved > 0) home.reserved--;
     return this.register(fnName, fn.deployment, home, origin);
   }
 
@@ -621,7 +647,7 @@ export class Platform implements ThawApi {
   private roomyHost(deployment: string): SandboxHost | undefined {
     let best: SandboxHost | undefined;
     for (const h of this.hosts) {
-      if (h.deployment !== deployment || h.capacity === 1 || !h.host.alive || h.instances.size >= h.capacity) continue;
+      if (h.deployment !== deployment || h.capacity === 1 || !h.host.alive || h.instances.size + h.reserved >= h.capacity) continue;
       if (!best || h.instances.size > best.instances.size) best = h;
     }
     return best;
@@ -633,6 +659,7 @@ export class Platform implements ThawApi {
     void home.host.exited.then((exit) => {
       this.hosts.delete(home);
       const lost = [...home.instances];
+      home.lost = [...new Set([...home.lost, ...lost.map((s) => s.id)])];
       home.instances.clear();
       for (const sandbox of lost) {
         if (this.sandboxes.get(sandbox.id) === sandbox) this.sandboxes.delete(sandbox.id);
@@ -865,7 +892,8 @@ export class Platform implements ThawApi {
         detail: `sandbox '${sandbox.id}' (host pid ${sandbox.host.pid}) was killed by its memory cgroup, whose limit adds ${this.params.hostOverheadMiB} MiB for the host`,
       }, { cause: e });
     }
-    const others = [...sandbox.home.instances].filter((s) => s !== sandbox).map((s) => s.id);
+    const carried = new Set([...sandbox.home.lost, ...[...sandbox.home.instances].map((s) => s.id)]);
+    const others = [...carried].filter((id) => id !== sandbox.id);
     const siblings = others.length > 0 ? `; its other instances ${others.join(', ')} went with it` : '';
     return new ThawError('THAW_SANDBOX_DIED', { id: sandbox.id, detail: `${detail} (host pid ${sandbox.host.pid}${siblings})` }, { cause: e });
   }
@@ -878,6 +906,8 @@ export class Platform implements ThawApi {
   private async stop(sandbox: Sandbox, reason: string, killHost = false): Promise<void> {
     this.sandboxes.delete(sandbox.id);
     const home = sandbox.home;
+    // Stopped because its host died: the others' errors still name it.
+    if (!home.host.alive && home.instances.has(sandbox)) home.lost = [...home.lost, sandbox.id];
     home.instances.delete(sandbox);
     // A warm invocation waiting on this function's last busy sandbox must learn it is gone.
     this.wakeWaiters();
@@ -902,7 +932,7 @@ export class Platform implements ThawApi {
   private retireEmptyHosts(): void {
     const kept = new Set<string>();
     for (const h of this.hosts) {
-      if (h.instances.size > 0 || !h.host.alive) continue;
+      if (h.instances.size > 0 || h.reserved > 0 || !h.host.alive) continue;
       let current = false;
       try {
         current = this.functions.get(h.fn).deployment === h.deployment;

@@ -161,6 +161,8 @@ export class HostProcess {
         const arm = (): void => {
           if (!this.pending.has(reqId)) return;
           p.timer = setTimeout(() => {
+            // Already being killed (another request's deadline): this one dies with the host.
+            if (this.killReason !== null) return;
             p.timedOut = true;
             void this.kill('timeout');
           }, timeoutMs);
