@@ -560,15 +560,14 @@ export class Platform implements ThawApi {
       throw new ThawError('THAW_SNAPSHOT_VERSION', { id: snapshotId, detail: `taken from module ${snap.moduleDigest.slice(0, 12)}, function '${fnName}' is now ${fn.digest.slice(0, 12)}` });
     }
     // Artefacts are built here, not in the sandbox host (see prepare-worker.ts); the first restore
-    // of a snapshot with a strategy waits for it (prepareMs; when nothing was built, the check
-    // is the daemon's bookkeeping).
+    // of a snapshot with a strategy waits for it (prepareMs; when nothing was built, checkMs).
     // The seals of the whole chain, checked with the daemon's key (before anything is built from
     // it); the host checks that the state files it reads are these very bytes.
+    const tCheck = performance.now();
     const stateSha256 = verifyChainSeals(this.snapshotRoot, this.snapshotKey, snapshotId);
-    const tPrepare = performance.now();
     const prepared = await this.preparer.prepare(strategyId, snapshotId);
     if (prepared.built && this.jail.jailed) this.grantSnapshot(snapshotId);
-    if (prepared.built) bd.since('prepareMs', tPrepare);
+    bd.since(prepared.built ? 'prepareMs' : 'checkMs', tCheck);
     const sandbox = await this.newSandbox(fnName, { kind: 'snapshot', snapshotId, strategy: strategyId }, bd);
     const req = { op: 'restore', sandboxId: sandbox.id, deployment: fn.deployment, snapshotRoot: this.snapshotRoot, snapshotId, strategy: strategyId, stateSha256 } as const;
     return this.startIn<RestoreResult>(sandbox, fn.params, req, 'restore', input);

@@ -70,6 +70,7 @@ export interface SnapshotInfo {
  * here (and measuring it where it happens). `optional` parts are printed only when not zero.
  */
 export const TIMING_PARTS = [
+  { key: 'checkMs', label: 'check', what: 'before a restore: the daemon checks the snapshot\'s seals and asks the prepare worker whether the strategy\'s artefacts are ready' },
   { key: 'prepareMs', label: 'prepare', what: 'building and verifying the restore strategy\'s artefacts (the first restore of a snapshot with a strategy)' },
   { key: 'acquireMs', label: 'acquire', what: 'taking a host from the pool (spawned and prepared now when none was waiting)' },
   { key: 'queueMs', label: 'queue', what: 'waiting for a sandbox: a busy warm sandbox, or other instances\' requests ahead in a vertical host' },

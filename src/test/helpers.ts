@@ -62,12 +62,14 @@ export function unmount(dir: string): void {
 
 /**
  * An invocation's breakdown accounts for all its time: the parts of TIMING_PARTS sum to totalMs
- * (each rounded to the microsecond), none is negative beyond that rounding, and the channel each
- * way and the steps `named` were measured (not zero).
+ * (each rounded to the microsecond), none is negative beyond that rounding, and the channel, the
+ * handler and the steps `named` were measured (not zero).
  */
 export function assertBreakdown(t: InvokeTimings, named: readonly TimingPart[]): void {
   const sum = sumOfParts(t);
   assert.ok(Math.abs(sum - t.totalMs) <= 0.001 + 1e-9, `parts sum to ${sum}, total ${t.totalMs}: ${JSON.stringify(t)}`);
   for (const p of TIMING_PARTS) assert.ok(typeof t[p.key] === 'number' && t[p.key] >= -0.002, `${p.key} = ${t[p.key]}`);
-  for (const k of ['ipcOutMs', 'ipcBackMs', 'handlerMs', ...named] as const) assert.ok(t[k] > 0, `${k} measured: ${JSON.stringify(t)}`);
+  // The channel's split between out and back carries the clock calibration's error (either may be 0 under load), its sum does not.
+  assert.ok(t.ipcOutMs + t.ipcBackMs > 0, `channel measured: ${JSON.stringify(t)}`);
+  for (const k of ['handlerMs', ...named] as const) assert.ok(t[k] > 0, `${k} measured: ${JSON.stringify(t)}`);
 }

@@ -31,6 +31,8 @@ export async function prepare(req: Req<'prepare'>): Promise<PrepareResult> {
     const p: PreparedFunction = { fn: req.fn, adapter, prepared: await adapter.prepare(req.fn.params, req.fn.artefactPath), capacity: req.instances ?? 1 };
     prepared.set(req.fn.deployment, p);
     if (p.fn.params.runtime === 'wasi') await warmUp(p);
+    // A shell waits for the first restore (Python's prepare started its own already).
+    await p.adapter.readyNext?.(p.prepared);
   }
   preallocateForRestores(req.fn.params.memoryMiB * 1024 * 1024);
   return { timings: { prepareMs: since(t0) } };
@@ -83,15 +85,15 @@ export function destroy(req: Req<'destroy'>): { restore?: RestoreResult['restore
 }
 
 /**
- * After a reply, in a vertical host with room for more instances: lets the runtime get ready
- * for the next one (Python starts a Pyodide shell, as prepare did for the first). Runs in the
+ * After an invocation's reply, in a host with room for more instances (a vertical one): lets the
+ * runtime get ready for the next one (a shell, as prepare made for the first). Runs in the
  * host's request queue, so a request that arrives meanwhile waits for it (and its breakdown
  * shows the wait as queue).
  */
 export async function readyNextInstance(): Promise<void> {
   for (const p of prepared.values()) {
     const live = [...instances.values()].filter((i: Instance) => i.fn === p).length;
-    if (live < p.capacity && p.capacity > 1) await p.adapter.readyNext?.(p.prepared);
+    if (live < p.capacity) await p.adapter.readyNext?.(p.prepared);
   }
 }
 
