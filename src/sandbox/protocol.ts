@@ -1,6 +1,8 @@
 // The channel between the daemon and a sandbox host process: requests, replies and events.
 // Node's IPC with `serialization: 'advanced'` carries these (structured clone: Uint8Array ok).
-// Every request names its sandbox so that a host can later carry several sandboxes.
+// A host carries one instance of its function (horizontal) or several (vertical): every request
+// about an instance names it by `sandboxId` (the platform's sandbox is the host and this instance).
+// Every reply carries the host's stamps (HostStamps) for the daemon's timing breakdown.
 
 import type { FunctionParams } from '../core/function-spec.js';
 import type { SnapshotMeta } from '../core/snapshot-format.js';
