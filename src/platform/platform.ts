@@ -75,6 +75,8 @@ interface SandboxHost {
   reserved: number;
   /** The instances it carried when it died (their errors name each other). */
   lost: readonly string[];
+  /** When its last instance went (ms since the epoch), for retiring idle empty hosts. */
+  emptySince: number;
 }
 
 /** A vertical host being taken from the pool, and the starts that will take its other slots. */
@@ -162,6 +164,7 @@ export class Platform implements ThawApi {
   private readonly scrubFailures = new Map<string, string>();
   private scrubbing = false;
   private scrubTimer: NodeJS.Timeout | undefined;
+  private idleHostTimer: NodeJS.Timeout | undefined;
 
   constructor(private readonly params: PlatformParams) {
     this.log = params.logger;
@@ -212,6 +215,9 @@ export class Platform implements ThawApi {
       this.scrubTimer = setInterval(() => void this.scrubAll(), params.scrubIntervalMs);
       this.scrubTimer.unref();
     }
+    // Empty vertical hosts of functions unused for preparedIdleMs retire, as prepared hosts do.
+    this.idleHostTimer = setInterval(() => this.retireEmptyHosts(), Math.min(params.preparedIdleMs, 60_000));
+    this.idleHostTimer.unref();
   }
 
   // ---- functions -------------------------------------------------------------------------
@@ -488,6 +494,7 @@ export class Platform implements ThawApi {
 
   async close(): Promise<void> {
     clearInterval(this.scrubTimer);
+    clearInterval(this.idleHostTimer);
     await this.preparer.close();
     await this.pool.close();
     await this.redisRelay?.close();
@@ -623,7 +630,7 @@ export class Platform implements ThawApi {
       const t = performance.now();
       this.starting++;
       const taking = this.pool.acquire(this.functions.hostFunction(fnName), capacity).then((acquired) => {
-        const h: SandboxHost = { host: acquired.host, fn: fnName, deployment: fn.deployment, layout, capacity, scratchDir: acquired.scratchDir, instances: new Set(), reserved: 0, lost: [] };
+        const h: SandboxHost = { host: acquired.host, fn: fnName, deployment: fn.deployment, layout, capacity, scratchDir: acquired.scratchDir, instances: new Set(), reserved: 0, lost: [], emptySince: Date.now() };
         const waiting = this.incoming.get(fn.deployment);
         // The slots promised to starts waiting for it (this start's own included).
         if (waiting?.home === taking) h.reserved = waiting.reserved;
@@ -908,6 +915,7 @@ export class Platform implements ThawApi {
     // Stopped because its host died: the others' errors still name it.
     if (!home.host.alive && home.instances.has(sandbox)) home.lost = [...home.lost, sandbox.id];
     home.instances.delete(sandbox);
+    if (home.instances.size === 0) home.emptySince = Date.now();
     // A warm invocation waiting on this function's last busy sandbox must learn it is gone.
     this.wakeWaiters();
     if (home.capacity === 1 || killHost || !home.host.alive) {
@@ -926,7 +934,8 @@ export class Platform implements ThawApi {
 
   /**
    * Vertical hosts with no instance left: one per current deployment is kept (the next instance
-   * starts there, on code V8 has optimised); others, and those of retired deployments, stop.
+   * starts there, on code V8 has optimised) until it has been empty for preparedIdleMs; others,
+   * and those of retired deployments, stop.
    */
   private retireEmptyHosts(): void {
     const kept = new Set<string>();
@@ -938,8 +947,9 @@ export class Platform implements ThawApi {
       } catch {
         /* function deleted */
       }
-      if (current && !kept.has(h.deployment)) kept.add(h.deployment);
-      else void h.host.kill(current ? 'idle vertical host (another is kept)' : 'deployment retired');
+      const idle = Date.now() - h.emptySince > this.params.preparedIdleMs;
+      if (current && !idle && !kept.has(h.deployment)) kept.add(h.deployment);
+      else void h.host.kill(!current ? 'deployment retired' : idle ? 'idle vertical host' : 'idle vertical host (another is kept)');
     }
   }
 

@@ -74,7 +74,7 @@ export const TIMING_PARTS = [
   { key: 'prepareMs', label: 'prepare', what: 'building and verifying the restore strategy\'s artefacts (the first restore of a snapshot with a strategy)' },
   { key: 'acquireMs', label: 'acquire', what: 'taking a host from the pool (spawned and prepared now when none was waiting)' },
   { key: 'queueMs', label: 'queue', what: 'waiting for a sandbox: a busy warm sandbox, or other instances\' requests ahead in a vertical host' },
-  { key: 'ipcOutMs', label: 'ipc out', what: 'daemon to host: serialising the request, the channel, the host\'s decoding' },
+  { key: 'ipcOutMs', label: 'ipc out', what: 'daemon to host: serialising the request, the channel, the host\'s decoding (and any time the host\'s JS thread was busy before it could read it)' },
   { key: 'bootMs', label: 'boot', what: 'instantiating a fresh guest (cold)' },
   { key: 'restoreMs', label: 'restore', what: 'restoring the guest from its snapshot (strategy fill and runtime resume)' },
   { key: 'initMs', label: 'init', what: 'the function\'s init (cold)' },
