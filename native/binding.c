@@ -378,7 +378,7 @@ static bool get_prop(napi_env env, napi_value obj, const char *key, napi_value *
 
 /* uffdCreate(buffer, offsetBytes, lengthBytes, {fd, fileOffsetBytes, pageMap?: Int32Array,
  *   pread, record, prefetch?: Float64Array of (offsetBytes, lengthBytes) pairs, chunkBytes,
- *   chunkCrcs?: Uint32Array (one crc32 per verifyBytes piece of the range), verifyBytes}) */
+ *   chunkCrcs?: Uint32Array (one crc32 per verifyBytes piece of the range), verifyBytes, faultBytes?}) */
 static napi_value uffd_create(napi_env env, napi_callback_info info) {
   napi_value argv[4], v, ext; thaw_addon *a; span s; uint64_t x;
   thaw_uffd_opts o = { 0 };
@@ -412,6 +412,11 @@ static napi_value uffd_create(napi_env env, napi_callback_info info) {
     if (!get_prop(env, argv[3], "verifyBytes", &v) || !get_u64(env, v, &x) || x % a->page || x == 0 || x > (1u << 30))
       return throw_arg(env, "uffdCreate", "verifyBytes must be a non-zero multiple of the page size up to 1 GiB");
     o.crcs = p; o.crc_count = n; o.verify_bytes = (size_t)x;
+    if (get_prop(env, argv[3], "faultBytes", &v)) {
+      if (!get_u64(env, v, &x) || x % a->page || x > (1u << 30))
+        return throw_arg(env, "uffdCreate", "faultBytes must be a multiple of the page size up to 1 GiB");
+      o.fault_bytes = (size_t)x;
+    }
   }
   if (get_prop(env, argv[3], "prefetch", &v)) {
     napi_typedarray_type t; size_t n, off; void *p; napi_value ab; bool is = false;
@@ -624,6 +629,8 @@ static napi_value fill(napi_env env, napi_callback_info info) {
 
 /* ---- module ---- */
 
+napi_status thaw_offload_register(napi_env env, napi_value exports); /* binding_offload.c */
+
 static void addon_finalize(napi_env env, void *data, void *hint) {
   (void)env; (void)hint;
   thaw_pool_free(&((thaw_addon *)data)->pool);
@@ -650,5 +657,6 @@ NAPI_MODULE_INIT(/* napi_env env, napi_value exports */) {
 #undef FN
   };
   CHECK(env, napi_define_properties(env, exports, sizeof fns / sizeof fns[0], fns));
+  CHECK(env, thaw_offload_register(env, exports));
   return exports;
 }

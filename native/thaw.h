@@ -42,8 +42,12 @@ typedef struct {
    * fault (or prefetch) inside a piece reads all of it as the guest must see it, checks its
    * crc32 against crcs[i] and installs the whole piece from the checked buffer. A mismatch
    * aborts the process from the server thread (the guest must never read those bytes), or makes
-   * thaw_uffd_stop(fill) fail with -EBADMSG. */
-  const uint32_t *crcs; size_t crc_count; size_t verify_bytes;
+   * thaw_uffd_stop(fill) fail with -EBADMSG. Pieces may be as small as a page: missing
+   * neighbours are read, checked and installed together (up to max(chunk, verify_bytes) at once).
+   * fault_bytes (verified serving only; 0 = one page): the most a fault installs, each piece of
+   * it checked: a fault where the previous one's window ended doubles the window up to this
+   * (sequential readahead), any other installs its own page. */
+  const uint32_t *crcs; size_t crc_count; size_t verify_bytes; size_t fault_bytes;
 } thaw_uffd_opts;
 typedef struct {
   uint64_t faults, zero_pages, copied_pages, prefetched_pages, prefetch_ns;
@@ -90,4 +94,39 @@ typedef struct {
  * are raw). Returns 0, or -1 with res->failed_job set; jobs after a failure may not have run. */
 int thaw_fill(int fd, uint8_t *base, const thaw_fill_job *jobs, size_t count, uint8_t *scratch,
               size_t scratch_per_thread, int threads, thaw_fill_result *res);
+/* thaw_uffd.c: a userfaultfd as page servers get one (syscall, else the jailer's device, else
+ * user-mode faults only); -errno on failure. */
+int thaw_uffd_open(int *user_mode_only);
+
+/* thaw_stages.c: page life stages by userfaultfd write-protect (async mode) and PAGEMAP_SCAN. */
+int thaw_stages_protect(int uffd, void *addr, size_t len);
+/* bitmap[i] = 1 for each page written since last protected; reset re-protects them. */
+int64_t thaw_stages_scan(void *addr, size_t len, size_t page, int reset, uint8_t *bitmap);
+/* bitmap[i] = 1 for each page still mapped from its file (never copied on write). */
+int64_t thaw_stages_file_pages(void *addr, size_t len, size_t page, uint8_t *bitmap);
+int64_t thaw_stages_present_pages(void *addr, size_t len, size_t page, uint8_t *bitmap);
+
+/* thaw_offload.c: a guest range's offload tiers, served back through one userfaultfd. */
+typedef struct thaw_om thaw_om;
+enum { THAW_OM_FILE = 1, THAW_OM_LZ4 = 2, THAW_OM_REMOTE = 3 };
+enum { THAW_OM_MODE_WP = 1, THAW_OM_MODE_FULL = 2 }; /* write-protect only; + MISSING (offload) */
+typedef struct {
+  uint64_t offloaded_pages, faulted_pages, fault_ns, zero_pages, stored_bytes, held_pages;
+  int failed, mode;
+  char why[200];
+} thaw_om_stats;
+/* -EBUSY: the range already has a userfaultfd (a restore strategy's page server). */
+int thaw_om_start(void *addr, size_t len, thaw_om **out, const char **op);
+int thaw_om_extend(thaw_om *m, size_t len, const char **op);
+/* Adds MISSING faults (done by the first offload); -EINVAL where a file is mapped in the range. */
+int thaw_om_enable_missing(thaw_om *m, const char **op);
+int thaw_om_set_file(thaw_om *m, int fd);
+int thaw_om_connect(thaw_om *m, const char *path, int timeout_ms, const char **op);
+/* what: 0 written, 1 written + re-protect, 2 present. bitmap: thaw_om_pages bytes. */
+int64_t thaw_om_scan(thaw_om *m, int what, uint8_t *bitmap);
+size_t thaw_om_pages(thaw_om *m);
+int64_t thaw_om_offload(thaw_om *m, int tier, const uint32_t *pages, size_t n, const char **op);
+void thaw_om_get_stats(thaw_om *m, thaw_om_stats *st);
+/* fill: put every held page back first; else (or when that fails) the range is fenced. Frees m. */
+int thaw_om_stop(thaw_om *m, int fill);
 #endif

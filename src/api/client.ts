@@ -2,7 +2,8 @@
 
 import { ThawError } from '../core/errors.js';
 import type {
-  FunctionInfo, InvokeRequest, InvokeResult, InvokeTimings, SandboxInfo, SnapshotInfo, SnapshotRequest, StrategyInfo, ThawApi, SnapshotVerifyReport, DoctorReport,
+  FunctionInfo, InvokeRequest, InvokeResult, InvokeTimings, SandboxInfo, SnapshotInfo, SnapshotRequest, StrategyInfo, ThawApi, SnapshotVerifyReport, DoctorReport, LogEntry,
+  SchedulerReport, SchedulerSettings,
 } from '../platform/types.js';
 
 export class HttpClient implements ThawApi {
@@ -52,6 +53,39 @@ export class HttpClient implements ThawApi {
   deleteFunction(name: string): Promise<void> {
     return this.call('DELETE', `/v1/functions/${encodeURIComponent(name)}`);
   }
+  functionLogs(name: string, opts: { afterSeq?: number; limit?: number } = {}): Promise<LogEntry[]> {
+    const q = new URLSearchParams();
+    if (opts.afterSeq !== undefined) q.set('after', String(opts.afterSeq));
+    if (opts.limit !== undefined) q.set('limit', String(opts.limit));
+    return this.call('GET', `/v1/functions/${encodeURIComponent(name)}/logs?${q}`);
+  }
+  async followLogs(name: string, afterSeq: number | undefined, onEntry: (e: LogEntry) => void, signal: AbortSignal): Promise<void> {
+    const headers: Record<string, string> = this.token ? { authorization: `Bearer ${this.token}` } : {};
+    let res: Response;
+    try {
+      res = await fetch(new URL(`/v1/functions/${encodeURIComponent(name)}/logs?follow=true${afterSeq !== undefined ? `&after=${afterSeq}` : ''}`, this.baseUrl), { headers, signal });
+    } catch (err) {
+      if (signal.aborted) return;
+      throw new ThawError('THAW_REQUEST_INVALID', { detail: `cannot reach the daemon at ${this.baseUrl}: ${(err as Error).cause ?? (err as Error).message}` }, { cause: err });
+    }
+    if (!res.ok || !res.body) {
+      const e = (await res.json().catch(() => ({}))) as { code?: string; message?: string };
+      throw ThawErrorFromReply(e.code ?? 'THAW_INTERNAL', e.message ?? `daemon replied ${res.status}`, res.status);
+    }
+    let pending = '';
+    try {
+      for await (const chunk of res.body.pipeThrough(new TextDecoderStream())) {
+        pending += chunk;
+        let nl: number;
+        while ((nl = pending.indexOf('\n')) >= 0) {
+          onEntry(JSON.parse(pending.slice(0, nl)) as LogEntry);
+          pending = pending.slice(nl + 1);
+        }
+      }
+    } catch (err) {
+      if (!signal.aborted) throw err;
+    }
+  }
   bootSandbox(fn: string): Promise<SandboxInfo & { timings: InvokeTimings }> {
     return this.call('POST', '/v1/sandboxes', { function: fn });
   }
@@ -96,6 +130,12 @@ export class HttpClient implements ThawApi {
     );
     const { output, outputBase64, ...rest } = wire;
     return { ...rest, output: output !== undefined ? Buffer.from(output, 'utf8') : Buffer.from(outputBase64 ?? '', 'base64') };
+  }
+  scheduler(): Promise<SchedulerReport> {
+    return this.call('GET', '/v1/scheduler');
+  }
+  configureScheduler(s: SchedulerSettings & { resetCounts?: boolean }): Promise<SchedulerReport> {
+    return this.call('PUT', '/v1/scheduler', s);
   }
   putObject(key: string, value: Uint8Array): Promise<void> {
     return this.call('PUT', `/v1/objects/${encodeURIComponent(key)}`, undefined, value);

@@ -4,7 +4,8 @@
 import type { IncomingMessage } from 'node:http';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { ThawError } from '../core/errors.js';
-import { TIMING_PARTS, type ThawApi, type InvokeResult, type InvokeMode } from '../platform/types.js';
+import { TIMING_PARTS, type ThawApi, type InvokeResult, type InvokeMode, type SchedulerSettings } from '../platform/types.js';
+import { INVOKE_MODES, START_KINDS } from '../platform/types.js';
 import { readRawBody, type RawBodyLimit } from './raw-body.js';
 
 /** Largest JSON request body (every JSON route but deploy): control requests are small. */
@@ -42,6 +43,14 @@ export const sharedSchemas = [
     },
   },
   {
+    $id: 'LogEntry',
+    type: 'object',
+    properties: {
+      seq: { type: 'integer' }, time: { type: 'string' }, function: { type: 'string' }, sandboxId: { type: 'string' },
+      stream: { type: 'string', enum: ['stdout', 'stderr'] }, text: { type: 'string' },
+    },
+  },
+  {
     $id: 'Snapshot',
     type: 'object',
     properties: {
@@ -55,14 +64,19 @@ export const sharedSchemas = [
           properties: { name: { type: 'string' }, kind: { type: 'string' }, bytes: { type: 'integer' }, tier: { type: 'string', enum: ['disk', 'tmpfs', 'pool'] } },
         },
       },
+      auto: {
+        type: 'object', description: 'GET of one current snapshot: the strategy auto would pick now, and why',
+        properties: { strategy: { type: 'string' }, reason: { type: 'string' } },
+      },
     },
   },
   {
     $id: 'Invocation',
     type: 'object',
     properties: {
-      function: { type: 'string' }, mode: { type: 'string', enum: ['cold', 'warm', 'snapshot'] }, sandboxId: { type: 'string' },
+      function: { type: 'string' }, mode: { type: 'string', enum: [...INVOKE_MODES] }, start: { type: 'string', enum: [...START_KINDS] }, sandboxId: { type: 'string' },
       kept: { type: 'boolean' }, snapshotId: { type: 'string' }, strategy: { type: 'string' },
+      strategyReason: { type: 'string', description: 'snapshot mode with strategy auto (the default): why it picked this strategy' },
       output: { type: 'string', description: 'the response as UTF-8 text, when it is valid UTF-8' },
       outputBase64: { type: 'string', description: 'the response, base64, when it is not valid UTF-8' },
       timings: {
@@ -116,6 +130,36 @@ export function registerRoutes(app: FastifyInstance, api: ThawApi): void {
       await api.deleteFunction(req.params.name);
       return reply.status(204).send();
     });
+
+  app.get<{ Params: { name: string }; Querystring: { after?: number; limit?: number; follow?: boolean } }>('/v1/functions/:name/logs', {
+    schema: {
+      summary: "What the function's sandboxes wrote to stdout and stderr (kept lines); with follow=true, the kept lines after `after` (none without it) and then new ones as they come, as NDJSON until the client hangs up",
+      tags: ['functions'], params: nameParam,
+      querystring: {
+        type: 'object', additionalProperties: false,
+        properties: {
+          after: { type: 'integer', minimum: 0, description: 'only lines with a larger seq (resume a read)' },
+          limit: { type: 'integer', minimum: 1, maximum: 100000, description: 'at most this many of the newest kept lines' },
+          follow: { type: 'boolean' },
+        },
+      },
+      response: { 200: { type: 'array', items: ref('LogEntry') }, ...errors },
+    },
+  }, async (req, reply) => {
+    const { name } = req.params;
+    const { after, limit, follow } = req.query;
+    if (!follow) return api.functionLogs(name, { ...(after !== undefined && { afterSeq: after }), ...(limit !== undefined && { limit }) });
+    // Follow: the kept lines after `after` (none without it), then every new one, one JSON object
+    // per line, until the client hangs up.
+    await api.functionLogs(name); // an unknown function gets its 404 before the stream starts
+    reply.hijack();
+    reply.raw.writeHead(200, { 'content-type': 'application/x-ndjson', 'cache-control': 'no-store' });
+    const done = new AbortController();
+    reply.raw.once('close', () => done.abort());
+    await api.followLogs(name, after, (e) => reply.raw.write(`${JSON.stringify(e)}\n`), done.signal);
+    reply.raw.end();
+    return reply;
+  });
 
   // ---- sandboxes
   app.post<{ Body: { function: string } }>('/v1/sandboxes', {
@@ -210,6 +254,37 @@ export function registerRoutes(app: FastifyInstance, api: ThawApi): void {
     },
   }, async () => api.doctor());
 
+  // ---- keep-alive scheduler
+  const startCounts = { type: 'object', properties: Object.fromEntries(START_KINDS.map((k) => [k, { type: 'integer' }])) };
+  const schedulerReply = {
+    type: 'object',
+    properties: {
+      policy: { type: 'string' }, tier: { type: ['string', 'null'] }, keepAliveS: { type: 'number' }, timeScale: { type: 'number' }, keepAliveMs: { type: 'number' }, tickMs: { type: 'number' },
+      sandboxes: { type: 'object', properties: { live: { type: 'integer' }, idle: { type: 'integer' }, semiWarm: { type: 'integer' } } },
+      functions: {
+        type: 'object',
+        additionalProperties: { type: 'object', properties: { starts: startCounts, expired: { type: 'integer' }, reuseP99Ms: { type: 'number' }, reuseSamples: { type: 'integer' } } },
+      },
+    },
+  } as const;
+  app.get('/v1/scheduler', {
+    schema: { summary: 'The keep-alive scheduler: policy, keep-alive, live sandboxes and start counts per function', tags: ['sandboxes'], response: { 200: schedulerReply } },
+  }, async () => api.scheduler());
+  app.put<{ Body: SchedulerSettings & { resetCounts?: boolean } }>('/v1/scheduler', {
+    schema: {
+      summary: "Change the scheduler's memory policy, offload tier, keep-alive or time scale (an experiment setting)", tags: ['sandboxes'],
+      body: {
+        type: 'object', additionalProperties: false,
+        properties: {
+          policy: { type: 'string', maxLength: 63 }, tier: { type: ['string', 'null'], enum: ['file', 'compressed', 'remote', null] },
+          keepAliveS: { type: 'number', minimum: 0, maximum: 604800 }, timeScale: { type: 'number', minimum: 1, maximum: 10000 },
+          resetCounts: { type: 'boolean', description: 'set every start count to zero' },
+        },
+      },
+      response: { 200: schedulerReply, ...errors },
+    },
+  }, async (req) => api.configureScheduler(req.body));
+
   // ---- objects
   const keyParam = { type: 'object', required: ['key'], properties: { key: { type: 'string', minLength: 1, maxLength: 512 } } } as const;
   app.get<{ Querystring: { prefix?: string } }>('/v1/objects', {
@@ -263,17 +338,17 @@ export function registerRoutes(app: FastifyInstance, api: ThawApi): void {
       {
         config: inputLimit,
         schema: {
-          summary: 'Invoke a function: cold (boot + init + handler), warm (an idle sandbox) or snapshot (restore + handler)',
+          summary: 'Invoke a function: auto (the keep-alive scheduler picks), cold (boot + init + handler), warm (an idle sandbox) or snapshot (restore + handler)',
           description: 'The request body is the input bytes. The reply carries the output and a timing breakdown measured inside Thaw.',
           tags: ['invocations'],
           params: nameParam,
           querystring: {
             type: 'object', additionalProperties: false,
             properties: {
-              mode: { type: 'string', enum: ['cold', 'warm', 'snapshot'], default: 'warm' },
+              mode: { type: 'string', enum: [...INVOKE_MODES], default: 'auto', description: 'auto: an idle warm sandbox, else a semi-warm one, else the newest snapshot, else cold' },
               sandbox: { type: 'string', description: 'warm: the sandbox to use' },
               snapshot: { type: 'string', description: 'snapshot: the snapshot to restore (default: newest)' },
-              strategy: { type: 'string', description: 'snapshot: restore strategy id (default eager)' },
+              strategy: { type: 'string', description: 'snapshot: restore strategy id, or auto (the default: the platform picks one and says why in strategyReason)' },
               keep: { type: 'boolean', default: true, description: 'keep the sandbox for warm invocations' },
             },
           },
@@ -284,7 +359,7 @@ export function registerRoutes(app: FastifyInstance, api: ThawApi): void {
         const q = req.query;
         const result = await api.invoke({
           function: req.params.name,
-          mode: q.mode ?? 'warm',
+          mode: q.mode ?? 'auto',
           input: req.body ?? new Uint8Array(0),
           ...(q.sandbox !== undefined && { sandboxId: q.sandbox }),
           ...(q.snapshot !== undefined && { snapshotId: q.snapshot }),

@@ -8,6 +8,10 @@ import { ThawError } from '../core/errors.js';
 import { MAX_OBJECT_KEY_BYTES } from '../store/object-key.js';
 import type { ThawApi } from '../platform/types.js';
 import { errorHandler, errorReplySchema } from './error-reply.js';
+import { DaemonMetrics, type MetricsSources } from './metrics.js';
+import { observeInvocations } from './observed-api.js';
+import { RecentInvocations } from './recent-invocations.js';
+import { DASHBOARD_PREFIX, registerDashboard } from './dashboard.js';
 import { JSON_BODY_LIMIT_BYTES, registerRoutes, sharedSchemas } from './routes.js';
 
 export interface ServerParams {
@@ -21,7 +25,7 @@ export interface ServerParams {
 const LOOPBACK = new Set(['127.0.0.1', '::1', 'localhost']);
 
 /** Builds the daemon's Fastify app over `api` (not listening yet; tests use app.inject). */
-export async function buildServer(api: ThawApi, params: Pick<ServerParams, 'host' | 'token' | 'logLevel'>, extra: { health?: () => unknown } = {}): Promise<FastifyInstance> {
+export async function buildServer(api: ThawApi, params: Pick<ServerParams, 'host' | 'token' | 'logLevel'>, extra: { health?: () => unknown } & MetricsSources = {}): Promise<FastifyInstance> {
   if (!LOOPBACK.has(params.host) && !params.token) {
     throw new ThawError('THAW_CONFIG_INVALID', { detail: `binding to ${params.host} (not loopback) requires a bearer token (--token or THAW_TOKEN)` });
   }
@@ -53,6 +57,8 @@ export async function buildServer(api: ThawApi, params: Pick<ServerParams, 'host
   if (params.token) {
     const expected = Buffer.from(params.token);
     app.addHook('onRequest', async (req) => {
+      // The dashboard's own files hold no data; the page sends the token with every API call.
+      if (req.url.startsWith(DASHBOARD_PREFIX) || req.url === '/ui') return;
       // Only `Authorization: Bearer <token>` (RFC 6750 section 2.1; the scheme name is
       // case-insensitive): a bare token or another scheme used to pass, since the check only
       // stripped a leading "Bearer " when there was one.
@@ -62,8 +68,24 @@ export async function buildServer(api: ThawApi, params: Pick<ServerParams, 'host
     });
   }
 
+  const metrics = new DaemonMetrics(api, extra);
+  // Error replies are counted by their THAW_* code as they are sent (the router's own errors too).
+  app.addHook('onSend', async (_req, reply, payload) => {
+    if (reply.statusCode >= 400 && typeof payload === 'string') {
+      const code = /"code":"(THAW_[A-Z_]+)"/.exec(payload)?.[1];
+      if (code) metrics.recordError(code);
+    }
+    return payload;
+  });
+  app.get('/metrics', { schema: { summary: 'Prometheus metrics (text format; docs/metrics.md)', tags: ['daemon'] } }, async (_req, reply) => {
+    const { contentType, body } = await metrics.render();
+    return reply.type(contentType).send(body);
+  });
+
   app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger());
   app.get('/health', { schema: { summary: 'Liveness and pool state', tags: ['daemon'] } }, async () => ({ ok: true, ...(extra.health?.() as object | undefined) }));
-  registerRoutes(app, api);
+  const recent = new RecentInvocations();
+  registerRoutes(app, observeInvocations(api, [metrics, recent]));
+  await registerDashboard(app, recent);
   return app;
 }

@@ -2,16 +2,19 @@
 // The `thaw` command: parses argv and hands each command to commands/. Prints `code: message`
 // on failure and exits 2 for usage errors, 1 otherwise.
 
-import { Command, CommanderError, Option } from 'commander';
+import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
 import { ThawError } from '../core/errors.js';
 import { runBenchCommand } from './commands/bench.js';
 import { runDaemon } from './commands/daemon.js';
 import { runDemo } from './commands/demo.js';
 import { doctor } from './commands/doctor.js';
+import { logs } from './commands/logs.js';
 import * as fn from './commands/functions.js';
 import { runInvoke } from './commands/invoke.js';
 import * as obj from './commands/objects.js';
 import * as sb from './commands/sandboxes.js';
+import * as sched from './commands/scheduler.js';
+import { runReplayCommand } from './commands/replay.js';
 import * as snap from './commands/snapshots.js';
 import type { GlobalOptions } from './context.js';
 
@@ -40,6 +43,8 @@ program.command('daemon')
   .option('--max-idle-sandboxes <n>', 'idle sandboxes kept for warm invocations', '16')
   .option('--max-sandboxes <n>', 'live sandboxes at most (each is a host process); beyond it requests get 503', '64')
   .option('--no-cgroups', 'do not put sandbox hosts in memory cgroups')
+  .option('--keep-alive-s <s>', 'idle sandboxes expire after this many seconds', '600')
+  .option('--memory-policy <id>', 'memory policy for idle sandboxes (none, or tmo, faasmem, ... where built)', 'none')
   .option('--log-level <level>', 'pino log level', 'info')
   .action((o) => runDaemon(g(), o));
 
@@ -53,13 +58,13 @@ fns.command('get <name>').description('show a function').action((n: string) => f
 fns.command('delete <name>').description('delete a function and stop its sandboxes').action((n: string) => fn.remove(g(), n));
 
 program.command('invoke <function>')
-  .description('invoke a function: cold (boot + init + handler), warm (an idle sandbox) or snapshot (restore + handler)')
-  .addOption(new Option('--mode <mode>', 'invocation path').choices(['cold', 'warm', 'snapshot']).default('cold'))
+  .description('invoke a function: auto (an idle warm sandbox, else semi-warm, else the newest snapshot, else cold), or one path: cold (boot + init + handler), warm (an idle sandbox) or snapshot (restore + handler)')
+  .addOption(new Option('--mode <mode>', 'invocation path').choices(['auto', 'cold', 'warm', 'snapshot']).default('auto'))
   .option('-d, --data <text>', 'input as text')
   .option('-f, --data-file <path>', 'input from a file (- for stdin)')
   .option('--sandbox <id>', 'warm: the sandbox to use')
   .option('--snapshot <id>', 'snapshot: the snapshot to restore (default: the newest)')
-  .option('--strategy <id>', 'snapshot: restore strategy (see `thaw strategies`)', 'eager')
+  .option('--strategy <id>', 'snapshot (and --mode auto when it restores): restore strategy (see `thaw strategies`), or auto: the platform picks one and says why', 'auto')
   .option('--no-keep', 'stop the sandbox after the invocation')
   .option('--json', 'print the whole result (output, timings) as JSON')
   .option('--snapshot-after', 'snapshot the sandbox after the invocation (prints its id)')
@@ -69,6 +74,11 @@ const sbs = program.command('sandboxes').alias('sb').description('boot, list and
 sbs.command('boot <function>').description('boot a sandbox cold and keep it idle').action((n: string) => sb.boot(g(), n));
 sbs.command('list').description('list live sandboxes').action(() => sb.list(g()));
 sbs.command('delete <id>').description('stop a sandbox').action((id: string) => sb.remove(g(), id));
+
+program.command('scheduler')
+  .description('show the keep-alive scheduler: policy, keep-alive, and cold/snapshot/warm/semi-warm starts per function')
+  .option('--json', 'print the report as JSON').option('--reset-counts', 'set the start counts to zero (after printing nothing)')
+  .action((o) => sched.show(g(), o));
 
 const snaps = program.command('snapshots').alias('snap').description('create, list, show and delete snapshots');
 snaps.command('create <sandbox>')
@@ -82,6 +92,15 @@ snaps.command('prepare <id>')
   .description("build and verify a restore strategy's artefacts for a snapshot ahead of its first restore")
   .requiredOption('--strategy <id>', 'restore strategy')
   .action((id: string, o) => snap.prepare(g(), id, o));
+program.command('logs <function>')
+  .description("what a function's sandboxes wrote to stdout and stderr (kept by the daemon, newest lines)")
+  .addOption(new Option('-n, --lines <n>', 'how many of the newest kept lines').default('100').argParser((v) => {
+    if (!/^[1-9][0-9]{0,5}$/.test(v)) throw new InvalidArgumentError('a whole number from 1 to 100000');
+    return v;
+  }))
+  .option('-f, --follow', 'keep printing new lines as they come (Ctrl-C stops)')
+  .option('--json', 'one JSON object per line')
+  .action((n: string, o) => logs(g(), n, o));
 program.command('doctor').option('--json', 'print the report as JSON').description('show how sandbox hosts are confined here (the jail\'s layers)').action((o: { json?: boolean }) => doctor(g(), o));
 program.command('strategies').description('list restore strategies and whether this host can run them').action(() => snap.strategies(g()));
 snaps.command('verify <id>')
@@ -107,6 +126,17 @@ program.command('bench <config>')
   .option('--output-dir <dir>', 'override output_dir (the global --object-store overrides object_store)')
   .option('--repeat <n>', 'override repeat').option('--validate-only', 'check the config and exit').option('--no-progress', 'no progress bar')
   .action((c: string, o) => runBenchCommand(g(), c, o));
+
+program.command('replay <trace>')
+  .description('replay a trace open loop against the daemon, per memory policy (a generator config: a path or a shipped name such as replay-ci, replay-hour; or a trace CSV in the Azure 2021 format)')
+  .option('--functions <names>', 'suite functions the trace functions map to (comma-separated; default: the config\'s)')
+  .option('--policies <ids>', 'settings to replay, comma-separated policy[:tier] (default: the config\'s)')
+  .option('--time-scale <x>', 'trace seconds per real second (default: the config\'s)')
+  .option('--window-s <s>', 'result window in trace seconds (default: the config\'s, else 60)')
+  .option('--duration-s <s>', 'replay only the first this many trace seconds')
+  .option('--output-dir <dir>', 'where results go (default: the config\'s, else results/)')
+  .option('--no-progress', 'no progress bar')
+  .action((t: string, o) => runReplayCommand(g(), t, o));
 
 try {
   await program.parseAsync(process.argv);

@@ -34,6 +34,10 @@ export interface DaemonConfig {
   layout?: string | undefined;
   /** Default instances per vertical host (a manifest's instancesPerHost overrides it). */
   instancesPerHost?: number | string | undefined;
+  /** Idle sandboxes expire after this many seconds (the keep-alive scheduler). */
+  keepAliveS?: number | string | undefined;
+  /** The memory policy the scheduler calls at sandbox events: none, or a registered one. */
+  memoryPolicy?: string | undefined;
 }
 
 export const JAIL_MODES = ['auto', 'required', 'off'] as const;
@@ -58,6 +62,8 @@ export interface DaemonParams {
   readonly logLevel: string;
   readonly layout: HostLayout;
   readonly instancesPerHost: number;
+  readonly keepAliveS: number;
+  readonly memoryPolicy: string;
 }
 
 /** The default data directory: $THAW_HOME, else ~/.thaw. */
@@ -109,5 +115,8 @@ export function parseDaemonConfig(cfg: DaemonConfig): DaemonParams {
     logLevel,
     layout: layout as HostLayout,
     instancesPerHost: int('instancesPerHost', cfg.instancesPerHost, 4, 1, MAX_INSTANCES_PER_HOST),
+    keepAliveS: int('keepAliveS', cfg.keepAliveS, 600, 0, 7 * 86400),
+    // Checked against the registered policies when the platform starts (scheduler.ts).
+    memoryPolicy: cfg.memoryPolicy ?? 'none',
   });
 }

@@ -55,6 +55,9 @@ export const ERRORS = {
   THAW_MEDIA_TYPE_UNSUPPORTED: { status: 415, message: "unsupported content type '{contentType}' for {route}" },
   THAW_STORAGE_FULL: { status: 507, message: 'no space left to write {what}: {detail}' },
   THAW_FUNCTION_BUSY: { status: 429, message: "every sandbox of function '{name}' stayed busy for {waitedMs} ms: retry later, or invoke it cold or from a snapshot" },
+  // ---- issue 11 (FaaSMem): offloading a sandbox's idle memory
+  THAW_OFFLOAD_UNAVAILABLE: { status: 409, message: "sandbox '{id}' cannot offload to the {tier} tier: {reason}" },
+  THAW_MEMORY_SERVER_LOST: { status: 502, message: "sandbox '{id}' lost offloaded memory: {detail}; the sandbox is discarded" },
 } as const satisfies Record<string, ErrorEntry>;
 
 export type ErrorCode = keyof typeof ERRORS;

@@ -32,6 +32,7 @@ function assertUsable(s: SnapshotState): void {
     prevEnd = r.firstPage + r.pageCount;
   }
   assert.equal(s.chunkCrcs.length, Math.ceil((m.memoryBytes as number) / CHUNK_BYTES), 'one checksum per chunk');
+  assert.equal(s.pageCrcs.length, pages, 'one checksum per page');
   // guestState is the runtime's business: the wasi adapter's parseState() checks its shape before a restore.
 }
 
@@ -42,6 +43,7 @@ test('decodeState() inverts encodeState()', () => {
     assert.deepEqual(back.meta, JSON.parse(JSON.stringify(s.meta)));
     assert.deepEqual(back.runs, s.runs);
     assert.deepEqual([...back.chunkCrcs], [...s.chunkCrcs]);
+    assert.deepEqual([...back.pageCrcs], [...s.pageCrcs]);
   });
 });
 
@@ -63,7 +65,7 @@ test('decodeState() refuses metadata of the wrong shape behind a valid checksum'
     fc.record({ id: fc.jsonValue({ maxDepth: 1 }), kind: fc.jsonValue({ maxDepth: 1 }), baseId: fc.jsonValue({ maxDepth: 1 }), memoryBytes: fc.oneof(fc.double(), fc.integer(), fc.constant(PAGE_BYTES)) }, { requiredKeys: [] }),
   );
   check('state-meta-shape', 1000, metaJson, (meta) => {
-    const s = { meta: meta as unknown as SnapshotMeta, runs: [], chunkCrcs: new Uint32Array(0) };
+    const s = { meta: meta as unknown as SnapshotMeta, runs: [], chunkCrcs: new Uint32Array(0), pageCrcs: new Uint32Array(0) };
     const r = decodes(CODES, 1 << 20, () => decodeState('fuzz', encodeState(s)));
     if (r.ok) assertUsable(r.value);
   });
@@ -71,14 +73,14 @@ test('decodeState() refuses metadata of the wrong shape behind a valid checksum'
 
 test('decodeState() refuses a state file whose metadata is JSON null', () => {
   // Minimal counterexample found by the fuzzer: JSON.parse('null') made `meta.memoryBytes` a TypeError.
-  const buf = encodeState({ meta: null as unknown as SnapshotMeta, runs: [], chunkCrcs: new Uint32Array(0) });
+  const buf = encodeState({ meta: null as unknown as SnapshotMeta, runs: [], chunkCrcs: new Uint32Array(0), pageCrcs: new Uint32Array(0) });
   assert.throws(() => decodeState('x', buf), (err: unknown) => err instanceof ThawError && err.code === 'THAW_SNAPSHOT_CORRUPT');
 });
 
 test('decodeState() refuses a diff snapshot whose baseId is not a string', () => {
   // Minimal counterexample found by the fuzzer: readChain passed baseId 0 to readState, whose path join threw a TypeError.
   const meta = { id: 'x', kind: 'diff', baseId: 0, functionName: 'f', runtime: 'wasi', moduleDigest: '', memoryBytes: 0, guestState: null, createdAt: '', sourceSandboxId: '' };
-  const buf = encodeState({ meta: meta as unknown as SnapshotMeta, runs: [], chunkCrcs: new Uint32Array(0) });
+  const buf = encodeState({ meta: meta as unknown as SnapshotMeta, runs: [], chunkCrcs: new Uint32Array(0), pageCrcs: new Uint32Array(0) });
   assert.throws(() => decodeState('x', buf), (err: unknown) => err instanceof ThawError && err.code === 'THAW_SNAPSHOT_CORRUPT');
 });
 

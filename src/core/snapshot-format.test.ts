@@ -1,7 +1,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { ThawError } from './errors.js';
-import { PAGE_BYTES, chunkChecksums, decodeState, encodeState, findPageRuns, type SnapshotState } from './snapshot-format.js';
+import { crc32 } from 'node:zlib';
+import { PAGE_BYTES, ZERO_PAGE_CRC, chunkChecksums, pageChecksums, decodeState, encodeState, findPageRuns, type SnapshotState } from './snapshot-format.js';
 
 const meta = {
   id: 'snap-1', kind: 'full' as const, baseId: null, functionName: 'f', runtime: 'wasi', moduleDigest: 'ab'.repeat(32),
@@ -13,7 +14,7 @@ function sample(): SnapshotState {
   mem[3 * PAGE_BYTES] = 1;
   mem[4 * PAGE_BYTES + 9] = 2;
   mem[10 * PAGE_BYTES] = 3;
-  return { meta, runs: findPageRuns(mem), chunkCrcs: chunkChecksums(mem) };
+  return { meta, runs: findPageRuns(mem), chunkCrcs: chunkChecksums(mem), pageCrcs: pageChecksums(mem) };
 }
 
 function codeOf(fn: () => unknown): string {
@@ -67,4 +68,34 @@ test('decodeState() rejects a newer major format version with THAW_SNAPSHOT_VERS
   const buf = encodeState(sample());
   buf.writeUInt16LE(99, 8);
   assert.equal(codeOf(() => decodeState('snap-1', buf)), 'THAW_SNAPSHOT_VERSION');
+});
+
+test('decodeState() refuses a format 1 state file (chunk checksums only) with THAW_SNAPSHOT_VERSION naming the format', () => {
+  // Format 1 is format 2 without the page count field and the page checksums.
+  const s = sample();
+  const v2 = encodeState(s);
+  const metaLen = v2.readUInt32LE(12);
+  const body = v2.subarray(28, 28 + metaLen + s.runs.length * 8 + s.chunkCrcs.length * 4);
+  const v1 = Buffer.concat([v2.subarray(0, 24), body, Buffer.alloc(4)]);
+  v1.writeUInt16LE(1, 8);
+  v1.writeUInt32LE(crc32(v1.subarray(0, v1.length - 4)), v1.length - 4);
+  assert.throws(() => decodeState('snap-1', v1), (err: unknown) =>
+    err instanceof ThawError && err.code === 'THAW_SNAPSHOT_VERSION' && /format 1\.0 \(chunk checksums only\)/.test(err.message) && /take it again/.test(err.message));
+});
+
+test('pageChecksums() gives every page its CRC-32 and every zero page the CRC-32 of zeros', () => {
+  const s = sample();
+  const mem = new Uint8Array(16 * PAGE_BYTES);
+  mem[3 * PAGE_BYTES] = 1;
+  assert.equal(s.pageCrcs.length, 16);
+  assert.equal(s.pageCrcs[0], ZERO_PAGE_CRC);
+  assert.equal(s.pageCrcs[0], crc32(new Uint8Array(PAGE_BYTES)));
+  assert.equal(s.pageCrcs[3], crc32(mem.subarray(3 * PAGE_BYTES, 4 * PAGE_BYTES)));
+  assert.notEqual(s.pageCrcs[4], ZERO_PAGE_CRC);
+});
+
+test('decodeState() refuses a page checksum table of the wrong length', () => {
+  const s = sample();
+  const buf = encodeState({ ...s, pageCrcs: s.pageCrcs.subarray(0, 15) });
+  assert.equal(codeOf(() => decodeState('snap-1', buf)), 'THAW_SNAPSHOT_CORRUPT');
 });

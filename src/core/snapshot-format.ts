@@ -11,24 +11,31 @@
 // state.thaw:
 //
 //   +0   magic "THAWSNAP"                         8 bytes
-//   +8   format major u16 | minor u16             4 bytes
+//   +8   format major u16 (2) | minor u16 (0)     4 bytes
 //   +12  metadata length (bytes) u32              4 bytes
 //   +16  run count u32                            4 bytes
 //   +20  chunk count u32                          4 bytes
-//   +24  metadata: UTF-8 JSON (SnapshotMeta)      metadata length
+//   +24  page count u32                           4 bytes
+//   +28  metadata: UTF-8 JSON (SnapshotMeta)      metadata length
 //   ...  page runs: run count x (u32 first page, u32 page count), ascending, disjoint
 //   ...  chunk checksums: chunk count x u32 CRC-32 of each CHUNK_BYTES of the guest memory
 //        as restored (base + diff for a diff snapshot); the last chunk may be short
+//   ...  page checksums: page count x u32 CRC-32 of each PAGE_BYTES page of the guest memory
+//        as restored (a zero page: the CRC-32 of 4096 zero bytes)
 //   end  CRC-32 of every byte before it           4 bytes
 //
 // All integers little-endian. Page runs list the pages present in memory.img: for a full
 // snapshot the non-zero pages; for a diff snapshot the pages that differ from its base.
+// Two granularities of checksum for the same bytes: whole-memory readers (eager, dram, pass,
+// sabre, scrubs) check 1 MiB chunks; page servers and sparse loaders (uffd, reap, thaw) check
+// only the pages they serve. Format 1 (2026-11, chunk checksums only) is refused with
+// THAW_SNAPSHOT_VERSION naming it: a lazy restore of it would have to check whole chunks again.
 
 import { crc32 } from 'node:zlib';
 import { ThawError } from './errors.js';
 
 export const SNAPSHOT_MAGIC = 'THAWSNAP';
-export const FORMAT_MAJOR = 1;
+export const FORMAT_MAJOR = 2;
 export const FORMAT_MINOR = 0;
 /** Host page size used for the page index; Wasm pages (64 KiB) are a multiple of it. */
 export const PAGE_BYTES = 4096;
@@ -36,7 +43,7 @@ export const PAGE_BYTES = 4096;
 export const CHUNK_BYTES = 1 << 20;
 /** A state file larger than this is refused before parsing (defends against garbage files). */
 export const MAX_STATE_FILE_BYTES = 256 << 20;
-const FIXED_HEADER_BYTES = 24;
+const FIXED_HEADER_BYTES = 28;
 
 /** A run of consecutive pages: [firstPage, firstPage + pageCount). */
 export interface PageRun {
@@ -68,12 +75,14 @@ export interface SnapshotState {
   readonly meta: SnapshotMeta;
   readonly runs: readonly PageRun[];
   readonly chunkCrcs: Uint32Array;
+  /** CRC-32 of each PAGE_BYTES page of the restored memory (memoryBytes / PAGE_BYTES of them). */
+  readonly pageCrcs: Uint32Array;
 }
 
 /** Encodes a state file. */
 export function encodeState(state: SnapshotState): Buffer {
   const metaBytes = Buffer.from(JSON.stringify(state.meta), 'utf8');
-  const total = FIXED_HEADER_BYTES + metaBytes.length + state.runs.length * 8 + state.chunkCrcs.length * 4 + 4;
+  const total = FIXED_HEADER_BYTES + metaBytes.length + state.runs.length * 8 + (state.chunkCrcs.length + state.pageCrcs.length) * 4 + 4;
   const buf = Buffer.alloc(total);
   buf.write(SNAPSHOT_MAGIC, 0, 'latin1');
   buf.writeUInt16LE(FORMAT_MAJOR, 8);
@@ -81,6 +90,7 @@ export function encodeState(state: SnapshotState): Buffer {
   buf.writeUInt32LE(metaBytes.length, 12);
   buf.writeUInt32LE(state.runs.length, 16);
   buf.writeUInt32LE(state.chunkCrcs.length, 20);
+  buf.writeUInt32LE(state.pageCrcs.length, 24);
   let at = FIXED_HEADER_BYTES;
   metaBytes.copy(buf, at);
   at += metaBytes.length;
@@ -89,9 +99,11 @@ export function encodeState(state: SnapshotState): Buffer {
     buf.writeUInt32LE(run.pageCount, at + 4);
     at += 8;
   }
-  for (const c of state.chunkCrcs) {
-    buf.writeUInt32LE(c, at);
-    at += 4;
+  for (const crcs of [state.chunkCrcs, state.pageCrcs]) {
+    for (const c of crcs) {
+      buf.writeUInt32LE(c, at);
+      at += 4;
+    }
   }
   buf.writeUInt32LE(crc32(buf.subarray(0, at)), at);
   return buf;
@@ -110,13 +122,19 @@ export function decodeState(id: string, buf: Buffer): SnapshotState {
   if (buf.toString('latin1', 0, 8) !== SNAPSHOT_MAGIC) corrupt('bad magic: not a Thaw snapshot state file');
   const major = buf.readUInt16LE(8);
   const minor = buf.readUInt16LE(10);
+  if (major === 1) {
+    throw new ThawError('THAW_SNAPSHOT_VERSION', {
+      id, detail: `format ${major}.${minor} (chunk checksums only), this Thaw reads format ${FORMAT_MAJOR}, which adds a checksum per page: delete the snapshot and take it again`,
+    });
+  }
   if (major !== FORMAT_MAJOR || minor > FORMAT_MINOR) {
     throw new ThawError('THAW_SNAPSHOT_VERSION', { id, detail: `format ${major}.${minor}, this Thaw reads ${FORMAT_MAJOR}.0-${FORMAT_MAJOR}.${FORMAT_MINOR}` });
   }
   const metaLen = buf.readUInt32LE(12);
   const runCount = buf.readUInt32LE(16);
   const chunkCount = buf.readUInt32LE(20);
-  const expected = FIXED_HEADER_BYTES + metaLen + runCount * 8 + chunkCount * 4 + 4;
+  const pageCrcCount = buf.readUInt32LE(24);
+  const expected = FIXED_HEADER_BYTES + metaLen + runCount * 8 + (chunkCount + pageCrcCount) * 4 + 4;
   if (buf.length !== expected) corrupt(`state file is ${buf.length} bytes, header says ${expected} (truncated or padded)`);
   const stored = buf.readUInt32LE(buf.length - 4);
   if (crc32(buf.subarray(0, buf.length - 4)) !== stored) corrupt('state file checksum mismatch');
@@ -141,9 +159,12 @@ export function decodeState(id: string, buf: Buffer): SnapshotState {
     prevEnd = firstPage + pageCount;
   }
   if (chunkCount !== Math.ceil(meta.memoryBytes / CHUNK_BYTES)) corrupt(`chunk count ${chunkCount} does not match memory size`);
+  if (pageCrcCount !== totalPages) corrupt(`page checksum count ${pageCrcCount} does not match memory size`);
   const chunkCrcs = new Uint32Array(chunkCount);
   for (let i = 0; i < chunkCount; i++, at += 4) chunkCrcs[i] = buf.readUInt32LE(at);
-  return { meta, runs, chunkCrcs };
+  const pageCrcs = new Uint32Array(pageCrcCount);
+  for (let i = 0; i < pageCrcCount; i++, at += 4) pageCrcs[i] = buf.readUInt32LE(at);
+  return { meta, runs, chunkCrcs, pageCrcs };
 }
 
 const META_STRINGS = ['id', 'functionName', 'runtime', 'moduleDigest', 'createdAt', 'sourceSandboxId'] as const;
@@ -204,6 +225,20 @@ export function chunkChecksums(memory: Uint8Array): Uint32Array {
   const count = Math.ceil(memory.length / CHUNK_BYTES);
   const out = new Uint32Array(count);
   for (let i = 0; i < count; i++) out[i] = crc32(memory.subarray(i * CHUNK_BYTES, (i + 1) * CHUNK_BYTES));
+  return out;
+}
+
+/** CRC-32 of 4096 zero bytes: the checksum of every zero page. */
+export const ZERO_PAGE_CRC = crc32(ZERO_PAGE);
+
+/** CRC-32 of each PAGE_BYTES page of `memory` (the restored guest memory; a page multiple). */
+export function pageChecksums(memory: Uint8Array): Uint32Array {
+  const count = memory.length / PAGE_BYTES;
+  const out = new Uint32Array(count);
+  for (let i = 0; i < count; i++) {
+    const page = memory.subarray(i * PAGE_BYTES, (i + 1) * PAGE_BYTES);
+    out[i] = isZeroPage(page) ? ZERO_PAGE_CRC : crc32(page);
+  }
   return out;
 }
 

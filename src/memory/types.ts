@@ -57,6 +57,19 @@ export interface PolicySandbox {
   readonly fn: string;
   offload(req: OffloadRequest): Promise<OffloadReport>;
   memoryStages(): Promise<MemoryStages>;
+  /** Its host's memory cgroup, where it has one (the tmo policy acts on it, in the daemon). */
+  readonly cgroup?: PolicyCgroup | null;
+}
+
+/** A memory cgroup as the tmo policy drives it (pressure-driven reclaim by a lowered limit). */
+export interface PolicyCgroup {
+  /** Anonymous memory charged to it (what reclaim cannot take without swap). */
+  anonBytes(): number;
+  usageBytes(): number;
+  limitBytes(): number;
+  setLimit(bytes: number): void;
+  /** Pages refaulted after reclaim so far (workingset_refault, anon + file). */
+  refaults(): number;
 }
 
 /**

@@ -55,7 +55,18 @@ interface Addon {
   fill(fd: number, target: ArrayBuffer, jobs: Float64Array, scratch: Bytes | null, scratchPerThread: number, threads: number): RawFillResult;
   jailLockExec(): void;
   uffdUseDevice(fd: number): void;
+  omStart(buffer: ArrayBuffer): OffloadHandle;
+  omExtend(handle: OffloadHandle, buffer: ArrayBuffer): void;
+  omSetFile(handle: OffloadHandle, fd: number): void;
+  omConnect(handle: OffloadHandle, socketPath: string, timeoutMs: number): void;
+  omScan(handle: OffloadHandle, what: 0 | 1 | 2): Uint8Array;
+  omOffload(handle: OffloadHandle, tier: number, pages: Uint32Array): number;
+  omStats(handle: OffloadHandle): RawOffloadStats;
+  omStop(handle: OffloadHandle, fill: boolean): void;
 }
+
+declare const offloadHandle: unique symbol;
+type OffloadHandle = { readonly [offloadHandle]: true };
 
 interface RawFillResult {
   bytesRead: number;
@@ -288,7 +299,12 @@ export interface UffdSource {
    * THAW_SNAPSHOT_CORRUPT on stderr): the guest must never read those bytes, and a server that
    * cannot serve must not leave it zeros. stop({remaining: 'fill'}) reports it as THAW_SNAPSHOT_CORRUPT.
    */
-  readonly verify?: { readonly chunkCrcs: Uint32Array; readonly verifyBytes: number };
+  readonly verify?: {
+    readonly chunkCrcs: Uint32Array;
+    readonly verifyBytes: number;
+    /** Readahead cap: a fault right after the previous one's window doubles the window up to this many bytes (each piece checked); any other fault installs its own page. 0 or absent: one page. */
+    readonly faultBytes?: number;
+  };
 }
 
 /** A run of guest bytes [offsetBytes, offsetBytes+lengthBytes), page aligned, relative to the served range. */
@@ -392,6 +408,7 @@ export function uffdCreate(memory: ArrayBuffer, offsetBytes: number, lengthBytes
     chunkBytes: options.chunkBytes,
     chunkCrcs: source.verify?.chunkCrcs,
     verifyBytes: source.verify?.verifyBytes,
+    faultBytes: source.verify?.faultBytes,
   };
   const native = addon();
   try {
@@ -524,5 +541,107 @@ export function fillFromFile(fd: number, target: ArrayBuffer, jobs: readonly Fil
     const reason = FILL_REASONS[e?.code as keyof typeof FILL_REASONS];
     if (reason !== undefined && typeof e.job === 'number') return { ok: false, job: e.job, reason };
     throw translateNativeError('fill', err);
+  }
+}
+
+/** What the guest-memory offloader has done so far (native/thaw_offload.c). */
+export interface RawOffloadStats {
+  readonly offloadedPages: number;
+  readonly faultedPages: number;
+  /** Time the server thread spent putting faulted pages back (fetch + UFFDIO_COPY), summed. */
+  readonly faultNs: number;
+  /** Never-offloaded pages first touched (served as zero pages). */
+  readonly zeroPages: number;
+  /** Bytes the compressed tier holds now. */
+  readonly storedBytes: number;
+  /** Pages offloaded and not faulted back. */
+  readonly heldPages: number;
+  /** 2: MISSING + write-protect (every tier); 1: write-protect only (a file-mapped range: stages, file tier). */
+  readonly mode: number;
+  /** Why fetching a page back failed ('' while nothing failed): the memory is fenced from then on. */
+  readonly failure: string;
+}
+
+/** Offload tiers by their native number. */
+export const OFFLOAD_TIER_NUMBER = { file: 1, compressed: 2, remote: 3 } as const;
+
+/**
+ * One guest memory's userfaultfd for page life stages (write-protect, async mode, PAGEMAP_SCAN)
+ * and offloading (MISSING faults served back from a tier by a native thread).
+ */
+export class GuestOffloader {
+  #handle: OffloadHandle | undefined;
+
+  private constructor(handle: OffloadHandle) {
+    this.#handle = handle;
+  }
+
+  /**
+   * Registers all of `memory` (a Wasm memory's buffer) and write-protects it. Returns null when
+   * the memory already has a userfaultfd (a restore strategy's page server owns it). Throws
+   * THAW_STRATEGY_UNAVAILABLE (userfaultfd refused) or THAW_INTERNAL.
+   */
+  static start(memory: ArrayBuffer): GuestOffloader | null {
+    const native = addon();
+    try {
+      return new GuestOffloader(native.omStart(memory));
+    } catch (err: unknown) {
+      if ((err as NativeError).code === 'EBUSY') return null;
+      throw translateNativeError('uffdCreate', err, 'offload');
+    }
+  }
+
+  /** Registers the pages `memory` grew by since start (or the last extend). */
+  extend(memory: ArrayBuffer): void {
+    call('omExtend', this.#running(), memory);
+  }
+
+  /** The snapshot image the file tier compares with and faults back from (byte i = guest byte i). */
+  setImage(fd: number): void {
+    call('omSetFile', this.#running(), fd);
+  }
+
+  /** Connects the remote tier to a memory server's Unix socket. */
+  connect(socketPath: string, timeoutMs: number): void {
+    call('omConnect', this.#running(), socketPath, timeoutMs);
+  }
+
+  /** One byte per page: 1 = written since the last scan with `reset` (which write-protects them again). */
+  scan(reset: boolean): Uint8Array {
+    return call('omScan', this.#running(), reset ? 1 : 0);
+  }
+
+  /** One byte per page: 1 = present (mapped) now. */
+  present(): Uint8Array {
+    return call('omScan', this.#running(), 2);
+  }
+
+  /**
+   * Offloads those of `pages` (page numbers) that are resident and not offloaded yet (file tier:
+   * only pages byte-identical to the image) and drops them. Returns how many went. Throws
+   * THAW_INTERNAL (the failing step and errno; nothing dropped that was not stored).
+   */
+  offload(tier: keyof typeof OFFLOAD_TIER_NUMBER, pages: Uint32Array): number {
+    return call('omOffload', this.#running(), OFFLOAD_TIER_NUMBER[tier], pages);
+  }
+
+  stats(): RawOffloadStats {
+    return call('omStats', this.#running());
+  }
+
+  get running(): boolean {
+    return this.#handle !== undefined;
+  }
+
+  /** Stops the server: held pages are put back ('fill') or the memory is fenced ('fence'). */
+  stop(remaining: 'fill' | 'fence'): void {
+    const h = this.#running();
+    this.#handle = undefined;
+    call('omStop', h, remaining === 'fill');
+  }
+
+  #running(): OffloadHandle {
+    if (this.#handle === undefined) throw new ThawError('THAW_INTERNAL', { detail: 'GuestOffloader used after stop()' });
+    return this.#handle;
   }
 }

@@ -3,14 +3,14 @@
 // breakdown. The daemon and the in-process CLI both drive this class through ThawApi.
 
 import { createHash, randomBytes } from 'node:crypto';
-import { existsSync, lstatSync, mkdirSync, readdirSync, renameSync, rmSync } from 'node:fs';
+import { closeSync, existsSync, fstatSync, lstatSync, mkdirSync, openSync, readdirSync, renameSync, rmSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import type { Logger } from 'pino';
 import { ThawError, toThawError, type ErrorCode } from '../core/errors.js';
-import { readState, diskUsageBytes, sweepSnapshotTemps, writeFileDurable } from '../snapshot/snapshot-io.js';
-import { ensureSnapshotKey, sealState, verifyChainSeals } from '../snapshot/snapshot-seal.js';
-import type { SnapshotMeta } from '../core/snapshot-format.js';
+import { MEMORY_FILE, readState, diskUsageBytes, sweepSnapshotTemps, writeFileDurable } from '../snapshot/snapshot-io.js';
+import { checkArtefactSeals, ensureSnapshotKey, sealArtefacts, sealState, verifyChainSeals } from '../snapshot/snapshot-seal.js';
+import type { PageRun, SnapshotMeta } from '../core/snapshot-format.js';
 import { HostPool } from '../sandbox/host-pool.js';
 import type { HostProcess, Timed } from '../sandbox/host-process.js';
 import { removeCgroupParent, setUpCgroupParent } from '../sandbox/cgroup.js';
@@ -19,10 +19,14 @@ import { RECORDED_FILES } from '../restore/recording-outbox.js';
 import type { JailMode } from '../core/config.js';
 import type { BootResult, HostRequest, InvokeResult as HostInvokeResult, RestoreResult, SnapshotResult } from '../sandbox/protocol.js';
 import type { FunctionParams, HostLayout } from '../core/function-spec.js';
-import { getStrategy, listStrategies, listArtefacts, discardArtefacts, grantTmpfsCopy, DEFAULT_STRATEGY } from '../restore/index.js';
-import { StrategyPreparer } from './strategy-preparer.js';
+import { getStrategy, listStrategies, listArtefacts, discardArtefacts, grantTmpfsCopy, AUTO_STRATEGY, DEFAULT_STRATEGY } from '../restore/index.js';
+import { AutoStrategy, imageFacts, type AutoChoice, type SnapshotFacts } from '../restore/auto-strategy.js';
+import { StrategyPreparer, type PrepareOutcome } from './strategy-preparer.js';
+import { FunctionLogs, type LogEntry } from './function-logs.js';
 import { Breakdown } from './breakdown.js';
 import { startRedisRelay, type RedisRelay } from './redis-relay.js';
+import { policySandboxOf, type ReportingSandbox } from '../memory/policy-sandbox.js';
+import { startMemoryServer, type MemoryServer } from '../memory/remote-server.js';
 import type { ObjectStore, ObjectStoreConfig } from '../store/object-store.js';
 import { openObjectStore } from '../store/open-store.js';
 import { FunctionRegistry } from './function-registry.js';
@@ -30,6 +34,8 @@ import type {
   DoctorReport, FunctionInfo, InvokeRequest, InvokeResult, InvokeTimings, SandboxInfo, SnapshotInfo, SnapshotRequest, StrategyInfo, ThawApi, SnapshotVerifyReport,
 } from './types.js';
 import { INVOKE_MODES } from './types.js';
+import type { SchedulerReport, SchedulerSettings, StartKind } from './types.js';
+import { KeepAliveScheduler } from './scheduler.js';
 
 /** Validated platform settings. */
 export interface PlatformParams {
@@ -54,6 +60,10 @@ export interface PlatformParams {
   readonly layout: HostLayout;
   /** Instances per vertical host for functions whose manifest does not choose. */
   readonly instancesPerHost: number;
+  /** Idle sandboxes expire after this many seconds (see scheduler.ts). */
+  readonly keepAliveS: number;
+  /** The memory policy the keep-alive scheduler calls (see scheduler.ts). */
+  readonly memoryPolicy: string;
   readonly logger: Logger;
 }
 
@@ -131,6 +141,8 @@ const FATAL_TO_SANDBOX = new Set<ErrorCode>([
   'THAW_GUEST_TRAP', 'THAW_GUEST_OOM', 'THAW_TIMEOUT', 'THAW_SANDBOX_DIED', 'THAW_INTERNAL',
   // A WASI guest is stopped mid-handler at the write past the limit: its stack is not unwound.
   'THAW_OUTPUT_TOO_LARGE',
+  // Offloaded pages could not be fetched back: its memory is fenced (memory/host-memory.ts).
+  'THAW_MEMORY_SERVER_LOST',
 ]);
 
 export class Platform implements ThawApi {
@@ -155,19 +167,34 @@ export class Platform implements ThawApi {
    * Snapshot metadata by id. Snapshots are immutable once written, so the daemon reads a state
    * file once; the sandbox host re-reads and verifies the files on every restore regardless.
    */
-  private readonly snapshotMeta = new Map<string, { meta: SnapshotMeta; diskBytes: number }>();
+  private readonly snapshotMeta = new Map<string, { meta: SnapshotMeta; diskBytes: number; runs: readonly PageRun[] }>();
+  private readonly autoStrategy = new AutoStrategy();
+  private readonly logs = new FunctionLogs();
   readonly jail: JailState;
   private readonly cgroupState: string;
   private cgroupParent: string | null = null;
   private redisRelay: RedisRelay | null = null;
+  private memoryTracking = false;
+  private memoryServer: MemoryServer | null = null;
   /** Snapshots the last scrub found corrupt, with what it found: refused until scrubbed whole. */
   private readonly scrubFailures = new Map<string, string>();
   private scrubbing = false;
   private scrubTimer: NodeJS.Timeout | undefined;
   private idleHostTimer: NodeJS.Timeout | undefined;
+  /** Where auto invocations start, keep-alive expiry and the memory policy's calls. */
+  private readonly keepAlive: KeepAliveScheduler<Sandbox>;
 
   constructor(private readonly params: PlatformParams) {
     this.log = params.logger;
+    this.keepAlive = new KeepAliveScheduler<Sandbox>({
+      sandboxes: () => this.sandboxes.values(),
+      deployment: (fn) => this.functions.get(fn).deployment,
+      hasSnapshot: (fn) => this.readableSnapshots().some((s) => s.function === fn && s.current && !this.scrubFailures.has(s.id)),
+      stop: (s, reason) => this.stop(s, reason),
+      release: (s) => this.release(s),
+      policySandbox: (s) => policySandboxOf(s.host, s.id, s.fn, this.memoryServer?.socketPath ?? null),
+      log: params.logger,
+    }, { keepAliveS: params.keepAliveS, policy: params.memoryPolicy });
     mkdirSync(params.dataDir, { recursive: true });
     this.functions = new FunctionRegistry(params.dataDir);
     this.snapshotRoot = join(params.dataDir, 'snapshots');
@@ -205,7 +232,11 @@ export class Platform implements ThawApi {
       hostOverheadMiB: params.hostOverheadMiB,
       objectStore: params.objectStore,
       cgroupParent,
-      onLog: (sandboxId, stream, text) => this.log.info({ sandboxId, stream }, text.trimEnd()),
+      onLog: (sandboxId, stream, text) => {
+        this.log.info({ sandboxId, stream }, text.trimEnd());
+        const fn = this.sandboxes.get(sandboxId)?.fn;
+        if (fn !== undefined) this.logs.append(fn, sandboxId, stream, text);
+      },
       jail: this.jail.jailed ? { dataDir: params.dataDir, env: hostEnv(), redisSocket: this.redisRelay?.socketPath ?? null } : null,
       preparedIdleMs: params.preparedIdleMs,
       maxPreparedFunctions: params.maxPreparedFunctions,
@@ -249,7 +280,20 @@ export class Platform implements ThawApi {
     this.pool.forget(fn.deployment);
     await Promise.all([...this.sandboxes.values()].filter((s) => s.fn === name).map((s) => this.stop(s, 'function deleted')));
     this.retireEmptyHosts();
+    this.logs.forget(name);
     this.log.info({ function: name }, 'function deleted');
+  }
+
+  async functionLogs(name: string, opts: { afterSeq?: number; limit?: number } = {}): Promise<LogEntry[]> {
+    this.functions.get(name);
+    return this.logs.read(name, opts.afterSeq, opts.limit);
+  }
+
+  async followLogs(name: string, afterSeq: number | undefined, onEntry: (e: LogEntry) => void, signal: AbortSignal): Promise<void> {
+    this.functions.get(name);
+    if (afterSeq !== undefined) for (const e of this.logs.read(name, afterSeq)) onEntry(e);
+    this.logs.follow(name, onEntry, signal);
+    if (!signal.aborted) await new Promise((resolve) => signal.addEventListener('abort', resolve, { once: true }));
   }
 
   // ---- sandboxes -------------------------------------------------------------------------
@@ -260,6 +304,36 @@ export class Platform implements ThawApi {
     bd.addHostExchange([await started]);
     this.release(sandbox);
     return { ...this.sandboxInfo(sandbox), timings: bd.finish() };
+  }
+
+  /**
+   * Whether sandboxes booted or restored from now on track their page life stages (issue 11:
+   * write-protect tracking costs every request a fault per page it first writes, and a scan;
+   * off by default, on when a memory policy uses stages). Offloading works either way.
+   */
+  setMemoryTracking(on: boolean): void {
+    this.memoryTracking = on;
+  }
+
+  /**
+   * Starts the remote tier's memory server (memory/remote-server.ts: its own process and network
+   * namespace, TCP behind a Unix socket in <data>/run that jailed hosts may connect to), adding
+   * `latencyUs` to each page fetched back. Once per platform; stopped by close().
+   */
+  async startMemoryServer(latencyUs: number): Promise<MemoryServer> {
+    if (this.memoryServer) throw new ThawError('THAW_REQUEST_INVALID', { detail: 'the memory server is already running' });
+    mkdirSync(join(this.params.dataDir, 'run'), { recursive: true });
+    this.memoryServer = await startMemoryServer({ socketPath: join(this.params.dataDir, 'run', 'memory.sock'), gid: SANDBOX_GID, latencyUs });
+    return this.memoryServer;
+  }
+
+  /**
+   * Sandbox `id` as a memory policy acts on it (issue 11: memory/policy-sandbox.ts); memorySocket:
+   * the memory server's Unix socket for the remote tier (default: the one startMemoryServer started).
+   */
+  policySandbox(id: string, memorySocket: string | null = this.memoryServer?.socketPath ?? null): ReportingSandbox {
+    const s = this.sandbox(id);
+    return policySandboxOf(s.host, s.id, s.fn, memorySocket);
   }
 
   async listSandboxes(): Promise<SandboxInfo[]> {
@@ -287,6 +361,7 @@ export class Platform implements ThawApi {
     const id = newId('snap');
     sandbox.busy = true;
     try {
+      await this.keepAlive.settled(sandbox);
       const fn = this.functions.get(sandbox.fn);
       // A jailed host writes only into its scratch directory; the daemon moves the snapshot into place.
       const outDir = sandbox.scratchDir ?? this.snapshotRoot;
@@ -318,8 +393,13 @@ export class Platform implements ThawApi {
   }
 
   async getSnapshot(id: string): Promise<SnapshotInfo> {
-    return this.snapshotInfo(id);
+    const info = this.snapshotInfo(id);
+    if (!info.current) return info;
+    const choice = this.autoStrategy.choose(id, this.snapshotFacts(id));
+    return { ...info, auto: { strategy: choice.strategy, reason: choice.reason } };
   }
+
+
 
   async deleteSnapshot(id: string): Promise<void> {
     this.snapshotInfo(id);
@@ -405,39 +485,68 @@ export class Platform implements ThawApi {
     let strategy: string | undefined;
     let snapshotId: string | undefined;
     let restoreStats: RestoreResult['restore'] | undefined;
-    // Cold and snapshot starts send the invocation right behind the boot or restore (see invokeIn).
+    let strategyReason: string | undefined;
+    let facts: SnapshotFacts | undefined;
+    // Cold and snapshot starts send the invocation right behind the boot or restore (see invokeIn),
+    // unless the memory policy must see the sandbox between its init and its first request.
     let started: Promise<Timed<BootResult | RestoreResult>> | undefined;
     let invoking: Promise<Timed<HostInvokeResult>> | undefined;
-    switch (req.mode) {
+    const pipeline = this.keepAlive.pipelinesStarts;
+    const placed = req.mode === 'auto' && req.sandboxId === undefined && req.snapshotId === undefined ? this.keepAlive.place(fn.params.name) : undefined;
+    const path: StartKind = placed?.kind ?? (req.mode === 'auto' ? (req.snapshotId !== undefined ? 'snapshot' : 'warm') : req.mode);
+    let start: StartKind = path;
+    switch (path) {
       case 'cold':
-        ({ sandbox, started, invoking } = await this.bootCold(fn.params.name, bd, req.input));
+        ({ sandbox, started, invoking } = await this.bootCold(fn.params.name, bd, pipeline ? req.input : undefined));
         break;
-      case 'warm': {
+      case 'warm':
+      case 'semi-warm': {
         const t = performance.now();
-        sandbox = await this.takeWarm(fn.params.name, req.sandboxId);
+        if (placed && 'sandbox' in placed) {
+          sandbox = placed.sandbox;
+        } else {
+          sandbox = await this.takeWarm(fn.params.name, req.sandboxId);
+          this.keepAlive.claimedExplicitly(sandbox);
+        }
+        // Waits for a memory policy step still running on it (see scheduler.ts).
+        start = await this.keepAlive.reuse(sandbox);
         bd.since('queueMs', t);
         break;
       }
-      case 'snapshot':
-        strategy = req.strategy ?? DEFAULT_STRATEGY;
+      case 'snapshot': {
         snapshotId = req.snapshotId ?? this.newestSnapshot(fn.params.name);
-        ({ sandbox, started, invoking } = await this.restore(fn.params.name, snapshotId, strategy, bd, req.input));
+        facts = this.snapshotFacts(snapshotId);
+        strategy = req.strategy ?? DEFAULT_STRATEGY;
+        if (strategy === AUTO_STRATEGY) ({ strategy, reason: strategyReason } = this.chooseStrategy(snapshotId, facts));
+        ({ sandbox, started, invoking } = await this.restore(fn.params.name, snapshotId, strategy, bd, pipeline ? req.input : undefined));
         break;
+      }
     }
     // A failed boot or restore has stopped its sandbox already (bootCold, restore).
-    const start = started && (await started);
-    if (start && 'restore' in start.result) restoreStats = start.result.restore;
+    const begun = started && (await started);
+    if (begun && 'restore' in begun.result) restoreStats = begun.result.restore;
+    this.keepAlive.started(fn.params.name, start);
     try {
-      const exchange = start && invoking ? [start, await invoking] : [await this.invokeIn(sandbox, fn.params, req.input)];
-      bd.addHostExchange(exchange);
-      const res = exchange[exchange.length - 1]!.result as HostInvokeResult;
+      if (start === 'cold' || start === 'snapshot') await this.keepAlive.afterInit(sandbox);
+      let last: Timed<HostInvokeResult>;
+      if (begun && invoking) {
+        last = await invoking;
+        bd.addHostExchange([begun, last]);
+      } else {
+        // Not pipelined (the memory policy saw the sandbox in between): two exchanges.
+        if (begun) bd.addHostExchange([begun]);
+        last = await this.invokeIn(sandbox, fn.params, req.input);
+        bd.addHostExchange([last]);
+      }
+      const res = last.result;
       sandbox.invocations++;
       sandbox.memoryBytes = res.memoryBytes;
       sandbox.lastUsed = Date.now();
       // A sandbox of a deployment retired while it ran is not kept for the next call.
       const keep = (req.keep ?? true) && sandbox.deployment === this.functions.get(fn.params.name).deployment;
       if (keep) {
-        this.release(sandbox);
+        // Releases it; the memory policy's afterRequest runs after the reply (see scheduler.ts).
+        this.keepAlive.afterRequest(sandbox);
         this.evictIdle();
       } else {
         void this.stop(sandbox, 'not kept');
@@ -445,6 +554,7 @@ export class Platform implements ThawApi {
       const result: InvokeResult = {
         function: fn.params.name,
         mode: req.mode,
+        start,
         sandboxId: sandbox.id,
         kept: keep,
         output: res.output,
@@ -453,13 +563,19 @@ export class Platform implements ThawApi {
       };
       if (snapshotId !== undefined) result.snapshotId = snapshotId;
       if (strategy !== undefined) result.strategy = strategy;
+      if (strategyReason !== undefined) result.strategyReason = strategyReason;
+      // What auto learns from: every restore's time to first response, by cache state.
+      if (snapshotId !== undefined && strategy !== undefined && facts !== undefined && result.timings.prepareMs === 0) {
+        this.autoStrategy.record(snapshotId, strategy, facts.cachedFraction, result.timings.restoreMs + result.timings.handlerMs);
+      }
       // The host's stats after the invocation are the complete ones (page servers report on stop).
-      const stats = req.mode === 'snapshot' ? (res.restore ?? restoreStats) : undefined;
+      const stats = start === 'snapshot' ? (res.restore ?? restoreStats) : undefined;
       if (stats !== undefined) result.restore = stats;
       // A working set was just recorded: artefacts built from it (thaw's and sabre-reap's loading
       // sets) are then built by the next prepare, in the daemon's worker, not in a sandbox host.
       if (stats?.phase === 'record' && snapshotId !== undefined && strategy !== undefined) {
         if (sandbox.scratchDir) this.adoptRecorded(sandbox.scratchDir, snapshotId);
+        this.sealRecorded(snapshotId);
         this.preparer.forget(snapshotId, strategy);
       }
       return result;
@@ -468,6 +584,17 @@ export class Platform implements ThawApi {
       // guest error leaves the sandbox usable, but it must not stay behind for warm invocations.
       throw await this.afterFailure(sandbox, err, req.keep === false);
     }
+  }
+
+  async scheduler(): Promise<SchedulerReport> {
+    return this.keepAlive.report();
+  }
+
+  async configureScheduler(req: SchedulerSettings & { resetCounts?: boolean }): Promise<SchedulerReport> {
+    const { resetCounts, ...settings } = req;
+    this.keepAlive.configure(settings);
+    if (resetCounts) this.keepAlive.resetCounts();
+    return this.keepAlive.report();
   }
 
   // ---- objects ---------------------------------------------------------------------------
@@ -495,9 +622,11 @@ export class Platform implements ThawApi {
   async close(): Promise<void> {
     clearInterval(this.scrubTimer);
     clearInterval(this.idleHostTimer);
+    this.keepAlive.close();
     await this.preparer.close();
     await this.pool.close();
     await this.redisRelay?.close();
+    await this.memoryServer?.kill();
     this.sandboxes.clear();
     if (this.cgroupParent) removeCgroupParent(this.cgroupParent);
     if (this.objects) await (await this.objects.catch(() => undefined))?.close();
@@ -530,7 +659,7 @@ export class Platform implements ThawApi {
   private async bootCold(fnName: string, bd: Breakdown, input?: Uint8Array): Promise<{ sandbox: Sandbox; started: Promise<Timed<BootResult>>; invoking?: Promise<Timed<HostInvokeResult>> }> {
     const fn = this.functions.get(fnName);
     const sandbox = await this.newSandbox(fnName, { kind: 'cold' }, bd);
-    return this.startIn<BootResult>(sandbox, fn.params, { op: 'boot', sandboxId: sandbox.id, deployment: fn.deployment, init: true }, 'boot and init', input);
+    return this.startIn<BootResult>(sandbox, fn.params, { op: 'boot', sandboxId: sandbox.id, deployment: fn.deployment, init: true, trackMemory: this.memoryTracking }, 'boot and init', input);
   }
 
   /**
@@ -572,11 +701,11 @@ export class Platform implements ThawApi {
     // it); the host checks that the state files it reads are these very bytes.
     const tCheck = performance.now();
     const stateSha256 = verifyChainSeals(this.snapshotRoot, this.snapshotKey, snapshotId);
-    const prepared = await this.preparer.prepare(strategyId, snapshotId);
+    const { prepared, artefactSha256 } = await this.prepareSealed(strategyId, snapshotId);
     if (prepared.built && this.jail.jailed) this.grantSnapshot(snapshotId);
     bd.since(prepared.built ? 'prepareMs' : 'checkMs', tCheck);
     const sandbox = await this.newSandbox(fnName, { kind: 'snapshot', snapshotId, strategy: strategyId }, bd);
-    const req = { op: 'restore', sandboxId: sandbox.id, deployment: fn.deployment, snapshotRoot: this.snapshotRoot, snapshotId, strategy: strategyId, stateSha256 } as const;
+    const req = { op: 'restore', sandboxId: sandbox.id, deployment: fn.deployment, snapshotRoot: this.snapshotRoot, snapshotId, strategy: strategyId, stateSha256, artefactSha256, trackMemory: this.memoryTracking } as const;
     return this.startIn<RestoreResult>(sandbox, fn.params, req, 'restore', input);
   }
 
@@ -764,11 +893,45 @@ export class Platform implements ThawApi {
     return out.sort((a, b) => a.createdAt.localeCompare(b.createdAt));
   }
 
+  /** What auto knows of snapshot `id` now (its image's present bytes and page-cache share, its artefacts). */
+  private snapshotFacts(id: string): SnapshotFacts {
+    this.snapshotInfo(id); // validates the id and caches the state
+    const { meta, runs } = this.snapshotMeta.get(id)!;
+    const fd = openSync(join(this.snapshotRoot, id, MEMORY_FILE), 'r');
+    try {
+      const image = imageFacts(fd, fstatSync(fd).size, runs);
+      const strategies = listStrategies();
+      const supported = new Set(strategies.filter((s) => s.support.ok).map((s) => s.id));
+      return {
+        memoryBytes: meta.memoryBytes,
+        ...image,
+        prepared: new Set(strategies.map((s) => s.id).filter((s) => this.preparer.isPrepared(s, id))),
+        supported: (s) => supported.has(s),
+      };
+    } finally {
+      closeSync(fd);
+    }
+  }
+
+  /** auto's choice for snapshot `id`; starts preparing what it would rather use next time. */
+  private chooseStrategy(id: string, facts: SnapshotFacts): AutoChoice {
+    const choice = this.autoStrategy.choose(id, facts);
+    if (choice.prepareNext !== undefined) {
+      const next = choice.prepareNext;
+      void this.prepareSealed(next, id).then(
+        ({ prepared }) => { if (prepared.built && this.jail.jailed) this.grantSnapshot(id); },
+        (err: unknown) => this.log.warn({ snapshotId: id, strategy: next, err: String(err) }, 'auto: background prepare failed'),
+      );
+    }
+    return choice;
+  }
+
   private snapshotInfo(id: string): SnapshotInfo {
     if (!/^[A-Za-z0-9_-]{1,100}$/.test(id)) throw new ThawError('THAW_SNAPSHOT_NOT_FOUND', { id });
     let cached = this.snapshotMeta.get(id);
     if (!cached) {
-      cached = { meta: readState(this.snapshotRoot, id).meta, diskBytes: diskUsageBytes(this.snapshotRoot, id) };
+      const state = readState(this.snapshotRoot, id);
+      cached = { meta: state.meta, diskBytes: diskUsageBytes(this.snapshotRoot, id), runs: state.runs };
       this.snapshotMeta.set(id, cached);
     }
     const { meta, diskBytes } = cached;
@@ -866,6 +1029,34 @@ export class Platform implements ThawApi {
     }
   }
 
+  /**
+   * Prepares `strategy`'s artefacts for snapshot `id` in the worker and returns the digests of the
+   * sealed ones, which a host must find (snapshot-seal.ts): what the worker just built is sealed
+   * at once (it runs to completion before any other restore's code); otherwise the seal is
+   * checked, and artefacts it does not cover are removed and prepared again (or recorded again).
+   * Throws THAW_SNAPSHOT_CORRUPT (a seal file that fails its MAC), and whatever prepare throws.
+   */
+  private async prepareSealed(strategy: string, id: string): Promise<{ prepared: PrepareOutcome; artefactSha256: Record<string, string> }> {
+    const prepared = await this.preparer.prepare(strategy, id);
+    if (prepared.built) return { prepared, artefactSha256: sealArtefacts(this.snapshotRoot, this.snapshotKey, id) };
+    const { digests, unsealed } = checkArtefactSeals(this.snapshotRoot, this.snapshotKey, id);
+    if (unsealed.length === 0) return { prepared, artefactSha256: digests };
+    this.log.error({ snapshot: id, files: unsealed }, 'artefacts the daemon did not seal were removed (forged, or left by a crash): they are built or recorded again');
+    for (const name of unsealed) rmSync(join(this.snapshotRoot, id, name), { force: true });
+    this.preparer.forget(id);
+    const again = await this.preparer.prepare(strategy, id);
+    return { prepared: again, artefactSha256: again.built ? sealArtefacts(this.snapshotRoot, this.snapshotKey, id) : digests };
+  }
+
+  /** Seals what a restore just recorded beside snapshot `id` (adopted from a jailed host's outbox). */
+  private sealRecorded(id: string): void {
+    try {
+      sealArtefacts(this.snapshotRoot, this.snapshotKey, id);
+    } catch (err: unknown) {
+      this.log.warn({ snapshot: id, err: toThawError(err).message }, 'cannot seal a recorded artefact: the next restore records again');
+    }
+  }
+
   /** Stops a sandbox whose state can no longer be trusted; returns the error to rethrow. */
   private async afterFailure(sandbox: Sandbox, err: unknown, always = false): Promise<ThawError> {
     const e = this.hostDeath(sandbox, toThawError(err));
@@ -911,6 +1102,7 @@ export class Platform implements ThawApi {
    */
   private async stop(sandbox: Sandbox, reason: string, killHost = false): Promise<void> {
     this.sandboxes.delete(sandbox.id);
+    this.keepAlive.forget(sandbox.id);
     const home = sandbox.home;
     // Stopped because its host died: the others' errors still name it.
     if (!home.host.alive && home.instances.has(sandbox)) home.lost = [...home.lost, sandbox.id];

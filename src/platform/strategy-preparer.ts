@@ -29,6 +29,11 @@ export class StrategyPreparer {
     return outcome;
   }
 
+  /** Whether `strategy`'s artefacts for `snapshotId` were prepared by this daemon (a restore then skips the trip). */
+  isPrepared(strategy: string, snapshotId: string): boolean {
+    return this.done.has(`${strategy}\0${snapshotId}`);
+  }
+
   /** Scrubs `snapshotId` in the worker (reading every byte stays off the daemon's event loop). */
   async scrub(snapshotId: string): Promise<ScrubReport> {
     const outcome = await this.send(null, snapshotId);

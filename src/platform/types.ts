@@ -3,9 +3,41 @@
 
 import type { HostLayout, RuntimeId } from '../core/function-spec.js';
 import type { ArtefactInfo } from '../restore/index.js';
+import type { LogEntry } from './function-logs.js';
+export type { LogEntry } from './function-logs.js';
 
-export type InvokeMode = 'cold' | 'warm' | 'snapshot';
-export const INVOKE_MODES: readonly InvokeMode[] = ['cold', 'warm', 'snapshot'];
+/** auto: the keep-alive scheduler picks (warm, else semi-warm, else snapshot, else cold; see scheduler.ts). */
+export type InvokeMode = 'auto' | 'cold' | 'warm' | 'snapshot';
+export const INVOKE_MODES: readonly InvokeMode[] = ['auto', 'cold', 'warm', 'snapshot'];
+
+/** How an invocation's sandbox started: booted cold, restored, or reused idle (warm or semi-warm). */
+export type StartKind = 'cold' | 'snapshot' | 'warm' | 'semi-warm';
+export const START_KINDS: readonly StartKind[] = ['cold', 'snapshot', 'warm', 'semi-warm'];
+
+/** The keep-alive scheduler's settings (a daemon option; `thaw replay` sets them per experiment setting). */
+export interface SchedulerSettings {
+  /** Memory policy id: none, or one registered by memory/policies (tmo, faasmem, ...). */
+  policy?: string;
+  /** Offload tier the policy uses (null: the policy's default). */
+  tier?: 'file' | 'compressed' | 'remote' | null;
+  /** Idle sandboxes expire after this many (trace) seconds. */
+  keepAliveS?: number;
+  /** Time constants (keep-alive, the policy's) are divided by this: 60 replays an hour in a minute. */
+  timeScale?: number;
+}
+
+/** The scheduler's settings, live sandboxes and per-function start counts. */
+export interface SchedulerReport {
+  policy: string;
+  tier: 'file' | 'compressed' | 'remote' | null;
+  keepAliveS: number;
+  timeScale: number;
+  /** The keep-alive in real milliseconds (keepAliveS * 1000 / timeScale). */
+  keepAliveMs: number;
+  tickMs: number;
+  sandboxes: { live: number; idle: number; semiWarm: number };
+  functions: Record<string, { starts: Record<StartKind, number>; expired: number; reuseP99Ms: number; reuseSamples: number }>;
+}
 
 export interface FunctionInfo {
   name: string;
@@ -60,6 +92,8 @@ export interface SnapshotInfo {
   current: boolean;
   /** What restore strategies keep for it (working set, loading sets, compressed images, tmpfs copy, pool slot). */
   artefacts: ArtefactInfo[];
+  /** GET of one current snapshot: what the auto strategy would pick for a restore now, and why. */
+  auto?: { strategy: string; reason: string };
 }
 
 /**
@@ -113,7 +147,7 @@ export interface InvokeRequest {
   sandboxId?: string;
   /** snapshot: the snapshot to restore (default: the newest current one of the function). */
   snapshotId?: string;
-  /** snapshot: the restore strategy id (default "eager"). */
+  /** snapshot: the restore strategy id (default "auto": the platform picks one and says why). */
   strategy?: string;
   /** Keep the sandbox afterwards for warm invocations (default true). */
   keep?: boolean;
@@ -122,11 +156,15 @@ export interface InvokeRequest {
 export interface InvokeResult {
   function: string;
   mode: InvokeMode;
+  /** How the sandbox started (for auto, what the scheduler picked). */
+  start: StartKind;
   sandboxId: string;
   /** Whether the sandbox was kept for warm invocations. */
   kept: boolean;
   snapshotId?: string;
   strategy?: string;
+  /** snapshot with strategy auto (the default): why it picked `strategy`. */
+  strategyReason?: string;
   output: Uint8Array;
   timings: InvokeTimings;
   memoryBytes: number;
@@ -192,6 +230,13 @@ export interface ThawApi {
   listFunctions(): Promise<FunctionInfo[]>;
   getFunction(name: string): Promise<FunctionInfo>;
   deleteFunction(name: string): Promise<void>;
+  /** What the function's sandboxes wrote to stdout and stderr (kept lines after `afterSeq`, the newest `limit`). */
+  functionLogs(name: string, opts?: { afterSeq?: number; limit?: number }): Promise<LogEntry[]>;
+  /**
+   * Calls `onEntry` for each kept line after `afterSeq` (none when it is absent), then for each
+   * line the function's sandboxes write from now on; resolves when `signal` aborts.
+   */
+  followLogs(name: string, afterSeq: number | undefined, onEntry: (e: LogEntry) => void, signal: AbortSignal): Promise<void>;
 
   bootSandbox(fn: string): Promise<SandboxInfo & { timings: InvokeTimings }>;
   listSandboxes(): Promise<SandboxInfo[]>;
@@ -210,6 +255,11 @@ export interface ThawApi {
   doctor(): Promise<DoctorReport>;
 
   invoke(req: InvokeRequest): Promise<InvokeResult>;
+
+  /** The keep-alive scheduler: settings, live sandboxes and start counts per function. */
+  scheduler(): Promise<SchedulerReport>;
+  /** Changes the scheduler's policy, tier, keep-alive or time scale; `resetCounts` zeroes the counts. */
+  configureScheduler(s: SchedulerSettings & { resetCounts?: boolean }): Promise<SchedulerReport>;
 
   /** Objects: the inputs and outputs functions read and write by key (embedded store or Redis). */
   putObject(key: string, value: Uint8Array): Promise<void>;

@@ -25,6 +25,7 @@ import { crc32 } from 'node:zlib';
 import { ThawError } from '../core/errors.js';
 import { PAGE_BYTES, type PageRun } from '../core/snapshot-format.js';
 import { readAt, writeAt, writeFileVia } from './snapshot-image.js';
+import { checkArtefact } from './artefact-seal.js';
 
 export const LOADING_SET_FILE = 'ls.faasnap';
 const MAGIC = 'THAWLSET';
@@ -171,8 +172,9 @@ export interface OpenedLoadingSet {
 }
 
 /**
- * Opens the loading set of the snapshot in `dir`; null when none was recorded. Checks the header,
- * the table crc and the data crc (reading every byte).
+ * Opens the loading set of the snapshot in `dir`; null when none was recorded. Checks the header
+ * and table against the daemon's seal (artefact-seal.ts), the table crc and the data crc (reading
+ * every byte).
  * Throws THAW_SNAPSHOT_CORRUPT.
  */
 export function openLoadingSet(dir: string, id: string, memoryPages: number): OpenedLoadingSet | null {
@@ -200,6 +202,7 @@ export function openLoadingSet(dir: string, id: string, memoryPages: number): Op
     if (size < dataStart) bad('table truncated');
     const table = Buffer.alloc(tableEnd);
     readAt(fd, table, 0);
+    checkArtefact(id, LOADING_SET_FILE, table);
     if (crc32(table.subarray(0, tableEnd - 4)) !== table.readUInt32LE(tableEnd - 4)) bad('table checksum mismatch');
     const regions: LoadingRegion[] = [];
     const seen = new Uint8Array(memoryPages);

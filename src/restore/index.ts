@@ -21,8 +21,11 @@ export { getStrategy, listStrategies, registerStrategy, emptyStats } from './str
 export type { RestoreStrategy, OpenedImage, RestoreStats, Support, PrepareReport, Verification } from './strategy.js';
 export { scrubSnapshot, type ScrubReport, type FileCheck } from './scrub.js';
 
+/** Not a strategy of its own: the platform picks one per restore (restore/auto-strategy.ts). */
+export const AUTO_STRATEGY = 'auto';
+
 /** The strategy used when a request names none. */
-export const DEFAULT_STRATEGY = 'eager';
+export const DEFAULT_STRATEGY = AUTO_STRATEGY;
 
 /**
  * Removes what strategies keep outside a snapshot's directory (the tmpfs copy of dram, the pool
@@ -56,13 +59,14 @@ const ARTEFACT_FILES: readonly (readonly [RegExp, string])[] = [
 /** What strategies keep for snapshot `id` under `root`: files beside it, its tmpfs copy, its pool slot. */
 /**
  * Jail: the tmpfs copy of snapshot `id` (dram) readable by group `gid` only (0 = root only), in a
- * directory hosts may traverse but not list. The pass pool is one shared file that every host
- * maps from and takes leases in: its directory belongs to `sandboxGid`, the group of all hosts.
+ * directory hosts may traverse but not list. The pass pool location is traversable only: each
+ * function's pool is a directory of its own group inside it (pass.ts passPoolOf), so
+ * `_sandboxGid` (the group of all hosts) is no longer given anything there.
  */
-export function grantTmpfsCopy(root: string, id: string, gid: number, sandboxGid: number): void {
+export function grantTmpfsCopy(root: string, id: string, gid: number, _sandboxGid: number): void {
   const pool = poolLocation().dir;
-  chownSync(pool, 0, sandboxGid);
-  chmodSync(pool, 0o2770);
+  chownSync(pool, 0, 0);
+  chmodSync(pool, 0o711);
   const copy = join(dramDir(root), `${id}.img`);
   if (!existsSync(copy)) return;
   for (const dir of [dirname(dramDir(root)), dramDir(root)]) chmodSync(dir, 0o711);

@@ -14,9 +14,10 @@ import { readChain, writeSnapshot } from '../snapshot/snapshot-io.js';
 import { SLOT_ALIGN_BYTES, SnapshotPool, slotKey } from './pass-pool.js';
 import { resolveImage } from './snapshot-image.js';
 import { check, decodes, mutate, mutationPlanArb } from '../test/fuzz/_fuzz.js';
+import { ThawError } from '../core/errors.js';
 
 const PAGES = 16;
-const CODES = ['THAW_SNAPSHOT_CORRUPT', 'THAW_INTERNAL'] as const;
+const CODES = ['THAW_SNAPSHOT_CORRUPT', 'THAW_INTERNAL', 'THAW_STRATEGY_UNAVAILABLE'] as const;
 /** tmpfs where there is one, as the pool's default tier: fsyncs there cost nothing. */
 const POOL_PARENT = existsSync('/dev/shm') ? '/dev/shm' : tmpdir();
 
@@ -73,10 +74,11 @@ test('SnapshotPool keeps its contract whatever index.json holds', () => {
   }
 });
 
-test('SnapshotPool.store() makes a current slot when index.json lacks its generation', () => {
+test('SnapshotPool.store() refuses an index.json that lacks its generation rather than count it empty', () => {
   // Minimal counterexample found by the fuzzer: {"format":"thaw-pass-index-1","slots":{}} gave the
   // new slot generation NaN, written into its tag as NaN and into the index as null, so lookup()
-  // called every slot stored from then on stale.
+  // called every slot stored from then on stale. Such an index is now refused (taken for an empty
+  // pool, it let new slots overwrite slots live sandboxes map).
   const root = mkdtempSync(join(tmpdir(), 'thaw-fuzz-pass-'));
   const poolDir = mkdtempSync(join(POOL_PARENT, 'thaw-fuzz-pool-'));
   try {
@@ -84,6 +86,8 @@ test('SnapshotPool.store() makes a current slot when index.json lacks its genera
     const r = resolveImage(root, readChain(root, 'a'), 'verify');
     const pool = new SnapshotPool({ dir: poolDir, tier: 'other', reason: 'fuzz' });
     writeFileSync(pool.indexPath, '{"format":"thaw-pass-index-1","slots":{}}');
+    assert.throws(() => pool.store(slotKey(root, 'a'), r.image, r.fd), (err: unknown) => err instanceof ThawError && err.code === 'THAW_STRATEGY_UNAVAILABLE');
+    rmSync(pool.indexPath);
     const entry = pool.store(slotKey(root, 'a'), r.image, r.fd);
     closeSync(r.fd);
     assert.deepEqual(pool.lookup(slotKey(root, 'a'), r.image.state), entry);

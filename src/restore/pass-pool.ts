@@ -1,6 +1,6 @@
-// The byte-addressable snapshot pool of the pass strategy (PASS): one pool file holding snapshot
+// The byte-addressable snapshot pool of the pass strategy (PASS): a pool file holding snapshot
 // images in slots, and an index mapping snapshots to slots, in a directory on the fastest
-// byte-addressable tier the host has:
+// byte-addressable tier the host has (one such pool per function: see pass.ts passPoolOf):
 //   THAW_PMEM_DIR                     when set (its tier is read from the mount: dax, tmpfs or other)
 //   <mount>/thaw-pmem                 the first writable mount with the "dax" option (fsdax)
 //   /dev/shm/thaw-pmem                otherwise (tmpfs: DRAM standing in for persistent memory)
@@ -19,6 +19,8 @@
 // reusable, or truncated away at the pool's tail) once no live process holds a lease on it.
 // A restore takes its lease before checking the tag, so reclaim either sees the lease or has
 // already zeroed the tag and the restore refuses the slot.
+// A missing index is an empty pool; a malformed one is refused (THAW_STRATEGY_UNAVAILABLE), never
+// taken for an empty pool, whose new slots could overwrite slots live sandboxes map.
 
 import { closeSync, existsSync, fstatSync, fsyncSync, ftruncateSync, mkdirSync, openSync, readFileSync, readSync, readdirSync, rmSync, statfsSync, writeSync } from 'node:fs';
 import { createHash, randomBytes } from 'node:crypto';
@@ -190,16 +192,34 @@ export class SnapshotPool {
     this.lockPath = join(location.dir, 'pool.lock');
   }
 
+  /**
+   * The index; a missing one is an empty pool. Throws THAW_STRATEGY_UNAVAILABLE when it is present
+   * but unreadable or malformed: counted as empty, it would let new slots be placed over slots
+   * that live sandboxes still map (their leases are only found through the index's entries).
+   */
   #readIndex(): PoolIndex {
+    let text: string;
     try {
-      const idx: unknown = JSON.parse(readFileSync(this.indexPath, 'utf8'));
-      if (isPoolIndex(idx)) return { ...idx, retired: idx.retired ?? [] };
-    } catch {
-      // Missing or unreadable: an empty pool (slots of a lost index are unreachable, never mapped).
+      text = readFileSync(this.indexPath, 'utf8');
+    } catch (err: unknown) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return { format: INDEX_FORMAT, generation: 0, slots: {}, retired: [] };
+      throw this.#badIndex(`unreadable (${(err as Error).message})`, err);
     }
-    // Malformed counts as unreadable: a NaN generation or offset would be written into new tags
-    // and entries, which then never match (every restore rebuilds) or reach fs calls as garbage.
-    return { format: INDEX_FORMAT, generation: 0, slots: {}, retired: [] };
+    let idx: unknown;
+    try {
+      idx = JSON.parse(text);
+    } catch (err: unknown) {
+      throw this.#badIndex('not JSON', err);
+    }
+    if (!isPoolIndex(idx)) throw this.#badIndex(`not a ${INDEX_FORMAT} index (a field is missing or out of range)`);
+    return { ...idx, retired: idx.retired ?? [] };
+  }
+
+  #badIndex(what: string, cause?: unknown): ThawError {
+    return new ThawError('THAW_STRATEGY_UNAVAILABLE', {
+      strategy: 'pass',
+      reason: `the pool index ${this.indexPath} is ${what}; refusing to use the pool rather than place slots over ones live sandboxes may map (remove ${this.location.dir} once no sandbox restored with pass runs)`,
+    }, cause === undefined ? undefined : { cause });
   }
 
   /** Runs `fn` holding the pool lock; a lock whose holder died is broken. */
@@ -283,7 +303,7 @@ export class SnapshotPool {
       const old = index.slots[key];
       if (old !== undefined) index.retired.push(old);
       delete index.slots[key];
-      const fd = openSync(this.poolPath, existsSync(this.poolPath) ? 'r+' : 'w+');
+      const fd = openSync(this.poolPath, existsSync(this.poolPath) ? 'r+' : 'w+', 0o640);
       try {
         this.#reclaim(index, fd);
         return this.#storeLocked(key, image, imageFd, index, fd);
@@ -412,7 +432,7 @@ export class SnapshotPool {
     return true;
   }
 
-  /** The indexed slot of `key`, current or not (for listings; restores use lookup()). */
+  /** The indexed slot of `key`, current or not (for listings; restores use lookup()). Throws THAW_STRATEGY_UNAVAILABLE (malformed index). */
   entry(key: string): SlotEntry | undefined {
     if (!existsSync(this.indexPath)) return undefined;
     return this.#readIndex().slots[key];

@@ -18,11 +18,13 @@
 // Little-endian. Partitions are ascending and disjoint; pages are PAGE_BYTES (4 KiB).
 
 import { closeSync, fstatSync, openSync } from 'node:fs';
+import { basename } from 'node:path';
 import { crc32 } from 'node:zlib';
 import { ThawError } from '../core/errors.js';
 import { PAGE_BYTES, type PageRun, type SnapshotState } from '../core/snapshot-format.js';
 import { compress, FILL_THREADS, fillFromFile, type Codec } from '../native/index.js';
 import { readAt, verifyImage, writeAt, writeFileVia, type SnapshotImage } from './snapshot-image.js';
+import { checkArtefact } from './artefact-seal.js';
 
 const MAGIC = 'THAWSABR';
 const VERSION = 1;
@@ -143,8 +145,8 @@ export interface OpenedCompressedImage extends CompressedImage {
 
 /**
  * Opens the compressed image at `path` and reads and checks its header and partition table only
- * (partition data is checked as it is read: fillPartitions, verifyCompressedImage). Returns null
- * when the file is missing. Throws THAW_SNAPSHOT_CORRUPT (bad magic, version or table crc, a
+ * (partition data is checked as it is read: fillPartitions, verifyCompressedImage), and the table
+ * against the daemon's seal (artefact-seal.ts). Returns null when the file is missing. Throws THAW_SNAPSHOT_CORRUPT (bad magic, version or table crc, a
  * partition outside guest memory, overlapping its neighbour or past the end of the file, or a file
  * built for another memory size).
  */
@@ -171,6 +173,7 @@ export function openCompressedImage(path: string, id: string, memoryPages: numbe
     if (tableEnd > fileBytes) bad(`partition table of ${count} entries is longer than the file (truncated?)`);
     const table = Buffer.alloc(tableEnd);
     if (readAt(fd, table, 0) < tableEnd) bad('partition table truncated');
+    checkArtefact(id, basename(path), table);
     if (crc32(table.subarray(0, tableEnd - 4)) !== table.readUInt32LE(tableEnd - 4)) bad('partition table checksum mismatch');
     const partitions: Partition[] = [];
     let prevEnd = 0;

@@ -4,13 +4,12 @@
 // Checksum policy (no trust in file metadata: a bit flipped below the filesystem changes neither
 // size nor times, so nothing here is cached in a sidecar):
 //   - verifyImage() reads the whole image as the restored memory would be: pages in the state's
-//     page runs from the file, every other page as zero, and checks each 1 MiB chunk CRC of the
-//     state file. That is what proves the page runs agree with the chunk checksums (a forged or
+//     page runs from the file, every other page as zero, and checks each 1 MiB chunk CRC and
+//     each page CRC of the state file. That is what proves the page runs agree with the chunk checksums (a forged or
 //     buggy run list that drops a data page or adds a garbage page fails it). prepare() runs it,
 //     and every artefact builder runs it on the bytes it builds from.
 //   - open only checks the size; each strategy then checks what it reads as it reads it
-//     (page servers a whole chunk on its first fault, fills per stored piece, eager and pass the
-//     whole memory), or says it maps bytes unverified (strategy.ts `verifies`).
+//     (page servers each page they serve, fills per stored piece, eager and pass the whole memory), or says it maps bytes unverified (strategy.ts `verifies`).
 // Diff chains: mapping needs one file, so a chain is flattened once into `flat.img` beside the
 // top snapshot (built from an eager load, which verifies the chain). Its pages are the union of
 // the chain's page runs: every other page is zero in every snapshot of the chain.
@@ -102,6 +101,14 @@ export function verifyImageFd(fd: number, state: SnapshotState, runs: readonly P
         id: state.meta.id,
         detail: `${what}: checksum mismatch in chunk ${chunk} (bytes ${lo}..${lo + len}; the image bytes or the state file's page runs are wrong)`,
       });
+    }
+    // The page checksums too: page servers trust them alone (a state file whose two tables
+    // disagree is refused here, not by a sandbox host aborting mid-restore).
+    for (let at = 0; at < len; at += PAGE_BYTES) {
+      const page = (lo + at) / PAGE_BYTES;
+      if (crc32(buf.subarray(at, at + PAGE_BYTES)) !== state.pageCrcs[page]) {
+        throw new ThawError('THAW_SNAPSHOT_CORRUPT', { id: state.meta.id, detail: `${what}: checksum mismatch in page ${page} (the chunk checks, its page checksum does not)` });
+      }
     }
   }
 }

@@ -3,7 +3,7 @@
 // finish (fill the rest and keep the memory usable) or stop (fence unserved pages).
 
 import { ThawError } from '../core/errors.js';
-import { CHUNK_BYTES, PAGE_BYTES, type PageRun } from '../core/snapshot-format.js';
+import { PAGE_BYTES, type PageRun } from '../core/snapshot-format.js';
 import { uffdAvailability, uffdCreate, type UffdServer, type UffdStats } from '../native/index.js';
 import { pageMapOf, type SnapshotImage } from './snapshot-image.js';
 import type { RestoreStats, Support } from './strategy.js';
@@ -24,7 +24,19 @@ export interface SessionOptions {
   readonly record?: boolean;
   /** Runs installed eagerly by the server thread (DONTWAKE copies, then one wake). */
   readonly prefetch?: readonly PageRun[];
+  /** Readahead cap when not recording (default READAHEAD_BYTES; PAGE_BYTES: every fault installs its page alone). */
+  readonly faultBytes?: number;
 }
+
+/**
+ * The most a fault installs when the session does not record. The server reads ahead as the
+ * kernel does for files: a fault right where the previous fault's window ended doubles the window
+ * (1, 2, 4 ... pages, up to this), any other fault installs its own page, each page checked
+ * against its own checksum. Scattered access is served page by page (reading and checking only
+ * what the guest touches), sequential access in windows growing to 1 MiB. A recording session
+ * installs the faulting page alone, so the working set it records holds only pages the guest touched.
+ */
+export const READAHEAD_BYTES = 1 << 20;
 
 /** A running page server and the stats it feeds. */
 export class UffdSession {
@@ -57,7 +69,7 @@ export class UffdSession {
     } catch (err: unknown) {
       // The fill found a piece whose bytes fail its checksum (the range is fenced).
       if (err instanceof ThawError && (err.cause as { code?: unknown } | undefined)?.code === 'EBADMSG') {
-        throw new ThawError('THAW_SNAPSHOT_CORRUPT', { id: this.id, detail: 'a page server piece fails its chunk checksum (found while filling the rest of memory)' }, { cause: err });
+        throw new ThawError('THAW_SNAPSHOT_CORRUPT', { id: this.id, detail: 'a page the page server read fails its checksum (found while filling the rest of memory)' }, { cause: err });
       }
       throw err;
     }
@@ -87,8 +99,8 @@ export class UffdSession {
 /**
  * Maps fresh anonymous memory over guest bytes [0, image.memoryBytes) of `buffer` (already grown)
  * and starts a server for it reading `fd` (the image; the server dups it): present pages with
- * UFFDIO_COPY, holes with UFFDIO_ZEROPAGE, a whole checked chunk at a time (a chunk that fails
- * its checksum aborts the process from the server thread: see UffdSource.verify).
+ * UFFDIO_COPY, holes with UFFDIO_ZEROPAGE, each page checked against its checksum before it is
+ * installed (a page that fails it aborts the process from the server thread: see UffdSource.verify).
  * Throws THAW_STRATEGY_UNAVAILABLE, THAW_INTERNAL.
  */
 export function startSession(buffer: ArrayBuffer, image: SnapshotImage, fd: number, stats: RestoreStats, options: SessionOptions): UffdSession {
@@ -96,9 +108,11 @@ export function startSession(buffer: ArrayBuffer, image: SnapshotImage, fd: numb
   if (buffer.byteLength < image.memoryBytes) {
     throw new ThawError('THAW_INTERNAL', { detail: `uffd session over ${buffer.byteLength} bytes, image needs ${image.memoryBytes}` });
   }
-  // Verified serving: every page the guest sees comes from a 1 MiB chunk checked against the
-  // state file's chunk checksum on its first fault (the image bytes and its page runs both).
-  const verify = { chunkCrcs: image.state.chunkCrcs, verifyBytes: CHUNK_BYTES };
+  // Verified serving: every page the guest sees was checked against the state file's checksum of
+  // that page before it was installed (the image bytes and its page runs both: a hole is checked
+  // as zeros).
+  const faultBytes = options.record === true ? PAGE_BYTES : Math.min(options.faultBytes ?? READAHEAD_BYTES, image.memoryBytes);
+  const verify = { chunkCrcs: image.state.pageCrcs, verifyBytes: PAGE_BYTES, faultBytes };
   const server = uffdCreate(buffer, 0, image.memoryBytes, { fd, pageMap: pageMapOf(image), verify }, {
     record: options.record === true,
     prefetch,

@@ -16,6 +16,7 @@ import { crc32 } from 'node:zlib';
 import { ThawError } from '../core/errors.js';
 import { PAGE_BYTES, type PageRun } from '../core/snapshot-format.js';
 import { writeAtomic } from './snapshot-image.js';
+import { checkArtefact } from './artefact-seal.js';
 
 export const WORKING_SET_FILE = 'ws.reap';
 const MAGIC = 'THAWWSET';
@@ -119,7 +120,8 @@ export function decodeWorkingSet(id: string, buf: Buffer, memoryPages: number): 
 
 /**
  * Reads the working set of the snapshot in `dir` in one read; null when none was recorded yet.
- * Throws THAW_SNAPSHOT_CORRUPT when the file is present but damaged.
+ * Throws THAW_SNAPSHOT_CORRUPT when the file is present but damaged, or not the one the daemon
+ * sealed (artefact-seal.ts).
  */
 export function readWorkingSet(dir: string, id: string, memoryPages: number): WorkingSet | null {
   let buf: Buffer;
@@ -129,6 +131,7 @@ export function readWorkingSet(dir: string, id: string, memoryPages: number): Wo
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') return null;
     throw new ThawError('THAW_SNAPSHOT_CORRUPT', { id, detail: `cannot read working set: ${(err as Error).message}` }, { cause: err });
   }
+  checkArtefact(id, WORKING_SET_FILE, buf);
   return decodeWorkingSet(id, buf, memoryPages);
 }
 

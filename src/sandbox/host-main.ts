@@ -10,8 +10,9 @@ import { toThawError } from '../core/errors.js';
 import { jailLockExec, uffdUseDevice } from '../native/index.js';
 import { setRecordingOutbox } from '../restore/recording-outbox.js';
 import { RECORDING_OUTBOX } from './jail.js';
-import type { HostEnvelope, HostMessage, HostRequest, HostStamps, StatsResult } from './protocol.js';
-import { hostSettings, instances, prepared, send } from './host/state.js';
+import type { HostEnvelope, HostMessage, HostRequest, HostStamps, MemoryStagesResult, OffloadResult, StatsResult } from './protocol.js';
+import { memoryStages, offload, offloadStats, trackRequest } from '../memory/host-memory.js';
+import { hostSettings, instance, instances, prepared, send } from './host/state.js';
 import { boot, configure, destroy, prepare, readyNextInstance, releaseAll, restore } from './host/lifecycle.js';
 import { invoke } from './host/invoke.js';
 import { snapshot } from './host/snapshot.js';
@@ -66,17 +67,21 @@ async function handle(req: HostRequest): Promise<unknown> {
     case 'restore':
       return restore(req);
     case 'invoke':
-      return invoke(req);
+      return trackRequest(req.sandboxId, () => invoke(req));
     case 'snapshot':
       return snapshot(req);
     case 'destroy':
       return destroy(req);
+    case 'memoryStages':
+      return memoryStages(instance(req.sandboxId).id) satisfies MemoryStagesResult;
+    case 'offload':
+      return offload(instance(req.sandboxId).id, req.request, req.memorySocket) satisfies OffloadResult;
     case 'inspect':
       return inspectJail();
     case 'clock':
       return { now: performance.now() };
     case 'stats':
-      return { rssBytes: process.memoryUsage.rss(), sandboxes: [...instances.keys()], prepared: [...prepared.keys()] } satisfies StatsResult;
+      return { rssBytes: process.memoryUsage.rss(), sandboxes: [...instances.keys()], prepared: [...prepared.keys()], offload: offloadStats() } satisfies StatsResult;
   }
 }
 

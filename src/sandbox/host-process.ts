@@ -5,7 +5,8 @@ import { fork, spawn, type ChildProcess } from 'node:child_process';
 import { performance } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
 import { ThawError } from '../core/errors.js';
-import type { HostEnvelope, HostMessage, HostRequest, HostStamps } from './protocol.js';
+import type { HostEnvelope, HostMessage, HostRequest, HostStamps, MemoryStagesResult, OffloadResult, StatsResult } from './protocol.js';
+import type { OffloadRequest, OffloadStats } from '../memory/types.js';
 import { MemoryCgroup } from './cgroup.js';
 import { JAIL_FAILED_EXIT, UFFD_DEVICE_FD, jailerCommand, type JailPlan } from './jail.js';
 
@@ -201,6 +202,25 @@ export class HostProcess {
   /** A host clock reading as the daemon's clock. */
   toDaemonClock(hostMs: number): number {
     return hostMs - this.clockOffset;
+  }
+
+  /** Sandbox `sandboxId`'s pages by life stage (see memory/host-memory.ts). */
+  memoryStages(sandboxId: string): Promise<MemoryStagesResult> {
+    return this.request<MemoryStagesResult>({ op: 'memoryStages', sandboxId }, { timeoutMs: 30_000 });
+  }
+
+  /**
+   * Moves cold pages of sandbox `sandboxId` to a tier (memorySocket: the daemon's relay to the
+   * memory server, for the remote tier). Throws THAW_OFFLOAD_UNAVAILABLE, THAW_MEMORY_SERVER_LOST.
+   */
+  offload(sandboxId: string, request: OffloadRequest, memorySocket: string | null = null): Promise<OffloadResult> {
+    return this.request<OffloadResult>({ op: 'offload', sandboxId, request, memorySocket }, { timeoutMs: 60_000 });
+  }
+
+  /** Cumulative offload figures of sandbox `sandboxId` (zeros when it never offloaded). */
+  async offloadStats(sandboxId: string): Promise<OffloadStats & { heldBytes: number }> {
+    const st = await this.request<StatsResult>({ op: 'stats' }, { timeoutMs: 30_000 });
+    return st.offload[sandboxId] ?? { offloadedBytes: 0, faultedBackBytes: 0, faultBacks: 0, faultBackMeanUs: 0, heldBytes: 0 };
   }
 
   /** Kills the host process; pending requests fail. Resolves when it has exited. */

@@ -8,6 +8,7 @@ import type { FunctionParams } from '../core/function-spec.js';
 import type { SnapshotMeta } from '../core/snapshot-format.js';
 import type { ObjectStoreConfig } from '../store/object-store.js';
 import type { RestoreStats } from '../restore/strategy.js';
+import type { MemoryStages, OffloadReport, OffloadRequest, OffloadStats } from '../memory/types.js';
 
 /** A deployed function as a host needs it. */
 export interface HostFunction {
@@ -34,12 +35,17 @@ export type HostRequest =
   | { op: 'configure'; objectStore: ObjectStoreConfig; ownerPid: number; redisSocket: string | null }
   /** instances: how many instances of the function the host may carry at once (1: horizontal; default 1). */
   | { op: 'prepare'; fn: HostFunction; instances?: number }
-  | { op: 'boot'; sandboxId: string; deployment: string; init: boolean }
-  | { op: 'restore'; sandboxId: string; deployment: string; snapshotRoot: string; snapshotId: string; strategy: string; stateSha256?: Record<string, string> }
+  /** trackMemory: track page life stages from the start (memory/host-memory.ts); default off. */
+  | { op: 'boot'; sandboxId: string; deployment: string; init: boolean; trackMemory?: boolean }
+  | { op: 'restore'; sandboxId: string; deployment: string; snapshotRoot: string; snapshotId: string; strategy: string; stateSha256?: Record<string, string>; artefactSha256?: Record<string, string>; trackMemory?: boolean }
   | { op: 'invoke'; sandboxId: string; input: Uint8Array }
   /** Written to `outDir` (the host's scratch when jailed, else the snapshot root); base chains read from `snapshotRoot`. */
   | { op: 'snapshot'; sandboxId: string; snapshotRoot: string; outDir: string; meta: Omit<SnapshotMeta, 'memoryBytes' | 'guestState' | 'runtime' | 'moduleDigest' | 'functionName'> }
   | { op: 'destroy'; sandboxId: string }
+  /** The sandbox's pages by life stage (memory/host-memory.ts). */
+  | { op: 'memoryStages'; sandboxId: string }
+  /** Moves cold pages of the sandbox to a tier; memorySocket: the daemon's relay to the memory server (remote tier). */
+  | { op: 'offload'; sandboxId: string; request: OffloadRequest; memorySocket: string | null }
   | { op: 'stats' }
   /** The host's monotonic clock now (the daemon relates it to its own: see HostProcess.calibrate). */
   | { op: 'clock' }
@@ -74,7 +80,16 @@ export interface JailLayer {
   readonly detail: string;
 }
 
-export interface StatsResult { rssBytes: number; sandboxes: string[]; prepared: string[] }
+export interface StatsResult {
+  rssBytes: number;
+  sandboxes: string[];
+  prepared: string[];
+  /** Offload figures per sandbox (heldBytes: offloaded and not faulted back). */
+  offload: Record<string, OffloadStats & { heldBytes: number }>;
+}
+/** How a sandbox's stages were found: write-protect tracking, or its snapshot's layers. */
+export type MemoryStagesResult = MemoryStages & { method: 'write-protect' | 'snapshot-layers' | 'untracked' };
+export type OffloadResult = OffloadReport;
 
 /** Wire shape of an error crossing the channel (ThawError.toJSON()). */
 export interface WireError { code: string; message: string; params?: Record<string, string | number> }

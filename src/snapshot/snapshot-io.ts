@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { createHash, randomBytes } from 'node:crypto';
 import { ThawError } from '../core/errors.js';
 import {
-  CHUNK_BYTES, PAGE_BYTES, chunkChecksums, decodeState, encodeState, findPageRuns, isZeroPage, runBytes,
+  CHUNK_BYTES, PAGE_BYTES, chunkChecksums, pageChecksums, decodeState, encodeState, findPageRuns, isZeroPage, runBytes,
   type PageRun, type SnapshotMeta, type SnapshotState,
 } from '../core/snapshot-format.js';
 
@@ -57,7 +57,7 @@ export function writeSnapshot(root: string, meta: SnapshotMeta, memory: Uint8Arr
     } finally {
       closeSync(fd);
     }
-    const state: SnapshotState = { meta, runs, chunkCrcs: chunkChecksums(memory) };
+    const state: SnapshotState = { meta, runs, chunkCrcs: chunkChecksums(memory), pageCrcs: pageChecksums(memory) };
     writeFileDurable(join(tmpDir, STATE_FILE), encodeState(state));
     fsyncPath(tmpDir);
     renameSync(tmpDir, finalDir);

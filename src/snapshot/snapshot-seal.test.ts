@@ -1,13 +1,20 @@
-import { test } from 'node:test';
+import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { closeSync, mkdtempSync, openSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { crc32 } from 'node:zlib';
 import { ThawError } from '../core/errors.js';
-import { PAGE_BYTES, type SnapshotMeta } from '../core/snapshot-format.js';
-import { STATE_FILE, readChain, writeSnapshot } from './snapshot-io.js';
-import { MAC_FILE, ensureSnapshotKey, sealState, verifyChainSeals, type ExpectedMeta } from './snapshot-seal.js';
+import { PAGE_BYTES, type PageRun, type SnapshotMeta } from '../core/snapshot-format.js';
+import { MEMORY_FILE, STATE_FILE, readChain, writeSnapshot } from './snapshot-io.js';
+import {
+  ARTEFACTS_MAC_FILE, MAC_FILE, checkArtefactSeals, ensureSnapshotKey, sealArtefacts, sealState, verifyChainSeals, type ExpectedMeta,
+} from './snapshot-seal.js';
+import { expectArtefacts } from '../restore/artefact-seal.js';
+import { WORKING_SET_FILE, readWorkingSet, writeWorkingSet } from '../restore/working-set.js';
+import { LOADING_SET_FILE, openLoadingSet, writeLoadingSet } from '../restore/faasnap-loading-set.js';
+import { PARTITION_BYTES, buildCompressedImage, openCompressedImage, sourceKey } from '../restore/sabre-image.js';
+import { getStrategy } from '../restore/index.js';
 
 const MiB = 1 << 20;
 
@@ -120,4 +127,122 @@ test('sealState() refuses a state file whose metadata is not what the daemon ask
   assert.equal(codeOf(() => sealState(root, key, { ...asked(meta('m')), sourceSandboxId: 'another' })), 'THAW_SNAPSHOT_CORRUPT');
   assert.equal(codeOf(() => verifyChainSeals(root, key, 'm')), 'THAW_SNAPSHOT_UNSEALED', 'nothing was sealed');
   rmSync(dataDir, { recursive: true, force: true });
+});
+
+/** Error of `fn` (which must throw a ThawError). */
+function errorOf(fn: () => unknown): ThawError {
+  try {
+    fn();
+  } catch (err: unknown) {
+    assert.ok(err instanceof ThawError, String(err));
+    return err;
+  }
+  return assert.fail('expected a ThawError');
+}
+
+describe('artefact seals', () => {
+  const PAGES = MiB / PAGE_BYTES;
+  // Each artefact kind a restore reads beside a snapshot: how to write a well-formed one from a
+  // list of page runs, and how a restore reads it. Two different run lists give two files of the
+  // same kind, each with valid checksums: a forgery only the seal can tell from the original.
+  const kinds: { name: string; write(dir: string, fd: number, runs: PageRun[]): void; read(dir: string): unknown }[] = [
+    {
+      name: WORKING_SET_FILE,
+      write: (dir, _fd, runs) => writeWorkingSet(dir, { memoryPages: PAGES, runs }),
+      read: (dir) => readWorkingSet(dir, 'a', PAGES),
+    },
+    {
+      name: LOADING_SET_FILE,
+      write: (dir, fd, runs) => writeLoadingSet(dir, 'a', fd, PAGES, 1, runs.map((r) => ({ ...r, layer: 0 }))),
+      read: (dir) => closeSync(openLoadingSet(dir, 'a', PAGES)!.fd),
+    },
+    ...['sabre-lz4-1.img', 'sabre-reap-lz4-1.img', 'thaw-sparse-lz4-1.img'].map((name) => ({
+      name,
+      write: (dir: string, fd: number, runs: PageRun[]) => void buildCompressedImage(join(dir, name), 'a', fd, PAGES, 1, runs, { codec: 'lz4', level: 1, partitionBytes: PARTITION_BYTES }),
+      read: (dir: string) => closeSync(openCompressedImage(join(dir, name), 'a', PAGES)!.fd),
+    })),
+  ];
+  const original: PageRun[] = [{ firstPage: 1, pageCount: 4 }, { firstPage: 9, pageCount: 2 }];
+  const forged: PageRun[] = [{ firstPage: 3, pageCount: 6 }];
+
+  for (const kind of kinds) {
+    test(`${kind.name}: a forged one (valid checksums, other content) is refused by a restore and reported by the daemon's check`, () => {
+      const { dataDir, root, key, memory } = setup();
+      writeSnapshot(root, meta('a'), memory);
+      const dir = join(root, 'a');
+      const fd = openSync(join(dir, MEMORY_FILE), 'r');
+      try {
+        kind.write(dir, fd, original);
+        const digests = sealArtefacts(root, key, 'a');
+        assert.deepEqual(Object.keys(digests), [kind.name]);
+        assert.deepEqual(checkArtefactSeals(root, key, 'a'), { digests, unsealed: [] });
+        expectArtefacts('a', digests);
+        kind.read(dir); // the sealed one is read
+        kind.write(dir, fd, forged);
+        kind.read(join(dir)); // still valid by its own checksums...
+      } catch (err: unknown) {
+        // ...which the seal refuses:
+        assert.ok(err instanceof ThawError && err.code === 'THAW_SNAPSHOT_CORRUPT', String(err));
+        assert.match(err.message, new RegExp(`artefact ${kind.name.replace(/\./g, '\\.')} does not match the daemon's seal`));
+        assert.deepEqual(checkArtefactSeals(root, key, 'a').unsealed, [kind.name], 'the daemon finds it unsealed (and removes it)');
+        expectArtefacts('a', undefined);
+        kind.read(dir); // without a seal to check (the daemon's own worker), its checksums are all there is
+        // An artefact that appeared after the seal is not the daemon's either.
+        expectArtefacts('a', {});
+        const unsealed = errorOf(() => kind.read(dir));
+        assert.equal(unsealed.code, 'THAW_SNAPSHOT_CORRUPT');
+        assert.match(unsealed.message, /is not sealed by this daemon/);
+        return;
+      } finally {
+        expectArtefacts('a', undefined);
+        closeSync(fd);
+        rmSync(dataDir, { recursive: true, force: true });
+      }
+      assert.fail(`a forged ${kind.name} was read`);
+    });
+  }
+
+  test('artefacts.mac: a seal that fails its MAC (other digest, other key, another snapshot) is refused', () => {
+    const { dataDir, root, key, memory } = setup();
+    writeSnapshot(root, meta('a'), memory);
+    writeSnapshot(root, meta('b'), memory);
+    writeWorkingSet(join(root, 'a'), { memoryPages: PAGES, runs: original });
+    writeWorkingSet(join(root, 'b'), { memoryPages: PAGES, runs: forged });
+    sealArtefacts(root, key, 'a');
+    sealArtefacts(root, key, 'b');
+    const path = join(root, 'a', ARTEFACTS_MAC_FILE);
+    const seal = JSON.parse(readFileSync(path, 'utf8')) as { artefacts: Record<string, string> };
+    writeFileSync(path, JSON.stringify({ ...seal, artefacts: { [WORKING_SET_FILE]: 'ab'.repeat(32) } }));
+    assert.match(errorOf(() => checkArtefactSeals(root, key, 'a')).message, /does not match its MAC/);
+    writeFileSync(path, readFileSync(join(root, 'b', ARTEFACTS_MAC_FILE))); // b's seal (and working set) under a
+    writeFileSync(join(root, 'a', WORKING_SET_FILE), readFileSync(join(root, 'b', WORKING_SET_FILE)));
+    assert.equal(errorOf(() => checkArtefactSeals(root, key, 'a')).code, 'THAW_SNAPSHOT_CORRUPT');
+    sealArtefacts(root, key, 'a');
+    assert.equal(errorOf(() => checkArtefactSeals(root, Buffer.alloc(32, 7), 'a')).code, 'THAW_SNAPSHOT_CORRUPT', 'a MAC made with another key');
+    writeFileSync(path, 'not json');
+    assert.equal(errorOf(() => checkArtefactSeals(root, key, 'a')).code, 'THAW_SNAPSHOT_CORRUPT');
+    rmSync(path);
+    assert.deepEqual(checkArtefactSeals(root, key, 'a'), { digests: {}, unsealed: [WORKING_SET_FILE] }, 'no seal: nothing is the daemon\'s');
+    rmSync(dataDir, { recursive: true, force: true });
+  });
+
+  test('a restore with the daemon\'s digests refuses a forged compressed image (sabre) before it reads a page', () => {
+    const { dataDir, root, key, memory } = setup();
+    writeSnapshot(root, meta('a'), memory);
+    const sabre = getStrategy('sabre');
+    sabre.prepare(root, readChain(root, 'a'));
+    expectArtefacts('a', sealArtefacts(root, key, 'a'));
+    try {
+      sabre.open(root, readChain(root, 'a')).release(); // the sealed image opens
+      const fd = openSync(join(root, 'a', MEMORY_FILE), 'r');
+      buildCompressedImage(join(root, 'a', 'sabre-lz4-1.img'), 'a', fd, PAGES, sourceKey(readChain(root, 'a')[0]!), forged, { codec: 'lz4', level: 1, partitionBytes: PARTITION_BYTES });
+      closeSync(fd);
+      const err = errorOf(() => sabre.open(root, readChain(root, 'a')).fill(new WebAssembly.Memory({ initial: 1, maximum: 64 })));
+      assert.equal(err.code, 'THAW_SNAPSHOT_CORRUPT');
+      assert.match(err.message, /sabre-lz4-1\.img does not match the daemon's seal/);
+    } finally {
+      expectArtefacts('a', undefined);
+      rmSync(dataDir, { recursive: true, force: true });
+    }
+  });
 });

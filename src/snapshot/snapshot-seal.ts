@@ -12,15 +12,26 @@
 // seals it (sealState). Before each restore the daemon checks the seals of the whole chain
 // (verifyChainSeals) and hands the host the sha256 of each state file it verified; the host
 // reads the state files and refuses any whose bytes differ (readChain's expected digests).
-// Artefacts are not sealed yet: they are derived from sealed state files and checked against
-// their checksums (see restore/), but a forged artefact header is not refused by a MAC.
+//
+// Artefacts (restore/artefact-seal.ts: working sets, loading sets, compressed images) are sealed
+// the same way, all of a snapshot's in one file, by the sha256 of each one's sealed part (header
+// and checksum table):
+//
+//   <root>/<id>/artefacts.mac      {"format":"thaw-artefacts-1","artefacts":{name:hex},"mac":hex}
+//
+// mac = HMAC-SHA256(key, "thaw-artefacts-v1\n" + id + "\n" + one "name sha256\n" per artefact,
+// sorted by name). The daemon seals what it built (a prepare that built something) or adopted (a
+// recorded working or loading set), never what it merely found; before each restore it checks the
+// seal, removes artefacts the seal does not cover (so they are built or recorded again, by it) and
+// hands the host the digests (the restore request's artefactSha256), which refuses any other.
 
 import { createHash, createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
-import { chmodSync, closeSync, fsyncSync, linkSync, mkdirSync, openSync, readFileSync, rmSync, writeSync } from 'node:fs';
+import { chmodSync, closeSync, fsyncSync, linkSync, mkdirSync, openSync, readFileSync, readdirSync, rmSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { ThawError } from '../core/errors.js';
 import { decodeState, type SnapshotMeta } from '../core/snapshot-format.js';
 import { STATE_FILE, writeFileDurable } from './snapshot-io.js';
+import { digestOf, isSealedArtefact, readSealedPart } from '../restore/artefact-seal.js';
 
 export const MAC_FILE = 'state.mac';
 const MAC_FORMAT = 'thaw-mac-1';
@@ -134,4 +145,87 @@ export function verifyChainSeals(root: string, key: Buffer, id: string): Record<
     next = meta.kind === 'diff' ? meta.baseId : null;
   }
   return digests;
+}
+
+export const ARTEFACTS_MAC_FILE = 'artefacts.mac';
+const ARTEFACTS_FORMAT = 'thaw-artefacts-1';
+
+function artefactsMacOf(key: Buffer, id: string, digests: Readonly<Record<string, string>>): string {
+  const lines = Object.keys(digests).sort().map((name) => `${name} ${digests[name]}\n`).join('');
+  return createHmac('sha256', key).update(`thaw-artefacts-v1\n${id}\n${lines}`).digest('hex');
+}
+
+function sealedArtefactNames(dir: string): string[] {
+  try {
+    return readdirSync(dir).filter(isSealedArtefact).sort();
+  } catch {
+    return [];
+  }
+}
+
+/**
+ * Seals every artefact now beside snapshot `id` (writes artefacts.mac atomically and durably).
+ * Only for files the daemon itself just built or adopted: sealing makes them its word. Returns
+ * the digests sealed, by name.
+ */
+export function sealArtefacts(root: string, key: Buffer, id: string): Record<string, string> {
+  const dir = join(root, id);
+  const digests: Record<string, string> = {};
+  for (const name of sealedArtefactNames(dir)) digests[name] = digestOf(readSealedPart(join(dir, name), name));
+  const seal = { format: ARTEFACTS_FORMAT, artefacts: digests, mac: artefactsMacOf(key, id, digests) };
+  writeFileDurable(join(dir, ARTEFACTS_MAC_FILE), Buffer.from(JSON.stringify(seal)));
+  return digests;
+}
+
+/** What checkArtefactSeals found. */
+export interface ArtefactSeals {
+  /** sha256 of each sealed artefact's sealed part, by name: what a host must find. */
+  readonly digests: Record<string, string>;
+  /** Artefacts present but not covered by the seal (or not matching it): the caller removes them. */
+  readonly unsealed: string[];
+}
+
+/**
+ * Checks snapshot `id`'s artefact seal with the daemon's key (no seal yet: nothing is sealed)
+ * and each artefact present against it. Throws THAW_SNAPSHOT_CORRUPT when the seal file itself
+ * is unreadable or its MAC does not match (forged or rewritten).
+ */
+export function checkArtefactSeals(root: string, key: Buffer, id: string): ArtefactSeals {
+  const dir = join(root, id);
+  let digests: Record<string, string> = {};
+  let raw: string | undefined;
+  try {
+    raw = readFileSync(join(dir, ARTEFACTS_MAC_FILE), 'utf8');
+  } catch (err: unknown) {
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') {
+      throw new ThawError('THAW_SNAPSHOT_CORRUPT', { id, detail: `unreadable ${ARTEFACTS_MAC_FILE}: ${(err as Error).message}` }, { cause: err });
+    }
+  }
+  if (raw !== undefined) {
+    let seal: { format?: unknown; artefacts?: unknown; mac?: unknown };
+    try {
+      seal = JSON.parse(raw) as typeof seal;
+    } catch (err: unknown) {
+      throw new ThawError('THAW_SNAPSHOT_CORRUPT', { id, detail: `${ARTEFACTS_MAC_FILE} is not JSON` }, { cause: err });
+    }
+    const a = seal.artefacts;
+    const shaped = typeof a === 'object' && a !== null && !Array.isArray(a) &&
+      Object.entries(a).every(([name, d]) => isSealedArtefact(name) && typeof d === 'string' && /^[0-9a-f]{64}$/.test(d));
+    const got = typeof seal.mac === 'string' ? Buffer.from(seal.mac, 'hex') : Buffer.alloc(0);
+    const want = shaped ? Buffer.from(artefactsMacOf(key, id, a as Record<string, string>), 'hex') : Buffer.alloc(32);
+    if (seal.format !== ARTEFACTS_FORMAT || !shaped || got.length !== want.length || !timingSafeEqual(got, want)) {
+      throw new ThawError('THAW_SNAPSHOT_CORRUPT', { id, detail: `${ARTEFACTS_MAC_FILE} does not match its MAC: not sealed by this daemon (forged or rewritten)` });
+    }
+    digests = { ...(a as Record<string, string>) };
+  }
+  const unsealed: string[] = [];
+  const present = sealedArtefactNames(dir);
+  for (const name of present) {
+    if (digests[name] === undefined || digestOf(readSealedPart(join(dir, name), name)) !== digests[name]) {
+      unsealed.push(name);
+      delete digests[name];
+    }
+  }
+  for (const name of Object.keys(digests)) if (!present.includes(name)) delete digests[name];
+  return { digests, unsealed };
 }

@@ -7,6 +7,7 @@ import { Readable } from 'node:stream';
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { buildServer } from '../api/server.js';
+import { HttpClient } from '../api/client.js';
 import { readManifestFile } from '../cli/context.js';
 import { ThawError } from '../core/errors.js';
 import { manifestPath, newPlatform } from './helpers.js';
@@ -47,6 +48,87 @@ test('POST /v1/functions/:name/invocations serves cold, snapshot and warm with i
   assert.ok(sbs.json().some((s: { id: string }) => s.id === c.sandboxId));
   assert.equal((await app.inject({ method: 'DELETE', url: `/v1/sandboxes/${c.sandboxId}` })).statusCode, 204);
   assert.equal((await app.inject({ method: 'DELETE', url: `/v1/snapshots/${snap.json().id}` })).statusCode, 204);
+});
+
+test('GET /metrics counts invocations and error replies and reads sandboxes and snapshots, in Prometheus text format', async () => {
+  const own = newPlatform();
+  const server = await buildServer(own, { host: '127.0.0.1', token: null, logLevel: 'silent' });
+  try {
+    const { manifest, artefact } = readManifestFile(manifestPath('hello-c'));
+    await own.deployFunction(manifest, artefact);
+    const invoke = (query: string) =>
+      server.inject({ method: 'POST', url: `/v1/functions/hello-c/invocations?${query}`, payload: Buffer.from('m'), headers: { 'content-type': 'application/octet-stream' } });
+    const cold = (await invoke('mode=cold')).json();
+    await invoke('mode=warm');
+    await invoke('mode=warm');
+    const snap = (await server.inject({ method: 'POST', url: '/v1/snapshots', payload: { sandboxId: cold.sandboxId } })).json();
+    assert.equal((await invoke('mode=snapshot&strategy=eager&keep=false')).statusCode, 200);
+    assert.equal((await server.inject({ method: 'POST', url: '/v1/functions/nope/invocations?mode=cold', payload: Buffer.from('x'), headers: { 'content-type': 'application/octet-stream' } })).statusCode, 404);
+    assert.equal((await invoke('mode=snapshot&snapshot=snap-000000000000')).statusCode, 404);
+    const res = await server.inject({ method: 'GET', url: '/metrics' });
+    assert.equal(res.statusCode, 200);
+    assert.match(res.headers['content-type'] as string, /^text\/plain; version=0\.0\.4/);
+    const value = (series: string): number => {
+      const line = res.body.split('\n').find((l) => l.startsWith(`${series} `));
+      assert.ok(line, `${series} in:\n${res.body.split('\n').filter((l) => l.startsWith('thaw_') && !l.startsWith('thaw_daemon_')).join('\n')}`);
+      return Number(line.slice(series.length + 1));
+    };
+    assert.equal(value('thaw_invocations_total{function="hello-c",mode="cold",start="cold",strategy="",outcome="ok"}'), 1);
+    assert.equal(value('thaw_invocations_total{function="hello-c",mode="warm",start="warm",strategy="",outcome="ok"}'), 2);
+    assert.equal(value('thaw_invocations_total{function="hello-c",mode="snapshot",start="snapshot",strategy="eager",outcome="ok"}'), 1);
+    assert.equal(value('thaw_invocations_total{function="hello-c",mode="snapshot",start="",strategy="",outcome="THAW_SNAPSHOT_NOT_FOUND"}'), 1);
+    assert.equal(value('thaw_errors_total{code="THAW_FUNCTION_NOT_FOUND"}'), 1);
+    assert.equal(value('thaw_errors_total{code="THAW_SNAPSHOT_NOT_FOUND"}'), 1);
+    assert.equal(value('thaw_invocation_phase_seconds_count{start="warm",phase="handler"}'), 2);
+    assert.equal(value('thaw_invocation_seconds_count{function="hello-c",start="snapshot"}'), 1);
+    assert.equal(value('thaw_sandboxes{function="hello-c",state="idle"}'), 1, 'the cold sandbox, kept; the restored one was not');
+    assert.ok(value('thaw_snapshot_bytes{tier="disk"}') > 0);
+    assert.equal(value('thaw_snapshots{function="hello-c"}'), 1);
+    assert.ok(value('thaw_restore_read_bytes_total{strategy="eager"}') > 0);
+    await own.deleteSnapshot(snap.id);
+  } finally {
+    await server.close();
+    await own.close();
+  }
+});
+
+test('GET /v1/functions/:name/logs returns what guests wrote, and follow streams new lines to the HTTP client', async () => {
+  const own = newPlatform();
+  const server = await buildServer(own, { host: '127.0.0.1', token: null, logLevel: 'silent' });
+  try {
+    const { manifest, artefact } = readManifestFile(manifestPath('hello-c'));
+    await own.deployFunction(manifest, artefact);
+    const invoke = (body: string) =>
+      server.inject({ method: 'POST', url: '/v1/functions/hello-c/invocations?mode=cold&keep=false', payload: Buffer.from(body), headers: { 'content-type': 'application/octet-stream' } });
+    await invoke('ab');
+    await invoke('abcd');
+    const res = await server.inject({ method: 'GET', url: '/v1/functions/hello-c/logs' });
+    assert.equal(res.statusCode, 200, res.body);
+    const lines = res.json() as { seq: number; sandboxId: string; stream: string; text: string }[];
+    assert.deepEqual(lines.map((l) => [l.stream, l.text]), [['stdout', 'hello-c: greeted 2 bytes'], ['stdout', 'hello-c: greeted 4 bytes']]);
+    assert.notEqual(lines[0]!.sandboxId, lines[1]!.sandboxId);
+    const newest = await server.inject({ method: 'GET', url: `/v1/functions/hello-c/logs?limit=1` });
+    assert.deepEqual(newest.json().map((l: { seq: number }) => l.seq), [lines[1]!.seq]);
+    assert.deepEqual((await server.inject({ method: 'GET', url: `/v1/functions/hello-c/logs?after=${lines[1]!.seq}` })).json(), []);
+    assert.equal((await server.inject({ method: 'GET', url: '/v1/functions/nope/logs' })).json().code, 'THAW_FUNCTION_NOT_FOUND');
+
+    await server.listen({ host: '127.0.0.1', port: 0 });
+    const address = server.server.address() as { port: number };
+    const client = new HttpClient(`http://127.0.0.1:${address.port}`);
+    const seen: string[] = [];
+    const stop = new AbortController();
+    const following = client.followLogs('hello-c', lines[0]!.seq, (e) => {
+      seen.push(e.text);
+      if (seen.length === 2) stop.abort();
+    }, stop.signal);
+    await new Promise((r) => setTimeout(r, 200));
+    await invoke('abcdef');
+    await Promise.race([following, new Promise((_, reject) => setTimeout(() => reject(new Error(`follow saw only ${JSON.stringify(seen)}`)), 20000))]);
+    assert.deepEqual(seen, ['hello-c: greeted 4 bytes', 'hello-c: greeted 6 bytes'], 'the kept line after `after`, then the new one');
+  } finally {
+    await server.close();
+    await own.close();
+  }
 });
 
 test('errors come back in one shape with the catalogue code and status', async () => {

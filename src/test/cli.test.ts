@@ -3,9 +3,9 @@
 
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { once } from 'node:events';
-import { CLI, manifestPath, tempDataDir } from './helpers.js';
+import { CLI, manifestPath, startDaemon, tempDataDir } from './helpers.js';
 
 function thaw(args: string[]): { code: number | null; stdout: string; stderr: string } {
   const r = spawnSync(process.execPath, [CLI, ...args], { encoding: 'utf8', timeout: 120_000 });
@@ -37,15 +37,8 @@ test('one-shot: deploy, cold invoke with --snapshot-after, snapshot restore, and
 });
 
 test('daemon: deploy -> cold -> snapshot -> restore -> warm through the CLI with --daemon, for C, AssemblyScript and Python', async () => {
-  const daemon = spawn(process.execPath, [CLI, '--data-dir', tempDataDir(), 'daemon', '--port', '0', '--log-level', 'warn'], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const { url, daemon } = await startDaemon();
   after(() => daemon.kill('SIGKILL'));
-  let out = '';
-  daemon.stdout.setEncoding('utf8');
-  while (!/listening on (\S+)/.test(out)) {
-    const [chunk] = (await once(daemon.stdout, 'data')) as [string];
-    out += chunk;
-  }
-  const url = /listening on (\S+)/.exec(out)![1]!;
   const run = (...args: string[]): string => {
     const r = thaw(['--daemon', url, ...args]);
     assert.equal(r.code, 0, `${args.join(' ')}: ${r.stderr}`);

@@ -1,8 +1,10 @@
 // Shared set-up of the cross-module tests: a platform on a fresh data directory, and the
 // example functions' manifests.
 
-import { spawnSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync } from 'node:fs';
+import { spawn, spawnSync, type ChildProcessByStdio } from 'node:child_process';
+import { once } from 'node:events';
+import type { Readable } from 'node:stream';
+import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -21,8 +23,20 @@ export function manifestPath(name: string): string {
   return join(FUNCTIONS_DIR, name, 'function.json');
 }
 
+const dataDirs: string[] = [];
+
+/**
+ * A fresh data dir, removed when the test file's process exits (snapshots, images and pools in
+ * them run to gigabytes over a whole suite run).
+ */
 export function tempDataDir(): string {
-  return mkdtempSync(join(tmpdir(), 'thaw-test-'));
+  const dir = mkdtempSync(join(tmpdir(), 'thaw-test-'));
+  if (dataDirs.push(dir) === 1) {
+    process.on('exit', () => {
+      for (const d of dataDirs) rmSync(d, { recursive: true, force: true, maxRetries: 2 });
+    });
+  }
+  return dir;
 }
 
 export function newPlatform(overrides: DaemonConfig = {}): Platform {
@@ -72,4 +86,16 @@ export function assertBreakdown(t: InvokeTimings, named: readonly TimingPart[]):
   // The channel's split between out and back carries the clock calibration's error (either may be 0 under load), its sum does not.
   assert.ok(t.ipcOutMs + t.ipcBackMs > 0, `channel measured: ${JSON.stringify(t)}`);
   for (const k of ['handlerMs', ...named] as const) assert.ok(t[k] > 0, `${k} measured: ${JSON.stringify(t)}`);
+}
+
+/** Starts `thaw daemon --port 0` on a fresh data directory; resolves with its URL once it listens. */
+export async function startDaemon(args: readonly string[] = []): Promise<{ url: string; daemon: ChildProcessByStdio<null, Readable, null> }> {
+  const daemon = spawn(process.execPath, [CLI, '--data-dir', tempDataDir(), 'daemon', '--port', '0', '--log-level', 'warn', ...args], { stdio: ['ignore', 'pipe', 'inherit'] });
+  let out = '';
+  daemon.stdout.setEncoding('utf8');
+  while (!/listening on (\S+)/.test(out)) {
+    const [chunk] = (await once(daemon.stdout, 'data')) as [string];
+    out += chunk;
+  }
+  return { url: /listening on (\S+)/.exec(out)![1]!, daemon };
 }

@@ -39,6 +39,23 @@ for (const name of ['hello-c', 'hello-as', 'mem64-c']) {
   });
 }
 
+test('a snapshot restore without a strategy is auto: it names the strategy it picked and why, and GET of the snapshot says what it would pick', async () => {
+  await deployExample(p, 'mem64-c');
+  const cold = await p.invoke({ function: 'mem64-c', mode: 'cold', input, keep: false });
+  const snap = await p.createSnapshot({ sandboxId: (await p.invoke({ function: 'mem64-c', mode: 'cold', input })).sandboxId });
+  const restored = await p.invoke({ function: 'mem64-c', mode: 'snapshot', snapshotId: snap.id, input, keep: false });
+  assert.equal(text(restored.output), text(cold.output));
+  assert.ok(['eager', 'sabre', 'thaw'].includes(restored.strategy ?? ''), `auto picked ${restored.strategy}`);
+  assert.match(restored.strategyReason ?? '', /page cache|tiny image|measured/);
+  assert.equal(restored.restore?.strategy, restored.strategy);
+  const explicit = await p.invoke({ function: 'mem64-c', mode: 'snapshot', snapshotId: snap.id, strategy: 'eager', input, keep: false });
+  assert.equal(explicit.strategy, 'eager');
+  assert.equal(explicit.strategyReason, undefined, 'a named strategy needs no reason');
+  const info = await p.getSnapshot(snap.id);
+  assert.ok(info.auto && ['eager', 'sabre', 'thaw'].includes(info.auto.strategy) && info.auto.reason.length > 0, JSON.stringify(info.auto));
+  await p.deleteSnapshot(snap.id);
+});
+
 test('a diff snapshot of a restored sandbox stores fewer bytes and restores the same outputs', async () => {
   await deployExample(p, 'mem64-c');
   const cold = await p.invoke({ function: 'mem64-c', mode: 'cold', input });

@@ -21,6 +21,8 @@ interface DaemonOptions {
   layout: string;
   instancesPerHost: string;
   logLevel: string;
+  keepAliveS: string;
+  memoryPolicy: string;
 }
 
 export async function runDaemon(g: GlobalOptions, o: DaemonOptions): Promise<void> {
@@ -29,10 +31,11 @@ export async function runDaemon(g: GlobalOptions, o: DaemonOptions): Promise<voi
     preparedPerFunction: o.preparedPerFunction, maxIdleSandboxes: o.maxIdleSandboxes, maxSandboxes: o.maxSandboxes, cgroups: o.cgroups, logLevel: o.logLevel,
     jail: o.jail, scrubIntervalS: o.scrubIntervalS, preparedIdleS: o.preparedIdleS, maxPreparedFunctions: o.maxPreparedFunctions,
     layout: o.layout, instancesPerHost: o.instancesPerHost,
+    keepAliveS: o.keepAliveS, memoryPolicy: o.memoryPolicy,
   });
   const logger = pino({ level: params.logLevel });
   const platform = new Platform({ ...params, logger });
-  const app = await buildServer(platform, params, { health: () => ({ pool: platform.poolState() }) });
+  const app = await buildServer(platform, params, { health: () => ({ pool: platform.poolState() }), pool: () => platform.poolState() });
   const address = await app.listen({ host: params.host, port: params.port });
   logger.info({ address, dataDir: params.dataDir, objectStore: params.objectStore.kind }, 'thaw daemon listening');
   // Printed on stdout so scripts (and tests) can find the port when --port 0 is used.

@@ -27,7 +27,7 @@ export function runInvoke(g: GlobalOptions, fn: string, o: InvokeOptions): Promi
       function: fn, mode: o.mode, input, keep: o.keep,
       ...(o.sandbox !== undefined && { sandboxId: o.sandbox }),
       ...(o.snapshot !== undefined && { snapshotId: o.snapshot }),
-      ...(o.mode === 'snapshot' && { strategy: o.strategy }),
+      ...((o.mode === 'snapshot' || o.mode === 'auto') && { strategy: o.strategy }),
     });
     // One-shot runs have no daemon to keep the sandbox: --snapshot-after snapshots it before exit.
     const snap = o.snapshotAfter && r.kept ? await api.createSnapshot({ sandboxId: r.sandboxId }) : undefined;
@@ -36,7 +36,8 @@ export function runInvoke(g: GlobalOptions, fn: string, o: InvokeOptions): Promi
     process.stdout.write(r.output);
     if (r.output.length > 0 && r.output[r.output.length - 1] !== 10) process.stdout.write('\n');
     const t = formatTimings(r.timings);
-    process.stderr.write(`[${r.mode}${r.snapshotId ? ` ${r.snapshotId}/${r.strategy}` : ''}] sandbox=${r.sandboxId} ${t}\n`);
+    process.stderr.write(`[${r.mode === 'auto' ? `auto: ${r.start}` : r.mode}${r.snapshotId ? ` ${r.snapshotId}/${r.strategy}` : ''}] sandbox=${r.sandboxId} ${t}\n`);
+    if (r.strategyReason) process.stderr.write(`auto chose ${r.strategy}: ${r.strategyReason}\n`);
     if (snap) process.stderr.write(`snapshot ${snap.id} taken (${(snap.diskBytes / 2 ** 20).toFixed(2)} MiB on disk)\n`);
   });
 }

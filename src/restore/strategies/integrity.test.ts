@@ -23,7 +23,7 @@ import { MEMORY_FILE, STATE_FILE, readChain, writeSnapshot } from '../../snapsho
 import { discardArtefacts, getStrategy, listArtefacts, listStrategies, scrubSnapshot } from '../index.js';
 import { slotKey } from '../pass-pool.js';
 import { dramDir } from './dram.js';
-import { passPool } from './pass.js';
+import { passPoolOf } from './pass.js';
 
 const SIZE = 8 << 20;
 const root = mkdtempSync(join(tmpdir(), 'thaw-integrity-'));
@@ -79,7 +79,7 @@ function forgeRuns(id: string): void {
   const metaLen = buf.readUInt32LE(12);
   const runCount = buf.readUInt32LE(16);
   for (let i = 0; i < runCount; i++) {
-    const at = 24 + metaLen + i * 8;
+    const at = 28 + metaLen + i * 8; // format 2: a 28-byte fixed header
     buf.writeUInt32LE(buf.readUInt32LE(at) + 1, at);
   }
   buf.writeUInt32LE(crc32(buf.subarray(0, buf.length - 4)), buf.length - 4);
@@ -150,7 +150,7 @@ describe('integrity', () => {
         strategy.prepare(root, readChain(root, id));
         let file: string;
         if (a.tier === 'pool') {
-          const p = passPool();
+          const p = passPoolOf(root, id);
           const entry = p.entry(slotKey(root, id));
           assert.ok(entry, 'pool slot indexed');
           flipByte(p.poolPath, entry.offsetBytes + 3 * PAGE_BYTES + 77);

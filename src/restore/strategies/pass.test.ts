@@ -3,15 +3,16 @@
 // bytes cleared, and stats name the tier.
 import assert from 'node:assert/strict';
 import { after, test } from 'node:test';
-import { closeSync, mkdtempSync, openSync, readFileSync, rmSync, writeSync } from 'node:fs';
-import { execFileSync } from 'node:child_process';
+import { chmodSync, chownSync, closeSync, mkdtempSync, openSync, readFileSync, rmSync, statSync, writeFileSync, writeSync } from 'node:fs';
+import { execFileSync, spawnSync } from 'node:child_process';
+import { ThawError } from '../../core/errors.js';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { PAGE_BYTES, type SnapshotMeta } from '../../core/snapshot-format.js';
 import { readChain, writeSnapshot } from '../../snapshot/snapshot-io.js';
-import { SnapshotPool, poolLocation, slotKey, type SlotEntry } from '../pass-pool.js';
+import { slotKey, type SlotEntry } from '../pass-pool.js';
 import { resolveImage } from '../snapshot-image.js';
-import { discardPassSlot, pass } from './pass.js';
+import { discardPassSlot, pass, passPoolOf } from './pass.js';
 
 const root = mkdtempSync(join(tmpdir(), 'thaw-pass-'));
 const poolDir = mkdtempSync('/dev/shm/thaw-pass-test-');
@@ -53,19 +54,20 @@ test('pass restores from its pool slot and says which tier served it', () => {
 
 test('the slot index survives a restart: a new process finds the slot without copying it', () => {
   const script = `
-    import { SnapshotPool, poolLocation, slotKey } from ${JSON.stringify(new URL('../pass-pool.js', import.meta.url).href)};
+    import { slotKey } from ${JSON.stringify(new URL('../pass-pool.js', import.meta.url).href)};
+    import { passPoolOf } from ${JSON.stringify(new URL('./pass.js', import.meta.url).href)};
     import { readChain } from ${JSON.stringify(new URL('../../snapshot/snapshot-io.js', import.meta.url).href)};
-    const pool = new SnapshotPool(poolLocation());
+    const pool = passPoolOf(${JSON.stringify(root)}, 'a');
     const chain = readChain(${JSON.stringify(root)}, 'a');
     process.stdout.write(JSON.stringify(pool.lookup(slotKey(${JSON.stringify(root)}, 'a'), chain[0])));`;
   const out = execFileSync(process.execPath, ['--input-type=module', '-e', script], { env: { ...process.env, THAW_PMEM_DIR: poolDir } });
   const found = JSON.parse(String(out)) as SlotEntry;
-  const index = JSON.parse(readFileSync(join(poolDir, 'index.json'), 'utf8')) as { slots: Record<string, SlotEntry> };
+  const index = JSON.parse(readFileSync(passPoolOf(root, 'a').indexPath, 'utf8')) as { slots: Record<string, SlotEntry> };
   assert.deepEqual(found, index.slots[slotKey(root, 'a')]);
 });
 
 test('a stale slot (its tag overwritten) is refused by lookup() and rebuilt by open(), never mapped', () => {
-  const pool = new SnapshotPool(poolLocation());
+  const pool = passPoolOf(root, 'a');
   const key = slotKey(root, 'a');
   const state = readChain(root, 'a')[0]!;
   const entry = pool.lookup(key, state);
@@ -83,7 +85,7 @@ test('a stale slot (its tag overwritten) is refused by lookup() and rebuilt by o
 });
 
 test('a slot indexed for another snapshot state is stale', () => {
-  const pool = new SnapshotPool(poolLocation());
+  const pool = passPoolOf(root, 'a');
   const other = readChain(root, 'a')[0]!;
   const forged = { ...other, chunkCrcs: other.chunkCrcs.map((c) => c ^ 1) };
   assert.equal(pool.lookup(slotKey(root, 'a'), forged), 'stale');
@@ -92,7 +94,7 @@ test('a slot indexed for another snapshot state is stale', () => {
 test('freed slots are reused and their old bytes never show through holes', () => {
   writeSnapshot(root, meta('b'), memory(2));
   pass.prepare(root, readChain(root, 'b'));
-  const pool = new SnapshotPool(poolLocation());
+  const pool = passPoolOf(root, 'a');
   const b = pool.lookup(slotKey(root, 'b'), readChain(root, 'b')[0]!) as SlotEntry;
   discardPassSlot(root, 'b');
   assert.equal(pool.lookup(slotKey(root, 'b'), readChain(root, 'b')[0]!), null);
@@ -113,7 +115,7 @@ test('a freed slot still mapped by a restore is not reused until that restore is
   const image = pass.open(root, readChain(root, 'd'));
   const m = new WebAssembly.Memory({ initial: 1, maximum: 512 });
   image.fill(m);
-  const pool = new SnapshotPool(poolLocation());
+  const pool = passPoolOf(root, 'a');
   const held = pool.lookup(slotKey(root, 'd'), readChain(root, 'd')[0]!) as SlotEntry;
   discardPassSlot(root, 'd'); // the snapshot is deleted while a sandbox still runs from it
   const e = memory(5);
@@ -124,9 +126,57 @@ test('a freed slot still mapped by a restore is not reused until that restore is
   assert.ok(placed.offsetBytes >= held.offsetBytes + held.slotBytes || placed.offsetBytes + placed.slotBytes <= held.offsetBytes, 'not placed over the mapped slot');
   assert.equal(Buffer.compare(new Uint8Array(m.buffer, 0, d.length), d), 0, 'the running sandbox still reads its own snapshot');
   image.release();
-  const index = JSON.parse(readFileSync(join(poolDir, 'index.json'), 'utf8')) as { retired: SlotEntry[] };
+  const index = JSON.parse(readFileSync(pool.indexPath, 'utf8')) as { retired: SlotEntry[] };
   assert.ok(index.retired.some((x) => x.generation === held.generation), 'retired while leased');
   discardPassSlot(root, 'e'); // any later free or store reclaims what nobody maps any more
-  const after = JSON.parse(readFileSync(join(poolDir, 'index.json'), 'utf8')) as { retired: SlotEntry[] };
+  const after = JSON.parse(readFileSync(pool.indexPath, 'utf8')) as { retired: SlotEntry[] };
   assert.deepEqual(after.retired, []);
+});
+
+test('a malformed pool index is refused with a clear error, and the live slots are left as they are', () => {
+  const f = memory(6);
+  writeSnapshot(root, meta('f'), f);
+  pass.prepare(root, readChain(root, 'f'));
+  const pool = passPoolOf(root, 'f');
+  const index = readFileSync(pool.indexPath);
+  const slots = readFileSync(pool.poolPath);
+  for (const bad of ['{"format":"thaw-pass-index-1","slots":{}}', '{"format":"thaw-pass-index-1","generation":3,"slots":{"k":{"offsetBytes":1}}}', 'not json', '']) {
+    writeFileSync(pool.indexPath, bad);
+    for (const attempt of [() => pass.open(root, readChain(root, 'f')), () => pass.prepare(root, readChain(root, 'f'))]) {
+      assert.throws(attempt, (err: unknown) => err instanceof ThawError && err.code === 'THAW_STRATEGY_UNAVAILABLE' &&
+        err.message.includes(pool.indexPath) && /refusing to use the pool/.test(err.message), `index ${JSON.stringify(bad)}`);
+    }
+    assert.equal(Buffer.compare(readFileSync(pool.poolPath), slots), 0, 'no slot was placed over the live ones');
+  }
+  writeFileSync(pool.indexPath, index);
+  assert.equal(Buffer.compare(restoreBytes('f').bytes, f), 0, 'the pool serves again once its index is whole');
+});
+
+test('each function has a pool of its own: root:<gid> 2770, files 0640, unreadable by another function\'s hosts', { skip: process.getuid?.() === 0 ? false : 'needs root (chown, and a child with another uid)' }, () => {
+  // Snapshots granted to two functions' groups, as the daemon grants them (jail.ts gids are 62000+).
+  const groups = { g1: 62901, g2: 62902 };
+  const bytes: Record<string, Uint8Array> = {};
+  for (const [id, gid] of Object.entries(groups)) {
+    bytes[id] = memory(gid % 7);
+    writeSnapshot(root, meta(id), bytes[id]!);
+    chownSync(join(root, id), 0, gid);
+    pass.prepare(root, readChain(root, id));
+    assert.equal(Buffer.compare(restoreBytes(id).bytes, bytes[id]!), 0);
+  }
+  const [p1, p2] = [passPoolOf(root, 'g1'), passPoolOf(root, 'g2')];
+  assert.notEqual(p1.poolPath, p2.poolPath);
+  for (const [p, gid] of [[p1, groups.g1], [p2, groups.g2]] as const) {
+    const dir = statSync(p.location.dir);
+    assert.deepEqual([dir.uid, dir.gid, dir.mode & 0o7777], [0, gid, 0o2770]);
+    const file = statSync(p.poolPath);
+    assert.deepEqual([file.uid, file.gid, file.mode & 0o777], [0, gid, 0o640]);
+    assert.ok(p.entry(slotKey(root, gid === groups.g1 ? 'g1' : 'g2')), 'the slot is in its function\'s pool');
+  }
+  // A host of function 2 (its own uid, function 2's gid only) reads its pool, not function 1's.
+  chmodSync(poolDir, 0o711); // as grantTmpfsCopy leaves the pool location: traversable, not listable
+  const read = (path: string): string => spawnSync(process.execPath, ['-e', `try { require('fs').readFileSync(${JSON.stringify(path)}); console.log('read') } catch (e) { console.log(e.code) }`],
+    { uid: 61902, gid: groups.g2, encoding: 'utf8', cwd: '/' }).stdout.trim();
+  assert.equal(read(p2.poolPath), 'read');
+  assert.equal(read(p1.poolPath), 'EACCES');
+  assert.equal(read(p1.indexPath), 'EACCES');
 });

@@ -12,14 +12,15 @@
 // (`tier`: fsdax or tmpfs) and why it was chosen (`tierReason`): on a host without DAX, pass is
 // measured on DRAM, which is what the published comparison calls "DRAM", not PMem.
 
-import { closeSync } from 'node:fs';
+import { chmodSync, chownSync, closeSync, mkdirSync, readdirSync, statSync } from 'node:fs';
+import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { ThawError } from '../../core/errors.js';
 import type { SnapshotState } from '../../core/snapshot-format.js';
 import { madvisePopulateRead, mapFile } from '../../native/index.js';
 import { verifyRestored } from '../guest-memory.js';
 import { openLazy } from '../lazy-image.js';
-import { poolLocation, slotKey, SnapshotPool, type PoolTier, type SlotEntry } from '../pass-pool.js';
+import { poolLocation, slotKey, SnapshotPool, type PoolLocation, type PoolTier, type SlotEntry } from '../pass-pool.js';
 import { resolveImage, type SnapshotImage } from '../snapshot-image.js';
 import type { OpenedImage, PrepareReport, RestoreStats, RestoreStrategy } from '../strategy.js';
 
@@ -39,27 +40,79 @@ export interface PassOptions {
   readonly populate?: boolean;
 }
 
-let pool: SnapshotPool | undefined;
+let location: PoolLocation | undefined;
+const pools = new Map<number, SnapshotPool>();
 
-/** The pool of this process (THAW_PMEM_DIR is read once). */
-export function passPool(): SnapshotPool {
-  pool ??= new SnapshotPool(poolLocation());
-  return pool;
+/** Where this process's pools live (THAW_PMEM_DIR is read once). Throws THAW_INTERNAL (no pool directory). */
+function passLocation(): PoolLocation {
+  location ??= poolLocation();
+  return location;
 }
 
-/** Frees the pool slot of snapshot `id` under `root` (when the snapshot is deleted). */
-export function discardPassSlot(root: string, id: string): void {
+/**
+ * The pool of group `gid`: its own directory `g<gid>` under the pool location, holding its own
+ * pool file, index and leases. Run as root (the daemon), it makes the directory root:<gid> 2770
+ * (its files 0640): hosts of that group, one function's (jail.ts), may read its slots and take
+ * leases in it; hosts of other functions cannot even enter it.
+ */
+function groupPool(gid: number): SnapshotPool {
+  let p = pools.get(gid);
+  if (p === undefined) {
+    const base = passLocation();
+    const dir = join(base.dir, `g${gid}`);
+    mkdirSync(dir, { recursive: true, mode: 0o700 });
+    if (process.getuid?.() === 0) {
+      chownSync(dir, 0, gid);
+      chmodSync(dir, gid === 0 ? 0o700 : 0o2770);
+    }
+    p = new SnapshotPool({ ...base, dir });
+    pools.set(gid, p);
+  }
+  return p;
+}
+
+/**
+ * The pool of snapshot `id` under `root`: that of its directory's group, which is its function's
+ * group when hosts are jailed (the daemon grants each snapshot to its function's gid), so a
+ * function's slots are readable by its own hosts only. Throws THAW_SNAPSHOT_NOT_FOUND, THAW_INTERNAL.
+ */
+export function passPoolOf(root: string, id: string): SnapshotPool {
+  let gid: number;
   try {
-    passPool().free(slotKey(root, id));
+    gid = statSync(join(root, id)).gid;
+  } catch (err: unknown) {
+    throw new ThawError('THAW_SNAPSHOT_NOT_FOUND', { id }, { cause: err });
+  }
+  return groupPool(gid);
+}
+
+/** Every group pool present under the pool location. */
+function groupPools(): SnapshotPool[] {
+  try {
+    return readdirSync(passLocation().dir).map((n) => /^g(\d+)$/.exec(n)).filter((m) => m !== null).map((m) => groupPool(Number(m[1])));
   } catch {
-    // No pool on this host (its directory cannot be created): nothing was ever stored.
+    return [];
   }
 }
 
-/** Bytes of the pool slot indexed for snapshot `id` under `root`, or null (no slot, or no pool here). */
+/**
+ * Frees the pool slot of snapshot `id` under `root` (when the snapshot is deleted), in whichever
+ * group pool holds it (its directory's group may have changed since, or the directory be gone).
+ */
+export function discardPassSlot(root: string, id: string): void {
+  for (const p of groupPools()) {
+    try {
+      p.free(slotKey(root, id));
+    } catch {
+      // A pool whose index is malformed keeps its slots until it is removed (pass-pool.ts).
+    }
+  }
+}
+
+/** Bytes of the pool slot indexed for snapshot `id` under `root`, or null (no slot, no pool here, or a malformed index). */
 export function passSlotBytes(root: string, id: string): number | null {
   try {
-    return passPool().entry(slotKey(root, id))?.slotBytes ?? null;
+    return passPoolOf(root, id).entry(slotKey(root, id))?.slotBytes ?? null;
   } catch {
     return null;
   }
@@ -70,13 +123,12 @@ export function passSlotBytes(root: string, id: string): number | null {
  * false when it has none (or there is no pool here). Throws THAW_SNAPSHOT_CORRUPT.
  */
 export function verifyPassSlot(root: string, state: SnapshotState): boolean {
-  let p: SnapshotPool;
   try {
-    p = passPool();
-  } catch {
-    return false;
+    return passPoolOf(root, state.meta.id).verifySlot(slotKey(root, state.meta.id), state);
+  } catch (err: unknown) {
+    if (err instanceof ThawError && err.code === 'THAW_SNAPSHOT_CORRUPT') throw err;
+    return false; // no pool here, or its index is malformed: no slot of this snapshot to check
   }
-  return p.verifySlot(slotKey(root, state.meta.id), state);
 }
 
 /**
@@ -86,7 +138,7 @@ export function verifyPassSlot(root: string, state: SnapshotState): boolean {
  * when the slot keeps vanishing (another process freeing it as fast as it is stored).
  */
 function ensureSlot(root: string, image: SnapshotImage, fd: number): { entry: SlotEntry; built: boolean; unlease: () => void } {
-  const p = passPool();
+  const p = passPoolOf(root, image.id);
   const key = slotKey(root, image.id);
   let built = false;
   for (let attempt = 0; attempt < 3; attempt++) {
@@ -114,7 +166,7 @@ export function passStrategy(options: PassOptions = {}, id = 'pass'): RestoreStr
     verifiesHow: 'the mapped slot is read and every chunk checksum checked on each restore, before the guest runs',
     supports() {
       try {
-        passPool();
+        passLocation();
         return { ok: true };
       } catch (err: unknown) {
         return { ok: false, reason: (err as Error).message };
@@ -133,7 +185,7 @@ export function passStrategy(options: PassOptions = {}, id = 'pass'): RestoreStr
     },
     open(root: string, chain: readonly SnapshotState[]): OpenedImage {
       return openLazy(id, root, chain, (image, fd, plain) => {
-        const p = passPool();
+        const p = passPoolOf(root, image.id);
         const t0 = performance.now();
         const { entry, built, unlease } = ensureSlot(root, image, fd);
         if (built) plain.prepareMs += performance.now() - t0;

@@ -17,7 +17,7 @@ export const reap: RestoreStrategy = {
   id: 'reap',
   description: 'record the working set on the first restore (uffd), then prefetch it in one batch and serve the rest on demand',
   verifies: 'every-byte',
-  verifiesHow: 'the page server reads each 1 MiB chunk on its first fault or prefetch, checks its checksum and installs it from the checked buffer',
+  verifiesHow: 'the page server checks each page it prefetches or serves (sequential faults read ahead, up to 1 MiB) against its own checksum and installs it from the checked buffer',
   supports: uffdSupport,
   /** Resolves and verifies the image; the working set itself needs a run of the guest, so the first open records it. */
   prepare(root: string, chain: readonly SnapshotState[]): PrepareReport {

@@ -137,7 +137,7 @@ export function sabreReapStrategy(options: SabreOptions = { codec: 'lz4' }): Res
     id,
     description: `REAP working set compressed (${codec}) and decompressed into place; the rest faults in from the mapped image`,
     verifies: 'partly-mapped',
-    verifiesHow: 'recording: checked chunks via uffd; replay: working-set partitions crc-checked as read, the rest mapped from the image unchecked',
+    verifiesHow: 'recording: checked pages via uffd; replay: working-set partitions crc-checked as read, the rest mapped from the image unchecked',
     supports: uffdSupport,
     /** Resolves and verifies the image; the working set needs a run of the guest, so the first open records it. */
     prepare(root: string, chain: readonly SnapshotState[]): PrepareReport {

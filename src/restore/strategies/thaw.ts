@@ -229,7 +229,7 @@ export function thawStrategy(options: ThawOptions = {}): RestoreStrategy {
     id: 'thaw',
     description: 'images up to 64 MiB present: loaded whole into pre-faulted pooled memory (moved in by mremap) by parallel reads; larger ones: dense working-set blocks loaded so, sparse working-set runs decoded from an lz4 loading-set file into anonymous memory, the rest mapped from the file',
     verifies: 'partly-mapped',
-    verifiesHow: 'images loaded whole: every chunk checked after the load; larger ones: loaded blocks and loading-set pieces checked, the rest mapped from the file unchecked (recording: checked chunks via uffd)',
+    verifiesHow: 'images loaded whole: every chunk checked after the load; larger ones: loaded blocks and loading-set pieces checked, the rest mapped from the file unchecked (recording: checked pages via uffd)',
     supports: () => ({ ok: true }),
     /** Resolves and verifies the image; once a working set exists, builds its sparse loading set. */
     prepare(root: string, chain: readonly SnapshotState[]): PrepareReport {

@@ -12,7 +12,7 @@ export const uffd: RestoreStrategy = {
   id: 'uffd',
   description: 'anonymous memory with a userfaultfd server copying each faulting page from the image',
   verifies: 'every-byte',
-  verifiesHow: 'the page server reads each 1 MiB chunk on its first fault, checks its checksum and installs it from the checked buffer',
+  verifiesHow: 'the page server checks each page it serves (sequential faults read ahead, up to 1 MiB) against its own checksum and installs it from the checked buffer',
   supports: uffdSupport,
   prepare(root: string, chain: readonly SnapshotState[]): PrepareReport {
     const r = resolveImage(root, chain, 'verify');

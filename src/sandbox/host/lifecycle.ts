@@ -12,6 +12,8 @@ import { getStrategy, listStrategies } from '../../restore/index.js';
 import { eager } from '../../restore/strategies/eager.js';
 import { openSyncObjectStore } from '../../store/open-store.js';
 import { setLeaseOwnerPid } from '../../restore/pass-pool.js';
+import { expectArtefacts } from '../../restore/artefact-seal.js';
+import { trackBoot, trackInit, trackRestore, untrack } from '../../memory/host-memory.js';
 import type { SnapshotMeta } from '../../core/snapshot-format.js';
 import type { BootResult, HostRequest, PrepareResult, RestoreResult } from '../protocol.js';
 import { checkCapacity, contextFor, hostSettings, instances, prepared, preparedFor, since, setObjects, type Instance, type PreparedFunction } from './state.js';
@@ -44,9 +46,11 @@ export async function boot(req: Req<'boot'>): Promise<BootResult> {
   releasePreallocated(null);
   const t0 = performance.now();
   const guest = await p.adapter.boot(p.prepared, contextFor(req.sandboxId, p.fn));
+  trackBoot(req.sandboxId, guest.memory, req.trackMemory === true);
   const bootMs = since(t0);
   const t1 = performance.now();
   if (req.init) await guest.init();
+  trackInit(req.sandboxId);
   instances.set(req.sandboxId, { id: req.sandboxId, fn: p, guest, restoredFrom: null, image: null });
   return { timings: { bootMs, initMs: since(t1) }, memoryBytes: guest.memory.buffer.byteLength };
 }
@@ -59,6 +63,8 @@ export async function restore(req: Req<'restore'>): Promise<RestoreResult> {
   releasePreallocated(strategy.id);
   // The state files must be the ones whose seals the daemon checked (stateSha256, by id).
   const chain = readChain(req.snapshotRoot, req.snapshotId, req.stateSha256);
+  // So must the artefacts it reads beside the snapshot (restore/artefact-seal.ts).
+  expectArtefacts(req.snapshotId, req.artefactSha256);
   const top = chain[chain.length - 1]!;
   if (top.meta.moduleDigest !== p.fn.digest) {
     throw new ThawError('THAW_SNAPSHOT_VERSION', { id: req.snapshotId, detail: `taken from module ${top.meta.moduleDigest.slice(0, 12)}, function '${p.fn.params.name}' is now ${p.fn.digest.slice(0, 12)}` });
@@ -72,6 +78,7 @@ export async function restore(req: Req<'restore'>): Promise<RestoreResult> {
     throw err;
   }
   instances.set(req.sandboxId, { id: req.sandboxId, fn: p, guest, restoredFrom: { root: req.snapshotRoot, id: req.snapshotId }, image });
+  trackRestore(req.sandboxId, guest.memory, req.snapshotRoot, chain, req.trackMemory === true);
   const stats = { ...image.stats };
   return { timings: { restoreMs: since(t0) }, memoryBytes: guest.memory.buffer.byteLength, bytesRead: stats.bytesRead, restore: stats };
 }
@@ -79,6 +86,7 @@ export async function restore(req: Req<'restore'>): Promise<RestoreResult> {
 export function destroy(req: Req<'destroy'>): { restore?: RestoreResult['restore'] } {
   const s = instances.get(req.sandboxId);
   instances.delete(req.sandboxId);
+  untrack(req.sandboxId);
   // Stops the instance's page server, if any (unserved pages fenced, never left to read zeros).
   const restored = s?.image?.release();
   return restored ? { restore: { ...restored } } : {};
@@ -99,7 +107,10 @@ export async function readyNextInstance(): Promise<void> {
 
 /** Stops every instance's page server (the host is exiting). */
 export function releaseAll(): void {
-  for (const s of instances.values()) s.image?.release();
+  for (const s of instances.values()) {
+    untrack(s.id);
+    s.image?.release();
+  }
 }
 
 /**

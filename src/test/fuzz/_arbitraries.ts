@@ -38,4 +38,5 @@ export const stateArb: fc.Arbitrary<SnapshotState> = fc.integer({ min: 0, max: 4
     chunkCrcs: fc.array(fc.nat({ max: 0xffff_ffff }), {
       minLength: Math.ceil((pages * PAGE_BYTES) / CHUNK_BYTES), maxLength: Math.ceil((pages * PAGE_BYTES) / CHUNK_BYTES),
     }).map((a) => Uint32Array.from(a)),
+    pageCrcs: fc.array(fc.nat({ max: 0xffff_ffff }), { minLength: pages, maxLength: pages }).map((a) => Uint32Array.from(a)),
   }));

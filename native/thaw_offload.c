@@ -1,0 +1,473 @@
+/* Offloading a live guest's cold pages (FaaSMem's tiers, without swap or RDMA): one userfaultfd per
+ * guest range, registered for MISSING faults and for write-protect in async mode (page life
+ * stages, thaw_stages.c), and a server thread that puts an offloaded page back on its first touch.
+ * An offloaded page is stored in one of three tiers, then dropped (MADV_DONTNEED):
+ *   FILE    a page byte-identical to the snapshot image's page at the same offset: nothing is
+ *           stored, the fault reads the image file again (page cache or disk);
+ *   LZ4     compressed in this process's memory (malloc'd lz4 block per page);
+ *   REMOTE  sent to a memory server over a stream socket (the daemon's relay to its TCP port).
+ * A page that cannot be fetched back (the memory server died, a corrupt block) is never served
+ * wrong: the whole range becomes PROT_NONE, the faulting thread is woken into a trap, and the
+ * handle says why (thaw_om_stats.failed). Where the range is not anonymous memory (a restore
+ * mapped a file there) only write-protect is registered: stages work, and the FILE tier may drop
+ * pages still mapped from that file (the kernel reads them back itself); nothing else can go.
+ * MISSING is registered only at the first offload, so a sandbox that never offloads pays only for
+ * the write-protect faults (resolved in the kernel, ~1.3 us per page per stage). */
+#define _GNU_SOURCE
+#include "thaw.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/userfaultfd.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+
+#ifndef UFFD_FEATURE_WP_UNPOPULATED
+#define UFFD_FEATURE_WP_UNPOPULATED (1 << 13)
+#endif
+#ifndef UFFD_FEATURE_WP_ASYNC
+#define UFFD_FEATURE_WP_ASYNC (1 << 15)
+#endif
+
+enum { ST_NONE = 0 }; /* else the page's tier: THAW_OM_FILE, THAW_OM_LZ4, THAW_OM_REMOTE */
+
+struct thaw_om {
+  uint8_t *base;
+  size_t len, page, pages;
+  int uffd, stop_fd, mode, file_fd, sock_fd;
+  uint8_t *state;            /* per page: ST_NONE or the tier holding it */
+  void **blob;               /* LZ4: per page malloc'd block */
+  uint32_t *blob_len;
+  uint8_t *fbuf, *cbuf;      /* server thread's page buffer; offload's compress buffer */
+  uint8_t *rbuf;             /* server thread's buffer for a remote readahead batch */
+  pthread_t thread;
+  int started;
+  pthread_mutex_t mu;        /* guards everything below and the tables above */
+  pthread_mutex_t sock_mu;   /* one request/reply exchange on sock_fd at a time (taken after mu, never before) */
+  thaw_om_stats st;
+};
+
+static uint64_t now_ns(void) {
+  struct timespec t;
+  clock_gettime(CLOCK_MONOTONIC, &t);
+  return (uint64_t)t.tv_sec * 1000000000u + (uint64_t)t.tv_nsec;
+}
+
+/* ---- the remote tier's wire format: 16-byte header {op, 7 zero bytes, u64 page} ---- */
+
+static int io_all(int fd, void *buf, size_t n, int writing) {
+  uint8_t *p = buf;
+  while (n) {
+    ssize_t r = writing ? send(fd, p, n, MSG_NOSIGNAL) : recv(fd, p, n, 0);
+    if (r < 0 && errno == EINTR) continue;
+    if (r < 0) return -errno;
+    if (r == 0) return -ECONNRESET;
+    p += r; n -= (size_t)r;
+  }
+  return 0;
+}
+
+static int remote_header(int fd, char op, uint64_t g) {
+  uint8_t h[16] = { (uint8_t)op };
+  memcpy(h + 8, &g, 8);
+  return io_all(fd, h, 16, 1);
+}
+
+/* ---- fetching and serving ---- */
+
+/* Reads the stored bytes of page g into dst. Returns 0 or -errno (-EBADMSG: a bad lz4 block,
+ * -ENOENT: the server does not hold the page). */
+static int fetch(thaw_om *m, size_t g, uint8_t *dst) {
+  switch (m->state[g]) {
+  case THAW_OM_FILE: {
+    ssize_t r = pread(m->file_fd, dst, m->page, (off_t)(g * m->page));
+    if (r < 0) return -errno;
+    memset(dst + r, 0, m->page - (size_t)r); /* past the end of the image: zeros, as compared */
+    return 0;
+  }
+  case THAW_OM_LZ4:
+    return thaw_lz4_decode(m->blob[g], m->blob_len[g], dst, m->page) == (int64_t)m->page ? 0 : -EBADMSG;
+  case THAW_OM_REMOTE: {
+    uint8_t status;
+    pthread_mutex_lock(&m->sock_mu);
+    int rc = remote_header(m->sock_fd, 'G', g);
+    if (!rc) rc = io_all(m->sock_fd, &status, 1, 0);
+    if (!rc && status != 'K') rc = -ENOENT;
+    if (!rc) rc = io_all(m->sock_fd, dst, m->page, 0);
+    pthread_mutex_unlock(&m->sock_mu);
+    return rc;
+  }
+  }
+  return -EINVAL;
+}
+
+static void forget(thaw_om *m, size_t g) {
+  if (m->state[g] == THAW_OM_LZ4) { free(m->blob[g]); m->blob[g] = NULL; m->st.stored_bytes -= m->blob_len[g]; }
+  m->state[g] = ST_NONE;
+}
+
+/* Fetching failed: no byte of this range may be read any more. */
+static void fail(thaw_om *m, size_t g, int err) {
+  if (!m->st.failed) {
+    snprintf(m->st.why, sizeof m->st.why, "fetching offloaded page %zu from the %s tier failed: %s", g,
+             m->state[g] == THAW_OM_REMOTE ? "remote" : m->state[g] == THAW_OM_LZ4 ? "compressed" : "file", strerror(-err));
+    fprintf(stderr, "thaw: THAW_MEMORY_SERVER_LOST: %s; guest memory fenced\n", m->st.why);
+  }
+  m->st.failed = 1;
+  mprotect(m->base, m->len, PROT_NONE);
+}
+
+/* Remote faults fetch the faulting page and up to REMOTE_READAHEAD - 1 held pages after it in one
+ * pipelined batch: one round trip through the relay for all of them (the server still adds its
+ * latency per page). Returns 0 or -errno; nothing is installed unless every page arrived. */
+#define REMOTE_READAHEAD 16
+
+static int serve_remote(thaw_om *m, size_t g) {
+  size_t n = 1;
+  while (n < REMOTE_READAHEAD && g + n < m->pages && m->state[g + n] == THAW_OM_REMOTE) n++;
+  uint8_t hdr[REMOTE_READAHEAD * 16] = { 0 };
+  for (size_t i = 0; i < n; i++) {
+    uint64_t pg = g + i;
+    hdr[i * 16] = 'G';
+    memcpy(hdr + i * 16 + 8, &pg, 8);
+  }
+  pthread_mutex_lock(&m->sock_mu);
+  int rc = io_all(m->sock_fd, hdr, n * 16, 1);
+  for (size_t i = 0; i < n && !rc; i++) {
+    uint8_t status;
+    rc = io_all(m->sock_fd, &status, 1, 0);
+    if (!rc && status != 'K') rc = -ENOENT;
+    if (!rc) rc = io_all(m->sock_fd, m->rbuf + i * m->page, m->page, 0);
+  }
+  pthread_mutex_unlock(&m->sock_mu);
+  for (size_t i = 0; i < n && !rc; i++) {
+    struct uffdio_copy c = { (uintptr_t)(m->base + (g + i) * m->page), (uintptr_t)(m->rbuf + i * m->page), m->page, 0, 0 };
+    if (ioctl(m->uffd, UFFDIO_COPY, &c) != 0 && errno != EEXIST) rc = -errno;
+    else { forget(m, g + i); m->st.faulted_pages++; }
+  }
+  return rc;
+}
+
+/* Puts page g in place (its stored bytes, or a zero page when nothing was offloaded there). */
+static void serve_page(thaw_om *m, size_t g) {
+  uint64_t dst = (uintptr_t)(m->base + g * m->page), t0 = now_ns();
+  int rc = 0;
+  if (m->st.failed) rc = -EIO;
+  else if (m->state[g] == THAW_OM_REMOTE) {
+    if ((rc = serve_remote(m, g)) == 0) m->st.fault_ns += now_ns() - t0;
+  } else if (m->state[g] == ST_NONE) {
+    struct uffdio_zeropage z = { { dst, m->page }, 0, 0 };
+    if (ioctl(m->uffd, UFFDIO_ZEROPAGE, &z) != 0 && errno != EEXIST) rc = -errno;
+    else m->st.zero_pages++;
+  } else if ((rc = fetch(m, g, m->fbuf)) == 0) {
+    struct uffdio_copy c = { dst, (uintptr_t)m->fbuf, m->page, 0, 0 };
+    if (ioctl(m->uffd, UFFDIO_COPY, &c) != 0 && errno != EEXIST) rc = -errno;
+    else {
+      forget(m, g);
+      m->st.faulted_pages++;
+      m->st.fault_ns += now_ns() - t0;
+    }
+  }
+  if (rc) {
+    fail(m, g, rc);
+    struct uffdio_range w = { dst, m->page };
+    ioctl(m->uffd, UFFDIO_WAKE, &w); /* into PROT_NONE: a trap, never zeros */
+  }
+}
+
+static void *serve(void *arg) {
+  thaw_om *m = arg;
+  struct uffd_msg msgs[32];
+  for (;;) {
+    struct pollfd p[2] = { { m->uffd, POLLIN, 0 }, { m->stop_fd, POLLIN, 0 } };
+    if (poll(p, 2, -1) < 0) { if (errno == EINTR) continue; abort(); }
+    if (p[1].revents) return NULL;
+    ssize_t n = read(m->uffd, msgs, sizeof msgs);
+    if (n < 0) { if (errno == EINTR || errno == EAGAIN) continue; abort(); }
+    pthread_mutex_lock(&m->mu);
+    for (size_t i = 0; i < (size_t)n / sizeof msgs[0]; i++) {
+      if (msgs[i].event != UFFD_EVENT_PAGEFAULT) continue;
+      serve_page(m, (size_t)((msgs[i].arg.pagefault.address - (uintptr_t)m->base) / m->page));
+    }
+    pthread_mutex_unlock(&m->mu);
+  }
+}
+
+/* ---- lifecycle ---- */
+
+static int grow_tables(thaw_om *m, size_t pages) {
+  uint8_t *s = realloc(m->state, pages);
+  if (!s) return -ENOMEM;
+  m->state = s;
+  void **b = realloc(m->blob, pages * sizeof *b);
+  if (!b) return -ENOMEM;
+  m->blob = b;
+  uint32_t *l = realloc(m->blob_len, pages * sizeof *l);
+  if (!l) return -ENOMEM;
+  m->blob_len = l;
+  memset(m->state + m->pages, 0, pages - m->pages);
+  memset(m->blob + m->pages, 0, (pages - m->pages) * sizeof *b);
+  return 0;
+}
+
+/* Registers [base+from, base+to) and write-protects it. */
+static int register_range(thaw_om *m, size_t from, size_t to, const char **op) {
+  struct uffdio_register reg = { { (uintptr_t)m->base + from, to - from }, UFFDIO_REGISTER_MODE_WP, 0 };
+  if (m->mode == THAW_OM_MODE_FULL) reg.mode |= UFFDIO_REGISTER_MODE_MISSING;
+  if (ioctl(m->uffd, UFFDIO_REGISTER, &reg) != 0) return *op = "ioctl(UFFDIO_REGISTER)", -errno;
+  int rc = thaw_stages_protect(m->uffd, m->base + from, to - from);
+  return rc ? (*op = "ioctl(UFFDIO_WRITEPROTECT)", rc) : 0;
+}
+
+static void release(thaw_om *m) {
+  if (m->uffd >= 0) close(m->uffd);
+  if (m->stop_fd >= 0) close(m->stop_fd);
+  if (m->file_fd >= 0) close(m->file_fd);
+  if (m->sock_fd >= 0) close(m->sock_fd);
+  for (size_t g = 0; g < m->pages && m->blob; g++) free(m->blob[g]);
+  free(m->state); free(m->blob); free(m->blob_len); free(m->fbuf); free(m->cbuf); free(m->rbuf);
+  pthread_mutex_destroy(&m->mu);
+  pthread_mutex_destroy(&m->sock_mu);
+  free(m);
+}
+
+#define FAIL(name, err) do { *op = (name); int e_ = (err); release(m); return e_; } while (0)
+
+int thaw_om_start(void *addr, size_t len, thaw_om **out, const char **op) {
+  size_t page = (size_t)sysconf(_SC_PAGESIZE);
+  thaw_om *m = calloc(1, sizeof *m);
+  if (!m) return *op = "calloc", -ENOMEM;
+  *m = (thaw_om){ .base = addr, .page = page, .uffd = -1, .stop_fd = -1, .file_fd = -1, .sock_fd = -1 };
+  pthread_mutex_init(&m->mu, NULL);
+  pthread_mutex_init(&m->sock_mu, NULL);
+  if (!(m->fbuf = malloc(page)) || !(m->cbuf = malloc((size_t)thaw_lz4_bound(page))) || !(m->rbuf = malloc(REMOTE_READAHEAD * page)))
+    FAIL("malloc", -ENOMEM);
+  int umo = 0;
+  int fd = thaw_uffd_open(&umo);
+  if (fd < 0) FAIL("userfaultfd", fd);
+  m->uffd = fd;
+  struct uffdio_api api = { .api = UFFD_API, .features = UFFD_FEATURE_WP_ASYNC | UFFD_FEATURE_WP_UNPOPULATED };
+  if (ioctl(m->uffd, UFFDIO_API, &api) != 0) FAIL("ioctl(UFFDIO_API) with WP_ASYNC (Linux 6.7+)", -errno);
+  if (grow_tables(m, len / page)) FAIL("malloc(page tables)", -ENOMEM);
+  m->pages = len / page; m->len = len;
+  /* Write-protect only until the first offload (thaw_om_enable_missing): until then a first touch
+   * of a fresh page costs no round trip through the server thread. */
+  m->mode = THAW_OM_MODE_WP;
+  int rc = register_range(m, 0, len, op);
+  if (rc) { const char *o = *op; release(m); *op = o; return rc; }
+  if ((m->stop_fd = eventfd(0, EFD_CLOEXEC)) < 0) FAIL("eventfd", -errno);
+  sigset_t all, old;
+  sigfillset(&all);
+  pthread_sigmask(SIG_SETMASK, &all, &old);
+  rc = pthread_create(&m->thread, NULL, serve, m);
+  pthread_sigmask(SIG_SETMASK, &old, NULL);
+  if (rc) FAIL("pthread_create", -rc);
+  m->started = 1;
+  m->st.mode = m->mode;
+  *out = m;
+  return 0;
+}
+
+int thaw_om_extend(thaw_om *m, size_t len, const char **op) {
+  if (len <= m->len) return 0;
+  pthread_mutex_lock(&m->mu);
+  int rc = grow_tables(m, len / m->page);
+  if (rc) { pthread_mutex_unlock(&m->mu); return *op = "malloc(page tables)", rc; }
+  size_t from = m->len;
+  m->pages = len / m->page; m->len = len;
+  pthread_mutex_unlock(&m->mu);
+  return register_range(m, from, len, op);
+}
+
+/* True when a file (a regular file, tmpfs or memfd) is mapped anywhere in the range. MISSING
+ * faults would not cover it: a dropped page of a private tmpfs mapping reads the file's page
+ * back without a fault, so only the file tier may drop pages there. */
+static int maps_a_file(const thaw_om *m) {
+  FILE *f = fopen("/proc/self/maps", "re");
+  if (!f) return 1; /* cannot tell: assume the worst */
+  char line[512];
+  uint64_t lo = (uintptr_t)m->base, hi = lo + m->len;
+  int found = 0;
+  while (!found && fgets(line, sizeof line, f)) {
+    unsigned long a, b, ino;
+    if (sscanf(line, "%lx-%lx %*s %*x %*x:%*x %lu", &a, &b, &ino) == 3 && a < hi && b > lo && ino != 0) found = 1;
+  }
+  fclose(f);
+  return found;
+}
+
+int thaw_om_enable_missing(thaw_om *m, const char **op) {
+  if (m->mode == THAW_OM_MODE_FULL) return 0;
+  if (maps_a_file(m)) return *op = "a file is mapped in the guest range", -EINVAL;
+  /* Re-registering with the same uffd adds MISSING; the pages' write-protect bits stay. */
+  struct uffdio_register reg = { { (uintptr_t)m->base, m->len }, UFFDIO_REGISTER_MODE_WP | UFFDIO_REGISTER_MODE_MISSING, 0 };
+  if (ioctl(m->uffd, UFFDIO_REGISTER, &reg) != 0) return *op = "ioctl(UFFDIO_REGISTER) for MISSING faults", -errno;
+  pthread_mutex_lock(&m->mu);
+  m->mode = m->st.mode = THAW_OM_MODE_FULL;
+  pthread_mutex_unlock(&m->mu);
+  return 0;
+}
+
+int thaw_om_set_file(thaw_om *m, int fd) {
+  int d = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+  if (d < 0) return -errno;
+  pthread_mutex_lock(&m->mu);
+  if (m->file_fd >= 0) close(m->file_fd);
+  m->file_fd = d;
+  pthread_mutex_unlock(&m->mu);
+  return 0;
+}
+
+int thaw_om_connect(thaw_om *m, const char *path, int timeout_ms, const char **op) {
+  struct sockaddr_un sa = { .sun_family = AF_UNIX };
+  if (strlen(path) >= sizeof sa.sun_path) return *op = "socket path", -ENAMETOOLONG;
+  strcpy(sa.sun_path, path);
+  int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return *op = "socket", -errno;
+  struct timeval tv = { timeout_ms / 1000, (timeout_ms % 1000) * 1000 };
+  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+  if (connect(fd, (struct sockaddr *)&sa, sizeof sa) != 0) { int e = errno; close(fd); return *op = "connect(memory server socket)", -e; }
+  pthread_mutex_lock(&m->mu);
+  if (m->sock_fd >= 0) close(m->sock_fd);
+  m->sock_fd = fd;
+  pthread_mutex_unlock(&m->mu);
+  return 0;
+}
+
+size_t thaw_om_pages(thaw_om *m) { return m->pages; }
+
+int64_t thaw_om_scan(thaw_om *m, int what, uint8_t *bitmap) {
+  if (what == 2) return thaw_stages_present_pages(m->base, m->len, m->page, bitmap);
+  return thaw_stages_scan(m->base, m->len, m->page, what == 1, bitmap);
+}
+
+/* Drops pages [g, g+n) once they are stored. */
+static int drop(thaw_om *m, size_t g, size_t n) {
+  return madvise(m->base + g * m->page, n * m->page, MADV_DONTNEED) == 0 ? 0 : -errno;
+}
+
+int64_t thaw_om_offload(thaw_om *m, int tier, const uint32_t *pages, size_t n, const char **op) {
+  if (m->st.failed) return *op = m->st.why, -EIO;
+  if (tier == THAW_OM_FILE && m->file_fd < 0) return *op = "file tier: no snapshot image (the sandbox was not restored)", -ENOENT;
+  if (tier == THAW_OM_REMOTE && m->sock_fd < 0) return *op = "remote tier: not connected to a memory server", -ENOTCONN;
+  if (m->mode != THAW_OM_MODE_FULL) {
+    int64_t e = thaw_om_enable_missing(m, op);
+    if (e && e != -EINVAL) return e; /* EINVAL: a restore mapped a file here: write-protect only */
+  }
+  if (m->mode != THAW_OM_MODE_FULL && tier != THAW_OM_FILE)
+    return *op = "only the file tier can offload a guest range that a restore mapped from a file", -EOPNOTSUPP;
+  uint8_t *vec = malloc(m->pages), *filemap = NULL;
+  uint32_t *take = malloc((n ? n : 1) * sizeof *take);
+  int64_t rc = 0;
+  size_t k = 0;
+  int sock_locked = 0;
+  if (!vec || !take) { rc = -ENOMEM; *op = "malloc"; goto out; }
+  if (mincore(m->base, m->len, vec) != 0) { rc = -errno; *op = "mincore"; goto out; }
+  if (m->mode != THAW_OM_MODE_FULL) {
+    if (!(filemap = calloc(m->pages, 1))) { rc = -ENOMEM; *op = "malloc"; goto out; }
+    int64_t r = thaw_stages_file_pages(m->base, m->len, m->page, filemap);
+    if (r < 0) { rc = r; *op = "ioctl(PAGEMAP_SCAN)"; goto out; }
+  }
+  /* The whole batch of puts and their acks is one exchange: no fetch may interleave with it. */
+  if (tier == THAW_OM_REMOTE) { pthread_mutex_lock(&m->sock_mu); sock_locked = 1; }
+  for (size_t i = 0; i < n; i++) {
+    size_t g = pages[i];
+    if (g >= m->pages || !(vec[g] & 1) || m->state[g] != ST_NONE) continue;
+    uint8_t *p = m->base + g * m->page;
+    if (tier == THAW_OM_FILE) {
+      if (filemap && !filemap[g]) continue;
+      ssize_t r = pread(m->file_fd, m->cbuf, m->page, (off_t)(g * m->page));
+      if (r < 0) { rc = -errno; *op = "pread(snapshot image)"; goto out; }
+      memset(m->cbuf + r, 0, m->page - (size_t)r);
+      if (memcmp(m->cbuf, p, m->page) != 0) continue; /* written since the snapshot: not clean */
+    } else if (tier == THAW_OM_LZ4) {
+      int64_t c = thaw_lz4_encode(p, m->page, m->cbuf, (size_t)thaw_lz4_bound(m->page), 1);
+      void *b = c > 0 ? malloc((size_t)c) : NULL;
+      if (!b) { rc = c < 0 ? c : -ENOMEM; *op = "lz4 encode"; goto out; }
+      memcpy(b, m->cbuf, (size_t)c);
+      pthread_mutex_lock(&m->mu);
+      m->blob[g] = b; m->blob_len[g] = (uint32_t)c; m->st.stored_bytes += (uint64_t)c;
+      pthread_mutex_unlock(&m->mu);
+    } else {
+      rc = remote_header(m->sock_fd, 'P', g);
+      if (!rc) rc = io_all(m->sock_fd, p, m->page, 1);
+      if (rc) { *op = "send(page to the memory server)"; goto out; }
+    }
+    take[k++] = (uint32_t)g;
+  }
+  if (tier == THAW_OM_REMOTE) { /* one ack per page, after the whole batch is sent */
+    for (size_t i = 0; i < k && !rc; i++) {
+      uint8_t ack;
+      rc = io_all(m->sock_fd, &ack, 1, 0);
+      if (!rc && ack != 'K') rc = -EREMOTEIO;
+    }
+    pthread_mutex_unlock(&m->sock_mu);
+    sock_locked = 0;
+    if (rc) { *op = "recv(ack from the memory server)"; goto out; }
+  }
+  pthread_mutex_lock(&m->mu);
+  for (size_t i = 0; i < k; i++) m->state[take[i]] = (uint8_t)tier;
+  m->st.offloaded_pages += k;
+  pthread_mutex_unlock(&m->mu);
+  for (size_t i = 0; i < k;) {
+    size_t j = i + 1;
+    while (j < k && take[j] == take[j - 1] + 1) j++;
+    if ((rc = drop(m, take[i], j - i))) { *op = "madvise(MADV_DONTNEED)"; goto out; }
+    i = j;
+  }
+  rc = (int64_t)k;
+out:
+  if (sock_locked) pthread_mutex_unlock(&m->sock_mu);
+  if (rc < 0 && tier == THAW_OM_LZ4) { /* blocks stored for pages not yet marked */
+    pthread_mutex_lock(&m->mu);
+    for (size_t i = 0; i < k; i++) if (m->state[take[i]] == ST_NONE && m->blob[take[i]]) {
+      free(m->blob[take[i]]); m->blob[take[i]] = NULL; m->st.stored_bytes -= m->blob_len[take[i]];
+    }
+    pthread_mutex_unlock(&m->mu);
+  }
+  free(vec); free(take); free(filemap);
+  return rc;
+}
+
+void thaw_om_get_stats(thaw_om *m, thaw_om_stats *st) {
+  pthread_mutex_lock(&m->mu);
+  *st = m->st;
+  st->held_pages = 0;
+  for (size_t g = 0; g < m->pages; g++) st->held_pages += m->state[g] != ST_NONE;
+  pthread_mutex_unlock(&m->mu);
+}
+
+int thaw_om_stop(thaw_om *m, int fill) {
+  uint64_t one = 1;
+  int rc = 0;
+  if (m->started) {
+    if (write(m->stop_fd, &one, sizeof one) != sizeof one) abort();
+    pthread_join(m->thread, NULL);
+  }
+  size_t held = 0;
+  for (size_t g = 0; g < m->pages; g++) {
+    if (m->state[g] == ST_NONE) continue;
+    if (fill && !m->st.failed && fetch(m, g, m->fbuf) == 0) {
+      struct uffdio_copy c = { (uintptr_t)(m->base + g * m->page), (uintptr_t)m->fbuf, m->page, 0, 0 };
+      if (ioctl(m->uffd, UFFDIO_COPY, &c) == 0 || errno == EEXIST) { forget(m, g); continue; }
+    }
+    held++;
+  }
+  /* Closing the uffd unregisters the range: a page still offloaded would read as zero. */
+  if (held && mprotect(m->base, m->len, PROT_NONE) != 0) rc = -errno;
+  if (held && fill) rc = -EIO;
+  release(m);
+  return rc;
+}

@@ -1,0 +1,101 @@
+// `npm run bench:offload`: what each offload tier costs, side by side in one run, on real
+// (jailed when root) sandboxes of mem64-c (init fills 64 MiB with a pattern; the handler reads all
+// of it and replies with a checksum). Per tier, each run: restore a sandbox (eager), one warm
+// request with everything resident, offload down to 8 MiB (a semi-warm sandbox at its floor),
+// then one request that faults all of it back. Prints medians: offload time, resident before and
+// after, the fault thread's time per page put back (fetch + UFFDIO_COPY), the time each page
+// added to the request as the guest saw it (request time after offload minus before, per page),
+// and beside it what an eager snapshot restore plus the same request costs (the alternative to
+// keeping a semi-warm sandbox).
+// The remote tier runs twice: no injected latency, and LATENCY_US (default 50) per page.
+// Env: RUNS (default 3), LATENCY_US.
+
+import { mkdtempSync, rmSync } from 'node:fs';
+import { cpus, loadavg, tmpdir, totalmem } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import pino from 'pino';
+import { parseDaemonConfig } from '../core/config.js';
+import { Platform } from '../platform/platform.js';
+import { median } from '../harness/measure-paths.js';
+import { printTable } from '../cli/commands/with-api.js';
+import { readManifestFile } from '../cli/context.js';
+import { SANDBOX_GID } from '../sandbox/jail.js';
+import { startMemoryServer, type MemoryServer } from '../memory/remote-server.js';
+import type { OffloadTierId } from '../memory/types.js';
+
+const runs = Number(process.env.RUNS ?? 3);
+const latencyUs = Number(process.env.LATENCY_US ?? 50);
+const MiB = 1024 * 1024;
+const FLOOR = 8 * MiB;
+const root = fileURLToPath(new URL('../../', import.meta.url));
+const load = (): string => loadavg().map((l) => l.toFixed(1)).join(' ');
+const host = `${cpus().length} x ${cpus()[0]?.model ?? 'cpu'}, ${(totalmem() / 2 ** 30).toFixed(0)} GiB, Node ${process.version}`;
+process.stdout.write(`bench:offload  runs=${runs}  host: ${host}  load average ${load()}\n`);
+
+const dataDir = mkdtempSync(join(tmpdir(), 'thaw-bench-offload-'));
+const p = new Platform({ ...parseDaemonConfig({ dataDir, spareHosts: 1, preparedPerFunction: 1, jail: 'auto' }), logger: pino({ level: 'warn' }) });
+p.setMemoryTracking(true);
+const servers: MemoryServer[] = [];
+try {
+  const fast = await startMemoryServer({ socketPath: join(dataDir, 'run', 'memory-0.sock'), gid: SANDBOX_GID, latencyUs: 0 });
+  const slow = await startMemoryServer({ socketPath: join(dataDir, 'run', 'memory-1.sock'), gid: SANDBOX_GID, latencyUs });
+  servers.push(fast, slow);
+  process.stdout.write(`jailed hosts: ${p.jail.jailed}; memory server: ${fast.isolation.netns ? 'own network namespace' : `no network namespace (${fast.isolation.reason})`}\n`);
+  const { manifest, artefact } = readManifestFile(join(root, 'functions', 'mem64-c', 'function.json'));
+  await p.deployFunction(manifest, artefact);
+  const input = new Uint8Array(0);
+  const cold = await p.invoke({ function: 'mem64-c', mode: 'cold', input });
+  const expected = Buffer.from(cold.output).toString();
+  const snapshotId = (await p.createSnapshot({ sandboxId: cold.sandboxId })).id;
+  await p.deleteSandbox(cold.sandboxId);
+
+  const cases: { label: string; tier: OffloadTierId; socket: string | null }[] = [
+    { label: 'file', tier: 'file', socket: null },
+    { label: 'compressed (lz4)', tier: 'compressed', socket: null },
+    { label: 'remote (+0 us)', tier: 'remote', socket: fast.socketPath },
+    { label: `remote (+${latencyUs} us)`, tier: 'remote', socket: slow.socketPath },
+  ];
+  const rows: Record<string, string>[] = [];
+  for (const c of cases) {
+    process.stderr.write(`  ${c.label} ...\n`);
+    const m = { offloadMs: [] as number[], before: [] as number[], after: [] as number[], faultUs: [] as number[], addedUs: [] as number[], warmMs: [] as number[], backMs: [] as number[], restoreMs: [] as number[] };
+    for (let i = 0; i < runs; i++) {
+      const r = await p.invoke({ function: 'mem64-c', mode: 'snapshot', snapshotId, strategy: 'eager', input });
+      const s = p.policySandbox(r.sandboxId, c.socket);
+      const warm = await p.invoke({ function: 'mem64-c', mode: 'warm', sandboxId: s.id, input });
+      const before = (await s.memoryStages()).residentBytes;
+      const rep = await s.offload({ tier: c.tier, scope: { shrinkToBytes: FLOOR } });
+      const back = await p.invoke({ function: 'mem64-c', mode: 'warm', sandboxId: s.id, input });
+      if (Buffer.from(back.output).toString() !== expected) throw new Error(`${c.label}: wrong checksum after fault-back`);
+      const st = await s.offloadStats();
+      m.offloadMs.push(rep.elapsedMs);
+      m.before.push(before / MiB);
+      m.after.push(rep.residentBytes / MiB);
+      m.faultUs.push(st.faultBackMeanUs);
+      m.warmMs.push(warm.timings.handlerMs);
+      m.backMs.push(back.timings.handlerMs);
+      m.restoreMs.push(r.timings.totalMs);
+      m.addedUs.push(st.faultBacks ? ((back.timings.handlerMs - warm.timings.handlerMs) * 1000) / st.faultBacks : 0);
+      await p.deleteSandbox(s.id);
+    }
+    rows.push({
+      tier: c.label,
+      'offload ms': median(m.offloadMs).toFixed(1),
+      'resident before MiB': median(m.before).toFixed(1),
+      'resident after MiB': median(m.after).toFixed(1),
+      'request ms (resident)': median(m.warmMs).toFixed(1),
+      'request ms (faulting back)': median(m.backMs).toFixed(1),
+      'restore + request ms': median(m.restoreMs).toFixed(1),
+      'fault thread us/page': median(m.faultUs).toFixed(1),
+      'added us/page (guest)': median(m.addedUs).toFixed(1),
+    });
+  }
+  process.stdout.write(`\nmedians of ${runs} runs; 64 MiB of init pages offloaded down to ${FLOOR / MiB} MiB, then one request reads all of it back:\n`);
+  printTable(rows);
+  process.stdout.write(`load average at the end ${load()}\n`);
+} finally {
+  await p.close();
+  for (const s of servers) await s.kill();
+  rmSync(dataDir, { recursive: true, force: true });
+}

@@ -1,0 +1,221 @@
+// Replays a trace open loop against Thaw (a daemon over HTTP, or an in-process platform), once per
+// setting (memory policy and tier), and records every invocation and the sandboxes' memory.
+//
+// Mapping rule: the trace's functions are ranked by invocation count; the `maxFunctions` most
+// invoked are replayed (the rest dropped) and the one of rank r is deployed as its own function
+// `rp<r>-<target>`, target = the config's functions[r mod k], invoked with that target's input.
+// Each trace function so has its own sandboxes, keep-alive and reuse intervals. The trace's
+// durations are not reproduced (the target runs its own work): only arrival times are.
+//
+// Time: an invocation starting at trace second s is sent at real time s / timeScale after the
+// setting's start, without waiting for earlier ones (open loop). The keep-alive and the policy's
+// time constants are divided by the same factor (PUT /v1/scheduler timeScale).
+//
+// Memory: sampled every window / 10 (real time, at least 100 ms) from the sandbox list: each
+// sandbox's memory.residentBytes and memory.offloadedBytes where the daemon reports them, else its
+// memoryBytes (the guest's linear memory size: an upper bound of what is resident).
+
+import { loadavg } from 'node:os';
+import { performance } from 'node:perf_hooks';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { readManifestFile } from '../../cli/context.js';
+import { toThawError } from '../../core/errors.js';
+import type { SandboxInfo, SchedulerReport, StartKind, ThawApi } from '../../platform/types.js';
+import type { ReplayParams } from './replay-config.js';
+import type { Trace, Trigger } from './types.js';
+
+export interface ReplayFunction {
+  readonly rank: number;
+  readonly app: string;
+  readonly func: string;
+  readonly trigger: Trigger | null;
+  readonly memoryMb: number | null;
+  readonly invocations: number;
+  readonly deployedAs: string;
+  readonly target: string;
+  readonly input: string;
+}
+
+export interface ReplayRow {
+  readonly setting: string;
+  readonly traceS: number;
+  readonly rank: number;
+  readonly start: StartKind | null;
+  readonly ok: boolean;
+  readonly error: string;
+  /** End to end as the client saw it (HTTP included against a daemon). */
+  readonly latencyMs: number;
+  /** Inside Thaw (the reply's timings.totalMs), null on error. */
+  readonly thawMs: number | null;
+  /** How late it was sent against its scaled trace time (the replayer's own lag). */
+  readonly sentLateMs: number;
+}
+
+export interface MemorySample {
+  readonly setting: string;
+  readonly traceS: number;
+  readonly sandboxes: number;
+  readonly residentBytes: number;
+  readonly offloadedBytes: number;
+  /** Cumulative bytes faulted back from a tier, where the daemon reports them; else null. */
+  readonly faultedBackBytes: number | null;
+}
+
+export interface ReplayRun {
+  readonly name: string;
+  readonly description: string;
+  readonly source: string;
+  readonly startedAt: string;
+  finishedAt: string;
+  readonly timeScale: number;
+  readonly windowS: number;
+  readonly keepAliveS: number;
+  readonly durationS: number;
+  readonly settings: readonly string[];
+  readonly farMemoryCost: Readonly<Record<string, number>>;
+  readonly functions: readonly ReplayFunction[];
+  readonly rows: ReplayRow[];
+  readonly samples: MemorySample[];
+  readonly scheduler: Record<string, SchedulerReport>;
+  readonly skipped: { setting: string; reason: string }[];
+  /** Memory samples that failed (the daemon did not answer the sandbox list). */
+  readonly sampleErrors: string[];
+  /** Where resident memory was read from (see the header). */
+  memorySource: 'memory.residentBytes' | 'memoryBytes (linear memory size)' | 'none sampled';
+  readonly loadAvg: { readonly before: readonly number[]; after: readonly number[] };
+}
+
+export interface ReplayOptions {
+  onProgress?: (done: number, total: number, label: string) => void;
+}
+
+/** What the replay reads of a sandbox's memory (SandboxInfo.memory once the daemon reports it). */
+type MemoryView = { residentBytes?: number; offloadedBytes?: number; faultedBackBytes?: number };
+
+/** Replays `trace` per `p`'s settings against `api`; deploys its functions first and deletes them after. */
+export async function runReplay(api: ThawApi, p: ReplayParams, trace: Trace, opts: ReplayOptions = {}): Promise<ReplayRun> {
+  const durationS = Math.min(trace.durationS, p.durationS ?? Infinity);
+  const picked = trace.functions.slice(0, p.maxFunctions).filter((f) => f.invocations > 0);
+  const functions: ReplayFunction[] = picked.map((f, rank) => {
+    const t = p.targets[rank % p.targets.length]!;
+    return {
+      rank, app: f.app, func: f.func, trigger: f.trigger, memoryMb: f.memoryMb, invocations: 0,
+      deployedAs: `rp${String(rank).padStart(2, '0')}-${t.target.name}`, target: t.target.name, input: t.inputRef,
+    };
+  });
+  const invocations = trace.invocations.filter((i) => i.fn < functions.length && i.startS < durationS);
+  for (const inv of invocations) (functions[inv.fn] as { invocations: number }).invocations++;
+  const run: ReplayRun = {
+    name: p.name, description: p.description, source: trace.source, startedAt: new Date().toISOString(), finishedAt: '',
+    timeScale: p.timeScale, windowS: p.windowS, keepAliveS: p.keepAliveS, durationS, settings: p.settings.map((s) => s.id),
+    farMemoryCost: p.farMemoryCost, functions, rows: [], samples: [], scheduler: {}, skipped: [], sampleErrors: [], memorySource: 'none sampled',
+    loadAvg: { before: loadavg(), after: [] },
+  };
+  const events = new Map<number, Uint8Array>();
+  const total = invocations.length * p.settings.length;
+  let done = 0;
+  const names = new Set(functions.map((f) => f.deployedAs));
+  try {
+    for (const f of functions) {
+      const t = p.targets[f.rank % p.targets.length]!;
+      const { manifest, artefact } = readManifestFile(t.target.manifestPath);
+      await api.deployFunction({ ...manifest, name: f.deployedAs }, artefact);
+      const input = t.target.input(t.inputRef);
+      for (const o of [...t.target.initObjects(), input]) await api.putObject(o.key, o.bytes);
+      events.set(f.rank, t.target.event(input));
+      if (p.snapshots) {
+        const first = await api.invoke({ function: f.deployedAs, mode: 'cold', input: events.get(f.rank)! });
+        await api.createSnapshot({ sandboxId: first.sandboxId });
+        await api.deleteSandbox(first.sandboxId);
+      }
+    }
+    for (const setting of p.settings) {
+      try {
+        run.scheduler[setting.id] = await api.configureScheduler({ policy: setting.policy, tier: setting.tier, keepAliveS: p.keepAliveS, timeScale: p.timeScale, resetCounts: true });
+      } catch (err: unknown) {
+        const e = toThawError(err);
+        run.skipped.push({ setting: setting.id, reason: `${e.code}: ${e.message}` });
+        done += invocations.length;
+        opts.onProgress?.(done, total, `${setting.id} skipped`);
+        continue;
+      }
+      await stopSandboxes(api, names);
+      const t0 = performance.now();
+      const traceNow = (): number => ((performance.now() - t0) / 1000) * p.timeScale;
+      let sampling = true;
+      const sampler = (async () => {
+        const everyMs = Math.max(100, (p.windowS * 1000) / p.timeScale / 10);
+        while (sampling) {
+          try {
+            const s = await sampleMemory(api, names, setting.id, traceNow());
+            run.samples.push(s.sample);
+            if (s.source !== null && run.memorySource !== 'memory.residentBytes') run.memorySource = s.source;
+          } catch (err: unknown) {
+            // A daemon too busy to list its sandboxes loses a sample, not the replay.
+            run.sampleErrors.push(`${setting.id} t=${traceNow().toFixed(1)}s: ${toThawError(err).message}`);
+          }
+          await sleep(everyMs);
+        }
+      })();
+      const pending: Promise<void>[] = [];
+      for (const inv of invocations) {
+        const dueMs = (inv.startS / p.timeScale) * 1000;
+        const waitMs = dueMs - (performance.now() - t0);
+        if (waitMs > 1) await sleep(waitMs);
+        const sentLateMs = Math.max(0, performance.now() - t0 - dueMs);
+        const f = functions[inv.fn]!;
+        const sent = performance.now();
+        pending.push(api.invoke({ function: f.deployedAs, mode: 'auto', input: events.get(f.rank)! }).then(
+          (r) => run.rows.push({ setting: setting.id, traceS: inv.startS, rank: f.rank, start: r.start, ok: true, error: '', latencyMs: performance.now() - sent, thawMs: r.timings.totalMs, sentLateMs }),
+          (err: unknown) => {
+            const e = toThawError(err);
+            run.rows.push({ setting: setting.id, traceS: inv.startS, rank: f.rank, start: null, ok: false, error: `${e.code}: ${e.message}`, latencyMs: performance.now() - sent, thawMs: null, sentLateMs });
+          },
+        ).then(() => opts.onProgress?.(++done, total, `${setting.id} t=${Math.floor(traceNow())}s/${Math.floor(durationS)}s`)));
+      }
+      await Promise.all(pending);
+      // Memory is sampled to the end of the trace: idle sandboxes still count until they expire.
+      const leftMs = (durationS / p.timeScale) * 1000 - (performance.now() - t0);
+      if (leftMs > 0) await sleep(leftMs);
+      sampling = false;
+      await sampler;
+      run.scheduler[setting.id] = await api.scheduler();
+      await stopSandboxes(api, names);
+    }
+  } finally {
+    await api.configureScheduler({ policy: 'none', tier: null, timeScale: 1 }).catch(() => undefined);
+    for (const f of functions) {
+      for (const s of await api.listSnapshots(f.deployedAs).catch(() => [])) await api.deleteSnapshot(s.id).catch(() => undefined);
+      await api.deleteFunction(f.deployedAs).catch(() => undefined);
+    }
+    run.finishedAt = new Date().toISOString();
+    run.loadAvg.after = loadavg();
+  }
+  run.rows.sort((a, b) => a.setting.localeCompare(b.setting) || a.traceS - b.traceS);
+  return run;
+}
+
+async function stopSandboxes(api: ThawApi, names: ReadonlySet<string>): Promise<void> {
+  for (const s of await api.listSandboxes()) if (names.has(s.function)) await api.deleteSandbox(s.id).catch(() => undefined);
+}
+
+async function sampleMemory(api: ThawApi, names: ReadonlySet<string>, setting: string, traceS: number): Promise<{ sample: MemorySample; source: ReplayRun['memorySource'] | null }> {
+  const mine = (await api.listSandboxes()).filter((s) => names.has(s.function));
+  let resident = 0;
+  let offloaded = 0;
+  let faulted: number | null = null;
+  let source: ReplayRun['memorySource'] | null = null;
+  for (const s of mine) {
+    const m = (s as SandboxInfo & { memory?: MemoryView }).memory;
+    if (m?.residentBytes !== undefined) {
+      resident += m.residentBytes;
+      source = 'memory.residentBytes';
+    } else {
+      resident += s.memoryBytes;
+      source ??= 'memoryBytes (linear memory size)';
+    }
+    offloaded += m?.offloadedBytes ?? 0;
+    if (m?.faultedBackBytes !== undefined) faulted = (faulted ?? 0) + m.faultedBackBytes;
+  }
+  return { sample: { setting, traceS, sandboxes: mine.length, residentBytes: resident, offloadedBytes: offloaded, faultedBackBytes: faulted }, source };
+}

@@ -1,0 +1,10 @@
+// none: the baseline. Idle sandboxes keep all their memory until the keep-alive ends them.
+
+import type { MemoryPolicy } from '../types.js';
+
+export const nonePolicy: MemoryPolicy = {
+  id: 'none',
+  afterInit: async () => {},
+  afterRequest: async () => {},
+  onIdle: async () => 'warm',
+};

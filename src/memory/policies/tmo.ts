@@ -1,0 +1,68 @@
+// tmo (Meta's TMO, as FaaSMem's baseline): reclaim driven by memory pressure. Every tmoStepMs
+// the sandbox host's memory cgroup limit goes down one step while the refaults since the last
+// step stay under a threshold, and back up one step when they do not. It runs in the daemon (the
+// daemon owns the cgroups; the PolicySandbox carries the host's cgroup).
+// On this host: cgroup v1 (no memory.high, no memory.reclaim), and swap is off, so lowering the
+// limit reclaims only page cache; anonymous memory (a guest's heap) cannot go anywhere. The limit
+// therefore never goes below the cgroup's anonymous memory plus a headroom, else the next
+// allocation would be an OOM kill rather than reclaim. A sandbox without a cgroup is left alone.
+
+import type { MemoryPolicy, PolicyCgroup, PolicySandbox } from '../types.js';
+import type { PolicyTiming } from './timing.js';
+
+interface TmoState {
+  lastStepAt: number;
+  lastRefaults: number;
+  ceiling: number;
+}
+
+export interface TmoPolicy extends MemoryPolicy {
+  /** One pressure check of `s` (called at its life events; also usable from a timer). */
+  step(s: PolicySandbox): void;
+  forget(sandboxId: string): void;
+}
+
+export function tmoPolicy(timing: PolicyTiming, now: () => number = Date.now): TmoPolicy {
+  const state = new Map<string, TmoState>();
+  const adjust = (cg: PolicyCgroup, st: TmoState): void => {
+    const refaults = cg.refaults();
+    const pressure = refaults - st.lastRefaults;
+    st.lastRefaults = refaults;
+    const limit = Math.min(cg.limitBytes(), cg.usageBytes());
+    const floor = cg.anonBytes() + timing.tmoAnonHeadroomBytes;
+    const next = pressure < timing.tmoRefaultThreshold
+      ? Math.max(floor, limit - timing.tmoStepBytes)
+      : Math.min(st.ceiling, cg.limitBytes() + timing.tmoStepBytes);
+    try {
+      cg.setLimit(next);
+    } catch {
+      /* v1 refuses a limit below what it cannot reclaim (EBUSY): keep the old one */
+    }
+  };
+  const policy: TmoPolicy = {
+    id: 'tmo',
+    step(s) {
+      const cg = s.cgroup;
+      if (!cg) return;
+      let st = state.get(s.id);
+      if (!st) {
+        st = { lastStepAt: now(), lastRefaults: cg.refaults(), ceiling: cg.limitBytes() };
+        state.set(s.id, st);
+        return;
+      }
+      if (now() - st.lastStepAt < timing.tmoStepMs) return;
+      st.lastStepAt = now();
+      adjust(cg, st);
+    },
+    afterInit: async (s) => policy.step(s),
+    afterRequest: async (s) => policy.step(s),
+    onIdle: async (s) => {
+      policy.step(s);
+      return 'warm';
+    },
+    forget(sandboxId) {
+      state.delete(sandboxId);
+    },
+  };
+  return policy;
+}

@@ -1,0 +1,73 @@
+import assert from 'node:assert/strict';
+import { closeSync, fsyncSync, openSync, readFileSync } from 'node:fs';
+import { test } from 'node:test';
+import { fadvise } from '../native/index.js';
+import { tempFile } from '../native/_test-helpers.js';
+import { AutoStrategy, imageFacts, type SnapshotFacts } from './auto-strategy.js';
+
+const MIB = 1 << 20;
+
+function facts(over: Partial<SnapshotFacts>): SnapshotFacts {
+  return { memoryBytes: 64 * MIB, presentBytes: 33 * MIB, cachedFraction: 0, prepared: new Set(), supported: () => true, ...over };
+}
+
+test('auto picks eager for tiny images and for images in the page cache, and says why', () => {
+  const auto = new AutoStrategy();
+  const tiny = auto.choose('s1', facts({ presentBytes: 256 << 10 }));
+  assert.equal(tiny.strategy, 'eager');
+  assert.match(tiny.reason, /tiny image/);
+  const warm = auto.choose('s1', facts({ cachedFraction: 0.95, prepared: new Set(['sabre']) }));
+  assert.equal(warm.strategy, 'eager');
+  assert.match(warm.reason, /95% of the image's 33\.0 MiB is in the page cache/);
+});
+
+test('from a cold cache auto picks sabre when its image is built, else thaw for whole-loadable images and prepares sabre', () => {
+  const auto = new AutoStrategy();
+  assert.equal(auto.choose('s1', facts({ prepared: new Set(['sabre']) })).strategy, 'sabre');
+  const small = auto.choose('s1', facts({}));
+  assert.equal(small.strategy, 'thaw');
+  assert.equal(small.prepareNext, 'sabre');
+  const large = auto.choose('s1', facts({ presentBytes: 200 * MIB }));
+  assert.equal(large.strategy, 'eager', 'thaw maps part of a large image unchecked: auto does not pick it');
+  assert.equal(large.prepareNext, 'sabre');
+  const noSabre = auto.choose('s1', facts({ prepared: new Set(['sabre']), supported: (s) => s !== 'sabre' }));
+  assert.equal(noSabre.strategy, 'thaw', 'an unsupported strategy is never picked');
+});
+
+test('measured restores override the rules once there are enough of them, per cache state and snapshot', () => {
+  const auto = new AutoStrategy();
+  for (const ms of [50, 52, 51]) auto.record('s1', 'eager', 1, ms);
+  for (const ms of [20, 22]) auto.record('s1', 'sabre', 1, ms);
+  assert.equal(auto.choose('s1', facts({ cachedFraction: 1 })).strategy, 'eager', 'two samples are not enough');
+  auto.record('s1', 'sabre', 1, 21);
+  const chosen = auto.choose('s1', facts({ cachedFraction: 1 }));
+  assert.equal(chosen.strategy, 'sabre');
+  assert.match(chosen.reason, /measured .* warm cache: sabre 21\.0 ms median .* eager 51\.0 ms/);
+  assert.equal(auto.choose('s1', facts({ cachedFraction: 0, prepared: new Set(['sabre']) })).strategy, 'sabre');
+  assert.equal(auto.choose('s1', facts({ cachedFraction: 0 })).strategy, 'thaw', 'warm-cache figures say nothing of a cold restore');
+  assert.equal(auto.choose('s2', facts({ cachedFraction: 1 })).strategy, 'eager', 'figures of one snapshot say nothing of another');
+  for (const ms of [5, 5, 5]) auto.record('s1', 'vanilla-cache', 1, ms);
+  assert.equal(auto.choose('s1', facts({ cachedFraction: 1 })).strategy, 'sabre', 'a strategy that maps unchecked pages is never picked');
+  auto.forget('s1');
+  assert.equal(auto.choose('s1', facts({ cachedFraction: 1 })).strategy, 'eager');
+});
+
+test('imageFacts() counts the present pages and the share of them in the page cache', () => {
+  const file = tempFile(Buffer.alloc(16 * 4096, 7));
+  const path = file.path;
+  const runs = [{ firstPage: 0, pageCount: 4 }, { firstPage: 8, pageCount: 4 }];
+  const fd = openSync(path, 'r');
+  try {
+    fsyncSync(fd); // dirty pages stay cached until written back
+    fadvise(fd, 0, 16 * 4096, 'dontneed');
+    const cold = imageFacts(fd, 16 * 4096, runs);
+    assert.equal(cold.presentBytes, 8 * 4096);
+    assert.ok(cold.cachedFraction < 0.5, `after dropping the file's pages, ${cold.cachedFraction} of them are cached`);
+    readFileSync(path);
+    assert.equal(imageFacts(fd, 16 * 4096, runs).cachedFraction, 1);
+    assert.deepEqual(imageFacts(fd, 16 * 4096, []), { presentBytes: 0, cachedFraction: 1 });
+  } finally {
+    closeSync(fd);
+    file.remove();
+  }
+});
