@@ -36,6 +36,14 @@ export interface FunctionConfig {
    * {mechanism, blockMiB, grantMiB, populate, baseMiB} (src/memory/scaling/scaling.ts).
    */
   scaling?: unknown;
+  /**
+   * How sandboxes of this function are placed in host processes: "horizontal" (one instance per
+   * host) or "vertical" (several instances per host, sharing the compiled module). Default: the
+   * daemon's --layout.
+   */
+  layout?: unknown;
+  /** vertical: instances one host carries at most (default: the daemon's --instances-per-host). */
+  instancesPerHost?: unknown;
 }
 
 /**
@@ -67,6 +75,11 @@ export interface CommandDir {
   readonly bundleName: string;
 }
 
+export const HOST_LAYOUTS = ['horizontal', 'vertical'] as const;
+export type HostLayout = (typeof HOST_LAYOUTS)[number];
+/** Most instances one vertical host may carry (its memory cgroup holds all of them). */
+export const MAX_INSTANCES_PER_HOST = 64;
+
 /** A validated function manifest. Artefact paths are absolute. */
 export interface FunctionParams {
   readonly name: string;
@@ -85,9 +98,13 @@ export interface FunctionParams {
   readonly command?: CommandParams;
   /** How the sandbox's memory follows each invocation (none, balloon, faascale); absent = none. */
   readonly scaling?: ScalingSpec;
+  /** Placement in hosts, when the manifest chose it (else the daemon's default applies). */
+  readonly layout?: HostLayout;
+  /** vertical: instances per host, when the manifest chose it. */
+  readonly instancesPerHost?: number;
 }
 
-const KNOWN_FIELDS = new Set(['name', 'runtime', 'module', 'source', 'memoryMiB', 'handler', 'timeoutMs', 'initTimeoutMs', 'maxInputBytes', 'maxOutputBytes', 'description', 'command', 'scaling']);
+const KNOWN_FIELDS = new Set(['name', 'runtime', 'module', 'source', 'memoryMiB', 'handler', 'timeoutMs', 'initTimeoutMs', 'maxInputBytes', 'maxOutputBytes', 'description', 'command', 'scaling', 'layout', 'instancesPerHost']);
 const SCALING_FIELDS = new Set(['mechanism', 'blockMiB', 'grantMiB', 'populate', 'baseMiB']);
 const COMMAND_FIELDS = new Set(['args', 'env', 'dirs', 'scratch', 'responseFile']);
 const SCRATCH_FIELDS = new Set(['path', 'seed']);
@@ -126,6 +143,8 @@ export function parseFunctionConfig(raw: unknown, resolvePath: (p: string) => st
   const handler = cfg.handler ?? (runtime === 'wasi' ? 'handle' : 'handler');
   if (typeof handler !== 'string' || !/^[A-Za-z_][A-Za-z0-9_]*$/.test(handler)) bad("'handler' must be an identifier");
   if (cfg.description !== undefined && typeof cfg.description !== 'string') bad("'description' must be a string");
+  if (cfg.layout !== undefined && !HOST_LAYOUTS.includes(cfg.layout as HostLayout)) bad(`'layout' must be one of ${HOST_LAYOUTS.join(', ')}`);
+  if (cfg.instancesPerHost !== undefined && cfg.layout === 'horizontal') bad("'instancesPerHost' applies to layout 'vertical' only (a horizontal host carries one instance)");
 
   const memoryMiB = int('memoryMiB', runtime === 'wasi' ? 256 : 512, runtime === 'wasi' ? 1 : 48, 4096);
   return Object.freeze({
@@ -143,6 +162,8 @@ export function parseFunctionConfig(raw: unknown, resolvePath: (p: string) => st
     description: (cfg.description as string | undefined) ?? '',
     ...(cfg.command === undefined ? {} : { command: parseCommand(cfg.command, runtime, resolvePath, bad) }),
     scaling: parseScaling(cfg.scaling, memoryMiB, bad),
+    ...(cfg.layout !== undefined && { layout: cfg.layout as HostLayout }),
+    ...(cfg.instancesPerHost !== undefined && { instancesPerHost: int('instancesPerHost', 1, 1, MAX_INSTANCES_PER_HOST) }),
   });
 }
 

@@ -84,4 +84,9 @@ export interface RuntimeAdapter<Prepared = unknown> {
   boot(prepared: Prepared, ctx: GuestContext): Promise<GuestInstance>;
   /** Creates a guest from a snapshot: memory from `image`, the rest from `state`. */
   restore(prepared: Prepared, state: GuestState, image: MemoryImage, ctx: GuestContext): Promise<GuestInstance>;
+  /**
+   * Optional: gets ready for one more instance in this host (a vertical host with room left),
+   * as prepare did for the first; does nothing when something is already waiting.
+   */
+  readyNext?(prepared: Prepared): Promise<void>;
 }

@@ -14,7 +14,9 @@ export function list(g: GlobalOptions): Promise<void> {
     printTable(all.map((s) => ({
       id: s.id, function: s.function, state: s.state, origin: s.origin.kind === 'cold' ? 'cold' : `${s.origin.snapshotId} (${s.origin.strategy})`,
       invocations: s.invocations, memoryMiB: (s.memoryBytes / 2 ** 20).toFixed(1),
-      declaredMiB: mib(s.memory.declaredBytes), grantedMiB: mib(s.memory.grantedBytes), residentMiB: mib(s.memory.residentBytes), pid: s.hostPid,
+      declaredMiB: mib(s.memory.declaredBytes), grantedMiB: mib(s.memory.grantedBytes), residentMiB: mib(s.memory.residentBytes),
+      // A sandbox is (host, instance): a vertical host carries several instances of one function.
+      host: s.hostPid, layout: s.layout, instance: `${s.instance + 1}/${s.instancesPerHost}`, 'in host': s.instancesInHost,
     })));
   });
 }

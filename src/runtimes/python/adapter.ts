@@ -243,4 +243,15 @@ export const pythonAdapter: RuntimeAdapter<PythonPrepared> = {
     }
     return new PythonGuest(prepared, py, st.initDone);
   },
+
+  /**
+   * A vertical host's next instance gets its own Pyodide (its own heap, runtime and module
+   * table; one compiled pyodide.asm.wasm per process is shared): one shell is started ahead.
+   */
+  async readyNext(prepared) {
+    if (prepared.shells.length > 0) return;
+    const shell = startShell(shellPretouchBytes(prepared.fn));
+    prepared.shells.push(shell);
+    await shell.ready;
+  },
 };
