@@ -180,3 +180,17 @@ test('each function has a pool of its own: root:<gid> 2770, files 0640, unreadab
   assert.equal(read(p1.poolPath), 'EACCES');
   assert.equal(read(p1.indexPath), 'EACCES');
 });
+
+test('two data directories never share a pool, even for snapshots of the same group', () => {
+  const other = mkdtempSync(join(tmpdir(), 'thaw-pass-other-'));
+  try {
+    writeSnapshot(other, meta('a'), memory(1));
+    chownSync(join(other, 'a'), 0, statSync(join(root, 'a')).gid);
+    const mine = passPoolOf(root, 'a');
+    const theirs = passPoolOf(other, 'a');
+    assert.notEqual(theirs.indexPath, mine.indexPath);
+    assert.notEqual(slotKey(other, 'a'), slotKey(root, 'a'));
+  } finally {
+    rmSync(other, { recursive: true, force: true });
+  }
+});

@@ -12,8 +12,9 @@
 // (`tier`: fsdax or tmpfs) and why it was chosen (`tierReason`): on a host without DAX, pass is
 // measured on DRAM, which is what the published comparison calls "DRAM", not PMem.
 
-import { chmodSync, chownSync, closeSync, mkdirSync, readdirSync, statSync } from 'node:fs';
-import { join } from 'node:path';
+import { createHash } from 'node:crypto';
+import { chmodSync, chownSync, closeSync, existsSync, mkdirSync, readdirSync, statSync } from 'node:fs';
+import { join, resolve } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { ThawError } from '../../core/errors.js';
 import type { SnapshotState } from '../../core/snapshot-format.js';
@@ -41,7 +42,7 @@ export interface PassOptions {
 }
 
 let location: PoolLocation | undefined;
-const pools = new Map<number, SnapshotPool>();
+const pools = new Map<string, SnapshotPool>();
 
 /** Where this process's pools live (THAW_PMEM_DIR is read once). Throws THAW_INTERNAL (no pool directory). */
 function passLocation(): PoolLocation {
@@ -55,20 +56,34 @@ function passLocation(): PoolLocation {
  * (its files 0640): hosts of that group, one function's (jail.ts), may read its slots and take
  * leases in it; hosts of other functions cannot even enter it.
  */
-function groupPool(gid: number): SnapshotPool {
-  let p = pools.get(gid);
+function groupPool(root: string, gid: number): SnapshotPool {
+  const dir = join(daemonPoolDir(root), `g${gid}`);
+  let p = pools.get(dir);
   if (p === undefined) {
     const base = passLocation();
-    const dir = join(base.dir, `g${gid}`);
     mkdirSync(dir, { recursive: true, mode: 0o700 });
     if (process.getuid?.() === 0) {
       chownSync(dir, 0, gid);
       chmodSync(dir, gid === 0 ? 0o700 : 0o2770);
     }
     p = new SnapshotPool({ ...base, dir });
-    pools.set(gid, p);
+    pools.set(dir, p);
   }
   return p;
+}
+
+/**
+ * The pools of one data directory (its snapshot root): a directory of their own under the pool
+ * location, named by a digest of the root's path, so that two daemons, whose function gids both
+ * start at the same number, never share a group pool. Traversable by hosts, listable by root only.
+ */
+function daemonPoolDir(root: string): string {
+  const dir = join(passLocation().dir, createHash('sha256').update(resolve(root)).digest('hex').slice(0, 16));
+  if (!existsSync(dir)) {
+    mkdirSync(dir, { recursive: true, mode: 0o711 });
+    if (process.getuid?.() === 0) chmodSync(dir, 0o711);
+  }
+  return dir;
 }
 
 /**
@@ -83,13 +98,13 @@ export function passPoolOf(root: string, id: string): SnapshotPool {
   } catch (err: unknown) {
     throw new ThawError('THAW_SNAPSHOT_NOT_FOUND', { id }, { cause: err });
   }
-  return groupPool(gid);
+  return groupPool(root, gid);
 }
 
-/** Every group pool present under the pool location. */
-function groupPools(): SnapshotPool[] {
+/** Every group pool of the data directory whose snapshot root is `root`. */
+function groupPools(root: string): SnapshotPool[] {
   try {
-    return readdirSync(passLocation().dir).map((n) => /^g(\d+)$/.exec(n)).filter((m) => m !== null).map((m) => groupPool(Number(m[1])));
+    return readdirSync(daemonPoolDir(root)).map((n) => /^g(\d+)$/.exec(n)).filter((m) => m !== null).map((m) => groupPool(root, Number(m[1])));
   } catch {
     return [];
   }
@@ -100,7 +115,7 @@ function groupPools(): SnapshotPool[] {
  * group pool holds it (its directory's group may have changed since, or the directory be gone).
  */
 export function discardPassSlot(root: string, id: string): void {
-  for (const p of groupPools()) {
+  for (const p of groupPools(root)) {
     try {
       p.free(slotKey(root, id));
     } catch {
