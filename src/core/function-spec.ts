@@ -30,6 +30,18 @@ export interface FunctionConfig {
   description?: unknown;
   /** wasi commands (modules exporting `_start`) only: see CommandConfig. */
   command?: unknown;
+  /** python only: a directory or .zip of further modules and data files, copied at deploy (docs/python-runtime.md). */
+  bundle?: unknown;
+  /** python only: local pure-Python wheels (.whl) or package directories, installed at deploy; never fetched. */
+  requirements?: unknown;
+}
+
+/** A python function's bundle (docs/python-runtime.md "Bundles"): absolute paths as given at deploy. */
+export interface PythonBundleParams {
+  /** Directory or .zip whose root is the handler's own directory (modules, data files), or null. */
+  readonly app: string | null;
+  /** Pure-Python wheels (.whl) and package directories. */
+  readonly requirements: readonly string[];
 }
 
 /**
@@ -77,9 +89,11 @@ export interface FunctionParams {
   readonly description: string;
   /** wasi only: how a command module runs, when the manifest says (absent: a command gets no args, env or directories). */
   readonly command?: CommandParams;
+  /** python only: the bundle and requirements, when the manifest gives either. */
+  readonly python?: PythonBundleParams;
 }
 
-const KNOWN_FIELDS = new Set(['name', 'runtime', 'module', 'source', 'memoryMiB', 'handler', 'timeoutMs', 'initTimeoutMs', 'maxInputBytes', 'maxOutputBytes', 'description', 'command']);
+const KNOWN_FIELDS = new Set(['name', 'runtime', 'module', 'source', 'memoryMiB', 'handler', 'timeoutMs', 'initTimeoutMs', 'maxInputBytes', 'maxOutputBytes', 'description', 'command', 'bundle', 'requirements']);
 const COMMAND_FIELDS = new Set(['args', 'env', 'dirs', 'scratch', 'responseFile']);
 const SCRATCH_FIELDS = new Set(['path', 'seed']);
 /** Sizes that keep a manifest small: a command's args and environment travel in it. */
@@ -132,6 +146,22 @@ export function parseFunctionConfig(raw: unknown, resolvePath: (p: string) => st
     maxOutputBytes: int('maxOutputBytes', 6 * 1024 * 1024, 0, 1024 * 1024 * 1024),
     description: (cfg.description as string | undefined) ?? '',
     ...(cfg.command === undefined ? {} : { command: parseCommand(cfg.command, runtime, resolvePath, bad) }),
+    ...(cfg.bundle === undefined && cfg.requirements === undefined ? {} : { python: parsePythonBundle(cfg, runtime, resolvePath, bad) }),
+  });
+}
+
+/** The `bundle` and `requirements` fields: paths only; deploy checks what they name. */
+function parsePythonBundle(cfg: Record<string, unknown>, runtime: RuntimeId, resolvePath: (p: string) => string, bad: (detail: string) => never): PythonBundleParams {
+  if (runtime !== 'python') bad("'bundle' and 'requirements' apply to runtime 'python' only");
+  const path = (v: unknown, what: string): string => {
+    if (typeof v !== 'string' || v.length === 0 || v.length > COMMAND_MAX_STRING || v.includes('\0')) bad(`${what} must be a non-empty path`);
+    return resolvePath(v as string);
+  };
+  const reqs = cfg.requirements ?? [];
+  if (!Array.isArray(reqs) || reqs.length > COMMAND_MAX_ARGS) bad(`'requirements' must be an array of at most ${COMMAND_MAX_ARGS} paths (wheels or package directories)`);
+  return Object.freeze({
+    app: cfg.bundle === undefined ? null : path(cfg.bundle, "'bundle'"),
+    requirements: Object.freeze((reqs as unknown[]).map((r, i) => path(r, `'requirements[${i}]'`))),
   });
 }
 
