@@ -4,11 +4,12 @@
 
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { readManifestFile } from '../cli/context.js';
-import { deployExample, manifestPath, newPlatform, rejectsWith } from './helpers.js';
+import { crc32 } from '../suite/inputs/image-png.js';
+import { FUNCTIONS_DIR, deployExample, manifestPath, newPlatform, rejectsWith } from './helpers.js';
 
 const p = newPlatform({ maxIdleSandboxes: 4 });
 const scratch = mkdtempSync(join(tmpdir(), 'thaw-pybundle-test-'));
@@ -76,4 +77,78 @@ test('a requirement path that does not exist, a compiled module and an impure wh
   mkdirSync(notPkg);
   const loose = await rejectsWith(p.deployFunction({ ...manifest, requirements: [...reqs, notPkg] }, artefact), 'THAW_BUNDLE_INVALID');
   assert.match(loose.message, /without __init__\.py/);
+});
+
+/** A zip archive of stored (uncompressed) entries: enough to hand deploy a bundle as one file. */
+function storedZip(entries: Array<[string, string]>): Buffer {
+  const locals: Buffer[] = [];
+  const centrals: Buffer[] = [];
+  let offset = 0;
+  for (const [name, body] of entries) {
+    const data = Buffer.from(body);
+    const n = Buffer.from(name);
+    const crc = crc32(data);
+    const local = Buffer.alloc(30);
+    local.writeUInt32LE(0x04034b50, 0);
+    local.writeUInt16LE(20, 4);
+    local.writeUInt32LE(crc, 14);
+    local.writeUInt32LE(data.length, 18);
+    local.writeUInt32LE(data.length, 22);
+    local.writeUInt16LE(n.length, 26);
+    const central = Buffer.alloc(46);
+    central.writeUInt32LE(0x02014b50, 0);
+    central.writeUInt16LE(20, 4);
+    central.writeUInt16LE(20, 6);
+    central.writeUInt32LE(crc, 16);
+    central.writeUInt32LE(data.length, 20);
+    central.writeUInt32LE(data.length, 24);
+    central.writeUInt16LE(n.length, 28);
+    central.writeUInt32LE(offset, 42);
+    locals.push(local, n, data);
+    centrals.push(central, n);
+    offset += 30 + n.length + data.length;
+  }
+  const dir = Buffer.concat(centrals);
+  const end = Buffer.alloc(22);
+  end.writeUInt32LE(0x06054b50, 0);
+  end.writeUInt16LE(entries.length, 8);
+  end.writeUInt16LE(entries.length, 10);
+  end.writeUInt32LE(dir.length, 12);
+  end.writeUInt32LE(offset, 16);
+  return Buffer.concat([...locals, dir, end]);
+}
+
+test('a bundle given as a .zip runs like the directory; an entry escaping the bundle is refused', async () => {
+  const app = join(FUNCTIONS_DIR, 'bundle-py', 'app');
+  const files = ['handler.py', 'helpers.py', 'data/words.txt', 'data/motto.txt'].map((f): [string, string] => [f, readFileSync(join(app, f), 'utf8')]);
+  const zip = join(scratch, 'app.zip');
+  writeFileSync(zip, storedZip(files));
+  const { manifest, artefact } = patched({ name: 'bundle-zip', bundle: zip });
+  await p.deployFunction(manifest, artefact);
+  const cold = await p.invoke({ function: 'bundle-zip', mode: 'cold', input: Buffer.from(JSON.stringify({ name: 'Ada' })), keep: false });
+  assert.deepEqual(JSON.parse(Buffer.from(cold.output).toString()), EXPECTED);
+
+  const evil = join(scratch, 'evil.zip');
+  writeFileSync(evil, storedZip([...files, ['../escape.py', 'x = 1']]));
+  const err = await rejectsWith(p.deployFunction({ ...manifest, name: 'bundle-evil', bundle: evil }, artefact), 'THAW_BUNDLE_INVALID');
+  assert.match(err.message, /not a plain relative path/);
+});
+
+test('the guest cannot write into its mounted bundle', async () => {
+  const { manifest } = patched({ name: 'bundle-write' });
+  const source = [
+    'import greetings, wordstats',
+    'def handler(event, context):',
+    '    try:',
+    '        with open("/thaw/app/data/motto.txt", "w") as f:',
+    '            f.write("changed")',
+    '        return "written"',
+    '    except OSError as exc:',
+    '        return type(exc).__name__',
+  ].join('\n');
+  await p.deployFunction(manifest, Buffer.from(source));
+  const res = await p.invoke({ function: 'bundle-write', mode: 'cold', input: Buffer.from('{}'), keep: false });
+  assert.notEqual(Buffer.from(res.output).toString(), 'written');
+  const installed = join(p.functions.hostFunction('bundle-write').artefactPath, '..', 'python', 'app', 'data', 'motto.txt');
+  assert.equal(readFileSync(installed, 'utf8'), 'Cold starts, warm answers.\n');
 });
