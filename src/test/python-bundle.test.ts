@@ -88,21 +88,20 @@ function storedZip(entries: Array<[string, string]>): Buffer {
     const data = Buffer.from(body);
     const n = Buffer.from(name);
     const crc = crc32(data);
-    const local = Buffer.alloc(30);
-    local.writeUInt32LE(0x04034b50, 0);
-    local.writeUInt16LE(20, 4);
-    local.writeUInt32LE(crc, 14);
-    local.writeUInt32LE(data.length, 18);
-    local.writeUInt32LE(data.length, 22);
-    local.writeUInt16LE(n.length, 26);
-    const central = Buffer.alloc(46);
-    central.writeUInt32LE(0x02014b50, 0);
+    // Both headers carry version 20, CRC, both sizes and the name length; at 14 (local) and 16 (central).
+    const header = (size: number, sig: number, at: number): Buffer => {
+      const b = Buffer.alloc(size);
+      b.writeUInt32LE(sig, 0);
+      b.writeUInt16LE(20, at - 10);
+      b.writeUInt32LE(crc, at);
+      b.writeUInt32LE(data.length, at + 4);
+      b.writeUInt32LE(data.length, at + 8);
+      b.writeUInt16LE(n.length, at + 12);
+      return b;
+    };
+    const local = header(30, 0x04034b50, 14);
+    const central = header(46, 0x02014b50, 16);
     central.writeUInt16LE(20, 4);
-    central.writeUInt16LE(20, 6);
-    central.writeUInt32LE(crc, 16);
-    central.writeUInt32LE(data.length, 20);
-    central.writeUInt32LE(data.length, 24);
-    central.writeUInt16LE(n.length, 28);
     central.writeUInt32LE(offset, 42);
     locals.push(local, n, data);
     centrals.push(central, n);
