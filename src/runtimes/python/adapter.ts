@@ -213,7 +213,8 @@ export const pythonAdapter: RuntimeAdapter<PythonPrepared> = {
     // restore request queue behind Pyodide's instantiation on this process's one JS thread.
     await shell.ready;
     const bundleDir = join(dirname(artefactPath), PYTHON_BUNDLE_DIR);
-    return { fn, source, shells: [shell], bundleDir: existsSync(bundleDir) ? bundleDir : null };
+    // Only a function deployed with a bundle mounts one (a redeploy without it may leave the old copy).
+    return { fn, source, shells: [shell], bundleDir: fn.python !== undefined && existsSync(bundleDir) ? bundleDir : null };
   },
 
   /** Cold-boots Pyodide and installs the runtime module; the handler's init runs in init(). */

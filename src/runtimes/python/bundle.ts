@@ -86,7 +86,7 @@ class Stager {
   unzip(path: string, into: string, what: string, accept: (rel: string) => void = () => undefined): void {
     let entries: ReturnType<typeof readZip>;
     try {
-      entries = readZip(readFileSync(path));
+      entries = readZip(readFileSync(path), MAX_BUNDLE_BYTES);
     } catch (err: unknown) {
       bad(`${what}: not a readable zip archive (${(err as Error).message})`);
       return;
