@@ -206,8 +206,9 @@ static napi_value range_call(napi_env env, napi_callback_info info, const char *
   if (which == 3) rc = thaw_madvise_hugepage(s.base, s.len);
   if (which == 4) rc = thaw_madvise_populate_write(s.base, s.len);
   if (which == 5) rc = thaw_madvise_populate_read(s.base, s.len);
+  if (which == 6) rc = thaw_madvise_willneed(s.base, s.len);
   static const char *const calls[] = { "mmap(MAP_ANONYMOUS)", "madvise(MADV_DONTNEED)", "", "madvise(MADV_HUGEPAGE)",
-                                       "madvise(MADV_POPULATE_WRITE)", "madvise(MADV_POPULATE_READ)" };
+                                       "madvise(MADV_POPULATE_WRITE)", "madvise(MADV_POPULATE_READ)", "madvise(MADV_WILLNEED)" };
   return rc ? throw_errno(env, -rc, calls[which]) : undefined(env);
 }
 
@@ -217,6 +218,25 @@ static napi_value touch_pages(napi_env env, napi_callback_info info) { return ra
 static napi_value madvise_hugepage(napi_env env, napi_callback_info info) { return range_call(env, info, "madviseHugepage", 3); }
 static napi_value madvise_populate_write(napi_env env, napi_callback_info info) { return range_call(env, info, "madvisePopulateWrite", 4); }
 static napi_value madvise_populate_read(napi_env env, napi_callback_info info) { return range_call(env, info, "madvisePopulateRead", 5); }
+static napi_value madvise_willneed(napi_env env, napi_callback_info info) { return range_call(env, info, "madviseWillneed", 6); }
+
+/* discardPages(buffer, offsets: Float64Array, anon): one call per page (thaw_scaling.c); every offset a page inside the buffer. */
+static napi_value discard_pages(napi_env env, napi_callback_info info) {
+  napi_value argv[3]; thaw_addon *a; uint8_t *data, *raw; size_t total, bytes; bool anon;
+  if (!get_args(env, info, 3, argv, &a)) return throw_arg(env, "discardPages", "expects (buffer, offsets, anon)");
+  if (!get_bytes(env, argv[0], &data, &total)) return throw_arg(env, "discardPages", "buffer must be an ArrayBuffer or a TypedArray");
+  if (!get_bytes(env, argv[1], &raw, &bytes) || bytes % 8) return throw_arg(env, "discardPages", "offsets must be a Float64Array");
+  if (napi_get_value_bool(env, argv[2], &anon) != napi_ok) return throw_arg(env, "discardPages", "anon must be a boolean");
+  const double *offs = (const double *)raw;
+  if ((uintptr_t)data % a->page) return throw_arg(env, "discardPages", "buffer must be page aligned");
+  for (size_t i = 0; i < bytes / 8; i++) {
+    double o = offs[i];
+    if (!(o >= 0) || o != (double)(uint64_t)o || (uint64_t)o % a->page || (uint64_t)o + a->page > total)
+      return throw_arg(env, "discardPages", "every offset must be a page-aligned page inside the buffer");
+  }
+  int rc = thaw_discard_pages(data, offs, bytes / 8, a->page, anon);
+  return rc ? throw_errno(env, -rc, anon ? "mmap(MAP_ANONYMOUS)" : "madvise(MADV_DONTNEED)") : undefined(env);
+}
 
 /* copyInto(target, targetOffsetBytes, source): memcpy of all of source; returns bytes copied. */
 static napi_value copy_into(napi_env env, napi_callback_info info) {
@@ -646,7 +666,7 @@ NAPI_MODULE_INIT(/* napi_env env, napi_value exports */) {
 #define FN(name, cb) { name, NULL, cb, NULL, NULL, NULL, napi_enumerable, NULL }
     FN("pageSize", page_size), FN("mapFile", map_file), FN("mapAnonymous", map_anonymous),
     FN("madviseDontneed", madvise_dontneed), FN("touchPages", touch_pages), FN("madviseHugepage", madvise_hugepage),
-    FN("madvisePopulateWrite", madvise_populate_write), FN("madvisePopulateRead", madvise_populate_read), FN("copyInto", copy_into),
+    FN("madvisePopulateWrite", madvise_populate_write), FN("madvisePopulateRead", madvise_populate_read), FN("madviseWillneed", madvise_willneed), FN("discardPages", discard_pages), FN("copyInto", copy_into),
     FN("mincore", mincore_), FN("residentBytes", resident_bytes), FN("fadvise", fadvise), FN("readDirect", read_direct),
     FN("pageFaultCounts", page_fault_counts), FN("poolReserve", pool_reserve), FN("poolAvailable", pool_available),
     FN("poolRelease", pool_release), FN("poolMoveRuns", pool_move_runs), FN("uffdCreate", uffd_create),

@@ -14,6 +14,8 @@ int thaw_madvise_dontneed(void *addr, size_t len);
 int thaw_madvise_hugepage(void *addr, size_t len);
 int thaw_madvise_populate_write(void *addr, size_t len);
 int thaw_madvise_populate_read(void *addr, size_t len);
+int thaw_madvise_willneed(void *addr, size_t len);                                             /* thaw_scaling.c */
+int thaw_discard_pages(uint8_t *base, const double *offs, size_t n, size_t page, int anon);   /* thaw_scaling.c */
 void thaw_touch_pages(void *addr, size_t len, size_t page);
 int64_t thaw_resident_pages(void *addr, size_t len, size_t page); /* -errno on failure */
 int thaw_mincore(int fd, size_t len, uint8_t *vec, const char **op); /* vec: one byte per page */
@@ -46,7 +48,8 @@ typedef struct {
    * neighbours are read, checked and installed together (up to max(chunk, verify_bytes) at once).
    * fault_bytes (verified serving only; 0 = one page): the most a fault installs, each piece of
    * it checked: a fault where the previous one's window ended doubles the window up to this
-   * (sequential readahead), any other installs its own page. */
+   * (sequential readahead), any other installs its own page; the 16th fault in one region of
+   * fault_bytes installs the rest of the region (dense scattered access). */
   const uint32_t *crcs; size_t crc_count; size_t verify_bytes; size_t fault_bytes;
 } thaw_uffd_opts;
 typedef struct {

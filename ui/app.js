@@ -11,7 +11,7 @@ const TOKEN_KEY = 'thaw-token';
 
 /** Colours of the timing parts, by key; parts not listed get grey. */
 const PART_COLOURS = {
-  prepareMs: '#a855f7', acquireMs: '#f59e0b', queueMs: '#ef4444', ipcOutMs: '#94a3b8', bootMs: '#0ea5e9', restoreMs: '#2563eb',
+  checkMs: '#c084fc', prepareMs: '#a855f7', acquireMs: '#f59e0b', queueMs: '#ef4444', ipcOutMs: '#94a3b8', bootMs: '#0ea5e9', restoreMs: '#2563eb',
   initMs: '#14b8a6', grantMs: '#84cc16', populateMs: '#65a30d', handlerMs: '#16a34a', releaseMs: '#4d7c0f', hostMs: '#cbd5e1',
   ipcBackMs: '#64748b', platformMs: '#475569',
 };

@@ -9,13 +9,13 @@
 
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import { toThawError } from '../core/errors.js';
-import type { InvokeRequest, InvokeResult, ThawApi } from '../platform/types.js';
+import { TIMING_PARTS, type InvokeRequest, type InvokeResult, type ThawApi } from '../platform/types.js';
 
 /** Seconds: from a 0.1 ms restore to a 30 s handler. */
 const BUCKETS_S = [0.0001, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30];
 
-/** The timing parts of an invocation that get a histogram (InvokeTimings fields, ms). */
-const PHASES = ['acquireMs', 'bootMs', 'prepareMs', 'restoreMs', 'initMs', 'handlerMs', 'totalMs'] as const;
+/** The timing parts of an invocation that get a histogram: every part of the breakdown, and the total. */
+const PHASES = [...TIMING_PARTS.map((p) => p.key), 'totalMs'] as const;
 
 export interface MetricsSources {
   /** Pool counts (HostPool.describe()), when the daemon has a pool. */
@@ -44,7 +44,7 @@ export class DaemonMetrics {
       labelNames: ['function', 'mode', 'start', 'strategy', 'outcome'], registers,
     });
     this.phaseSeconds = new Histogram({
-      name: 'thaw_invocation_phase_seconds', help: 'Time in each part of an invocation (acquire, boot, prepare, restore, init, handler, total)',
+      name: 'thaw_invocation_phase_seconds', help: 'Time in each part of an invocation (acquire, boot, prepare, restore, init, grant, populate, handler, release, total)',
       labelNames: ['start', 'phase'], buckets: BUCKETS_S, registers,
     });
     this.totalSeconds = new Histogram({
@@ -123,7 +123,8 @@ export class DaemonMetrics {
     const t = r.timings as unknown as Record<string, number | undefined>;
     for (const phase of PHASES) {
       const ms = t[phase];
-      if (ms !== undefined) this.phaseSeconds.observe({ start: r.start, phase: phase.replace(/Ms$/, '') }, ms / 1000);
+      // A part the path did not have (boot on a warm start) is 0 in the breakdown: not an observation.
+      if (ms !== undefined && ms > 0) this.phaseSeconds.observe({ start: r.start, phase: phase.replace(/Ms$/, '') }, ms / 1000);
     }
     this.totalSeconds.observe({ function: r.function, start: r.start }, r.timings.totalMs / 1000);
     if (r.restore) {

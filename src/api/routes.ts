@@ -4,7 +4,7 @@
 import type { IncomingMessage } from 'node:http';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { ThawError } from '../core/errors.js';
-import type { ThawApi, InvokeResult, InvokeMode, SchedulerSettings } from '../platform/types.js';
+import { TIMING_PARTS, type ThawApi, type InvokeResult, type InvokeMode, type SchedulerSettings } from '../platform/types.js';
 import { INVOKE_MODES, START_KINDS } from '../platform/types.js';
 import { readRawBody, type RawBodyLimit } from './raw-body.js';
 
@@ -36,7 +36,11 @@ export const sharedSchemas = [
     properties: {
       id: { type: 'string' }, function: { type: 'string' }, state: { type: 'string', enum: ['idle', 'busy'] },
       origin: { type: 'object', additionalProperties: true }, createdAt: { type: 'string' }, invocations: { type: 'integer' },
-      memoryBytes: { type: 'integer' }, hostPid: { type: 'integer' }, timings: { type: 'object', additionalProperties: { type: 'number' } },
+      memoryBytes: { type: 'integer' }, memory: { type: 'object', properties: { declaredBytes: { type: 'integer' }, grantedBytes: { type: 'integer' }, residentBytes: { type: 'integer' }, offloadedBytes: { type: 'integer' } } },
+      hostPid: { type: 'integer', description: 'the host process carrying the sandbox (a sandbox is a host and an instance in it)' },
+      layout: { type: 'string', enum: ['horizontal', 'vertical'] }, instance: { type: 'integer', description: 'the instance slot in its host, from 0' },
+      instancesPerHost: { type: 'integer' }, instancesInHost: { type: 'integer' },
+      timings: { type: 'object', additionalProperties: { type: 'number' } },
     },
   },
   {
@@ -78,12 +82,14 @@ export const sharedSchemas = [
       outputBase64: { type: 'string', description: 'the response, base64, when it is not valid UTF-8' },
       timings: {
         type: 'object',
+        description: 'the parts of the time, in ms: they sum to totalMs',
         properties: {
-          acquireMs: { type: 'number' }, bootMs: { type: 'number' }, prepareMs: { type: 'number' }, restoreMs: { type: 'number' }, initMs: { type: 'number' },
-          handlerMs: { type: 'number' }, totalMs: { type: 'number' },
+          ...Object.fromEntries(TIMING_PARTS.map((p) => [p.key, { type: 'number', description: p.what }])),
+          totalMs: { type: 'number' },
         },
       },
       memoryBytes: { type: 'integer' },
+      memory: { type: 'object', properties: { declaredBytes: { type: 'integer' }, grantedBytes: { type: 'integer' }, residentBytes: { type: 'integer' }, offloadedBytes: { type: 'integer' } } },
       restore: { type: 'object', additionalProperties: true, description: 'snapshot mode: what the restore strategy did' },
     },
   },

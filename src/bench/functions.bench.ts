@@ -2,6 +2,10 @@
 // test 1): cold, snapshot-restore and warm times, memory and snapshot size, and the working
 // set (pages a restored sandbox touches while serving the input, counted by a userfaultfd
 // restore). Prints medians; raw samples go to results/. Usage: [names,...] with RUNS=n.
+// Every function runs in both host layouts (LAYOUTS=horizontal,vertical), side by side: the
+// first request after a restore against a warm one (issue 12: restored code as fast as warm).
+// Horizontal: each restore goes into a fresh pooled host; vertical: into the host that already
+// ran the function (its cold sandbox still lives there), whose V8 has optimised its code.
 
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, tmpdir } from 'node:os';
@@ -16,15 +20,22 @@ import { printTable } from '../cli/commands/with-api.js';
 import { median } from '../harness/measure-paths.js';
 import { SUITE, type SuiteFunction, type SuiteInput, type SuiteReply } from '../suite/index.js';
 import type { InvokeRequest } from '../platform/types.js';
+import type { HostLayout } from '../core/function-spec.js';
 
 const runs = Number(process.env.RUNS ?? 3);
 const names = process.argv[2]?.split(',');
 const root = fileURLToPath(new URL('../../', import.meta.url));
 const MiB = 2 ** 20;
 
+const LAYOUTS = (process.env.LAYOUTS ?? 'horizontal,vertical').split(',') as HostLayout[];
+
 interface Row {
   function: string;
   input: string;
+  layout: HostLayout;
+  /** The handler's time in the first request after each restore, and in warm requests. */
+  restoredHandlerMs: number[];
+  warmHandlerMs: number[];
   coldMs: number[];
   snapshotMs: number[];
   restoreMs: number[];
@@ -42,10 +53,10 @@ async function invokeChecked(p: Platform, fn: SuiteFunction, input: SuiteInput, 
   return res;
 }
 
-async function measure(p: Platform, fn: SuiteFunction, input: SuiteInput): Promise<Row> {
+async function measure(p: Platform, fn: SuiteFunction, input: SuiteInput, layout: HostLayout): Promise<Row> {
   await p.putObject(input.key, input.bytes);
   const row: Row = {
-    function: fn.name, input: input.description, coldMs: [], snapshotMs: [], restoreMs: [], warmMs: [],
+    function: fn.name, input: input.description, layout, restoredHandlerMs: [], warmHandlerMs: [], coldMs: [], snapshotMs: [], restoreMs: [], warmMs: [],
     memoryBytes: 0, snapshotDiskBytes: 0, workingSetPages: null, checksOk: true,
   };
   await p.poolSettled();
@@ -62,13 +73,18 @@ async function measure(p: Platform, fn: SuiteFunction, input: SuiteInput): Promi
     await p.poolSettled();
     const r = await invokeChecked(p, fn, input, { mode: 'snapshot', snapshotId: snap.id, keep: false });
     row.snapshotMs.push(r.timings.totalMs);
-    row.restoreMs.push(r.timings.restoreMs ?? 0);
+    row.restoreMs.push(r.timings.restoreMs);
+    row.restoredHandlerMs.push(r.timings.handlerMs);
   }
-  for (let i = 0; i < runs; i++) row.warmMs.push((await invokeChecked(p, fn, input, { mode: 'warm', sandboxId: first.sandboxId })).timings.totalMs);
+  for (let i = 0; i < runs; i++) {
+    const r = await invokeChecked(p, fn, input, { mode: 'warm', sandboxId: first.sandboxId });
+    row.warmMs.push(r.timings.totalMs);
+    row.warmHandlerMs.push(r.timings.handlerMs);
+  }
   // Working set: reap's first restore records every page the guest touches (a userfaultfd
   // server serves each one once) until the first invocation ends.
   const strategies = await p.listStrategies();
-  if (strategies.some((s) => s.id === 'reap' && s.available)) {
+  if (layout === 'horizontal' && strategies.some((s) => s.id === 'reap' && s.available)) {
     await p.poolSettled();
     const r = await invokeChecked(p, fn, input, { mode: 'snapshot', snapshotId: snap.id, strategy: 'reap', keep: false });
     if (r.restore?.phase === 'record') row.workingSetPages = r.restore.uffdFaults;
@@ -87,14 +103,20 @@ try {
   for (const fn of selected) {
     for (const obj of fn.initObjects()) await platform.putObject(obj.key, obj.bytes);
     const { manifest, artefact } = readManifestFile(join(root, fn.dir, 'function.json'));
-    await platform.deployFunction(manifest, artefact);
-    for (const input of fn.twoInputs()) {
-      process.stderr.write(`  ${fn.name} ${input.description} ...\n`);
-      try {
-        rows.push(await measure(platform, fn, input));
-      } catch (err) {
-        process.stderr.write(`  ${fn.name} ${input.description} FAILED: ${err instanceof Error ? err.message : String(err)}\n`);
-        rows.push({ function: fn.name, input: input.description, coldMs: [], snapshotMs: [], restoreMs: [], warmMs: [], memoryBytes: 0, snapshotDiskBytes: 0, workingSetPages: null, checksOk: false });
+    for (const layout of LAYOUTS) {
+      // A redeploy with another layout is another deployment: the other layout's hosts retire.
+      await platform.deployFunction({ ...(manifest as object), layout }, artefact);
+      for (const input of fn.twoInputs()) {
+        process.stderr.write(`  ${fn.name} ${input.description} ${layout} ...\n`);
+        try {
+          rows.push(await measure(platform, fn, input, layout));
+        } catch (err) {
+          process.stderr.write(`  ${fn.name} ${input.description} ${layout} FAILED: ${err instanceof Error ? err.message : String(err)}\n`);
+          rows.push({
+            function: fn.name, input: input.description, layout, restoredHandlerMs: [], warmHandlerMs: [], coldMs: [], snapshotMs: [], restoreMs: [], warmMs: [],
+            memoryBytes: 0, snapshotDiskBytes: 0, workingSetPages: null, checksOk: false,
+          });
+        }
       }
     }
   }
@@ -107,6 +129,7 @@ process.stdout.write('\nmedians, ms (eager restore; working set = pages touched 
 printTable(rows.map((r) => ({
   function: r.function,
   input: r.input,
+  layout: r.layout,
   'cold ms': f(r.coldMs),
   'snapshot ms': f(r.snapshotMs),
   '(restore)': f(r.restoreMs),
@@ -117,6 +140,24 @@ printTable(rows.map((r) => ({
   'ws %': r.workingSetPages === null || !r.memoryBytes ? '-' : `${((100 * r.workingSetPages * PAGE_BYTES) / r.memoryBytes).toFixed(0)}%`,
   checks: r.checksOk ? 'ok' : 'FAILED',
 })));
+// The first request after a restore against a warm request, both layouts side by side: the
+// handler's own time (where V8's code tiers show) and the whole request.
+const ratio = (a: number[], b: number[]): string => (a.length && b.length ? `${(median(a) / median(b)).toFixed(2)}x` : '-');
+process.stdout.write('\nfirst request after a restore vs warm (medians, ms; ratio = restored / warm)\n');
+const keyOf = (r: Row): string => `${r.function}\u0000${r.input}`;
+const keys = [...new Set(rows.map(keyOf))];
+printTable(keys.map((k) => {
+  const out: Record<string, string> = { function: k.split('\u0000')[0]!, input: k.split('\u0000')[1]! };
+  for (const layout of LAYOUTS) {
+    const r = rows.find((x) => keyOf(x) === k && x.layout === layout);
+    const tag = layout === 'horizontal' ? 'h' : 'v';
+    out[`${tag} warm handler`] = r ? f(r.warmHandlerMs) : '-';
+    out[`${tag} restored handler`] = r ? f(r.restoredHandlerMs) : '-';
+    out[`${tag} handler ratio`] = r ? ratio(r.restoredHandlerMs, r.warmHandlerMs) : '-';
+    out[`${tag} total ratio`] = r ? ratio(r.snapshotMs, r.warmMs) : '-';
+  }
+  return out;
+}));
 mkdirSync(join(root, 'results'), { recursive: true });
 const out = join(root, 'results', `bench-functions-${new Date().toISOString().replace(/[:.]/g, '-')}.json`);
 writeFileSync(out, JSON.stringify({ runs, rows }, null, 2));

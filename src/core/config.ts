@@ -6,6 +6,7 @@ import { join, resolve } from 'node:path';
 import { ThawError } from './errors.js';
 import type { ObjectStoreConfig } from '../store/object-store.js';
 import { parseObjectStoreConfig } from '../store/open-store.js';
+import { HOST_LAYOUTS, MAX_INSTANCES_PER_HOST, type HostLayout } from './function-spec.js';
 
 export interface DaemonConfig {
   dataDir?: string | undefined;
@@ -29,6 +30,10 @@ export interface DaemonConfig {
   /** Prepared hosts are kept for at most this many (most recently used) functions. */
   maxPreparedFunctions?: number | string | undefined;
   logLevel?: string | undefined;
+  /** Default placement of sandboxes in hosts: "horizontal" (one instance per host, default) or "vertical". */
+  layout?: string | undefined;
+  /** Default instances per vertical host (a manifest's instancesPerHost overrides it). */
+  instancesPerHost?: number | string | undefined;
   /** Idle sandboxes expire after this many seconds (the keep-alive scheduler). */
   keepAliveS?: number | string | undefined;
   /** The memory policy the scheduler calls at sandbox events: none, or a registered one. */
@@ -55,6 +60,8 @@ export interface DaemonParams {
   readonly preparedIdleMs: number;
   readonly maxPreparedFunctions: number;
   readonly logLevel: string;
+  readonly layout: HostLayout;
+  readonly instancesPerHost: number;
   readonly keepAliveS: number;
   readonly memoryPolicy: string;
 }
@@ -87,6 +94,8 @@ export function parseDaemonConfig(cfg: DaemonConfig): DaemonParams {
   }
   const jail = cfg.jail ?? 'auto';
   if (!(JAIL_MODES as readonly string[]).includes(jail)) throw new ThawError('THAW_CONFIG_INVALID', { detail: `jail must be one of ${JAIL_MODES.join(', ')}, got '${jail}'` });
+  const layout = cfg.layout ?? 'horizontal';
+  if (!(HOST_LAYOUTS as readonly string[]).includes(layout)) throw new ThawError('THAW_CONFIG_INVALID', { detail: `layout must be one of ${HOST_LAYOUTS.join(', ')}, got '${layout}'` });
   return Object.freeze({
     dataDir,
     host: cfg.host ?? '127.0.0.1',
@@ -104,6 +113,8 @@ export function parseDaemonConfig(cfg: DaemonConfig): DaemonParams {
     preparedIdleMs: int('preparedIdleS', cfg.preparedIdleS, 600, 1, 86400) * 1000,
     maxPreparedFunctions: int('maxPreparedFunctions', cfg.maxPreparedFunctions, 8, 0, 1024),
     logLevel,
+    layout: layout as HostLayout,
+    instancesPerHost: int('instancesPerHost', cfg.instancesPerHost, 4, 1, MAX_INSTANCES_PER_HOST),
     keepAliveS: int('keepAliveS', cfg.keepAliveS, 600, 0, 7 * 86400),
     // Checked against the registered policies when the platform starts (scheduler.ts).
     memoryPolicy: cfg.memoryPolicy ?? 'none',

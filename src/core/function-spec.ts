@@ -2,6 +2,7 @@
 // frozen shape the core uses (FunctionParams). Only parseFunctionConfig converts one into the other.
 
 import { ThawError } from './errors.js';
+import { DEFAULT_SCALING, POPULATE_METHODS, SCALING_IDS, type ScalingSpec } from '../memory/scaling/scaling.js';
 
 export const RUNTIME_IDS = ['wasi', 'python'] as const;
 export type RuntimeId = (typeof RUNTIME_IDS)[number];
@@ -30,6 +31,19 @@ export interface FunctionConfig {
   description?: unknown;
   /** wasi commands (modules exporting `_start`) only: see CommandConfig. */
   command?: unknown;
+  /**
+   * Memory scaling per invocation: "none" (default), "balloon" or "faascale", or an object
+   * {mechanism, blockMiB, grantMiB, populate, baseMiB} (src/memory/scaling/scaling.ts).
+   */
+  scaling?: unknown;
+  /**
+   * How sandboxes of this function are placed in host processes: "horizontal" (one instance per
+   * host) or "vertical" (several instances per host, sharing the compiled module). Default: the
+   * daemon's --layout.
+   */
+  layout?: unknown;
+  /** vertical: instances one host carries at most (default: the daemon's --instances-per-host). */
+  instancesPerHost?: unknown;
   /** python only: a directory or .zip of further modules and data files, copied at deploy (docs/python-runtime.md). */
   bundle?: unknown;
   /** python only: local pure-Python wheels (.whl) or package directories, installed at deploy; never fetched. */
@@ -73,6 +87,11 @@ export interface CommandDir {
   readonly bundleName: string;
 }
 
+export const HOST_LAYOUTS = ['horizontal', 'vertical'] as const;
+export type HostLayout = (typeof HOST_LAYOUTS)[number];
+/** Most instances one vertical host may carry (its memory cgroup holds all of them). */
+export const MAX_INSTANCES_PER_HOST = 64;
+
 /** A validated function manifest. Artefact paths are absolute. */
 export interface FunctionParams {
   readonly name: string;
@@ -89,11 +108,18 @@ export interface FunctionParams {
   readonly description: string;
   /** wasi only: how a command module runs, when the manifest says (absent: a command gets no args, env or directories). */
   readonly command?: CommandParams;
+  /** How the sandbox's memory follows each invocation (none, balloon, faascale); absent = none. */
+  readonly scaling?: ScalingSpec;
+  /** Placement in hosts, when the manifest chose it (else the daemon's default applies). */
+  readonly layout?: HostLayout;
+  /** vertical: instances per host, when the manifest chose it. */
+  readonly instancesPerHost?: number;
   /** python only: the bundle and requirements, when the manifest gives either. */
   readonly python?: PythonBundleParams;
 }
 
-const KNOWN_FIELDS = new Set(['name', 'runtime', 'module', 'source', 'memoryMiB', 'handler', 'timeoutMs', 'initTimeoutMs', 'maxInputBytes', 'maxOutputBytes', 'description', 'command', 'bundle', 'requirements']);
+const KNOWN_FIELDS = new Set(['name', 'runtime', 'module', 'source', 'memoryMiB', 'handler', 'timeoutMs', 'initTimeoutMs', 'maxInputBytes', 'maxOutputBytes', 'description', 'command', 'scaling', 'layout', 'instancesPerHost', 'bundle', 'requirements']);
+const SCALING_FIELDS = new Set(['mechanism', 'blockMiB', 'grantMiB', 'populate', 'baseMiB']);
 const COMMAND_FIELDS = new Set(['args', 'env', 'dirs', 'scratch', 'responseFile']);
 const SCRATCH_FIELDS = new Set(['path', 'seed']);
 /** Sizes that keep a manifest small: a command's args and environment travel in it. */
@@ -131,13 +157,16 @@ export function parseFunctionConfig(raw: unknown, resolvePath: (p: string) => st
   const handler = cfg.handler ?? (runtime === 'wasi' ? 'handle' : 'handler');
   if (typeof handler !== 'string' || !/^[A-Za-z_][A-Za-z0-9_]*$/.test(handler)) bad("'handler' must be an identifier");
   if (cfg.description !== undefined && typeof cfg.description !== 'string') bad("'description' must be a string");
+  if (cfg.layout !== undefined && !HOST_LAYOUTS.includes(cfg.layout as HostLayout)) bad(`'layout' must be one of ${HOST_LAYOUTS.join(', ')}`);
+  if (cfg.instancesPerHost !== undefined && cfg.layout === 'horizontal') bad("'instancesPerHost' applies to layout 'vertical' only (a horizontal host carries one instance)");
 
+  const memoryMiB = int('memoryMiB', runtime === 'wasi' ? 256 : 512, runtime === 'wasi' ? 1 : 48, 4096);
   return Object.freeze({
     name,
     runtime,
     artefactPath: resolvePath(artefact as string),
     // Pyodide's own heap starts at about 30 MiB: a smaller python sandbox cannot boot.
-    memoryMiB: int('memoryMiB', runtime === 'wasi' ? 256 : 512, runtime === 'wasi' ? 1 : 48, 4096),
+    memoryMiB,
     handler: handler as string,
     timeoutMs: int('timeoutMs', 30_000, 1, 15 * 60_000),
     // Generous: Pyodide boots in about 3 s on a quiet host, far more under load.
@@ -146,6 +175,9 @@ export function parseFunctionConfig(raw: unknown, resolvePath: (p: string) => st
     maxOutputBytes: int('maxOutputBytes', 6 * 1024 * 1024, 0, 1024 * 1024 * 1024),
     description: (cfg.description as string | undefined) ?? '',
     ...(cfg.command === undefined ? {} : { command: parseCommand(cfg.command, runtime, resolvePath, bad) }),
+    scaling: parseScaling(cfg.scaling, memoryMiB, bad),
+    ...(cfg.layout !== undefined && { layout: cfg.layout as HostLayout }),
+    ...(cfg.instancesPerHost !== undefined && { instancesPerHost: int('instancesPerHost', 1, 1, MAX_INSTANCES_PER_HOST) }),
     ...(cfg.bundle === undefined && cfg.requirements === undefined ? {} : { python: parsePythonBundle(cfg, runtime, resolvePath, bad) }),
   });
 }
@@ -162,6 +194,34 @@ function parsePythonBundle(cfg: Record<string, unknown>, runtime: RuntimeId, res
   return Object.freeze({
     app: cfg.bundle === undefined ? null : path(cfg.bundle, "'bundle'"),
     requirements: Object.freeze((reqs as unknown[]).map((r, i) => path(r, `'requirements[${i}]'`))),
+  });
+}
+
+/** Validates the manifest's `scaling` field: a mechanism id, or an object naming one with its settings. */
+export function parseScaling(raw: unknown, memoryMiB: number, bad: (detail: string) => never): ScalingSpec {
+  if (raw === undefined) return DEFAULT_SCALING;
+  const obj: Record<string, unknown> = typeof raw === 'string' ? { mechanism: raw } : (typeof raw === 'object' && raw !== null && !Array.isArray(raw) ? raw as Record<string, unknown> : bad("'scaling' must be a mechanism name or an object"));
+  for (const key of Object.keys(obj)) if (!SCALING_FIELDS.has(key)) bad(`unknown field '${key}' in 'scaling' (expected ${[...SCALING_FIELDS].join(', ')})`);
+  const mechanism = obj.mechanism;
+  if (typeof mechanism !== 'string' || !(SCALING_IDS as readonly string[]).includes(mechanism)) {
+    bad(`unknown scaling mechanism '${String(mechanism)}' (expected one of ${SCALING_IDS.join(', ')})`);
+  }
+  const num = (field: string, dflt: number | null, min: number, max: number): number | null => {
+    const v = obj[field];
+    if (v === undefined) return dflt;
+    if (typeof v !== 'number' || !Number.isInteger(v) || v < min || v > max) bad(`'scaling.${field}' must be an integer in [${min}, ${max}]`);
+    return v as number;
+  };
+  const blockMiB = num('blockMiB', DEFAULT_SCALING.blockMiB, 4, 512)!;
+  if ((blockMiB & (blockMiB - 1)) !== 0) bad("'scaling.blockMiB' must be a power of two (4..512, as Faascale's blocks)");
+  const populate = obj.populate ?? DEFAULT_SCALING.populate;
+  if (typeof populate !== 'string' || !(POPULATE_METHODS as readonly string[]).includes(populate)) bad(`'scaling.populate' must be one of ${POPULATE_METHODS.join(', ')}`);
+  return Object.freeze({
+    mechanism: mechanism as ScalingSpec['mechanism'],
+    blockMiB,
+    grantMiB: num('grantMiB', null, 1, memoryMiB),
+    populate: populate as ScalingSpec['populate'],
+    baseMiB: num('baseMiB', DEFAULT_SCALING.baseMiB, 0, memoryMiB)!,
   });
 }
 

@@ -4,6 +4,7 @@
 // (It lives here rather than in core/config.ts because it needs the suite and the strategy
 // registry, which core/ must not import; only cli/ imports harness/.)
 
+import { SCALING_IDS, type ScalingId } from '../memory/scaling/scaling.js';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { isAbsolute, join, resolve } from 'node:path';
 import { Ajv, type ErrorObject } from 'ajv';
@@ -21,8 +22,10 @@ export type DropCache = 'none' | 'snapshot-files';
 
 /** One setting as received. */
 export interface SettingConfig {
-  /** A restore strategy id (listStrategies()) or "warm" (invoke a live sandbox). */
+  /** A restore strategy id (listStrategies()), "warm" (invoke a live sandbox) or "cold" (boot + init + handler each time). */
   strategy: string;
+  /** The function's memory scaling mechanism in this setting (none, balloon, faascale; default none): it is deployed with it. */
+  scaling?: ScalingId;
   prepare?: {
     /** Run one restore + invocation on the record input after the snapshot (default: true for recording strategies such as reap). */
     record_run?: boolean;
@@ -77,7 +80,9 @@ export interface BenchConfig {
 
 export interface SettingParams {
   readonly id: string;
-  readonly kind: 'warm' | 'snapshot';
+  readonly kind: 'warm' | 'snapshot' | 'cold';
+  /** The memory scaling mechanism the function runs under in this setting. */
+  readonly scaling: ScalingId;
   /** Strategy id, or "warm". */
   readonly strategy: string;
   readonly recordRun: boolean;
@@ -152,6 +157,7 @@ export const BENCH_CONFIG_SCHEMA = {
         required: ['strategy'],
         properties: {
           strategy: { type: 'string', minLength: 1 },
+          scaling: { enum: [...SCALING_IDS] },
           prepare: {
             type: 'object',
             additionalProperties: false,
@@ -265,13 +271,14 @@ function parseSetting(id: string, s: SettingConfig, storage: StorageTier, strate
   // On disk, snapshots are read cold (DESIGN.md section 2), except by vanilla-cache, whose
   // whole point is the file kept in the page cache.
   const dropCache = s.invoke?.drop_cache ?? (tier === 'disk' && !KEEPS_CACHE.has(s.strategy) ? 'snapshot-files' : 'none');
-  if (s.strategy === 'warm') {
-    return Object.freeze({ id, kind: 'warm', strategy: 'warm', recordRun: false, options: Object.freeze({}), dropCache: 'none', storage: tier, skipReason: null });
+  const scaling = s.scaling ?? 'none';
+  if (s.strategy === 'warm' || s.strategy === 'cold') {
+    return Object.freeze({ id, kind: s.strategy, strategy: s.strategy, scaling, recordRun: false, options: Object.freeze({}), dropCache: 'none', storage: tier, skipReason: null });
   }
   let skipReason: string | null = null;
   const known = strategies.find((k) => k.id === s.strategy);
   if (!known) {
-    const detail = `'${s.strategy}' (known: warm, ${strategies.map((k) => k.id).join(', ')})`;
+    const detail = `'${s.strategy}' (known: warm, cold, ${strategies.map((k) => k.id).join(', ')})`;
     if (!s.optional) throw invalid(`settings.${id}.strategy`, BENCH_CONFIG_ERRORS.unknownStrategy, detail);
     skipReason = `strategy '${s.strategy}' is not implemented yet`;
   } else if (!known.support.ok) {
@@ -279,7 +286,7 @@ function parseSetting(id: string, s: SettingConfig, storage: StorageTier, strate
     skipReason = `strategy '${s.strategy}' unavailable: ${known.support.reason}`;
   }
   return Object.freeze({
-    id, kind: 'snapshot', strategy: s.strategy, recordRun: s.prepare?.record_run ?? RECORDING_STRATEGIES.has(s.strategy),
+    id, kind: 'snapshot', strategy: s.strategy, scaling, recordRun: s.prepare?.record_run ?? RECORDING_STRATEGIES.has(s.strategy),
     options: Object.freeze({ ...(s.prepare?.options ?? {}) }), dropCache, storage: tier, skipReason,
   });
 }

@@ -27,11 +27,16 @@ export interface SummaryLine {
   /** Median total / the vanilla setting's median total at the same function and parallelism; null without vanilla. */
   readonly vsVanilla: number | null;
   readonly vsWarm: number | null;
+  /** The setting's memory scaling mechanism, and the sandbox's declared and resident memory after the invocations (medians, MiB). */
+  readonly scaling: string;
+  readonly medianDeclaredMiB: number;
+  readonly medianResidentMiB: number;
 }
 
 const CSV_COLUMNS: readonly (keyof BenchRow)[] = [
   'experiment', 'function', 'setting', 'strategy', 'storage', 'cacheDrop', 'parallelism', 'parSnapshots', 'recordInput', 'testInput', 'testInputKey',
   'repeat', 'worker', 'snapshotId', 'acquireMs', 'bootMs', 'initMs', 'restoreMs', 'handlerMs', 'totalMs', 'wallMs', 'read_s', 'process_s', 'write_s',
+  'scaling', 'declaredBytes', 'grantedBytes', 'residentBytes', 'grantMs', 'populateMs', 'releaseMs',
   'restoreBytesRead', 'uffdFaults', 'prefetchedPages', 'ok', 'error', 'traceId',
 ];
 
@@ -63,6 +68,9 @@ export function summarize(run: BenchRun): SummaryLine[] {
       n: rs.length, ok: ok.length,
       medianMs: median(ok.map((r) => r.totalMs)), p95Ms: p95(ok.map((r) => r.totalMs)),
       medianRestoreMs: median(ok.map((r) => r.restoreMs)), medianHandlerMs: median(ok.map((r) => r.handlerMs)),
+      scaling: r0.scaling ?? 'none',
+      medianDeclaredMiB: median(ok.flatMap((r) => (r.declaredBytes == null ? [] : [r.declaredBytes / 2 ** 20]))),
+      medianResidentMiB: median(ok.flatMap((r) => (r.residentBytes == null ? [] : [r.residentBytes / 2 ** 20]))),
     };
   });
   const ref = (line: (typeof base)[number], strategy: string): number | null => {
@@ -78,6 +86,8 @@ const ratio = (x: number | null): string => (x === null || !Number.isFinite(x) ?
 /** The summary as printable rows (column -> text), for the terminal, summary.txt and the HTML report. */
 export function summaryRows(lines: readonly SummaryLine[]): Record<string, string>[] {
   const parallel = lines.some((l) => l.parallelism !== 1 || l.parSnapshots !== 1);
+  // Memory columns when the run compares memory scaling mechanisms (Faascale's A3).
+  const memory = lines.some((l) => l.scaling !== 'none');
   return lines.map((l) => ({
     function: l.function,
     setting: l.setting,
@@ -89,6 +99,7 @@ export function summaryRows(lines: readonly SummaryLine[]): Record<string, strin
     'handler ms': fmt(l.medianHandlerMs),
     'vs vanilla': ratio(l.vsVanilla),
     'vs warm': ratio(l.vsWarm),
+    ...(memory ? { 'declared MiB': fmt(l.medianDeclaredMiB, 0), 'resident MiB': fmt(l.medianResidentMiB, 1) } : {}),
   }));
 }
 

@@ -49,6 +49,14 @@ export interface BenchRow {
   readonly read_s: number | null;
   readonly process_s: number | null;
   readonly write_s: number | null;
+  /** The setting's memory scaling mechanism, the sandbox's memory after the invocation and the scaling steps' costs. */
+  readonly scaling: string;
+  readonly declaredBytes: number | null;
+  readonly grantedBytes: number | null;
+  readonly residentBytes: number | null;
+  readonly grantMs: number | null;
+  readonly populateMs: number | null;
+  readonly releaseMs: number | null;
   /** Restore engine counters, when the platform reports them. */
   readonly restoreBytesRead: number | null;
   readonly uffdFaults: number | null;
@@ -174,14 +182,15 @@ export async function runBench(p: BenchParams, opts: RunOptions = {}): Promise<B
   let settingSpan: Span | undefined;
   try {
     for (const fn of p.functions) {
-      const deployed = new Set<StorageTier>();
+      // The scaling mechanism each tier's platform has the function deployed with (settings may differ).
+      const deployed = new Map<StorageTier, string>();
       try {
         for (const setting of p.settings) {
           if (setting.skipReason !== null) continue;
           const tier = tierFor(setting.storage);
-          if (!deployed.has(setting.storage)) {
+          if (deployed.get(setting.storage) !== setting.scaling) {
             try {
-              await deployAndFill(tier.platform, fn);
+              await deployAndFill(tier.platform, fn, setting.scaling);
             } catch (err: unknown) {
               // A function that cannot be deployed (e.g. its module is not built) is recorded and
               // skipped; the rest of the experiment still runs.
@@ -193,7 +202,7 @@ export async function runBench(p: BenchParams, opts: RunOptions = {}): Promise<B
               opts.onProgress?.(done, total, `${fn.id} deploy failed`);
               break;
             }
-            deployed.add(setting.storage);
+            deployed.set(setting.storage, setting.scaling);
           }
           settingSpan = tracer.start('setting', {
             'thaw.experiment': p.name, 'thaw.function': fn.id, 'thaw.setting': setting.id, 'thaw.strategy': setting.strategy, 'thaw.storage': setting.storage,
@@ -206,7 +215,7 @@ export async function runBench(p: BenchParams, opts: RunOptions = {}): Promise<B
           }
         }
       } finally {
-        for (const storage of deployed) await tiers.get(storage)!.platform.deleteFunction(fn.target.name).catch(() => undefined);
+        for (const storage of deployed.keys()) await tiers.get(storage)!.platform.deleteFunction(fn.target.name).catch(() => undefined);
       }
     }
   } finally {
@@ -234,9 +243,9 @@ export async function runBench(p: BenchParams, opts: RunOptions = {}): Promise<B
   };
 
   /** Deploys the function and writes its init objects and every input it may use (keys = input names). */
-  async function deployAndFill(platform: Platform, fn: FunctionParams): Promise<void> {
+  async function deployAndFill(platform: Platform, fn: FunctionParams, scaling: string): Promise<void> {
     const { manifest, artefact } = readManifestFile(fn.target.manifestPath);
-    await platform.deployFunction(manifest, artefact);
+    await platform.deployFunction(scaling === 'none' ? manifest : { ...(manifest as object), scaling }, artefact);
     const inputs = [...fn.target.initObjects(), ...new Set([...p.recordInputs, ...p.testInputs].map((i) => fn.target.input(fn.params[i]!)))];
     for (const input of inputs) await platform.putObject(input.key, input.bytes);
   }
@@ -248,9 +257,10 @@ export async function runBench(p: BenchParams, opts: RunOptions = {}): Promise<B
         const label = `${fn.id} ${setting.id} x${pair.parallelism}/${pair.parSnapshots} r${recordInput}`;
         let targets: string[];
         try {
-          targets = setting.kind === 'warm'
-            ? await prepareWarm(fn, setting, tier, record, recordInput, pair.parallelism)
-            : await prepareSnapshots(fn, setting, tier, record, recordInput, pair.parSnapshots);
+          targets = setting.kind === 'cold' ? []
+            : setting.kind === 'warm'
+              ? await prepareWarm(fn, setting, tier, record, recordInput, pair.parallelism)
+              : await prepareSnapshots(fn, setting, tier, record, recordInput, pair.parSnapshots);
         } catch (err: unknown) {
           const e = toThawError(err);
           prepare.push({ function: fn.id, setting: setting.id, recordInput, step: 'boot', snapshotId: '', ms: 0, detail: `failed: ${e.code}: ${e.message}` });
@@ -356,14 +366,16 @@ export async function runBench(p: BenchParams, opts: RunOptions = {}): Promise<B
     }, settingSpan);
     try {
       await Promise.all(Array.from({ length: step.parallelism }, async (_, worker) => {
-        const target = setting.kind === 'warm' ? targets[worker]! : targets[worker % targets.length]!;
+        const target = setting.kind === 'cold' ? '' : setting.kind === 'warm' ? targets[worker]! : targets[worker % targets.length]!;
         const span = tracer.start('invocation', { 'thaw.worker': worker, 'thaw.target': target }, stepSpan);
         const t0 = nowMs();
         let res: InvokeResult | undefined;
         let error = '';
         let stages = { ok: false, detail: '', readS: null as number | null, processS: null as number | null, writeS: null as number | null };
         try {
-          res = setting.kind === 'warm'
+          res = setting.kind === 'cold'
+            ? await tier.platform.invoke({ function: fn.target.name, mode: 'cold', input: event, keep: false })
+            : setting.kind === 'warm'
             ? await tier.platform.invoke({ function: fn.target.name, mode: 'warm', sandboxId: target, input: event, keep: true })
             : await tier.platform.invoke({ function: fn.target.name, mode: 'snapshot', snapshotId: target, strategy: setting.strategy, input: event, keep: false });
         } catch (err: unknown) {
@@ -375,10 +387,14 @@ export async function runBench(p: BenchParams, opts: RunOptions = {}): Promise<B
           stages = await fn.target.check(input, res.output, (k) => tier.platform.getObject(k));
           if (!stages.ok) error = `check: ${stages.detail}`;
           tracer.addInvocationSteps(span, t0, res.timings, stages, res.restore);
+          span.setAttributes({
+            'thaw.scaling': setting.scaling, 'thaw.memory.declared_bytes': res.memory.declaredBytes,
+            'thaw.memory.granted_bytes': res.memory.grantedBytes, 'thaw.memory.resident_bytes': res.memory.residentBytes,
+          });
         }
         if (error) span.setStatus({ code: 2, message: error });
         span.end(t0 + wallMs);
-        rows.push(row(fn, setting, step, worker, input, setting.kind === 'warm' ? '' : target, res?.timings, wallMs, stages, res, error, span.spanContext().traceId));
+        rows.push(row(fn, setting, step, worker, input, setting.kind === 'snapshot' ? target : '', res?.timings, wallMs, stages, res, error, span.spanContext().traceId));
       }));
     } finally {
       stepSpan.end();
@@ -398,6 +414,8 @@ export async function runBench(p: BenchParams, opts: RunOptions = {}): Promise<B
       repeat: step.repeat, worker, snapshotId,
       acquireMs: t?.acquireMs ?? NaN, bootMs: t?.bootMs ?? 0, initMs: t?.initMs ?? 0, restoreMs: t?.restoreMs ?? 0, handlerMs: t?.handlerMs ?? NaN, totalMs: t?.totalMs ?? NaN,
       wallMs: r3(wallMs), read_s: stages.readS, process_s: stages.processS, write_s: stages.writeS,
+      scaling: setting.scaling, declaredBytes: res?.memory.declaredBytes ?? null, grantedBytes: res?.memory.grantedBytes ?? null, residentBytes: res?.memory.residentBytes ?? null,
+      grantMs: t?.grantMs ?? null, populateMs: t?.populateMs ?? null, releaseMs: t?.releaseMs ?? null,
       restoreBytesRead: res?.restore?.bytesRead ?? null, uffdFaults: res?.restore?.uffdFaults ?? null, prefetchedPages: res?.restore?.prefetchedPages ?? null,
       ok: error === '', error, traceId,
     };

@@ -13,7 +13,7 @@ import { resourceFromAttributes } from '@opentelemetry/resources';
 import {
   BasicTracerProvider, BatchSpanProcessor, InMemorySpanExporter, SimpleSpanProcessor, type ReadableSpan, type SpanProcessor,
 } from '@opentelemetry/sdk-trace-base';
-import type { InvokeTimings } from '../platform/types.js';
+import { TIMING_PARTS, type InvokeTimings } from '../platform/types.js';
 import type { RestoreStats } from '../restore/strategy.js';
 
 /** One finished span as saved in traces.json. Times in ms since the epoch. */
@@ -80,10 +80,11 @@ export class BenchTracer {
   }
 
   /**
-   * Adds the platform's inner steps of one invocation under `parent`, placed from its timings
-   * starting at `startMs`: acquire, boot, init, restore (with the strategy's map-or-prefetch
-   * fill and the runtime's resume inside it, when `restore` stats are given), then invoke (the
-   * handler) with the function's read, process and write seconds inside it.
+   * Adds the platform's inner steps of one invocation under `parent`, placed end to end from its
+   * timings starting at `startMs`, one span per part of platform/types.ts TIMING_PARTS that is
+   * not zero (so the spans cover the whole total): the restore holds the strategy's
+   * map-or-prefetch fill and the runtime's resume when `restore` stats are given, the handler
+   * the function's read, process and write seconds.
    */
   addInvocationSteps(parent: Span, startMs: number, t: InvokeTimings, stages: StageSeconds, restore?: Pick<RestoreStats, 'fillMs' | 'strategy'>): void {
     let at = startMs;
@@ -92,26 +93,28 @@ export class BenchTracer {
       this.start(name, { 'thaw.placed': true, 'thaw.ms': ms }, p, from).end(from + ms);
       return from + ms;
     };
-    at = step('acquire sandbox', t.acquireMs);
-    at = step('boot', t.bootMs);
-    at = step('init', t.initMs);
-    if (t.restoreMs !== undefined && restore !== undefined) {
-      const load = this.start('load snapshot (restore)', { 'thaw.placed': true, 'thaw.ms': t.restoreMs, 'thaw.strategy': restore.strategy }, parent, at);
-      // fill() runs inside the runtime's restore; the rest of it (instantiation, state) is the resume.
-      const fillMs = Math.min(restore.fillMs, t.restoreMs);
-      const afterFill = step('map or prefetch (fill)', fillMs, load, at);
-      step('resume', t.restoreMs - fillMs, load, afterFill);
-      load.end(at + t.restoreMs);
-      at += t.restoreMs;
-    } else {
-      at = step('load snapshot (restore)', t.restoreMs);
+    for (const part of TIMING_PARTS) {
+      const ms = t[part.key];
+      if (ms === 0) continue;
+      if (part.key === 'restoreMs' && restore !== undefined) {
+        const load = this.start(part.label, { 'thaw.placed': true, 'thaw.ms': ms, 'thaw.strategy': restore.strategy }, parent, at);
+        // fill() runs inside the runtime's restore; the rest of it (instantiation, state) is the resume.
+        const fillMs = Math.min(restore.fillMs, ms);
+        const afterFill = step('map or prefetch (fill)', fillMs, load, at);
+        step('resume', ms - fillMs, load, afterFill);
+        load.end(at + ms);
+      } else if (part.key === 'handlerMs') {
+        const handler = this.start(part.label, { 'thaw.placed': true, 'thaw.ms': ms }, parent, at);
+        let inner = at;
+        inner = step('read', stages.readS === null ? undefined : stages.readS * 1000, handler, inner);
+        inner = step('process', stages.processS === null ? undefined : stages.processS * 1000, handler, inner);
+        step('write', stages.writeS === null ? undefined : stages.writeS * 1000, handler, inner);
+        handler.end(at + ms);
+      } else {
+        step(part.label, ms);
+      }
+      at += ms;
     }
-    const handler = this.start('invoke', { 'thaw.placed': true, 'thaw.ms': t.handlerMs }, parent, at);
-    let inner = at;
-    inner = step('read', stages.readS === null ? undefined : stages.readS * 1000, handler, inner);
-    inner = step('process', stages.processS === null ? undefined : stages.processS * 1000, handler, inner);
-    step('write', stages.writeS === null ? undefined : stages.writeS * 1000, handler, inner);
-    handler.end(at + t.handlerMs);
   }
 
   /** Every span finished so far, oldest first. */

@@ -3,7 +3,7 @@
 // sandbox), and checks that the three paths give identical outputs.
 
 import { readManifestFile } from '../cli/context.js';
-import type { InvokeResult, InvokeTimings } from '../platform/types.js';
+import { TIMING_PARTS, type InvokeResult, type InvokeTimings } from '../platform/types.js';
 import type { Platform } from '../platform/platform.js';
 
 export interface PathFigures {
@@ -23,7 +23,7 @@ export interface PathFigures {
 /** Per-path samples of the timing breakdown, in ms. */
 export type Samples = { [K in keyof InvokeTimings]-?: number[] };
 
-const emptySamples = (): Samples => ({ acquireMs: [], bootMs: [], prepareMs: [], restoreMs: [], initMs: [], handlerMs: [], totalMs: [] });
+const emptySamples = (): Samples => Object.fromEntries([...TIMING_PARTS.map((p) => p.key), 'totalMs'].map((k) => [k, []])) as unknown as Samples;
 
 function record(s: Samples, t: InvokeTimings): void {
   for (const k of Object.keys(s) as (keyof InvokeTimings)[]) s[k].push(t[k] ?? 0);

@@ -35,6 +35,8 @@ interface Addon {
   madviseHugepage(buffer: ArrayBuffer, offset: number, length: number): void;
   madvisePopulateWrite(buffer: ArrayBuffer, offset: number, length: number): void;
   madvisePopulateRead(buffer: ArrayBuffer, offset: number, length: number): void;
+  madviseWillneed(buffer: ArrayBuffer, offset: number, length: number): void;
+  discardPages(buffer: ArrayBuffer, offsets: Float64Array, anon: boolean): void;
   copyInto(target: ArrayBuffer, targetOffset: number, source: Bytes): number;
   mincore(fd: number, length: number): Uint8Array;
   residentBytes(buffer: ArrayBuffer, offset: number, length: number): number;
@@ -200,6 +202,20 @@ export function madvisePopulateWrite(memory: ArrayBuffer, offsetBytes: number, l
  */
 export function madvisePopulateRead(memory: ArrayBuffer, offsetBytes: number, lengthBytes: number): void {
   call('madvisePopulateRead', memory, offsetBytes, lengthBytes);
+}
+
+/** madvise(MADV_WILLNEED) over a page-aligned range (a hint; on anonymous memory it populates nothing). Throws THAW_INTERNAL. */
+export function madviseWillneed(memory: ArrayBuffer, offsetBytes: number, lengthBytes: number): void {
+  call('madviseWillneed', memory, offsetBytes, lengthBytes);
+}
+
+/**
+ * Gives back single pages of a Wasm memory, one system call per page (a balloon device's
+ * granularity): madvise(MADV_DONTNEED), or with `anonymous` fresh anonymous memory mapped over
+ * each page (for memory that may be a private file mapping). Throws THAW_INTERNAL.
+ */
+export function discardPages(memory: ArrayBuffer, pageOffsets: Float64Array, anonymous: boolean): void {
+  call('discardPages', memory, pageOffsets, anonymous);
 }
 
 /** Copies all of `source` into `target` at `targetOffsetBytes` (memcpy; no alignment needed). Returns the bytes copied. Throws THAW_INTERNAL. */

@@ -11,18 +11,21 @@ import { ThawError, toThawError, type ErrorCode } from '../core/errors.js';
 import { MEMORY_FILE, readState, diskUsageBytes, sweepSnapshotTemps, writeFileDurable } from '../snapshot/snapshot-io.js';
 import { checkArtefactSeals, ensureSnapshotKey, sealArtefacts, sealState, verifyChainSeals } from '../snapshot/snapshot-seal.js';
 import type { PageRun, SnapshotMeta } from '../core/snapshot-format.js';
-import { HostPool, type AcquiredHost } from '../sandbox/host-pool.js';
-import type { HostProcess } from '../sandbox/host-process.js';
+import { HostPool } from '../sandbox/host-pool.js';
+import type { HostProcess, Timed } from '../sandbox/host-process.js';
 import { removeCgroupParent, setUpCgroupParent } from '../sandbox/cgroup.js';
 import { RECORDING_OUTBOX, SANDBOX_GID, grantToFunction, jailAvailability, readPlainFile, secureDataDir } from '../sandbox/jail.js';
 import { RECORDED_FILES } from '../restore/recording-outbox.js';
 import type { JailMode } from '../core/config.js';
-import type { BootResult, InvokeResult as HostInvokeResult, RestoreResult, SnapshotResult } from '../sandbox/protocol.js';
-import type { FunctionParams } from '../core/function-spec.js';
+import type { SandboxMemory } from '../memory/types.js';
+import { declaredOnly } from '../memory/accounting.js';
+import type { BootResult, HostRequest, InvokeResult as HostInvokeResult, RestoreResult, SnapshotResult } from '../sandbox/protocol.js';
+import type { FunctionParams, HostLayout } from '../core/function-spec.js';
 import { getStrategy, listStrategies, listArtefacts, discardArtefacts, grantTmpfsCopy, AUTO_STRATEGY, DEFAULT_STRATEGY } from '../restore/index.js';
 import { AutoStrategy, imageFacts, type AutoChoice, type SnapshotFacts } from '../restore/auto-strategy.js';
 import { StrategyPreparer, type PrepareOutcome } from './strategy-preparer.js';
 import { FunctionLogs, type LogEntry } from './function-logs.js';
+import { Breakdown } from './breakdown.js';
 import { startRedisRelay, type RedisRelay } from './redis-relay.js';
 import { policySandboxOf, type ReportingSandbox } from '../memory/policy-sandbox.js';
 import { startMemoryServer, type MemoryServer } from '../memory/remote-server.js';
@@ -55,11 +58,44 @@ export interface PlatformParams {
   readonly jail: JailMode;
   readonly preparedIdleMs: number;
   readonly maxPreparedFunctions: number;
+  /** Placement of sandboxes in hosts for functions whose manifest does not choose (see FunctionConfig.layout). */
+  readonly layout: HostLayout;
+  /** Instances per vertical host for functions whose manifest does not choose. */
+  readonly instancesPerHost: number;
   /** Idle sandboxes expire after this many seconds (see scheduler.ts). */
   readonly keepAliveS: number;
   /** The memory policy the keep-alive scheduler calls (see scheduler.ts). */
   readonly memoryPolicy: string;
   readonly logger: Logger;
+}
+
+/**
+ * A host process of one function deployment and the instances it carries: one (horizontal) or
+ * up to `capacity` (vertical, sharing the compiled module). A vertical host outlives its
+ * instances, so the next instance starts in a process whose code V8 has already optimised.
+ */
+interface SandboxHost {
+  readonly host: HostProcess;
+  readonly fn: string;
+  readonly deployment: string;
+  readonly layout: HostLayout;
+  readonly capacity: number;
+  /** The jailed host's scratch directory (where it writes snapshots), or null unjailed. */
+  readonly scratchDir: string | null;
+  readonly instances: Set<Sandbox>;
+  /** Slots promised to starts that waited for this host while the pool handed it over. */
+  reserved: number;
+  /** The instances it carried when it died (their errors name each other). */
+  lost: readonly string[];
+  /** When its last instance went (ms since the epoch), for retiring idle empty hosts. */
+  emptySince: number;
+}
+
+/** A vertical host being taken from the pool, and the starts that will take its other slots. */
+interface IncomingHost {
+  readonly home: Promise<SandboxHost>;
+  readonly capacity: number;
+  reserved: number;
 }
 
 /** Whether hosts are jailed, and if not, why (what `thaw doctor` reports first). */
@@ -71,6 +107,10 @@ interface Sandbox {
   /** The function deployment the sandbox runs (see FunctionRegistry): never another's. */
   readonly deployment: string;
   readonly host: HostProcess;
+  /** The host and its instances: a sandbox is (host, instance). */
+  readonly home: SandboxHost;
+  /** This sandbox's instance slot in its host (0 .. capacity - 1). */
+  readonly instance: number;
   /** The jailed host's scratch directory (where it writes snapshots), or null unjailed. */
   readonly scratchDir: string | null;
   readonly origin: SandboxInfo['origin'];
@@ -78,6 +118,8 @@ interface Sandbox {
   busy: boolean;
   invocations: number;
   memoryBytes: number;
+  /** Declared, granted and resident memory as the host measured it after the last boot, restore or invocation. */
+  memory: SandboxMemory;
   lastUsed: number;
 }
 
@@ -87,6 +129,16 @@ interface Sandbox {
  * retries after Retry-After, and a request never queues behind a slow handler for long.
  */
 const WARM_WAIT_MS = 1000;
+
+/** How long a vertical host may take to destroy one instance before it is stopped whole. */
+const DESTROY_TIMEOUT_MS = 10_000;
+
+/**
+ * Errors after which the host process cannot be trusted or is gone: every instance in it goes.
+ * Other failures stop one instance; in a vertical host its siblings keep serving (separate Wasm
+ * memories and runtime state).
+ */
+const FATAL_TO_HOST = new Set<ErrorCode>(['THAW_TIMEOUT', 'THAW_SANDBOX_DIED', 'THAW_INTERNAL']);
 
 /** Errors after which a sandbox's state cannot be trusted: it is stopped and replaced. */
 const FATAL_TO_SANDBOX = new Set<ErrorCode>([
@@ -102,6 +154,10 @@ export class Platform implements ThawApi {
   private readonly snapshotRoot: string;
   private readonly pool: HostPool;
   private readonly sandboxes = new Map<string, Sandbox>();
+  /** Every host carrying (or, vertical, kept for) a function's instances. */
+  private readonly hosts = new Set<SandboxHost>();
+  /** Vertical hosts being taken from the pool, by deployment: concurrent starts share one. */
+  private readonly incoming = new Map<string, IncomingHost>();
   /** Sandboxes being booted or restored, not yet in `sandboxes`: they count against the cap. */
   private starting = 0;
   private readonly log: Logger;
@@ -128,6 +184,7 @@ export class Platform implements ThawApi {
   private readonly scrubFailures = new Map<string, string>();
   private scrubbing = false;
   private scrubTimer: NodeJS.Timeout | undefined;
+  private idleHostTimer: NodeJS.Timeout | undefined;
   /** Where auto invocations start, keep-alive expiry and the memory policy's calls. */
   private readonly keepAlive: KeepAliveScheduler<Sandbox>;
 
@@ -193,6 +250,9 @@ export class Platform implements ThawApi {
       this.scrubTimer = setInterval(() => void this.scrubAll(), params.scrubIntervalMs);
       this.scrubTimer.unref();
     }
+    // Empty vertical hosts of functions unused for preparedIdleMs retire, as prepared hosts do.
+    this.idleHostTimer = setInterval(() => this.retireEmptyHosts(), Math.min(params.preparedIdleMs, 60_000));
+    this.idleHostTimer.unref();
   }
 
   // ---- functions -------------------------------------------------------------------------
@@ -205,6 +265,7 @@ export class Platform implements ThawApi {
       // The old deployment's hosts and idle sandboxes go now; busy ones when their call ends.
       this.pool.forget(replaced.deployment, 'function redeployed');
       await Promise.all([...this.sandboxes.values()].filter((s) => s.fn === info.name && !s.busy).map((s) => this.stop(s, 'function redeployed')));
+      this.retireEmptyHosts();
     }
     this.log.info({ function: info.name, digest: info.digest.slice(0, 12), replaced: replaced !== undefined }, 'function deployed');
     return info;
@@ -222,6 +283,7 @@ export class Platform implements ThawApi {
     const fn = this.functions.delete(name);
     this.pool.forget(fn.deployment);
     await Promise.all([...this.sandboxes.values()].filter((s) => s.fn === name).map((s) => this.stop(s, 'function deleted')));
+    this.retireEmptyHosts();
     this.logs.forget(name);
     this.log.info({ function: name }, 'function deleted');
   }
@@ -241,10 +303,11 @@ export class Platform implements ThawApi {
   // ---- sandboxes -------------------------------------------------------------------------
 
   async bootSandbox(fnName: string): Promise<SandboxInfo & { timings: InvokeTimings }> {
-    const t0 = performance.now();
-    const { sandbox, timings } = await this.bootCold(fnName).finally(() => setImmediate(() => this.pool.refill()));
+    const bd = new Breakdown();
+    const { sandbox, started } = await this.bootCold(fnName, bd).finally(() => setImmediate(() => this.pool.refill()));
+    bd.addHostExchange([await started]);
     this.release(sandbox);
-    return { ...this.sandboxInfo(sandbox), timings: { ...timings, handlerMs: 0, totalMs: round(performance.now() - t0) } };
+    return { ...this.sandboxInfo(sandbox), timings: bd.finish() };
   }
 
   /**
@@ -416,14 +479,13 @@ export class Platform implements ThawApi {
   }
 
   private async invokeOnce(req: InvokeRequest): Promise<InvokeResult> {
-    const t0 = performance.now();
+    const bd = new Breakdown();
     if (!INVOKE_MODES.includes(req.mode)) throw new ThawError('THAW_REQUEST_INVALID', { detail: `mode must be one of ${INVOKE_MODES.join(', ')}` });
     const fn = this.functions.get(req.function);
     if (req.input.length > fn.params.maxInputBytes) {
       throw new ThawError('THAW_INPUT_TOO_LARGE', { sizeBytes: req.input.length, limitBytes: fn.params.maxInputBytes, name: fn.params.name });
     }
     let sandbox: Sandbox;
-    let timings: Omit<InvokeTimings, 'handlerMs' | 'totalMs'>;
     let strategy: string | undefined;
     let snapshotId: string | undefined;
     let restoreStats: RestoreResult['restore'] | undefined;
@@ -431,17 +493,19 @@ export class Platform implements ThawApi {
     let facts: SnapshotFacts | undefined;
     // Cold and snapshot starts send the invocation right behind the boot or restore (see invokeIn),
     // unless the memory policy must see the sandbox between its init and its first request.
-    let invoking: Promise<HostInvokeResult> | undefined;
+    let started: Promise<Timed<BootResult | RestoreResult>> | undefined;
+    let invoking: Promise<Timed<HostInvokeResult>> | undefined;
     const pipeline = this.keepAlive.pipelinesStarts;
     const placed = req.mode === 'auto' && req.sandboxId === undefined && req.snapshotId === undefined ? this.keepAlive.place(fn.params.name) : undefined;
     const path: StartKind = placed?.kind ?? (req.mode === 'auto' ? (req.snapshotId !== undefined ? 'snapshot' : 'warm') : req.mode);
     let start: StartKind = path;
     switch (path) {
       case 'cold':
-        ({ sandbox, timings, invoking } = await this.bootCold(fn.params.name, pipeline ? req.input : undefined));
+        ({ sandbox, started, invoking } = await this.bootCold(fn.params.name, bd, pipeline ? req.input : undefined));
         break;
       case 'warm':
-      case 'semi-warm':
+      case 'semi-warm': {
+        const t = performance.now();
         if (placed && 'sandbox' in placed) {
           sandbox = placed.sandbox;
         } else {
@@ -450,23 +514,38 @@ export class Platform implements ThawApi {
         }
         // Waits for a memory policy step still running on it (see scheduler.ts).
         start = await this.keepAlive.reuse(sandbox);
-        timings = { acquireMs: 0 };
+        bd.since('queueMs', t);
         break;
+      }
       case 'snapshot': {
         snapshotId = req.snapshotId ?? this.newestSnapshot(fn.params.name);
         facts = this.snapshotFacts(snapshotId);
         strategy = req.strategy ?? DEFAULT_STRATEGY;
         if (strategy === AUTO_STRATEGY) ({ strategy, reason: strategyReason } = this.chooseStrategy(snapshotId, facts));
-        ({ sandbox, timings, stats: restoreStats, invoking } = await this.restore(fn.params.name, snapshotId, strategy, pipeline ? req.input : undefined));
+        ({ sandbox, started, invoking } = await this.restore(fn.params.name, snapshotId, strategy, bd, pipeline ? req.input : undefined));
         break;
       }
     }
+    // A failed boot or restore has stopped its sandbox already (bootCold, restore).
+    const begun = started && (await started);
+    if (begun && 'restore' in begun.result) restoreStats = begun.result.restore;
     this.keepAlive.started(fn.params.name, start);
     try {
       if (start === 'cold' || start === 'snapshot') await this.keepAlive.afterInit(sandbox);
-      const res = await (invoking ?? this.invokeIn(sandbox, fn.params, req.input));
+      let last: Timed<HostInvokeResult>;
+      if (begun && invoking) {
+        last = await invoking;
+        bd.addHostExchange([begun, last]);
+      } else {
+        // Not pipelined (the memory policy saw the sandbox in between): two exchanges.
+        if (begun) bd.addHostExchange([begun]);
+        last = await this.invokeIn(sandbox, fn.params, req.input);
+        bd.addHostExchange([last]);
+      }
+      const res = last.result;
       sandbox.invocations++;
       sandbox.memoryBytes = res.memoryBytes;
+      sandbox.memory = res.memory;
       sandbox.lastUsed = Date.now();
       // A sandbox of a deployment retired while it ran is not kept for the next call.
       const keep = (req.keep ?? true) && sandbox.deployment === this.functions.get(fn.params.name).deployment;
@@ -484,15 +563,16 @@ export class Platform implements ThawApi {
         sandboxId: sandbox.id,
         kept: keep,
         output: res.output,
-        timings: { ...timings, handlerMs: res.timings.handlerMs ?? 0, totalMs: round(performance.now() - t0) },
+        timings: bd.finish(),
         memoryBytes: res.memoryBytes,
+        memory: res.memory,
       };
       if (snapshotId !== undefined) result.snapshotId = snapshotId;
       if (strategy !== undefined) result.strategy = strategy;
       if (strategyReason !== undefined) result.strategyReason = strategyReason;
       // What auto learns from: every restore's time to first response, by cache state.
-      if (snapshotId !== undefined && strategy !== undefined && facts !== undefined && timings.prepareMs === undefined) {
-        this.autoStrategy.record(snapshotId, strategy, facts.cachedFraction, (timings.restoreMs ?? 0) + result.timings.handlerMs);
+      if (snapshotId !== undefined && strategy !== undefined && facts !== undefined && result.timings.prepareMs === 0) {
+        this.autoStrategy.record(snapshotId, strategy, facts.cachedFraction, result.timings.restoreMs + result.timings.handlerMs);
       }
       // The host's stats after the invocation are the complete ones (page servers report on stop).
       const stats = start === 'snapshot' ? (res.restore ?? restoreStats) : undefined;
@@ -547,6 +627,7 @@ export class Platform implements ThawApi {
 
   async close(): Promise<void> {
     clearInterval(this.scrubTimer);
+    clearInterval(this.idleHostTimer);
     this.keepAlive.close();
     await this.preparer.close();
     await this.pool.close();
@@ -578,30 +659,37 @@ export class Platform implements ThawApi {
 
   /**
    * Boots a sandbox and runs its init, within the function's initTimeoutMs; with `input`, also
-   * sends the invocation right behind (see invokeIn), whose result is `invoking`.
+   * sends the invocation right behind (see invokeIn), whose result is `invoking`. `started`
+   * fails when the boot does (the sandbox is stopped then); the caller awaits it first.
    */
-  private async bootCold(fnName: string, input?: Uint8Array): Promise<{ sandbox: Sandbox; timings: Omit<InvokeTimings, 'handlerMs' | 'totalMs'>; invoking?: Promise<HostInvokeResult> }> {
+  private async bootCold(fnName: string, bd: Breakdown, input?: Uint8Array): Promise<{ sandbox: Sandbox; started: Promise<Timed<BootResult>>; invoking?: Promise<Timed<HostInvokeResult>> }> {
     const fn = this.functions.get(fnName);
-    const acquired = await this.acquireHost(fnName);
-    const sandbox = this.register(fnName, fn.deployment, acquired, { kind: 'cold' });
-    try {
-      const booting = acquired.host.request<BootResult>(
-        { op: 'boot', sandboxId: sandbox.id, deployment: fn.deployment, init: true, trackMemory: this.memoryTracking },
-        { timeoutMs: fn.params.initTimeoutMs, onTimeout: () => initTimeout(fn.params, 'boot and init') },
-      );
-      const invoking = input && this.invokeIn(sandbox, fn.params, input, booting);
-      const res = await booting;
-      sandbox.memoryBytes = res.memoryBytes;
-      const timings = { acquireMs: round(acquired.acquireMs), bootMs: res.timings.bootMs ?? 0, initMs: res.timings.initMs ?? 0 };
-      return invoking ? { sandbox, timings, invoking } : { sandbox, timings };
-    } catch (err) {
+    const sandbox = await this.newSandbox(fnName, { kind: 'cold' }, bd);
+    return this.startIn<BootResult>(sandbox, fn.params, { op: 'boot', sandboxId: sandbox.id, deployment: fn.deployment, init: true, trackMemory: this.memoryTracking }, 'boot and init', input);
+  }
+
+  /**
+   * Sends a sandbox's boot or restore (within initTimeoutMs) and, with `input`, the invocation
+   * right behind it (see invokeIn). A failed start stops the sandbox; `started` then fails.
+   */
+  private startIn<R extends BootResult | RestoreResult>(sandbox: Sandbox, fn: FunctionParams, req: HostRequest, phase: string, input?: Uint8Array): {
+    sandbox: Sandbox; started: Promise<Timed<R>>; invoking?: Promise<Timed<HostInvokeResult>>;
+  } {
+    const starting = sandbox.host.requestTimed<R>(req, { timeoutMs: fn.initTimeoutMs, onTimeout: () => initTimeout(fn, phase) });
+    const invoking = input && this.invokeIn(sandbox, fn, input, starting);
+    const started = starting.then((res) => {
+      sandbox.memoryBytes = res.result.memoryBytes;
+      sandbox.memory = res.result.memory;
+      return res;
+    }, async (err: unknown) => {
       throw await this.afterFailure(sandbox, err, true);
-    }
+    });
+    return invoking ? { sandbox, started, invoking } : { sandbox, started };
   }
 
   /** Restores a sandbox from a snapshot within initTimeoutMs; with `input`, also invokes it (as bootCold). */
-  private async restore(fnName: string, snapshotId: string, strategyId: string, input?: Uint8Array): Promise<{
-    sandbox: Sandbox; timings: Omit<InvokeTimings, 'handlerMs' | 'totalMs'>; stats: RestoreResult['restore']; invoking?: Promise<HostInvokeResult>;
+  private async restore(fnName: string, snapshotId: string, strategyId: string, bd: Breakdown, input?: Uint8Array): Promise<{
+    sandbox: Sandbox; started: Promise<Timed<RestoreResult>>; invoking?: Promise<Timed<HostInvokeResult>>;
   }> {
     const fn = this.functions.get(fnName);
     getStrategy(strategyId);
@@ -615,28 +703,17 @@ export class Platform implements ThawApi {
       throw new ThawError('THAW_SNAPSHOT_VERSION', { id: snapshotId, detail: `taken from module ${snap.moduleDigest.slice(0, 12)}, function '${fnName}' is now ${fn.digest.slice(0, 12)}` });
     }
     // Artefacts are built here, not in the sandbox host (see prepare-worker.ts); the first restore
-    // of a snapshot with a strategy waits for it and reports the time as prepareMs.
+    // of a snapshot with a strategy waits for it (prepareMs; when nothing was built, checkMs).
     // The seals of the whole chain, checked with the daemon's key (before anything is built from
     // it); the host checks that the state files it reads are these very bytes.
+    const tCheck = performance.now();
     const stateSha256 = verifyChainSeals(this.snapshotRoot, this.snapshotKey, snapshotId);
     const { prepared, artefactSha256 } = await this.prepareSealed(strategyId, snapshotId);
     if (prepared.built && this.jail.jailed) this.grantSnapshot(snapshotId);
-    const acquired = await this.acquireHost(fnName);
-    const sandbox = this.register(fnName, fn.deployment, acquired, { kind: 'snapshot', snapshotId, strategy: strategyId });
-    try {
-      const restoring = acquired.host.request<RestoreResult>(
-        { op: 'restore', sandboxId: sandbox.id, deployment: fn.deployment, snapshotRoot: this.snapshotRoot, snapshotId, strategy: strategyId, stateSha256, artefactSha256, trackMemory: this.memoryTracking },
-        { timeoutMs: fn.params.initTimeoutMs, onTimeout: () => initTimeout(fn.params, 'restore') },
-      );
-      const invoking = input && this.invokeIn(sandbox, fn.params, input, restoring);
-      const res = await restoring;
-      sandbox.memoryBytes = res.memoryBytes;
-      const timings: Omit<InvokeTimings, 'handlerMs' | 'totalMs'> = { acquireMs: round(acquired.acquireMs), restoreMs: res.timings.restoreMs ?? 0 };
-      if (prepared.built) timings.prepareMs = round(prepared.elapsedMs);
-      return invoking ? { sandbox, timings, stats: res.restore, invoking } : { sandbox, timings, stats: res.restore };
-    } catch (err) {
-      throw await this.afterFailure(sandbox, err, true);
-    }
+    bd.since(prepared.built ? 'prepareMs' : 'checkMs', tCheck);
+    const sandbox = await this.newSandbox(fnName, { kind: 'snapshot', snapshotId, strategy: strategyId }, bd);
+    const req = { op: 'restore', sandboxId: sandbox.id, deployment: fn.deployment, snapshotRoot: this.snapshotRoot, snapshotId, strategy: strategyId, stateSha256, artefactSha256, trackMemory: this.memoryTracking } as const;
+    return this.startIn<RestoreResult>(sandbox, fn.params, req, 'restore', input);
   }
 
   /**
@@ -648,53 +725,105 @@ export class Platform implements ThawApi {
    * restore count against initTimeoutMs only. If `after` fails, the caller stops the host and
    * this invocation fails with it.
    */
-  private invokeIn(sandbox: Sandbox, fn: FunctionParams, input: Uint8Array, after?: Promise<unknown>): Promise<HostInvokeResult> {
-    const request = { op: 'invoke', sandboxId: sandbox.id, input } as const;
+  private invokeIn(sandbox: Sandbox, fn: FunctionParams, input: Uint8Array, after?: Promise<unknown>): Promise<Timed<HostInvokeResult>> {
     const onTimeout = (): ThawError => new ThawError('THAW_TIMEOUT', { name: fn.name, timeoutMs: fn.timeoutMs });
-    if (after === undefined) return sandbox.host.request<HostInvokeResult>(request, { timeoutMs: fn.timeoutMs, onTimeout });
-    let settled = false;
-    let timer: NodeJS.Timeout | undefined;
-    const invoking = sandbox.host.request<HostInvokeResult>(request, { onTimeout }).finally(() => {
-      settled = true;
-      clearTimeout(timer);
-    });
-    after.then(() => {
-      if (!settled) timer = setTimeout(() => void sandbox.host.kill('timeout'), fn.timeoutMs);
-    }, () => {});
+    const invoking = sandbox.host.requestTimed<HostInvokeResult>({ op: 'invoke', sandboxId: sandbox.id, input }, { timeoutMs: fn.timeoutMs, onTimeout, ...(after && { timeoutAfter: after }) });
     // Awaited by the caller only when `after` succeeded; its failure is then the one reported.
-    invoking.catch(() => {});
+    if (after) invoking.catch(() => {});
     return invoking;
   }
 
-  /** Takes a host for a new sandbox, within the live-sandbox cap (evicting idle ones first). */
-  private async acquireHost(fnName: string): Promise<AcquiredHost> {
+  /** Where sandboxes of `params` go: the manifest's layout, else the daemon's. */
+  private layoutOf(params: FunctionParams): { layout: HostLayout; capacity: number } {
+    // A manifest that names instancesPerHost asks for vertical hosts.
+    const layout = params.layout ?? (params.instancesPerHost !== undefined ? 'vertical' : this.params.layout);
+    return { layout, capacity: layout === 'horizontal' ? 1 : (params.instancesPerHost ?? this.params.instancesPerHost) };
+  }
+
+  /**
+   * A new sandbox of `fnName`, within the live-sandbox cap (evicting idle ones first): an
+   * instance slot in a vertical host of the deployment that has room, else a host from the pool
+   * (acquireMs). The slot is taken before anything is awaited after the choice, so two starts
+   * never share one.
+   */
+  private async newSandbox(fnName: string, origin: SandboxInfo['origin'], bd: Breakdown): Promise<Sandbox> {
     if (this.sandboxes.size + this.starting >= this.params.maxSandboxes) {
       const idle = [...this.sandboxes.values()].filter((s) => !s.busy).sort((a, b) => a.lastUsed - b.lastUsed)[0];
       if (!idle) throw new ThawError('THAW_POOL_EXHAUSTED', { detail: `${this.params.maxSandboxes} sandboxes are busy (maxSandboxes)` });
       void this.stop(idle, 'evicted (sandbox cap)');
     }
-    this.starting++;
-    try {
-      return await this.pool.acquire(this.functions.hostFunction(fnName));
-    } finally {
-      this.starting--;
+    const fn = this.functions.get(fnName);
+    const { layout, capacity } = this.layoutOf(fn.params);
+    let home = this.roomyHost(fn.deployment);
+    const incoming = home ? undefined : this.incoming.get(fn.deployment);
+    if (!home && incoming && incoming.reserved < incoming.capacity) {
+      // A host for this deployment is on its way: wait for it and take a slot promised there.
+      incoming.reserved++;
+      const t = performance.now();
+      home = await incoming.home;
+      bd.since('acquireMs', t);
+    } else if (!home) {
+      const t = performance.now();
+      this.starting++;
+      const taking = this.pool.acquire(this.functions.hostFunction(fnName), capacity).then((acquired) => {
+        const h: SandboxHost = { host: acquired.host, fn: fnName, deployment: fn.deployment, layout, capacity, scratchDir: acquired.scratchDir, instances: new Set(), reserved: 0, lost: [], emptySince: Date.now() };
+        const waiting = this.incoming.get(fn.deployment);
+        // The slots promised to starts waiting for it (this start's own included).
+        if (waiting?.home === taking) h.reserved = waiting.reserved;
+        else h.reserved = 1;
+        this.adoptHost(h);
+        return h;
+      }).finally(() => {
+        this.starting--;
+        if (this.incoming.get(fn.deployment)?.home === taking) this.incoming.delete(fn.deployment);
+      });
+      if (capacity > 1) this.incoming.set(fn.deployment, { home: taking, capacity, reserved: 1 });
+      home = await taking;
+      bd.since('acquireMs', t);
     }
+    if (home.reserved > 0) home.reserved--;
+    return this.register(fnName, fn.deployment, home, origin);
   }
 
-  private register(fn: string, deployment: string, acquired: AcquiredHost, origin: SandboxInfo['origin']): Sandbox {
-    const host = acquired.host;
-    const sandbox: Sandbox = {
-      id: newId('sb'), fn, deployment, host, scratchDir: acquired.scratchDir, origin, createdAt: new Date().toISOString(), busy: true, invocations: 0, memoryBytes: 0, lastUsed: Date.now(),
-    };
-    this.sandboxes.set(sandbox.id, sandbox);
-    // A host that dies on its own takes its sandbox with it; later requests get a clear 404.
-    void host.exited.then((exit) => {
-      if (this.sandboxes.get(sandbox.id) === sandbox) {
-        this.sandboxes.delete(sandbox.id);
-        this.wakeWaiters();
-        if (!exit.killedBy) this.log.warn({ sandboxId: sandbox.id, function: fn, exit }, 'sandbox host died');
+  /** The deployment's live vertical host with a free slot and the most instances (hosts are filled before new ones start). */
+  private roomyHost(deployment: string): SandboxHost | undefined {
+    let best: SandboxHost | undefined;
+    for (const h of this.hosts) {
+      if (h.deployment !== deployment || h.capacity === 1 || !h.host.alive || h.instances.size + h.reserved >= h.capacity) continue;
+      if (!best || h.instances.size > best.instances.size) best = h;
+    }
+    return best;
+  }
+
+  /** Tracks a host taken from the pool; a host that dies takes every instance in it with it. */
+  private adoptHost(home: SandboxHost): void {
+    this.hosts.add(home);
+    void home.host.exited.then((exit) => {
+      this.hosts.delete(home);
+      const lost = [...home.instances];
+      home.lost = [...new Set([...home.lost, ...lost.map((s) => s.id)])];
+      home.instances.clear();
+      for (const sandbox of lost) {
+        if (this.sandboxes.get(sandbox.id) === sandbox) this.sandboxes.delete(sandbox.id);
+      }
+      this.wakeWaiters();
+      if (!exit.killedBy && lost.length > 0) {
+        this.log.warn({ hostPid: home.host.pid, sandboxes: lost.map((s) => s.id), function: lost[0]!.fn, exit }, 'sandbox host died with its instances');
       }
     });
+  }
+
+  private register(fn: string, deployment: string, home: SandboxHost, origin: SandboxInfo['origin']): Sandbox {
+    const taken = new Set([...home.instances].map((s) => s.instance));
+    let instance = 0;
+    while (taken.has(instance)) instance++;
+    const sandbox: Sandbox = {
+      id: newId('sb'), fn, deployment, host: home.host, home, instance, scratchDir: home.scratchDir, origin,
+      createdAt: new Date().toISOString(), busy: true, invocations: 0, memoryBytes: 0,
+      memory: declaredOnly(this.functions.get(fn).params.memoryMiB * 1024 * 1024), lastUsed: Date.now(),
+    };
+    home.instances.add(sandbox);
+    this.sandboxes.set(sandbox.id, sandbox);
     return sandbox;
   }
 
@@ -845,7 +974,8 @@ export class Platform implements ThawApi {
   private sandboxInfo(s: Sandbox): SandboxInfo {
     return {
       id: s.id, function: s.fn, state: s.busy ? 'busy' : 'idle', origin: s.origin, createdAt: s.createdAt,
-      invocations: s.invocations, memoryBytes: s.memoryBytes, hostPid: s.host.pid,
+      invocations: s.invocations, memoryBytes: s.memoryBytes, memory: { ...s.memory }, hostPid: s.host.pid,
+      layout: s.home.layout, instance: s.instance, instancesPerHost: s.home.capacity, instancesInHost: s.home.instances.size,
     };
   }
 
@@ -940,7 +1070,7 @@ export class Platform implements ThawApi {
     const e = this.hostDeath(sandbox, toThawError(err));
     if (always || FATAL_TO_SANDBOX.has(e.code) || !sandbox.host.alive) {
       this.log.warn({ sandboxId: sandbox.id, function: sandbox.fn, code: e.code, error: e.message }, 'sandbox stopped after failure');
-      await this.stop(sandbox, `failure: ${e.code}`);
+      await this.stop(sandbox, `failure: ${e.code}`, FATAL_TO_HOST.has(e.code));
     } else {
       this.release(sandbox);
     }
@@ -967,15 +1097,60 @@ export class Platform implements ThawApi {
         detail: `sandbox '${sandbox.id}' (host pid ${sandbox.host.pid}) was killed by its memory cgroup, whose limit adds ${this.params.hostOverheadMiB} MiB for the host`,
       }, { cause: e });
     }
-    return new ThawError('THAW_SANDBOX_DIED', { id: sandbox.id, detail: `${detail} (host pid ${sandbox.host.pid})` }, { cause: e });
+    const carried = new Set([...sandbox.home.lost, ...[...sandbox.home.instances].map((s) => s.id)]);
+    const others = [...carried].filter((id) => id !== sandbox.id);
+    const siblings = others.length > 0 ? `; its other instances ${others.join(', ')} went with it` : '';
+    return new ThawError('THAW_SANDBOX_DIED', { id: sandbox.id, detail: `${detail} (host pid ${sandbox.host.pid}${siblings})` }, { cause: e });
   }
 
-  private async stop(sandbox: Sandbox, reason: string): Promise<void> {
+  /**
+   * Stops a sandbox. A horizontal host goes with its one instance; in a vertical host only the
+   * instance goes (its host stays for the next instance), unless `killHost` (the host's state
+   * cannot be trusted) or the host cannot destroy it.
+   */
+  private async stop(sandbox: Sandbox, reason: string, killHost = false): Promise<void> {
     this.sandboxes.delete(sandbox.id);
     this.keepAlive.forget(sandbox.id);
+    const home = sandbox.home;
+    // Stopped because its host died: the others' errors still name it.
+    if (!home.host.alive && home.instances.has(sandbox)) home.lost = [...home.lost, sandbox.id];
+    home.instances.delete(sandbox);
+    if (home.instances.size === 0) home.emptySince = Date.now();
     // A warm invocation waiting on this function's last busy sandbox must learn it is gone.
     this.wakeWaiters();
-    await sandbox.host.kill(reason);
+    if (home.capacity === 1 || killHost || !home.host.alive) {
+      await home.host.kill(reason);
+      return;
+    }
+    try {
+      await home.host.request({ op: 'destroy', sandboxId: sandbox.id }, { timeoutMs: DESTROY_TIMEOUT_MS, onTimeout: () => new ThawError('THAW_INTERNAL', { detail: 'the host did not destroy an instance in time' }) });
+    } catch (err: unknown) {
+      this.log.warn({ sandboxId: sandbox.id, hostPid: home.host.pid, err: toThawError(err).message }, 'cannot destroy an instance: its host is stopped');
+      await home.host.kill(`${reason} (destroy failed)`);
+      return;
+    }
+    this.retireEmptyHosts();
+  }
+
+  /**
+   * Vertical hosts with no instance left: one per current deployment is kept (the next instance
+   * starts there, on code V8 has optimised) until it has been empty for preparedIdleMs; others,
+   * and those of retired deployments, stop.
+   */
+  private retireEmptyHosts(): void {
+    const kept = new Set<string>();
+    for (const h of this.hosts) {
+      if (h.instances.size > 0 || h.reserved > 0 || !h.host.alive) continue;
+      let current = false;
+      try {
+        current = this.functions.get(h.fn).deployment === h.deployment;
+      } catch {
+        /* function deleted */
+      }
+      const idle = Date.now() - h.emptySince > this.params.preparedIdleMs;
+      if (current && !idle && !kept.has(h.deployment)) kept.add(h.deployment);
+      else void h.host.kill(!current ? 'deployment retired' : idle ? 'idle vertical host' : 'idle vertical host (another is kept)');
+    }
   }
 
   /** Stops the least recently used idle sandboxes beyond the limit, without waiting for their exit. */
@@ -1009,6 +1184,3 @@ function newId(prefix: string): string {
   return `${prefix}-${randomBytes(6).toString('hex')}`;
 }
 
-function round(ms: number): number {
-  return Math.round(ms * 1000) / 1000;
-}

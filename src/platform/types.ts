@@ -1,8 +1,9 @@
 // The platform's public operations and their result shapes, shared by the in-process
 // platform, the HTTP API and the HTTP client, so the CLI runs the same way against both.
 
-import type { RuntimeId } from '../core/function-spec.js';
+import type { HostLayout, RuntimeId } from '../core/function-spec.js';
 import type { ArtefactInfo } from '../restore/index.js';
+import type { SandboxMemory } from '../memory/types.js';
 import type { LogEntry } from './function-logs.js';
 export type { LogEntry } from './function-logs.js';
 
@@ -64,7 +65,18 @@ export interface SandboxInfo {
   createdAt: string;
   invocations: number;
   memoryBytes: number;
+  /** Declared, granted and resident memory (as of the sandbox's last boot, restore or invocation). */
+  memory: SandboxMemory;
+  /** The host process carrying this sandbox: a sandbox is (host, instance). */
   hostPid: number;
+  /** horizontal: one instance per host; vertical: several instances per host sharing the compiled module. */
+  layout: HostLayout;
+  /** This sandbox's instance slot in its host (0-based). */
+  instance: number;
+  /** Instances its host may carry (1 when horizontal). */
+  instancesPerHost: number;
+  /** Instances its host carries now, this one included. */
+  instancesInHost: number;
 }
 
 export interface SnapshotInfo {
@@ -87,16 +99,47 @@ export interface SnapshotInfo {
   auto?: { strategy: string; reason: string };
 }
 
-/** Timing breakdown of one invocation, measured inside Thaw, in milliseconds. */
-export interface InvokeTimings {
-  acquireMs: number;
-  bootMs?: number;
-  /** Building and verifying the strategy's artefacts (first restore of a snapshot with a strategy only). */
-  prepareMs?: number;
-  restoreMs?: number;
-  initMs?: number;
-  handlerMs: number;
-  totalMs: number;
+/**
+ * The parts of an invocation's time, in the order they happen: the one list the sum check, the
+ * API schema, the CLI, bench:core and the harness traces read. Every part is measured (0 when
+ * the path has no such step) and together they sum to totalMs (to the microsecond rounding);
+ * `platformMs` is whatever the daemon spent outside the other parts. Adding a part is one line
+ * here (and measuring it where it happens). `optional` parts are printed only when not zero.
+ */
+export const TIMING_PARTS = [
+  { key: 'checkMs', label: 'check', what: 'before a restore: the daemon checks the snapshot\'s seals and asks the prepare worker whether the strategy\'s artefacts are ready' },
+  { key: 'prepareMs', label: 'prepare', what: 'building and verifying the restore strategy\'s artefacts (the first restore of a snapshot with a strategy)' },
+  { key: 'acquireMs', label: 'acquire', what: 'taking a host from the pool (spawned and prepared now when none was waiting)' },
+  { key: 'queueMs', label: 'queue', what: 'waiting for a sandbox: a busy warm sandbox, or other instances\' requests ahead in a vertical host' },
+  { key: 'ipcOutMs', label: 'ipc out', what: 'daemon to host: serialising the request, the channel, the host\'s decoding (and any time the host\'s JS thread was busy before it could read it)' },
+  { key: 'bootMs', label: 'boot', what: 'instantiating a fresh guest (cold)' },
+  { key: 'restoreMs', label: 'restore', what: 'restoring the guest from its snapshot (strategy fill and runtime resume)' },
+  { key: 'initMs', label: 'init', what: 'the function\'s init (cold)' },
+  { key: 'grantMs', label: 'grant', what: 'memory scaling: granting the invocation\'s memory', optional: true },
+  { key: 'populateMs', label: 'populate', what: 'memory scaling: populating the granted memory', optional: true },
+  { key: 'handlerMs', label: 'handler', what: 'the function\'s handler' },
+  { key: 'releaseMs', label: 'release', what: 'memory scaling: giving memory back after the handler', optional: true },
+  { key: 'hostMs', label: 'host other', what: 'inside the host outside the steps above: dispatch, output checks, statistics, encoding the reply' },
+  { key: 'ipcBackMs', label: 'ipc back', what: 'host to daemon: the reply\'s channel and decoding' },
+  { key: 'platformMs', label: 'platform', what: 'the daemon\'s bookkeeping: checks, sandbox registry, scheduling between the parts above' },
+] as const satisfies readonly { key: `${string}Ms`; label: string; what: string; optional?: true }[];
+
+export type TimingPart = (typeof TIMING_PARTS)[number]['key'];
+
+/** Timing breakdown of one invocation, measured inside Thaw, in milliseconds: the parts sum to totalMs. */
+export type InvokeTimings = Record<TimingPart, number> & { totalMs: number };
+
+/** The sum of an invocation's parts (equals totalMs up to the microsecond rounding of each part). */
+export function sumOfParts(t: InvokeTimings): number {
+  let sum = 0;
+  for (const p of TIMING_PARTS) sum += t[p.key];
+  return sum;
+}
+
+/** `partMs=ms` for every part that is not an optional zero, in the list's order, then the total (the CLI's line). */
+export function formatTimings(t: InvokeTimings): string {
+  const parts = TIMING_PARTS.filter((p) => !('optional' in p) || t[p.key] !== 0).map((p) => `${p.key}=${t[p.key]}`);
+  return `${parts.join(' ')} totalMs=${t.totalMs}`;
 }
 
 export interface InvokeRequest {
@@ -127,7 +170,10 @@ export interface InvokeResult {
   strategyReason?: string;
   output: Uint8Array;
   timings: InvokeTimings;
+  /** Size of the guest's linear memory after the invocation (kept for existing clients; `memory` has more). */
   memoryBytes: number;
+  /** Declared, granted and resident memory after the invocation (after the scaling mechanism's release). */
+  memory: SandboxMemory;
   /** snapshot: what the restore strategy did (bytes read, page faults, prepare/fill time, reap phase). */
   restore?: RestoreStatsInfo;
 }

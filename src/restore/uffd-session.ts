@@ -33,7 +33,9 @@ export interface SessionOptions {
  * kernel does for files: a fault right where the previous fault's window ended doubles the window
  * (1, 2, 4 ... pages, up to this), any other fault installs its own page, each page checked
  * against its own checksum. Scattered access is served page by page (reading and checking only
- * what the guest touches), sequential access in windows growing to 1 MiB. A recording session
+ * what the guest touches), sequential access in windows growing to 1 MiB, and the 16th fault in
+ * one 1 MiB region installs the rest of it (dense scattered access: past that point its faults
+ * would cost more than one read of the region). A recording session
  * installs the faulting page alone, so the working set it records holds only pages the guest touched.
  */
 export const READAHEAD_BYTES = 1 << 20;

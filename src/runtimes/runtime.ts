@@ -4,6 +4,7 @@
 
 import type { FunctionParams, RuntimeId } from '../core/function-spec.js';
 import type { SyncObjectStore } from '../store/object-store.js';
+import type { FreeRangeReport } from '../memory/scaling/scaling.js';
 
 /** Result of deploying a function: the artefact bytes Thaw stores and runs. */
 export interface DeployedArtefact {
@@ -67,6 +68,11 @@ export interface GuestInstance {
   invoke(input: Uint8Array): Promise<Uint8Array>;
   /** Captures the non-memory state between invocations. */
   captureState(): GuestState;
+  /**
+   * What the guest's allocator reports free now (memory scaling gives it back), or null when it
+   * cannot say: wasi through the `thaw_free_ranges` export (docs/abi.md), python from Pyodide's dlmalloc.
+   */
+  freeRanges?(): FreeRangeReport | null;
 }
 
 /** Guest side of a runtime: lives in the sandbox host process. */
@@ -78,4 +84,9 @@ export interface RuntimeAdapter<Prepared = unknown> {
   boot(prepared: Prepared, ctx: GuestContext): Promise<GuestInstance>;
   /** Creates a guest from a snapshot: memory from `image`, the rest from `state`. */
   restore(prepared: Prepared, state: GuestState, image: MemoryImage, ctx: GuestContext): Promise<GuestInstance>;
+  /**
+   * Optional: gets ready for one more instance in this host (a vertical host with room left),
+   * as prepare did for the first; does nothing when something is already waiting.
+   */
+  readyNext?(prepared: Prepared): Promise<void>;
 }

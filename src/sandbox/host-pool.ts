@@ -4,7 +4,8 @@
 // ready; a jailed host belongs to one function from its start (its uid, group and filesystem
 // view are the function's), so jailed pools keep prepared hosts only. Prepared hosts are
 // bounded: functions unused for `preparedIdleMs` and those beyond the `maxPreparedFunctions`
-// most recently used keep none. A host carries one sandbox and is never reused after it.
+// most recently used keep none. A host is taken for one sandbox (horizontal) or for up to N
+// instances of its function (vertical; the platform places instances and keeps the host).
 
 import { dirname, join } from 'node:path';
 import { performance } from 'node:perf_hooks';
@@ -57,7 +58,8 @@ export interface AcquiredHost {
 export class HostPool {
   private readonly spares: PooledHost[] = [];
   private readonly preparedHosts = new Map<string, PooledHost[]>();
-  private readonly functions = new Map<string, HostFunction>();
+  /** Known deployments and the instances each of their hosts carries (its memory cgroup holds them all). */
+  private readonly functions = new Map<string, { fn: HostFunction; instances: number }>();
   /** When each deployment last took a host (ms since the epoch). */
   private readonly lastUsed = new Map<string, number>();
   private readonly all = new Set<HostProcess>();
@@ -75,11 +77,14 @@ export class HostPool {
     this.retireTimer.unref();
   }
 
-  /** Takes a host ready to run `fn`: prepared if one is waiting, else a spare prepared now. */
-  async acquire(fn: HostFunction): Promise<AcquiredHost> {
+  /**
+   * Takes a host ready to run `fn` with up to `instances` instances (1: horizontal): prepared
+   * if one is waiting, else a spare prepared now.
+   */
+  async acquire(fn: HostFunction, instances = 1): Promise<AcquiredHost> {
     if (this.closed) throw new ThawError('THAW_POOL_EXHAUSTED', { detail: 'the host pool is shut down' });
     const t0 = performance.now();
-    this.functions.set(fn.deployment, fn);
+    this.functions.set(fn.deployment, { fn, instances });
     this.lastUsed.set(fn.deployment, Date.now());
     const waiting = this.preparedHosts.get(fn.deployment) ?? [];
     let pooled = waiting.shift();
@@ -87,12 +92,12 @@ export class HostPool {
     if (!pooled) {
       wasPrepared = false;
       // A jailed host is born for its function: it is spawned and prepared now.
-      pooled = this.params.jail ? this.spawn(fn) : (this.spares.shift() ?? this.spawn(null));
+      pooled = this.params.jail ? this.spawn({ fn, instances }) : (this.spares.shift() ?? this.spawn(null));
     }
     try {
       await pooled.ready;
       if (!pooled.host.alive) throw new ThawError('THAW_SANDBOX_DIED', { id: `host-${pooled.host.pid}`, detail: 'host died while pooled' });
-      if (!wasPrepared && pooled.deployment === null) await this.prepare(pooled.host, fn);
+      if (!wasPrepared && pooled.deployment === null) await this.prepare(pooled.host, fn, instances);
     } catch (err) {
       void pooled.host.kill('failed to start');
       throw err;
@@ -125,7 +130,7 @@ export class HostPool {
   /** Counts for the API and tests. */
   describe(): { spares: number; prepared: Record<string, number>; live: number } {
     const prepared: Record<string, number> = {};
-    for (const [deployment, hosts] of this.preparedHosts) prepared[this.functions.get(deployment)?.params.name ?? deployment] = hosts.length;
+    for (const [deployment, hosts] of this.preparedHosts) prepared[this.functions.get(deployment)?.fn.params.name ?? deployment] = hosts.length;
     return { spares: this.spares.length, prepared, live: this.all.size };
   }
 
@@ -144,7 +149,7 @@ export class HostPool {
     }
   }
 
-  private spawn(fn: HostFunction | null, identity = fn ? { gid: fn.gid, functionDir: dirname(fn.artefactPath) } : undefined): PooledHost {
+  private spawn(want: { fn: HostFunction; instances: number } | null, identity = want ? { gid: want.fn.gid, functionDir: dirname(want.fn.artefactPath) } : undefined): PooledHost {
     const { jail } = this.params;
     let uid: number | null = null;
     let scratchDir: string | null = null;
@@ -171,15 +176,17 @@ export class HostPool {
     const ready = (async () => {
       await host.ready;
       await host.request({ op: 'configure', objectStore: this.params.objectStore, ownerPid: host.pid, redisSocket: this.params.jail?.redisSocket ?? null });
-      if (fn) await this.prepare(host, fn);
+      // The breakdown's channel times need the host's clock related to the daemon's.
+      await host.calibrate();
+      if (want) await this.prepare(host, want.fn, want.instances);
     })();
     ready.catch(() => void host.kill('failed to start'));
-    return { host, ready, deployment: fn?.deployment ?? null, scratchDir };
+    return { host, ready, deployment: want?.fn.deployment ?? null, scratchDir };
   }
 
-  private async prepare(host: HostProcess, fn: HostFunction): Promise<PrepareResult> {
-    host.cgroup?.setLimit((fn.params.memoryMiB + this.params.hostOverheadMiB) * 1024 * 1024);
-    return host.request<PrepareResult>({ op: 'prepare', fn });
+  private async prepare(host: HostProcess, fn: HostFunction, instances: number): Promise<PrepareResult> {
+    host.cgroup?.setLimit((fn.params.memoryMiB * instances + this.params.hostOverheadMiB) * 1024 * 1024);
+    return host.request<PrepareResult>({ op: 'prepare', fn, instances });
   }
 
   /**
@@ -197,10 +204,10 @@ export class HostPool {
         this.forget(deployment, 'retired (idle function)');
         continue;
       }
-      const fn = this.functions.get(deployment)!;
+      const want = this.functions.get(deployment)!;
       const list = this.preparedHosts.get(deployment) ?? [];
       this.preparedHosts.set(deployment, list);
-      while (list.length < this.params.preparedPerFunction) list.push(this.spawn(fn));
+      while (list.length < this.params.preparedPerFunction) list.push(this.spawn(want));
     }
   }
 

@@ -2,9 +2,10 @@
 // and loud failure when the process dies (every pending request is rejected).
 
 import { fork, spawn, type ChildProcess } from 'node:child_process';
+import { performance } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
 import { ThawError } from '../core/errors.js';
-import type { HostEnvelope, HostMessage, HostRequest, MemoryStagesResult, OffloadResult, StatsResult } from './protocol.js';
+import type { HostEnvelope, HostMessage, HostRequest, HostStamps, MemoryStagesResult, OffloadResult, StatsResult } from './protocol.js';
 import type { OffloadRequest, OffloadStats } from '../memory/types.js';
 import { MemoryCgroup } from './cgroup.js';
 import { JAIL_FAILED_EXIT, UFFD_DEVICE_FD, jailerCommand, type JailPlan } from './jail.js';
@@ -12,10 +13,33 @@ import { JAIL_FAILED_EXIT, UFFD_DEVICE_FD, jailerCommand, type JailPlan } from '
 const HOST_MAIN = fileURLToPath(new URL('./host-main.js', import.meta.url));
 
 interface Pending {
-  resolve(value: unknown): void;
+  resolve(value: Timed<unknown>): void;
   reject(err: ThawError): void;
   timer: NodeJS.Timeout | undefined;
   onTimeout: (() => ThawError) | undefined;
+  sentAt: number;
+  /** Set when this request's own deadline killed the host (the others fail as killed with it). */
+  timedOut: boolean;
+}
+
+/**
+ * A reply with when it crossed: the daemon's clock when the request was sent and the reply
+ * arrived (performance.now()), and the host's stamps converted to the daemon's clock.
+ */
+export interface Timed<T> {
+  readonly result: T;
+  readonly sentAt: number;
+  readonly receivedAt: number;
+  readonly host: HostStamps;
+}
+
+export interface RequestOptions {
+  /** Kill the host when the reply is later than this (a guest stuck in Wasm cannot be interrupted otherwise). */
+  timeoutMs?: number;
+  /** The error the request fails with when its deadline killed the host. */
+  onTimeout?: () => ThawError;
+  /** Start the deadline only when this settles successfully (a request pipelined behind another). */
+  timeoutAfter?: Promise<unknown>;
 }
 
 /** Why a host process ended. */
@@ -55,6 +79,10 @@ export class HostProcess {
   private killReason: string | null = null;
   private fatalMessage: string | null = null;
   private exitInfo: HostExit | null = null;
+  /** Host clock minus daemon clock (ms), from calibrate(); 0 until then. */
+  private clockOffset = 0;
+  /** Half the round trip of the calibration's best exchange: the offset's error bound (ms). */
+  clockErrorMs = Infinity;
 
   constructor(launch: HostLaunch) {
     const { onLog, cgroupParent, jail } = launch;
@@ -94,7 +122,8 @@ export class HostProcess {
         for (const [id, p] of this.pending) {
           this.pending.delete(id);
           if (p.timer) clearTimeout(p.timer);
-          p.reject(this.killReason === 'timeout' && p.onTimeout ? p.onTimeout() : err);
+          // Only the request whose deadline passed failed by timeout; others die with the host.
+          p.reject(p.timedOut && p.onTimeout ? p.onTimeout() : this.killReason === 'timeout' ? new ThawError('THAW_SANDBOX_DIED', { id: `host-${this.child.pid}`, detail: 'killed by Thaw (another request to the same host ran past its timeout)' }) : err);
         }
         resolve(info);
       });
@@ -113,19 +142,35 @@ export class HostProcess {
     return this.exitInfo;
   }
 
+  /** Sends one request and resolves with its result (see requestTimed). */
+  async request<T>(req: HostRequest, opts: RequestOptions = {}): Promise<T> {
+    return (await this.requestTimed<T>(req, opts)).result;
+  }
+
   /**
-   * Sends one request. With `timeoutMs`, the host is killed when the reply is late (a guest
-   * stuck in Wasm cannot be interrupted any other way) and the request fails with `onTimeout()`.
+   * Sends one request; resolves with its result and when it crossed each way. With `timeoutMs`,
+   * the host is killed when the reply is late and the request fails with `onTimeout()`.
    */
-  request<T>(req: HostRequest, opts: { timeoutMs?: number; onTimeout?: () => ThawError } = {}): Promise<T> {
+  requestTimed<T>(req: HostRequest, opts: RequestOptions = {}): Promise<Timed<T>> {
     if (!this.alive) return Promise.reject(new ThawError('THAW_SANDBOX_DIED', { id: `host-${this.pid}`, detail: describeExit(this.exitInfo!) }));
     const reqId = this.nextReqId++;
-    return new Promise<T>((resolve, reject) => {
-      const p: Pending = { resolve: resolve as (v: unknown) => void, reject, timer: undefined, onTimeout: opts.onTimeout };
-      if (opts.timeoutMs !== undefined) {
-        p.timer = setTimeout(() => this.kill('timeout'), opts.timeoutMs);
-      }
+    return new Promise<Timed<T>>((resolve, reject) => {
+      const p: Pending = { resolve: resolve as (v: Timed<unknown>) => void, reject, timer: undefined, onTimeout: opts.onTimeout, sentAt: performance.now(), timedOut: false };
       this.pending.set(reqId, p);
+      const { timeoutMs } = opts;
+      if (timeoutMs !== undefined) {
+        const arm = (): void => {
+          if (!this.pending.has(reqId)) return;
+          p.timer = setTimeout(() => {
+            // Already being killed (another request's deadline): this one dies with the host.
+            if (this.killReason !== null) return;
+            p.timedOut = true;
+            void this.kill('timeout');
+          }, timeoutMs);
+        };
+        if (opts.timeoutAfter) opts.timeoutAfter.then(arm, () => {});
+        else arm();
+      }
       const env: HostEnvelope = { reqId, req };
       this.child.send(env, (err) => {
         if (err && this.pending.delete(reqId)) {
@@ -134,6 +179,29 @@ export class HostProcess {
         }
       });
     });
+  }
+
+  /**
+   * Relates the host's monotonic clock to the daemon's by a few exchanges (the one with the
+   * shortest round trip wins, as NTP does): host times are then converted by this difference,
+   * never compared raw. Run once, off the invocation path, when the host starts.
+   */
+  async calibrate(exchanges = 3): Promise<void> {
+    for (let i = 0; i < exchanges; i++) {
+      const t0 = performance.now();
+      const { now } = await this.request<{ now: number }>({ op: 'clock' });
+      const t1 = performance.now();
+      const err = (t1 - t0) / 2;
+      if (err < this.clockErrorMs) {
+        this.clockErrorMs = err;
+        this.clockOffset = now - (t0 + t1) / 2;
+      }
+    }
+  }
+
+  /** A host clock reading as the daemon's clock. */
+  toDaemonClock(hostMs: number): number {
+    return hostMs - this.clockOffset;
   }
 
   /** Sandbox `sandboxId`'s pages by life stage (see memory/host-memory.ts). */
@@ -176,8 +244,13 @@ export class HostProcess {
     if (!p) return;
     this.pending.delete(msg.reqId);
     if (p.timer) clearTimeout(p.timer);
-    if (msg.ok) p.resolve(msg.result);
-    else p.reject(ThawError.fromJSON(msg.error));
+    if (msg.ok) {
+      const at = msg.at;
+      const host = { recv: this.toDaemonClock(at.recv), start: this.toDaemonClock(at.start), reply: this.toDaemonClock(at.reply) };
+      p.resolve({ result: msg.result, sentAt: p.sentAt, receivedAt: performance.now(), host });
+    } else {
+      p.reject(ThawError.fromJSON(msg.error));
+    }
   }
 }
 

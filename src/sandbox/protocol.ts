@@ -1,12 +1,14 @@
 // The channel between the daemon and a sandbox host process: requests, replies and events.
 // Node's IPC with `serialization: 'advanced'` carries these (structured clone: Uint8Array ok).
-// Every request names its sandbox so that a host can later carry several sandboxes.
+// A host carries one instance of its function (horizontal) or several (vertical): every request
+// about an instance names it by `sandboxId` (the platform's sandbox is the host and this instance).
+// Every reply carries the host's stamps (HostStamps) for the daemon's timing breakdown.
 
 import type { FunctionParams } from '../core/function-spec.js';
 import type { SnapshotMeta } from '../core/snapshot-format.js';
 import type { ObjectStoreConfig } from '../store/object-store.js';
 import type { RestoreStats } from '../restore/strategy.js';
-import type { MemoryStages, OffloadReport, OffloadRequest, OffloadStats } from '../memory/types.js';
+import type { MemoryStages, OffloadReport, OffloadRequest, OffloadStats, SandboxMemory } from '../memory/types.js';
 
 /** A deployed function as a host needs it. */
 export interface HostFunction {
@@ -31,7 +33,8 @@ export type HostRequest =
    * redisSocket: where a jailed host (no network) reaches a Redis object store through the daemon.
    */
   | { op: 'configure'; objectStore: ObjectStoreConfig; ownerPid: number; redisSocket: string | null }
-  | { op: 'prepare'; fn: HostFunction }
+  /** instances: how many instances of the function the host may carry at once (1: horizontal; default 1). */
+  | { op: 'prepare'; fn: HostFunction; instances?: number }
   /** trackMemory: track page life stages from the start (memory/host-memory.ts); default off. */
   | { op: 'boot'; sandboxId: string; deployment: string; init: boolean; trackMemory?: boolean }
   | { op: 'restore'; sandboxId: string; deployment: string; snapshotRoot: string; snapshotId: string; strategy: string; stateSha256?: Record<string, string>; artefactSha256?: Record<string, string>; trackMemory?: boolean }
@@ -44,6 +47,8 @@ export type HostRequest =
   /** Moves cold pages of the sandbox to a tier; memorySocket: the daemon's relay to the memory server (remote tier). */
   | { op: 'offload'; sandboxId: string; request: OffloadRequest; memorySocket: string | null }
   | { op: 'stats' }
+  /** The host's monotonic clock now (the daemon relates it to its own: see HostProcess.calibrate). */
+  | { op: 'clock' }
   /** What the host observes of its own confinement (for `thaw doctor`). */
   | { op: 'inspect' };
 
@@ -55,18 +60,23 @@ export interface HostTimings {
   handlerMs?: number;
   prepareMs?: number;
   snapshotMs?: number;
+  /** Memory scaling around an invocation (src/memory/scaling/). */
+  grantMs?: number;
+  populateMs?: number;
+  releaseMs?: number;
 }
 
 export interface PrepareResult { timings: HostTimings }
-export interface BootResult { timings: HostTimings; memoryBytes: number }
+export interface BootResult { timings: HostTimings; memoryBytes: number; memory: SandboxMemory }
 export interface RestoreResult {
   timings: HostTimings;
   memoryBytes: number;
+  memory: SandboxMemory;
   bytesRead: number;
   /** What the restore strategy did (bytes read, faults, prepare and fill time, phase). */
   restore?: RestoreStats;
 }
-export interface InvokeResult { timings: HostTimings; output: Uint8Array; memoryBytes: number; restore?: RestoreResult['restore'] }
+export interface InvokeResult { timings: HostTimings; output: Uint8Array; memoryBytes: number; memory: SandboxMemory; restore?: RestoreResult['restore'] }
 export interface SnapshotResult { timings: HostTimings; meta: SnapshotMeta; storedBytes: number; pageRuns: number }
 /** One layer of the jail as a host observes it from inside. */
 export interface JailLayer {
@@ -89,9 +99,15 @@ export type OffloadResult = OffloadReport;
 /** Wire shape of an error crossing the channel (ThawError.toJSON()). */
 export interface WireError { code: string; message: string; params?: Record<string, string | number> }
 
+/**
+ * When the host handled a request, on its own monotonic clock (performance.now(), ms): the
+ * message arrived, its handling started (after the requests ahead of it), the reply was sent.
+ */
+export interface HostStamps { recv: number; start: number; reply: number }
+
 export type HostMessage =
-  | { kind: 'reply'; reqId: number; ok: true; result: unknown }
-  | { kind: 'reply'; reqId: number; ok: false; error: WireError }
+  | { kind: 'reply'; reqId: number; ok: true; result: unknown; at: HostStamps }
+  | { kind: 'reply'; reqId: number; ok: false; error: WireError; at: HostStamps }
   | { kind: 'log'; sandboxId: string; stream: 'stdout' | 'stderr'; text: string }
   | { kind: 'ready'; pid: number }
   /** Sent once, just before a host exits on an error nothing caught (the daemon reports it). */

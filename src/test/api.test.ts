@@ -46,6 +46,11 @@ test('POST /v1/functions/:name/invocations serves cold, snapshot and warm with i
   assert.equal(list.json().length, 1);
   const sbs = await app.inject({ method: 'GET', url: '/v1/sandboxes' });
   assert.ok(sbs.json().some((s: { id: string }) => s.id === c.sandboxId));
+  // Memory accounting crosses the API whole: declared, granted, resident, offloaded.
+  const listed = sbs.json().find((s: { id: string }) => s.id === c.sandboxId);
+  assert.deepEqual(listed.memory, warm.json().memory);
+  assert.equal(warm.json().memory.declaredBytes, 32 * 1024 * 1024);
+  assert.ok(warm.json().memory.residentBytes > 0 && warm.json().memory.residentBytes <= warm.json().memoryBytes);
   assert.equal((await app.inject({ method: 'DELETE', url: `/v1/sandboxes/${c.sandboxId}` })).statusCode, 204);
   assert.equal((await app.inject({ method: 'DELETE', url: `/v1/snapshots/${snap.json().id}` })).statusCode, 204);
 });

@@ -67,7 +67,7 @@ test('thaw bench smoke runs end to end against redis-server and writes every out
     assert.match(res.stdout, /vs vanilla/);
 
     const traces = JSON.parse(readFileSync(join(dir, 'traces.json'), 'utf8')) as { spans: { name: string; durationMs: number }[] };
-    for (const name of ['setting', 'prepare: boot', 'prepare: snapshot', 'step', 'invocation', 'acquire sandbox', 'load snapshot (restore)', 'map or prefetch (fill)', 'resume', 'invoke', 'read', 'process', 'write']) {
+    for (const name of ['setting', 'prepare: boot', 'prepare: snapshot', 'step', 'invocation', 'acquire', 'ipc out', 'restore', 'map or prefetch (fill)', 'resume', 'handler', 'ipc back', 'read', 'process', 'write']) {
       assert.ok(traces.spans.some((s) => s.name === name), `span '${name}'`);
     }
 

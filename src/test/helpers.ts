@@ -13,6 +13,7 @@ import pino from 'pino';
 import { parseDaemonConfig, type DaemonConfig } from '../core/config.js';
 import { ThawError } from '../core/errors.js';
 import { Platform } from '../platform/platform.js';
+import { TIMING_PARTS, sumOfParts, type InvokeTimings, type TimingPart } from '../platform/types.js';
 import { readManifestFile } from '../cli/context.js';
 
 export const FUNCTIONS_DIR = fileURLToPath(new URL('../../functions/', import.meta.url));
@@ -71,6 +72,20 @@ export function smallTmpfs(dir: string): string | false {
 
 export function unmount(dir: string): void {
   spawnSync('umount', [dir]);
+}
+
+/**
+ * An invocation's breakdown accounts for all its time: the parts of TIMING_PARTS sum to totalMs
+ * (each rounded to the microsecond), none is negative beyond that rounding, and the channel, the
+ * handler and the steps `named` were measured (not zero).
+ */
+export function assertBreakdown(t: InvokeTimings, named: readonly TimingPart[]): void {
+  const sum = sumOfParts(t);
+  assert.ok(Math.abs(sum - t.totalMs) <= 0.001 + 1e-9, `parts sum to ${sum}, total ${t.totalMs}: ${JSON.stringify(t)}`);
+  for (const p of TIMING_PARTS) assert.ok(typeof t[p.key] === 'number' && t[p.key] >= -0.002, `${p.key} = ${t[p.key]}`);
+  // The channel's split between out and back carries the clock calibration's error (either may be 0 under load), its sum does not.
+  assert.ok(t.ipcOutMs + t.ipcBackMs > 0, `channel measured: ${JSON.stringify(t)}`);
+  for (const k of ['handlerMs', ...named] as const) assert.ok(t[k] > 0, `${k} measured: ${JSON.stringify(t)}`);
 }
 
 /** Starts `thaw daemon --port 0` on a fresh data directory; resolves with its URL once it listens. */

@@ -3,7 +3,7 @@
 
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { deployExample, manifestPath, newPlatform, rejectsWith, text } from './helpers.js';
+import { assertBreakdown, deployExample, manifestPath, newPlatform, rejectsWith, text } from './helpers.js';
 import { readManifestFile } from '../cli/context.js';
 
 const p = newPlatform({ preparedPerFunction: 1 });
@@ -14,12 +14,15 @@ for (const [name, event] of [['hello-py', '{"name": "thaw"}'], ['stdlib-py', '{"
     await deployExample(p, name);
     const input = Buffer.from(event);
     const cold = await p.invoke({ function: name, mode: 'cold', input });
-    assert.ok((cold.timings.initMs ?? 0) > 0);
+    assertBreakdown(cold.timings, ['acquireMs', 'bootMs', 'initMs']);
     const snap = await p.createSnapshot({ sandboxId: cold.sandboxId });
     assert.equal(snap.runtime, 'python');
     const restored = await p.invoke({ function: name, mode: 'snapshot', snapshotId: snap.id, input, keep: false });
-    assert.equal(restored.timings.initMs, undefined, 'a restore does not run init again');
+    assert.equal(restored.timings.initMs, 0, 'a restore does not run init again');
+    assertBreakdown(restored.timings, ['acquireMs', 'restoreMs']);
     const warm = await p.invoke({ function: name, mode: 'warm', sandboxId: cold.sandboxId, input });
+    assertBreakdown(warm.timings, []);
+    assert.equal(warm.timings.restoreMs + warm.timings.bootMs + warm.timings.acquireMs, 0);
     assert.equal(text(restored.output), text(cold.output));
     assert.equal(text(warm.output), text(cold.output));
     await p.deleteSandbox(cold.sandboxId);

@@ -8,7 +8,7 @@ import { readState } from '../snapshot/snapshot-io.js';
 import { crc32 } from 'node:zlib';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
-import { deployExample, manifestPath, newPlatform, rejectsWith, smallTmpfs, tempDataDir, text, unmount } from './helpers.js';
+import { assertBreakdown, deployExample, manifestPath, newPlatform, rejectsWith, smallTmpfs, tempDataDir, text, unmount } from './helpers.js';
 import { readManifestFile } from '../cli/context.js';
 import type { SnapshotInfo } from '../platform/types.js';
 import type { ThawError } from '../core/errors.js';
@@ -23,13 +23,15 @@ for (const name of ['hello-c', 'hello-as', 'mem64-c']) {
   test(`${name}: cold, snapshot restore and warm give identical outputs`, async () => {
     await deployExample(p, name);
     const cold = await p.invoke({ function: name, mode: 'cold', input });
-    assert.ok(cold.timings.bootMs !== undefined && cold.timings.initMs !== undefined && cold.timings.totalMs > 0);
+    assertBreakdown(cold.timings, ['acquireMs', 'bootMs']);
     const snap = await p.createSnapshot({ sandboxId: cold.sandboxId });
     assert.equal(snap.function, name);
     assert.ok(snap.current);
     const restored = await p.invoke({ function: name, mode: 'snapshot', snapshotId: snap.id, input, keep: false });
-    assert.ok(restored.timings.restoreMs !== undefined);
+    assertBreakdown(restored.timings, ['acquireMs', 'restoreMs']);
+    assert.equal(restored.timings.bootMs + restored.timings.initMs, 0);
     const warm = await p.invoke({ function: name, mode: 'warm', sandboxId: cold.sandboxId, input });
+    assertBreakdown(warm.timings, []);
     assert.equal(text(restored.output), text(cold.output));
     assert.equal(text(warm.output), text(cold.output));
     if (name !== 'mem64-c') assert.equal(text(cold.output), 'hello, world');

@@ -4,7 +4,10 @@
 
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { readdirSync, existsSync, readFileSync } from 'node:fs';
+import { readdirSync, existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { WORKING_SET_FILE, writeWorkingSet } from '../restore/working-set.js';
+import { ARTEFACTS_MAC_FILE } from '../snapshot/snapshot-seal.js';
 import { deployExample, newPlatform, rejectsWith, text } from './helpers.js';
 import { discardArtefacts, listStrategies } from '../restore/index.js';
 import { dramDir } from '../restore/strategies/dram.js';
@@ -92,6 +95,30 @@ test('artefacts built from a recorded working set are built by the daemon worker
   assert.ok((replay.timings.prepareMs ?? 0) > 0, 'the compressed working set was built by the prepare step');
   assert.equal(replay.restore?.prepareMs, 0, 'nothing was built inside the sandbox host');
   assert.equal(text(replay.output), warmOutput);
+});
+
+test('a forged working set (valid checksum, other pages) is removed by the daemon and recorded again; a forged artefact seal is refused', { skip: strategies.includes('reap') ? false : 'reap unsupported here' }, async () => {
+  const r0 = await p.invoke({ function: 'mem64-c', mode: 'snapshot', snapshotId: fullId, input });
+  const snap = await p.createSnapshot({ sandboxId: r0.sandboxId });
+  snapshotIds.push(snap.id);
+  await p.deleteSandbox(r0.sandboxId);
+  const dir = join(snapshotRoot, snap.id);
+  assert.equal((await p.invoke({ function: 'mem64-c', mode: 'snapshot', snapshotId: snap.id, strategy: 'reap', input, keep: false })).restore?.phase, 'record');
+  const sealed = readFileSync(join(dir, WORKING_SET_FILE));
+  assert.ok(JSON.parse(readFileSync(join(dir, ARTEFACTS_MAC_FILE), 'utf8')).artefacts[WORKING_SET_FILE], 'the recorded working set is sealed');
+  // What a process without the daemon's key could write: a well-formed working set of other pages.
+  writeWorkingSet(dir, { memoryPages: sealed.readUInt32LE(12), runs: [{ firstPage: 0, pageCount: 1 }] });
+  const forged = readFileSync(join(dir, WORKING_SET_FILE));
+  const again = await p.invoke({ function: 'mem64-c', mode: 'snapshot', snapshotId: snap.id, strategy: 'reap', input, keep: false });
+  assert.equal(again.restore?.phase, 'record', 'the forged working set was removed, not replayed');
+  assert.equal(text(again.output), warmOutput);
+  assert.notDeepEqual(readFileSync(join(dir, WORKING_SET_FILE)), forged);
+  assert.equal((await p.invoke({ function: 'mem64-c', mode: 'snapshot', snapshotId: snap.id, strategy: 'reap', input, keep: false })).restore?.phase, 'replay');
+  const seal = JSON.parse(readFileSync(join(dir, ARTEFACTS_MAC_FILE), 'utf8')) as Record<string, unknown>;
+  writeFileSync(join(dir, ARTEFACTS_MAC_FILE), JSON.stringify({ ...seal, mac: 'ab'.repeat(32) }));
+  const err = await rejectsWith(p.invoke({ function: 'mem64-c', mode: 'snapshot', snapshotId: snap.id, strategy: 'reap', input }), 'THAW_SNAPSHOT_CORRUPT');
+  assert.match(err.message, /artefacts\.mac does not match its MAC/);
+  writeFileSync(join(dir, ARTEFACTS_MAC_FILE), JSON.stringify(seal));
 });
 
 /** Children of this process that have exited but were never reaped (zombies). */

@@ -62,6 +62,6 @@ test('the count: at least as many pass as under node:wasi', () => {
   const passed = [...results.values()].filter((r) => r === null).length;
   process.stdout.write(`# wasi-testsuite under Thaw: ${passed} of ${specs.length} passed\n`);
   for (const [id, r] of results) if (r !== null) process.stdout.write(`#   ${id}: ${r.split("\n").slice(0, 2).join(" ")}\n`);
-  // node:wasi passes 59 of 72 on this machine (node dist/test/wasi-testsuite-node.js).
+  // node:wasi passes 59 of 72 on this machine (node dist/bench/wasi-testsuite-node.js).
   assert.ok(passed >= 59, `${passed} passed`);
 });

@@ -11,6 +11,7 @@
 #include <string.h>
 #include <time.h>
 #include "thaw.h"
+#include "thaw_free_ranges.h"
 
 #define SUITE_KEY_MAX 256
 

@@ -18,6 +18,8 @@ interface DaemonOptions {
   scrubIntervalS: string;
   preparedIdleS: string;
   maxPreparedFunctions: string;
+  layout: string;
+  instancesPerHost: string;
   logLevel: string;
   keepAliveS: string;
   memoryPolicy: string;
@@ -28,6 +30,7 @@ export async function runDaemon(g: GlobalOptions, o: DaemonOptions): Promise<voi
     dataDir: g.dataDir, objectStore: g.objectStore, token: g.token, host: o.host, port: o.port, spareHosts: o.spareHosts,
     preparedPerFunction: o.preparedPerFunction, maxIdleSandboxes: o.maxIdleSandboxes, maxSandboxes: o.maxSandboxes, cgroups: o.cgroups, logLevel: o.logLevel,
     jail: o.jail, scrubIntervalS: o.scrubIntervalS, preparedIdleS: o.preparedIdleS, maxPreparedFunctions: o.maxPreparedFunctions,
+    layout: o.layout, instancesPerHost: o.instancesPerHost,
     keepAliveS: o.keepAliveS, memoryPolicy: o.memoryPolicy,
   });
   const logger = pino({ level: params.logLevel });

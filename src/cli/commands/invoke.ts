@@ -4,9 +4,10 @@ import { isUtf8 } from 'node:buffer';
 import { readFileSync } from 'node:fs';
 import { ThawError } from '../../core/errors.js';
 import type { GlobalOptions } from '../context.js';
-import type { InvokeMode } from '../../platform/types.js';
+import { formatTimings, type InvokeMode } from '../../platform/types.js';
 import { invocationToWire } from '../../api/routes.js';
 import { printJson, withApi } from './with-api.js';
+import { formatMemory } from '../../memory/accounting.js';
 
 interface InvokeOptions {
   mode: InvokeMode;
@@ -37,9 +38,10 @@ export function runInvoke(g: GlobalOptions, fn: string, o: InvokeOptions): Promi
     process.stdout.write(r.output);
     // A newline after text that lacks one; never after binary output (a WAV file piped to disk).
     if (r.output.length > 0 && r.output[r.output.length - 1] !== 10 && isUtf8(r.output)) process.stdout.write('\n');
-    const t = Object.entries(r.timings).map(([k, v]) => `${k}=${v}`).join(' ');
+    const t = formatTimings(r.timings);
     process.stderr.write(`[${r.mode === 'auto' ? `auto: ${r.start}` : r.mode}${r.snapshotId ? ` ${r.snapshotId}/${r.strategy}` : ''}] sandbox=${r.sandboxId} ${t}\n`);
     if (r.strategyReason) process.stderr.write(`auto chose ${r.strategy}: ${r.strategyReason}\n`);
+    process.stderr.write(`memory: ${formatMemory(r.memory)}\n`);
     if (snap) process.stderr.write(`snapshot ${snap.id} taken (${(snap.diskBytes / 2 ** 20).toFixed(2)} MiB on disk)\n`);
   });
 }

@@ -101,6 +101,25 @@ function assertNeverSilentlyWrong(t: { diagnostic(message: string): void }, stra
   assert.ok(scrub.files.some((f) => f.status === 'corrupt' && f.file.includes(file)), `scrub names ${file}: ${JSON.stringify(scrub.files)}`);
 }
 
+const touchChild = fileURLToPath(new URL('./testdata/touch-child.js', import.meta.url));
+
+describe('per-page checks (snapshot format 2)', () => {
+  for (const id of ['uffd', 'reap']) {
+    test(`${id}: a bad page is refused when it is served, and only then: pages of the same 1 MiB chunk before it restore right`, { skip: getStrategy(id).supports().ok ? false : 'userfaultfd refused here' }, () => {
+      const snap = `page-${id}`;
+      snapshot(snap);
+      flipByte(join(root, snap, MEMORY_FILE), 3 * PAGE_BYTES + 77); // page 3 of chunk 0 (pages 0-255)
+      // Scattered reads (no readahead past page 3): pages 200, 7 and 120 are served and right.
+      const r = spawnSync(process.execPath, [touchChild, root, snap, id, expectedPath, '200,7,120,3,9'], { encoding: 'utf8', timeout: 60_000 });
+      const lines = r.stdout.split('\n').filter((l) => l.trim() !== '').map((l) => JSON.parse(l) as { page: number; same: boolean });
+      assert.deepEqual(lines, [{ page: 200, same: true }, { page: 7, same: true }, { page: 120, same: true }], r.stderr);
+      assert.equal(r.signal, 'SIGABRT', 'the page server aborted the process at page 3');
+      assert.match(r.stderr, /THAW_SNAPSHOT_CORRUPT: userfaultfd page server: guest bytes 12288\.\.16384 do not match/);
+      discardArtefacts(root, snap);
+    });
+  }
+});
+
 describe('integrity', () => {
   for (const s of listStrategies()) {
     const skip = s.support.ok ? false : `${s.id} cannot run on this host: ${s.support.reason}`;

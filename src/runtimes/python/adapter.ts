@@ -2,6 +2,8 @@
 // the handler file's top level as module `handler`, invokes the handler, and captures/restores the
 // whole interpreter (init included) from a memory image plus Pyodide's small JS-reference table.
 
+import { dlmallocFreeRanges, type DlmallocModule } from '../../memory/scaling/free-ranges.js';
+import type { FreeRangeReport } from '../../memory/scaling/scaling.js';
 import { randomUUID } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
@@ -133,6 +135,10 @@ class PythonGuest implements GuestInstance {
     return payload;
   }
 
+  freeRanges(): FreeRangeReport | null {
+    return dlmallocFreeRanges(this.py._module as DlmallocModule, this.memory);
+  }
+
   captureState(): GuestState {
     const api = this.py._module.API;
     const runtime: PythonRuntimeState = {
@@ -259,5 +265,16 @@ export const pythonAdapter: RuntimeAdapter<PythonPrepared> = {
       throw toThawError(err);
     }
     return new PythonGuest(prepared, py, st.initDone);
+  },
+
+  /**
+   * A vertical host's next instance gets its own Pyodide (its own heap, runtime and module
+   * table; one compiled pyodide.asm.wasm per process is shared): one shell is started ahead.
+   */
+  async readyNext(prepared) {
+    if (prepared.shells.length > 0) return;
+    const shell = startShell(shellPretouchBytes(prepared.fn));
+    prepared.shells.push(shell);
+    await shell.ready;
   },
 };

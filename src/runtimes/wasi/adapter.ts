@@ -2,6 +2,8 @@
 // boots it under node:wasi with the Thaw host functions (docs/abi.md), invokes its handler,
 // captures its mutable globals and restores a guest from a snapshot without re-running init.
 
+import { wasiFreeRanges } from '../../memory/scaling/free-ranges.js';
+import type { FreeRangeReport } from '../../memory/scaling/scaling.js';
 import { readFile } from 'node:fs/promises';
 import { setFlagsFromString } from 'node:v8';
 import { WASI } from 'node:wasi';
@@ -26,6 +28,12 @@ export interface WasiPrepared {
   readonly compiled: Map<number, Promise<CompiledModule>>;
   /** True for a WASI command (it exports `_start`): command.ts runs it, one fresh instance per invocation. */
   readonly command: boolean;
+  /**
+   * Shells: guests instantiated ahead (memory allocated, imports bound, data segments applied)
+   * and never run, waiting for a restore, which then only fills memory and sets globals. Each
+   * is used by one restore and bound to its sandbox's context then.
+   */
+  readonly shells: WasiGuest[];
 }
 
 /** The artefact as the sandbox runs it: memory capped to one limit, memory.grow instrumented. */
@@ -79,7 +87,7 @@ export const wasiAdapter: RuntimeAdapter<WasiPrepared> = {
     const memoryExport = info.exports.find((e) => e.kind === 'memory')?.name;
     if (memoryExport === undefined) throw new ThawError('THAW_MODULE_NOT_WASI', { detail: `${artefactPath} exports no memory (was it deployed?)` });
     const command = info.exports.some((e) => e.name === COMMAND_EXPORT && e.kind === 'function');
-    const prepared: WasiPrepared = { fn, bytes, globalTypes, memoryExport, compiled: new Map(), command };
+    const prepared: WasiPrepared = { fn, bytes, globalTypes, memoryExport, compiled: new Map(), command, shells: [] };
     await compiledFor(prepared, fn.memoryMiB * 1024 * 1024);
     return prepared;
   },
@@ -94,12 +102,36 @@ export const wasiAdapter: RuntimeAdapter<WasiPrepared> = {
   async restore(prepared: WasiPrepared, state: GuestState, image: MemoryImage, ctx: GuestContext): Promise<GuestInstance> {
     const saved = parseState(prepared, state, image);
     if (prepared.command) return (await import('./command.js')).CommandGuest.restore(prepared, saved, image, ctx);
-    const guest = await WasiGuest.instantiate(prepared, ctx);
+    const shell = prepared.shells.shift();
+    const guest = shell ? shell.bind(ctx) : await WasiGuest.instantiate(prepared, ctx);
     guest.load(saved, image);
     guest.markInitialised();
     return guest;
   },
+
+  /** Instantiates one shell for the next restore (see WasiPrepared.shells), unless one waits. */
+  async readyNext(prepared: WasiPrepared): Promise<void> {
+    // A command restores into a fresh instance of its own per invocation (command.ts): no shells.
+    if (prepared.command || prepared.shells.length > 0) return;
+    prepared.shells.push(await WasiGuest.instantiate(prepared, shellContext(prepared.fn)));
+  },
 };
+
+/**
+ * The context a shell is instantiated with, before it belongs to a sandbox: the function's
+ * memory limit, and no objects or logs (a start function that logs is not heard; nothing else
+ * of the guest runs before restore binds the sandbox's own context).
+ */
+function shellContext(fn: FunctionParams): GuestContext {
+  const none = (): never => {
+    throw new ThawError('THAW_INTERNAL', { detail: 'a shell guest used objects before it was bound to a sandbox' });
+  };
+  return {
+    objects: { kind: 'embedded', get: none, put: none, close: () => {} },
+    memoryLimitBytes: fn.memoryMiB * 1024 * 1024,
+    log: () => {},
+  };
+}
 
 /**
  * Compiles the artefact once per memory limit, with every memory's maximum capped to the limit
@@ -213,7 +245,7 @@ class WasiGuest implements GuestInstance {
 
   private constructor(
     private readonly prepared: WasiPrepared,
-    private readonly ctx: GuestContext,
+    private ctx: GuestContext,
     private readonly wasi: WASI,
     /** True when no memory.grow can fail unseen (see CompiledModule). */
     private readonly growObserved: boolean,
@@ -281,6 +313,10 @@ class WasiGuest implements GuestInstance {
     return { runtime: state };
   }
 
+  freeRanges(): FreeRangeReport | null {
+    return wasiFreeRanges(this.prepared.fn.name, this.exports(), this.memory);
+  }
+
   /** Runs an optional `() -> ()` export, translating guest failures. */
   runExport(name: string): void {
     const fn = this.exports()[name];
@@ -310,6 +346,14 @@ class WasiGuest implements GuestInstance {
 
   markInitialised(): void {
     this.initialised = true;
+  }
+
+  /** Gives a shell its sandbox's context (objects, logs); returns it. */
+  bind(ctx: GuestContext): this {
+    invariant(!this.initialised && this.request === undefined, 'only a shell that never ran is bound to a sandbox');
+    invariant(ctx.memoryLimitBytes === this.ctx.memoryLimitBytes, 'a shell is bound to a sandbox of its own memory limit');
+    this.ctx = ctx;
+    return this;
   }
 
   private exports(): WebAssembly.Exports {

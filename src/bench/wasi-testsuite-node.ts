@@ -1,13 +1,13 @@
 // The baseline the WASI test suite is measured against: each vendored preview1 test run directly
 // under Node's own node:wasi (one child process per test, root copied), counting passes.
-// Usage: node dist/test/wasi-testsuite-node.js            (prints one line per test and the count)
-//        node dist/test/wasi-testsuite-node.js --one <id> (internal: runs one test in this process)
+// Usage: node dist/bench/wasi-testsuite-node.js            (prints one line per test and the count)
+//        node dist/bench/wasi-testsuite-node.js --one <id> (internal: runs one test in this process)
 
 import { spawnSync } from 'node:child_process';
 import { readFileSync, rmSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { WASI } from 'node:wasi';
-import { copyRoot, loadWasiTestSuite } from './_wasi-testsuite.js';
+import { copyRoot, loadWasiTestSuite } from '../test/_wasi-testsuite.js';
 
 const TIMEOUT_MS = 20_000;
 
