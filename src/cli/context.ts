@@ -46,7 +46,16 @@ export function readManifestFile(path: string): { manifest: Record<string, unkno
   } catch (err) {
     throw new ThawError('THAW_CONFIG_INVALID', { detail: `cannot read ${field} '${artefactPath}' named by ${path}: ${(err as Error).message}` });
   }
-  return { manifest: { ...manifest, [field]: artefactPath, ...resolveCommandPaths(manifest.command, dirname(path)) }, artefact };
+  return { manifest: { ...manifest, [field]: artefactPath, ...resolveCommandPaths(manifest.command, dirname(path)), ...resolveBundlePaths(manifest, dirname(path)) }, artefact };
+}
+
+/** A python function's bundle and requirements, relative to the manifest, made absolute (the daemon copies them at deploy). */
+function resolveBundlePaths(manifest: Record<string, unknown>, base: string): { bundle?: unknown; requirements?: unknown } {
+  const abs = (p: unknown): unknown => (typeof p === 'string' ? resolve(base, p) : p);
+  return {
+    ...(manifest.bundle === undefined ? {} : { bundle: abs(manifest.bundle) }),
+    ...(Array.isArray(manifest.requirements) ? { requirements: manifest.requirements.map(abs) } : {}),
+  };
 }
 
 /** A WASI command's bundle directories, relative to the manifest, made absolute (the daemon copies them at deploy). */

@@ -8,6 +8,7 @@ import { runBenchCommand } from './commands/bench.js';
 import { runDaemon } from './commands/daemon.js';
 import { runDemo } from './commands/demo.js';
 import { doctor } from './commands/doctor.js';
+import { INIT_KINDS, runInit } from './commands/init.js';
 import { runPageServer } from './commands/page-server.js';
 import { logs } from './commands/logs.js';
 import * as fn from './commands/functions.js';
@@ -50,8 +51,12 @@ program.command('daemon')
   .action((o) => runDaemon(g(), o));
 
 program.command('deploy <manifest>')
-  .description('deploy (or redeploy) a function from its manifest (function.json)')
+  .description('deploy (or redeploy) a function from its manifest (function.json), or from a directory holding one')
   .action((m: string) => fn.deploy(g(), m));
+
+program.command('init <kind> <dir>')
+  .description(`write a small working function to start from: ${INIT_KINDS.join(', ')} (a manifest, sources and build.sh); then \`thaw deploy <dir>\``)
+  .action((kind: string, dir: string) => runInit(kind, dir));
 
 const fns = program.command('functions').alias('fn').description('list, show and delete functions');
 fns.command('list').description('list deployed functions').action(() => fn.list(g()));

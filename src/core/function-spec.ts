@@ -44,6 +44,18 @@ export interface FunctionConfig {
   layout?: unknown;
   /** vertical: instances one host carries at most (default: the daemon's --instances-per-host). */
   instancesPerHost?: unknown;
+  /** python only: a directory or .zip of further modules and data files, copied at deploy (docs/python-runtime.md). */
+  bundle?: unknown;
+  /** python only: local pure-Python wheels (.whl) or package directories, installed at deploy; never fetched. */
+  requirements?: unknown;
+}
+
+/** A python function's bundle (docs/python-runtime.md "Bundles"): absolute paths as given at deploy. */
+export interface PythonBundleParams {
+  /** Directory or .zip whose root is the handler's own directory (modules, data files), or null. */
+  readonly app: string | null;
+  /** Pure-Python wheels (.whl) and package directories. */
+  readonly requirements: readonly string[];
 }
 
 /**
@@ -102,9 +114,11 @@ export interface FunctionParams {
   readonly layout?: HostLayout;
   /** vertical: instances per host, when the manifest chose it. */
   readonly instancesPerHost?: number;
+  /** python only: the bundle and requirements, when the manifest gives either. */
+  readonly python?: PythonBundleParams;
 }
 
-const KNOWN_FIELDS = new Set(['name', 'runtime', 'module', 'source', 'memoryMiB', 'handler', 'timeoutMs', 'initTimeoutMs', 'maxInputBytes', 'maxOutputBytes', 'description', 'command', 'scaling', 'layout', 'instancesPerHost']);
+const KNOWN_FIELDS = new Set(['name', 'runtime', 'module', 'source', 'memoryMiB', 'handler', 'timeoutMs', 'initTimeoutMs', 'maxInputBytes', 'maxOutputBytes', 'description', 'command', 'scaling', 'layout', 'instancesPerHost', 'bundle', 'requirements']);
 const SCALING_FIELDS = new Set(['mechanism', 'blockMiB', 'grantMiB', 'populate', 'baseMiB']);
 const COMMAND_FIELDS = new Set(['args', 'env', 'dirs', 'scratch', 'responseFile']);
 const SCRATCH_FIELDS = new Set(['path', 'seed']);
@@ -164,6 +178,22 @@ export function parseFunctionConfig(raw: unknown, resolvePath: (p: string) => st
     scaling: parseScaling(cfg.scaling, memoryMiB, bad),
     ...(cfg.layout !== undefined && { layout: cfg.layout as HostLayout }),
     ...(cfg.instancesPerHost !== undefined && { instancesPerHost: int('instancesPerHost', 1, 1, MAX_INSTANCES_PER_HOST) }),
+    ...(cfg.bundle === undefined && cfg.requirements === undefined ? {} : { python: parsePythonBundle(cfg, runtime, resolvePath, bad) }),
+  });
+}
+
+/** The `bundle` and `requirements` fields: paths only; deploy checks what they name. */
+function parsePythonBundle(cfg: Record<string, unknown>, runtime: RuntimeId, resolvePath: (p: string) => string, bad: (detail: string) => never): PythonBundleParams {
+  if (runtime !== 'python') bad("'bundle' and 'requirements' apply to runtime 'python' only");
+  const path = (v: unknown, what: string): string => {
+    if (typeof v !== 'string' || v.length === 0 || v.length > COMMAND_MAX_STRING || v.includes('\0')) bad(`${what} must be a non-empty path`);
+    return resolvePath(v as string);
+  };
+  const reqs = cfg.requirements ?? [];
+  if (!Array.isArray(reqs) || reqs.length > COMMAND_MAX_ARGS) bad(`'requirements' must be an array of at most ${COMMAND_MAX_ARGS} paths (wheels or package directories)`);
+  return Object.freeze({
+    app: cfg.bundle === undefined ? null : path(cfg.bundle, "'bundle'"),
+    requirements: Object.freeze((reqs as unknown[]).map((r, i) => path(r, `'requirements[${i}]'`))),
   });
 }
 

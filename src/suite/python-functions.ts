@@ -168,6 +168,12 @@ const image = pythonSuiteFunction({
   },
 });
 
+/** pyaes and chameleon run FaaSnap's libraries (Debian's packages, vendored at set-up): the reply names the version. */
+function checkLibrary(fnName: string, reply: SuiteReply, prefix: string): void {
+  const lib = reply.summary.library;
+  if (typeof lib !== 'string' || !lib.startsWith(prefix)) fail(fnName, `summary.library is ${JSON.stringify(lib)}, expected Debian's ${prefix}`);
+}
+
 // ---- pyaes ----------------------------------------------------------------------------------
 
 const pyaesInput = (key: string, seed: number, n: number): SuiteInput => ({ key, bytes: pyaesMessage(seed, n), description: `${n} bytes` });
@@ -183,6 +189,7 @@ const pyaes = pythonSuiteFunction({
     if (output.length !== input.bytes.length) fail('pyaes', `ciphertext is ${output.length} bytes, expected ${input.bytes.length}`);
     if (!pyaesReferenceCtr(output).equals(Buffer.from(input.bytes))) fail('pyaes', 'node:crypto aes-128-ctr does not decrypt the output to the input');
     if (reply.summary.round_trip !== true) fail('pyaes', 'the guest did not report a successful decryption');
+    checkLibrary('pyaes', reply, 'pyaes 1.6.1');
   },
 });
 
@@ -196,7 +203,10 @@ const chameleon = pythonSuiteFunction({
   two: () => [chameleonInput('chameleon/input-0', { rows: 100, cols: 300 }), chameleonInput('chameleon/input-1', { rows: 200, cols: 200 })],
   sweep: () => CHAMELEON_SWEEP.map((n, i) => chameleonInput(`chameleon/sweep-${i}`, { rows: n, cols: n })),
   small: () => chameleonInput('chameleon/small', { rows: 3, cols: 4 }),
-  check: (input, _reply, output) => checkBigtable(Buffer.from(output).toString('utf8'), parse<ChameleonParams>(input)),
+  check: (input, reply, output) => {
+    checkBigtable(Buffer.from(output).toString('utf8'), parse<ChameleonParams>(input));
+    checkLibrary('chameleon', reply, 'chameleon 3.8.1');
+  },
 });
 
 // ---- compression ----------------------------------------------------------------------------

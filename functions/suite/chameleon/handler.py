@@ -1,79 +1,37 @@
 # Suite function "chameleon" (FunctionBench's chameleon, as run by FaaSnap): render the BIGTABLE
-# template, a rows x cols HTML table. The original used the Chameleon package (TAL templates compiled
-# to Python code); Pyodide has no Chameleon offline, so this file carries a small engine of its own
-# that compiles the template to a Python function the same way, at init.
+# template, a rows x cols HTML table, with the Chameleon library FaaSnap's function imports
+# (Debian's python3-chameleon 3.8.1, vendored by scripts/setup.d/15-faasnap-libs.sh and installed
+# from the manifest's `requirements`; py314compat restores what it needs from older Pythons).
+# The template is compiled to Python code at init, so a snapshot holds the compiled template.
 # Input object: JSON {"rows": int, "cols": int}. Output object: the HTML.
-import html
 import json
-import re
+import os
 import time
+
+import py314compat  # noqa: F401  (before chameleon)
+import chameleon
+from chameleon import PageTemplate
 
 import thaw
 
-# The BIGTABLE template in this engine's syntax: ${expr} inserts escaped text, {% for x in expr %}
-# ... {% endfor %} repeats, {% set x = expr %} binds (as tal:repeat, tal:content, tal:define).
-BIGTABLE = """\
-<table xmlns="http://www.w3.org/1999/xhtml">
-{% for row in table %}<tr>
-{% for c in row.values() %}{% set d = c + 1 %}<td><span class="column-${str(d)}">${d}</span></td>
-{% endfor %}</tr>
-{% endfor %}</table>
-"""
+# FaaSnap's (FunctionBench's) BIGTABLE_ZPT, unchanged.
+BIGTABLE_ZPT = """\
+<table xmlns="http://www.w3.org/1999/xhtml"
+xmlns:tal="http://xml.zope.org/namespaces/tal">
+<tr tal:repeat="row python: options['table']">
+<td tal:repeat="c python: row.values()">
+<span tal:define="d python: c + 1"
+tal:attributes="class python: 'column-' + str(d)"
+tal:content="python: d" />
+</td>
+</tr>
+</table>"""
 
-_TOKEN = re.compile(r"\$\{(.*?)\}|\{%\s*(.*?)\s*%\}", re.S)
-_FOR = re.compile(r"for\s+([A-Za-z_]\w*)\s+in\s+(.+)$", re.S)
-_SET = re.compile(r"set\s+([A-Za-z_]\w*)\s*=\s*(.+)$", re.S)
-
-
-class TemplateSyntaxError(ValueError):
-    pass
-
-
-def compile_template(source, parameters, name="<template>"):
-    """Compiles a template to a Python function render(**parameters) -> str; the template's
-    expressions see the parameters as local variables."""
-    lines = ["def render(_escape, _str, %s):" % ", ".join(parameters), "    _out = []", "    _append = _out.append"]
-    depth = 1
-    pos = 0
-    for m in _TOKEN.finditer(source):
-        if m.start() > pos:
-            lines.append("    " * depth + "_append(%r)" % source[pos:m.start()])
-        pos = m.end()
-        expr, stmt = m.group(1), m.group(2)
-        if expr is not None:
-            compile(expr, name, "eval")
-            lines.append("    " * depth + "_append(_escape(_str(%s)))" % expr)
-        elif stmt == "endfor":
-            depth -= 1
-            if depth < 1:
-                raise TemplateSyntaxError("%s: {%% endfor %%} without a {%% for %%}" % name)
-        elif _FOR.match(stmt):
-            var, iterable = _FOR.match(stmt).groups()
-            compile(iterable, name, "eval")
-            lines.append("    " * depth + "for %s in %s:" % (var, iterable))
-            depth += 1
-        elif _SET.match(stmt):
-            var, value = _SET.match(stmt).groups()
-            compile(value, name, "eval")
-            lines.append("    " * depth + "%s = %s" % (var, value))
-        else:
-            raise TemplateSyntaxError("%s: unknown statement {%% %s %%}" % (name, stmt))
-    if depth != 1:
-        raise TemplateSyntaxError("%s: %d {%% for %%} left open" % (name, depth - 1))
-    if pos < len(source):
-        lines.append("    _append(%r)" % source[pos:])
-    lines.append("    return ''.join(_out)")
-    namespace = {}
-    exec(compile("\n".join(lines), name, "exec"), namespace)
-    render = namespace["render"]
-
-    def bound(**variables):
-        return render(html.escape, str, **variables)
-
-    return bound
-
-
-RENDER_BIGTABLE = compile_template(BIGTABLE, ["table"], "bigtable")
+TEMPLATE = PageTemplate(BIGTABLE_ZPT)
+# Chameleon compiles on first use: done here, at init, so the compiled template is in the snapshot.
+TEMPLATE.cook_check()
+with open(os.path.join(os.path.dirname(chameleon.__file__), ".debian-version"), encoding="ascii") as _f:
+    LIBRARY = "chameleon " + _f.read()
 
 
 def handler(event, context):
@@ -86,7 +44,7 @@ def handler(event, context):
     rows, cols = params["rows"], params["cols"]
     data = {str(i): i for i in range(cols)}
     table = [data for _ in range(rows)]
-    out = RENDER_BIGTABLE(table=table).encode()
+    out = TEMPLATE.render(options={"table": table}).encode()
     t2 = time.perf_counter()
     thaw.put(event["output"], out)
     t3 = time.perf_counter()
@@ -95,5 +53,5 @@ def handler(event, context):
         "process_s": t2 - t1,
         "write_s": t3 - t2,
         "output_key": event["output"],
-        "summary": {"rows": rows, "cols": cols, "html_bytes": len(out)},
+        "summary": {"rows": rows, "cols": cols, "html_bytes": len(out), "library": LIBRARY},
     }

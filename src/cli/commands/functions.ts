@@ -1,11 +1,15 @@
 // `thaw deploy` and `thaw functions ...`.
 
+import { existsSync, statSync } from 'node:fs';
+import { join } from 'node:path';
 import { readManifestFile, type GlobalOptions } from '../context.js';
 import { printJson, printTable, withApi } from './with-api.js';
 
 export function deploy(g: GlobalOptions, manifestPath: string): Promise<void> {
   return withApi(g, async (api) => {
-    const { manifest, artefact } = readManifestFile(manifestPath);
+    // A directory (as `thaw init` writes) is deployed from its function.json.
+    const path = existsSync(manifestPath) && statSync(manifestPath).isDirectory() ? join(manifestPath, 'function.json') : manifestPath;
+    const { manifest, artefact } = readManifestFile(path);
     printJson(await api.deployFunction(manifest, artefact));
   });
 }

@@ -41,6 +41,8 @@ export interface PyProxyLike {
 export interface PyodideLike {
   runPython(code: string): unknown;
   pyimport(name: string): { [attr: string]: unknown; destroy(): void };
+  mountNodeFS(emscriptenPath: string, hostPath: string): void;
+  readonly FS: { chdir(path: string): void };
   readonly _module: PyodideModule;
 }
 

@@ -96,15 +96,22 @@ def _describe(exc):
     return (status, _json.dumps(payload))
 
 
-def init(source, handler_name):
+def use_bundle(app, site):
+    """Puts a bundle's directories on sys.path: the handler's own first, its requirements after the stdlib."""
+    _sys.path.insert(0, app)
+    _sys.path.append(site)
+    return (${STATUS.OK}, "")
+
+
+def init(source, handler_name, filename="handler.py"):
     """Runs the handler file's top level as module 'handler'. Returns (status, detail)."""
     global _handler
     try:
-        code = compile(source, "handler.py", "exec")
+        code = compile(source, filename, "exec")
     except SyntaxError as exc:
         return (${STATUS.SYNTAX}, "line %s: %s" % (exc.lineno, exc.msg))
     module = _types.ModuleType("handler")
-    module.__file__ = "handler.py"
+    module.__file__ = filename
     _sys.modules["handler"] = module
     try:
         exec(code, module.__dict__)

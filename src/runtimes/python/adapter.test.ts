@@ -153,7 +153,7 @@ describe('pythonAdapter objects and failures', () => {
 
   before(async () => {
     const fn = { ...loadFunction('hello-py'), name: 'objects-py' };
-    prepared = { fn, source, shells: [] };
+    prepared = { fn, source, shells: [], bundleDir: null };
     guest = await pythonAdapter.boot(prepared, ctx);
     await guest.init();
   });

@@ -5,7 +5,9 @@
 import { dlmallocFreeRanges, type DlmallocModule } from '../../memory/scaling/free-ranges.js';
 import type { FreeRangeReport } from '../../memory/scaling/scaling.js';
 import { randomUUID } from 'node:crypto';
+import { existsSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
 import { ThawError, invariant, toThawError } from '../../core/errors.js';
 import type { FunctionParams } from '../../core/function-spec.js';
 import type { GuestContext, GuestInstance, GuestState, RuntimeAdapter } from '../runtime.js';
@@ -23,6 +25,7 @@ import {
   type Shell,
 } from './_pyodide-host.js';
 import { RUNTIME_MODULE, RUNTIME_PY, STATUS } from './_runtime-py.js';
+import { GUEST_ROOT, PYTHON_BUNDLE_DIR } from './bundle.js';
 
 /** Identifies the layout of PythonRuntimeState; bumped on any incompatible change. */
 export const PYTHON_STATE_FORMAT = 'thaw-python-1';
@@ -37,6 +40,8 @@ export interface PythonPrepared {
    * takes one and starts none, so a sandbox host that restores once pays nothing extra.
    */
   readonly shells: Shell[];
+  /** The function's installed bundle directory (mounted at GUEST_ROOT), or null without one. */
+  readonly bundleDir: string | null;
 }
 
 /**
@@ -115,7 +120,8 @@ class PythonGuest implements GuestInstance {
 
   async init(): Promise<void> {
     invariant(!this.initDone, 'init() called twice on a python guest');
-    const [status, payload] = this.run(() => callRuntime(this.py, 'init', [this.prepared.source, this.prepared.fn.handler]));
+    const filename = this.prepared.bundleDir === null ? 'handler.py' : `${GUEST_ROOT}/app/handler.py`;
+    const [status, payload] = this.run(() => callRuntime(this.py, 'init', [this.prepared.source, this.prepared.fn.handler, filename]));
     if (status !== STATUS.OK) throw guestFailure(this.prepared.fn, status, payload);
     this.initDone = true;
   }
@@ -182,6 +188,15 @@ export function shellPretouchBytes(fn: FunctionParams): number {
   return Math.min(fn.memoryMiB, 64) * 1024 * 1024;
 }
 
+/**
+ * Mounts the function's installed bundle at GUEST_ROOT (Emscripten's NODEFS: files are read from
+ * the host on demand; the jail keeps the directory read-only) and makes its app directory the cwd.
+ */
+function mountBundle(py: PyodideLike, dir: string): void {
+  py.mountNodeFS(GUEST_ROOT, dir);
+  py.FS.chdir(`${GUEST_ROOT}/app`);
+}
+
 /** The python runtime's guest side. */
 export const pythonAdapter: RuntimeAdapter<PythonPrepared> = {
   id: 'python',
@@ -203,7 +218,9 @@ export const pythonAdapter: RuntimeAdapter<PythonPrepared> = {
     // Wait until the shell is parked: the host is "ready" only then. Replying earlier would let a
     // restore request queue behind Pyodide's instantiation on this process's one JS thread.
     await shell.ready;
-    return { fn, source, shells: [shell] };
+    const bundleDir = join(dirname(artefactPath), PYTHON_BUNDLE_DIR);
+    // Only a function deployed with a bundle mounts one (a redeploy without it may leave the old copy).
+    return { fn, source, shells: [shell], bundleDir: fn.python !== undefined && existsSync(bundleDir) ? bundleDir : null };
   },
 
   /** Cold-boots Pyodide and installs the runtime module; the handler's init runs in init(). */
@@ -214,6 +231,10 @@ export const pythonAdapter: RuntimeAdapter<PythonPrepared> = {
     try {
       py = await loadFresh(binding);
       py.runPython(`import sys, types\n_m = types.ModuleType(${JSON.stringify(RUNTIME_MODULE)})\nexec(${JSON.stringify(RUNTIME_PY)}, _m.__dict__)\nsys.modules[${JSON.stringify(RUNTIME_MODULE)}] = _m\ndel _m, sys, types`);
+      if (prepared.bundleDir !== null) {
+        mountBundle(py, prepared.bundleDir);
+        callRuntime(py, 'use_bundle', [`${GUEST_ROOT}/app`, `${GUEST_ROOT}/site`]);
+      }
     } catch (err: unknown) {
       throw toThawError(err);
     }
@@ -238,6 +259,8 @@ export const pythonAdapter: RuntimeAdapter<PythonPrepared> = {
     let py: PyodideLike;
     try {
       py = await shell.finish({ hiwire: st.hiwire, buildId: st.buildId, heapBytes: st.heapBytes, fill: (m) => image.fill(m) });
+      // The file system is JS state, not in the image: the bundle is mounted again.
+      if (prepared.bundleDir !== null) mountBundle(py, prepared.bundleDir);
     } catch (err: unknown) {
       throw toThawError(err);
     }

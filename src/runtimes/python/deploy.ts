@@ -4,6 +4,7 @@
 import type { FunctionParams } from '../../core/function-spec.js';
 import { ThawError, toThawError } from '../../core/errors.js';
 import type { DeployedArtefact, RuntimeDeployer } from '../runtime.js';
+import { stagePythonBundle } from './bundle.js';
 import { PYODIDE_VERSION, detachedBinding, loadFresh, type PyodideLike, type PyProxyLike } from './_pyodide-host.js';
 
 /** File name of a deployed python function's artefact. */
@@ -26,14 +27,28 @@ def _thaw_check(source):
     except SyntaxError as exc:
         return "line %s: %s" % (exc.lineno, exc.msg)
     return ""
-_thaw_check
+
+def _thaw_missing(source, provided):
+    # Modules imported unconditionally at the handler's top level (not inside try, if or def)
+    # that are neither provided by the bundle nor importable from Pyodide's standard library.
+    import ast, importlib.util
+    names = []
+    for node in ast.parse(source).body:
+        if isinstance(node, ast.Import):
+            names += [a.name.split(".")[0] for a in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            names.append(node.module.split(".")[0])
+    have = set(provided)
+    return ",".join(n for n in dict.fromkeys(names) if n not in have and importlib.util.find_spec(n) is None)
+
+(_thaw_check, _thaw_missing)
 `;
 
-let checker: Promise<PyProxyLike> | undefined;
+let checker: Promise<[PyProxyLike, PyProxyLike]> | undefined;
 
-/** One Pyodide per process, used only to compile sources (never runs them). */
-function syntaxChecker(): Promise<PyProxyLike> {
-  checker ??= loadFresh(detachedBinding()).then((py: PyodideLike) => py.runPython(CHECK_PY) as PyProxyLike);
+/** One Pyodide per process, used only to compile sources and look up imports (never runs them): [check, missing]. */
+function syntaxChecker(): Promise<[PyProxyLike, PyProxyLike]> {
+  checker ??= loadFresh(detachedBinding()).then((py: PyodideLike) => (py.runPython(CHECK_PY) as { toJs(): [PyProxyLike, PyProxyLike] }).toJs());
   checker.catch(() => {
     checker = undefined;
   });
@@ -63,7 +78,7 @@ export function createPythonDeployer(options: PythonDeployerOptions): RuntimeDep
       if (options.checkSyntax) {
         let message: string;
         try {
-          message = String((await syntaxChecker())(text));
+          message = String((await syntaxChecker())[0](text));
         } catch (err: unknown) {
           throw toThawError(err);
         }
@@ -72,7 +87,24 @@ export function createPythonDeployer(options: PythonDeployerOptions): RuntimeDep
       if (!definesHandler(text, fn.handler)) {
         throw new ThawError('THAW_HANDLER_MISSING', { handler: fn.handler, what: 'Python source (no top-level def)' });
       }
+      const bundle = fn.python === undefined ? undefined : stagePythonBundle(fn.python);
+      if (bundle !== undefined && options.checkSyntax) {
+        let missing: string;
+        try {
+          missing = String((await syntaxChecker())[1](text, [...bundle.provides, 'thaw']));
+        } catch (err: unknown) {
+          bundle.discard();
+          throw toThawError(err);
+        }
+        if (missing !== '') {
+          bundle.discard();
+          throw new ThawError('THAW_BUNDLE_INVALID', {
+            detail: `handler.py imports ${missing.split(',').map((m) => `'${m}'`).join(', ')} at top level, found neither in the bundle, its requirements nor Python's standard library: add ${missing.includes(',') ? 'them' : 'it'} to 'requirements' (a wheel or package directory)`,
+          });
+        }
+      }
       return {
+        ...(bundle === undefined ? {} : { bundle }),
         fileName: PYTHON_ARTEFACT,
         bytes: new TextEncoder().encode(text),
         facts: {
@@ -81,6 +113,7 @@ export function createPythonDeployer(options: PythonDeployerOptions): RuntimeDep
           handler: fn.handler,
           pyodideVersion: PYODIDE_VERSION,
           syntaxChecked: options.checkSyntax,
+          ...bundle?.facts,
         },
       };
     },

@@ -15,14 +15,14 @@ export function bundleDirs(command: CommandParams): CommandDir[] {
 }
 
 /** One file or directory of a bundle, by its path relative to the bundle directory. */
-interface Entry { readonly rel: string; readonly dir: boolean }
+export interface Entry { readonly rel: string; readonly dir: boolean }
 
 /**
  * Lists a bundle directory, refusing what a copy could not keep faithfully or safely: a missing
  * directory, symbolic links (they could name files outside it) and special files.
  * Throws THAW_BUNDLE_INVALID.
  */
-function walk(d: CommandDir): Entry[] {
+export function walk(d: CommandDir): Entry[] {
   const bad = (detail: string): never => {
     throw new ThawError('THAW_BUNDLE_INVALID', { detail: `${d.guestPath} <- ${d.sourcePath}: ${detail}` });
   };
@@ -53,8 +53,13 @@ function walk(d: CommandDir): Entry[] {
 
 /** sha256 over every bundle directory's names, paths and file bytes. Throws THAW_BUNDLE_INVALID. */
 export function bundleDigest(command: CommandParams): string {
+  return dirsDigest(bundleDirs(command));
+}
+
+/** sha256 over the directories' names, paths and file bytes (any runtime's bundle). Throws THAW_BUNDLE_INVALID. */
+export function dirsDigest(dirs: readonly CommandDir[]): string {
   const h = createHash('sha256');
-  for (const d of bundleDirs(command)) {
+  for (const d of dirs) {
     h.update(`${d.bundleName}\0${d.guestPath}\0`);
     for (const e of walk(d)) {
       h.update(`${e.dir ? 'd' : 'f'}\0${e.rel}\0`);
@@ -69,7 +74,12 @@ export function bundleDigest(command: CommandParams): string {
  * temporary directory, which then replaces the previous copy by rename.
  */
 export function installBundle(command: CommandParams, functionDir: string): void {
-  for (const d of bundleDirs(command)) {
+  installDirs(bundleDirs(command), functionDir);
+}
+
+/** Copies each directory into `functionDir/<bundleName>` durably, replacing any previous copy by rename. */
+export function installDirs(dirs: readonly CommandDir[], functionDir: string): void {
+  for (const d of dirs) {
     const target = join(functionDir, d.bundleName);
     const tmp = `${target}.tmp-${process.pid}-${Date.now().toString(36)}`;
     mkdirSync(tmp, { recursive: true });

@@ -19,7 +19,8 @@ export function checkBigtable(html: string, params: ChameleonParams): void {
   }
   const rows = trimmed.split('<tr>').slice(1);
   if (rows.length !== params.rows) throw new Error(`chameleon: ${rows.length} rows, expected ${params.rows}`);
-  const cell = /<td><span class="column-(\d+)">(\d+)<\/span><\/td>/g;
+  // Whitespace between the tags is allowed: Chameleon keeps the template's line breaks.
+  const cell = /<td>\s*<span class="column-(\d+)">(\d+)<\/span>\s*<\/td>/g;
   rows.forEach((row, r) => {
     if (!row.includes('</tr>')) throw new Error(`chameleon: row ${r} is not closed`);
     let expected = 1;

@@ -16,8 +16,13 @@ const EOCD_SIG = 0x06054b50;
 const CENTRAL_SIG = 0x02014b50;
 const LOCAL_SIG = 0x04034b50;
 
-/** Reads every entry of a (non-zip64, single-disk) archive. Throws on anything malformed. */
-export function readZip(archive: Uint8Array): ZipEntry[] {
+/**
+ * Reads every entry of a (non-zip64, single-disk) archive. Throws on anything malformed, and on an
+ * archive whose entries inflate to more than `maxTotalBytes` together (a bound against zip bombs in
+ * untrusted archives).
+ */
+export function readZip(archive: Uint8Array, maxTotalBytes = Number.MAX_SAFE_INTEGER): ZipEntry[] {
+  let budget = maxTotalBytes;
   const buf = Buffer.from(archive.buffer, archive.byteOffset, archive.byteLength);
   let eocd = -1;
   for (let i = buf.length - 22; i >= Math.max(0, buf.length - 22 - 0xffff); i--) {
@@ -48,8 +53,10 @@ export function readZip(archive: Uint8Array): ZipEntry[] {
     const raw = buf.subarray(dataStart, dataStart + compressedBytes);
     let data: Buffer;
     if (method === 0) data = Buffer.from(raw);
-    else if (method === 8) data = inflateRawSync(raw);
+    else if (method === 8) data = inflateRawSync(raw, { maxOutputLength: Math.max(1, Math.min(budget, 2 ** 32)) });
     else throw new Error(`zip: '${name}' uses unsupported method ${method}`);
+    budget -= data.length;
+    if (budget < 0) throw new Error(`zip: the entries inflate to more than ${maxTotalBytes} bytes`);
     if (data.length !== sizeBytes) throw new Error(`zip: '${name}' inflates to ${data.length} bytes, header says ${sizeBytes}`);
     if (crc32(data) !== crc) throw new Error(`zip: '${name}' CRC mismatch`);
     entries.push({ name, data, method });

@@ -1,0 +1,5 @@
+from .phrases import TEMPLATE
+
+
+def greet(name):
+    return TEMPLATE.format(name=name)

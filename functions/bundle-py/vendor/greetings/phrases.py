@@ -1,0 +1,1 @@
+TEMPLATE = "hello, {name}, from a bundled package"

@@ -1,0 +1,22 @@
+// The python manifest fields `bundle` and `requirements`: paths resolved, python only, plain strings.
+
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { parseFunctionConfig } from './function-spec.js';
+
+const resolve = (p: string): string => `/base/${p}`;
+const base = { name: 'f', runtime: 'python', source: 'handler.py' };
+
+test('bundle and requirements are resolved against the manifest and absent when not given', () => {
+  const fn = parseFunctionConfig({ ...base, bundle: 'app', requirements: ['vendor/a', 'w-1.0-py3-none-any.whl'] }, resolve);
+  assert.deepEqual(fn.python, { app: '/base/app', requirements: ['/base/vendor/a', '/base/w-1.0-py3-none-any.whl'] });
+  assert.deepEqual(parseFunctionConfig({ ...base, requirements: ['x'] }, resolve).python, { app: null, requirements: ['/base/x'] });
+  assert.equal(parseFunctionConfig(base, resolve).python, undefined);
+});
+
+test('bundle and requirements are refused on wasi and when not paths', () => {
+  assert.throws(() => parseFunctionConfig({ name: 'f', runtime: 'wasi', module: 'm.wasm', bundle: 'app' }, resolve), /THAW_CONFIG_INVALID|apply to runtime 'python' only/);
+  assert.throws(() => parseFunctionConfig({ ...base, requirements: 'vendor/a' }, resolve), /'requirements' must be an array/);
+  assert.throws(() => parseFunctionConfig({ ...base, requirements: [3] }, resolve), /'requirements\[0\]' must be a non-empty path/);
+  assert.throws(() => parseFunctionConfig({ ...base, bundle: '' }, resolve), /'bundle' must be a non-empty path/);
+});
