@@ -51,6 +51,14 @@ export interface OffloadStats {
   faultBackMeanUs: number;
 }
 
+/** A sandbox's offload figures now, as its host reports them (the `stats` host operation). */
+export interface SandboxOffloadFigures extends OffloadStats {
+  /** Offloaded and not faulted back now. */
+  heldBytes: number;
+  /** Guest memory resident now (mincore over its linear memory). */
+  residentBytes: number;
+}
+
 /** A live sandbox as a memory policy sees it: its identity and the host operations on its pages. */
 export interface PolicySandbox {
   readonly id: string;
@@ -85,4 +93,12 @@ export interface MemoryPolicy {
    * `reuseP99Ms` the P99 of its function's reuse interval. Says whether it is now semi-warm.
    */
   onIdle(s: PolicySandbox, idleMs: number, reuseP99Ms: number): Promise<'warm' | 'semi-warm'>;
+  /**
+   * Whether it needs page life stages tracked from a sandbox's start (write-protect tracking,
+   * which costs every request a fault per page it first writes): the platform turns tracking on
+   * for sandboxes started while such a policy is configured. Default false.
+   */
+  readonly needsStages?: boolean;
+  /** Drops its state of a sandbox that is gone (stopped, expired, dead); the scheduler calls it. */
+  forget?(sandboxId: string): void;
 }

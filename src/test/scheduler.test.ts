@@ -6,7 +6,7 @@ import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { deployExample, newPlatform, text } from './helpers.js';
-import { registerMemoryPolicy } from '../platform/scheduler.js';
+import { registerPolicy } from '../memory/policies/index.js';
 import type { InvokeResult } from '../platform/types.js';
 import type { MemoryPolicy } from '../memory/types.js';
 
@@ -76,7 +76,7 @@ test('starts are counted by kind: cold, warm, snapshot and semi-warm', async () 
   // Semi-warm needs a policy that says so; this one only says so (it offloads nothing) after 200 ms
   // idle, so the test checks the scheduler's bookkeeping, not an offload tier.
   const calls: string[] = [];
-  registerMemoryPolicy('test-semi-warm', (): MemoryPolicy => ({
+  registerPolicy('test-semi-warm', (): MemoryPolicy => ({
     id: 'test-semi-warm',
     afterInit: async (s) => void calls.push(`init ${s.id}`),
     afterRequest: async (s, n) => void calls.push(`request ${s.id} ${n}`),
@@ -115,7 +115,7 @@ test('starts are counted by kind: cold, warm, snapshot and semi-warm', async () 
 test('an invocation that picks a sandbox while a policy call runs on it waits for the call, and no new sandbox starts', async () => {
   let calling: { id: string; endedAt: number } | null = null;
   let onIdleCalls = 0;
-  registerMemoryPolicy('test-slow-idle', (): MemoryPolicy => ({
+  registerPolicy('test-slow-idle', (): MemoryPolicy => ({
     id: 'test-slow-idle',
     afterInit: async () => {},
     afterRequest: async () => {},

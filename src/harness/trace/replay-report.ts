@@ -51,7 +51,7 @@ export function windowResults(run: ReplayRun): WindowResult[] {
   const noneResident = new Map<number, number>();
   for (const setting of run.settings) {
     if (run.skipped.some((s) => s.setting === setting)) continue;
-    const tier = setting.includes(':') ? setting.split(':')[1]! : null;
+    const tier = settingTier(setting);
     const cost = tier ? run.farMemoryCost[tier] ?? 0 : 0;
     for (let w = 0; w < count; w++) {
       const fromS = w * run.windowS;
@@ -233,6 +233,11 @@ ${htmlTable(windows)}
 ${htmlTable(fns)}
 </body></html>
 `;
+}
+
+/** The tier of a setting id (`faasmem:remote@20us` -> remote), or null. */
+function settingTier(setting: string): string | null {
+  return setting.includes(':') ? setting.split(':')[1]!.split('@')[0]! : null;
 }
 
 function mean(xs: readonly number[]): number {

@@ -11,9 +11,11 @@
 // setting's start, without waiting for earlier ones (open loop). The keep-alive and the policy's
 // time constants are divided by the same factor (PUT /v1/scheduler timeScale).
 //
-// Memory: sampled every window / 10 (real time, at least 100 ms) from the sandbox list: each
-// sandbox's memory.residentBytes and memory.offloadedBytes where the daemon reports them, else its
-// memoryBytes (the guest's linear memory size: an upper bound of what is resident).
+// Memory: sampled every window / 10 (real time, at least 100 ms): each sandbox's resident bytes
+// from the sandbox list's memory.residentBytes where the daemon reports it, else from the
+// scheduler report's per-sandbox memory (its host's mincore over the guest memory), else its
+// memoryBytes (the guest's linear memory size: an upper bound of what is resident). Bytes
+// offloaded (held now) and faulted back (cumulative per live sandbox) come from the scheduler report.
 
 import { loadavg } from 'node:os';
 import { performance } from 'node:perf_hooks';
@@ -81,7 +83,7 @@ export interface ReplayRun {
   /** Memory samples that failed (the daemon did not answer the sandbox list). */
   readonly sampleErrors: string[];
   /** Where resident memory was read from (see the header). */
-  memorySource: 'memory.residentBytes' | 'memoryBytes (linear memory size)' | 'none sampled';
+  memorySource: 'memory.residentBytes' | 'scheduler memory (mincore)' | 'memoryBytes (linear memory size)' | 'none sampled';
   readonly loadAvg: { readonly before: readonly number[]; after: readonly number[] };
 }
 
@@ -131,7 +133,9 @@ export async function runReplay(api: ThawApi, p: ReplayParams, trace: Trace, opt
     }
     for (const setting of p.settings) {
       try {
-        run.scheduler[setting.id] = await api.configureScheduler({ policy: setting.policy, tier: setting.tier, keepAliveS: p.keepAliveS, timeScale: p.timeScale, resetCounts: true });
+        run.scheduler[setting.id] = await api.configureScheduler({
+          policy: setting.policy, tier: setting.tier, remoteLatencyUs: setting.remoteLatencyUs, keepAliveS: p.keepAliveS, timeScale: p.timeScale, resetCounts: true,
+        });
       } catch (err: unknown) {
         const e = toThawError(err);
         run.skipped.push({ setting: setting.id, reason: `${e.code}: ${e.message}` });
@@ -149,7 +153,8 @@ export async function runReplay(api: ThawApi, p: ReplayParams, trace: Trace, opt
           try {
             const s = await sampleMemory(api, names, setting.id, traceNow());
             run.samples.push(s.sample);
-            if (s.source !== null && run.memorySource !== 'memory.residentBytes') run.memorySource = s.source;
+            // The run names the worst source any sample used.
+            if (s.source !== null && (run.memorySource === 'none sampled' || SOURCE_RANK.indexOf(s.source) > SOURCE_RANK.indexOf(run.memorySource))) run.memorySource = s.source;
           } catch (err: unknown) {
             // A daemon too busy to list its sandboxes loses a sample, not the replay.
             run.sampleErrors.push(`${setting.id} t=${traceNow().toFixed(1)}s: ${toThawError(err).message}`);
@@ -199,23 +204,36 @@ async function stopSandboxes(api: ThawApi, names: ReadonlySet<string>): Promise<
   for (const s of await api.listSandboxes()) if (names.has(s.function)) await api.deleteSandbox(s.id).catch(() => undefined);
 }
 
+/** Memory sources, best first. */
+const SOURCE_RANK: readonly ReplayRun['memorySource'][] = ['memory.residentBytes', 'scheduler memory (mincore)', 'memoryBytes (linear memory size)', 'none sampled'];
+
 async function sampleMemory(api: ThawApi, names: ReadonlySet<string>, setting: string, traceS: number): Promise<{ sample: MemorySample; source: ReplayRun['memorySource'] | null }> {
-  const mine = (await api.listSandboxes()).filter((s) => names.has(s.function));
+  const [list, report] = await Promise.all([api.listSandboxes(), api.scheduler()]);
+  const mine = list.filter((s) => names.has(s.function));
+  const measured = new Map((report.memory ?? []).map((m) => [m.id, m]));
   let resident = 0;
   let offloaded = 0;
   let faulted: number | null = null;
   let source: ReplayRun['memorySource'] | null = null;
+  const worse = (x: ReplayRun['memorySource']): void => {
+    if (source === null || SOURCE_RANK.indexOf(x) > SOURCE_RANK.indexOf(source)) source = x;
+  };
   for (const s of mine) {
     const m = (s as SandboxInfo & { memory?: MemoryView }).memory;
+    const h = measured.get(s.id);
     if (m?.residentBytes !== undefined) {
       resident += m.residentBytes;
-      source = 'memory.residentBytes';
+      worse('memory.residentBytes');
+    } else if (h) {
+      resident += h.residentBytes;
+      worse('scheduler memory (mincore)');
     } else {
       resident += s.memoryBytes;
-      source ??= 'memoryBytes (linear memory size)';
+      worse('memoryBytes (linear memory size)');
     }
-    offloaded += m?.offloadedBytes ?? 0;
-    if (m?.faultedBackBytes !== undefined) faulted = (faulted ?? 0) + m.faultedBackBytes;
+    offloaded += m?.offloadedBytes ?? h?.heldBytes ?? 0;
+    const back = m?.faultedBackBytes ?? h?.faultedBackBytes;
+    if (back !== undefined) faulted = (faulted ?? 0) + back;
   }
   return { sample: { setting, traceS, sandboxes: mine.length, residentBytes: resident, offloadedBytes: offloaded, faultedBackBytes: faulted }, source };
 }
