@@ -2,11 +2,12 @@
 // resident memory, starts by kind, bytes offloaded and faulted back, memory saved against `none`
 // in the same window, and density by FaaSMem's formula; tables, SVG plots and an HTML report.
 //
-// Density (FaaSMem): Q / (Q - Q_off * (1 - M_f / M_b)), where here Q is the local memory the
-// sandboxes use without offloading (the `none` setting's average resident memory in that window),
-// Q_off the memory the setting moved off local memory (its sandboxes' offloaded bytes where they
-// report them, else how much less resident memory it had than `none`), and M_f / M_b the local
-// memory an offloaded byte still costs on the setting's tier (config far_memory_cost). It says how
+// Density (FaaSMem): Q / (Q - Q_off * (1 - M_f / M_b)), where Q is the memory the setting's own
+// sandboxes would hold without offloading (their average resident plus offloaded bytes in the
+// window), Q_off what they hold offloaded, and M_f / M_b the local memory an offloaded byte still
+// costs on the setting's tier (config far_memory_cost). A setting that offloads nothing through a
+// tier (tmo: its cgroup reclaim is not counted as held) is measured against none instead: Q is
+// none's average resident memory in the window and Q_off how much less this setting held. It says how
 // many times as many sandboxes fit in the same local memory; it is read beside the P95 columns
 // (FaaSMem's "at the same P95"), not adjusted for them.
 
@@ -65,15 +66,16 @@ export function windowResults(run: ReplayRun): WindowResult[] {
       const avgOffloaded = samples.length ? samples.reduce((a, s) => a + s.offloadedBytes, 0) / samples.length : 0;
       const faulted = samples.map((s) => s.faultedBackBytes).filter((x): x is number => x !== null);
       if (setting === 'none') noneResident.set(w, avgResident);
-      const q = noneResident.get(w) ?? NaN;
-      const qOff = avgOffloaded > 0 ? avgOffloaded : Math.max(0, q - avgResident);
+      const noneQ = noneResident.get(w) ?? NaN;
+      const q = avgOffloaded > 0 ? avgResident + avgOffloaded : noneQ;
+      const qOff = avgOffloaded > 0 ? avgOffloaded : Math.max(0, noneQ - avgResident);
       const starts = Object.fromEntries(START_KINDS.map((k) => [k, rows.filter((r) => r.start === k).length])) as Record<StartKind, number>;
       out.push({
         setting, window: w, fromS, toS, requests: rows.length, requestsPerMin: rows.length / ((toS - fromS) / 60), errors: rows.length - ok.length,
         p50Ms: ok.length ? median(ok) : NaN, p95Ms: ok.length ? p95(ok) : NaN, starts,
         avgResidentBytes: avgResident, peakResidentBytes: resident.length ? Math.max(...resident) : NaN, avgOffloadedBytes: avgOffloaded,
         faultedBackBytes: faulted.length ? Math.max(...faulted) - Math.min(...faulted) : null,
-        savedVsNone: q > 0 ? 1 - avgResident / q : NaN,
+        savedVsNone: noneQ > 0 ? 1 - avgResident / noneQ : NaN,
         density: q > 0 ? q / (q - qOff * (1 - cost)) : NaN,
       });
     }
