@@ -122,6 +122,32 @@ export function startKindRows(run: ReplayRun): Record<string, string>[] {
   return out;
 }
 
+/**
+ * Semi-warm starts against snapshot restores of the same functions (the ranks that had a
+ * semi-warm start), per setting: medians end to end and inside Thaw, and their ratio.
+ */
+export function semiWarmRows(run: ReplayRun): Record<string, string>[] {
+  const out: Record<string, string>[] = [];
+  for (const setting of run.settings) {
+    const ok = run.rows.filter((r) => r.setting === setting && r.ok);
+    const semi = ok.filter((r) => r.start === 'semi-warm');
+    if (semi.length === 0) continue;
+    const ranks = new Set(semi.map((r) => r.rank));
+    const snap = ok.filter((r) => r.start === 'snapshot' && ranks.has(r.rank));
+    const m = (xs: readonly number[]): number => (xs.length ? median(xs) : NaN);
+    const inThaw = (xs: typeof ok): number[] => xs.filter((r) => r.thawMs !== null).map((r) => r.thawMs!);
+    const semiMs = m(semi.map((r) => r.latencyMs));
+    const snapMs = m(snap.map((r) => r.latencyMs));
+    out.push({
+      setting, functions: [...ranks].sort((a, b) => a - b).map((r) => run.functions[r]?.deployedAs ?? String(r)).join(' '),
+      'semi-warm n': String(semi.length), 'semi-warm p50 ms': fmt(semiMs), 'snapshot n': String(snap.length), 'snapshot p50 ms': fmt(snapMs),
+      'snapshot / semi-warm': fmt(snapMs / semiMs, 2),
+      'in Thaw: semi-warm p50 ms': fmt(m(inThaw(semi))), 'snapshot p50 ms (in Thaw)': fmt(m(inThaw(snap))), 'ratio in Thaw': fmt(m(inThaw(snap)) / m(inThaw(semi)), 2),
+    });
+  }
+  return out;
+}
+
 /** The per-window table as text rows. */
 export function windowRows(windows: readonly WindowResult[]): Record<string, string>[] {
   return windows.map((w) => ({
@@ -177,7 +203,9 @@ export async function writeReplayOutputs(run: ReplayRun, outputDir: string, conf
   const summaryRows = settingSummary(run, windows);
   const wRows = windowRows(windows);
   const kindRows = startKindRows(run);
-  const summary = `${formatTable(summaryRows)}\nlatency by start kind:\n${formatTable(kindRows)}`;
+  const semiRows = semiWarmRows(run);
+  const summary = `${formatTable(summaryRows)}\nlatency by start kind:\n${formatTable(kindRows)}`
+    + (semiRows.length ? `\nsemi-warm starts against snapshot restores of the same functions:\n${formatTable(semiRows)}` : '');
   const windowsText = formatTable(wRows);
   const files: string[] = [];
   const put = (name: string, text: string): void => {
@@ -198,7 +226,7 @@ export async function writeReplayOutputs(run: ReplayRun, outputDir: string, conf
     put(`plots/${file}`, svg);
     svgs.push({ title, svg });
   }
-  put('report.html', reportHtml(run, summaryRows, kindRows, wRows, svgs));
+  put('report.html', reportHtml(run, summaryRows, kindRows, semiRows, wRows, svgs));
   return { dir, summary, windows: windowsText, files };
 }
 
@@ -210,7 +238,7 @@ function htmlTable(rows: readonly Record<string, string>[]): string {
     rows.map((r) => `<tr>${cols.map((c) => `<td>${esc(r[c] ?? '')}</td>`).join('')}</tr>`).join('')}</tbody></table>`;
 }
 
-function reportHtml(run: ReplayRun, summary: readonly Record<string, string>[], kinds: readonly Record<string, string>[], windows: readonly Record<string, string>[], svgs: readonly { title: string; svg: string }[]): string {
+function reportHtml(run: ReplayRun, summary: readonly Record<string, string>[], kinds: readonly Record<string, string>[], semi: readonly Record<string, string>[], windows: readonly Record<string, string>[], svgs: readonly { title: string; svg: string }[]): string {
   const fns = run.functions.map((f) => ({
     rank: String(f.rank), app: f.app.slice(0, 12), func: f.func.slice(0, 12), trigger: f.trigger ?? '-', 'memory MB (Azure 2019)': f.memoryMb === null ? '-' : String(f.memoryMb),
     invocations: String(f.invocations), 'replayed as': f.deployedAs, input: f.input,
@@ -228,6 +256,7 @@ Resident memory read from ${esc(run.memorySource)}. Latency is end to end as the
 ${htmlTable(summary)}
 <h2>Latency by start kind</h2>
 ${htmlTable(kinds)}
+${semi.length ? `<h2>Semi-warm starts against snapshot restores of the same functions</h2>\n${htmlTable(semi)}` : ''}
 ${svgs.map((s) => `<figure><figcaption>${esc(s.title)}</figcaption>${s.svg}</figure>`).join('\n')}
 <h2>Per window</h2>
 ${htmlTable(windows)}
