@@ -86,7 +86,11 @@ export interface PolicyCgroup {
  */
 export interface MemoryPolicy {
   readonly id: string;
-  afterInit(s: PolicySandbox): Promise<void>;
+  /**
+   * A new sandbox booted or restored, before its first request. A policy without it lets the
+   * platform send the first request right behind the boot or restore (pipelined starts).
+   */
+  afterInit?(s: PolicySandbox): Promise<void>;
   afterRequest(s: PolicySandbox, requestsServed: number): Promise<void>;
   /**
    * Called by the scheduler every tick while the sandbox is idle: `idleMs` since its last request,

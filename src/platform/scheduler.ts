@@ -6,7 +6,7 @@
 // sandbox serves one invocation at a time (claimed synchronously, so two callers never get the
 // same one); concurrent invocations of a function get separate sandboxes. Idle sandboxes expire
 // after the keep-alive. The policy is called at a sandbox's events: afterInit (booted or
-// restored, before its first request), afterRequest (after the reply, in the background) and
+// restored, before its first request; a policy without one lets starts pipeline the request), afterRequest (after the reply, in the background) and
 // onIdle on every tick while it is idle. A sandbox is never invoked while a policy call on it
 // runs: the invocation that picks it first waits for that call (settled()), so a policy step
 // neither delays other sandboxes nor makes the scheduler start a new one.
@@ -125,9 +125,9 @@ export class KeepAliveScheduler<S extends ScheduledSandbox> {
     return this.settings.tier === 'remote' && this.policy.id !== 'none' ? this.settings.remoteLatencyUs : null;
   }
 
-  /** Whether starts may pipeline the first request behind boot or restore (no afterInit to run between). */
+  /** Whether starts may pipeline the first request behind boot or restore (the policy has no afterInit to run between). */
   get pipelinesStarts(): boolean {
-    return this.policy.id === 'none';
+    return this.policy.afterInit === undefined;
   }
 
   /**
@@ -186,8 +186,9 @@ export class KeepAliveScheduler<S extends ScheduledSandbox> {
   /** A new sandbox booted or restored, before its first request. */
   async afterInit(s: S): Promise<void> {
     this.track(s);
-    if (this.policy.id === 'none') return;
-    await this.callPolicy(s, 'afterInit', () => this.policy.afterInit(this.host.policySandbox(s)));
+    const policy = this.policy;
+    if (!policy.afterInit) return;
+    await this.callPolicy(s, 'afterInit', () => policy.afterInit!(this.host.policySandbox(s)));
   }
 
   /**

@@ -69,7 +69,6 @@ export function faasmemPolicy(opts: FaasMemOptions): FaasMemPolicy {
     id: `faasmem${opts.stages ? '' : '-no-stages'}${opts.semiWarm ? '' : '-no-semiwarm'}`,
     // Without stages every page no request touched since the last offload goes: tracking starts at the first offload.
     needsStages: opts.stages,
-    afterInit: async () => {},
     async afterRequest(s, requestsServed) {
       const st = of(s);
       st.steps = 0;
