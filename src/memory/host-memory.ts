@@ -208,6 +208,11 @@ class TrackedMemory {
     return this.offloader?.running ? this.offloader.stats().heldPages * PAGE_BYTES : 0;
   }
 
+  /** Bytes the compressed tier holds in this host's memory now. */
+  storedBytes(): number {
+    return this.offloader?.running ? this.offloader.stats().storedBytes : 0;
+  }
+
   release(): void {
     if (this.offloader?.running) this.offloader.stop('fence');
   }
@@ -309,7 +314,7 @@ export function offload(id: string, req: OffloadRequest, memorySocket: string | 
 /** Offload figures and resident memory of every tracked sandbox, by id. */
 export function offloadStats(): Record<string, SandboxOffloadFigures> {
   const out: Record<string, SandboxOffloadFigures> = {};
-  for (const [id, t] of tracked) out[id] = { ...t.stats(), heldBytes: t.heldBytes(), residentBytes: t.resident() };
+  for (const [id, t] of tracked) out[id] = { ...t.stats(), heldBytes: t.heldBytes(), residentBytes: t.resident(), storedBytes: t.storedBytes() };
   return out;
 }
 

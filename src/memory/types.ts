@@ -57,6 +57,8 @@ export interface SandboxOffloadFigures extends OffloadStats {
   heldBytes: number;
   /** Guest memory resident now (mincore over its linear memory). */
   residentBytes: number;
+  /** Local memory the compressed tier's store takes now (in the host, outside guest memory). */
+  storedBytes: number;
 }
 
 /** A live sandbox as a memory policy sees it: its identity and the host operations on its pages. */

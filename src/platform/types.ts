@@ -37,6 +37,8 @@ export interface SandboxMemoryFigures {
   residentBytes: number;
   /** Offloaded and not faulted back now. */
   heldBytes: number;
+  /** Local memory the compressed tier's store takes now (outside the guest memory). */
+  storedBytes: number;
   /** Cumulative: bytes offloaded, bytes faulted back, and the mean time a fault-back took. */
   offloadedBytes: number;
   faultedBackBytes: number;

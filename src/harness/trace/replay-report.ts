@@ -5,7 +5,9 @@
 // Density (FaaSMem): Q / (Q - Q_off * (1 - M_f / M_b)), where Q is the memory the setting's own
 // sandboxes would hold without offloading (their average resident plus offloaded bytes in the
 // window), Q_off what they hold offloaded, and M_f / M_b the local memory an offloaded byte still
-// costs on the setting's tier (config far_memory_cost). A setting that offloads nothing through a
+// costs on the setting's tier (config far_memory_cost). Where the samples carry the compressed
+// store's size (storedBytes, counted in resident memory), that cost is measured instead: Q =
+// resident - stored + offloaded, and the density is Q / resident. A setting that offloads nothing through a
 // tier (tmo: its cgroup reclaim is not counted as held) is measured against none instead: Q is
 // none's average resident memory in the window and Q_off how much less this setting held. It says how
 // many times as many sandboxes fit in the same local memory; it is read beside the P95 columns
@@ -67,8 +69,8 @@ export function windowResults(run: ReplayRun): WindowResult[] {
       const faulted = samples.map((s) => s.faultedBackBytes).filter((x): x is number => x !== null);
       if (setting === 'none') noneResident.set(w, avgResident);
       const noneQ = noneResident.get(w) ?? NaN;
-      const q = avgOffloaded > 0 ? avgResident + avgOffloaded : noneQ;
-      const qOff = avgOffloaded > 0 ? avgOffloaded : Math.max(0, noneQ - avgResident);
+      const stored = samples.every((s) => s.storedBytes !== undefined) ? mean(samples.map((s) => s.storedBytes!)) : null;
+      const density = densityOf(avgResident, avgOffloaded, stored, cost, noneQ);
       const starts = Object.fromEntries(START_KINDS.map((k) => [k, rows.filter((r) => r.start === k).length])) as Record<StartKind, number>;
       out.push({
         setting, window: w, fromS, toS, requests: rows.length, requestsPerMin: rows.length / ((toS - fromS) / 60), errors: rows.length - ok.length,
@@ -76,7 +78,7 @@ export function windowResults(run: ReplayRun): WindowResult[] {
         avgResidentBytes: avgResident, peakResidentBytes: resident.length ? Math.max(...resident) : NaN, avgOffloadedBytes: avgOffloaded,
         faultedBackBytes: faulted.length ? Math.max(...faulted) - Math.min(...faulted) : null,
         savedVsNone: noneQ > 0 ? 1 - avgResident / noneQ : NaN,
-        density: q > 0 ? q / (q - qOff * (1 - cost)) : NaN,
+        density,
       });
     }
   }
@@ -87,20 +89,28 @@ export function windowResults(run: ReplayRun): WindowResult[] {
 export function settingSummary(run: ReplayRun, windows: readonly WindowResult[]): Record<string, string>[] {
   return run.settings.map((setting) => {
     const skipped = run.skipped.find((s) => s.setting === setting);
-    if (skipped) return { setting, requests: '-', errors: '-', 'p50 ms': '-', 'p95 ms': '-', 'avg MiB': '-', 'peak MiB': '-', cold: '-', snapshot: '-', warm: '-', 'semi-warm': '-', 'saved vs none': '-', density: '-', 'sent late p95 ms': '-', note: `skipped: ${skipped.reason}` };
+    if (skipped) return { setting, requests: '-', errors: '-', 'p50 ms': '-', 'p95 ms': '-', 'avg MiB': '-', 'peak MiB': '-', cold: '-', snapshot: '-', warm: '-', 'semi-warm': '-', 'saved vs none': '-', 'held offloaded avg MiB': '-', 'faulted back MiB': '-', density: '-', 'sent late p95 ms': '-', note: `skipped: ${skipped.reason}` };
     const rows = run.rows.filter((r) => r.setting === setting);
     const ok = rows.filter((r) => r.ok).map((r) => r.latencyMs);
     const samples = run.samples.filter((s) => s.setting === setting);
     const avg = mean(samples.map((s) => s.residentBytes));
+    const held = mean(samples.map((s) => s.offloadedBytes));
     const noneAvg = mean(run.samples.filter((s) => s.setting === 'none').map((s) => s.residentBytes));
-    const w = windows.filter((x) => x.setting === setting && Number.isFinite(x.density));
+    const tier = settingTier(setting);
+    const cost = tier ? run.farMemoryCost[tier] ?? 0 : 0;
+    // Over the whole replay (a mean of per-window ratios would be dominated by near-empty windows).
+    const stored = samples.length && samples.every((s) => s.storedBytes !== undefined) ? mean(samples.map((s) => s.storedBytes!)) : null;
+    const density = densityOf(avg, held, stored, cost, noneAvg);
     return {
       setting, requests: String(rows.length), errors: String(rows.length - ok.length),
       'p50 ms': fmt(ok.length ? median(ok) : NaN), 'p95 ms': fmt(ok.length ? p95(ok) : NaN),
       'avg MiB': fmt(avg / MiB), 'peak MiB': fmt(Math.max(...samples.map((s) => s.residentBytes)) / MiB),
       ...Object.fromEntries(START_KINDS.map((k) => [k, String(rows.filter((r) => r.start === k).length)])),
       'saved vs none': noneAvg > 0 ? `${(100 * (1 - avg / noneAvg)).toFixed(1)}%` : '-',
-      density: w.length ? fmt(mean(w.map((x) => x.density)), 2) : '-',
+      'held offloaded avg MiB': fmt(held / MiB),
+      // Summed over the windows: bytes faulted back from the tier into live sandboxes.
+      'faulted back MiB': fmt(windows.filter((x) => x.setting === setting).reduce((a, x) => a + (x.faultedBackBytes ?? 0), 0) / MiB),
+      density: fmt(density, 2),
       // The replayer's own lag: an open loop is only open if invocations leave on time.
       'sent late p95 ms': fmt(rows.length ? p95(rows.map((r) => r.sentLateMs)) : NaN),
       note: '',
@@ -264,6 +274,20 @@ ${htmlTable(windows)}
 ${htmlTable(fns)}
 </body></html>
 `;
+}
+
+/**
+ * FaaSMem's density (see the header): `resident` local memory (with the compressed store when
+ * `stored` is known), `held` offloaded bytes, `cost` the assumed M_f/M_b, `noneResident` none's.
+ */
+function densityOf(resident: number, held: number, stored: number | null, cost: number, noneResident: number): number {
+  if (held > 0) {
+    if (stored !== null) return resident > 0 ? (resident - stored + held) / resident : NaN;
+    const q = resident + held;
+    return q / (q - held * (1 - cost));
+  }
+  const qOff = Math.max(0, noneResident - resident);
+  return noneResident > 0 ? noneResident / (noneResident - qOff) : NaN;
 }
 
 /** The tier of a setting id (`faasmem:remote@20us` -> remote), or null. */

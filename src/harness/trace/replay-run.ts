@@ -59,6 +59,11 @@ export interface MemorySample {
   readonly sandboxes: number;
   readonly residentBytes: number;
   readonly offloadedBytes: number;
+  /**
+   * Local memory the compressed tier's store takes (outside the guest memory; counted in
+   * residentBytes too, which is local memory: guest resident + store). Absent in older results.
+   */
+  readonly storedBytes?: number;
   /** Cumulative bytes faulted back from a tier, where the daemon reports them; else null. */
   readonly faultedBackBytes: number | null;
 }
@@ -213,6 +218,7 @@ async function sampleMemory(api: ThawApi, names: ReadonlySet<string>, setting: s
   const measured = new Map((report.memory ?? []).map((m) => [m.id, m]));
   let resident = 0;
   let offloaded = 0;
+  let stored = 0;
   let faulted: number | null = null;
   let source: ReplayRun['memorySource'] | null = null;
   const worse = (x: ReplayRun['memorySource']): void => {
@@ -232,8 +238,11 @@ async function sampleMemory(api: ThawApi, names: ReadonlySet<string>, setting: s
       worse('memoryBytes (linear memory size)');
     }
     offloaded += m?.offloadedBytes ?? h?.heldBytes ?? 0;
+    // The compressed tier's store is local memory too.
+    stored += h?.storedBytes ?? 0;
+    resident += h?.storedBytes ?? 0;
     const back = m?.faultedBackBytes ?? h?.faultedBackBytes;
     if (back !== undefined) faulted = (faulted ?? 0) + back;
   }
-  return { sample: { setting, traceS, sandboxes: mine.length, residentBytes: resident, offloadedBytes: offloaded, faultedBackBytes: faulted }, source };
+  return { sample: { setting, traceS, sandboxes: mine.length, residentBytes: resident, offloadedBytes: offloaded, storedBytes: stored, faultedBackBytes: faulted }, source };
 }
