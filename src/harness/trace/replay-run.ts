@@ -215,34 +215,40 @@ const SOURCE_RANK: readonly ReplayRun['memorySource'][] = ['memory.residentBytes
 async function sampleMemory(api: ThawApi, names: ReadonlySet<string>, setting: string, traceS: number): Promise<{ sample: MemorySample; source: ReplayRun['memorySource'] | null }> {
   const [list, report] = await Promise.all([api.listSandboxes(), api.scheduler()]);
   const mine = list.filter((s) => names.has(s.function));
-  const measured = new Map((report.memory ?? []).map((m) => [m.id, m]));
+  const measured = (report.memory ?? []).filter((m) => names.has(m.function));
+  const byId = new Map(measured.map((m) => [m.id, m]));
   let resident = 0;
   let offloaded = 0;
   let stored = 0;
   let faulted: number | null = null;
   let source: ReplayRun['memorySource'] | null = null;
-  const worse = (x: ReplayRun['memorySource']): void => {
-    if (source === null || SOURCE_RANK.indexOf(x) > SOURCE_RANK.indexOf(source)) source = x;
-  };
-  for (const s of mine) {
-    const m = (s as SandboxInfo & { memory?: MemoryView }).memory;
-    const h = measured.get(s.id);
-    if (m?.residentBytes !== undefined) {
-      resident += m.residentBytes;
-      worse('memory.residentBytes');
-    } else if (h) {
-      resident += h.residentBytes;
-      worse('scheduler memory (mincore)');
-    } else {
-      resident += s.memoryBytes;
-      worse('memoryBytes (linear memory size)');
+  const views = mine.map((s) => (s as SandboxInfo & { memory?: MemoryView }).memory);
+  if (mine.length > 0 && views.every((m) => m?.residentBytes !== undefined)) {
+    // The sandbox list reports resident memory (issue 10); offload figures still come from the scheduler.
+    source = 'memory.residentBytes';
+    mine.forEach((s, i) => {
+      const m = views[i]!;
+      const h = byId.get(s.id);
+      resident += m.residentBytes! + (h?.storedBytes ?? 0);
+      stored += h?.storedBytes ?? 0;
+      offloaded += m.offloadedBytes ?? h?.heldBytes ?? 0;
+      const back = m.faultedBackBytes ?? h?.faultedBackBytes;
+      if (back !== undefined) faulted = (faulted ?? 0) + back;
+    });
+  } else if (report.memory !== undefined) {
+    // The hosts' own figures, one set per live sandbox (a sandbox started between the two calls
+    // counts from the next sample on); the compressed store is local memory too.
+    source = 'scheduler memory (mincore)';
+    for (const h of measured) {
+      resident += h.residentBytes + h.storedBytes;
+      stored += h.storedBytes;
+      offloaded += h.heldBytes;
+      faulted = (faulted ?? 0) + h.faultedBackBytes;
     }
-    offloaded += m?.offloadedBytes ?? h?.heldBytes ?? 0;
-    // The compressed tier's store is local memory too.
-    stored += h?.storedBytes ?? 0;
-    resident += h?.storedBytes ?? 0;
-    const back = m?.faultedBackBytes ?? h?.faultedBackBytes;
-    if (back !== undefined) faulted = (faulted ?? 0) + back;
+  } else if (mine.length > 0) {
+    source = 'memoryBytes (linear memory size)';
+    for (const s of mine) resident += s.memoryBytes;
   }
-  return { sample: { setting, traceS, sandboxes: mine.length, residentBytes: resident, offloadedBytes: offloaded, storedBytes: stored, faultedBackBytes: faulted }, source };
+  const count = source === 'scheduler memory (mincore)' ? measured.length : mine.length;
+  return { sample: { setting, traceS, sandboxes: count, residentBytes: resident, offloadedBytes: offloaded, storedBytes: stored, faultedBackBytes: faulted }, source };
 }
