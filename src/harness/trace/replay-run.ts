@@ -12,8 +12,9 @@
 // time constants are divided by the same factor (PUT /v1/scheduler timeScale).
 //
 // Memory: sampled every window / 10 (real time, at least 100 ms): each sandbox's resident bytes
-// from the sandbox list's memory.residentBytes where the daemon reports it, else from the
-// scheduler report's per-sandbox memory (its host's mincore over the guest memory), else its
+// from the scheduler report's per-sandbox memory (its host's mincore over the guest memory now,
+// plus the compressed store), else the sandbox list's memory.residentBytes (measured at the end of
+// its last invocation), else its
 // memoryBytes (the guest's linear memory size: an upper bound of what is resident). Bytes
 // offloaded (held now) and faulted back (cumulative per live sandbox) come from the scheduler report.
 
@@ -210,40 +211,36 @@ async function stopSandboxes(api: ThawApi, names: ReadonlySet<string>): Promise<
 }
 
 /** Memory sources, best first. */
-const SOURCE_RANK: readonly ReplayRun['memorySource'][] = ['memory.residentBytes', 'scheduler memory (mincore)', 'memoryBytes (linear memory size)', 'none sampled'];
+const SOURCE_RANK: readonly ReplayRun['memorySource'][] = ['scheduler memory (mincore)', 'memory.residentBytes', 'memoryBytes (linear memory size)', 'none sampled'];
 
 async function sampleMemory(api: ThawApi, names: ReadonlySet<string>, setting: string, traceS: number): Promise<{ sample: MemorySample; source: ReplayRun['memorySource'] | null }> {
   const [list, report] = await Promise.all([api.listSandboxes(), api.scheduler()]);
   const mine = list.filter((s) => names.has(s.function));
   const measured = (report.memory ?? []).filter((m) => names.has(m.function));
-  const byId = new Map(measured.map((m) => [m.id, m]));
   let resident = 0;
   let offloaded = 0;
   let stored = 0;
   let faulted: number | null = null;
   let source: ReplayRun['memorySource'] | null = null;
   const views = mine.map((s) => (s as SandboxInfo & { memory?: MemoryView }).memory);
-  if (mine.length > 0 && views.every((m) => m?.residentBytes !== undefined)) {
-    // The sandbox list reports resident memory (issue 10); offload figures still come from the scheduler.
-    source = 'memory.residentBytes';
-    mine.forEach((s, i) => {
-      const m = views[i]!;
-      const h = byId.get(s.id);
-      resident += m.residentBytes! + (h?.storedBytes ?? 0);
-      stored += h?.storedBytes ?? 0;
-      offloaded += m.offloadedBytes ?? h?.heldBytes ?? 0;
-      const back = m.faultedBackBytes ?? h?.faultedBackBytes;
-      if (back !== undefined) faulted = (faulted ?? 0) + back;
-    });
-  } else if (report.memory !== undefined) {
-    // The hosts' own figures, one set per live sandbox (a sandbox started between the two calls
-    // counts from the next sample on); the compressed store is local memory too.
+  if (report.memory !== undefined) {
+    // The hosts' live figures, one set per live sandbox (a sandbox started between the two calls
+    // counts from the next sample on); the compressed store is local memory too. Preferred to the
+    // sandbox list's memory.residentBytes, which is measured at the end of an invocation and so
+    // misses what an idle sandbox gives back.
     source = 'scheduler memory (mincore)';
     for (const h of measured) {
       resident += h.residentBytes + h.storedBytes;
       stored += h.storedBytes;
       offloaded += h.heldBytes;
       faulted = (faulted ?? 0) + h.faultedBackBytes;
+    }
+  } else if (mine.length > 0 && views.every((m) => m?.residentBytes !== undefined)) {
+    source = 'memory.residentBytes';
+    for (const m of views) {
+      resident += m!.residentBytes!;
+      offloaded += m!.offloadedBytes ?? 0;
+      if (m!.faultedBackBytes !== undefined) faulted = (faulted ?? 0) + m!.faultedBackBytes;
     }
   } else if (mine.length > 0) {
     source = 'memoryBytes (linear memory size)';
