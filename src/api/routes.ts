@@ -261,11 +261,21 @@ export function registerRoutes(app: FastifyInstance, api: ThawApi): void {
   const schedulerReply = {
     type: 'object',
     properties: {
-      policy: { type: 'string' }, tier: { type: ['string', 'null'] }, keepAliveS: { type: 'number' }, timeScale: { type: 'number' }, keepAliveMs: { type: 'number' }, tickMs: { type: 'number' },
+      policy: { type: 'string' }, tier: { type: ['string', 'null'] }, keepAliveS: { type: 'number' }, timeScale: { type: 'number' }, remoteLatencyUs: { type: 'integer' }, keepAliveMs: { type: 'number' }, tickMs: { type: 'number' },
       sandboxes: { type: 'object', properties: { live: { type: 'integer' }, idle: { type: 'integer' }, semiWarm: { type: 'integer' } } },
       functions: {
         type: 'object',
         additionalProperties: { type: 'object', properties: { starts: startCounts, expired: { type: 'integer' }, reuseP99Ms: { type: 'number' }, reuseSamples: { type: 'integer' } } },
+      },
+      memory: {
+        type: 'array', description: "each live sandbox's memory as its host measures it (resident: mincore; held: offloaded and not faulted back)",
+        items: {
+          type: 'object',
+          properties: {
+            id: { type: 'string' }, function: { type: 'string' }, semiWarm: { type: 'boolean' }, residentBytes: { type: 'integer' }, heldBytes: { type: 'integer' }, storedBytes: { type: 'integer' },
+            offloadedBytes: { type: 'integer' }, faultedBackBytes: { type: 'integer' }, faultBackMeanUs: { type: 'number' },
+          },
+        },
       },
     },
   } as const;
@@ -280,6 +290,7 @@ export function registerRoutes(app: FastifyInstance, api: ThawApi): void {
         properties: {
           policy: { type: 'string', maxLength: 63 }, tier: { type: ['string', 'null'], enum: ['file', 'compressed', 'remote', null] },
           keepAliveS: { type: 'number', minimum: 0, maximum: 604800 }, timeScale: { type: 'number', minimum: 1, maximum: 10000 },
+          remoteLatencyUs: { type: 'integer', minimum: 0, maximum: 1000000, description: 'remote tier: latency the memory server adds per page fetched back' },
           resetCounts: { type: 'boolean', description: 'set every start count to zero' },
         },
       },

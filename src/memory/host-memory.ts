@@ -22,7 +22,7 @@ import { PAGE_BYTES, type SnapshotState } from '../core/snapshot-format.js';
 import { GuestOffloader, residentBytes } from '../native/index.js';
 import { resolveImage } from '../restore/snapshot-image.js';
 import { getTier } from './tiers/index.js';
-import type { MemoryStages, OffloadReport, OffloadRequest, OffloadStats, OffloadTierId } from './types.js';
+import type { MemoryStages, OffloadReport, OffloadRequest, OffloadStats, OffloadTierId, SandboxOffloadFigures } from './types.js';
 
 type Stage = 'runtime' | 'init' | 'request';
 const STAGE_CODE: Readonly<Record<Stage, number>> = { runtime: 1, init: 2, request: 3 };
@@ -208,6 +208,11 @@ class TrackedMemory {
     return this.offloader?.running ? this.offloader.stats().heldPages * PAGE_BYTES : 0;
   }
 
+  /** Bytes the compressed tier holds in this host's memory now. */
+  storedBytes(): number {
+    return this.offloader?.running ? this.offloader.stats().storedBytes : 0;
+  }
+
   release(): void {
     if (this.offloader?.running) this.offloader.stop('fence');
   }
@@ -306,10 +311,10 @@ export function offload(id: string, req: OffloadRequest, memorySocket: string | 
   return get(id).offload(req, memorySocket);
 }
 
-/** Offload figures of every tracked sandbox, by id. */
-export function offloadStats(): Record<string, OffloadStats & { heldBytes: number }> {
-  const out: Record<string, OffloadStats & { heldBytes: number }> = {};
-  for (const [id, t] of tracked) out[id] = { ...t.stats(), heldBytes: t.heldBytes() };
+/** Offload figures and resident memory of every tracked sandbox, by id. */
+export function offloadStats(): Record<string, SandboxOffloadFigures> {
+  const out: Record<string, SandboxOffloadFigures> = {};
+  for (const [id, t] of tracked) out[id] = { ...t.stats(), heldBytes: t.heldBytes(), residentBytes: t.resident(), storedBytes: t.storedBytes() };
   return out;
 }
 

@@ -6,14 +6,14 @@ import { join } from 'node:path';
 import type { HostProcess } from '../sandbox/host-process.js';
 import type { MemoryStagesResult } from '../sandbox/protocol.js';
 import type { MemoryCgroup } from '../sandbox/cgroup.js';
-import type { OffloadStats, PolicyCgroup, PolicySandbox } from './types.js';
+import type { PolicyCgroup, PolicySandbox, SandboxOffloadFigures } from './types.js';
 
 /** A PolicySandbox that also reports its offload figures (for the scheduler's and the bench's reports). */
 export interface ReportingSandbox extends PolicySandbox {
   /** method: how the host knows the stages (write-protect tracking or the snapshot's layers). */
   memoryStages(): Promise<MemoryStagesResult>;
   /** heldBytes: offloaded and not faulted back now. */
-  offloadStats(): Promise<OffloadStats & { heldBytes: number }>;
+  offloadStats(): Promise<SandboxOffloadFigures>;
 }
 
 /** `memorySocket`: the memory server's Unix socket (remote tier), or null when none runs. */

@@ -51,6 +51,16 @@ export interface OffloadStats {
   faultBackMeanUs: number;
 }
 
+/** A sandbox's offload figures now, as its host reports them (the `stats` host operation). */
+export interface SandboxOffloadFigures extends OffloadStats {
+  /** Offloaded and not faulted back now. */
+  heldBytes: number;
+  /** Guest memory resident now (mincore over its linear memory). */
+  residentBytes: number;
+  /** Local memory the compressed tier's store takes now (in the host, outside guest memory). */
+  storedBytes: number;
+}
+
 /** A live sandbox as a memory policy sees it: its identity and the host operations on its pages. */
 export interface PolicySandbox {
   readonly id: string;
@@ -78,11 +88,23 @@ export interface PolicyCgroup {
  */
 export interface MemoryPolicy {
   readonly id: string;
-  afterInit(s: PolicySandbox): Promise<void>;
+  /**
+   * A new sandbox booted or restored, before its first request. A policy without it lets the
+   * platform send the first request right behind the boot or restore (pipelined starts).
+   */
+  afterInit?(s: PolicySandbox): Promise<void>;
   afterRequest(s: PolicySandbox, requestsServed: number): Promise<void>;
   /**
    * Called by the scheduler every tick while the sandbox is idle: `idleMs` since its last request,
    * `reuseP99Ms` the P99 of its function's reuse interval. Says whether it is now semi-warm.
    */
   onIdle(s: PolicySandbox, idleMs: number, reuseP99Ms: number): Promise<'warm' | 'semi-warm'>;
+  /**
+   * Whether it needs page life stages tracked from a sandbox's start (write-protect tracking,
+   * which costs every request a fault per page it first writes): the platform turns tracking on
+   * for sandboxes started while such a policy is configured. Default false.
+   */
+  readonly needsStages?: boolean;
+  /** Drops its state of a sandbox that is gone (stopped, expired, dead); the scheduler calls it. */
+  forget?(sandboxId: string): void;
 }

@@ -179,7 +179,9 @@ export class Platform implements ThawApi {
   private cgroupParent: string | null = null;
   private redisRelay: RedisRelay | null = null;
   private memoryTracking = false;
+  /** The remote tier's memory server in use, and every one started (by latency): earlier ones keep serving their sandboxes until close. */
   private memoryServer: MemoryServer | null = null;
+  private readonly memoryServers = new Map<number, MemoryServer>();
   /** Snapshots the last scrub found corrupt, with what it found: refused until scrubbed whole. */
   private readonly scrubFailures = new Map<string, string>();
   private scrubbing = false;
@@ -199,6 +201,7 @@ export class Platform implements ThawApi {
       policySandbox: (s) => policySandboxOf(s.host, s.id, s.fn, this.memoryServer?.socketPath ?? null),
       log: params.logger,
     }, { keepAliveS: params.keepAliveS, policy: params.memoryPolicy });
+    this.memoryTracking = this.keepAlive.needsStages;
     mkdirSync(params.dataDir, { recursive: true });
     this.functions = new FunctionRegistry(params.dataDir);
     this.snapshotRoot = join(params.dataDir, 'snapshots');
@@ -322,13 +325,33 @@ export class Platform implements ThawApi {
   /**
    * Starts the remote tier's memory server (memory/remote-server.ts: its own process and network
    * namespace, TCP behind a Unix socket in <data>/run that jailed hosts may connect to), adding
-   * `latencyUs` to each page fetched back. Once per platform; stopped by close().
+   * `latencyUs` to each page fetched back, and makes it the one sandboxes attach to from now on.
+   * A server started earlier with another latency keeps serving the sandboxes whose pages it
+   * holds (switching never loses a page); all are stopped by close().
    */
   async startMemoryServer(latencyUs: number): Promise<MemoryServer> {
-    if (this.memoryServer) throw new ThawError('THAW_REQUEST_INVALID', { detail: 'the memory server is already running' });
-    mkdirSync(join(this.params.dataDir, 'run'), { recursive: true });
-    this.memoryServer = await startMemoryServer({ socketPath: join(this.params.dataDir, 'run', 'memory.sock'), gid: SANDBOX_GID, latencyUs });
-    return this.memoryServer;
+    let server = this.memoryServers.get(latencyUs);
+    if (!server) {
+      mkdirSync(join(this.params.dataDir, 'run'), { recursive: true });
+      server = await startMemoryServer({ socketPath: join(this.params.dataDir, 'run', `memory-${latencyUs}us.sock`), gid: SANDBOX_GID, latencyUs });
+      this.memoryServers.set(latencyUs, server);
+      this.log.info({ latencyUs, pid: server.pid, isolation: server.isolation }, 'memory server started for the remote offload tier');
+    }
+    this.memoryServer = server;
+    return server;
+  }
+
+  /**
+   * What the configured memory policy needs of the platform (issue 11): page life-stage tracking
+   * for sandboxes started from now on, and the memory server when its tier is remote.
+   */
+  private async applyMemorySettings(): Promise<void> {
+    if (this.keepAlive.needsStages !== this.memoryTracking) {
+      this.setMemoryTracking(this.keepAlive.needsStages);
+      this.log.info({ policy: this.keepAlive.report().policy, tracking: this.memoryTracking }, `page life-stage tracking ${this.memoryTracking ? 'on' : 'off'} for sandboxes started from now on`);
+    }
+    const latencyUs = this.keepAlive.remoteLatencyUs;
+    if (latencyUs !== null) await this.startMemoryServer(latencyUs);
   }
 
   /**
@@ -593,12 +616,20 @@ export class Platform implements ThawApi {
   }
 
   async scheduler(): Promise<SchedulerReport> {
-    return this.keepAlive.report();
+    return this.keepAlive.reportWithMemory();
   }
 
   async configureScheduler(req: SchedulerSettings & { resetCounts?: boolean }): Promise<SchedulerReport> {
     const { resetCounts, ...settings } = req;
+    const before = this.keepAlive.report();
     this.keepAlive.configure(settings);
+    try {
+      await this.applyMemorySettings();
+    } catch (err: unknown) {
+      // The memory server could not start: the previous setting stays.
+      this.keepAlive.configure({ policy: before.policy, tier: before.tier, keepAliveS: before.keepAliveS, timeScale: before.timeScale, remoteLatencyUs: before.remoteLatencyUs });
+      throw err;
+    }
     if (resetCounts) this.keepAlive.resetCounts();
     return this.keepAlive.report();
   }
@@ -632,7 +663,7 @@ export class Platform implements ThawApi {
     await this.preparer.close();
     await this.pool.close();
     await this.redisRelay?.close();
-    await this.memoryServer?.kill();
+    await Promise.all([...this.memoryServers.values()].map((m) => m.kill()));
     this.sandboxes.clear();
     if (this.cgroupParent) removeCgroupParent(this.cgroupParent);
     if (this.objects) await (await this.objects.catch(() => undefined))?.close();
@@ -805,6 +836,7 @@ export class Platform implements ThawApi {
       home.instances.clear();
       for (const sandbox of lost) {
         if (this.sandboxes.get(sandbox.id) === sandbox) this.sandboxes.delete(sandbox.id);
+        this.keepAlive.forget(sandbox.id);
       }
       this.wakeWaiters();
       if (!exit.killedBy && lost.length > 0) {

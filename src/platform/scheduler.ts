@@ -6,20 +6,24 @@
 // sandbox serves one invocation at a time (claimed synchronously, so two callers never get the
 // same one); concurrent invocations of a function get separate sandboxes. Idle sandboxes expire
 // after the keep-alive. The policy is called at a sandbox's events: afterInit (booted or
-// restored, before its first request), afterRequest (after the reply, in the background) and
+// restored, before its first request; a policy without one lets starts pipeline the request), afterRequest (after the reply, in the background) and
 // onIdle on every tick while it is idle. A sandbox is never invoked while a policy call on it
 // runs: the invocation that picks it first waits for that call (settled()), so a policy step
 // neither delays other sandboxes nor makes the scheduler start a new one.
 //
 // Times: keepAliveS is in trace seconds; `timeScale` divides every time constant, so a replay
 // that runs an hour of trace in a minute sets timeScale 60 and the keep-alive of 600 s lasts 10 s.
-// The platform owns the sandboxes; this module sees them through SchedulerHost only.
+// The platform owns the sandboxes; this module sees them through SchedulerHost only. Policies come
+// from the memory side's one registry (memory/policies/index.ts: createPolicy), built with the
+// configured tier and time scale.
 
 import type { Logger } from 'pino';
 import { ThawError } from '../core/errors.js';
-import type { MemoryPolicy, OffloadTierId, PolicySandbox } from '../memory/types.js';
+import type { MemoryPolicy } from '../memory/types.js';
+import type { ReportingSandbox } from '../memory/policy-sandbox.js';
+import { createPolicy } from '../memory/policies/index.js';
 import { nonePolicy } from '../memory/policies/none.js';
-import type { SchedulerReport, SchedulerSettings, StartKind } from './types.js';
+import type { SandboxMemoryFigures, SchedulerReport, SchedulerSettings, StartKind } from './types.js';
 import { START_KINDS } from './types.js';
 
 /** What the scheduler needs of a sandbox (the platform's Sandbox has these fields). */
@@ -41,34 +45,9 @@ export interface SchedulerHost<S extends ScheduledSandbox> {
   stop(s: S, reason: string): Promise<void>;
   /** Marks the sandbox idle and wakes waiters. */
   release(s: S): void;
-  /** The sandbox's page operations, for the policy. */
-  policySandbox(s: S): PolicySandbox;
+  /** The sandbox's page operations, for the policy, and its offload figures, for the report. */
+  policySandbox(s: S): ReportingSandbox;
   readonly log: Logger;
-}
-
-/** Options a policy is built with: its tier, and the factor its time constants are divided by. */
-export interface PolicyOptions {
-  readonly tier: OffloadTierId | null;
-  readonly timeScale: number;
-}
-export type PolicyFactory = (o: PolicyOptions) => MemoryPolicy;
-
-const POLICIES = new Map<string, PolicyFactory>([['none', () => nonePolicy]]);
-
-/** Adds a policy under its id (memory/policies/*: tmo, faasmem and its ablations). */
-export function registerMemoryPolicy(id: string, factory: PolicyFactory): void {
-  POLICIES.set(id, factory);
-}
-
-export function memoryPolicyIds(): string[] {
-  return [...POLICIES.keys()].sort();
-}
-
-/** Builds a policy by id; THAW_CONFIG_INVALID naming the known ones otherwise. */
-export function createMemoryPolicy(id: string, o: PolicyOptions): MemoryPolicy {
-  const factory = POLICIES.get(id);
-  if (!factory) throw new ThawError('THAW_CONFIG_INVALID', { detail: `unknown memory policy '${id}' (known: ${memoryPolicyIds().join(', ')})` });
-  return factory(o);
 }
 
 /** Reuse intervals kept per function for the P99 (the most recent ones). */
@@ -103,7 +82,7 @@ export class KeepAliveScheduler<S extends ScheduledSandbox> {
   private ticking = false;
 
   constructor(private readonly host: SchedulerHost<S>, settings: SchedulerSettings = {}) {
-    this.settings = { policy: 'none', tier: null, keepAliveS: DEFAULT_KEEP_ALIVE_S, timeScale: 1 };
+    this.settings = { policy: 'none', tier: null, keepAliveS: DEFAULT_KEEP_ALIVE_S, timeScale: 1, remoteLatencyUs: 0 };
     this.policy = nonePolicy;
     this.configure(settings);
   }
@@ -120,7 +99,10 @@ export class KeepAliveScheduler<S extends ScheduledSandbox> {
     if (next.tier !== null && !['file', 'compressed', 'remote'].includes(next.tier)) {
       throw new ThawError('THAW_CONFIG_INVALID', { detail: `tier must be file, compressed or remote, got '${String(next.tier)}'` });
     }
-    const policy = createMemoryPolicy(next.policy, { tier: next.tier, timeScale: next.timeScale });
+    if (!(Number.isInteger(next.remoteLatencyUs) && next.remoteLatencyUs >= 0 && next.remoteLatencyUs <= 1_000_000)) {
+      throw new ThawError('THAW_CONFIG_INVALID', { detail: `remoteLatencyUs must be a whole number of microseconds in [0, 1000000], got '${String(next.remoteLatencyUs)}'` });
+    }
+    const policy = createPolicy(next.policy, { timing: next.tier === null ? {} : { tier: next.tier }, scale: next.timeScale });
     this.settings = next;
     this.policy = policy;
     // A sandbox made semi-warm by the previous policy stays shrunk; it counts as semi-warm until used.
@@ -133,9 +115,19 @@ export class KeepAliveScheduler<S extends ScheduledSandbox> {
     return (this.settings.keepAliveS * 1000) / this.settings.timeScale;
   }
 
-  /** Whether starts may pipeline the first request behind boot or restore (no afterInit to run between). */
+  /** Whether the configured policy needs page life stages tracked from a sandbox's start. */
+  get needsStages(): boolean {
+    return this.policy.needsStages === true;
+  }
+
+  /** The remote tier's per-page latency when the configured setting uses the remote tier, else null. */
+  get remoteLatencyUs(): number | null {
+    return this.settings.tier === 'remote' && this.policy.id !== 'none' ? this.settings.remoteLatencyUs : null;
+  }
+
+  /** Whether starts may pipeline the first request behind boot or restore (the policy has no afterInit to run between). */
   get pipelinesStarts(): boolean {
-    return this.policy.id === 'none';
+    return this.policy.afterInit === undefined;
   }
 
   /**
@@ -194,8 +186,9 @@ export class KeepAliveScheduler<S extends ScheduledSandbox> {
   /** A new sandbox booted or restored, before its first request. */
   async afterInit(s: S): Promise<void> {
     this.track(s);
-    if (this.policy.id === 'none') return;
-    await this.callPolicy(s, 'afterInit', () => this.policy.afterInit(this.host.policySandbox(s)));
+    const policy = this.policy;
+    if (!policy.afterInit) return;
+    await this.callPolicy(s, 'afterInit', () => policy.afterInit!(this.host.policySandbox(s)));
   }
 
   /**
@@ -211,9 +204,10 @@ export class KeepAliveScheduler<S extends ScheduledSandbox> {
     void this.callPolicy(s, 'afterRequest', () => policy.afterRequest(this.host.policySandbox(s), t.requests));
   }
 
-  /** Forgets a stopped sandbox. */
+  /** Forgets a sandbox that is gone (stopped, expired, dead), and so does the policy. */
   forget(id: string): void {
     this.tracked.delete(id);
+    this.policy.forget?.(id);
   }
 
   /** Starts per function, the settings, and each function's reuse P99. */
@@ -230,6 +224,27 @@ export class KeepAliveScheduler<S extends ScheduledSandbox> {
       sandboxes: { live: live.length, idle: live.filter((s) => !s.busy).length, semiWarm: live.filter((s) => this.tracked.get(s.id)?.semiWarm).length },
       functions,
     };
+  }
+
+  /**
+   * Each live sandbox's memory as its host measures it now (resident: mincore over the guest's
+   * memory; held: offloaded and not faulted back), with the report. A sandbox whose host does not
+   * answer (it died meanwhile) is left out.
+   */
+  async reportWithMemory(): Promise<SchedulerReport> {
+    const report = this.report();
+    const live = [...this.host.sandboxes()];
+    const figures = await Promise.allSettled(live.map((s) => this.host.policySandbox(s).offloadStats()));
+    const memory: SandboxMemoryFigures[] = [];
+    figures.forEach((f, i) => {
+      if (f.status !== 'fulfilled') return;
+      const s = live[i]!;
+      memory.push({
+        id: s.id, function: s.fn, semiWarm: this.tracked.get(s.id)?.semiWarm ?? false, residentBytes: f.value.residentBytes,
+        heldBytes: f.value.heldBytes, storedBytes: f.value.storedBytes, offloadedBytes: f.value.offloadedBytes, faultedBackBytes: f.value.faultedBackBytes, faultBackMeanUs: round(f.value.faultBackMeanUs),
+      });
+    });
+    return { ...report, memory };
   }
 
   /** Sets every function's counts back to zero (the reuse history is kept). */

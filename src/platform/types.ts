@@ -25,6 +25,25 @@ export interface SchedulerSettings {
   keepAliveS?: number;
   /** Time constants (keep-alive, the policy's) are divided by this: 60 replays an hour in a minute. */
   timeScale?: number;
+  /** Remote tier: latency the memory server adds to each page fetched back, in microseconds (default 0). */
+  remoteLatencyUs?: number;
+}
+
+/** One live sandbox's memory as its host measures it (the scheduler report's `memory`). */
+export interface SandboxMemoryFigures {
+  id: string;
+  function: string;
+  semiWarm: boolean;
+  /** Guest memory resident now (mincore). */
+  residentBytes: number;
+  /** Offloaded and not faulted back now. */
+  heldBytes: number;
+  /** Local memory the compressed tier's store takes now (outside the guest memory). */
+  storedBytes: number;
+  /** Cumulative: bytes offloaded, bytes faulted back, and the mean time a fault-back took. */
+  offloadedBytes: number;
+  faultedBackBytes: number;
+  faultBackMeanUs: number;
 }
 
 /** The scheduler's settings, live sandboxes and per-function start counts. */
@@ -33,11 +52,14 @@ export interface SchedulerReport {
   tier: 'file' | 'compressed' | 'remote' | null;
   keepAliveS: number;
   timeScale: number;
+  remoteLatencyUs: number;
   /** The keep-alive in real milliseconds (keepAliveS * 1000 / timeScale). */
   keepAliveMs: number;
   tickMs: number;
   sandboxes: { live: number; idle: number; semiWarm: number };
   functions: Record<string, { starts: Record<StartKind, number>; expired: number; reuseP99Ms: number; reuseSamples: number }>;
+  /** Each live sandbox's memory (GET /v1/scheduler; absent from a PUT's reply). */
+  memory?: SandboxMemoryFigures[];
 }
 
 export interface FunctionInfo {

@@ -6,7 +6,7 @@ import { performance } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
 import { ThawError } from '../core/errors.js';
 import type { HostEnvelope, HostMessage, HostRequest, HostStamps, MemoryStagesResult, OffloadResult, StatsResult } from './protocol.js';
-import type { OffloadRequest, OffloadStats } from '../memory/types.js';
+import type { OffloadRequest, SandboxOffloadFigures } from '../memory/types.js';
 import { MemoryCgroup } from './cgroup.js';
 import { JAIL_FAILED_EXIT, UFFD_DEVICE_FD, jailerCommand, type JailPlan } from './jail.js';
 
@@ -217,10 +217,12 @@ export class HostProcess {
     return this.request<OffloadResult>({ op: 'offload', sandboxId, request, memorySocket }, { timeoutMs: 60_000 });
   }
 
-  /** Cumulative offload figures of sandbox `sandboxId` (zeros when it never offloaded). */
-  async offloadStats(sandboxId: string): Promise<OffloadStats & { heldBytes: number }> {
+  /** Cumulative offload figures of sandbox `sandboxId` (zeros when it never offloaded) and its resident memory. */
+  async offloadStats(sandboxId: string): Promise<SandboxOffloadFigures> {
     const st = await this.request<StatsResult>({ op: 'stats' }, { timeoutMs: 30_000 });
-    return st.offload[sandboxId] ?? { offloadedBytes: 0, faultedBackBytes: 0, faultBacks: 0, faultBackMeanUs: 0, heldBytes: 0 };
+    const figures = st.offload[sandboxId];
+    if (!figures) throw new ThawError('THAW_SANDBOX_NOT_FOUND', { id: sandboxId });
+    return figures;
   }
 
   /** Kills the host process; pending requests fail. Resolves when it has exited. */

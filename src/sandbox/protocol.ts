@@ -8,7 +8,7 @@ import type { FunctionParams } from '../core/function-spec.js';
 import type { SnapshotMeta } from '../core/snapshot-format.js';
 import type { ObjectStoreConfig } from '../store/object-store.js';
 import type { RestoreStats } from '../restore/strategy.js';
-import type { MemoryStages, OffloadReport, OffloadRequest, OffloadStats, SandboxMemory } from '../memory/types.js';
+import type { MemoryStages, OffloadReport, OffloadRequest, SandboxMemory, SandboxOffloadFigures } from '../memory/types.js';
 
 /** A deployed function as a host needs it. */
 export interface HostFunction {
@@ -90,7 +90,7 @@ export interface StatsResult {
   sandboxes: string[];
   prepared: string[];
   /** Offload figures per sandbox (heldBytes: offloaded and not faulted back). */
-  offload: Record<string, OffloadStats & { heldBytes: number }>;
+  offload: Record<string, SandboxOffloadFigures>;
 }
 /** How a sandbox's stages were found: write-protect tracking, or its snapshot's layers. */
 export type MemoryStagesResult = MemoryStages & { method: 'write-protect' | 'snapshot-layers' | 'untracked' };

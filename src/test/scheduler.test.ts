@@ -6,9 +6,10 @@ import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { deployExample, newPlatform, text } from './helpers.js';
-import { registerMemoryPolicy } from '../platform/scheduler.js';
+import { registerPolicy } from '../memory/policies/index.js';
 import type { InvokeResult } from '../platform/types.js';
 import type { MemoryPolicy } from '../memory/types.js';
+import type { ThawError } from '../core/errors.js';
 
 const platforms: ReturnType<typeof newPlatform>[] = [];
 after(async () => {
@@ -76,7 +77,7 @@ test('starts are counted by kind: cold, warm, snapshot and semi-warm', async () 
   // Semi-warm needs a policy that says so; this one only says so (it offloads nothing) after 200 ms
   // idle, so the test checks the scheduler's bookkeeping, not an offload tier.
   const calls: string[] = [];
-  registerMemoryPolicy('test-semi-warm', (): MemoryPolicy => ({
+  registerPolicy('test-semi-warm', (): MemoryPolicy => ({
     id: 'test-semi-warm',
     afterInit: async (s) => void calls.push(`init ${s.id}`),
     afterRequest: async (s, n) => void calls.push(`request ${s.id} ${n}`),
@@ -115,7 +116,7 @@ test('starts are counted by kind: cold, warm, snapshot and semi-warm', async () 
 test('an invocation that picks a sandbox while a policy call runs on it waits for the call, and no new sandbox starts', async () => {
   let calling: { id: string; endedAt: number } | null = null;
   let onIdleCalls = 0;
-  registerMemoryPolicy('test-slow-idle', (): MemoryPolicy => ({
+  registerPolicy('test-slow-idle', (): MemoryPolicy => ({
     id: 'test-slow-idle',
     afterInit: async () => {},
     afterRequest: async () => {},
@@ -144,4 +145,29 @@ test('an invocation that picks a sandbox while a policy call runs on it waits fo
   assert.equal((await p.listSandboxes()).length, 1);
   assert.ok(onIdleCalls >= 1);
   await p.configureScheduler({ policy: 'none' });
+});
+
+test('the configured policy turns stage tracking on and starts the remote tier\'s memory server; unknown ids are refused', async () => {
+  const p = platform();
+  await deployExample(p, 'faulty-c', { name: 'offloaded' });
+  await assert.rejects(p.configureScheduler({ policy: 'faasmem-no-semi-warm' }), (e: ThawError) => e.code === 'THAW_CONFIG_INVALID' && /faasmem-no-semiwarm/.test(e.message));
+  await assert.rejects(p.configureScheduler({ policy: 'faasmem', tier: 'remote', remoteLatencyUs: -1 }), (e: ThawError) => e.code === 'THAW_CONFIG_INVALID');
+  assert.equal((await p.scheduler()).policy, 'none', 'a refused setting left the previous one');
+  const untracked = await auto(p, 'offloaded', 'a');
+  assert.equal((await p.policySandbox(untracked.sandboxId).memoryStages()).method, 'untracked');
+  await p.deleteSandbox(untracked.sandboxId);
+
+  const r = await p.configureScheduler({ policy: 'faasmem', tier: 'remote', remoteLatencyUs: 20 });
+  assert.equal(r.remoteLatencyUs, 20);
+  const s = await auto(p, 'offloaded', 'b');
+  const sandbox = p.policySandbox(s.sandboxId);
+  assert.equal((await sandbox.memoryStages()).method, 'write-protect');
+  // The remote tier reaches the memory server the setting started (the policy's own offload after
+  // the request may have run first: everything still resident goes now); the pages come back byte-exact.
+  const moved = await sandbox.offload({ tier: 'remote', scope: { shrinkToBytes: 0 } });
+  assert.equal(moved.residentBytes, 0);
+  assert.equal(text((await auto(p, 'offloaded', 'c')).output), 'c');
+  const m = (await p.scheduler()).memory!.find((x) => x.id === s.sandboxId)!;
+  assert.ok(m.offloadedBytes > 0 && m.faultedBackBytes > 0 && m.residentBytes > 0, JSON.stringify(m));
+  await p.configureScheduler({ policy: 'none', tier: null });
 });

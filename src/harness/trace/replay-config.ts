@@ -47,7 +47,10 @@ export interface ReplayConfig {
   functions: string[];
   /** The most-invoked trace functions replayed (default 8). */
   max_functions?: number;
-  /** Settings replayed one after another: `policy` or `policy:tier`; `none` is always first. */
+  /**
+   * Settings replayed one after another: `policy` or `policy:tier`, the remote tier with an
+   * optional per-page latency (`faasmem:remote@20us`, default 0); `none` is always first.
+   */
   settings: string[];
   /** Trace seconds per real second. */
   time_scale: number;
@@ -71,7 +74,7 @@ export interface ReplayParams {
   readonly durationS: number | null;
   readonly targets: readonly ReplayTarget[];
   readonly maxFunctions: number;
-  readonly settings: readonly { readonly id: string; readonly policy: string; readonly tier: TierId | null }[];
+  readonly settings: readonly { readonly id: string; readonly policy: string; readonly tier: TierId | null; readonly remoteLatencyUs: number }[];
   readonly timeScale: number;
   readonly windowS: number;
   readonly keepAliveS: number;
@@ -100,7 +103,7 @@ export const REPLAY_CONFIG_SCHEMA = {
     duration_s: posNumber,
     functions: { type: 'array', minItems: 1, items: { type: 'string' } },
     max_functions: { type: 'integer', minimum: 1, maximum: 1000 },
-    settings: { type: 'array', minItems: 1, items: { type: 'string', pattern: '^[a-z0-9-]+(:(file|compressed|remote))?$' } },
+    settings: { type: 'array', minItems: 1, items: { type: 'string', pattern: '^[a-z0-9-]+(:(file|compressed|remote(@[0-9]{1,7}us)?))?$' } },
     time_scale: { type: 'number', minimum: 1, maximum: 10000 },
     window_s: posNumber,
     keep_alive_s: { type: 'number', minimum: 0, maximum: 604800 },
@@ -164,11 +167,14 @@ export function parseReplayConfig(raw: unknown, baseDir: string): ReplayParams {
   const settings = cfg.settings.map((s, i) => {
     if (seen.has(s)) throw invalid(`settings[${i}]`, `'${s}' is listed twice`);
     seen.add(s);
-    const [policy, tier] = s.split(':') as [string, TierId | undefined];
-    return Object.freeze({ id: s, policy, tier: tier ?? null });
+    const [policy, tierSpec] = s.split(':') as [string, string | undefined];
+    const [tier, latency] = (tierSpec ?? '').split('@') as [string, string | undefined];
+    const remoteLatencyUs = latency === undefined ? 0 : Number(latency.slice(0, -2));
+    if (remoteLatencyUs > 1_000_000) throw invalid(`settings[${i}]`, `remote latency must be at most 1000000us, got ${latency}`);
+    return Object.freeze({ id: s, policy, tier: (tier || null) as TierId | null, remoteLatencyUs });
   });
   // Memory saved is measured against none: it is replayed first.
-  if (!settings.some((s) => s.id === 'none')) settings.unshift(Object.freeze({ id: 'none', policy: 'none', tier: null }));
+  if (!settings.some((s) => s.id === 'none')) settings.unshift(Object.freeze({ id: 'none', policy: 'none', tier: null, remoteLatencyUs: 0 }));
   settings.sort((a, b) => Number(b.id === 'none') - Number(a.id === 'none'));
   return Object.freeze({
     name: cfg.name,

@@ -2,11 +2,14 @@
 // resident memory, starts by kind, bytes offloaded and faulted back, memory saved against `none`
 // in the same window, and density by FaaSMem's formula; tables, SVG plots and an HTML report.
 //
-// Density (FaaSMem): Q / (Q - Q_off * (1 - M_f / M_b)), where here Q is the local memory the
-// sandboxes use without offloading (the `none` setting's average resident memory in that window),
-// Q_off the memory the setting moved off local memory (its sandboxes' offloaded bytes where they
-// report them, else how much less resident memory it had than `none`), and M_f / M_b the local
-// memory an offloaded byte still costs on the setting's tier (config far_memory_cost). It says how
+// Density (FaaSMem): Q / (Q - Q_off * (1 - M_f / M_b)), where Q is the memory the setting's own
+// sandboxes would hold without offloading (their average resident plus offloaded bytes in the
+// window), Q_off what they hold offloaded, and M_f / M_b the local memory an offloaded byte still
+// costs on the setting's tier (config far_memory_cost). Where the samples carry the compressed
+// store's size (storedBytes, counted in resident memory), that cost is measured instead: Q =
+// resident - stored + offloaded, and the density is Q / resident. A setting that offloads nothing through a
+// tier (tmo: its cgroup reclaim is not counted as held) is measured against none instead: Q is
+// none's average resident memory in the window and Q_off how much less this setting held. It says how
 // many times as many sandboxes fit in the same local memory; it is read beside the P95 columns
 // (FaaSMem's "at the same P95"), not adjusted for them.
 
@@ -51,7 +54,7 @@ export function windowResults(run: ReplayRun): WindowResult[] {
   const noneResident = new Map<number, number>();
   for (const setting of run.settings) {
     if (run.skipped.some((s) => s.setting === setting)) continue;
-    const tier = setting.includes(':') ? setting.split(':')[1]! : null;
+    const tier = settingTier(setting);
     const cost = tier ? run.farMemoryCost[tier] ?? 0 : 0;
     for (let w = 0; w < count; w++) {
       const fromS = w * run.windowS;
@@ -65,16 +68,17 @@ export function windowResults(run: ReplayRun): WindowResult[] {
       const avgOffloaded = samples.length ? samples.reduce((a, s) => a + s.offloadedBytes, 0) / samples.length : 0;
       const faulted = samples.map((s) => s.faultedBackBytes).filter((x): x is number => x !== null);
       if (setting === 'none') noneResident.set(w, avgResident);
-      const q = noneResident.get(w) ?? NaN;
-      const qOff = avgOffloaded > 0 ? avgOffloaded : Math.max(0, q - avgResident);
+      const noneQ = noneResident.get(w) ?? NaN;
+      const stored = samples.every((s) => s.storedBytes !== undefined) ? mean(samples.map((s) => s.storedBytes!)) : null;
+      const density = densityOf(avgResident, avgOffloaded, stored, cost, noneQ);
       const starts = Object.fromEntries(START_KINDS.map((k) => [k, rows.filter((r) => r.start === k).length])) as Record<StartKind, number>;
       out.push({
         setting, window: w, fromS, toS, requests: rows.length, requestsPerMin: rows.length / ((toS - fromS) / 60), errors: rows.length - ok.length,
         p50Ms: ok.length ? median(ok) : NaN, p95Ms: ok.length ? p95(ok) : NaN, starts,
         avgResidentBytes: avgResident, peakResidentBytes: resident.length ? Math.max(...resident) : NaN, avgOffloadedBytes: avgOffloaded,
         faultedBackBytes: faulted.length ? Math.max(...faulted) - Math.min(...faulted) : null,
-        savedVsNone: q > 0 ? 1 - avgResident / q : NaN,
-        density: q > 0 ? q / (q - qOff * (1 - cost)) : NaN,
+        savedVsNone: noneQ > 0 ? 1 - avgResident / noneQ : NaN,
+        density,
       });
     }
   }
@@ -85,20 +89,28 @@ export function windowResults(run: ReplayRun): WindowResult[] {
 export function settingSummary(run: ReplayRun, windows: readonly WindowResult[]): Record<string, string>[] {
   return run.settings.map((setting) => {
     const skipped = run.skipped.find((s) => s.setting === setting);
-    if (skipped) return { setting, requests: '-', errors: '-', 'p50 ms': '-', 'p95 ms': '-', 'avg MiB': '-', 'peak MiB': '-', cold: '-', snapshot: '-', warm: '-', 'semi-warm': '-', 'saved vs none': '-', density: '-', 'sent late p95 ms': '-', note: `skipped: ${skipped.reason}` };
+    if (skipped) return { setting, requests: '-', errors: '-', 'p50 ms': '-', 'p95 ms': '-', 'avg MiB': '-', 'peak MiB': '-', cold: '-', snapshot: '-', warm: '-', 'semi-warm': '-', 'saved vs none': '-', 'held offloaded avg MiB': '-', 'faulted back MiB': '-', density: '-', 'sent late p95 ms': '-', note: `skipped: ${skipped.reason}` };
     const rows = run.rows.filter((r) => r.setting === setting);
     const ok = rows.filter((r) => r.ok).map((r) => r.latencyMs);
     const samples = run.samples.filter((s) => s.setting === setting);
     const avg = mean(samples.map((s) => s.residentBytes));
+    const held = mean(samples.map((s) => s.offloadedBytes));
     const noneAvg = mean(run.samples.filter((s) => s.setting === 'none').map((s) => s.residentBytes));
-    const w = windows.filter((x) => x.setting === setting && Number.isFinite(x.density));
+    const tier = settingTier(setting);
+    const cost = tier ? run.farMemoryCost[tier] ?? 0 : 0;
+    // Over the whole replay (a mean of per-window ratios would be dominated by near-empty windows).
+    const stored = samples.length && samples.every((s) => s.storedBytes !== undefined) ? mean(samples.map((s) => s.storedBytes!)) : null;
+    const density = densityOf(avg, held, stored, cost, noneAvg);
     return {
       setting, requests: String(rows.length), errors: String(rows.length - ok.length),
       'p50 ms': fmt(ok.length ? median(ok) : NaN), 'p95 ms': fmt(ok.length ? p95(ok) : NaN),
       'avg MiB': fmt(avg / MiB), 'peak MiB': fmt(Math.max(...samples.map((s) => s.residentBytes)) / MiB),
       ...Object.fromEntries(START_KINDS.map((k) => [k, String(rows.filter((r) => r.start === k).length)])),
       'saved vs none': noneAvg > 0 ? `${(100 * (1 - avg / noneAvg)).toFixed(1)}%` : '-',
-      density: w.length ? fmt(mean(w.map((x) => x.density)), 2) : '-',
+      'held offloaded avg MiB': fmt(held / MiB),
+      // Summed over the windows: bytes faulted back from the tier into live sandboxes.
+      'faulted back MiB': fmt(windows.filter((x) => x.setting === setting).reduce((a, x) => a + (x.faultedBackBytes ?? 0), 0) / MiB),
+      density: fmt(density, 2),
       // The replayer's own lag: an open loop is only open if invocations leave on time.
       'sent late p95 ms': fmt(rows.length ? p95(rows.map((r) => r.sentLateMs)) : NaN),
       note: '',
@@ -116,6 +128,32 @@ export function startKindRows(run: ReplayRun): Record<string, string>[] {
       if (lat.length === 0) continue;
       out.push({ setting, start: kind, n: String(lat.length), 'p50 ms': fmt(median(lat)), 'p95 ms': fmt(p95(lat)), 'p50 in Thaw ms': fmt(thaw.length ? median(thaw) : NaN) });
     }
+  }
+  return out;
+}
+
+/**
+ * Semi-warm starts against snapshot restores of the same functions (the ranks that had a
+ * semi-warm start), per setting: medians end to end and inside Thaw, and their ratio.
+ */
+export function semiWarmRows(run: ReplayRun): Record<string, string>[] {
+  const out: Record<string, string>[] = [];
+  for (const setting of run.settings) {
+    const ok = run.rows.filter((r) => r.setting === setting && r.ok);
+    const semi = ok.filter((r) => r.start === 'semi-warm');
+    if (semi.length === 0) continue;
+    const ranks = new Set(semi.map((r) => r.rank));
+    const snap = ok.filter((r) => r.start === 'snapshot' && ranks.has(r.rank));
+    const m = (xs: readonly number[]): number => (xs.length ? median(xs) : NaN);
+    const inThaw = (xs: typeof ok): number[] => xs.filter((r) => r.thawMs !== null).map((r) => r.thawMs!);
+    const semiMs = m(semi.map((r) => r.latencyMs));
+    const snapMs = m(snap.map((r) => r.latencyMs));
+    out.push({
+      setting, functions: [...ranks].sort((a, b) => a - b).map((r) => run.functions[r]?.deployedAs ?? String(r)).join(' '),
+      'semi-warm n': String(semi.length), 'semi-warm p50 ms': fmt(semiMs), 'snapshot n': String(snap.length), 'snapshot p50 ms': fmt(snapMs),
+      'snapshot / semi-warm': fmt(snapMs / semiMs, 2),
+      'in Thaw: semi-warm p50 ms': fmt(m(inThaw(semi))), 'snapshot p50 ms (in Thaw)': fmt(m(inThaw(snap))), 'ratio in Thaw': fmt(m(inThaw(snap)) / m(inThaw(semi)), 2),
+    });
   }
   return out;
 }
@@ -175,7 +213,9 @@ export async function writeReplayOutputs(run: ReplayRun, outputDir: string, conf
   const summaryRows = settingSummary(run, windows);
   const wRows = windowRows(windows);
   const kindRows = startKindRows(run);
-  const summary = `${formatTable(summaryRows)}\nlatency by start kind:\n${formatTable(kindRows)}`;
+  const semiRows = semiWarmRows(run);
+  const summary = `${formatTable(summaryRows)}\nlatency by start kind:\n${formatTable(kindRows)}`
+    + (semiRows.length ? `\nsemi-warm starts against snapshot restores of the same functions:\n${formatTable(semiRows)}` : '');
   const windowsText = formatTable(wRows);
   const files: string[] = [];
   const put = (name: string, text: string): void => {
@@ -196,7 +236,7 @@ export async function writeReplayOutputs(run: ReplayRun, outputDir: string, conf
     put(`plots/${file}`, svg);
     svgs.push({ title, svg });
   }
-  put('report.html', reportHtml(run, summaryRows, kindRows, wRows, svgs));
+  put('report.html', reportHtml(run, summaryRows, kindRows, semiRows, wRows, svgs));
   return { dir, summary, windows: windowsText, files };
 }
 
@@ -208,7 +248,7 @@ function htmlTable(rows: readonly Record<string, string>[]): string {
     rows.map((r) => `<tr>${cols.map((c) => `<td>${esc(r[c] ?? '')}</td>`).join('')}</tr>`).join('')}</tbody></table>`;
 }
 
-function reportHtml(run: ReplayRun, summary: readonly Record<string, string>[], kinds: readonly Record<string, string>[], windows: readonly Record<string, string>[], svgs: readonly { title: string; svg: string }[]): string {
+function reportHtml(run: ReplayRun, summary: readonly Record<string, string>[], kinds: readonly Record<string, string>[], semi: readonly Record<string, string>[], windows: readonly Record<string, string>[], svgs: readonly { title: string; svg: string }[]): string {
   const fns = run.functions.map((f) => ({
     rank: String(f.rank), app: f.app.slice(0, 12), func: f.func.slice(0, 12), trigger: f.trigger ?? '-', 'memory MB (Azure 2019)': f.memoryMb === null ? '-' : String(f.memoryMb),
     invocations: String(f.invocations), 'replayed as': f.deployedAs, input: f.input,
@@ -226,6 +266,7 @@ Resident memory read from ${esc(run.memorySource)}. Latency is end to end as the
 ${htmlTable(summary)}
 <h2>Latency by start kind</h2>
 ${htmlTable(kinds)}
+${semi.length ? `<h2>Semi-warm starts against snapshot restores of the same functions</h2>\n${htmlTable(semi)}` : ''}
 ${svgs.map((s) => `<figure><figcaption>${esc(s.title)}</figcaption>${s.svg}</figure>`).join('\n')}
 <h2>Per window</h2>
 ${htmlTable(windows)}
@@ -233,6 +274,25 @@ ${htmlTable(windows)}
 ${htmlTable(fns)}
 </body></html>
 `;
+}
+
+/**
+ * FaaSMem's density (see the header): `resident` local memory (with the compressed store when
+ * `stored` is known), `held` offloaded bytes, `cost` the assumed M_f/M_b, `noneResident` none's.
+ */
+function densityOf(resident: number, held: number, stored: number | null, cost: number, noneResident: number): number {
+  if (held > 0) {
+    if (stored !== null) return resident > 0 ? (resident - stored + held) / resident : NaN;
+    const q = resident + held;
+    return q / (q - held * (1 - cost));
+  }
+  const qOff = Math.max(0, noneResident - resident);
+  return noneResident > 0 ? noneResident / (noneResident - qOff) : NaN;
+}
+
+/** The tier of a setting id (`faasmem:remote@20us` -> remote), or null. */
+function settingTier(setting: string): string | null {
+  return setting.includes(':') ? setting.split(':')[1]!.split('@')[0]! : null;
 }
 
 function mean(xs: readonly number[]): number {

@@ -11,9 +11,12 @@
 // setting's start, without waiting for earlier ones (open loop). The keep-alive and the policy's
 // time constants are divided by the same factor (PUT /v1/scheduler timeScale).
 //
-// Memory: sampled every window / 10 (real time, at least 100 ms) from the sandbox list: each
-// sandbox's memory.residentBytes and memory.offloadedBytes where the daemon reports them, else its
-// memoryBytes (the guest's linear memory size: an upper bound of what is resident).
+// Memory: sampled every window / 10 (real time, at least 100 ms): each sandbox's resident bytes
+// from the scheduler report's per-sandbox memory (its host's mincore over the guest memory now,
+// plus the compressed store), else the sandbox list's memory.residentBytes (measured at the end of
+// its last invocation), else its
+// memoryBytes (the guest's linear memory size: an upper bound of what is resident). Bytes
+// offloaded (held now) and faulted back (cumulative per live sandbox) come from the scheduler report.
 
 import { loadavg } from 'node:os';
 import { performance } from 'node:perf_hooks';
@@ -57,6 +60,11 @@ export interface MemorySample {
   readonly sandboxes: number;
   readonly residentBytes: number;
   readonly offloadedBytes: number;
+  /**
+   * Local memory the compressed tier's store takes (outside the guest memory; counted in
+   * residentBytes too, which is local memory: guest resident + store). Absent in older results.
+   */
+  readonly storedBytes?: number;
   /** Cumulative bytes faulted back from a tier, where the daemon reports them; else null. */
   readonly faultedBackBytes: number | null;
 }
@@ -81,7 +89,7 @@ export interface ReplayRun {
   /** Memory samples that failed (the daemon did not answer the sandbox list). */
   readonly sampleErrors: string[];
   /** Where resident memory was read from (see the header). */
-  memorySource: 'memory.residentBytes' | 'memoryBytes (linear memory size)' | 'none sampled';
+  memorySource: 'memory.residentBytes' | 'scheduler memory (mincore)' | 'memoryBytes (linear memory size)' | 'none sampled';
   readonly loadAvg: { readonly before: readonly number[]; after: readonly number[] };
 }
 
@@ -131,7 +139,9 @@ export async function runReplay(api: ThawApi, p: ReplayParams, trace: Trace, opt
     }
     for (const setting of p.settings) {
       try {
-        run.scheduler[setting.id] = await api.configureScheduler({ policy: setting.policy, tier: setting.tier, keepAliveS: p.keepAliveS, timeScale: p.timeScale, resetCounts: true });
+        run.scheduler[setting.id] = await api.configureScheduler({
+          policy: setting.policy, tier: setting.tier, remoteLatencyUs: setting.remoteLatencyUs, keepAliveS: p.keepAliveS, timeScale: p.timeScale, resetCounts: true,
+        });
       } catch (err: unknown) {
         const e = toThawError(err);
         run.skipped.push({ setting: setting.id, reason: `${e.code}: ${e.message}` });
@@ -149,7 +159,8 @@ export async function runReplay(api: ThawApi, p: ReplayParams, trace: Trace, opt
           try {
             const s = await sampleMemory(api, names, setting.id, traceNow());
             run.samples.push(s.sample);
-            if (s.source !== null && run.memorySource !== 'memory.residentBytes') run.memorySource = s.source;
+            // The run names the worst source any sample used.
+            if (s.source !== null && (run.memorySource === 'none sampled' || SOURCE_RANK.indexOf(s.source) > SOURCE_RANK.indexOf(run.memorySource))) run.memorySource = s.source;
           } catch (err: unknown) {
             // A daemon too busy to list its sandboxes loses a sample, not the replay.
             run.sampleErrors.push(`${setting.id} t=${traceNow().toFixed(1)}s: ${toThawError(err).message}`);
@@ -199,23 +210,42 @@ async function stopSandboxes(api: ThawApi, names: ReadonlySet<string>): Promise<
   for (const s of await api.listSandboxes()) if (names.has(s.function)) await api.deleteSandbox(s.id).catch(() => undefined);
 }
 
+/** Memory sources, best first. */
+const SOURCE_RANK: readonly ReplayRun['memorySource'][] = ['scheduler memory (mincore)', 'memory.residentBytes', 'memoryBytes (linear memory size)', 'none sampled'];
+
 async function sampleMemory(api: ThawApi, names: ReadonlySet<string>, setting: string, traceS: number): Promise<{ sample: MemorySample; source: ReplayRun['memorySource'] | null }> {
-  const mine = (await api.listSandboxes()).filter((s) => names.has(s.function));
+  const [list, report] = await Promise.all([api.listSandboxes(), api.scheduler()]);
+  const mine = list.filter((s) => names.has(s.function));
+  const measured = (report.memory ?? []).filter((m) => names.has(m.function));
   let resident = 0;
   let offloaded = 0;
+  let stored = 0;
   let faulted: number | null = null;
   let source: ReplayRun['memorySource'] | null = null;
-  for (const s of mine) {
-    const m = (s as SandboxInfo & { memory?: MemoryView }).memory;
-    if (m?.residentBytes !== undefined) {
-      resident += m.residentBytes;
-      source = 'memory.residentBytes';
-    } else {
-      resident += s.memoryBytes;
-      source ??= 'memoryBytes (linear memory size)';
+  const views = mine.map((s) => (s as SandboxInfo & { memory?: MemoryView }).memory);
+  if (report.memory !== undefined) {
+    // The hosts' live figures, one set per live sandbox (a sandbox started between the two calls
+    // counts from the next sample on); the compressed store is local memory too. Preferred to the
+    // sandbox list's memory.residentBytes, which is measured at the end of an invocation and so
+    // misses what an idle sandbox gives back.
+    source = 'scheduler memory (mincore)';
+    for (const h of measured) {
+      resident += h.residentBytes + h.storedBytes;
+      stored += h.storedBytes;
+      offloaded += h.heldBytes;
+      faulted = (faulted ?? 0) + h.faultedBackBytes;
     }
-    offloaded += m?.offloadedBytes ?? 0;
-    if (m?.faultedBackBytes !== undefined) faulted = (faulted ?? 0) + m.faultedBackBytes;
+  } else if (mine.length > 0 && views.every((m) => m?.residentBytes !== undefined)) {
+    source = 'memory.residentBytes';
+    for (const m of views) {
+      resident += m!.residentBytes!;
+      offloaded += m!.offloadedBytes ?? 0;
+      if (m!.faultedBackBytes !== undefined) faulted = (faulted ?? 0) + m!.faultedBackBytes;
+    }
+  } else if (mine.length > 0) {
+    source = 'memoryBytes (linear memory size)';
+    for (const s of mine) resident += s.memoryBytes;
   }
-  return { sample: { setting, traceS, sandboxes: mine.length, residentBytes: resident, offloadedBytes: offloaded, faultedBackBytes: faulted }, source };
+  const count = source === 'scheduler memory (mincore)' ? measured.length : mine.length;
+  return { sample: { setting, traceS, sandboxes: count, residentBytes: resident, offloadedBytes: offloaded, storedBytes: stored, faultedBackBytes: faulted }, source };
 }

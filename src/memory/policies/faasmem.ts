@@ -38,6 +38,7 @@ interface SandboxState {
 
 /** A faasmem policy with its per-sandbox state; forget() drops a destroyed sandbox's. */
 export interface FaasMemPolicy extends MemoryPolicy {
+  readonly needsStages: boolean;
   forget(sandboxId: string): void;
 }
 
@@ -66,7 +67,8 @@ export function faasmemPolicy(opts: FaasMemOptions): FaasMemPolicy {
   const again: OffloadRequest['scope'] = { stages: opts.stages ? ['init'] : ['runtime', 'init', 'request'] };
   return {
     id: `faasmem${opts.stages ? '' : '-no-stages'}${opts.semiWarm ? '' : '-no-semiwarm'}`,
-    afterInit: async () => {},
+    // Without stages every page no request touched since the last offload goes: tracking starts at the first offload.
+    needsStages: opts.stages,
     async afterRequest(s, requestsServed) {
       const st = of(s);
       st.steps = 0;

@@ -1,4 +1,5 @@
-// The memory policies by id, for the keep-alive scheduler and `thaw replay`.
+// The memory policies by id: the one registry the keep-alive scheduler and `thaw replay` build
+// them from (the five below, and any a test or an experiment registers).
 
 import { ThawError } from '../../core/errors.js';
 import type { MemoryPolicy } from '../types.js';
@@ -12,25 +13,36 @@ export { DEFAULT_TIMING, scaleTiming, type PolicyTiming } from './timing.js';
 export const POLICY_IDS = ['none', 'tmo', 'faasmem', 'faasmem-no-stages', 'faasmem-no-semiwarm'] as const;
 export type PolicyId = (typeof POLICY_IDS)[number];
 
+/** Builds a policy from its scaled timing (the tier is timing.tier) and its clock. */
+export type PolicyFactory = (timing: PolicyTiming, now: () => number) => MemoryPolicy;
+
+const POLICIES = new Map<string, PolicyFactory>([
+  ['none', () => nonePolicy],
+  ['tmo', (timing, now) => tmoPolicy(timing, now)],
+  ['faasmem', (timing, now) => faasmemPolicy({ stages: true, semiWarm: true, timing, now })],
+  ['faasmem-no-stages', (timing, now) => faasmemPolicy({ stages: false, semiWarm: true, timing, now })],
+  ['faasmem-no-semiwarm', (timing, now) => faasmemPolicy({ stages: true, semiWarm: false, timing, now })],
+]);
+
+/** Adds a policy under its id (a test's or an experiment's); the built-in ids cannot be replaced. */
+export function registerPolicy(id: string, factory: PolicyFactory): void {
+  if ((POLICY_IDS as readonly string[]).includes(id)) throw new ThawError('THAW_CONFIG_INVALID', { detail: `memory policy '${id}' is built in and cannot be replaced` });
+  POLICIES.set(id, factory);
+}
+
+/** Every policy id known now, built-in ones first. */
+export function policyIds(): string[] {
+  return [...POLICIES.keys()];
+}
+
 /**
  * A new policy instance (its per-sandbox state is its own). `timing` defaults to FaaSMem's and
- * TMO's constants; `scale` divides every duration (60: an hour of trace in a minute).
- * Throws THAW_CONFIG_INVALID for an unknown id or a bad scale.
+ * TMO's constants (timing.tier: where it offloads); `scale` divides every duration (60: an hour
+ * of trace in a minute). Throws THAW_CONFIG_INVALID for an unknown id or a bad scale.
  */
 export function createPolicy(id: string, opts: { timing?: Partial<PolicyTiming>; scale?: number; now?: () => number } = {}): MemoryPolicy {
+  const factory = POLICIES.get(id);
+  if (!factory) throw new ThawError('THAW_CONFIG_INVALID', { detail: `unknown memory policy '${id}' (known: ${policyIds().join(', ')})` });
   const timing = scaleTiming({ ...DEFAULT_TIMING, ...opts.timing }, opts.scale ?? 1);
-  const now = opts.now ?? Date.now;
-  switch (id as PolicyId) {
-    case 'none':
-      return nonePolicy;
-    case 'tmo':
-      return tmoPolicy(timing, now);
-    case 'faasmem':
-      return faasmemPolicy({ stages: true, semiWarm: true, timing, now });
-    case 'faasmem-no-stages':
-      return faasmemPolicy({ stages: false, semiWarm: true, timing, now });
-    case 'faasmem-no-semiwarm':
-      return faasmemPolicy({ stages: true, semiWarm: false, timing, now });
-  }
-  throw new ThawError('THAW_CONFIG_INVALID', { detail: `unknown memory policy '${id}' (known: ${POLICY_IDS.join(', ')})` });
+  return factory(timing, opts.now ?? Date.now);
 }

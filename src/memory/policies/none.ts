@@ -4,7 +4,6 @@ import type { MemoryPolicy } from '../types.js';
 
 export const nonePolicy: MemoryPolicy = {
   id: 'none',
-  afterInit: async () => {},
   afterRequest: async () => {},
   onIdle: async () => 'warm',
 };
