@@ -935,8 +935,7 @@ export class Platform implements ThawApi {
 
   /** What auto knows of snapshot `id` now (its image's present bytes and page-cache share, its artefacts). */
   private snapshotFacts(id: string): SnapshotFacts {
-    this.snapshotInfo(id); // validates the id and caches the state
-    const { meta, runs } = this.snapshotMeta.get(id)!;
+    const { meta, runs } = this.cachedSnapshot(id);
     const fd = openSync(join(this.snapshotRoot, id, MEMORY_FILE), 'r');
     try {
       const image = imageFacts(fd, fstatSync(fd).size, runs);
@@ -966,7 +965,8 @@ export class Platform implements ThawApi {
     return choice;
   }
 
-  private snapshotInfo(id: string): SnapshotInfo {
+  /** Snapshot `id`'s state as read once (THAW_SNAPSHOT_NOT_FOUND for a malformed or unknown id). */
+  private cachedSnapshot(id: string): { meta: SnapshotMeta; diskBytes: number; runs: readonly PageRun[] } {
     if (!/^[A-Za-z0-9_-]{1,100}$/.test(id)) throw new ThawError('THAW_SNAPSHOT_NOT_FOUND', { id });
     let cached = this.snapshotMeta.get(id);
     if (!cached) {
@@ -974,7 +974,11 @@ export class Platform implements ThawApi {
       cached = { meta: state.meta, diskBytes: diskUsageBytes(this.snapshotRoot, id), runs: state.runs };
       this.snapshotMeta.set(id, cached);
     }
-    const { meta, diskBytes } = cached;
+    return cached;
+  }
+
+  private snapshotInfo(id: string): SnapshotInfo {
+    const { meta, diskBytes } = this.cachedSnapshot(id);
     let current = false;
     try {
       current = this.functions.get(meta.functionName).digest === meta.moduleDigest;
