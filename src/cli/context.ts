@@ -49,11 +49,12 @@ export function readManifestFile(path: string): { manifest: Record<string, unkno
   return { manifest: { ...manifest, [field]: artefactPath, ...resolveCommandPaths(manifest.command, dirname(path)), ...resolveBundlePaths(manifest, dirname(path)) }, artefact };
 }
 
-/** A python function's bundle and requirements, relative to the manifest, made absolute (the daemon copies them at deploy). */
-function resolveBundlePaths(manifest: Record<string, unknown>, base: string): { bundle?: unknown; requirements?: unknown } {
+/** A python function's bundle, requirements and Pyodide package directory, relative to the manifest, made absolute (the daemon copies them at deploy). */
+function resolveBundlePaths(manifest: Record<string, unknown>, base: string): { bundle?: unknown; requirements?: unknown; pyodidePackages?: unknown } {
   const abs = (p: unknown): unknown => (typeof p === 'string' ? resolve(base, p) : p);
   return {
     ...(manifest.bundle === undefined ? {} : { bundle: abs(manifest.bundle) }),
+    ...(manifest.pyodidePackages === undefined ? {} : { pyodidePackages: abs(manifest.pyodidePackages) }),
     ...(Array.isArray(manifest.requirements) ? { requirements: manifest.requirements.map(abs) } : {}),
   };
 }

@@ -48,6 +48,10 @@ export interface FunctionConfig {
   bundle?: unknown;
   /** python only: local pure-Python wheels (.whl) or package directories, installed at deploy; never fetched. */
   requirements?: unknown;
+  /** python only: package names from a local Pyodide package directory's pyodide-lock.json, installed at deploy. */
+  packages?: unknown;
+  /** python only: that directory (default: the deploying process's THAW_PYODIDE_PACKAGES). */
+  pyodidePackages?: unknown;
 }
 
 /** A python function's bundle (docs/python-runtime.md "Bundles"): absolute paths as given at deploy. */
@@ -56,6 +60,10 @@ export interface PythonBundleParams {
   readonly app: string | null;
   /** Pure-Python wheels (.whl) and package directories. */
   readonly requirements: readonly string[];
+  /** Package names from a Pyodide package directory's lock file (dependencies added at deploy). */
+  readonly packages: readonly string[];
+  /** That directory as given in the manifest, or null (deploy then reads THAW_PYODIDE_PACKAGES). */
+  readonly pyodidePackages: string | null;
 }
 
 /**
@@ -118,7 +126,7 @@ export interface FunctionParams {
   readonly python?: PythonBundleParams;
 }
 
-const KNOWN_FIELDS = new Set(['name', 'runtime', 'module', 'source', 'memoryMiB', 'handler', 'timeoutMs', 'initTimeoutMs', 'maxInputBytes', 'maxOutputBytes', 'description', 'command', 'scaling', 'layout', 'instancesPerHost', 'bundle', 'requirements']);
+const KNOWN_FIELDS = new Set(['name', 'runtime', 'module', 'source', 'memoryMiB', 'handler', 'timeoutMs', 'initTimeoutMs', 'maxInputBytes', 'maxOutputBytes', 'description', 'command', 'scaling', 'layout', 'instancesPerHost', 'bundle', 'requirements', 'packages', 'pyodidePackages']);
 const SCALING_FIELDS = new Set(['mechanism', 'blockMiB', 'grantMiB', 'populate', 'baseMiB']);
 const COMMAND_FIELDS = new Set(['args', 'env', 'dirs', 'scratch', 'responseFile']);
 const SCRATCH_FIELDS = new Set(['path', 'seed']);
@@ -178,22 +186,29 @@ export function parseFunctionConfig(raw: unknown, resolvePath: (p: string) => st
     scaling: parseScaling(cfg.scaling, memoryMiB, bad),
     ...(cfg.layout !== undefined && { layout: cfg.layout as HostLayout }),
     ...(cfg.instancesPerHost !== undefined && { instancesPerHost: int('instancesPerHost', 1, 1, MAX_INSTANCES_PER_HOST) }),
-    ...(cfg.bundle === undefined && cfg.requirements === undefined ? {} : { python: parsePythonBundle(cfg, runtime, resolvePath, bad) }),
+    ...(['bundle', 'requirements', 'packages', 'pyodidePackages'].every((f) => cfg[f] === undefined) ? {} : { python: parsePythonBundle(cfg, runtime, resolvePath, bad) }),
   });
 }
 
-/** The `bundle` and `requirements` fields: paths only; deploy checks what they name. */
+/** The `bundle`, `requirements`, `packages` and `pyodidePackages` fields: paths and names only; deploy checks what they name. */
 function parsePythonBundle(cfg: Record<string, unknown>, runtime: RuntimeId, resolvePath: (p: string) => string, bad: (detail: string) => never): PythonBundleParams {
-  if (runtime !== 'python') bad("'bundle' and 'requirements' apply to runtime 'python' only");
+  if (runtime !== 'python') bad("'bundle', 'requirements', 'packages' and 'pyodidePackages' apply to runtime 'python' only");
   const path = (v: unknown, what: string): string => {
     if (typeof v !== 'string' || v.length === 0 || v.length > COMMAND_MAX_STRING || v.includes('\0')) bad(`${what} must be a non-empty path`);
     return resolvePath(v as string);
   };
   const reqs = cfg.requirements ?? [];
   if (!Array.isArray(reqs) || reqs.length > COMMAND_MAX_ARGS) bad(`'requirements' must be an array of at most ${COMMAND_MAX_ARGS} paths (wheels or package directories)`);
+  const pkgs = cfg.packages ?? [];
+  if (!Array.isArray(pkgs) || pkgs.length > COMMAND_MAX_ARGS) bad(`'packages' must be an array of at most ${COMMAND_MAX_ARGS} names from a Pyodide package directory's pyodide-lock.json`);
   return Object.freeze({
     app: cfg.bundle === undefined ? null : path(cfg.bundle, "'bundle'"),
     requirements: Object.freeze((reqs as unknown[]).map((r, i) => path(r, `'requirements[${i}]'`))),
+    packages: Object.freeze((pkgs as unknown[]).map((n, i) => {
+      if (typeof n !== 'string' || !/^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/.test(n)) bad(`'packages[${i}]' must be a package name (letters, digits, '.', '_', '-')`);
+      return n as string;
+    })),
+    pyodidePackages: cfg.pyodidePackages === undefined ? null : path(cfg.pyodidePackages, "'pyodidePackages'"),
   });
 }
 

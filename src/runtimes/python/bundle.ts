@@ -1,6 +1,7 @@
 // A python function's bundle (docs/python-runtime.md "Bundles"): the manifest's `bundle` (a
-// directory or .zip: further modules and data files) and `requirements` (pure-Python wheels or
-// package directories), checked and staged at deploy into one tree,
+// directory or .zip: further modules and data files), `requirements` (pure-Python wheels or
+// package directories) and `packages` (from a Pyodide package directory, pyodide-packages.ts),
+// checked and staged at deploy into one tree,
 //
 //     <staging>/app/...        the bundle's files (the handler's own directory in the guest)
 //     <staging>/site/<pkg>...  every requirement, unpacked
@@ -15,6 +16,7 @@ import { ThawError } from '../../core/errors.js';
 import type { PythonBundleParams } from '../../core/function-spec.js';
 import { readZip } from '../../suite/inputs/compression-zip.js';
 import { dirsDigest, installDirs, walk } from '../wasi/command-bundle.js';
+import { resolvePyodidePackages } from './pyodide-packages.js';
 
 /** Name of the staged tree inside the function's directory. */
 export const PYTHON_BUNDLE_DIR = 'python';
@@ -32,7 +34,7 @@ export interface StagedPythonBundle {
   readonly digest: string;
   /** Top-level importable names the bundle provides (modules and packages of app/ and site/). */
   readonly provides: ReadonlySet<string>;
-  readonly facts: Readonly<Record<string, number>>;
+  readonly facts: Readonly<Record<string, string | number>>;
   /** Copies the staged tree to `functionDir/python` (durably, by rename) and removes the staging. */
   install(functionDir: string): void;
   /** Removes the staging without installing (a deploy that failed after staging). */
@@ -119,6 +121,12 @@ class Stager {
       return;
     }
     if (!path.endsWith('.whl')) bad(`${what} is neither a wheel (.whl) nor a package directory`);
+    this.wheel(path, what);
+  }
+
+  /** Unpacks a pure-Python wheel into site/ (a requirement, or a package of a Pyodide package directory). */
+  wheel(path: string, what: string): void {
+    const site = join(this.root, 'site');
     if (!PURE_WHEEL.test(basename(path))) bad(`${what} is not a pure-Python wheel (its tags must be py3-none-any): compiled wheels do not run under Pyodide`);
     let wheelInfo = '';
     const before = new Set(readdirSync(site));
@@ -157,9 +165,14 @@ class Stager {
  */
 export function stagePythonBundle(params: PythonBundleParams): StagedPythonBundle {
   const stager = new Stager();
+  const pyodidePackages: string[] = [];
   try {
     if (params.app !== null) stager.app(params.app);
     for (const r of params.requirements) stager.requirement(r);
+    for (const pkg of resolvePyodidePackages(params.packages, params.pyodidePackages)) {
+      stager.wheel(pkg.wheel, `Pyodide package '${pkg.name}' ${pkg.version}`);
+      pyodidePackages.push(`${pkg.name}==${pkg.version}`);
+    }
   } catch (err: unknown) {
     rmSync(stager.root, { recursive: true, force: true });
     throw err;
@@ -168,7 +181,7 @@ export function stagePythonBundle(params: PythonBundleParams): StagedPythonBundl
   return {
     digest: dirsDigest([dir]),
     provides: stager.provides(),
-    facts: { ...stager.facts, requirements: params.requirements.length },
+    facts: { ...stager.facts, requirements: params.requirements.length, ...(pyodidePackages.length > 0 && { pyodidePackages: pyodidePackages.join(' ') }) },
     install: (functionDir) => {
       try {
         installDirs([dir], functionDir);

@@ -1,0 +1,116 @@
+// Packages from a local Pyodide package directory (docs/python-runtime.md, "Pyodide packages"): a
+// directory laid out like a Pyodide release, `pyodide-lock.json` plus the wheels it lists. A
+// manifest's `packages` names entries of that lock file; deploy resolves their dependencies, checks
+// every file against the sha256 the lock file gives, and hands the verified wheels to the bundle
+// stager, which installs them with the function (so the jailed host reads them from the function's
+// own directory, and a restored guest finds them mounted as the booted one did). Nothing is fetched.
+
+import { createHash } from 'node:crypto';
+import { existsSync, lstatSync, readFileSync } from 'node:fs';
+import { isAbsolute, join, resolve } from 'node:path';
+import { ThawError } from '../../core/errors.js';
+import { PYODIDE_DIR, PYODIDE_VERSION } from './_pyodide-host.js';
+
+/** Environment variable naming the default Pyodide package directory of the deploying process. */
+export const PYODIDE_PACKAGES_ENV = 'THAW_PYODIDE_PACKAGES';
+/** The lock file at the root of a Pyodide package directory. */
+export const PYODIDE_LOCK = 'pyodide-lock.json';
+
+/** One lock-file entry, as far as deploy reads it. */
+interface LockEntry {
+  readonly name: string;
+  readonly version: string;
+  readonly file_name: string;
+  readonly package_type: string;
+  readonly install_dir: string;
+  readonly sha256: string;
+  readonly depends: readonly string[];
+}
+
+/** A package resolved from the lock file, its wheel checked against the lock's sha256. */
+export interface ResolvedPyodidePackage {
+  readonly name: string;
+  readonly version: string;
+  /** Absolute path of the verified wheel. */
+  readonly wheel: string;
+}
+
+const bad = (detail: string): never => {
+  throw new ThawError('THAW_BUNDLE_INVALID', { detail });
+};
+
+/** Pyodide's (and PEP 503's) normalised package name: lower case, runs of '-', '_', '.' as one '-'. */
+export function normalisePackageName(name: string): string {
+  return name.toLowerCase().replace(/[-_.]+/g, '-');
+}
+
+/** The ABI of the Pyodide this Thaw runs (its npm package's lock file): a package directory must match it. */
+function runtimeAbi(): string {
+  const info = (JSON.parse(readFileSync(join(PYODIDE_DIR, PYODIDE_LOCK), 'utf8')) as { info?: { abi_version?: unknown } }).info;
+  return String(info?.abi_version);
+}
+
+function readLock(dir: string): Map<string, LockEntry> {
+  const lockPath = join(dir, PYODIDE_LOCK);
+  if (!existsSync(dir)) bad(`Pyodide package directory '${dir}' does not exist`);
+  if (!existsSync(lockPath)) bad(`Pyodide package directory '${dir}' has no ${PYODIDE_LOCK} (it must be laid out like a Pyodide release: the lock file and the wheels it lists)`);
+  let lock: { info?: { abi_version?: unknown }; packages?: unknown };
+  try {
+    lock = JSON.parse(readFileSync(lockPath, 'utf8')) as typeof lock;
+  } catch (err: unknown) {
+    return bad(`${lockPath} is not valid JSON (${(err as Error).message})`);
+  }
+  if (typeof lock !== 'object' || lock === null || typeof lock.packages !== 'object' || lock.packages === null) bad(`${lockPath} has no 'packages' object`);
+  const abi = runtimeAbi();
+  if (lock.info?.abi_version !== abi) {
+    bad(`${lockPath} is for Pyodide ABI '${String(lock.info?.abi_version)}', this Thaw runs Pyodide ${PYODIDE_VERSION} (ABI '${abi}'): use the package directory of the matching Pyodide release`);
+  }
+  const entries = new Map<string, LockEntry>();
+  for (const [key, value] of Object.entries(lock.packages as Record<string, unknown>)) {
+    const e = value as Partial<LockEntry> | null;
+    if (typeof e !== 'object' || e === null || typeof e.file_name !== 'string' || typeof e.sha256 !== 'string') bad(`${lockPath}: entry '${key}' has no file_name or sha256`);
+    const entry = e as LockEntry;
+    entries.set(normalisePackageName(key), { ...entry, name: String(entry.name ?? key), version: String(entry.version ?? ''), depends: Array.isArray(entry.depends) ? entry.depends.map(String) : [] });
+  }
+  return entries;
+}
+
+/**
+ * Resolves `names` and their dependencies in `dir`'s lock file and checks each wheel's sha256.
+ * Throws THAW_BUNDLE_INVALID naming: no directory given, a directory without a lock file or for
+ * another Pyodide ABI, an unknown package (or dependency), a wheel given by URL, a compiled package
+ * (Wasm side modules: not supported, see docs), a missing file, or a checksum mismatch.
+ */
+export function resolvePyodidePackages(names: readonly string[], dirGiven: string | null): ResolvedPyodidePackage[] {
+  if (names.length === 0) return [];
+  const dirRaw = dirGiven ?? process.env[PYODIDE_PACKAGES_ENV] ?? '';
+  if (dirRaw === '') {
+    bad(`'packages' (${names.join(', ')}) needs a Pyodide package directory: give 'pyodidePackages' in the manifest, or set ${PYODIDE_PACKAGES_ENV} for the process that deploys (the daemon); the pyodide npm package ships none`);
+  }
+  const dir = resolve(dirRaw);
+  const lock = readLock(dir);
+  const order: ResolvedPyodidePackage[] = [];
+  const seen = new Set<string>();
+  const visit = (name: string, neededBy: string | null): void => {
+    const key = normalisePackageName(name);
+    if (seen.has(key)) return;
+    seen.add(key);
+    const e = lock.get(key);
+    const what = neededBy === null ? `package '${name}'` : `package '${name}' (a dependency of '${neededBy}')`;
+    if (e === undefined) return bad(`${what} is not in ${join(dir, PYODIDE_LOCK)}`);
+    for (const d of e.depends) visit(d, e.name);
+    if (/^[a-z][a-z0-9+.-]*:/i.test(e.file_name) || isAbsolute(e.file_name) || e.file_name.includes('/') || e.file_name.includes('\\')) {
+      bad(`${what}: its file '${e.file_name}' is not a file name inside ${dir} (nothing is downloaded, and only the directory's own files are read)`);
+    }
+    if (e.package_type !== 'package' || e.install_dir !== 'site' || !/-none-any\.whl$/.test(e.file_name)) {
+      bad(`${what} is compiled for Pyodide (${e.file_name}, ${e.package_type}): loading Pyodide's Wasm side modules into a snapshotted guest is not supported yet; only pure-Python packages of a Pyodide package directory are (docs/python-runtime.md, "Pyodide packages")`);
+    }
+    const wheel = join(dir, e.file_name);
+    if (!existsSync(wheel) || !lstatSync(wheel).isFile()) bad(`${what}: its file ${wheel} is missing (or not a regular file)`);
+    const actual = createHash('sha256').update(readFileSync(wheel)).digest('hex');
+    if (actual !== e.sha256.toLowerCase()) bad(`${what}: ${wheel} has sha256 ${actual}, ${PYODIDE_LOCK} says ${e.sha256}`);
+    order.push({ name: e.name, version: e.version, wheel });
+  };
+  for (const n of names) visit(n, null);
+  return order;
+}
