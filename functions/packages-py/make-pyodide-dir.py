@@ -6,16 +6,19 @@ submodule imported lazily. Usage: python3 make-pyodide-dir.py [OUT_DIR] (default
 The lock file's `info` is copied from the installed pyodide npm package, so the directory matches the
 Pyodide that Thaw runs (a real release's directory does too when its version is the npm package's).
 """
-import base64
 import hashlib
+import importlib.util
 import json
 import os
 import sys
-import zipfile
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 OUT = os.path.abspath(sys.argv[1] if len(sys.argv) > 1 else os.path.join(HERE, "build", "pyodide-packages"))
 NPM_LOCK = os.path.join(HERE, "..", "..", "node_modules", "pyodide", "pyodide-lock.json")
+sys.dont_write_bytecode = True  # keep functions/ free of __pycache__
+_spec = importlib.util.spec_from_file_location("make_wheel", os.path.join(HERE, "..", "bundle-py", "make-wheel.py"))
+make_wheel = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(make_wheel)
 
 PACKAGES = {
     "tinybase": ("1.0", [], {
@@ -43,20 +46,10 @@ PACKAGES = {
 
 
 def wheel(name, version, files):
-    dist = f"{name}-{version}.dist-info"
-    files = {p: b.encode() for p, b in files.items()}
-    files[f"{dist}/METADATA"] = f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n".encode()
-    files[f"{dist}/WHEEL"] = b"Wheel-Version: 1.0\nGenerator: make-pyodide-dir.py\nRoot-Is-Purelib: true\nTag: py3-none-any\n"
-    record = "".join(
-        f"{p},sha256={base64.urlsafe_b64encode(hashlib.sha256(b).digest()).rstrip(b'=').decode()},{len(b)}\n" for p, b in files.items()
-    ) + f"{dist}/RECORD,,\n"
-    files[f"{dist}/RECORD"] = record.encode()
-    file_name = f"{name}-{version}-py3-none-any.whl"
-    with zipfile.ZipFile(os.path.join(OUT, file_name), "w", zipfile.ZIP_DEFLATED) as z:
-        for p, b in files.items():
-            z.writestr(zipfile.ZipInfo(p, date_time=(2020, 1, 1, 0, 0, 0)), b, zipfile.ZIP_DEFLATED)
-    with open(os.path.join(OUT, file_name), "rb") as f:
-        return file_name, hashlib.sha256(f.read()).hexdigest()
+    """Builds the wheel in OUT with bundle-py's wheel builder; returns its file name and sha256."""
+    path = make_wheel.build_wheel(name, version, {p: b.encode() for p, b in files.items()}, OUT, "make-pyodide-dir.py")
+    with open(path, "rb") as f:
+        return os.path.basename(path), hashlib.sha256(f.read()).hexdigest()
 
 
 os.makedirs(OUT, exist_ok=True)

@@ -64,5 +64,5 @@ build_cmd cmd-c cmd
 build_cmd wizer-c wizer
 for fn in mmap matmul pagerank recognition video; do build_suite_c "$fn"; done
 # packages-py's local Pyodide package directory (two pure-Python wheels and their lock file).
-up_to_date functions/packages-py/build/pyodide-packages/pyodide-lock.json functions/packages-py/make-pyodide-dir.py node_modules/pyodide/pyodide-lock.json \
+up_to_date functions/packages-py/build/pyodide-packages/pyodide-lock.json functions/packages-py/make-pyodide-dir.py functions/bundle-py/make-wheel.py node_modules/pyodide/pyodide-lock.json \
   || { echo "setup: building functions/packages-py/build/pyodide-packages"; python3 functions/packages-py/make-pyodide-dir.py >/dev/null; }
