@@ -2,7 +2,7 @@
 // manifest, build command) to start from; `thaw deploy <dir>` then deploys it.
 
 import { existsSync, mkdirSync, readdirSync, readFileSync } from 'node:fs';
-import { basename, join, resolve } from 'node:path';
+import { basename, join, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { ThawError } from '../../core/errors.js';
 import { writeFileDurable } from '../../snapshot/snapshot-io.js';
@@ -118,5 +118,8 @@ export function initFunction(kind: string, dir: string): string[] {
 /** `thaw init`: writes the function and says how to build and deploy it. */
 export function runInit(kind: string, dir: string): void {
   const files = initFunction(kind, dir);
-  process.stdout.write(`wrote ${files.map((f) => join(dir, f)).join(', ')}\nbuild:  sh ${join(dir, 'build.sh')}\ndeploy: thaw deploy ${dir}\n`);
+  // The deploy command as this one was started: `thaw` is on PATH only after `npm link`.
+  const script = process.argv[1] ?? '';
+  const thaw = script.endsWith('.js') ? `node ${relative(process.cwd(), script) || script}` : 'thaw';
+  process.stdout.write(`wrote ${files.map((f) => join(dir, f)).join(', ')}\nbuild:  sh ${join(dir, 'build.sh')}\ndeploy: ${thaw} deploy ${dir}\n`);
 }
