@@ -91,7 +91,9 @@ def handler(event, context):
         'build.sh': `#!/bin/sh
 # Nothing to build: a Python function deploys from its sources. Packages come from local files
 # only (nothing is downloaded): put pure-Python wheels (*-py3-none-any.whl) or package directories
-# in vendor/ and list them in function.json's "requirements", e.g. "vendor/mypkg".
+# in vendor/ and list them in function.json's "requirements", e.g. "vendor/mypkg". Pyodide's own
+# pure-Python packages: name them in "packages" (e.g. ["six"]) and give "pyodidePackages", a local
+# Pyodide package directory (docs/python-runtime.md, "Pyodide packages").
 exit 0
 `,
       };
