@@ -124,3 +124,9 @@ test('an unknown package, a missing wheel, a tampered wheel, a compiled package 
 
   await refused(join(scratch, 'nowhere'), /Pyodide package directory '.*nowhere' does not exist/);
 });
+
+test("a handler importing one of Pyodide's packages that the function does not name is refused, pointing at 'packages'", async () => {
+  const { manifest: m } = manifest(good, { name: 'packages-bad' });
+  const err = await rejectsWith(p.deployFunction(m, Buffer.from('import six\nimport tinyunits\ndef handler(event, context):\n    return six.__name__\n')), 'THAW_BUNDLE_INVALID');
+  assert.match(err.message, /imports 'six' at top level.*'six' is Pyodide's package 'six': name it in 'packages'/);
+});

@@ -5,6 +5,7 @@ import type { FunctionParams } from '../../core/function-spec.js';
 import { ThawError, toThawError } from '../../core/errors.js';
 import type { DeployedArtefact, RuntimeDeployer } from '../runtime.js';
 import { stagePythonBundle } from './bundle.js';
+import { pyodidePackageProviding } from './pyodide-packages.js';
 import { PYODIDE_VERSION, detachedBinding, loadFresh, type PyodideLike, type PyProxyLike } from './_pyodide-host.js';
 
 /** File name of a deployed python function's artefact. */
@@ -98,8 +99,14 @@ export function createPythonDeployer(options: PythonDeployerOptions): RuntimeDep
         }
         if (missing !== '') {
           bundle.discard();
+          const names = missing.split(',');
+          const fromPyodide = names.flatMap((m) => {
+            const pkg = pyodidePackageProviding(m);
+            return pkg === undefined ? [] : [`'${m}' is Pyodide's package '${pkg}'`];
+          });
+          const hint = fromPyodide.length === 0 ? '' : ` (${fromPyodide.join(', ')}: name it in 'packages', with 'pyodidePackages' a local Pyodide package directory; docs/python-runtime.md)`;
           throw new ThawError('THAW_BUNDLE_INVALID', {
-            detail: `handler.py imports ${missing.split(',').map((m) => `'${m}'`).join(', ')} at top level, found neither in the bundle, its requirements nor Python's standard library: add ${missing.includes(',') ? 'them' : 'it'} to 'requirements' (a wheel or package directory)`,
+            detail: `handler.py imports ${names.map((m) => `'${m}'`).join(', ')} at top level, found neither in the bundle, its requirements, its packages nor Python's standard library: add ${names.length > 1 ? 'them' : 'it'} to 'requirements' (a wheel or package directory)${hint}`,
           });
         }
       }

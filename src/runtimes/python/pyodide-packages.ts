@@ -44,10 +44,30 @@ export function normalisePackageName(name: string): string {
   return name.toLowerCase().replace(/[-_.]+/g, '-');
 }
 
-/** The ABI of the Pyodide this Thaw runs (its npm package's lock file): a package directory must match it. */
+interface NpmLock {
+  readonly info?: { readonly abi_version?: unknown };
+  readonly packages?: Record<string, { readonly name?: string; readonly imports?: readonly string[] }>;
+}
+
+let npmLock: NpmLock | undefined;
+
+/** The lock file of the pyodide npm package (read once): the Pyodide this Thaw runs. */
+function runtimeLock(): NpmLock {
+  npmLock ??= JSON.parse(readFileSync(join(PYODIDE_DIR, PYODIDE_LOCK), 'utf8')) as NpmLock;
+  return npmLock;
+}
+
+/** The ABI of the Pyodide this Thaw runs: a package directory must match it. */
 function runtimeAbi(): string {
-  const info = (JSON.parse(readFileSync(join(PYODIDE_DIR, PYODIDE_LOCK), 'utf8')) as { info?: { abi_version?: unknown } }).info;
-  return String(info?.abi_version);
+  return String(runtimeLock().info?.abi_version);
+}
+
+/** The Pyodide package that provides top-level module `importName`, per the npm package's lock file, if any. */
+export function pyodidePackageProviding(importName: string): string | undefined {
+  for (const [key, e] of Object.entries(runtimeLock().packages ?? {})) {
+    if (e.imports?.includes(importName)) return e.name ?? key;
+  }
+  return undefined;
 }
 
 function readLock(dir: string): Map<string, LockEntry> {
