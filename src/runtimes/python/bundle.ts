@@ -84,11 +84,11 @@ class Stager {
     }
   }
 
-  /** Unpacks a zip's entries into `into`; `accept` may refuse an entry by name. */
-  unzip(path: string, into: string, what: string, accept: (rel: string) => void = () => undefined): void {
+  /** Unpacks a zip's entries into `into` (`data`: its bytes, when already read); `accept` may refuse an entry by name. */
+  unzip(path: string, into: string, what: string, accept: (rel: string) => void = () => undefined, data?: Uint8Array): void {
     let entries: ReturnType<typeof readZip>;
     try {
-      entries = readZip(readFileSync(path), MAX_BUNDLE_BYTES);
+      entries = readZip(data ?? readFileSync(path), MAX_BUNDLE_BYTES);
     } catch (err: unknown) {
       bad(`${what}: not a readable zip archive (${(err as Error).message})`);
       return;
@@ -124,8 +124,11 @@ class Stager {
     this.wheel(path, what);
   }
 
-  /** Unpacks a pure-Python wheel into site/ (a requirement, or a package of a Pyodide package directory). */
-  wheel(path: string, what: string): void {
+  /**
+   * Unpacks a pure-Python wheel into site/ (a requirement, or a package of a Pyodide package
+   * directory, whose bytes come already checked against the lock file's sha256).
+   */
+  wheel(path: string, what: string, data?: Uint8Array): void {
     const site = join(this.root, 'site');
     if (!PURE_WHEEL.test(basename(path))) bad(`${what} is not a pure-Python wheel (its tags must be py3-none-any): compiled wheels do not run under Pyodide`);
     let wheelInfo = '';
@@ -135,7 +138,7 @@ class Stager {
       if (/\.data$/.test(top)) bad(`${what}: '${rel}' is in a .data directory (scripts, headers, data): only purelib wheels are supported`);
       if (before.has(top)) bad(`${what}: '${top}' is already provided by another requirement`);
       if (/^[^/]+\.dist-info\/WHEEL$/.test(rel)) wheelInfo = rel;
-    });
+    }, data);
     if (wheelInfo === '') bad(`${what} has no *.dist-info/WHEEL file: not a wheel`);
     if (!/^Root-Is-Purelib:\s*true\s*$/im.test(readFileSync(join(site, wheelInfo), 'utf8'))) bad(`${what} is not a purelib wheel (Root-Is-Purelib is not true)`);
   }
@@ -170,7 +173,7 @@ export function stagePythonBundle(params: PythonBundleParams): StagedPythonBundl
     if (params.app !== null) stager.app(params.app);
     for (const r of params.requirements) stager.requirement(r);
     for (const pkg of resolvePyodidePackages(params.packages, params.pyodidePackages)) {
-      stager.wheel(pkg.wheel, `Pyodide package '${pkg.name}' ${pkg.version}`);
+      stager.wheel(pkg.wheel, `Pyodide package '${pkg.name}' ${pkg.version}`, pkg.bytes);
       pyodidePackages.push(`${pkg.name}==${pkg.version}`);
     }
   } catch (err: unknown) {

@@ -31,8 +31,10 @@ interface LockEntry {
 export interface ResolvedPyodidePackage {
   readonly name: string;
   readonly version: string;
-  /** Absolute path of the verified wheel. */
+  /** Absolute path of the wheel. */
   readonly wheel: string;
+  /** The wheel's bytes, as checked (the stager unpacks these, not a second read of the file). */
+  readonly bytes: Uint8Array;
 }
 
 const bad = (detail: string): never => {
@@ -127,9 +129,10 @@ export function resolvePyodidePackages(names: readonly string[], dirGiven: strin
     }
     const wheel = join(dir, e.file_name);
     if (!existsSync(wheel) || !lstatSync(wheel).isFile()) bad(`${what}: its file ${wheel} is missing (or not a regular file)`);
-    const actual = createHash('sha256').update(readFileSync(wheel)).digest('hex');
+    const bytes = readFileSync(wheel);
+    const actual = createHash('sha256').update(bytes).digest('hex');
     if (actual !== e.sha256.toLowerCase()) bad(`${what}: ${wheel} has sha256 ${actual}, ${PYODIDE_LOCK} says ${e.sha256}`);
-    order.push({ name: e.name, version: e.version, wheel });
+    order.push({ name: e.name, version: e.version, wheel, bytes });
   };
   for (const n of names) visit(n, null);
   return order;
