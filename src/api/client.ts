@@ -3,7 +3,7 @@
 import { ThawError } from '../core/errors.js';
 import type {
   FunctionInfo, InvokeRequest, InvokeResult, InvokeTimings, SandboxInfo, SnapshotInfo, SnapshotRequest, StrategyInfo, ThawApi, SnapshotVerifyReport, DoctorReport, LogEntry,
-  SchedulerReport, SchedulerSettings,
+  SchedulerReport, SchedulerChange,
 } from '../platform/types.js';
 
 export class HttpClient implements ThawApi {
@@ -134,7 +134,7 @@ export class HttpClient implements ThawApi {
   scheduler(): Promise<SchedulerReport> {
     return this.call('GET', '/v1/scheduler');
   }
-  configureScheduler(s: SchedulerSettings & { resetCounts?: boolean }): Promise<SchedulerReport> {
+  configureScheduler(s: SchedulerChange): Promise<SchedulerReport> {
     return this.call('PUT', '/v1/scheduler', s);
   }
   putObject(key: string, value: Uint8Array): Promise<void> {

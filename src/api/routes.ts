@@ -4,7 +4,7 @@
 import type { IncomingMessage } from 'node:http';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { ThawError } from '../core/errors.js';
-import { TIMING_PARTS, type ThawApi, type InvokeResult, type InvokeMode, type SchedulerSettings } from '../platform/types.js';
+import { TIMING_PARTS, type ThawApi, type InvokeResult, type InvokeMode, type SchedulerChange } from '../platform/types.js';
 import { INVOKE_MODES, START_KINDS } from '../platform/types.js';
 import { readRawBody, type RawBodyLimit } from './raw-body.js';
 
@@ -282,7 +282,7 @@ export function registerRoutes(app: FastifyInstance, api: ThawApi): void {
   app.get('/v1/scheduler', {
     schema: { summary: 'The keep-alive scheduler: policy, keep-alive, live sandboxes and start counts per function', tags: ['sandboxes'], response: { 200: schedulerReply } },
   }, async () => api.scheduler());
-  app.put<{ Body: SchedulerSettings & { resetCounts?: boolean } }>('/v1/scheduler', {
+  app.put<{ Body: SchedulerChange }>('/v1/scheduler', {
     schema: {
       summary: "Change the scheduler's memory policy, offload tier, keep-alive or time scale (an experiment setting)", tags: ['sandboxes'],
       body: {
@@ -292,6 +292,7 @@ export function registerRoutes(app: FastifyInstance, api: ThawApi): void {
           keepAliveS: { type: 'number', minimum: 0, maximum: 604800 }, timeScale: { type: 'number', minimum: 1, maximum: 10000 },
           remoteLatencyUs: { type: 'integer', minimum: 0, maximum: 1000000, description: 'remote tier: latency the memory server adds per page fetched back' },
           resetCounts: { type: 'boolean', description: 'set every start count to zero' },
+          resetHistory: { type: 'boolean', description: "forget every function's reuse intervals (the semi-warm threshold is their P99)" },
         },
       },
       response: { 200: schedulerReply, ...errors },

@@ -36,7 +36,7 @@ import type {
   DoctorReport, FunctionInfo, InvokeRequest, InvokeResult, InvokeTimings, SandboxInfo, SnapshotInfo, SnapshotRequest, StrategyInfo, ThawApi, SnapshotVerifyReport,
 } from './types.js';
 import { INVOKE_MODES } from './types.js';
-import type { SchedulerReport, SchedulerSettings, StartKind } from './types.js';
+import type { SchedulerReport, SchedulerChange, StartKind } from './types.js';
 import { KeepAliveScheduler } from './scheduler.js';
 
 /** Validated platform settings. */
@@ -619,8 +619,8 @@ export class Platform implements ThawApi {
     return this.keepAlive.reportWithMemory();
   }
 
-  async configureScheduler(req: SchedulerSettings & { resetCounts?: boolean }): Promise<SchedulerReport> {
-    const { resetCounts, ...settings } = req;
+  async configureScheduler(req: SchedulerChange): Promise<SchedulerReport> {
+    const { resetCounts, resetHistory, ...settings } = req;
     const before = this.keepAlive.report();
     this.keepAlive.configure(settings);
     try {
@@ -631,6 +631,7 @@ export class Platform implements ThawApi {
       throw err;
     }
     if (resetCounts) this.keepAlive.resetCounts();
+    if (resetHistory) this.keepAlive.resetHistory();
     return this.keepAlive.report();
   }
 

@@ -247,7 +247,15 @@ export class KeepAliveScheduler<S extends ScheduledSandbox> {
     return { ...report, memory };
   }
 
-  /** Sets every function's counts back to zero (the reuse history is kept). */
+  /** Forgets every function's reuse intervals (see SchedulerChange.resetHistory). */
+  resetHistory(): void {
+    for (const st of this.stats.values()) {
+      st.reuse = [];
+      st.reuseNext = 0;
+    }
+  }
+
+  /** Sets every function's counts back to zero (the reuse history is kept: resetHistory). */
   resetCounts(): void {
     for (const st of this.stats.values()) {
       for (const k of START_KINDS) st.starts[k] = 0;

@@ -29,6 +29,18 @@ export interface SchedulerSettings {
   remoteLatencyUs?: number;
 }
 
+/** A scheduler setting change, as an experiment makes it between two settings. */
+export type SchedulerChange = SchedulerSettings & {
+  /** Set every function's start counts to zero. */
+  resetCounts?: boolean;
+  /**
+   * Forget every function's reuse intervals (faasmem's semi-warm threshold is their P99), as a
+   * fresh daemon would: a replay setting must not inherit the intervals an earlier setting of the
+   * same trace measured, or its threshold is the very gap it is about to see.
+   */
+  resetHistory?: boolean;
+};
+
 /** One live sandbox's memory as its host measures it (the scheduler report's `memory`). */
 export interface SandboxMemoryFigures {
   id: string;
@@ -286,8 +298,8 @@ export interface ThawApi {
 
   /** The keep-alive scheduler: settings, live sandboxes and start counts per function. */
   scheduler(): Promise<SchedulerReport>;
-  /** Changes the scheduler's policy, tier, keep-alive or time scale; `resetCounts` zeroes the counts. */
-  configureScheduler(s: SchedulerSettings & { resetCounts?: boolean }): Promise<SchedulerReport>;
+  /** Changes the scheduler's policy, tier, keep-alive or time scale (see SchedulerChange for the resets). */
+  configureScheduler(s: SchedulerChange): Promise<SchedulerReport>;
 
   /** Objects: the inputs and outputs functions read and write by key (embedded store or Redis). */
   putObject(key: string, value: Uint8Array): Promise<void>;

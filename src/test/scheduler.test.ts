@@ -111,6 +111,11 @@ test('starts are counted by kind: cold, warm, snapshot and semi-warm', async () 
   assert.deepEqual(counts, { cold: 2, snapshot: 2, warm: 2, 'semi-warm': 1 });
   await p.configureScheduler({ resetCounts: true, policy: 'none' });
   assert.deepEqual((await p.scheduler()).functions.counted!.starts, { cold: 0, snapshot: 0, warm: 0, 'semi-warm': 0 });
+  // Counts go, the reuse intervals stay until resetHistory (a replay's next setting starts without them).
+  assert.ok((await p.scheduler()).functions.counted!.reuseSamples > 0);
+  await p.configureScheduler({ resetHistory: true });
+  const history = (await p.scheduler()).functions.counted!;
+  assert.deepEqual([history.reuseSamples, history.reuseP99Ms], [0, 0]);
 });
 
 test('an invocation that picks a sandbox while a policy call runs on it waits for the call, and no new sandbox starts', async () => {

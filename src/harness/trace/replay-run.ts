@@ -140,7 +140,7 @@ export async function runReplay(api: ThawApi, p: ReplayParams, trace: Trace, opt
     for (const setting of p.settings) {
       try {
         run.scheduler[setting.id] = await api.configureScheduler({
-          policy: setting.policy, tier: setting.tier, remoteLatencyUs: setting.remoteLatencyUs, keepAliveS: p.keepAliveS, timeScale: p.timeScale, resetCounts: true,
+          policy: setting.policy, tier: setting.tier, remoteLatencyUs: setting.remoteLatencyUs, keepAliveS: p.keepAliveS, timeScale: p.timeScale, resetCounts: true, resetHistory: true,
         });
       } catch (err: unknown) {
         const e = toThawError(err);
