@@ -128,29 +128,41 @@ static void fail(thaw_om *m, size_t g, int err) {
   mprotect(m->base, m->len, PROT_NONE);
 }
 
+/* Fetches remote pages [g, g+n) into dst in one pipelined batch: all requests sent, then all
+ * replies read (one round trip through the relay; the server still adds its latency per page).
+ * Returns 0 or -errno. */
+static int remote_get(thaw_om *m, size_t g, size_t n, uint8_t *dst) {
+  uint8_t hdr[64 * 16];
+  int rc = 0;
+  pthread_mutex_lock(&m->sock_mu);
+  for (size_t sent = 0; sent < n && !rc; sent += 64) { /* headers in chunks of 64, replies after all */
+    size_t k = n - sent < 64 ? n - sent : 64;
+    memset(hdr, 0, k * 16);
+    for (size_t i = 0; i < k; i++) {
+      uint64_t pg = g + sent + i;
+      hdr[i * 16] = 'G';
+      memcpy(hdr + i * 16 + 8, &pg, 8);
+    }
+    rc = io_all(m->sock_fd, hdr, k * 16, 1);
+  }
+  for (size_t i = 0; i < n && !rc; i++) {
+    uint8_t status;
+    rc = io_all(m->sock_fd, &status, 1, 0);
+    if (!rc && status != 'K') rc = -ENOENT;
+    if (!rc) rc = io_all(m->sock_fd, dst + i * m->page, m->page, 0);
+  }
+  pthread_mutex_unlock(&m->sock_mu);
+  return rc;
+}
+
 /* Remote faults fetch the faulting page and up to REMOTE_READAHEAD - 1 held pages after it in one
- * pipelined batch: one round trip through the relay for all of them (the server still adds its
- * latency per page). Returns 0 or -errno; nothing is installed unless every page arrived. */
+ * batch. Returns 0 or -errno; nothing is installed unless every page arrived. */
 #define REMOTE_READAHEAD 16
 
 static int serve_remote(thaw_om *m, size_t g) {
   size_t n = 1;
   while (n < REMOTE_READAHEAD && g + n < m->pages && m->state[g + n] == THAW_OM_REMOTE) n++;
-  uint8_t hdr[REMOTE_READAHEAD * 16] = { 0 };
-  for (size_t i = 0; i < n; i++) {
-    uint64_t pg = g + i;
-    hdr[i * 16] = 'G';
-    memcpy(hdr + i * 16 + 8, &pg, 8);
-  }
-  pthread_mutex_lock(&m->sock_mu);
-  int rc = io_all(m->sock_fd, hdr, n * 16, 1);
-  for (size_t i = 0; i < n && !rc; i++) {
-    uint8_t status;
-    rc = io_all(m->sock_fd, &status, 1, 0);
-    if (!rc && status != 'K') rc = -ENOENT;
-    if (!rc) rc = io_all(m->sock_fd, m->rbuf + i * m->page, m->page, 0);
-  }
-  pthread_mutex_unlock(&m->sock_mu);
+  int rc = remote_get(m, g, n, m->rbuf);
   for (size_t i = 0; i < n && !rc; i++) {
     struct uffdio_copy c = { (uintptr_t)(m->base + (g + i) * m->page), (uintptr_t)(m->rbuf + i * m->page), m->page, 0, 0 };
     if (ioctl(m->uffd, UFFDIO_COPY, &c) != 0 && errno != EEXIST) rc = -errno;
@@ -353,6 +365,17 @@ int64_t thaw_om_scan(thaw_om *m, int what, uint8_t *bitmap) {
   return thaw_stages_scan(m->base, m->len, m->page, what == 1, bitmap);
 }
 
+/* Where a file is mapped (write-protect only), a dropped page comes back without a fault: the
+ * kernel maps the file's page again. Such a page is held only while it is not mapped (pagemap's
+ * present bit; mincore would report the file's page cache instead). Call with mu. */
+static void resync_file_mapped(thaw_om *m) {
+  if (m->mode == THAW_OM_MODE_FULL) return;
+  uint8_t *present = calloc(m->pages, 1);
+  if (present && thaw_stages_present_pages(m->base, m->len, m->page, present) >= 0)
+    for (size_t g = 0; g < m->pages; g++) if (m->state[g] != ST_NONE && present[g]) m->state[g] = ST_NONE;
+  free(present);
+}
+
 /* Drops pages [g, g+n) once they are stored. */
 static int drop(thaw_om *m, size_t g, size_t n) {
   return madvise(m->base + g * m->page, n * m->page, MADV_DONTNEED) == 0 ? 0 : -errno;
@@ -375,6 +398,9 @@ int64_t thaw_om_offload(thaw_om *m, int tier, const uint32_t *pages, size_t n, c
   int sock_locked = 0;
   if (!vec || !take) { rc = -ENOMEM; *op = "malloc"; goto out; }
   if (mincore(m->base, m->len, vec) != 0) { rc = -errno; *op = "mincore"; goto out; }
+  pthread_mutex_lock(&m->mu);
+  resync_file_mapped(m);
+  pthread_mutex_unlock(&m->mu);
   if (m->mode != THAW_OM_MODE_FULL) {
     if (!(filemap = calloc(m->pages, 1))) { rc = -ENOMEM; *op = "malloc"; goto out; }
     int64_t r = thaw_stages_file_pages(m->base, m->len, m->page, filemap);
@@ -441,8 +467,87 @@ out:
   return rc;
 }
 
+/* ---- prefetch: pages brought back in bulk before a request needs them ---- */
+
+/* Pages per batch: one read of the tier (one pread for the file tier, one pipelined exchange for
+ * the remote tier) and one UFFDIO_COPY per run of consecutive pages. */
+#define PREFETCH_BATCH 256
+
+/* Reads held pages [g, g+n), all in one tier, into dst. Returns 0 or -errno. */
+static int fetch_run(thaw_om *m, size_t g, size_t n, uint8_t *dst) {
+  if (m->state[g] == THAW_OM_REMOTE) return remote_get(m, g, n, dst);
+  if (m->state[g] == THAW_OM_FILE) {
+    size_t want = n * m->page, got = 0;
+    while (got < want) {
+      ssize_t r = pread(m->file_fd, dst + got, want - got, (off_t)(g * m->page + got));
+      if (r < 0 && errno == EINTR) continue;
+      if (r < 0) return -errno;
+      if (r == 0) break;
+      got += (size_t)r;
+    }
+    memset(dst + got, 0, want - got); /* past the end of the image: zeros, as compared */
+    return 0;
+  }
+  for (size_t i = 0; i < n; i++) {
+    int rc = fetch(m, g + i, dst + i * m->page);
+    if (rc) return rc;
+  }
+  return 0;
+}
+
+/* Installs src as pages [g, g+n) write-protected (so the next scan sees only what a request
+ * really writes), skipping any a fault already put back. Returns 0 or -errno. */
+static int install_run(thaw_om *m, size_t g, size_t n, const uint8_t *src) {
+  size_t done = 0;
+  while (done < n) {
+    struct uffdio_copy c = { (uintptr_t)(m->base + (g + done) * m->page), (uintptr_t)(src + done * m->page),
+                             (n - done) * m->page, UFFDIO_COPY_MODE_WP, 0 };
+    if (ioctl(m->uffd, UFFDIO_COPY, &c) == 0) break;
+    if (errno == EAGAIN && c.copy > 0) done += (size_t)c.copy / m->page; /* partial: go on after it */
+    else if (errno == EEXIST) done++;                                  /* this page is there already */
+    else return -errno;
+  }
+  return 0;
+}
+
+int64_t thaw_om_prefetch(thaw_om *m, const uint32_t *pages, size_t n, const char **op) {
+  if (m->st.failed) return *op = m->st.why, -EIO;
+  uint8_t *buf = malloc(PREFETCH_BATCH * m->page);
+  if (!buf) return *op = "malloc", -ENOMEM;
+  uint64_t t0 = now_ns(), moved = 0;
+  int rc = 0;
+  for (size_t i = 0; i < n && !rc;) {
+    pthread_mutex_lock(&m->mu); /* per batch: the fault thread may serve in between */
+    size_t g = pages[i], k = 1;
+    if (g >= m->pages || m->state[g] == ST_NONE) { pthread_mutex_unlock(&m->mu); i++; continue; }
+    while (k < PREFETCH_BATCH && i + k < n && pages[i + k] == g + k && g + k < m->pages && m->state[g + k] == m->state[g]) k++;
+    if (m->mode != THAW_OM_MODE_FULL) {
+      /* A file mapped here (file tier only): the kernel reads the pages back from the file itself. */
+      if (madvise(m->base + g * m->page, k * m->page, MADV_POPULATE_READ) != 0) rc = -errno, *op = "madvise(MADV_POPULATE_READ)";
+    } else if ((rc = fetch_run(m, g, k, buf)) != 0) {
+      fail(m, g, rc);
+      *op = m->st.why;
+    } else if ((rc = install_run(m, g, k, buf)) != 0) {
+      *op = "ioctl(UFFDIO_COPY) of a prefetched run";
+    }
+    if (!rc) {
+      for (size_t j = 0; j < k; j++) forget(m, g + j);
+      m->st.prefetched_pages += k;
+      moved += k;
+    }
+    pthread_mutex_unlock(&m->mu);
+    i += k;
+  }
+  pthread_mutex_lock(&m->mu);
+  m->st.prefetch_ns += now_ns() - t0;
+  pthread_mutex_unlock(&m->mu);
+  free(buf);
+  return rc ? rc : (int64_t)moved;
+}
+
 void thaw_om_get_stats(thaw_om *m, thaw_om_stats *st) {
   pthread_mutex_lock(&m->mu);
+  resync_file_mapped(m);
   *st = m->st;
   st->held_pages = 0;
   for (size_t g = 0; g < m->pages; g++) st->held_pages += m->state[g] != ST_NONE;

@@ -168,13 +168,16 @@ export class KeepAliveScheduler<S extends ScheduledSandbox> {
 
   /**
    * Waits for the policy call running on a claimed idle sandbox, then says how it starts: semi-warm
-   * when the policy last said so, else warm. It is warm from here on.
+   * when the policy last said so, else warm. It is warm from here on. The policy's beforeReuse
+   * (faasmem: a semi-warm sandbox's prefetch) runs before this returns: the request waits for it.
    */
   async reuse(s: S): Promise<StartKind> {
     const t = this.track(s);
     await t.pending;
     const kind: StartKind = t.semiWarm ? 'semi-warm' : 'warm';
     t.semiWarm = false;
+    const policy = this.policy;
+    if (policy.beforeReuse) await this.callPolicy(s, 'beforeReuse', () => policy.beforeReuse!(this.host.policySandbox(s), kind === 'semi-warm'));
     return kind;
   }
 
