@@ -50,7 +50,7 @@ struct thaw_om {
   void **blob;               /* LZ4: per page malloc'd block */
   uint32_t *blob_len;
   uint8_t *fbuf, *cbuf;      /* server thread's page buffer; offload's compress buffer */
-  uint8_t *rbuf;             /* server thread's buffer for a remote readahead batch */
+  uint8_t *rbuf;             /* server thread's buffer for a fault's run (the page and its readahead) */
   pthread_t thread;
   int started;
   pthread_mutex_t mu;        /* guards everything below and the tables above */
@@ -155,39 +155,71 @@ static int remote_get(thaw_om *m, size_t g, size_t n, uint8_t *dst) {
   return rc;
 }
 
-/* Remote faults fetch the faulting page and up to REMOTE_READAHEAD - 1 held pages after it in one
- * batch. Returns 0 or -errno; nothing is installed unless every page arrived. */
-#define REMOTE_READAHEAD 16
+/* Pages come back in runs: one read of the tier (one pread for the file tier, one pipelined
+ * exchange for the remote tier) and one UFFDIO_COPY per run of consecutive held pages. A fault
+ * brings back the faulting page and up to READAHEAD - 1 held pages after it in the same tier
+ * (guests mostly read on; a fault costs a round trip through this thread); a prefetch (below)
+ * brings back runs of up to PREFETCH_BATCH. */
+#define READAHEAD 32
+#define PREFETCH_BATCH 256
 
-static int serve_remote(thaw_om *m, size_t g) {
-  size_t n = 1;
-  while (n < REMOTE_READAHEAD && g + n < m->pages && m->state[g + n] == THAW_OM_REMOTE) n++;
-  int rc = remote_get(m, g, n, m->rbuf);
-  for (size_t i = 0; i < n && !rc; i++) {
-    struct uffdio_copy c = { (uintptr_t)(m->base + (g + i) * m->page), (uintptr_t)(m->rbuf + i * m->page), m->page, 0, 0 };
-    if (ioctl(m->uffd, UFFDIO_COPY, &c) != 0 && errno != EEXIST) rc = -errno;
-    else { forget(m, g + i); m->st.faulted_pages++; }
+/* Reads held pages [g, g+n), all in one tier, into dst. Returns 0 or -errno. */
+static int fetch_run(thaw_om *m, size_t g, size_t n, uint8_t *dst) {
+  if (m->state[g] == THAW_OM_REMOTE) return remote_get(m, g, n, dst);
+  if (m->state[g] == THAW_OM_FILE) {
+    size_t want = n * m->page, got = 0;
+    while (got < want) {
+      ssize_t r = pread(m->file_fd, dst + got, want - got, (off_t)(g * m->page + got));
+      if (r < 0 && errno == EINTR) continue;
+      if (r < 0) return -errno;
+      if (r == 0) break;
+      got += (size_t)r;
+    }
+    memset(dst + got, 0, want - got); /* past the end of the image: zeros, as compared */
+    return 0;
   }
-  return rc;
+  for (size_t i = 0; i < n; i++) {
+    int rc = fetch(m, g + i, dst + i * m->page);
+    if (rc) return rc;
+  }
+  return 0;
 }
 
-/* Puts page g in place (its stored bytes, or a zero page when nothing was offloaded there). */
+/* Installs src as pages [g, g+n), skipping any already there. wp: write-protected, so the next
+ * scan sees only what the guest really writes (a faulting page goes in unprotected: a page a
+ * request faulted back counts as the request's, read or written). Returns 0 or -errno. */
+static int install_run(thaw_om *m, size_t g, size_t n, const uint8_t *src, int wp) {
+  size_t done = 0, step = n; /* step: pages per copy; one at a time once a run crosses mappings */
+  while (done < n) {
+    size_t k = n - done < step ? n - done : step;
+    struct uffdio_copy c = { (uintptr_t)(m->base + (g + done) * m->page), (uintptr_t)(src + done * m->page),
+                             k * m->page, wp ? UFFDIO_COPY_MODE_WP : 0, 0 };
+    if (ioctl(m->uffd, UFFDIO_COPY, &c) == 0) done += k;
+    else if (errno == EAGAIN && c.copy > 0) done += (size_t)c.copy / m->page; /* partial: go on after it */
+    else if (errno == EEXIST) done++;                                  /* this page is there already */
+    else if (errno == ENOENT && k > 1) step = 1; /* the run spans two mappings (a grown memory): page by page */
+    else return -errno;
+  }
+  return 0;
+}
+
+/* Puts page g in place (its stored bytes and the held pages after it, or a zero page when nothing
+ * was offloaded there). */
 static void serve_page(thaw_om *m, size_t g) {
   uint64_t dst = (uintptr_t)(m->base + g * m->page), t0 = now_ns();
   int rc = 0;
   if (m->st.failed) rc = -EIO;
-  else if (m->state[g] == THAW_OM_REMOTE) {
-    if ((rc = serve_remote(m, g)) == 0) m->st.fault_ns += now_ns() - t0;
-  } else if (m->state[g] == ST_NONE) {
+  else if (m->state[g] == ST_NONE) {
     struct uffdio_zeropage z = { { dst, m->page }, 0, 0 };
     if (ioctl(m->uffd, UFFDIO_ZEROPAGE, &z) != 0 && errno != EEXIST) rc = -errno;
     else m->st.zero_pages++;
-  } else if ((rc = fetch(m, g, m->fbuf)) == 0) {
-    struct uffdio_copy c = { dst, (uintptr_t)m->fbuf, m->page, 0, 0 };
-    if (ioctl(m->uffd, UFFDIO_COPY, &c) != 0 && errno != EEXIST) rc = -errno;
-    else {
-      forget(m, g);
-      m->st.faulted_pages++;
+  } else {
+    size_t n = 1;
+    while (n < READAHEAD && g + n < m->pages && m->state[g + n] == m->state[g]) n++;
+    if ((rc = fetch_run(m, g, n, m->rbuf)) == 0 && (rc = install_run(m, g, 1, m->rbuf, 0)) == 0 &&
+        (n == 1 || (rc = install_run(m, g + 1, n - 1, m->rbuf + m->page, 1)) == 0)) {
+      for (size_t i = 0; i < n; i++) forget(m, g + i);
+      m->st.faulted_pages += n;
       m->st.fault_ns += now_ns() - t0;
     }
   }
@@ -263,7 +295,7 @@ int thaw_om_start(void *addr, size_t len, thaw_om **out, const char **op) {
   *m = (thaw_om){ .base = addr, .page = page, .uffd = -1, .stop_fd = -1, .file_fd = -1, .sock_fd = -1 };
   pthread_mutex_init(&m->mu, NULL);
   pthread_mutex_init(&m->sock_mu, NULL);
-  if (!(m->fbuf = malloc(page)) || !(m->cbuf = malloc((size_t)thaw_lz4_bound(page))) || !(m->rbuf = malloc(REMOTE_READAHEAD * page)))
+  if (!(m->fbuf = malloc(page)) || !(m->cbuf = malloc((size_t)thaw_lz4_bound(page))) || !(m->rbuf = malloc(READAHEAD * page)))
     FAIL("malloc", -ENOMEM);
   int umo = 0;
   int fd = thaw_uffd_open(&umo);
@@ -467,48 +499,7 @@ out:
   return rc;
 }
 
-/* ---- prefetch: pages brought back in bulk before a request needs them ---- */
-
-/* Pages per batch: one read of the tier (one pread for the file tier, one pipelined exchange for
- * the remote tier) and one UFFDIO_COPY per run of consecutive pages. */
-#define PREFETCH_BATCH 256
-
-/* Reads held pages [g, g+n), all in one tier, into dst. Returns 0 or -errno. */
-static int fetch_run(thaw_om *m, size_t g, size_t n, uint8_t *dst) {
-  if (m->state[g] == THAW_OM_REMOTE) return remote_get(m, g, n, dst);
-  if (m->state[g] == THAW_OM_FILE) {
-    size_t want = n * m->page, got = 0;
-    while (got < want) {
-      ssize_t r = pread(m->file_fd, dst + got, want - got, (off_t)(g * m->page + got));
-      if (r < 0 && errno == EINTR) continue;
-      if (r < 0) return -errno;
-      if (r == 0) break;
-      got += (size_t)r;
-    }
-    memset(dst + got, 0, want - got); /* past the end of the image: zeros, as compared */
-    return 0;
-  }
-  for (size_t i = 0; i < n; i++) {
-    int rc = fetch(m, g + i, dst + i * m->page);
-    if (rc) return rc;
-  }
-  return 0;
-}
-
-/* Installs src as pages [g, g+n) write-protected (so the next scan sees only what a request
- * really writes), skipping any a fault already put back. Returns 0 or -errno. */
-static int install_run(thaw_om *m, size_t g, size_t n, const uint8_t *src) {
-  size_t done = 0;
-  while (done < n) {
-    struct uffdio_copy c = { (uintptr_t)(m->base + (g + done) * m->page), (uintptr_t)(src + done * m->page),
-                             (n - done) * m->page, UFFDIO_COPY_MODE_WP, 0 };
-    if (ioctl(m->uffd, UFFDIO_COPY, &c) == 0) break;
-    if (errno == EAGAIN && c.copy > 0) done += (size_t)c.copy / m->page; /* partial: go on after it */
-    else if (errno == EEXIST) done++;                                  /* this page is there already */
-    else return -errno;
-  }
-  return 0;
-}
+/* ---- prefetch: held pages brought back in bulk before a request needs them ---- */
 
 int64_t thaw_om_prefetch(thaw_om *m, const uint32_t *pages, size_t n, const char **op) {
   if (m->st.failed) return *op = m->st.why, -EIO;
@@ -527,7 +518,7 @@ int64_t thaw_om_prefetch(thaw_om *m, const uint32_t *pages, size_t n, const char
     } else if ((rc = fetch_run(m, g, k, buf)) != 0) {
       fail(m, g, rc);
       *op = m->st.why;
-    } else if ((rc = install_run(m, g, k, buf)) != 0) {
+    } else if ((rc = install_run(m, g, k, buf, 1)) != 0) {
       *op = "ioctl(UFFDIO_COPY) of a prefetched run";
     }
     if (!rc) {
