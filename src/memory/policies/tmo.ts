@@ -1,7 +1,8 @@
 // tmo (Meta's TMO, as FaaSMem's baseline): reclaim driven by memory pressure. Every tmoStepMs
 // the sandbox host's memory cgroup limit goes down one step while the refaults since the last
-// step stay under a threshold, and back up one step when they do not. It runs in the daemon (the
-// daemon owns the cgroups; the PolicySandbox carries the host's cgroup).
+// step stay under a threshold, and back up by what refaulted (at least one step) when they do
+// not. It runs in the daemon (the daemon owns the cgroups; the PolicySandbox carries the host's
+// cgroup).
 // On this host: cgroup v1 (no memory.high, no memory.reclaim), and swap is off, so lowering the
 // limit reclaims only page cache; anonymous memory (a guest's heap) cannot go anywhere. The limit
 // therefore never goes below the cgroup's anonymous memory plus a headroom, else the next
@@ -10,6 +11,7 @@
 // anonymous memory into it, and the limit may go down to timing.tmoSwapFloorBytes, held up only
 // by refaults. A sandbox without a cgroup is left alone.
 
+import { PAGE_BYTES } from '../../core/snapshot-format.js';
 import type { MemoryPolicy, PolicyCgroup, PolicySandbox } from '../types.js';
 import type { PolicyTiming } from './timing.js';
 
@@ -33,9 +35,11 @@ export function tmoPolicy(timing: PolicyTiming, now: () => number = Date.now): T
     st.lastRefaults = refaults;
     const limit = Math.min(cg.limitBytes(), cg.usageBytes());
     const floor = timing.tmoSwap ? timing.tmoSwapFloorBytes : cg.anonBytes() + timing.tmoAnonHeadroomBytes;
+    // Under pressure the limit goes back up by what refaulted (at least one step): a working set
+    // that came back from swap gets its room back at once, not 4 MiB per step.
     const next = pressure < timing.tmoRefaultThreshold
       ? Math.max(floor, limit - timing.tmoStepBytes)
-      : Math.min(st.ceiling, cg.limitBytes() + timing.tmoStepBytes);
+      : Math.min(st.ceiling, cg.limitBytes() + Math.max(timing.tmoStepBytes, pressure * PAGE_BYTES));
     try {
       cg.setLimit(next);
     } catch {
