@@ -29,7 +29,7 @@ export interface ZramFigures {
 export interface ZramSwap {
   readonly device: string;
   figures(): ZramFigures;
-  /** Swaps off (bringing back what it holds), resets and removes the device. */
+  /** Swaps off (bringing back what it holds), resets and removes the device. Throws when swapoff fails (retry later). */
   remove(): Promise<void>;
 }
 
@@ -44,8 +44,12 @@ export async function setUpZramSwap(sizeBytes: number): Promise<ZramSwap> {
   const n = readFileSync(`${CONTROL}/hot_add`, 'utf8').trim();
   const sys = `/sys/block/zram${n}`;
   const device = `/dev/zram${n}`;
+  let on = false;
   const remove = async (): Promise<void> => {
-    await run('swapoff', [device]).catch(() => undefined); // not swapped on yet, or already off
+    // swapoff brings every page back, charged to its cgroup: it fails (ENOMEM) while a host whose
+    // pages are there sits at a lowered limit. Then the device stays: the caller retries later.
+    if (on) await run('swapoff', [device]);
+    on = false;
     writeFileSync(`${sys}/reset`, '1');
     writeFileSync(`${CONTROL}/hot_remove`, n);
   };
@@ -54,6 +58,7 @@ export async function setUpZramSwap(sizeBytes: number): Promise<ZramSwap> {
     writeFileSync(`${sys}/disksize`, String(sizeBytes));
     await run('mkswap', [device]);
     await run('swapon', ['-p', '32000', device]);
+    on = true;
   } catch (err: unknown) {
     await remove().catch(() => undefined);
     throw unavailable(`setting up ${device} failed: ${err instanceof Error ? err.message : String(err)}`);

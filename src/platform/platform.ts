@@ -366,11 +366,17 @@ export class Platform implements ThawApi {
     }
   }
 
+  /** Removes tmo:compressed's zram swap; when swapoff fails (a host at a lowered limit holds pages there) it stays, and the next configure or close() tries again. */
   private async removeZramSwap(): Promise<void> {
     const z = this.zramSwap;
-    this.zramSwap = null;
     if (!z) return;
-    await z.remove().then(() => this.log.info({ device: z.device }, 'zram swap removed'), (err: unknown) => this.log.warn({ device: z.device, err: err instanceof Error ? err.message : String(err) }, 'zram swap could not be removed'));
+    try {
+      await z.remove();
+      this.zramSwap = null;
+      this.log.info({ device: z.device }, 'zram swap removed');
+    } catch (err: unknown) {
+      this.log.warn({ device: z.device, err: err instanceof Error ? err.message : String(err) }, 'zram swap could not be removed yet (tried again at the next setting and at close)');
+    }
   }
 
   /**
