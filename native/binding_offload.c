@@ -144,6 +144,22 @@ static napi_value om_offload(napi_env env, napi_callback_info info) {
   return out;
 }
 
+/* omPrefetch(handle, pages: Uint32Array ascending) -> pages brought back */
+static napi_value om_prefetch(napi_env env, napi_callback_info info) {
+  napi_value argv[2], ab, out;
+  om_handle *h; bool is = false;
+  napi_typedarray_type t; size_t n, off; void *p;
+  if (om_args(env, info, argv, 2) < 2 || !(h = om_get(env, argv[0])) ||
+      napi_is_typedarray(env, argv[1], &is) != napi_ok || !is ||
+      napi_get_typedarray_info(env, argv[1], &t, &n, &p, &ab, &off) != napi_ok || t != napi_uint32_array)
+    return om_bad(env, "omPrefetch: expects (handle, Uint32Array of page numbers)");
+  const char *op = "prefetch";
+  int64_t rc = thaw_om_prefetch(h->m, p, n, &op);
+  if (rc < 0) return om_throw(env, (int)-rc, op);
+  TRY(napi_create_double(env, (double)rc, &out));
+  return out;
+}
+
 static napi_value om_stats(napi_env env, napi_callback_info info) {
   napi_value argv[1], out, v;
   om_handle *h;
@@ -155,6 +171,7 @@ static napi_value om_stats(napi_env env, napi_callback_info info) {
     { "offloadedPages", (double)st.offloaded_pages }, { "faultedPages", (double)st.faulted_pages },
     { "faultNs", (double)st.fault_ns }, { "zeroPages", (double)st.zero_pages },
     { "storedBytes", (double)st.stored_bytes }, { "heldPages", (double)st.held_pages }, { "mode", st.mode },
+    { "prefetchedPages", (double)st.prefetched_pages }, { "prefetchNs", (double)st.prefetch_ns },
   };
   for (size_t i = 0; i < sizeof nums / sizeof nums[0]; i++) {
     TRY(napi_create_double(env, nums[i].v, &v));
@@ -180,7 +197,7 @@ napi_status thaw_offload_register(napi_env env, napi_value exports) {
   napi_property_descriptor fns[] = {
 #define FN(name, cb) { name, NULL, cb, NULL, NULL, NULL, napi_enumerable, NULL }
     FN("omStart", om_start), FN("omExtend", om_extend), FN("omSetFile", om_set_file), FN("omConnect", om_connect),
-    FN("omScan", om_scan), FN("omOffload", om_offload), FN("omStats", om_stats), FN("omStop", om_stop),
+    FN("omScan", om_scan), FN("omOffload", om_offload), FN("omPrefetch", om_prefetch), FN("omStats", om_stats), FN("omStop", om_stop),
 #undef FN
   };
   return napi_define_properties(env, exports, sizeof fns / sizeof fns[0], fns);

@@ -115,6 +115,7 @@ enum { THAW_OM_FILE = 1, THAW_OM_LZ4 = 2, THAW_OM_REMOTE = 3 };
 enum { THAW_OM_MODE_WP = 1, THAW_OM_MODE_FULL = 2 }; /* write-protect only; + MISSING (offload) */
 typedef struct {
   uint64_t offloaded_pages, faulted_pages, fault_ns, zero_pages, stored_bytes, held_pages;
+  uint64_t prefetched_pages, prefetch_ns; /* brought back in bulk (thaw_om_prefetch), not by faults */
   int failed, mode;
   char why[200];
 } thaw_om_stats;
@@ -129,6 +130,8 @@ int thaw_om_connect(thaw_om *m, const char *path, int timeout_ms, const char **o
 int64_t thaw_om_scan(thaw_om *m, int what, uint8_t *bitmap);
 size_t thaw_om_pages(thaw_om *m);
 int64_t thaw_om_offload(thaw_om *m, int tier, const uint32_t *pages, size_t n, const char **op);
+/* Brings held pages among `pages` (ascending) back in bulk; returns how many, or -errno. */
+int64_t thaw_om_prefetch(thaw_om *m, const uint32_t *pages, size_t n, const char **op);
 void thaw_om_get_stats(thaw_om *m, thaw_om_stats *st);
 /* fill: put every held page back first; else (or when that fails) the range is fenced. Frees m. */
 int thaw_om_stop(thaw_om *m, int fill);

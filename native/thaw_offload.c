@@ -50,7 +50,7 @@ struct thaw_om {
   void **blob;               /* LZ4: per page malloc'd block */
   uint32_t *blob_len;
   uint8_t *fbuf, *cbuf;      /* server thread's page buffer; offload's compress buffer */
-  uint8_t *rbuf;             /* server thread's buffer for a remote readahead batch */
+  uint8_t *rbuf;             /* server thread's buffer for a fault's run (the page and its readahead) */
   pthread_t thread;
   int started;
   pthread_mutex_t mu;        /* guards everything below and the tables above */
@@ -128,54 +128,98 @@ static void fail(thaw_om *m, size_t g, int err) {
   mprotect(m->base, m->len, PROT_NONE);
 }
 
-/* Remote faults fetch the faulting page and up to REMOTE_READAHEAD - 1 held pages after it in one
- * pipelined batch: one round trip through the relay for all of them (the server still adds its
- * latency per page). Returns 0 or -errno; nothing is installed unless every page arrived. */
-#define REMOTE_READAHEAD 16
-
-static int serve_remote(thaw_om *m, size_t g) {
-  size_t n = 1;
-  while (n < REMOTE_READAHEAD && g + n < m->pages && m->state[g + n] == THAW_OM_REMOTE) n++;
-  uint8_t hdr[REMOTE_READAHEAD * 16] = { 0 };
-  for (size_t i = 0; i < n; i++) {
-    uint64_t pg = g + i;
-    hdr[i * 16] = 'G';
-    memcpy(hdr + i * 16 + 8, &pg, 8);
-  }
+/* Fetches remote pages [g, g+n) into dst in one pipelined batch: all requests sent, then all
+ * replies read (one round trip through the relay; the server still adds its latency per page).
+ * Returns 0 or -errno. */
+static int remote_get(thaw_om *m, size_t g, size_t n, uint8_t *dst) {
+  uint8_t hdr[64 * 16];
+  int rc = 0;
   pthread_mutex_lock(&m->sock_mu);
-  int rc = io_all(m->sock_fd, hdr, n * 16, 1);
+  for (size_t sent = 0; sent < n && !rc; sent += 64) { /* headers in chunks of 64, replies after all */
+    size_t k = n - sent < 64 ? n - sent : 64;
+    memset(hdr, 0, k * 16);
+    for (size_t i = 0; i < k; i++) {
+      uint64_t pg = g + sent + i;
+      hdr[i * 16] = 'G';
+      memcpy(hdr + i * 16 + 8, &pg, 8);
+    }
+    rc = io_all(m->sock_fd, hdr, k * 16, 1);
+  }
   for (size_t i = 0; i < n && !rc; i++) {
     uint8_t status;
     rc = io_all(m->sock_fd, &status, 1, 0);
     if (!rc && status != 'K') rc = -ENOENT;
-    if (!rc) rc = io_all(m->sock_fd, m->rbuf + i * m->page, m->page, 0);
+    if (!rc) rc = io_all(m->sock_fd, dst + i * m->page, m->page, 0);
   }
   pthread_mutex_unlock(&m->sock_mu);
-  for (size_t i = 0; i < n && !rc; i++) {
-    struct uffdio_copy c = { (uintptr_t)(m->base + (g + i) * m->page), (uintptr_t)(m->rbuf + i * m->page), m->page, 0, 0 };
-    if (ioctl(m->uffd, UFFDIO_COPY, &c) != 0 && errno != EEXIST) rc = -errno;
-    else { forget(m, g + i); m->st.faulted_pages++; }
-  }
   return rc;
 }
 
-/* Puts page g in place (its stored bytes, or a zero page when nothing was offloaded there). */
+/* Pages come back in runs: one read of the tier (one pread for the file tier, one pipelined
+ * exchange for the remote tier) and one UFFDIO_COPY per run of consecutive held pages. A fault
+ * brings back the faulting page and up to READAHEAD - 1 held pages after it in the same tier
+ * (guests mostly read on; a fault costs a round trip through this thread); a prefetch (below)
+ * brings back runs of up to PREFETCH_BATCH. */
+#define READAHEAD 32
+#define PREFETCH_BATCH 256
+
+/* Reads held pages [g, g+n), all in one tier, into dst. Returns 0 or -errno. */
+static int fetch_run(thaw_om *m, size_t g, size_t n, uint8_t *dst) {
+  if (m->state[g] == THAW_OM_REMOTE) return remote_get(m, g, n, dst);
+  if (m->state[g] == THAW_OM_FILE) {
+    size_t want = n * m->page, got = 0;
+    while (got < want) {
+      ssize_t r = pread(m->file_fd, dst + got, want - got, (off_t)(g * m->page + got));
+      if (r < 0 && errno == EINTR) continue;
+      if (r < 0) return -errno;
+      if (r == 0) break;
+      got += (size_t)r;
+    }
+    memset(dst + got, 0, want - got); /* past the end of the image: zeros, as compared */
+    return 0;
+  }
+  for (size_t i = 0; i < n; i++) {
+    int rc = fetch(m, g + i, dst + i * m->page);
+    if (rc) return rc;
+  }
+  return 0;
+}
+
+/* Installs src as pages [g, g+n), skipping any already there. wp: write-protected, so the next
+ * scan sees only what the guest really writes (a faulting page goes in unprotected: a page a
+ * request faulted back counts as the request's, read or written). Returns 0 or -errno. */
+static int install_run(thaw_om *m, size_t g, size_t n, const uint8_t *src, int wp) {
+  size_t done = 0, step = n; /* step: pages per copy; one at a time once a run crosses mappings */
+  while (done < n) {
+    size_t k = n - done < step ? n - done : step;
+    struct uffdio_copy c = { (uintptr_t)(m->base + (g + done) * m->page), (uintptr_t)(src + done * m->page),
+                             k * m->page, wp ? UFFDIO_COPY_MODE_WP : 0, 0 };
+    if (ioctl(m->uffd, UFFDIO_COPY, &c) == 0) done += k;
+    else if (errno == EAGAIN && c.copy > 0) done += (size_t)c.copy / m->page; /* partial: go on after it */
+    else if (errno == EEXIST) done++;                                  /* this page is there already */
+    else if (errno == ENOENT && k > 1) step = 1; /* the run spans two mappings (a grown memory): page by page */
+    else return -errno;
+  }
+  return 0;
+}
+
+/* Puts page g in place (its stored bytes and the held pages after it, or a zero page when nothing
+ * was offloaded there). */
 static void serve_page(thaw_om *m, size_t g) {
   uint64_t dst = (uintptr_t)(m->base + g * m->page), t0 = now_ns();
   int rc = 0;
   if (m->st.failed) rc = -EIO;
-  else if (m->state[g] == THAW_OM_REMOTE) {
-    if ((rc = serve_remote(m, g)) == 0) m->st.fault_ns += now_ns() - t0;
-  } else if (m->state[g] == ST_NONE) {
+  else if (m->state[g] == ST_NONE) {
     struct uffdio_zeropage z = { { dst, m->page }, 0, 0 };
     if (ioctl(m->uffd, UFFDIO_ZEROPAGE, &z) != 0 && errno != EEXIST) rc = -errno;
     else m->st.zero_pages++;
-  } else if ((rc = fetch(m, g, m->fbuf)) == 0) {
-    struct uffdio_copy c = { dst, (uintptr_t)m->fbuf, m->page, 0, 0 };
-    if (ioctl(m->uffd, UFFDIO_COPY, &c) != 0 && errno != EEXIST) rc = -errno;
-    else {
-      forget(m, g);
-      m->st.faulted_pages++;
+  } else {
+    size_t n = 1;
+    while (n < READAHEAD && g + n < m->pages && m->state[g + n] == m->state[g]) n++;
+    if ((rc = fetch_run(m, g, n, m->rbuf)) == 0 && (rc = install_run(m, g, 1, m->rbuf, 0)) == 0 &&
+        (n == 1 || (rc = install_run(m, g + 1, n - 1, m->rbuf + m->page, 1)) == 0)) {
+      for (size_t i = 0; i < n; i++) forget(m, g + i);
+      m->st.faulted_pages += n;
       m->st.fault_ns += now_ns() - t0;
     }
   }
@@ -251,7 +295,7 @@ int thaw_om_start(void *addr, size_t len, thaw_om **out, const char **op) {
   *m = (thaw_om){ .base = addr, .page = page, .uffd = -1, .stop_fd = -1, .file_fd = -1, .sock_fd = -1 };
   pthread_mutex_init(&m->mu, NULL);
   pthread_mutex_init(&m->sock_mu, NULL);
-  if (!(m->fbuf = malloc(page)) || !(m->cbuf = malloc((size_t)thaw_lz4_bound(page))) || !(m->rbuf = malloc(REMOTE_READAHEAD * page)))
+  if (!(m->fbuf = malloc(page)) || !(m->cbuf = malloc((size_t)thaw_lz4_bound(page))) || !(m->rbuf = malloc(READAHEAD * page)))
     FAIL("malloc", -ENOMEM);
   int umo = 0;
   int fd = thaw_uffd_open(&umo);
@@ -353,6 +397,17 @@ int64_t thaw_om_scan(thaw_om *m, int what, uint8_t *bitmap) {
   return thaw_stages_scan(m->base, m->len, m->page, what == 1, bitmap);
 }
 
+/* Where a file is mapped (write-protect only), a dropped page comes back without a fault: the
+ * kernel maps the file's page again. Such a page is held only while it is not mapped (pagemap's
+ * present bit; mincore would report the file's page cache instead). Call with mu. */
+static void resync_file_mapped(thaw_om *m) {
+  if (m->mode == THAW_OM_MODE_FULL) return;
+  uint8_t *present = calloc(m->pages, 1);
+  if (present && thaw_stages_present_pages(m->base, m->len, m->page, present) >= 0)
+    for (size_t g = 0; g < m->pages; g++) if (m->state[g] != ST_NONE && present[g]) m->state[g] = ST_NONE;
+  free(present);
+}
+
 /* Drops pages [g, g+n) once they are stored. */
 static int drop(thaw_om *m, size_t g, size_t n) {
   return madvise(m->base + g * m->page, n * m->page, MADV_DONTNEED) == 0 ? 0 : -errno;
@@ -375,6 +430,9 @@ int64_t thaw_om_offload(thaw_om *m, int tier, const uint32_t *pages, size_t n, c
   int sock_locked = 0;
   if (!vec || !take) { rc = -ENOMEM; *op = "malloc"; goto out; }
   if (mincore(m->base, m->len, vec) != 0) { rc = -errno; *op = "mincore"; goto out; }
+  pthread_mutex_lock(&m->mu);
+  resync_file_mapped(m);
+  pthread_mutex_unlock(&m->mu);
   if (m->mode != THAW_OM_MODE_FULL) {
     if (!(filemap = calloc(m->pages, 1))) { rc = -ENOMEM; *op = "malloc"; goto out; }
     int64_t r = thaw_stages_file_pages(m->base, m->len, m->page, filemap);
@@ -441,8 +499,46 @@ out:
   return rc;
 }
 
+/* ---- prefetch: held pages brought back in bulk before a request needs them ---- */
+
+int64_t thaw_om_prefetch(thaw_om *m, const uint32_t *pages, size_t n, const char **op) {
+  if (m->st.failed) return *op = m->st.why, -EIO;
+  uint8_t *buf = malloc(PREFETCH_BATCH * m->page);
+  if (!buf) return *op = "malloc", -ENOMEM;
+  uint64_t t0 = now_ns(), moved = 0;
+  int rc = 0;
+  for (size_t i = 0; i < n && !rc;) {
+    pthread_mutex_lock(&m->mu); /* per batch: the fault thread may serve in between */
+    size_t g = pages[i], k = 1;
+    if (g >= m->pages || m->state[g] == ST_NONE) { pthread_mutex_unlock(&m->mu); i++; continue; }
+    while (k < PREFETCH_BATCH && i + k < n && pages[i + k] == g + k && g + k < m->pages && m->state[g + k] == m->state[g]) k++;
+    if (m->mode != THAW_OM_MODE_FULL) {
+      /* A file mapped here (file tier only): the kernel reads the pages back from the file itself. */
+      if (madvise(m->base + g * m->page, k * m->page, MADV_POPULATE_READ) != 0) rc = -errno, *op = "madvise(MADV_POPULATE_READ)";
+    } else if ((rc = fetch_run(m, g, k, buf)) != 0) {
+      fail(m, g, rc);
+      *op = m->st.why;
+    } else if ((rc = install_run(m, g, k, buf, 1)) != 0) {
+      *op = "ioctl(UFFDIO_COPY) of a prefetched run";
+    }
+    if (!rc) {
+      for (size_t j = 0; j < k; j++) forget(m, g + j);
+      m->st.prefetched_pages += k;
+      moved += k;
+    }
+    pthread_mutex_unlock(&m->mu);
+    i += k;
+  }
+  pthread_mutex_lock(&m->mu);
+  m->st.prefetch_ns += now_ns() - t0;
+  pthread_mutex_unlock(&m->mu);
+  free(buf);
+  return rc ? rc : (int64_t)moved;
+}
+
 void thaw_om_get_stats(thaw_om *m, thaw_om_stats *st) {
   pthread_mutex_lock(&m->mu);
+  resync_file_mapped(m);
   *st = m->st;
   st->held_pages = 0;
   for (size_t g = 0; g < m->pages; g++) st->held_pages += m->state[g] != ST_NONE;

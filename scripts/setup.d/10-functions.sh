@@ -57,6 +57,7 @@ build_as() { # build_as DIR NAME: DIR/assembly/index.ts -> DIR/build/NAME.wasm
 
 build_c hello-c hello
 build_c mem64-c mem64
+build_c memlog-c memlog
 build_c faulty-c faulty
 build_c scaling-c scaling
 build_as hello-as hello

@@ -277,6 +277,10 @@ export function registerRoutes(app: FastifyInstance, api: ThawApi): void {
           },
         },
       },
+      zram: {
+        type: 'object', description: 'the zram swap device tmo:compressed set up (origBytes swapped out; memUsedBytes: the RAM it takes)',
+        properties: { device: { type: 'string' }, origBytes: { type: 'integer' }, comprBytes: { type: 'integer' }, memUsedBytes: { type: 'integer' } },
+      },
     },
   } as const;
   app.get('/v1/scheduler', {

@@ -146,7 +146,7 @@ export function findTarget(name: string): BenchTarget | undefined {
 
 /** Names findTarget() knows, for error messages. */
 export function knownTargets(): string[] {
-  const examples = ['hello-c', 'hello-as', 'mem64-c', 'faulty-c'].filter((n) => exampleTarget(n) !== undefined);
+  const examples = ['hello-c', 'hello-as', 'mem64-c', 'memlog-c', 'faulty-c'].filter((n) => exampleTarget(n) !== undefined);
   return [...SUITE.map((f) => f.name), ...examples];
 }
 

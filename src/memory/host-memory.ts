@@ -22,7 +22,7 @@ import { PAGE_BYTES, type SnapshotState } from '../core/snapshot-format.js';
 import { GuestOffloader, residentBytes } from '../native/index.js';
 import { resolveImage } from '../restore/snapshot-image.js';
 import { getTier } from './tiers/index.js';
-import type { MemoryStages, OffloadReport, OffloadRequest, OffloadStats, OffloadTierId, SandboxOffloadFigures } from './types.js';
+import type { MemoryStages, OffloadReport, OffloadRequest, OffloadStats, OffloadTierId, PrefetchReport, SandboxOffloadFigures } from './types.js';
 
 type Stage = 'runtime' | 'init' | 'request';
 const STAGE_CODE: Readonly<Record<Stage, number>> = { runtime: 1, init: 2, request: 3 };
@@ -36,6 +36,8 @@ class TrackedMemory {
   /** Per page: written by a request ever / since the last offload. */
   everByRequest: Uint8Array;
   recent: Uint8Array;
+  /** Per page: given back by a semi-warm step (shrink) since the last prefetch. */
+  shrunk: Uint8Array;
   phase: Stage = 'runtime';
   readonly attached = new Set<OffloadTierId>();
 
@@ -53,6 +55,7 @@ class TrackedMemory {
     this.owner = snapshotPages ?? new Uint8Array(pages);
     this.everByRequest = new Uint8Array(pages);
     this.recent = new Uint8Array(pages);
+    this.shrunk = new Uint8Array(pages);
   }
 
   get method(): StageMethod {
@@ -72,6 +75,7 @@ class TrackedMemory {
     this.owner = widen(this.owner);
     this.everByRequest = widen(this.everByRequest);
     this.recent = widen(this.recent);
+    this.shrunk = widen(this.shrunk);
     if (this.offloader) {
       // Pages the guest wrote in the grown part before it was registered: the current stage's.
       this.offloader.extend(this.memory.buffer);
@@ -143,8 +147,32 @@ class TrackedMemory {
       }
       throw this.lost() ?? err;
     }
+    if ('shrinkToBytes' in req.scope) for (const p of candidates) this.shrunk[p] = 1;
     this.recent.fill(0);
     return { offloadedBytes: moved * PAGE_BYTES, residentBytes: this.resident(), elapsedMs: performance.now() - t0 };
+  }
+
+  /**
+   * Brings back in bulk the held pages the sandbox's next request will most likely touch: what
+   * requests have touched (written, or faulted back while one ran) and what semi-warm steps took
+   * from its resident working set. Pages offloaded by stage and never touched by a request stay.
+   */
+  prefetch(): PrefetchReport {
+    const t0 = performance.now();
+    if (!this.offloader?.running) return { prefetchedBytes: 0, residentBytes: this.resident(), elapsedMs: 0 };
+    const lost = this.lost();
+    if (lost) throw lost;
+    this.grow();
+    const want: number[] = [];
+    for (let p = 0; p < this.owner.length; p++) if (this.everByRequest[p] || this.shrunk[p]) want.push(p);
+    let moved: number;
+    try {
+      moved = this.offloader.prefetch(Uint32Array.from(want));
+    } catch (err: unknown) {
+      throw this.lost() ?? err;
+    }
+    this.shrunk.fill(0);
+    return { prefetchedBytes: moved * PAGE_BYTES, residentBytes: this.resident(), elapsedMs: performance.now() - t0 };
   }
 
   /** Pages of `stages` no request touched since the last offload (candidates; the offloader keeps the resident ones). */
@@ -194,11 +222,12 @@ class TrackedMemory {
   }
 
   stats(): OffloadStats {
-    if (!this.offloader?.running) return { offloadedBytes: 0, faultedBackBytes: 0, faultBacks: 0, faultBackMeanUs: 0 };
+    if (!this.offloader?.running) return { offloadedBytes: 0, faultedBackBytes: 0, prefetchedBytes: 0, faultBacks: 0, faultBackMeanUs: 0 };
     const s = this.offloader.stats();
     return {
       offloadedBytes: s.offloadedPages * PAGE_BYTES,
-      faultedBackBytes: s.faultedPages * PAGE_BYTES,
+      faultedBackBytes: (s.faultedPages + s.prefetchedPages) * PAGE_BYTES,
+      prefetchedBytes: s.prefetchedPages * PAGE_BYTES,
       faultBacks: s.faultedPages,
       faultBackMeanUs: s.faultedPages ? s.faultNs / s.faultedPages / 1000 : 0,
     };
@@ -309,6 +338,11 @@ export function memoryStages(id: string): MemoryStages & { method: StageMethod }
 /** The host operation `offload`. Throws THAW_OFFLOAD_UNAVAILABLE, THAW_MEMORY_SERVER_LOST. */
 export function offload(id: string, req: OffloadRequest, memorySocket: string | null): OffloadReport {
   return get(id).offload(req, memorySocket);
+}
+
+/** The host operation `prefetch` (a semi-warm sandbox picked for a request). Throws THAW_MEMORY_SERVER_LOST. */
+export function prefetch(id: string): PrefetchReport {
+  return get(id).prefetch();
 }
 
 /** Offload figures and resident memory of every tracked sandbox, by id. */

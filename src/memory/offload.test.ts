@@ -52,6 +52,15 @@ for (const tier of TIER_IDS) {
     // Twice: pages that faulted back are offloaded and fault back again.
     await s.offload({ tier, scope: { shrinkToBytes: 8 * MiB } });
     assert.equal(text((await p.invoke({ function: 'mem64-c', mode: 'warm', sandboxId: id, input: new Uint8Array(0) })).output), checksum);
+    // A third time brought back in bulk (a semi-warm sandbox picked for a request): the request then needs no fault-back.
+    await s.offload({ tier, scope: { shrinkToBytes: 8 * MiB } });
+    const pre = await s.prefetch();
+    assert.ok(pre.prefetchedBytes >= 56 * MiB, `prefetched ${pre.prefetchedBytes}`);
+    assert.ok(pre.residentBytes >= 64 * MiB, `resident after prefetch ${pre.residentBytes}`);
+    const before = await s.offloadStats();
+    assert.equal(before.heldBytes, 0);
+    assert.equal(text((await p.invoke({ function: 'mem64-c', mode: 'warm', sandboxId: id, input: new Uint8Array(0) })).output), checksum);
+    assert.equal((await s.offloadStats()).faultBacks, before.faultBacks, 'no page faulted back after the prefetch');
     await p.deleteSandbox(id);
   });
 }
@@ -83,12 +92,29 @@ test('a sandbox whose memory server dies gets a clear error and is discarded, ne
   assert.ok(!(await p.listSandboxes()).some((x) => x.id === id), 'the sandbox is discarded');
 });
 
+test('a prefetch from a memory server that died fails clearly; the sandbox then fails its request and is discarded', async () => {
+  const own = await startMemoryServer({ socketPath: join(dataDir, 'run', 'memory-doomed2.sock'), gid: SANDBOX_GID, latencyUs: 0 });
+  const id = await restored();
+  const s = p.policySandbox(id, own.socketPath);
+  assert.ok((await s.offload({ tier: 'remote', scope: { shrinkToBytes: 8 * MiB } })).offloadedBytes >= 56 * MiB);
+  await own.kill();
+  const err = await rejectsWith(s.prefetch(), 'THAW_MEMORY_SERVER_LOST');
+  assert.match(err.message, /remote tier/);
+  await rejectsWith(p.invoke({ function: 'mem64-c', mode: 'warm', sandboxId: id, input: new Uint8Array(0) }), 'THAW_MEMORY_SERVER_LOST');
+  assert.ok(!(await p.listSandboxes()).some((x) => x.id === id), 'the sandbox is discarded');
+});
+
 test('per strategy: a file-mapped restore offloads to the file tier only; a live page server means snapshot layers', async () => {
   const v = await p.invoke({ function: 'mem64-c', mode: 'snapshot', snapshotId, strategy: 'vanilla', input: new Uint8Array(0) });
   const sv = p.policySandbox(v.sandboxId, server.socketPath);
   assert.equal((await sv.memoryStages()).method, 'write-protect');
   await rejectsWith(sv.offload({ tier: 'compressed', scope: { shrinkToBytes: 8 * MiB } }), 'THAW_OFFLOAD_UNAVAILABLE');
   assert.ok((await sv.offload({ tier: 'file', scope: { shrinkToBytes: 8 * MiB } })).offloadedBytes >= 56 * MiB);
+  assert.equal(text((await p.invoke({ function: 'mem64-c', mode: 'warm', sandboxId: v.sandboxId, input: new Uint8Array(0) })).output), checksum);
+  // Its prefetch populates the pages from the mapped file (MADV_POPULATE_READ).
+  assert.ok((await sv.offload({ tier: 'file', scope: { shrinkToBytes: 8 * MiB } })).offloadedBytes >= 56 * MiB);
+  const pre = await sv.prefetch();
+  assert.ok(pre.prefetchedBytes >= 56 * MiB && pre.residentBytes >= 64 * MiB, JSON.stringify(pre));
   assert.equal(text((await p.invoke({ function: 'mem64-c', mode: 'warm', sandboxId: v.sandboxId, input: new Uint8Array(0) })).output), checksum);
   await p.deleteSandbox(v.sandboxId);
   const u = await p.invoke({ function: 'mem64-c', mode: 'snapshot', snapshotId, strategy: 'uffd', input: new Uint8Array(0) });

@@ -23,6 +23,7 @@ export function policySandboxOf(host: HostProcess, id: string, fn: string, memor
     id,
     fn,
     offload: (req) => host.offload(id, req, memorySocket),
+    prefetch: () => host.prefetch(id),
     memoryStages: () => host.memoryStages(id),
     cgroup: host.cgroup ? cgroupControl(host.cgroup) : null,
   };

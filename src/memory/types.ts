@@ -43,10 +43,19 @@ export interface OffloadReport {
   elapsedMs: number;
 }
 
+/** What a prefetch brought back (a semi-warm sandbox picked for a request). */
+export interface PrefetchReport {
+  prefetchedBytes: number;
+  residentBytes: number;
+  elapsedMs: number;
+}
+
 /** Cumulative offload figures of one sandbox. */
 export interface OffloadStats {
   offloadedBytes: number;
+  /** Brought back: by faults, and in bulk by prefetch (prefetchedBytes of them). */
   faultedBackBytes: number;
+  prefetchedBytes: number;
   faultBacks: number;
   faultBackMeanUs: number;
 }
@@ -66,6 +75,8 @@ export interface PolicySandbox {
   readonly id: string;
   readonly fn: string;
   offload(req: OffloadRequest): Promise<OffloadReport>;
+  /** Brings back in bulk the held pages its requests use (host-memory.ts: prefetch). */
+  prefetch(): Promise<PrefetchReport>;
   memoryStages(): Promise<MemoryStages>;
   /** Its host's memory cgroup, where it has one (the tmo policy acts on it, in the daemon). */
   readonly cgroup?: PolicyCgroup | null;
@@ -99,6 +110,11 @@ export interface MemoryPolicy {
    * `reuseP99Ms` the P99 of its function's reuse interval. Says whether it is now semi-warm.
    */
   onIdle(s: PolicySandbox, idleMs: number, reuseP99Ms: number): Promise<'warm' | 'semi-warm'>;
+  /**
+   * An idle sandbox was picked for a request (`semiWarm`: the policy had made it semi-warm); the
+   * request waits for it. Optional.
+   */
+  beforeReuse?(s: PolicySandbox, semiWarm: boolean): Promise<void>;
   /**
    * Whether it needs page life stages tracked from a sandbox's start (write-protect tracking,
    * which costs every request a fault per page it first writes): the platform turns tracking on

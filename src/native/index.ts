@@ -63,6 +63,7 @@ interface Addon {
   omConnect(handle: OffloadHandle, socketPath: string, timeoutMs: number): void;
   omScan(handle: OffloadHandle, what: 0 | 1 | 2): Uint8Array;
   omOffload(handle: OffloadHandle, tier: number, pages: Uint32Array): number;
+  omPrefetch(handle: OffloadHandle, pages: Uint32Array): number;
   omStats(handle: OffloadHandle): RawOffloadStats;
   omStop(handle: OffloadHandle, fill: boolean): void;
   fcRecv(fd: number, timeoutMs: number): RawFcHandshake;
@@ -585,6 +586,9 @@ export interface RawOffloadStats {
   readonly storedBytes: number;
   /** Pages offloaded and not faulted back. */
   readonly heldPages: number;
+  /** Pages brought back in bulk by prefetch() (not counted in faultedPages), and the time it took, summed. */
+  readonly prefetchedPages: number;
+  readonly prefetchNs: number;
   /** 2: MISSING + write-protect (every tier); 1: write-protect only (a file-mapped range: stages, file tier). */
   readonly mode: number;
   /** Why fetching a page back failed ('' while nothing failed): the memory is fenced from then on. */
@@ -652,6 +656,16 @@ export class GuestOffloader {
    */
   offload(tier: keyof typeof OFFLOAD_TIER_NUMBER, pages: Uint32Array): number {
     return call('omOffload', this.#running(), OFFLOAD_TIER_NUMBER[tier], pages);
+  }
+
+  /**
+   * Brings the held ones of `pages` (page numbers, ascending) back in bulk before the guest
+   * touches them: one read of the tier and one UFFDIO_COPY per run of up to 256 pages, installed
+   * write-protected (the next scan sees only what the guest writes). Returns how many came back.
+   * Throws THAW_INTERNAL; a page that cannot be fetched fences the memory, as a fault would.
+   */
+  prefetch(pages: Uint32Array): number {
+    return call('omPrefetch', this.#running(), pages);
   }
 
   stats(): RawOffloadStats {

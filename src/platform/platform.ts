@@ -29,6 +29,10 @@ import { Breakdown } from './breakdown.js';
 import { startRedisRelay, type RedisRelay } from './redis-relay.js';
 import { policySandboxOf, type ReportingSandbox } from '../memory/policy-sandbox.js';
 import { startMemoryServer, type MemoryServer } from '../memory/remote-server.js';
+import { setUpZramSwap, type ZramSwap } from '../memory/zram-swap.js';
+
+/** Capacity (uncompressed) of the zram swap device tmo:compressed sets up. */
+const ZRAM_SWAP_BYTES = 2 * 1024 ** 3;
 import type { ObjectStore, ObjectStoreConfig } from '../store/object-store.js';
 import { openObjectStore } from '../store/open-store.js';
 import { FunctionRegistry } from './function-registry.js';
@@ -181,6 +185,8 @@ export class Platform implements ThawApi {
   private memoryTracking = false;
   /** The remote tier's memory server in use, and every one started (by latency): earlier ones keep serving their sandboxes until close. */
   private memoryServer: MemoryServer | null = null;
+  /** The zram swap device of tmo:compressed, while that setting is configured. */
+  private zramSwap: ZramSwap | null = null;
   private readonly memoryServers = new Map<number, MemoryServer>();
   /** Snapshots the last scrub found corrupt, with what it found: refused until scrubbed whole. */
   private readonly scrubFailures = new Map<string, string>();
@@ -352,6 +358,25 @@ export class Platform implements ThawApi {
     }
     const latencyUs = this.keepAlive.remoteLatencyUs;
     if (latencyUs !== null) await this.startMemoryServer(latencyUs);
+    if (this.keepAlive.wantsZramSwap && !this.zramSwap) {
+      this.zramSwap = await setUpZramSwap(ZRAM_SWAP_BYTES);
+      this.log.info({ device: this.zramSwap.device, bytes: ZRAM_SWAP_BYTES }, 'zram swap set up for tmo:compressed');
+    } else if (!this.keepAlive.wantsZramSwap && this.zramSwap) {
+      await this.removeZramSwap();
+    }
+  }
+
+  /** Removes tmo:compressed's zram swap; when swapoff fails (a host at a lowered limit holds pages there) it stays, and the next configure or close() tries again. */
+  private async removeZramSwap(): Promise<void> {
+    const z = this.zramSwap;
+    if (!z) return;
+    try {
+      await z.remove();
+      this.zramSwap = null;
+      this.log.info({ device: z.device }, 'zram swap removed');
+    } catch (err: unknown) {
+      this.log.warn({ device: z.device, err: err instanceof Error ? err.message : String(err) }, 'zram swap could not be removed yet (tried again at the next setting and at close)');
+    }
   }
 
   /**
@@ -616,7 +641,8 @@ export class Platform implements ThawApi {
   }
 
   async scheduler(): Promise<SchedulerReport> {
-    return this.keepAlive.reportWithMemory();
+    const report = await this.keepAlive.reportWithMemory();
+    return this.zramSwap ? { ...report, zram: this.zramSwap.figures() } : report;
   }
 
   async configureScheduler(req: SchedulerChange): Promise<SchedulerReport> {
@@ -666,6 +692,7 @@ export class Platform implements ThawApi {
     await this.redisRelay?.close();
     await Promise.all([...this.memoryServers.values()].map((m) => m.kill()));
     this.sandboxes.clear();
+    await this.removeZramSwap();
     if (this.cgroupParent) removeCgroupParent(this.cgroupParent);
     if (this.objects) await (await this.objects.catch(() => undefined))?.close();
   }

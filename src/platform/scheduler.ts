@@ -102,7 +102,8 @@ export class KeepAliveScheduler<S extends ScheduledSandbox> {
     if (!(Number.isInteger(next.remoteLatencyUs) && next.remoteLatencyUs >= 0 && next.remoteLatencyUs <= 1_000_000)) {
       throw new ThawError('THAW_CONFIG_INVALID', { detail: `remoteLatencyUs must be a whole number of microseconds in [0, 1000000], got '${String(next.remoteLatencyUs)}'` });
     }
-    const policy = createPolicy(next.policy, { timing: next.tier === null ? {} : { tier: next.tier }, scale: next.timeScale });
+    // tmo's compressed tier is a zram swap device the platform sets up (wantsZramSwap).
+    const policy = createPolicy(next.policy, { timing: next.tier === null ? {} : { tier: next.tier, tmoSwap: next.tier === 'compressed' }, scale: next.timeScale });
     this.settings = next;
     this.policy = policy;
     // A sandbox made semi-warm by the previous policy stays shrunk; it counts as semi-warm until used.
@@ -123,6 +124,11 @@ export class KeepAliveScheduler<S extends ScheduledSandbox> {
   /** The remote tier's per-page latency when the configured setting uses the remote tier, else null. */
   get remoteLatencyUs(): number | null {
     return this.settings.tier === 'remote' && this.policy.id !== 'none' ? this.settings.remoteLatencyUs : null;
+  }
+
+  /** Whether the configured setting is tmo on the compressed tier: reclaim into a zram swap device the platform sets up. */
+  get wantsZramSwap(): boolean {
+    return this.policy.id === 'tmo' && this.settings.tier === 'compressed';
   }
 
   /** Whether starts may pipeline the first request behind boot or restore (the policy has no afterInit to run between). */
@@ -168,13 +174,16 @@ export class KeepAliveScheduler<S extends ScheduledSandbox> {
 
   /**
    * Waits for the policy call running on a claimed idle sandbox, then says how it starts: semi-warm
-   * when the policy last said so, else warm. It is warm from here on.
+   * when the policy last said so, else warm. It is warm from here on. The policy's beforeReuse
+   * (faasmem: a semi-warm sandbox's prefetch) runs before this returns: the request waits for it.
    */
   async reuse(s: S): Promise<StartKind> {
     const t = this.track(s);
     await t.pending;
     const kind: StartKind = t.semiWarm ? 'semi-warm' : 'warm';
     t.semiWarm = false;
+    const policy = this.policy;
+    if (policy.beforeReuse) await this.callPolicy(s, 'beforeReuse', () => policy.beforeReuse!(this.host.policySandbox(s), kind === 'semi-warm'));
     return kind;
   }
 

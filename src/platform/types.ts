@@ -4,6 +4,7 @@
 import type { HostLayout, RuntimeId } from '../core/function-spec.js';
 import type { ArtefactInfo } from '../restore/index.js';
 import type { SandboxMemory } from '../memory/types.js';
+import type { ZramFigures } from '../memory/zram-swap.js';
 import type { LogEntry } from './function-logs.js';
 export type { LogEntry } from './function-logs.js';
 
@@ -69,6 +70,8 @@ export interface SchedulerReport {
   keepAliveMs: number;
   tickMs: number;
   sandboxes: { live: number; idle: number; semiWarm: number };
+  /** The zram swap device behind tmo:compressed, while configured (its bytes are local memory too). */
+  zram?: ZramFigures;
   functions: Record<string, { starts: Record<StartKind, number>; expired: number; reuseP99Ms: number; reuseSamples: number }>;
   /** Each live sandbox's memory (GET /v1/scheduler; absent from a PUT's reply). */
   memory?: SandboxMemoryFigures[];

@@ -10,8 +10,8 @@ import { toThawError } from '../core/errors.js';
 import { jailLockExec, uffdUseDevice } from '../native/index.js';
 import { setRecordingOutbox } from '../restore/recording-outbox.js';
 import { RECORDING_OUTBOX } from './jail.js';
-import type { HostEnvelope, HostMessage, HostRequest, HostStamps, MemoryStagesResult, OffloadResult, StatsResult } from './protocol.js';
-import { memoryStages, offload, offloadStats, trackRequest } from '../memory/host-memory.js';
+import type { HostEnvelope, HostMessage, HostRequest, HostStamps, MemoryStagesResult, OffloadResult, PrefetchResult, StatsResult } from './protocol.js';
+import { memoryStages, offload, offloadStats, prefetch, trackRequest } from '../memory/host-memory.js';
 import { hostSettings, instance, instances, prepared, send } from './host/state.js';
 import { boot, configure, destroy, prepare, readyNextInstance, releaseAll, restore } from './host/lifecycle.js';
 import { invoke } from './host/invoke.js';
@@ -76,6 +76,8 @@ async function handle(req: HostRequest): Promise<unknown> {
       return memoryStages(instance(req.sandboxId).id) satisfies MemoryStagesResult;
     case 'offload':
       return offload(instance(req.sandboxId).id, req.request, req.memorySocket) satisfies OffloadResult;
+    case 'prefetch':
+      return prefetch(instance(req.sandboxId).id) satisfies PrefetchResult;
     case 'inspect':
       return inspectJail();
     case 'clock':

@@ -5,7 +5,7 @@ import { fork, spawn, type ChildProcess } from 'node:child_process';
 import { performance } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
 import { ThawError } from '../core/errors.js';
-import type { HostEnvelope, HostMessage, HostRequest, HostStamps, MemoryStagesResult, OffloadResult, StatsResult } from './protocol.js';
+import type { HostEnvelope, HostMessage, HostRequest, HostStamps, MemoryStagesResult, OffloadResult, PrefetchResult, StatsResult } from './protocol.js';
 import type { OffloadRequest, SandboxOffloadFigures } from '../memory/types.js';
 import { MemoryCgroup } from './cgroup.js';
 import { JAIL_FAILED_EXIT, UFFD_DEVICE_FD, jailerCommand, type JailPlan } from './jail.js';
@@ -215,6 +215,11 @@ export class HostProcess {
    */
   offload(sandboxId: string, request: OffloadRequest, memorySocket: string | null = null): Promise<OffloadResult> {
     return this.request<OffloadResult>({ op: 'offload', sandboxId, request, memorySocket }, { timeoutMs: 60_000 });
+  }
+
+  /** Brings back in bulk the offloaded pages sandbox `sandboxId`'s requests use. Throws THAW_MEMORY_SERVER_LOST. */
+  prefetch(sandboxId: string): Promise<PrefetchResult> {
+    return this.request<PrefetchResult>({ op: 'prefetch', sandboxId }, { timeoutMs: 60_000 });
   }
 
   /** Cumulative offload figures of sandbox `sandboxId` (zeros when it never offloaded) and its resident memory. */

@@ -8,7 +8,7 @@ import type { FunctionParams } from '../core/function-spec.js';
 import type { SnapshotMeta } from '../core/snapshot-format.js';
 import type { ObjectStoreConfig } from '../store/object-store.js';
 import type { RestoreStats } from '../restore/strategy.js';
-import type { MemoryStages, OffloadReport, OffloadRequest, SandboxMemory, SandboxOffloadFigures } from '../memory/types.js';
+import type { MemoryStages, OffloadReport, OffloadRequest, PrefetchReport, SandboxMemory, SandboxOffloadFigures } from '../memory/types.js';
 
 /** A deployed function as a host needs it. */
 export interface HostFunction {
@@ -46,6 +46,7 @@ export type HostRequest =
   | { op: 'memoryStages'; sandboxId: string }
   /** Moves cold pages of the sandbox to a tier; memorySocket: the daemon's relay to the memory server (remote tier). */
   | { op: 'offload'; sandboxId: string; request: OffloadRequest; memorySocket: string | null }
+  | { op: 'prefetch'; sandboxId: string }
   | { op: 'stats' }
   /** The host's monotonic clock now (the daemon relates it to its own: see HostProcess.calibrate). */
   | { op: 'clock' }
@@ -95,6 +96,7 @@ export interface StatsResult {
 /** How a sandbox's stages were found: write-protect tracking, or its snapshot's layers. */
 export type MemoryStagesResult = MemoryStages & { method: 'write-protect' | 'snapshot-layers' | 'untracked' };
 export type OffloadResult = OffloadReport;
+export type PrefetchResult = PrefetchReport;
 
 /** Wire shape of an error crossing the channel (ThawError.toJSON()). */
 export interface WireError { code: string; message: string; params?: Record<string, string | number> }

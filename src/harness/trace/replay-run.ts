@@ -235,6 +235,13 @@ async function sampleMemory(api: ThawApi, names: ReadonlySet<string>, setting: s
       offloaded += h.heldBytes;
       faulted = (faulted ?? 0) + h.faultedBackBytes;
     }
+    // tmo:compressed's zram swap: what it holds is offloaded, the RAM it takes is local memory.
+    const z = report.zram;
+    if (z) {
+      resident += z.memUsedBytes;
+      stored += z.memUsedBytes;
+      offloaded += z.origBytes;
+    }
   } else if (mine.length > 0 && views.every((m) => m?.residentBytes !== undefined)) {
     source = 'memory.residentBytes';
     for (const m of views) {

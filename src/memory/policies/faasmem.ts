@@ -7,7 +7,12 @@
 //     not touch again go back);
 //   - semi-warm: idle past max(P99 of its function's reuse interval, semiWarmMinIdleMs), the
 //     sandbox gives back half of what it holds above the floor (at least semiWarmMinStepBytes)
-//     every semiWarmStepMs, down to semiWarmFloorBytes; its next request faults back what it uses.
+//     every semiWarmStepMs, down to semiWarmFloorBytes. Its next request faults back what it
+//     uses; each fault brings back up to 32 held pages from the faulting one on (readahead in
+//     native/thaw_offload.c). The variant 'faasmem-prefetch' brings the pages its requests touched
+//     and those the steps took back in bulk before the request instead (one read of the tier and
+//     one UFFDIO_COPY per run of up to 256 pages); measured on a loaded machine it was slower than
+//     readahead faults for mem64-c, which reads its heap in order (README, bench:offload).
 // Ablations: 'faasmem-no-stages' offloads every page no request touched since the last offload,
 // whatever its stage (request pages too: no Pucket); 'faasmem-no-semiwarm' never shrinks idle
 // sandboxes. A sandbox that cannot offload (THAW_OFFLOAD_UNAVAILABLE: a page server owns its
@@ -21,6 +26,8 @@ import type { PolicyTiming } from './timing.js';
 export interface FaasMemOptions {
   readonly stages: boolean;
   readonly semiWarm: boolean;
+  /** Bring a semi-warm sandbox's working set back in bulk when it is picked, before its request (default false). */
+  readonly prefetch?: boolean;
   readonly timing: PolicyTiming;
   /** Milliseconds now (a replay's scaled clock may be given). Default Date.now. */
   readonly now?: () => number;
@@ -66,7 +73,7 @@ export function faasmemPolicy(opts: FaasMemOptions): FaasMemPolicy {
   const cold: OffloadRequest['scope'] = { stages: opts.stages ? ['runtime', 'init'] : ['runtime', 'init', 'request'] };
   const again: OffloadRequest['scope'] = { stages: opts.stages ? ['init'] : ['runtime', 'init', 'request'] };
   return {
-    id: `faasmem${opts.stages ? '' : '-no-stages'}${opts.semiWarm ? '' : '-no-semiwarm'}`,
+    id: `faasmem${opts.stages ? '' : '-no-stages'}${opts.semiWarm ? '' : '-no-semiwarm'}${opts.prefetch === true ? '-prefetch' : ''}`,
     // Without stages every page no request touched since the last offload goes: tracking starts at the first offload.
     needsStages: opts.stages,
     async afterRequest(s, requestsServed) {
@@ -99,6 +106,10 @@ export function faasmemPolicy(opts: FaasMemOptions): FaasMemPolicy {
         }
       }
       return 'semi-warm';
+    },
+    async beforeReuse(s, semiWarm) {
+      if (!semiWarm || opts.prefetch !== true || state.get(s.id)?.unavailable) return;
+      await s.prefetch();
     },
     forget(sandboxId) {
       state.delete(sandboxId);

@@ -1,5 +1,5 @@
 // The memory policies by id: the one registry the keep-alive scheduler and `thaw replay` build
-// them from (the five below, and any a test or an experiment registers).
+// them from (the six below, and any a test or an experiment registers).
 
 import { ThawError } from '../../core/errors.js';
 import type { MemoryPolicy } from '../types.js';
@@ -10,7 +10,7 @@ import { tmoPolicy } from './tmo.js';
 
 export { DEFAULT_TIMING, scaleTiming, type PolicyTiming } from './timing.js';
 
-export const POLICY_IDS = ['none', 'tmo', 'faasmem', 'faasmem-no-stages', 'faasmem-no-semiwarm'] as const;
+export const POLICY_IDS = ['none', 'tmo', 'faasmem', 'faasmem-no-stages', 'faasmem-no-semiwarm', 'faasmem-prefetch'] as const;
 export type PolicyId = (typeof POLICY_IDS)[number];
 
 /** Builds a policy from its scaled timing (the tier is timing.tier) and its clock. */
@@ -22,6 +22,7 @@ const POLICIES = new Map<string, PolicyFactory>([
   ['faasmem', (timing, now) => faasmemPolicy({ stages: true, semiWarm: true, timing, now })],
   ['faasmem-no-stages', (timing, now) => faasmemPolicy({ stages: false, semiWarm: true, timing, now })],
   ['faasmem-no-semiwarm', (timing, now) => faasmemPolicy({ stages: true, semiWarm: false, timing, now })],
+  ['faasmem-prefetch', (timing, now) => faasmemPolicy({ stages: true, semiWarm: true, prefetch: true, timing, now })],
 ]);
 
 /** Adds a policy under its id (a test's or an experiment's); the built-in ids cannot be replaced. */

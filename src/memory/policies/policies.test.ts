@@ -54,6 +54,25 @@ test('semi-warm: an idle sandbox shrinks in steps, stops at the floor, and still
   await p.deleteSandbox(s.id);
 });
 
+test('faasmem-prefetch: a semi-warm sandbox picked for a request gets its pages back before it; faasmem leaves them to faults', async () => {
+  const scale = 1000;
+  const minIdle = DEFAULT_TIMING.semiWarmMinIdleMs / scale;
+  const step = DEFAULT_TIMING.semiWarmStepMs / scale;
+  for (const id of ['faasmem-prefetch', 'faasmem'] as const) {
+    const policy = createPolicy(id, { scale });
+    const s = p.policySandbox(await restored());
+    for (let k = 0; k < 16; k++) await policy.onIdle(s, minIdle + k * step, 5);
+    assert.ok((await s.memoryStages()).residentBytes <= 9 * MiB);
+    await policy.beforeReuse!(s, true);
+    const resident = (await s.memoryStages()).residentBytes;
+    if (id === 'faasmem-prefetch') assert.ok(resident >= 64 * MiB, `${id}: resident after beforeReuse ${resident}`);
+    else assert.ok(resident <= 9 * MiB, `${id}: resident after beforeReuse ${resident}`);
+    const warm = await p.invoke({ function: 'mem64-c', mode: 'warm', sandboxId: s.id, input: new Uint8Array(0) });
+    assert.equal(text(warm.output), checksum);
+    await p.deleteSandbox(s.id);
+  }
+});
+
 test('faasmem: the first request leaves stage pages cold, they go; pages requests fault back stay at the next re-offload', async () => {
   const id = await restored();
   const s = p.policySandbox(id);

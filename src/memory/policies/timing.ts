@@ -28,6 +28,12 @@ export interface PolicyTiming {
   readonly tmoRefaultThreshold: number;
   /** tmo: headroom kept above the cgroup's anonymous memory (no swap here: it cannot be reclaimed). */
   readonly tmoAnonHeadroomBytes: number;
+  /**
+   * tmo: a swap device is behind it (the zram swap Thaw sets up for `tmo:compressed`), so reclaim
+   * can take anonymous memory too: the limit may go down to tmoSwapFloorBytes.
+   */
+  readonly tmoSwap: boolean;
+  readonly tmoSwapFloorBytes: number;
   /** Where faasmem offloads. */
   readonly tier: OffloadTierId;
 }
@@ -43,6 +49,8 @@ export const DEFAULT_TIMING: PolicyTiming = {
   tmoStepBytes: 4 * MiB,
   tmoRefaultThreshold: 64,
   tmoAnonHeadroomBytes: 8 * MiB,
+  tmoSwap: false,
+  tmoSwapFloorBytes: 16 * MiB,
   tier: 'compressed',
 };
 
