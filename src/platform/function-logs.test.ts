@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { FunctionLogs } from './function-logs.js';
+import { FunctionLogs, LogRateLimiter } from './function-logs.js';
 
 test('FunctionLogs keeps the newest lines per function within a line count and a byte budget, and cuts long lines', () => {
   const logs = new FunctionLogs({ maxLines: 3, maxBytes: 12, maxLineBytes: 6 });
@@ -27,4 +27,18 @@ test('FunctionLogs.follow() delivers new lines of one function until aborted', (
   stop.abort();
   logs.append('f', 'sb', 'stdout', 'after');
   assert.deepEqual(seen, ['one', 'two']);
+});
+
+test('LogRateLimiter passes a burst, drops what is over the rate, and says how much in the next line that passes', () => {
+  let now = 0;
+  const limit = new LogRateLimiter({ bytesPerSecond: 100, burstBytes: 10 }, () => now);
+  assert.equal(limit.admit('sb', 'aaaaaaaaa\n'), 'aaaaaaaaa\n', 'the burst (10 bytes) passes');
+  assert.equal(limit.admit('sb', 'b\n'), null, 'the bucket is empty');
+  assert.equal(limit.admit('other', 'c\n'), 'c\n', 'another sandbox has its own bucket');
+  assert.equal(limit.admit('sb', 'dddd\n'), null);
+  now = 50; // 5 bytes refilled
+  assert.equal(limit.admit('sb', 'e\n'), '[thaw: 7 bytes of output dropped: over 0 KiB/s]\ne\n');
+  assert.equal(limit.admit('sb', 'f\n'), 'f\n', 'the note is said once');
+  now = 10_000;
+  assert.equal(limit.admit('sb', 'x'.repeat(11)), null, 'a chunk larger than the burst never passes');
 });

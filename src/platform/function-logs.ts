@@ -78,3 +78,53 @@ export class FunctionLogs {
     this.logs.delete(fn);
   }
 }
+
+export interface LogRate {
+  /** Bytes of guest output a sandbox may log per second, sustained. */
+  readonly bytesPerSecond: number;
+  /** Bytes it may log at once after a quiet spell. */
+  readonly burstBytes: number;
+}
+
+export const DEFAULT_LOG_RATE: LogRate = { bytesPerSecond: 256 << 10, burstBytes: 1 << 20 };
+
+/**
+ * A token bucket per sandbox in front of the logs: a guest that writes without end costs the
+ * daemon's log (disk) and CPU, so what passes the rate is dropped, counted, and said in the next
+ * line that gets through. Retention bounds memory; this bounds the work.
+ */
+export class LogRateLimiter {
+  private readonly buckets = new Map<string, { tokens: number; at: number; dropped: number }>();
+
+  constructor(private readonly rate: LogRate = DEFAULT_LOG_RATE, private readonly now: () => number = () => performance.now()) {}
+
+  /** `text` (after a note of what was dropped before it) when the sandbox may log it now, else null. */
+  admit(sandboxId: string, text: string): string | null {
+    const t = this.now();
+    let b = this.buckets.get(sandboxId);
+    if (!b) {
+      if (this.buckets.size >= 4096) this.prune(t);
+      b = { tokens: this.rate.burstBytes, at: t, dropped: 0 };
+      this.buckets.set(sandboxId, b);
+    }
+    b.tokens = Math.min(this.rate.burstBytes, b.tokens + ((t - b.at) / 1000) * this.rate.bytesPerSecond);
+    b.at = t;
+    const bytes = Buffer.byteLength(text);
+    if (bytes > b.tokens) {
+      b.dropped += bytes;
+      return null;
+    }
+    b.tokens -= bytes;
+    if (b.dropped === 0) return text;
+    const note = `[thaw: ${b.dropped} bytes of output dropped: over ${Math.round(this.rate.bytesPerSecond / 1024)} KiB/s]\n`;
+    b.dropped = 0;
+    return note + text;
+  }
+
+  /** Buckets that have refilled carry no state worth keeping. */
+  private prune(t: number): void {
+    for (const [id, b] of this.buckets) {
+      if (b.dropped === 0 && b.tokens + ((t - b.at) / 1000) * this.rate.bytesPerSecond >= this.rate.burstBytes) this.buckets.delete(id);
+    }
+  }
+}

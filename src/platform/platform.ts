@@ -24,7 +24,7 @@ import type { FunctionParams, HostLayout } from '../core/function-spec.js';
 import { getStrategy, listStrategies, listArtefacts, discardArtefacts, grantTmpfsCopy, AUTO_STRATEGY, DEFAULT_STRATEGY } from '../restore/index.js';
 import { AutoStrategy, imageFacts, type AutoChoice, type SnapshotFacts } from '../restore/auto-strategy.js';
 import { StrategyPreparer, type PrepareOutcome } from './strategy-preparer.js';
-import { FunctionLogs, type LogEntry } from './function-logs.js';
+import { FunctionLogs, LogRateLimiter, type LogEntry } from './function-logs.js';
 import { Breakdown } from './breakdown.js';
 import { startRedisRelay, type RedisRelay } from './redis-relay.js';
 import { policySandboxOf, type ReportingSandbox } from '../memory/policy-sandbox.js';
@@ -178,6 +178,7 @@ export class Platform implements ThawApi {
   private readonly snapshotMeta = new Map<string, { meta: SnapshotMeta; diskBytes: number; runs: readonly PageRun[] }>();
   private readonly autoStrategy = new AutoStrategy();
   private readonly logs = new FunctionLogs();
+  private readonly logRate = new LogRateLimiter();
   readonly jail: JailState;
   private readonly cgroupState: string;
   private cgroupParent: string | null = null;
@@ -245,7 +246,9 @@ export class Platform implements ThawApi {
       hostOverheadMiB: params.hostOverheadMiB,
       objectStore: params.objectStore,
       cgroupParent,
-      onLog: (sandboxId, stream, text) => {
+      onLog: (sandboxId, stream, raw) => {
+        const text = this.logRate.admit(sandboxId, raw);
+        if (text === null) return;
         this.log.info({ sandboxId, stream }, text.trimEnd());
         const fn = this.sandboxes.get(sandboxId)?.fn;
         if (fn !== undefined) this.logs.append(fn, sandboxId, stream, text);
