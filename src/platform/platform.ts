@@ -1093,6 +1093,9 @@ export class Platform implements ThawApi {
     if (!existsSync(outbox)) return;
     try {
       for (const name of RECORDED_FILES) {
+        // Two first restores may both record: the first recording adopted stays. Replacing it
+        // would change the bytes under a restore that was already given the sealed digest.
+        if (existsSync(join(this.snapshotRoot, id, name))) continue;
         const bytes = readPlainFile(join(outbox, name));
         if (bytes) writeFileDurable(join(this.snapshotRoot, id, name), bytes);
       }

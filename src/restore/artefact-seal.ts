@@ -78,6 +78,18 @@ export function expectArtefacts(id: string, digests: Readonly<Record<string, str
 }
 
 /**
+ * False when this process restores snapshot `id` under the daemon's seal (expectArtefacts) and
+ * the seal has no `name`: the artefact was not there when the daemon prepared this restore. For
+ * an artefact a restore records (a working set, a loading set), that is a concurrent first
+ * restore's recording adopted since: this restore treats it as absent and records too (the
+ * daemon keeps the first one adopted), instead of refusing a snapshot that is fine.
+ */
+export function sealedForThisRestore(id: string, name: string): boolean {
+  const digests = expected.get(id);
+  return digests === undefined || Object.hasOwn(digests, name);
+}
+
+/**
  * Checks the sealed part `part` of artefact `name` of snapshot `id` against the daemon's seal, when
  * this process was given one (expectArtefacts). Throws THAW_SNAPSHOT_CORRUPT naming the artefact
  * when it is not sealed or its bytes are not the sealed ones.

@@ -25,7 +25,7 @@ import { crc32 } from 'node:zlib';
 import { ThawError } from '../core/errors.js';
 import { PAGE_BYTES, type PageRun } from '../core/snapshot-format.js';
 import { readAt, writeAt, writeFileVia } from './snapshot-image.js';
-import { checkArtefact } from './artefact-seal.js';
+import { checkArtefact, sealedForThisRestore } from './artefact-seal.js';
 
 export const LOADING_SET_FILE = 'ls.faasnap';
 const MAGIC = 'THAWLSET';
@@ -180,6 +180,7 @@ export interface OpenedLoadingSet {
  * Throws THAW_SNAPSHOT_CORRUPT.
  */
 export function openLoadingSet(dir: string, id: string, memoryPages: number, checkSeal = true): OpenedLoadingSet | null {
+  if (checkSeal && !sealedForThisRestore(id, LOADING_SET_FILE)) return null;
   const path = loadingSetPath(dir);
   let fd: number;
   try {

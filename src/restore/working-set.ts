@@ -16,7 +16,7 @@ import { crc32 } from 'node:zlib';
 import { ThawError } from '../core/errors.js';
 import { PAGE_BYTES, type PageRun } from '../core/snapshot-format.js';
 import { writeAtomic } from './snapshot-image.js';
-import { checkArtefact } from './artefact-seal.js';
+import { checkArtefact, sealedForThisRestore } from './artefact-seal.js';
 
 export const WORKING_SET_FILE = 'ws.reap';
 const MAGIC = 'THAWWSET';
@@ -119,11 +119,13 @@ export function decodeWorkingSet(id: string, buf: Buffer, memoryPages: number): 
 }
 
 /**
- * Reads the working set of the snapshot in `dir` in one read; null when none was recorded yet.
+ * Reads the working set of the snapshot in `dir` in one read; null when none was recorded yet (or
+ * none when the daemon prepared this restore: sealedForThisRestore).
  * Throws THAW_SNAPSHOT_CORRUPT when the file is present but damaged, or not the one the daemon
  * sealed (artefact-seal.ts).
  */
 export function readWorkingSet(dir: string, id: string, memoryPages: number): WorkingSet | null {
+  if (!sealedForThisRestore(id, WORKING_SET_FILE)) return null;
   let buf: Buffer;
   try {
     buf = readFileSync(workingSetPath(dir));
