@@ -5,7 +5,7 @@ import { fork, spawn, type ChildProcess } from 'node:child_process';
 import { performance } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
 import { ThawError } from '../core/errors.js';
-import type { HostEnvelope, HostMessage, HostRequest, HostStamps, MemoryStagesResult, OffloadResult, StatsResult } from './protocol.js';
+import type { HostEnvelope, HostMessage, HostRequest, HostSpan, HostStamps, MemoryStagesResult, OffloadResult, StatsResult } from './protocol.js';
 import type { OffloadRequest, SandboxOffloadFigures } from '../memory/types.js';
 import { MemoryCgroup } from './cgroup.js';
 import { JAIL_FAILED_EXIT, UFFD_DEVICE_FD, jailerCommand, type JailPlan } from './jail.js';
@@ -31,6 +31,8 @@ export interface Timed<T> {
   readonly sentAt: number;
   readonly receivedAt: number;
   readonly host: HostStamps;
+  /** The spans the host recorded (a traced request: RequestOptions.traceparent), else empty. */
+  readonly spans: readonly HostSpan[];
 }
 
 export interface RequestOptions {
@@ -40,6 +42,8 @@ export interface RequestOptions {
   onTimeout?: () => ThawError;
   /** Start the deadline only when this settles successfully (a request pipelined behind another). */
   timeoutAfter?: Promise<unknown>;
+  /** Trace the request: the host records its steps under this W3C trace context and returns them (Timed.spans). */
+  traceparent?: string;
 }
 
 /** Why a host process ended. */
@@ -171,7 +175,7 @@ export class HostProcess {
         if (opts.timeoutAfter) opts.timeoutAfter.then(arm, () => {});
         else arm();
       }
-      const env: HostEnvelope = { reqId, req };
+      const env: HostEnvelope = opts.traceparent === undefined ? { reqId, req } : { reqId, req, traceparent: opts.traceparent };
       this.child.send(env, (err) => {
         if (err && this.pending.delete(reqId)) {
           if (p.timer) clearTimeout(p.timer);
@@ -249,7 +253,7 @@ export class HostProcess {
     if (msg.ok) {
       const at = msg.at;
       const host = { recv: this.toDaemonClock(at.recv), start: this.toDaemonClock(at.start), reply: this.toDaemonClock(at.reply) };
-      p.resolve({ result: msg.result, sentAt: p.sentAt, receivedAt: performance.now(), host });
+      p.resolve({ result: msg.result, sentAt: p.sentAt, receivedAt: performance.now(), host, spans: msg.spans ?? [] });
     } else {
       p.reject(ThawError.fromJSON(msg.error));
     }
