@@ -7,7 +7,7 @@ import { performance } from 'node:perf_hooks';
 import type { Timed } from '../sandbox/host-process.js';
 import type { HostTimings } from '../sandbox/protocol.js';
 import { TIMING_PARTS, type InvokeTimings, type TimingPart } from './types.js';
-import type { InvocationTrace } from './tracing.js';
+import { endSpan, type InvocationTrace } from './tracing.js';
 
 const PART_KEYS = new Set<string>(TIMING_PARTS.map((p) => p.key));
 const PART_LABELS = new Map<string, string>(TIMING_PARTS.map((p) => [p.key, p.label]));
@@ -27,7 +27,7 @@ export class Breakdown {
   since(part: TimingPart, t0: number): number {
     const now = performance.now();
     this.add(part, now - t0);
-    this.trace?.step(PART_LABELS.get(part) ?? part, {}, performance.timeOrigin + t0).end(performance.timeOrigin + now);
+    if (this.trace) endSpan(this.trace.step(PART_LABELS.get(part) ?? part, {}, performance.timeOrigin + t0), undefined, performance.timeOrigin + now);
     return now;
   }
 

@@ -10,6 +10,7 @@ import { OTLPTraceExporter } from '@opentelemetry/exporter-trace-otlp-http';
 import { ZipkinExporter } from '@opentelemetry/exporter-zipkin';
 import { resourceFromAttributes, type Resource } from '@opentelemetry/resources';
 import { BasicTracerProvider, BatchSpanProcessor, type ReadableSpan, type SpanProcessor } from '@opentelemetry/sdk-trace-base';
+import { performance } from 'node:perf_hooks';
 import { formatTraceparent, parseTraceparent, type HostSpan } from '../sandbox/protocol.js';
 
 /** Where spans go: a Zipkin v2 endpoint (`.../api/v2/spans`) or an OTLP/HTTP traces endpoint (`.../v1/traces`). */
@@ -86,12 +87,12 @@ export class PlatformTracing {
     } else if (Math.random() >= this.sampleRatio) {
       return null;
     }
-    return new InvocationTrace(this, this.tracer.startSpan(name, { attributes, kind: SpanKind.SERVER }, ctx));
+    return new InvocationTrace(this, this.tracer.startSpan(name, { attributes, kind: SpanKind.SERVER, startTime: epochMs() }, ctx));
   }
 
   /** @internal A child of `parent`, started now or at `startMs` (ms since the epoch). */
   child(parent: Span, name: string, attributes: Attributes, startMs?: number): Span {
-    return this.tracer.startSpan(name, { attributes, ...(startMs !== undefined && { startTime: startMs }) }, trace.setSpan(context.active(), parent));
+    return this.tracer.startSpan(name, { attributes, startTime: startMs ?? epochMs() }, trace.setSpan(context.active(), parent));
   }
 
   /** @internal Exports spans a sandbox host recorded, as recorded (their ids, parents and times). */
@@ -140,15 +141,23 @@ export class InvocationTrace {
   /** Ends the invocation's span (with error status and message when `err` is given). */
   end(attributes: Attributes, err?: unknown): void {
     this.span.setAttributes(attributes);
-    if (err !== undefined) this.span.setStatus({ code: SpanStatusCode.ERROR, message: err instanceof Error ? err.message : String(err) });
-    this.span.end();
+    endSpan(this.span, err);
   }
 }
 
-/** Ends `span` with error status when `err` is set. */
-export function endSpan(span: Span, err?: unknown, endMs?: number): void {
+/**
+ * Ends `span` now or at `endMs` (with error status when `err` is set). Every span of a trace is
+ * timed on the epoch clock with sub-ms precision, the host's too (the SDK's own default start is
+ * Date.now(), whole milliseconds).
+ */
+export function endSpan(span: Span, err?: unknown, endMs = epochMs()): void {
   if (err !== undefined) span.setStatus({ code: SpanStatusCode.ERROR, message: err instanceof Error ? err.message : String(err) });
   span.end(endMs);
+}
+
+/** Wall-clock now in ms since the epoch (performance.timeOrigin + performance.now()). */
+export function epochMs(): number {
+  return performance.timeOrigin + performance.now();
 }
 
 function hostSpanToReadable(h: HostSpan, extra: Attributes, resource: Resource): ReadableSpan {

@@ -47,7 +47,7 @@ export async function boot(req: Req<'boot'>): Promise<BootResult> {
   checkCapacity(p, req.sandboxId);
   releasePreallocated(null);
   const t0 = performance.now();
-  const guest = await hostSpan('boot', { 'thaw.sandbox': req.sandboxId }, () => p.adapter.boot(p.prepared, contextFor(req.sandboxId, p.fn)));
+  const guest = await hostSpan('instantiate', { 'thaw.sandbox': req.sandboxId }, () => p.adapter.boot(p.prepared, contextFor(req.sandboxId, p.fn)));
   trackBoot(req.sandboxId, guest.memory, req.trackMemory === true);
   const bootMs = since(t0);
   const t1 = performance.now();

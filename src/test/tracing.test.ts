@@ -1,0 +1,126 @@
+// Live traces from inside sandbox hosts: a restore invoked with a caller's W3C traceparent is
+// exported to a Zipkin stand-in (a small HTTP server here that accepts Zipkin v2 JSON, as a real
+// Zipkin's /api/v2/spans does) with the caller's trace id, the daemon's spans under the caller's
+// span, and the spans the (jailed) host recorded in its own process under the daemon's request.
+
+import assert from 'node:assert/strict';
+import { createServer, type Server } from 'node:http';
+import { test } from 'node:test';
+import { buildServer } from '../api/server.js';
+import { PlatformTracing } from '../platform/tracing.js';
+import { suiteFunction } from '../suite/index.js';
+import { deployExample, newPlatform } from './helpers.js';
+
+/** A Zipkin v2 span as the exporter posts it. */
+interface ZipkinSpan {
+  traceId: string;
+  id: string;
+  parentId?: string;
+  name: string;
+  timestamp: number;
+  duration: number;
+  localEndpoint: { serviceName: string };
+  tags: Record<string, string>;
+}
+
+/** Stands in for Zipkin: accepts POST /api/v2/spans (JSON array) and keeps what arrived. */
+async function startZipkinStandIn(): Promise<{ url: string; spans: ZipkinSpan[]; server: Server }> {
+  const spans: ZipkinSpan[] = [];
+  const server = createServer((req, res) => {
+    let body = '';
+    req.setEncoding('utf8');
+    req.on('data', (c: string) => (body += c));
+    req.on('end', () => {
+      if (req.method !== 'POST' || req.url !== '/api/v2/spans' || !/json/.test(req.headers['content-type'] ?? '')) {
+        res.writeHead(404).end();
+        return;
+      }
+      spans.push(...(JSON.parse(body) as ZipkinSpan[]));
+      res.writeHead(202).end();
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return { url: `http://127.0.0.1:${(server.address() as { port: number }).port}/api/v2/spans`, spans, server };
+}
+
+test('a restore\'s spans recorded inside the sandbox host reach Zipkin in the caller\'s trace, under the daemon\'s spans', { timeout: 180_000 }, async () => {
+  const zipkin = await startZipkinStandIn();
+  const platform = newPlatform();
+  // Only callers' sampled traceparents are traced (ratio 0 for the rest).
+  const tracing = new PlatformTracing({ exportTo: { protocol: 'zipkin', url: zipkin.url }, sampleRatio: 0 });
+  platform.setTracing(tracing);
+  const app = await buildServer(platform, { host: '127.0.0.1', token: null, logLevel: 'silent' });
+  try {
+    // matmul reads its input object and writes its output object: both are host spans too.
+    const matmul = suiteFunction('matmul');
+    await deployExample(platform, 'suite/matmul');
+    const input = matmul.smallInput();
+    await platform.putObject(input.key, input.bytes);
+    const event = Buffer.from(matmul.event(input));
+    const cold = await platform.invoke({ function: 'matmul', mode: 'cold', input: event, keep: true });
+    const snap = await platform.createSnapshot({ sandboxId: cold.sandboxId, kind: 'full' });
+    await platform.deleteSandbox(cold.sandboxId);
+
+    const traceId = '4bf92f3577b34da6a3ce929d0e0e4736';
+    const callerSpan = '00f067aa0ba902b7';
+    const invoke = (traceparent: string): Promise<{ statusCode: number; body: string }> => app.inject({
+      method: 'POST', url: `/v1/functions/matmul/invocations?mode=snapshot&snapshot=${snap.id}&strategy=eager&keep=false`,
+      headers: { traceparent, 'content-type': 'application/octet-stream' }, payload: event,
+    });
+    const traced = await invoke(`00-${traceId}-${callerSpan}-01`);
+    assert.equal(traced.statusCode, 200, traced.body);
+    // An unsampled caller's invocation records nothing, in the daemon or the host.
+    const unsampled = await invoke('00-11111111111111111111111111111111-2222222222222222-00');
+    assert.equal(unsampled.statusCode, 200, unsampled.body);
+    assert.equal(await tracing.close(), null, 'export succeeded');
+
+    const spans = zipkin.spans;
+    assert.ok(spans.length > 0, 'spans arrived');
+    assert.deepEqual([...new Set(spans.map((s) => s.traceId))], [traceId], 'one trace: the caller\'s (nothing of the unsampled one, nor of the cold start)');
+    const one = (name: string, service: string): ZipkinSpan => {
+      const found = spans.filter((s) => s.name === name && s.localEndpoint.serviceName === service);
+      assert.equal(found.length, 1, `one '${name}' span from ${service}: ${JSON.stringify(spans.map((s) => `${s.localEndpoint.serviceName}:${s.name}`))}`);
+      return found[0]!;
+    };
+    const childOf = (child: ZipkinSpan, parent: ZipkinSpan): void => {
+      assert.equal(child.parentId, parent.id, `'${child.name}' is a child of '${parent.name}'`);
+      // Epoch clocks of two processes on one machine: the child lies within its parent (1 ms slack for rounding).
+      assert.ok(child.timestamp >= parent.timestamp - 1000 && child.timestamp + child.duration <= parent.timestamp + parent.duration + 1000, `'${child.name}' lies within '${parent.name}'`);
+    };
+
+    const root = one('invoke matmul', 'thaw-daemon');
+    assert.equal(root.parentId, callerSpan, 'the daemon\'s span is the caller\'s child');
+    assert.equal(root.tags['thaw.start'], 'snapshot');
+    assert.equal(root.tags['thaw.strategy'], 'eager');
+    const hostRestore = one('host restore', 'thaw-daemon');
+    const hostInvoke = one('host invoke', 'thaw-daemon');
+    childOf(hostRestore, root);
+    childOf(hostInvoke, root);
+
+    // Recorded in the sandbox host's own process.
+    const restore = one('restore', 'thaw-sandbox-host');
+    childOf(restore, hostRestore);
+    assert.equal(restore.tags['thaw.snapshot'], snap.id);
+    assert.equal(restore.tags['thaw.strategy'], 'eager');
+    assert.ok(Number(restore.tags['thaw.restore.bytes_read']) > 0, 'restore stats on the span');
+    childOf(one('open snapshot', 'thaw-sandbox-host'), restore);
+    const resume = one('resume', 'thaw-sandbox-host');
+    childOf(resume, restore);
+    childOf(one('map or prefetch (fill)', 'thaw-sandbox-host'), resume);
+    const hostSideInvoke = one('invoke', 'thaw-sandbox-host');
+    childOf(hostSideInvoke, hostInvoke);
+    const handler = one('handler', 'thaw-sandbox-host');
+    childOf(handler, hostSideInvoke);
+    const get = one('object get', 'thaw-sandbox-host');
+    childOf(get, handler);
+    assert.equal(get.tags['thaw.object.key'], input.key);
+    childOf(one('object put', 'thaw-sandbox-host'), handler);
+    // The restore finished before the invocation's handler started (pipelined behind it in the host).
+    assert.ok(restore.timestamp + restore.duration <= handler.timestamp + 1000);
+  } finally {
+    await app.close();
+    await platform.close();
+    await tracing.close();
+    zipkin.server.close();
+  }
+});
