@@ -12,7 +12,7 @@ import { MEMORY_FILE, readState, diskUsageBytes, sweepSnapshotTemps, writeFileDu
 import { checkArtefactSeals, ensureSnapshotKey, sealArtefacts, sealState, verifyChainSeals } from '../snapshot/snapshot-seal.js';
 import type { PageRun, SnapshotMeta } from '../core/snapshot-format.js';
 import { HostPool } from '../sandbox/host-pool.js';
-import type { HostProcess, RequestOptions, Timed } from '../sandbox/host-process.js';
+import { spansOfFailure, type HostProcess, type RequestOptions, type Timed } from '../sandbox/host-process.js';
 import { removeCgroupParent, setUpCgroupParent } from '../sandbox/cgroup.js';
 import { RECORDING_OUTBOX, SANDBOX_GID, grantToFunction, jailAvailability, readPlainFile, secureDataDir } from '../sandbox/jail.js';
 import { RECORDED_FILES } from '../restore/recording-outbox.js';
@@ -1244,7 +1244,10 @@ function requestTraced<T>(sandbox: Sandbox, req: HostRequest, opts: RequestOptio
   sent.then((timed) => {
     trace.adopt(timed.spans, host);
     endSpan(span);
-  }, (err: unknown) => endSpan(span, err));
+  }, (err: unknown) => {
+    trace.adopt(spansOfFailure(err), host);
+    endSpan(span, err);
+  });
   return sent;
 }
 

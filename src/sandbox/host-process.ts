@@ -255,9 +255,19 @@ export class HostProcess {
       const host = { recv: this.toDaemonClock(at.recv), start: this.toDaemonClock(at.start), reply: this.toDaemonClock(at.reply) };
       p.resolve({ result: msg.result, sentAt: p.sentAt, receivedAt: performance.now(), host, spans: msg.spans ?? [] });
     } else {
-      p.reject(ThawError.fromJSON(msg.error));
+      const err = ThawError.fromJSON(msg.error);
+      if (msg.spans) spansOfFailures.set(err, msg.spans);
+      p.reject(err);
     }
   }
+}
+
+/** What hosts recorded for traced requests that failed (the error reply's spans), by error. */
+const spansOfFailures = new WeakMap<ThawError, readonly HostSpan[]>();
+
+/** The spans the host recorded for a traced request that failed with `err` (none for other errors). */
+export function spansOfFailure(err: unknown): readonly HostSpan[] {
+  return err instanceof ThawError ? (spansOfFailures.get(err) ?? []) : [];
 }
 
 function describeExit(info: HostExit): string {

@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { createServer, type Server } from 'node:http';
 import { test } from 'node:test';
 import { buildServer } from '../api/server.js';
-import { PlatformTracing } from '../platform/tracing.js';
+import { PlatformTracing, type SavedSpan } from '../platform/tracing.js';
 import { suiteFunction } from '../suite/index.js';
 import { deployExample, newPlatform } from './helpers.js';
 
@@ -122,5 +122,36 @@ test('a restore\'s spans recorded inside the sandbox host reach Zipkin in the ca
     await platform.close();
     await tracing.close();
     zipkin.server.close();
+  }
+});
+
+test('a traced invocation whose guest traps is exported with the host\'s handler span marked as the error', { timeout: 120_000 }, async () => {
+  const spans: SavedSpan[] = [];
+  const platform = newPlatform();
+  const tracing = new PlatformTracing({ exportTo: null, sink: (s) => spans.push(s), sampleRatio: 0 });
+  platform.setTracing(tracing);
+  try {
+    await deployExample(platform, 'faulty-c');
+    const traceId = 'a'.repeat(32);
+    await assert.rejects(platform.invoke({ function: 'faulty-c', mode: 'cold', input: Buffer.from('trap'), keep: false, traceparent: `00-${traceId}-${'b'.repeat(16)}-01` }), { code: 'THAW_GUEST_TRAP' });
+    const named = (name: string, service: string): SavedSpan => {
+      const s = spans.find((x) => x.name === name && x.service === service);
+      assert.ok(s, `a '${name}' span from ${service}: ${spans.map((x) => `${x.service}:${x.name}`).join(', ')}`);
+      return s;
+    };
+    assert.ok(spans.every((s) => s.traceId === traceId));
+    const root = named('invoke faulty-c', 'thaw-daemon');
+    assert.equal(root.status, 'error');
+    assert.equal(root.attributes['thaw.error'], 'THAW_GUEST_TRAP');
+    const hostInvoke = named('host invoke', 'thaw-daemon');
+    assert.equal(hostInvoke.status, 'error');
+    // The failed request's reply still carried what the host recorded.
+    const handler = named('handler', 'thaw-sandbox-host');
+    assert.equal(handler.status, 'error');
+    assert.equal(named('invoke', 'thaw-sandbox-host').parentSpanId, hostInvoke.spanId);
+    assert.ok(named('instantiate', 'thaw-sandbox-host'));
+  } finally {
+    await platform.close();
+    await tracing.close();
   }
 });
