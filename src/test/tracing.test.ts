@@ -1,47 +1,15 @@
 // Live traces from inside sandbox hosts: a restore invoked with a caller's W3C traceparent is
-// exported to a Zipkin stand-in (a small HTTP server here that accepts Zipkin v2 JSON, as a real
+// exported to a Zipkin stand-in (harness/zipkin-stand-in.ts: accepts Zipkin v2 JSON as a real
 // Zipkin's /api/v2/spans does) with the caller's trace id, the daemon's spans under the caller's
 // span, and the spans the (jailed) host recorded in its own process under the daemon's request.
 
 import assert from 'node:assert/strict';
-import { createServer, type Server } from 'node:http';
 import { test } from 'node:test';
 import { buildServer } from '../api/server.js';
 import { PlatformTracing, type SavedSpan } from '../platform/tracing.js';
 import { suiteFunction } from '../suite/index.js';
 import { deployExample, newPlatform } from './helpers.js';
-
-/** A Zipkin v2 span as the exporter posts it. */
-interface ZipkinSpan {
-  traceId: string;
-  id: string;
-  parentId?: string;
-  name: string;
-  timestamp: number;
-  duration: number;
-  localEndpoint: { serviceName: string };
-  tags: Record<string, string>;
-}
-
-/** Stands in for Zipkin: accepts POST /api/v2/spans (JSON array) and keeps what arrived. */
-async function startZipkinStandIn(): Promise<{ url: string; spans: ZipkinSpan[]; server: Server }> {
-  const spans: ZipkinSpan[] = [];
-  const server = createServer((req, res) => {
-    let body = '';
-    req.setEncoding('utf8');
-    req.on('data', (c: string) => (body += c));
-    req.on('end', () => {
-      if (req.method !== 'POST' || req.url !== '/api/v2/spans' || !/json/.test(req.headers['content-type'] ?? '')) {
-        res.writeHead(404).end();
-        return;
-      }
-      spans.push(...(JSON.parse(body) as ZipkinSpan[]));
-      res.writeHead(202).end();
-    });
-  });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  return { url: `http://127.0.0.1:${(server.address() as { port: number }).port}/api/v2/spans`, spans, server };
-}
+import { startZipkinStandIn, type ZipkinSpan } from '../harness/zipkin-stand-in.js';
 
 test('a restore\'s spans recorded inside the sandbox host reach Zipkin in the caller\'s trace, under the daemon\'s spans', { timeout: 180_000 }, async () => {
   const zipkin = await startZipkinStandIn();
@@ -121,7 +89,7 @@ test('a restore\'s spans recorded inside the sandbox host reach Zipkin in the ca
     await app.close();
     await platform.close();
     await tracing.close();
-    zipkin.server.close();
+    await zipkin.close();
   }
 });
 
