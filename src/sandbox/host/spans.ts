@@ -82,18 +82,6 @@ export function setSpanAttributes(attributes: Attributes): void {
   if (top) Object.assign(top.attributes, attributes);
 }
 
-/**
- * Records and drops one throwaway trace, so that the first traced request of a fresh host does
- * not pay for compiling this module's code (measured: +0.2-0.35 ms per cold start or restore,
- * in `host other`, without it). Run once when the host starts, before any request.
- */
-export function warmUpRecording(): void {
-  beginRecording('00-00000000000000000000000000000001-0000000000000001-01');
-  hostSpan('warm-up', { warm: true }, () => hostSpan('inner', {}, () => setSpanAttributes({ n: 1 })));
-  void hostSpan('warm-up', {}, async () => {});
-  endRecording();
-}
-
 /** Whether the current request is traced (for work only a span needs). */
 export function tracing(): boolean {
   return current !== null;
@@ -107,8 +95,7 @@ function open(r: Recording, name: string, attributes: Attributes): OpenSpan {
 
 /**
  * 16 hex digits, not all zero, from Math.random as OpenTelemetry's own RandomIdGenerator makes
- * them: ids need to be unique, not secret, and node:crypto's first use in a fresh host costs
- * a restore ~0.3 ms (measured with bench:core).
+ * them: ids need to be unique, not secret (and node:crypto need not load in every host).
  */
 function spanId(): string {
   let id = '';
