@@ -15,7 +15,7 @@ import { ZipkinExporter } from '@opentelemetry/exporter-zipkin';
 import { resourceFromAttributes } from '@opentelemetry/resources';
 import { BasicTracerProvider, BatchSpanProcessor, InMemorySpanExporter, SimpleSpanProcessor, type SpanProcessor } from '@opentelemetry/sdk-trace-base';
 import { TIMING_PARTS, type InvokeTimings } from '../platform/types.js';
-import { HOST_SERVICE, PlatformTracing, epochMs, toSavedSpan, type SavedSpan } from '../platform/tracing.js';
+import { HOST_SERVICE, PlatformTracing, closeProvider, epochMs, toSavedSpan, type SavedSpan } from '../platform/tracing.js';
 import { formatTraceparent } from '../sandbox/protocol.js';
 import type { RestoreStats } from '../restore/strategy.js';
 
@@ -152,12 +152,6 @@ export class BenchTracer {
   /** Flushes exporters and stops; export failures are reported, never thrown (the run's own traces.json is the record). */
   async close(): Promise<string | null> {
     const platformError = await this.platformTracing.close();
-    try {
-      await this.provider.forceFlush();
-      await this.provider.shutdown();
-      return platformError;
-    } catch (err: unknown) {
-      return err instanceof Error ? err.message : String(err);
-    }
+    return (await closeProvider(this.provider)) ?? platformError;
   }
 }

@@ -104,14 +104,19 @@ export class PlatformTracing {
   }
 
   /** Flushes and stops the exporters; an export failure is returned, never thrown. */
-  async close(): Promise<string | null> {
-    try {
-      await this.provider.forceFlush();
-      await this.provider.shutdown();
-      return null;
-    } catch (err: unknown) {
-      return err instanceof Error ? err.message : String(err);
-    }
+  close(): Promise<string | null> {
+    return closeProvider(this.provider);
+  }
+}
+
+/** Flushes and stops `provider`'s exporters; an export failure is returned, never thrown. */
+export async function closeProvider(provider: BasicTracerProvider): Promise<string | null> {
+  try {
+    await provider.forceFlush();
+    await provider.shutdown();
+    return null;
+  } catch (err: unknown) {
+    return err instanceof Error ? err.message : String(err);
   }
 }
 
