@@ -1,9 +1,11 @@
 // Live traces from inside sandbox hosts: a restore invoked with a caller's W3C traceparent is
 // exported to a Zipkin stand-in (harness/zipkin-stand-in.ts: accepts Zipkin v2 JSON as a real
 // Zipkin's /api/v2/spans does) with the caller's trace id, the daemon's spans under the caller's
-// span, and the spans the (jailed) host recorded in its own process under the daemon's request.
+// span, and the spans the (jailed) host recorded in its own process under the daemon's request;
+// the same through OTLP/HTTP (JSON) to a receiver standing in for an OpenTelemetry collector.
 
 import assert from 'node:assert/strict';
+import { createServer } from 'node:http';
 import { test } from 'node:test';
 import { buildServer } from '../api/server.js';
 import { PlatformTracing, type SavedSpan } from '../platform/tracing.js';
@@ -121,5 +123,51 @@ test('a traced invocation whose guest traps is exported with the host\'s handler
   } finally {
     await platform.close();
     await tracing.close();
+  }
+});
+
+test('with otlp, the host\'s spans reach an OTLP/HTTP receiver in the caller\'s trace, under the sandbox host\'s service', { timeout: 120_000 }, async () => {
+  // Stands in for an OpenTelemetry collector's OTLP/HTTP receiver (JSON, POST /v1/traces).
+  type OtlpSpan = { traceId: string; spanId: string; parentSpanId?: string; name: string };
+  const received: { service: string; span: OtlpSpan }[] = [];
+  const server = createServer((req, res) => {
+    let body = '';
+    req.setEncoding('utf8');
+    req.on('data', (c: string) => (body += c));
+    req.on('end', () => {
+      if (req.method !== 'POST' || req.url !== '/v1/traces') return void res.writeHead(404).end();
+      const msg = JSON.parse(body) as { resourceSpans: { resource: { attributes: { key: string; value: { stringValue?: string } }[] }; scopeSpans: { spans: OtlpSpan[] }[] }[] };
+      for (const rs of msg.resourceSpans) {
+        const service = rs.resource.attributes.find((a) => a.key === 'service.name')?.value.stringValue ?? '';
+        for (const ss of rs.scopeSpans) for (const span of ss.spans) received.push({ service, span });
+      }
+      res.writeHead(200, { 'content-type': 'application/json' }).end('{}');
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const url = `http://127.0.0.1:${(server.address() as { port: number }).port}/v1/traces`;
+  const platform = newPlatform();
+  const tracing = new PlatformTracing({ exportTo: { protocol: 'otlp', url }, sampleRatio: 0 });
+  platform.setTracing(tracing);
+  try {
+    await deployExample(platform, 'hello-c');
+    const traceId = 'c'.repeat(32);
+    const res = await platform.invoke({ function: 'hello-c', mode: 'cold', input: Buffer.from('otlp'), keep: false, traceparent: `00-${traceId}-${'d'.repeat(16)}-01` });
+    assert.equal(Buffer.from(res.output).toString(), 'hello, otlp');
+    assert.equal(await tracing.close(), null, 'export succeeded');
+    assert.ok(received.length > 0);
+    assert.ok(received.every((r) => r.span.traceId === traceId), 'the caller\'s trace');
+    const byName = (name: string, service: string): OtlpSpan => {
+      const r = received.find((x) => x.span.name === name && x.service === service);
+      assert.ok(r, `'${name}' from ${service}: ${received.map((x) => `${x.service}:${x.span.name}`).join(', ')}`);
+      return r.span;
+    };
+    const hostBoot = byName('host boot', 'thaw-daemon');
+    assert.equal(byName('boot', 'thaw-sandbox-host').parentSpanId, hostBoot.spanId);
+    assert.equal(byName('handler', 'thaw-sandbox-host').parentSpanId, byName('invoke', 'thaw-sandbox-host').spanId);
+  } finally {
+    await platform.close();
+    await tracing.close();
+    server.close();
   }
 });
