@@ -39,6 +39,8 @@ export class BenchTracer {
   /** What the platforms of the run record (Platform.setTracing): their spans and their hosts'. */
   readonly platformTracing: PlatformTracing;
   private readonly recorded: SavedSpan[] = [];
+  /** The same spans by their parent's id (recordedUnder walks down from an invocation). */
+  private readonly recordedByParent = new Map<string, SavedSpan[]>();
 
   /** @param exportTo a collector to send spans to as well (batched), or null */
   constructor(experiment: string, exportTo: { readonly protocol: 'zipkin' | 'otlp'; readonly url: string } | null) {
@@ -51,7 +53,17 @@ export class BenchTracer {
     });
     this.tracer = this.provider.getTracer('thaw-harness');
     // Only invocations the harness passes its traceparent with are traced (ratio 0 for others).
-    this.platformTracing = new PlatformTracing({ exportTo, sink: (span) => this.recorded.push(span), sampleRatio: 0 });
+    this.platformTracing = new PlatformTracing({
+      exportTo,
+      sink: (span) => {
+        this.recorded.push(span);
+        if (span.parentSpanId === null) return;
+        const siblings = this.recordedByParent.get(span.parentSpanId);
+        if (siblings) siblings.push(span);
+        else this.recordedByParent.set(span.parentSpanId, [span]);
+      },
+      sampleRatio: 0,
+    });
   }
 
   /** The traceparent that puts what the platform records under `span`. */
@@ -61,17 +73,12 @@ export class BenchTracer {
 
   /** The spans the platform and its hosts recorded under `span` (all descendants), oldest first. */
   recordedUnder(span: Span): SavedSpan[] {
-    const ids = new Set([span.spanContext().spanId]);
     const out: SavedSpan[] = [];
-    // Children end (and arrive) before their parents: repeat until no span joins.
-    for (let grew = true; grew;) {
-      grew = false;
-      for (const s of this.recorded) {
-        if (s.parentSpanId !== null && ids.has(s.parentSpanId) && !ids.has(s.spanId)) {
-          ids.add(s.spanId);
-          out.push(s);
-          grew = true;
-        }
+    const queue = [span.spanContext().spanId];
+    for (let id = queue.pop(); id !== undefined; id = queue.pop()) {
+      for (const child of this.recordedByParent.get(id) ?? []) {
+        out.push(child);
+        queue.push(child.spanId);
       }
     }
     return out.sort((a, b) => a.startMs - b.startMs);
