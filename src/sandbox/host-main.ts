@@ -17,7 +17,7 @@ import { boot, configure, destroy, prepare, readyNextInstance, releaseAll, resto
 import { invoke } from './host/invoke.js';
 import { snapshot } from './host/snapshot.js';
 import { inspectJail } from './host/inspect.js';
-import { beginRecording, endRecording, hostSpan } from './host/spans.js';
+import { beginRecording, endRecording, hostSpan, warmUpRecording } from './host/spans.js';
 
 /** What the daemon passed on the command line (a host's environment is empty). */
 const args = parseHostArgs(process.argv.slice(2));
@@ -128,4 +128,5 @@ process.on('uncaughtException', fatal);
 process.on('unhandledRejection', fatal);
 // The daemon going away ends the host: a host never outlives its owner.
 process.on('disconnect', () => process.exit(0));
+warmUpRecording();
 send({ kind: 'ready', pid: process.pid });

@@ -82,6 +82,18 @@ export function setSpanAttributes(attributes: Attributes): void {
   if (top) Object.assign(top.attributes, attributes);
 }
 
+/**
+ * Records and drops one throwaway trace when the host starts, so that its first traced request
+ * does not pay for compiling this code (its regular expressions, its functions): measured in a
+ * fresh process, 0.35 ms for the first request against 0.085 ms for the second.
+ */
+export function warmUpRecording(): void {
+  beginRecording('00-00000000000000000000000000000001-0000000000000001-01');
+  hostSpan('warm-up', { warm: true }, () => hostSpan('inner', {}, () => setSpanAttributes({ n: 1 })));
+  void hostSpan('warm-up', {}, async () => {});
+  endRecording();
+}
+
 /** Whether the current request is traced (for work only a span needs). */
 export function tracing(): boolean {
   return current !== null;
