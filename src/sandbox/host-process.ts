@@ -6,10 +6,10 @@ import { performance } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
 import { ThawError } from '../core/errors.js';
 import type { HostEnvelope, HostMessage, HostRequest, HostStamps, MemoryStagesResult, OffloadResult, StatsResult } from './protocol.js';
-import type { HostSpan } from './protocol.js';
 import type { OffloadRequest, SandboxOffloadFigures } from '../memory/types.js';
 import { MemoryCgroup } from './cgroup.js';
 import { JAIL_FAILED_EXIT, UFFD_DEVICE_FD, jailerCommand, type JailPlan } from './jail.js';
+import type { HostSpan } from './protocol.js';
 
 const HOST_MAIN = fileURLToPath(new URL('./host-main.js', import.meta.url));
 
