@@ -170,6 +170,42 @@ function Strategies({ strategies }) {
     </tr>`)}</tbody></table></section>`;
 }
 
+const REPORTS_REFRESH_MS = 10_000;
+const kib = (bytes) => (bytes / 1024).toFixed(0);
+
+/**
+ * The harness's experiment reports in the daemon's results directory. A link opens the report
+ * (served as a sandboxed document); with a token, a plain link cannot send it, so the report is
+ * fetched with the token and shown below in a sandboxed frame (no scripts, its own origin).
+ */
+function Reports() {
+  const [list, setList] = useState(null);
+  const [open, setOpen] = useState(null);
+  useEffect(() => {
+    const load = () => api('GET', '/v1/reports').then(setList, () => {});
+    load();
+    const timer = setInterval(load, REPORTS_REFRESH_MS);
+    return () => clearInterval(timer);
+  }, []);
+  if (!list) return null;
+  const show = async (e, r) => {
+    if (!sessionStorage.getItem(TOKEN_KEY)) return; // the link opens it
+    e.preventDefault();
+    const res = await fetch(`/v1/reports/${r.path}`, { headers: { authorization: `Bearer ${sessionStorage.getItem(TOKEN_KEY)}` } });
+    setOpen({ path: r.path, html: res.ok ? await res.text() : `<p>HTTP ${res.status}</p>` });
+  };
+  return html`<section id="reports"><h2>Experiment reports (${list.reports.length})</h2>
+    <p class="muted">${list.resultsDir ? html`from <code>${list.resultsDir}</code> (thaw bench, thaw replay)` : 'no results directory'}</p>
+    <table><thead><tr><th>kind</th><th>run</th><th>written</th><th class="num">KiB</th><th></th></tr></thead>
+    <tbody>${list.reports.map((r) => html`<tr>
+      <td>${r.kind}</td><td>${r.run}</td><td>${r.modifiedAt.replace('T', ' ').slice(0, 19)}</td><td class="num">${kib(r.sizeBytes)}</td>
+      <td><a class="report-link" href=${`/v1/reports/${r.path}`} target="_blank" rel="noopener noreferrer" onClick=${(e) => show(e, r)}>open report</a></td>
+    </tr>`)}</tbody></table>
+    ${open && html`<div class="report-view"><p>${open.path} <button onClick=${() => setOpen(null)}>close</button></p>
+      <iframe sandbox="" srcdoc=${open.html} title=${open.path}></iframe></div>`}
+  </section>`;
+}
+
 function App() {
   const { state, error, refresh } = useDaemon();
   const [message, setMessage] = useState(null);
@@ -190,6 +226,7 @@ function App() {
       <${Snapshots} snapshots=${state.snapshots} />
       <${Invocations} invocations=${state.invocations} />
       <${Strategies} strategies=${state.strategies} />
+      <${Reports} />
     </main>`;
 }
 

@@ -9,8 +9,8 @@ import type {
 export class HttpClient implements ThawApi {
   constructor(private readonly baseUrl: string, private readonly token: string | null = null) {}
 
-  private async call<T>(method: string, path: string, body?: unknown, rawBody?: Uint8Array): Promise<T> {
-    const headers: Record<string, string> = {};
+  private async call<T>(method: string, path: string, body?: unknown, rawBody?: Uint8Array, extraHeaders: Record<string, string> = {}): Promise<T> {
+    const headers: Record<string, string> = { ...extraHeaders };
     if (this.token) headers.authorization = `Bearer ${this.token}`;
     let payload: string | Uint8Array | undefined;
     if (rawBody) {
@@ -127,6 +127,7 @@ export class HttpClient implements ThawApi {
     if (req.keep !== undefined) q.set('keep', String(req.keep));
     const wire = await this.call<Omit<InvokeResult, 'output'> & { output?: string; outputBase64?: string }>(
       'POST', `/v1/functions/${encodeURIComponent(req.function)}/invocations?${q}`, undefined, req.input,
+      req.traceparent === undefined ? {} : { traceparent: req.traceparent },
     );
     const { output, outputBase64, ...rest } = wire;
     return { ...rest, output: output !== undefined ? Buffer.from(output, 'utf8') : Buffer.from(outputBase64 ?? '', 'base64') };

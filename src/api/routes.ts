@@ -383,6 +383,8 @@ export function registerRoutes(app: FastifyInstance, api: ThawApi): void {
           ...(q.snapshot !== undefined && { snapshotId: q.snapshot }),
           ...(q.strategy !== undefined && { strategy: q.strategy }),
           ...(q.keep !== undefined && { keep: q.keep }),
+          // W3C Trace Context: a sampled caller's trace gets the invocation's spans (docs/tracing.md).
+          ...(typeof req.headers.traceparent === 'string' && { traceparent: req.headers.traceparent }),
         });
         return invocationToWire(result);
       },

@@ -25,7 +25,7 @@ export interface ServerParams {
 const LOOPBACK = new Set(['127.0.0.1', '::1', 'localhost']);
 
 /** Builds the daemon's Fastify app over `api` (not listening yet; tests use app.inject). */
-export async function buildServer(api: ThawApi, params: Pick<ServerParams, 'host' | 'token' | 'logLevel'>, extra: { health?: () => unknown } & MetricsSources = {}): Promise<FastifyInstance> {
+export async function buildServer(api: ThawApi, params: Pick<ServerParams, 'host' | 'token' | 'logLevel'>, extra: { health?: () => unknown; resultsDir?: string } & MetricsSources = {}): Promise<FastifyInstance> {
   if (!LOOPBACK.has(params.host) && !params.token) {
     throw new ThawError('THAW_CONFIG_INVALID', { detail: `binding to ${params.host} (not loopback) requires a bearer token (--token or THAW_TOKEN)` });
   }
@@ -86,6 +86,6 @@ export async function buildServer(api: ThawApi, params: Pick<ServerParams, 'host
   app.get('/health', { schema: { summary: 'Liveness and pool state', tags: ['daemon'] } }, async () => ({ ok: true, ...(extra.health?.() as object | undefined) }));
   const recent = new RecentInvocations();
   registerRoutes(app, observeInvocations(api, [metrics, recent]));
-  await registerDashboard(app, recent);
+  await registerDashboard(app, recent, extra.resultsDir ?? null);
   return app;
 }

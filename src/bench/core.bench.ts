@@ -13,6 +13,7 @@ import { measurePaths, summaryRow, type PathFigures } from '../harness/measure-p
 import { EXAMPLES } from '../harness/examples.js';
 import { printTable } from '../cli/commands/with-api.js';
 import { TIMING_PARTS } from '../platform/types.js';
+import { PlatformTracing } from '../platform/tracing.js';
 
 const runs = Number(process.env.RUNS ?? 10);
 const only = (process.argv[2] ?? 'hello-c,mem64-c,stdlib-py').split(',');
@@ -25,7 +26,13 @@ const dataDir = mkdtempSync(join(tmpdir(), 'thaw-bench-'));
 const layout = process.env.LAYOUT ?? 'horizontal';
 const platform = new Platform({ ...parseDaemonConfig({ dataDir, spareHosts: 1, preparedPerFunction: 1, jail: process.env.JAIL ?? 'auto', layout }), logger: pino({ level: 'warn' }) });
 const host = `${cpus().length} x ${cpus()[0]?.model ?? 'cpu'}, ${(totalmem() / 2 ** 30).toFixed(0)} GiB, Node ${process.version}`;
-process.stdout.write(`bench:core  runs=${runs} strategy=${strategy} layout=${layout} jail=${platform.jail.jailed ? 'on' : 'off'}  host: ${host}\n`);
+// TRACE=on traces every invocation (the daemon's spans and those its hosts record, collected in
+// memory: the cost of recording and joining them, not of a collector's network).
+const traced = process.env.TRACE === 'on';
+let spanCount = 0;
+const tracing = traced ? new PlatformTracing({ exportTo: null, sink: () => spanCount++ }) : null;
+platform.setTracing(tracing);
+process.stdout.write(`bench:core  runs=${runs} strategy=${strategy} layout=${layout} jail=${platform.jail.jailed ? 'on' : 'off'} trace=${traced ? 'on' : 'off'}  host: ${host}\n`);
 const figures: PathFigures[] = [];
 try {
   for (const name of only) {
@@ -36,8 +43,10 @@ try {
   }
 } finally {
   await platform.close();
+  await tracing?.close();
   rmSync(dataDir, { recursive: true, force: true });
 }
+if (traced) process.stdout.write(`spans recorded: ${spanCount}\n`);
 process.stdout.write('\nmedians, ms:\n');
 printTable(figures.map(summaryRow));
 // Every part of the time (platform/types.ts TIMING_PARTS) of the run with the median total
@@ -58,5 +67,5 @@ printTable(figures.flatMap((f) => paths.map((path) => {
 })));
 const out = join(root, 'results', `bench-core-${new Date().toISOString().replace(/[:.]/g, '-')}.json`);
 mkdirSync(join(root, 'results'), { recursive: true });
-writeFileSync(out, JSON.stringify({ host, runs, strategy, layout, figures }, null, 2));
+writeFileSync(out, JSON.stringify({ host, runs, strategy, layout, traced, figures }, null, 2));
 process.stdout.write(`\nraw samples: ${out}\n`);

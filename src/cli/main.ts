@@ -48,6 +48,9 @@ program.command('daemon')
   .option('--keep-alive-s <s>', 'idle sandboxes expire after this many seconds', '600')
   .option('--memory-policy <id>', 'memory policy for idle sandboxes (none, or tmo, faasmem, ... where built)', 'none')
   .option('--log-level <level>', 'pino log level', 'info')
+  .option('--trace-export <protocol=url>', 'export invocation traces, with the spans recorded inside sandbox hosts: zipkin=http://127.0.0.1:9411/api/v2/spans or otlp=http://127.0.0.1:4318/v1/traces (docs/tracing.md)')
+  .option('--trace-sample-ratio <r>', 'share of invocations without a caller\'s traceparent that are traced (0..1)', '1')
+  .option('--results-dir <dir>', 'the harness\'s results directory: the dashboard links the reports in it', 'results')
   .action((o) => runDaemon(g(), o));
 
 program.command('deploy <manifest>')

@@ -38,6 +38,12 @@ export interface DaemonConfig {
   keepAliveS?: number | string | undefined;
   /** The memory policy the scheduler calls at sandbox events: none, or a registered one. */
   memoryPolicy?: string | undefined;
+  /** Export invocation traces: "zipkin=<url>" (Zipkin v2 JSON) or "otlp=<url>" (OTLP/HTTP). */
+  traceExport?: string | undefined;
+  /** Share of invocations without a caller's traceparent that are traced, 0..1 (default 1 with traceExport). */
+  traceSampleRatio?: number | string | undefined;
+  /** Where the harness writes its reports (bench, replay): the dashboard links the report.html files in it. */
+  resultsDir?: string | undefined;
 }
 
 export const JAIL_MODES = ['auto', 'required', 'off'] as const;
@@ -64,6 +70,9 @@ export interface DaemonParams {
   readonly instancesPerHost: number;
   readonly keepAliveS: number;
   readonly memoryPolicy: string;
+  readonly traceExport: { readonly protocol: 'zipkin' | 'otlp'; readonly url: string } | null;
+  readonly traceSampleRatio: number;
+  readonly resultsDir: string;
 }
 
 /** The default data directory: $THAW_HOME, else ~/.thaw. */
@@ -96,6 +105,14 @@ export function parseDaemonConfig(cfg: DaemonConfig): DaemonParams {
   if (!(JAIL_MODES as readonly string[]).includes(jail)) throw new ThawError('THAW_CONFIG_INVALID', { detail: `jail must be one of ${JAIL_MODES.join(', ')}, got '${jail}'` });
   const layout = cfg.layout ?? 'horizontal';
   if (!(HOST_LAYOUTS as readonly string[]).includes(layout)) throw new ThawError('THAW_CONFIG_INVALID', { detail: `layout must be one of ${HOST_LAYOUTS.join(', ')}, got '${layout}'` });
+  let traceExport: DaemonParams['traceExport'] = null;
+  if (cfg.traceExport !== undefined && cfg.traceExport !== '') {
+    const m = /^(zipkin|otlp)=(https?:\/\/\S+)$/.exec(cfg.traceExport);
+    if (!m) throw new ThawError('THAW_CONFIG_INVALID', { detail: `traceExport must be zipkin=<http(s) url> or otlp=<http(s) url>, got '${cfg.traceExport}'` });
+    traceExport = Object.freeze({ protocol: m[1] as 'zipkin' | 'otlp', url: m[2]! });
+  }
+  const ratio = cfg.traceSampleRatio === undefined ? 1 : typeof cfg.traceSampleRatio === 'number' ? cfg.traceSampleRatio : /^\s*(0|1|0?\.\d+|1\.0*)\s*$/.test(cfg.traceSampleRatio) ? Number(cfg.traceSampleRatio) : NaN;
+  if (!(ratio >= 0 && ratio <= 1)) throw new ThawError('THAW_CONFIG_INVALID', { detail: `traceSampleRatio must be a number in [0, 1], got '${String(cfg.traceSampleRatio)}'` });
   return Object.freeze({
     dataDir,
     host: cfg.host ?? '127.0.0.1',
@@ -118,5 +135,8 @@ export function parseDaemonConfig(cfg: DaemonConfig): DaemonParams {
     keepAliveS: int('keepAliveS', cfg.keepAliveS, 600, 0, 7 * 86400),
     // Checked against the registered policies when the platform starts (scheduler.ts).
     memoryPolicy: cfg.memoryPolicy ?? 'none',
+    traceExport,
+    traceSampleRatio: ratio,
+    resultsDir: resolve(cfg.resultsDir ?? 'results'),
   });
 }

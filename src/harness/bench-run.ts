@@ -173,6 +173,8 @@ export async function runBench(p: BenchParams, opts: RunOptions = {}): Promise<B
         maxIdleSandboxes: Math.max(16, maxParallel * 2),
       });
       t = { platform: new Platform({ ...params, logger: log }), dataDir, snapshotRoot: join(dataDir, 'snapshots') };
+      // Invocations the harness traces carry its trace into the platform and its hosts.
+      t.platform.setTracing(tracer.platformTracing);
       tiers.set(storage, t);
     }
     return t;
@@ -286,10 +288,10 @@ export async function runBench(p: BenchParams, opts: RunOptions = {}): Promise<B
 
   /** Cold boot + init + the record input; returns the kept sandbox's id. */
   async function bootOnRecord(fn: FunctionParams, setting: SettingParams, tier: Tier, record: SuiteInput, recordInput: number, step: 'boot' | 'warm-boot'): Promise<string> {
-    return tracer.span(`prepare: ${step}`, { 'thaw.function': fn.id, 'thaw.setting': setting.id }, settingSpan, async () => {
+    return tracer.span(`prepare: ${step}`, { 'thaw.function': fn.id, 'thaw.setting': setting.id }, settingSpan, async (span) => {
       const t0 = nowMs();
       await tier.platform.poolSettled();
-      const res = await tier.platform.invoke({ function: fn.target.name, mode: 'cold', input: fn.target.event(record), keep: true });
+      const res = await tier.platform.invoke({ function: fn.target.name, mode: 'cold', input: fn.target.event(record), keep: true, traceparent: tracer.traceparentOf(span) });
       const check = await fn.target.check(record, res.output, (k) => tier.platform.getObject(k));
       prepare.push({ function: fn.id, setting: setting.id, recordInput, step, snapshotId: '', ms: nowMs() - t0, detail: check.ok ? `sandbox ${res.sandboxId}` : `record output check failed: ${check.detail}` });
       return res.sandboxId;
@@ -334,10 +336,10 @@ export async function runBench(p: BenchParams, opts: RunOptions = {}): Promise<B
         prepare.push({ function: fn.id, setting: setting.id, recordInput, step: 'strategy-prepare', snapshotId: id, ms: report.elapsedMs, detail: report.built ? 'built' : 'already in place' });
       });
       if (!setting.recordRun) continue;
-      await tracer.span('prepare: record run', { 'thaw.strategy': setting.strategy, 'thaw.snapshot': id }, settingSpan, async () => {
+      await tracer.span('prepare: record run', { 'thaw.strategy': setting.strategy, 'thaw.snapshot': id }, settingSpan, async (span) => {
         await tier.platform.poolSettled();
         const t0 = nowMs();
-        const res = await tier.platform.invoke({ function: fn.target.name, mode: 'snapshot', snapshotId: id, strategy: setting.strategy, input: fn.target.event(record), keep: false });
+        const res = await tier.platform.invoke({ function: fn.target.name, mode: 'snapshot', snapshotId: id, strategy: setting.strategy, input: fn.target.event(record), keep: false, traceparent: tracer.traceparentOf(span) });
         const check = await fn.target.check(record, res.output, (k) => tier.platform.getObject(k));
         prepare.push({
           function: fn.id, setting: setting.id, recordInput, step: 'record-run', snapshotId: id, ms: nowMs() - t0,
@@ -372,12 +374,13 @@ export async function runBench(p: BenchParams, opts: RunOptions = {}): Promise<B
         let res: InvokeResult | undefined;
         let error = '';
         let stages = { ok: false, detail: '', readS: null as number | null, processS: null as number | null, writeS: null as number | null };
+        const traceparent = tracer.traceparentOf(span);
         try {
           res = setting.kind === 'cold'
-            ? await tier.platform.invoke({ function: fn.target.name, mode: 'cold', input: event, keep: false })
+            ? await tier.platform.invoke({ function: fn.target.name, mode: 'cold', input: event, keep: false, traceparent })
             : setting.kind === 'warm'
-            ? await tier.platform.invoke({ function: fn.target.name, mode: 'warm', sandboxId: target, input: event, keep: true })
-            : await tier.platform.invoke({ function: fn.target.name, mode: 'snapshot', snapshotId: target, strategy: setting.strategy, input: event, keep: false });
+            ? await tier.platform.invoke({ function: fn.target.name, mode: 'warm', sandboxId: target, input: event, keep: true, traceparent })
+            : await tier.platform.invoke({ function: fn.target.name, mode: 'snapshot', snapshotId: target, strategy: setting.strategy, input: event, keep: false, traceparent });
         } catch (err: unknown) {
           const e = toThawError(err);
           error = `${e.code}: ${e.message}`;
@@ -386,7 +389,7 @@ export async function runBench(p: BenchParams, opts: RunOptions = {}): Promise<B
         if (res) {
           stages = await fn.target.check(input, res.output, (k) => tier.platform.getObject(k));
           if (!stages.ok) error = `check: ${stages.detail}`;
-          tracer.addInvocationSteps(span, t0, res.timings, stages, res.restore);
+          tracer.addInvocationSteps(span, t0, res.timings, stages, res.restore, tracer.recordedUnder(span));
           span.setAttributes({
             'thaw.scaling': setting.scaling, 'thaw.memory.declared_bytes': res.memory.declaredBytes,
             'thaw.memory.granted_bytes': res.memory.grantedBytes, 'thaw.memory.resident_bytes': res.memory.residentBytes,

@@ -1,32 +1,25 @@
 // OpenTelemetry tracing for bench runs: every step of a run is a span (prepare, boot, snapshot,
-// record run, invocation, and inside an invocation acquire / restore / handler with the
-// function's own read / process / write). Spans are kept in memory and written with the run
-// (traces.json); with an address they also go to a Zipkin or OTLP/HTTP collector.
-// The platform reports its inner steps as durations after the fact, so those child spans are
-// placed from the timings (attribute thaw.placed = true): acquire, then restore or boot + init,
-// then the handler, with read, process and write laid end to end inside it.
+// record run, invocation, and inside an invocation the platform's steps with the function's own
+// read / process / write). Spans are kept in memory and written with the run (traces.json); with
+// an address they also go to a Zipkin or OTLP/HTTP collector.
+// The platform records its steps, and the sandbox host the steps inside its process (restore,
+// open, resume, map or prefetch, boot, init, handler, object reads and writes), as spans under the
+// harness's invocation span (platform/tracing.ts). Only the function's own read / process / write
+// seconds are placed (attribute thaw.placed = true), end to end inside the recorded handler; an
+// invocation with no recorded spans (it failed before its host replied) gets every step placed
+// from its timings instead.
 
-import { context, trace, type Attributes, type Span, type Tracer } from '@opentelemetry/api';
+import { TraceFlags, context, trace, type Attributes, type Span, type Tracer } from '@opentelemetry/api';
 import { OTLPTraceExporter } from '@opentelemetry/exporter-trace-otlp-http';
 import { ZipkinExporter } from '@opentelemetry/exporter-zipkin';
 import { resourceFromAttributes } from '@opentelemetry/resources';
-import {
-  BasicTracerProvider, BatchSpanProcessor, InMemorySpanExporter, SimpleSpanProcessor, type ReadableSpan, type SpanProcessor,
-} from '@opentelemetry/sdk-trace-base';
+import { BasicTracerProvider, BatchSpanProcessor, InMemorySpanExporter, SimpleSpanProcessor, type SpanProcessor } from '@opentelemetry/sdk-trace-base';
 import { TIMING_PARTS, type InvokeTimings } from '../platform/types.js';
+import { HOST_SERVICE, PlatformTracing, closeProvider, epochMs, toSavedSpan, type SavedSpan } from '../platform/tracing.js';
+import { formatTraceparent } from '../sandbox/protocol.js';
 import type { RestoreStats } from '../restore/strategy.js';
 
-/** One finished span as saved in traces.json. Times in ms since the epoch. */
-export interface SavedSpan {
-  readonly traceId: string;
-  readonly spanId: string;
-  readonly parentSpanId: string | null;
-  readonly name: string;
-  readonly startMs: number;
-  readonly durationMs: number;
-  readonly attributes: Attributes;
-  readonly status: 'ok' | 'error' | 'unset';
-}
+export type { SavedSpan };
 
 /** The function's own seconds, when it reports them. */
 export interface StageSeconds {
@@ -35,18 +28,19 @@ export interface StageSeconds {
   readonly writeS: number | null;
 }
 
-const hrToMs = (t: readonly [number, number]): number => t[0] * 1000 + t[1] / 1e6;
-
 /** Wall-clock now in ms with sub-ms precision. */
-export function nowMs(): number {
-  return performance.timeOrigin + performance.now();
-}
+export const nowMs = epochMs;
 
 /** The tracer of one bench run. */
 export class BenchTracer {
   private readonly memory = new InMemorySpanExporter();
   private readonly provider: BasicTracerProvider;
   readonly tracer: Tracer;
+  /** What the platforms of the run record (Platform.setTracing): their spans and their hosts'. */
+  readonly platformTracing: PlatformTracing;
+  private readonly recorded: SavedSpan[] = [];
+  /** The same spans by their parent's id (recordedUnder walks down from an invocation). */
+  private readonly recordedByParent = new Map<string, SavedSpan[]>();
 
   /** @param exportTo a collector to send spans to as well (batched), or null */
   constructor(experiment: string, exportTo: { readonly protocol: 'zipkin' | 'otlp'; readonly url: string } | null) {
@@ -58,6 +52,36 @@ export class BenchTracer {
       spanProcessors: processors,
     });
     this.tracer = this.provider.getTracer('thaw-harness');
+    // Only invocations the harness passes its traceparent with are traced (ratio 0 for others).
+    this.platformTracing = new PlatformTracing({
+      exportTo,
+      sink: (span) => {
+        this.recorded.push(span);
+        if (span.parentSpanId === null) return;
+        const siblings = this.recordedByParent.get(span.parentSpanId);
+        if (siblings) siblings.push(span);
+        else this.recordedByParent.set(span.parentSpanId, [span]);
+      },
+      sampleRatio: 0,
+    });
+  }
+
+  /** The traceparent that puts what the platform records under `span`. */
+  traceparentOf(span: Span): string {
+    return formatTraceparent(span.spanContext().traceId, span.spanContext().spanId);
+  }
+
+  /** The spans the platform and its hosts recorded under `span` (all descendants), oldest first. */
+  recordedUnder(span: Span): SavedSpan[] {
+    const out: SavedSpan[] = [];
+    const queue = [span.spanContext().spanId];
+    for (let id = queue.pop(); id !== undefined; id = queue.pop()) {
+      for (const child of this.recordedByParent.get(id) ?? []) {
+        out.push(child);
+        queue.push(child.spanId);
+      }
+    }
+    return out.sort((a, b) => a.startMs - b.startMs);
   }
 
   /** Starts a span, as a child of `parent` when given. */
@@ -86,13 +110,23 @@ export class BenchTracer {
    * map-or-prefetch fill and the runtime's resume when `restore` stats are given, the handler
    * the function's read, process and write seconds.
    */
-  addInvocationSteps(parent: Span, startMs: number, t: InvokeTimings, stages: StageSeconds, restore?: Pick<RestoreStats, 'fillMs' | 'strategy'>): void {
+  addInvocationSteps(parent: Span, startMs: number, t: InvokeTimings, stages: StageSeconds, restore?: Pick<RestoreStats, 'fillMs' | 'strategy'>, recorded: readonly SavedSpan[] = []): void {
     let at = startMs;
     const step = (name: string, ms: number | undefined, p: Span = parent, from = at): number => {
       if (ms === undefined) return from;
       this.start(name, { 'thaw.placed': true, 'thaw.ms': ms }, p, from).end(from + ms);
       return from + ms;
     };
+    const handler = recorded.find((s) => s.name === 'handler' && s.service === HOST_SERVICE);
+    if (handler) {
+      // Recorded: only the function's own seconds are placed, inside the handler the host recorded.
+      const inHandler = trace.wrapSpanContext({ traceId: handler.traceId, spanId: handler.spanId, traceFlags: TraceFlags.SAMPLED });
+      let inner = handler.startMs;
+      inner = step('read', stages.readS === null ? undefined : stages.readS * 1000, inHandler, inner);
+      inner = step('process', stages.processS === null ? undefined : stages.processS * 1000, inHandler, inner);
+      step('write', stages.writeS === null ? undefined : stages.writeS * 1000, inHandler, inner);
+      return;
+    }
     for (const part of TIMING_PARTS) {
       const ms = t[part.key];
       if (ms === 0) continue;
@@ -117,28 +151,14 @@ export class BenchTracer {
     }
   }
 
-  /** Every span finished so far, oldest first. */
+  /** Every span finished so far, the harness's and the platform's, by start time. */
   saved(): SavedSpan[] {
-    return this.memory.getFinishedSpans().map((s: ReadableSpan) => ({
-      traceId: s.spanContext().traceId,
-      spanId: s.spanContext().spanId,
-      parentSpanId: s.parentSpanContext?.spanId ?? null,
-      name: s.name,
-      startMs: hrToMs(s.startTime),
-      durationMs: hrToMs(s.duration),
-      attributes: s.attributes,
-      status: s.status.code === 2 ? 'error' : s.status.code === 1 ? 'ok' : 'unset',
-    }));
+    return [...this.memory.getFinishedSpans().map(toSavedSpan), ...this.recorded].sort((a, b) => a.startMs - b.startMs);
   }
 
   /** Flushes exporters and stops; export failures are reported, never thrown (the run's own traces.json is the record). */
   async close(): Promise<string | null> {
-    try {
-      await this.provider.forceFlush();
-      await this.provider.shutdown();
-      return null;
-    } catch (err: unknown) {
-      return err instanceof Error ? err.message : String(err);
-    }
+    const platformError = await this.platformTracing.close();
+    return (await closeProvider(this.provider)) ?? platformError;
   }
 }

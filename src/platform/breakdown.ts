@@ -7,11 +7,15 @@ import { performance } from 'node:perf_hooks';
 import type { Timed } from '../sandbox/host-process.js';
 import type { HostTimings } from '../sandbox/protocol.js';
 import { TIMING_PARTS, type InvokeTimings, type TimingPart } from './types.js';
+import { endSpan, type InvocationTrace } from './tracing.js';
 
 const PART_KEYS = new Set<string>(TIMING_PARTS.map((p) => p.key));
+const PART_LABELS = new Map<string, string>(TIMING_PARTS.map((p) => [p.key, p.label]));
 
 export class Breakdown {
   private readonly parts = new Map<TimingPart, number>();
+  /** The invocation's trace, when traced: each daemon step measured by since() is a span of it too. */
+  trace: InvocationTrace | null = null;
 
   constructor(private readonly t0 = performance.now()) {}
 
@@ -23,6 +27,7 @@ export class Breakdown {
   since(part: TimingPart, t0: number): number {
     const now = performance.now();
     this.add(part, now - t0);
+    if (this.trace) endSpan(this.trace.step(PART_LABELS.get(part) ?? part, {}, performance.timeOrigin + t0), undefined, performance.timeOrigin + now);
     return now;
   }
 

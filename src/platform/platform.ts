@@ -12,7 +12,7 @@ import { MEMORY_FILE, readState, diskUsageBytes, sweepSnapshotTemps, writeFileDu
 import { checkArtefactSeals, ensureSnapshotKey, sealArtefacts, sealState, verifyChainSeals } from '../snapshot/snapshot-seal.js';
 import type { PageRun, SnapshotMeta } from '../core/snapshot-format.js';
 import { HostPool } from '../sandbox/host-pool.js';
-import type { HostProcess, Timed } from '../sandbox/host-process.js';
+import { spansOfFailure, type HostProcess, type RequestOptions, type Timed } from '../sandbox/host-process.js';
 import { removeCgroupParent, setUpCgroupParent } from '../sandbox/cgroup.js';
 import { RECORDING_OUTBOX, SANDBOX_GID, grantToFunction, jailAvailability, readPlainFile, secureDataDir } from '../sandbox/jail.js';
 import { RECORDED_FILES } from '../restore/recording-outbox.js';
@@ -42,6 +42,7 @@ import type {
 import { INVOKE_MODES } from './types.js';
 import type { SchedulerReport, SchedulerChange, StartKind } from './types.js';
 import { KeepAliveScheduler } from './scheduler.js';
+import { endSpan, type InvocationTrace, type PlatformTracing } from './tracing.js';
 
 /** Validated platform settings. */
 export interface PlatformParams {
@@ -184,6 +185,8 @@ export class Platform implements ThawApi {
   private cgroupParent: string | null = null;
   private redisRelay: RedisRelay | null = null;
   private memoryTracking = false;
+  /** Invocation tracing (see tracing.ts), or null: nothing traced. */
+  private tracing: PlatformTracing | null = null;
   /** The remote tier's memory server in use, and every one started (by latency): earlier ones keep serving their sandboxes until close. */
   private memoryServer: MemoryServer | null = null;
   /** The zram swap device of tmo:compressed, while that setting is configured. */
@@ -329,6 +332,14 @@ export class Platform implements ThawApi {
    */
   setMemoryTracking(on: boolean): void {
     this.memoryTracking = on;
+  }
+
+  /**
+   * Traces invocations from now on (see tracing.ts: the daemon's steps and the spans sandbox hosts
+   * record, exported or handed to a sink), or stops with null. The caller closes it.
+   */
+  setTracing(tracing: PlatformTracing | null): void {
+    this.tracing = tracing;
   }
 
   /**
@@ -521,16 +532,26 @@ export class Platform implements ThawApi {
   // ---- invocations -----------------------------------------------------------------------
 
   async invoke(req: InvokeRequest): Promise<InvokeResult> {
+    const tr = this.tracing?.begin(`invoke ${req.function}`, { 'thaw.function': req.function, 'thaw.mode': req.mode }, req.traceparent) ?? null;
     try {
-      return await this.invokeOnce(req);
+      const res = await this.invokeOnce(req, tr);
+      tr?.end({
+        'thaw.start': res.start, 'thaw.sandbox': res.sandboxId, 'thaw.total_ms': res.timings.totalMs,
+        ...(res.snapshotId !== undefined && { 'thaw.snapshot': res.snapshotId }), ...(res.strategy !== undefined && { 'thaw.strategy': res.strategy }),
+      });
+      return res;
+    } catch (err: unknown) {
+      tr?.end({ 'thaw.error': toThawError(err).code }, err);
+      throw err;
     } finally {
       // Replace the hosts this invocation took once it has replied (see HostPool.refill).
       setImmediate(() => this.pool.refill());
     }
   }
 
-  private async invokeOnce(req: InvokeRequest): Promise<InvokeResult> {
+  private async invokeOnce(req: InvokeRequest, trace: InvocationTrace | null): Promise<InvokeResult> {
     const bd = new Breakdown();
+    bd.trace = trace;
     if (!INVOKE_MODES.includes(req.mode)) throw new ThawError('THAW_REQUEST_INVALID', { detail: `mode must be one of ${INVOKE_MODES.join(', ')}` });
     const fn = this.functions.get(req.function);
     if (req.input.length > fn.params.maxInputBytes) {
@@ -590,7 +611,7 @@ export class Platform implements ThawApi {
       } else {
         // Not pipelined (the memory policy saw the sandbox in between): two exchanges.
         if (begun) bd.addHostExchange([begun]);
-        last = await this.invokeIn(sandbox, fn.params, req.input);
+        last = await this.invokeIn(sandbox, fn.params, req.input, undefined, trace);
         bd.addHostExchange([last]);
       }
       const res = last.result;
@@ -727,18 +748,18 @@ export class Platform implements ThawApi {
   private async bootCold(fnName: string, bd: Breakdown, input?: Uint8Array): Promise<{ sandbox: Sandbox; started: Promise<Timed<BootResult>>; invoking?: Promise<Timed<HostInvokeResult>> }> {
     const fn = this.functions.get(fnName);
     const sandbox = await this.newSandbox(fnName, { kind: 'cold' }, bd);
-    return this.startIn<BootResult>(sandbox, fn.params, { op: 'boot', sandboxId: sandbox.id, deployment: fn.deployment, init: true, trackMemory: this.memoryTracking }, 'boot and init', input);
+    return this.startIn<BootResult>(sandbox, fn.params, { op: 'boot', sandboxId: sandbox.id, deployment: fn.deployment, init: true, trackMemory: this.memoryTracking }, 'boot and init', input, bd.trace);
   }
 
   /**
    * Sends a sandbox's boot or restore (within initTimeoutMs) and, with `input`, the invocation
    * right behind it (see invokeIn). A failed start stops the sandbox; `started` then fails.
    */
-  private startIn<R extends BootResult | RestoreResult>(sandbox: Sandbox, fn: FunctionParams, req: HostRequest, phase: string, input?: Uint8Array): {
+  private startIn<R extends BootResult | RestoreResult>(sandbox: Sandbox, fn: FunctionParams, req: HostRequest, phase: string, input: Uint8Array | undefined, trace: InvocationTrace | null): {
     sandbox: Sandbox; started: Promise<Timed<R>>; invoking?: Promise<Timed<HostInvokeResult>>;
   } {
-    const starting = sandbox.host.requestTimed<R>(req, { timeoutMs: fn.initTimeoutMs, onTimeout: () => initTimeout(fn, phase) });
-    const invoking = input && this.invokeIn(sandbox, fn, input, starting);
+    const starting = requestTraced<R>(sandbox, req, { timeoutMs: fn.initTimeoutMs, onTimeout: () => initTimeout(fn, phase) }, trace);
+    const invoking = input && this.invokeIn(sandbox, fn, input, starting, trace);
     const started = starting.then((res) => {
       sandbox.memoryBytes = res.result.memoryBytes;
       sandbox.memory = res.result.memory;
@@ -775,7 +796,7 @@ export class Platform implements ThawApi {
     bd.since(prepared.built ? 'prepareMs' : 'checkMs', tCheck);
     const sandbox = await this.newSandbox(fnName, { kind: 'snapshot', snapshotId, strategy: strategyId }, bd);
     const req = { op: 'restore', sandboxId: sandbox.id, deployment: fn.deployment, snapshotRoot: this.snapshotRoot, snapshotId, strategy: strategyId, stateSha256, artefactSha256, trackMemory: this.memoryTracking } as const;
-    return this.startIn<RestoreResult>(sandbox, fn.params, req, 'restore', input);
+    return this.startIn<RestoreResult>(sandbox, fn.params, req, 'restore', input, bd.trace);
   }
 
   /**
@@ -787,9 +808,9 @@ export class Platform implements ThawApi {
    * restore count against initTimeoutMs only. If `after` fails, the caller stops the host and
    * this invocation fails with it.
    */
-  private invokeIn(sandbox: Sandbox, fn: FunctionParams, input: Uint8Array, after?: Promise<unknown>): Promise<Timed<HostInvokeResult>> {
+  private invokeIn(sandbox: Sandbox, fn: FunctionParams, input: Uint8Array, after?: Promise<unknown>, trace: InvocationTrace | null = null): Promise<Timed<HostInvokeResult>> {
     const onTimeout = (): ThawError => new ThawError('THAW_TIMEOUT', { name: fn.name, timeoutMs: fn.timeoutMs });
-    const invoking = sandbox.host.requestTimed<HostInvokeResult>({ op: 'invoke', sandboxId: sandbox.id, input }, { timeoutMs: fn.timeoutMs, onTimeout, ...(after && { timeoutAfter: after }) });
+    const invoking = requestTraced<HostInvokeResult>(sandbox, { op: 'invoke', sandboxId: sandbox.id, input }, { timeoutMs: fn.timeoutMs, onTimeout, ...(after && { timeoutAfter: after }) }, trace);
     // Awaited by the caller only when `after` succeeded; its failure is then the one reported.
     if (after) invoking.catch(() => {});
     return invoking;
@@ -1243,6 +1264,25 @@ function hostEnv(): Record<string, string> {
   const env: Record<string, string> = {};
   if (process.env.THAW_PMEM_DIR) env.THAW_PMEM_DIR = process.env.THAW_PMEM_DIR;
   return env;
+}
+
+/**
+ * Sends `req` to the sandbox's host; with `trace`, as a step of the invocation's trace whose
+ * context the host records its own steps under (sandbox/host/spans.ts), joined in on the reply.
+ */
+function requestTraced<T>(sandbox: Sandbox, req: HostRequest, opts: RequestOptions, trace: InvocationTrace | null): Promise<Timed<T>> {
+  if (trace === null) return sandbox.host.requestTimed<T>(req, opts);
+  const host = { 'thaw.sandbox': sandbox.id, 'thaw.host.pid': sandbox.host.pid };
+  const span = trace.step(`host ${req.op}`, host);
+  const sent = sandbox.host.requestTimed<T>(req, { ...opts, traceparent: trace.traceparentOf(span) });
+  sent.then((timed) => {
+    trace.adopt(timed.spans, host);
+    endSpan(span);
+  }, (err: unknown) => {
+    trace.adopt(spansOfFailure(err), host);
+    endSpan(span, err);
+  });
+  return sent;
 }
 
 /** THAW_INIT_TIMEOUT for `phase` of a sandbox of `fn` (boot and init, restore, snapshot). */

@@ -191,6 +191,8 @@ export interface InvokeRequest {
   strategy?: string;
   /** Keep the sandbox afterwards for warm invocations (default true). */
   keep?: boolean;
+  /** The caller's W3C trace context: a sampled one traces the invocation under it (see platform/tracing.ts). */
+  traceparent?: string;
 }
 
 export interface InvokeResult {

@@ -17,6 +17,7 @@ import { boot, configure, destroy, prepare, readyNextInstance, releaseAll, resto
 import { invoke } from './host/invoke.js';
 import { snapshot } from './host/snapshot.js';
 import { inspectJail } from './host/inspect.js';
+import { beginRecording, endRecording, hostSpan, warmUpRecording } from './host/spans.js';
 
 /** What the daemon passed on the command line (a host's environment is empty). */
 const args = parseHostArgs(process.argv.slice(2));
@@ -95,11 +96,15 @@ process.on('message', (env: HostEnvelope) => {
   const recv = performance.now();
   queue = queue.then(async () => {
     const start = performance.now();
+    // A traced request's steps are recorded as spans under the op's own (host/spans.ts).
+    beginRecording(env.traceparent);
     try {
-      const result = await handle(env.req);
-      send({ kind: 'reply', reqId: env.reqId, ok: true, result, at: stamps(recv, start) });
+      const result = await hostSpan(env.req.op, {}, () => handle(env.req));
+      const spans = endRecording();
+      send({ kind: 'reply', reqId: env.reqId, ok: true, result, at: stamps(recv, start), ...(spans && { spans }) });
     } catch (err) {
-      send({ kind: 'reply', reqId: env.reqId, ok: false, error: toThawError(err).toJSON(), at: stamps(recv, start) });
+      const spans = endRecording();
+      send({ kind: 'reply', reqId: env.reqId, ok: false, error: toThawError(err).toJSON(), at: stamps(recv, start), ...(spans && { spans }) });
     }
     // Best effort: a restore that finds nothing ready starts its own shell.
     if (env.req.op === 'invoke') await readyNextInstance().catch((err: unknown) => process.stderr.write(`thaw sandbox host ${process.pid}: cannot get ready for the next instance: ${String(err)}\n`));
@@ -125,4 +130,5 @@ process.on('uncaughtException', fatal);
 process.on('unhandledRejection', fatal);
 // The daemon going away ends the host: a host never outlives its owner.
 process.on('disconnect', () => process.exit(0));
+warmUpRecording();
 send({ kind: 'ready', pid: process.pid });

@@ -9,6 +9,7 @@ import type { HostEnvelope, HostMessage, HostRequest, HostStamps, MemoryStagesRe
 import type { OffloadRequest, SandboxOffloadFigures } from '../memory/types.js';
 import { MemoryCgroup } from './cgroup.js';
 import { JAIL_FAILED_EXIT, UFFD_DEVICE_FD, jailerCommand, type JailPlan } from './jail.js';
+import type { HostSpan } from './protocol.js';
 
 const HOST_MAIN = fileURLToPath(new URL('./host-main.js', import.meta.url));
 
@@ -31,6 +32,8 @@ export interface Timed<T> {
   readonly sentAt: number;
   readonly receivedAt: number;
   readonly host: HostStamps;
+  /** The spans the host recorded (a traced request: RequestOptions.traceparent), else empty. */
+  readonly spans: readonly HostSpan[];
 }
 
 export interface RequestOptions {
@@ -40,6 +43,8 @@ export interface RequestOptions {
   onTimeout?: () => ThawError;
   /** Start the deadline only when this settles successfully (a request pipelined behind another). */
   timeoutAfter?: Promise<unknown>;
+  /** Trace the request: the host records its steps under this W3C trace context and returns them (Timed.spans). */
+  traceparent?: string;
 }
 
 /** Why a host process ended. */
@@ -171,7 +176,7 @@ export class HostProcess {
         if (opts.timeoutAfter) opts.timeoutAfter.then(arm, () => {});
         else arm();
       }
-      const env: HostEnvelope = { reqId, req };
+      const env: HostEnvelope = opts.traceparent === undefined ? { reqId, req } : { reqId, req, traceparent: opts.traceparent };
       this.child.send(env, (err) => {
         if (err && this.pending.delete(reqId)) {
           if (p.timer) clearTimeout(p.timer);
@@ -254,11 +259,21 @@ export class HostProcess {
     if (msg.ok) {
       const at = msg.at;
       const host = { recv: this.toDaemonClock(at.recv), start: this.toDaemonClock(at.start), reply: this.toDaemonClock(at.reply) };
-      p.resolve({ result: msg.result, sentAt: p.sentAt, receivedAt: performance.now(), host });
+      p.resolve({ result: msg.result, sentAt: p.sentAt, receivedAt: performance.now(), host, spans: msg.spans ?? [] });
     } else {
-      p.reject(ThawError.fromJSON(msg.error));
+      const err = ThawError.fromJSON(msg.error);
+      if (msg.spans) spansOfFailures.set(err, msg.spans);
+      p.reject(err);
     }
   }
+}
+
+/** What hosts recorded for traced requests that failed (the error reply's spans), by error. */
+const spansOfFailures = new WeakMap<ThawError, readonly HostSpan[]>();
+
+/** The spans the host recorded for a traced request that failed with `err` (none for other errors). */
+export function spansOfFailure(err: unknown): readonly HostSpan[] {
+  return err instanceof ThawError ? (spansOfFailures.get(err) ?? []) : [];
 }
 
 function describeExit(info: HostExit): string {

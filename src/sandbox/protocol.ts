@@ -107,12 +107,54 @@ export interface WireError { code: string; message: string; params?: Record<stri
  */
 export interface HostStamps { recv: number; start: number; reply: number }
 
+/**
+ * A span the host recorded while it handled a traced request (see host/spans.ts): W3C ids (hex),
+ * times in ms since the epoch (performance.timeOrigin + performance.now(), the clock the daemon's
+ * spans use too). The request's own traceparent names the trace and the first span's parent.
+ */
+export interface HostSpan {
+  readonly traceId: string;
+  readonly spanId: string;
+  readonly parentSpanId: string;
+  readonly name: string;
+  readonly startMs: number;
+  readonly endMs: number;
+  readonly attributes: Readonly<Record<string, string | number | boolean>>;
+  /** Set when the step threw: its message. */
+  readonly error?: string;
+}
+
+/** A W3C Trace Context (traceparent, version 00), parsed. */
+export interface TraceParent {
+  readonly traceId: string;
+  readonly parentSpanId: string;
+  readonly sampled: boolean;
+}
+
+/** Parses a W3C traceparent (`00-<32 hex>-<16 hex>-<2 hex>`); null when malformed or its ids are all zeros. */
+export function parseTraceparent(value: string): TraceParent | null {
+  const m = /^00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})$/.exec(value.trim());
+  if (!m || /^0+$/.test(m[1]!) || /^0+$/.test(m[2]!)) return null;
+  return { traceId: m[1]!, parentSpanId: m[2]!, sampled: (parseInt(m[3]!, 16) & 1) === 1 };
+}
+
+/** The traceparent naming span `spanId` of trace `traceId` as the parent, sampled. */
+export function formatTraceparent(traceId: string, spanId: string): string {
+  return `00-${traceId}-${spanId}-01`;
+}
+
+/** `spans`: what the host recorded for a traced request (absent when the request was not traced). */
 export type HostMessage =
-  | { kind: 'reply'; reqId: number; ok: true; result: unknown; at: HostStamps }
-  | { kind: 'reply'; reqId: number; ok: false; error: WireError; at: HostStamps }
+  | { kind: 'reply'; reqId: number; ok: true; result: unknown; at: HostStamps; spans?: HostSpan[] }
+  | { kind: 'reply'; reqId: number; ok: false; error: WireError; at: HostStamps; spans?: HostSpan[] }
   | { kind: 'log'; sandboxId: string; stream: 'stdout' | 'stderr'; text: string }
   | { kind: 'ready'; pid: number }
   /** Sent once, just before a host exits on an error nothing caught (the daemon reports it). */
   | { kind: 'fatal'; message: string };
 
-export interface HostEnvelope { reqId: number; req: HostRequest }
+/**
+ * One request as sent. `traceparent` (W3C Trace Context, `00-<trace id>-<parent span id>-<flags>`)
+ * is set when the daemon traces the request: the host then records its steps as spans under
+ * that parent and returns them with the reply. Absent: the host records nothing.
+ */
+export interface HostEnvelope { reqId: number; req: HostRequest; traceparent?: string }

@@ -4,6 +4,7 @@ import pino from 'pino';
 import { parseDaemonConfig } from '../../core/config.js';
 import { Platform } from '../../platform/platform.js';
 import { buildServer } from '../../api/server.js';
+import { PlatformTracing } from '../../platform/tracing.js';
 import type { GlobalOptions } from '../context.js';
 
 interface DaemonOptions {
@@ -23,6 +24,9 @@ interface DaemonOptions {
   logLevel: string;
   keepAliveS: string;
   memoryPolicy: string;
+  traceExport?: string;
+  traceSampleRatio: string;
+  resultsDir: string;
 }
 
 export async function runDaemon(g: GlobalOptions, o: DaemonOptions): Promise<void> {
@@ -32,10 +36,15 @@ export async function runDaemon(g: GlobalOptions, o: DaemonOptions): Promise<voi
     jail: o.jail, scrubIntervalS: o.scrubIntervalS, preparedIdleS: o.preparedIdleS, maxPreparedFunctions: o.maxPreparedFunctions,
     layout: o.layout, instancesPerHost: o.instancesPerHost,
     keepAliveS: o.keepAliveS, memoryPolicy: o.memoryPolicy,
+    traceExport: o.traceExport, traceSampleRatio: o.traceSampleRatio, resultsDir: o.resultsDir,
   });
   const logger = pino({ level: params.logLevel });
   const platform = new Platform({ ...params, logger });
-  const app = await buildServer(platform, params, { health: () => ({ pool: platform.poolState() }), pool: () => platform.poolState() });
+  // Invocations are traced (with what sandbox hosts record) only when there is a collector, or
+  // when a caller's sampled traceparent asks; spans then go to that collector.
+  const tracing = params.traceExport ? new PlatformTracing({ exportTo: params.traceExport, sampleRatio: params.traceSampleRatio }) : null;
+  platform.setTracing(tracing);
+  const app = await buildServer(platform, params, { health: () => ({ pool: platform.poolState() }), pool: () => platform.poolState(), resultsDir: params.resultsDir });
   const address = await app.listen({ host: params.host, port: params.port });
   logger.info({ address, dataDir: params.dataDir, objectStore: params.objectStore.kind }, 'thaw daemon listening');
   // Printed on stdout so scripts (and tests) can find the port when --port 0 is used.
@@ -47,4 +56,6 @@ export async function runDaemon(g: GlobalOptions, o: DaemonOptions): Promise<voi
   });
   await app.close();
   await platform.close();
+  const exportError = await tracing?.close();
+  if (exportError) logger.warn({ error: exportError }, 'trace export failed at shutdown');
 }

@@ -5,6 +5,7 @@ import { ThawError } from '../../core/errors.js';
 import type { HostRequest, InvokeResult } from '../protocol.js';
 import { invokeScaled } from '../../memory/scaling/host-hook.js';
 import { instance, since } from './state.js';
+import { hostSpan, setSpanAttributes } from './spans.js';
 
 export async function invoke(req: Extract<HostRequest, { op: 'invoke' }>): Promise<InvokeResult> {
   const s = instance(req.sandboxId);
@@ -15,11 +16,12 @@ export async function invoke(req: Extract<HostRequest, { op: 'invoke' }>): Promi
   let handlerMs = 0;
   const scaled = await invokeScaled(s.guest, s.fn.fn.params, s.image !== null, async () => {
     const th = performance.now();
-    const out = await s.guest.invoke(input);
+    const out = await hostSpan('handler', { 'thaw.input_bytes': input.byteLength }, () => s.guest.invoke(input));
     handlerMs = since(th);
     return out;
   });
   const output = scaled.value;
+  setSpanAttributes({ 'thaw.sandbox': req.sandboxId, 'thaw.output_bytes': output.byteLength });
   // Every runtime's output is bounded here, before it crosses to the daemon (wasi also stops
   // the guest at the write that passes the limit).
   const { name, maxOutputBytes } = s.fn.fn.params;

@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { readChain, writeSnapshot } from '../../snapshot/snapshot-io.js';
 import { ThawError } from '../../core/errors.js';
-import { adapterFor, type GuestInstance } from '../../runtimes/index.js';
+import { adapterFor, type GuestInstance, type MemoryImage } from '../../runtimes/index.js';
 import { getStrategy, listStrategies } from '../../restore/index.js';
 import { eager } from '../../restore/strategies/eager.js';
 import { openSyncObjectStore } from '../../store/open-store.js';
@@ -17,6 +17,7 @@ import { trackBoot, trackInit, trackRestore, untrack } from '../../memory/host-m
 import { guestMemory } from '../../memory/scaling/host-hook.js';
 import type { SnapshotMeta } from '../../core/snapshot-format.js';
 import type { BootResult, HostRequest, PrepareResult, RestoreResult } from '../protocol.js';
+import { hostSpan, setSpanAttributes, tracing } from './spans.js';
 import { checkCapacity, contextFor, hostSettings, instances, prepared, preparedFor, since, setObjects, type Instance, type PreparedFunction } from './state.js';
 
 type Req<K extends HostRequest['op']> = Extract<HostRequest, { op: K }>;
@@ -46,11 +47,11 @@ export async function boot(req: Req<'boot'>): Promise<BootResult> {
   checkCapacity(p, req.sandboxId);
   releasePreallocated(null);
   const t0 = performance.now();
-  const guest = await p.adapter.boot(p.prepared, contextFor(req.sandboxId, p.fn));
+  const guest = await hostSpan('instantiate', { 'thaw.sandbox': req.sandboxId }, () => p.adapter.boot(p.prepared, contextFor(req.sandboxId, p.fn)));
   trackBoot(req.sandboxId, guest.memory, req.trackMemory === true);
   const bootMs = since(t0);
   const t1 = performance.now();
-  if (req.init) await guest.init();
+  if (req.init) await hostSpan('init', {}, () => guest.init());
   trackInit(req.sandboxId);
   instances.set(req.sandboxId, { id: req.sandboxId, fn: p, guest, restoredFrom: null, image: null });
   return { timings: { bootMs, initMs: since(t1) }, memoryBytes: guest.memory.buffer.byteLength, memory: guestMemory(guest, p.fn.params, false) };
@@ -62,18 +63,24 @@ export async function restore(req: Req<'restore'>): Promise<RestoreResult> {
   const t0 = performance.now();
   const strategy = getStrategy(req.strategy);
   releasePreallocated(strategy.id);
-  // The state files must be the ones whose seals the daemon checked (stateSha256, by id).
-  const chain = readChain(req.snapshotRoot, req.snapshotId, req.stateSha256);
-  // So must the artefacts it reads beside the snapshot (restore/artefact-seal.ts).
-  expectArtefacts(req.snapshotId, req.artefactSha256);
+  setSpanAttributes({ 'thaw.sandbox': req.sandboxId, 'thaw.snapshot': req.snapshotId, 'thaw.strategy': strategy.id });
+  const { chain, image } = hostSpan('open snapshot', {}, () => {
+    // The state files must be the ones whose seals the daemon checked (stateSha256, by id).
+    const chain = readChain(req.snapshotRoot, req.snapshotId, req.stateSha256);
+    // So must the artefacts it reads beside the snapshot (restore/artefact-seal.ts).
+    expectArtefacts(req.snapshotId, req.artefactSha256);
+    const top = chain[chain.length - 1]!;
+    if (top.meta.moduleDigest !== p.fn.digest) {
+      throw new ThawError('THAW_SNAPSHOT_VERSION', { id: req.snapshotId, detail: `taken from module ${top.meta.moduleDigest.slice(0, 12)}, function '${p.fn.params.name}' is now ${p.fn.digest.slice(0, 12)}` });
+    }
+    return { chain, image: strategy.open(req.snapshotRoot, chain) };
+  });
   const top = chain[chain.length - 1]!;
-  if (top.meta.moduleDigest !== p.fn.digest) {
-    throw new ThawError('THAW_SNAPSHOT_VERSION', { id: req.snapshotId, detail: `taken from module ${top.meta.moduleDigest.slice(0, 12)}, function '${p.fn.params.name}' is now ${p.fn.digest.slice(0, 12)}` });
-  }
-  const image = strategy.open(req.snapshotRoot, chain);
   let guest: GuestInstance;
   try {
-    guest = await p.adapter.restore(p.prepared, { runtime: top.meta.guestState }, image, contextFor(req.sandboxId, p.fn));
+    // The runtime's restore calls the strategy's fill() (map or prefetch) inside it.
+    guest = await hostSpan('resume', { 'thaw.runtime': p.fn.params.runtime }, () =>
+      p.adapter.restore(p.prepared, { runtime: top.meta.guestState }, tracing() ? tracedFill(image) : image, contextFor(req.sandboxId, p.fn)));
   } catch (err) {
     image.release();
     throw err;
@@ -81,7 +88,17 @@ export async function restore(req: Req<'restore'>): Promise<RestoreResult> {
   instances.set(req.sandboxId, { id: req.sandboxId, fn: p, guest, restoredFrom: { root: req.snapshotRoot, id: req.snapshotId }, image });
   trackRestore(req.sandboxId, guest.memory, req.snapshotRoot, chain, req.trackMemory === true);
   const stats = { ...image.stats };
+  setSpanAttributes({ 'thaw.restore.bytes_read': stats.bytesRead, 'thaw.restore.fill_ms': stats.fillMs, 'thaw.restore.uffd_faults': stats.uffdFaults, 'thaw.restore.prefetched_pages': stats.prefetchedPages });
   return { timings: { restoreMs: since(t0) }, memoryBytes: guest.memory.buffer.byteLength, memory: guestMemory(guest, p.fn.params, true), bytesRead: stats.bytesRead, restore: stats };
+}
+
+/** The image with its fill() (the strategy's map or prefetch) recorded as a span. */
+function tracedFill(image: MemoryImage): MemoryImage {
+  return {
+    byteLength: image.byteLength,
+    fill: (memory) => hostSpan('map or prefetch (fill)', { 'thaw.bytes': image.byteLength }, () => image.fill(memory)),
+    toBytes: () => hostSpan('read image', { 'thaw.bytes': image.byteLength }, () => image.toBytes()),
+  };
 }
 
 export function destroy(req: Req<'destroy'>): { restore?: RestoreResult['restore'] } {

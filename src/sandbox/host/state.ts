@@ -10,6 +10,7 @@ import type { GuestContext, GuestInstance, RuntimeAdapter } from '../../runtimes
 import type { OpenedImage } from '../../restore/index.js';
 import type { SyncObjectStore } from '../../store/object-store.js';
 import type { HostFunction, HostMessage } from '../protocol.js';
+import { hostSpan } from './spans.js';
 
 export interface PreparedFunction {
   readonly fn: HostFunction;
@@ -53,8 +54,15 @@ export function since(t0: number): number {
 
 export function contextFor(instanceId: string, fn: HostFunction): GuestContext {
   if (!objects) throw new ThawError('THAW_INTERNAL', { detail: 'sandbox host used before configure' });
+  const store = objects;
   return {
-    objects,
+    // The guest's object reads and writes, recorded as spans when the request is traced.
+    objects: {
+      kind: store.kind,
+      get: (key) => hostSpan('object get', { 'thaw.object.key': key }, () => store.get(key)),
+      put: (key, value) => hostSpan('object put', { 'thaw.object.key': key, 'thaw.object.bytes': value.byteLength }, () => store.put(key, value)),
+      close: () => store.close(),
+    },
     memoryLimitBytes: fn.params.memoryMiB * 1024 * 1024,
     // A command's per-invocation scratch directories go under the host's own scratch dir.
     tempDir: hostSettings.scratch ?? tmpdir(),
