@@ -571,6 +571,40 @@ static napi_value fc_stop(napi_env env, napi_callback_info info) {
   return out;
 }
 
+/* fcDataExtents(fd): the data extents of a sparse file as [offset, length, ...] (lseek SEEK_DATA /
+ * SEEK_HOLE), as Firecracker's snapshot-editor reads a diff memory file: its holes are pages the
+ * diff does not hold, its data the pages dirtied (zero pages included). */
+static napi_value fc_extents(napi_env env, napi_callback_info info) {
+  size_t argc = 1; napi_value a; int32_t fd = -1;
+  napi_get_cb_info(env, info, &argc, &a, NULL, NULL);
+  if (argc < 1 || napi_get_value_int32(env, a, &fd) != napi_ok || fd < 0) return fc_throw(env, EINVAL, "fcDataExtents(fd)");
+  struct stat sb;
+  if (fstat(fd, &sb) != 0) return fc_throw(env, errno, "fstat");
+  size_t cap = 64, n = 0;
+  double *out = malloc(cap * sizeof *out);
+  if (!out) return fc_throw(env, ENOMEM, "malloc");
+  for (off_t at = 0; at < sb.st_size;) {
+    off_t data = lseek(fd, at, SEEK_DATA);
+    if (data < 0) { if (errno == ENXIO) break; int e = errno; free(out); return fc_throw(env, e, "lseek(SEEK_DATA)"); }
+    off_t hole = lseek(fd, data, SEEK_HOLE);
+    if (hole < 0) { int e = errno; free(out); return fc_throw(env, e, "lseek(SEEK_HOLE)"); }
+    if (n + 2 > cap) {
+      double *more = realloc(out, (cap *= 2) * sizeof *out);
+      if (!more) { free(out); return fc_throw(env, ENOMEM, "realloc"); }
+      out = more;
+    }
+    out[n++] = (double)data;
+    out[n++] = (double)(hole - data);
+    at = hole;
+  }
+  napi_value ab, arr; void *d;
+  napi_create_arraybuffer(env, n * sizeof(double), &d, &ab);
+  memcpy(d, out, n * sizeof(double));
+  free(out);
+  napi_create_typedarray(env, napi_float64_array, n, ab, 0, &arr);
+  return arr;
+}
+
 void thaw_fc_register(void *env_, void *exports_) {
   napi_env env = env_;
   napi_value exports = exports_;
@@ -578,6 +612,7 @@ void thaw_fc_register(void *env_, void *exports_) {
     { "fcRecv", NULL, fc_recv, NULL, NULL, NULL, napi_enumerable, NULL },
     { "fcStart", NULL, fc_start, NULL, NULL, NULL, napi_enumerable, NULL },
     { "fcStop", NULL, fc_stop, NULL, NULL, NULL, napi_enumerable, NULL },
+    { "fcDataExtents", NULL, fc_extents, NULL, NULL, NULL, napi_enumerable, NULL },
   };
   napi_define_properties(env, exports, sizeof fns / sizeof fns[0], fns);
 }

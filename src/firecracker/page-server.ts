@@ -34,6 +34,9 @@ export const PAGE_SERVER_STRATEGIES: Readonly<Record<string, string>> = {
   sabre: "Sabre: a Thaw snapshot's lz4 partitions, each checked and decoded on the first fault in it and installed whole",
 };
 
+/** What a Firecracker function's restore uses when none (or auto) is asked: REAP records on the first restore, then replays. */
+export const FIRECRACKER_DEFAULT_STRATEGY = 'reap';
+
 /** Strategies that do not apply to a page server, and why. */
 export const NOT_APPLICABLE: Readonly<Record<string, string>> = {
   vanilla: "maps the snapshot file into the restoring process's own memory; Firecracker's guest memory is another process's",
@@ -50,6 +53,8 @@ export interface PageServerOptions {
   readonly strategy: string;
   /** reap: the working-set file (default: <memory file>.ws.reap, or fc-ws.reap in a Thaw snapshot). */
   readonly workingSet?: string;
+  /** Thaw snapshots: the sha256 of each state file of the chain by id (verified seals). */
+  readonly expectSha256?: Readonly<Record<string, string>>;
   /** How long a connection may take to send its handshake. Default 5000 ms. */
   readonly handshakeTimeoutMs?: number;
   /** Called with one event per line-worthy thing (listening, session, refused, session-end). */
@@ -106,7 +111,7 @@ export class PageServer {
   /** Opens the source and listens. Throws THAW_STRATEGY_*, THAW_SNAPSHOT_*. */
   static async listen(opts: PageServerOptions): Promise<PageServer> {
     checkStrategy(opts.strategy);
-    const source = openMemorySource(opts.snapshot);
+    const source = openMemorySource(opts.snapshot, opts.expectSha256);
     let parts: Partitions | null = null;
     try {
       parts = opts.strategy === 'sabre' ? openPartitions(source) : null;

@@ -68,6 +68,7 @@ interface Addon {
   fcRecv(fd: number, timeoutMs: number): RawFcHandshake;
   fcStart(options: object): ServerHandle;
   fcStop(handle: ServerHandle): FcServeStats;
+  fcDataExtents(fd: number): Float64Array;
 }
 
 /** One message received on a Firecracker page-server socket (native/thaw_fc.c). */
@@ -707,6 +708,17 @@ export type FcHandshake = Readonly<RawFcHandshake>;
  */
 export function fcReceive(fd: number, timeoutMs: number): FcHandshake {
   return call('fcRecv', fd, timeoutMs);
+}
+
+/**
+ * The data extents of sparse file `fd` (SEEK_DATA / SEEK_HOLE) as [offset, length] pairs in
+ * bytes: a Firecracker diff memory file's data is the pages it holds. Throws THAW_INTERNAL.
+ */
+export function fcDataExtents(fd: number): { offset: number; length: number }[] {
+  const flat = call('fcDataExtents', fd);
+  const out: { offset: number; length: number }[] = [];
+  for (let i = 0; i + 1 < flat.length; i += 2) out.push({ offset: flat[i]!, length: flat[i + 1]! });
+  return out;
 }
 
 /** Options of fcServe: offsets and lengths in bytes. */
