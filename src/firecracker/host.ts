@@ -63,6 +63,8 @@ export class FirecrackerHost {
   readonly pageServerEvents: PageServerEvent[] = [];
   /** The snapshot this VM's dirty-page log counts from (its last snapshot or restore): a diff's only valid base. */
   #lastSnapshot: string | null = null;
+  /** The snapshot this VM was restored from (its page server's), or null when it booted. */
+  #restoredFrom: string | null = null;
   #killReason: string | null = null;
   #exit: HostExit | null = null;
   /** Requests run one at a time, in order (as a host process runs them). */
@@ -109,7 +111,27 @@ export class FirecrackerHost {
     return this.#exit;
   }
 
+  /**
+   * What the page server reported when it refused this VM's handshake or stopped serving it (and
+   * killed it), as the error to report; null when it did neither.
+   */
+  #pageServerFailure(snapshotId: string): ThawError | null {
+    for (const e of this.pageServerEvents) {
+      if (e.event === 'refused') return ThawError.fromJSON({ code: e.code, message: `the page server refused the restore: ${e.message}` });
+      if (e.event === 'session-end' && e.error) {
+        return e.error.startsWith('THAW_SNAPSHOT_CORRUPT')
+          ? new ThawError('THAW_SNAPSHOT_CORRUPT', { id: snapshotId, detail: `the page server found ${e.error.replace(/^THAW_SNAPSHOT_CORRUPT: /, '')} and stopped the microVM` })
+          : new ThawError('THAW_SANDBOX_DIED', { id: `firecracker-${this.pid}`, detail: `the page server stopped the microVM: ${e.error}` });
+      }
+    }
+    return null;
+  }
+
   #died(): ThawError {
+    if (this.#restoredFrom !== null) {
+      const served = this.#pageServerFailure(this.#restoredFrom);
+      if (served) return served;
+    }
     const e = this.#exit;
     const detail = e?.killedBy ? `killed by Thaw (${e.killedBy})` : e?.fatal ?? `firecracker exited (${e?.signal ?? `code ${e?.code ?? '?'}`})`;
     return new ThawError('THAW_SANDBOX_DIED', { id: `firecracker-${this.pid}`, detail });
@@ -213,7 +235,14 @@ export class FirecrackerHost {
       socket: join(this.#vm.dir, UFFD_SOCKET), snapshot: join(req.snapshotRoot, req.snapshotId), strategy: req.strategy,
       ...(req.stateSha256 && { expectSha256: req.stateSha256 }), onEvent: (e) => this.pageServerEvents.push(e),
     });
-    await this.#vm.loadFromPageServer(RESTORE_VMSTATE, UFFD_SOCKET, true);
+    this.#restoredFrom = req.snapshotId;
+    try {
+      await this.#vm.loadFromPageServer(RESTORE_VMSTATE, UFFD_SOCKET, true);
+    } catch (err: unknown) {
+      // The page server's own report says more than Firecracker's (its events may trail the reply).
+      for (let i = 0; i < 20 && !this.#pageServerFailure(req.snapshotId); i++) await new Promise((r) => setTimeout(r, 10));
+      throw this.#pageServerFailure(req.snapshotId) ?? err;
+    }
     const t1 = performance.now();
     await this.#guestReady();
     this.#lastSnapshot = req.snapshotId;

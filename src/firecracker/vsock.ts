@@ -10,7 +10,7 @@ import { ThawError } from '../core/errors.js';
 /** The handshake's reply is one short line; more than this is not Firecracker's. */
 const MAX_REPLY_LINE = 64;
 
-/** Connects to guest vsock `port` through `udsPath`. Throws THAW_SANDBOX_DIED-free plain Errors (the caller names the sandbox). */
+/** Connects to guest vsock `port` through `udsPath`; the socket is paused after the handshake. Throws Error (the caller names the sandbox). */
 export function vsockConnect(udsPath: string, port: number): Promise<Socket> {
   return new Promise((resolve, reject) => {
     const sock = connect(udsPath);
@@ -97,6 +97,7 @@ export async function vsockPost(udsPath: string, port: number, path: string, bod
       reject(err);
     });
     req.end(body);
+    sock.resume(); // paused since the handshake: the HTTP parser listens now
   });
 }
 
