@@ -17,7 +17,7 @@
 // vsock socket and the snapshot files are named relative to it (see driver.ts).
 
 import { createHash } from 'node:crypto';
-import { closeSync, mkdirSync, openSync, readFileSync, readSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { chmodSync, closeSync, mkdirSync, openSync, readFileSync, readSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { ThawError } from '../core/errors.js';
@@ -85,7 +85,8 @@ export class FirecrackerHost {
   /** Starts a firecracker for `fn` in a new directory under `runRoot`. Throws THAW_STRATEGY_UNAVAILABLE, THAW_INTERNAL. */
   static async start(fn: HostFunction, runRoot: string, id: string, onLog: LogSink): Promise<FirecrackerHost> {
     const dir = join(runRoot, id);
-    mkdirSync(dir, { recursive: true, mode: 0o700 });
+    mkdirSync(dir, { recursive: true });
+    chmodSync(dir, 0o711); // a jailed page server's socket directory is inside
     try {
       symlinkSync(fn.artefactPath, join(dir, ROOTFS_LINK));
       const vm = await FirecrackerVm.start(dir, id, 'pipe');
@@ -117,7 +118,7 @@ export class FirecrackerHost {
    */
   #pageServerFailure(snapshotId: string): ThawError | null {
     for (const e of this.pageServerEvents) {
-      if (e.event === 'refused') return ThawError.fromJSON({ code: e.code, message: `the page server refused the restore: ${e.message}` });
+      if (e.event === 'refused') return ThawError.fromJSON(e);
       if (e.event === 'session-end' && e.error) {
         return e.error.startsWith('THAW_SNAPSHOT_CORRUPT')
           ? new ThawError('THAW_SNAPSHOT_CORRUPT', { id: snapshotId, detail: `the page server found ${e.error.replace(/^THAW_SNAPSHOT_CORRUPT: /, '')} and stopped the microVM` })
