@@ -42,6 +42,7 @@ struct thaw_fc {
   int uffd, stop_fd;
   pid_t peer;
   int peer_fd;                             /* pidfd of the peer (no pid-reuse race), or -1 */
+  int peer_sock;                           /* a dup of the peer's connection, or -1 */
   size_t page;
   const uint8_t *src; size_t src_len;      /* read-only mapping of the whole memory file */
   fc_region *reg; size_t nreg;
@@ -236,6 +237,9 @@ static void fatal(thaw_fc *u, int err, const char *op) {
   /* As Firecracker's handlers do: the guest must not run on without its pages. */
   if (u->peer_fd >= 0) syscall(SYS_pidfd_send_signal, u->peer_fd, SIGKILL, NULL, 0);
   else if (u->peer > 0) kill(u->peer, SIGKILL);
+  /* Also when the peer could not be signalled (another uid or PID namespace): the connection's
+   * end tells the VMM's owner, who kills it, and a test VMM's watchdog. */
+  if (u->peer_sock >= 0) shutdown(u->peer_sock, SHUT_RDWR);
 }
 
 /* Reads every queued event; returns 1 when the peer's memory is gone, 0 to continue, -1 fatal. */
@@ -303,6 +307,7 @@ static void release(thaw_fc *u) {
   if (u->uffd >= 0) close(u->uffd);
   if (u->stop_fd >= 0) close(u->stop_fd);
   if (u->peer_fd >= 0) close(u->peer_fd);
+  if (u->peer_sock >= 0) close(u->peer_sock);
   if (u->src) munmap((void *)u->src, u->src_len);
   free(u->reg); free(u->removed); free(u->crcs); free(u->vdone); free(u->vbuf);
   free(u->prefetch); free(u->later); free(u->parts); free(u->pdone); free(u->pbuf); free(u->sbuf); free(u->st.recorded); free(u->st.service_ns);
@@ -341,6 +346,8 @@ int thaw_fc_start(const thaw_fc_opts *o, thaw_fc **out, const char **op) {
   thaw_fc *u = calloc(1, sizeof *u);
   if (!u) { close(o->uffd); return *op = "calloc", -ENOMEM; }
   u->uffd = o->uffd; u->stop_fd = -1; u->peer = o->peer; u->record = o->record;
+  /* Our own copy: the caller's fd may be closed (and its number reused) before we stop. */
+  u->peer_sock = o->peer_sock >= 0 ? fcntl(o->peer_sock, F_DUPFD_CLOEXEC, 0) : -1;
   /* Taken while the peer is connected, so a kill on a fatal error cannot hit a reused pid. */
   u->peer_fd = o->peer > 0 ? (int)syscall(SYS_pidfd_open, o->peer, 0) : -1;
   u->page = (size_t)sysconf(_SC_PAGESIZE);
@@ -498,6 +505,7 @@ static napi_value fc_start(napi_env env, napi_callback_info info) {
   opts.uffd = (int)fc_num(env, o, "uffd", -1);
   opts.src_fd = (int)fc_num(env, o, "srcFd", -1);
   opts.peer = (int)fc_num(env, o, "peer", 0);
+  opts.peer_sock = (int)fc_num(env, o, "peerSocket", -1);
   opts.record = fc_num(env, o, "record", 0) != 0;
   opts.verify_bytes = (size_t)fc_num(env, o, "verifyBytes", 0);
   size_t n;

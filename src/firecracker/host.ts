@@ -29,12 +29,15 @@ import type { HostExit, RequestOptions, Timed } from '../sandbox/host-process.js
 import type { BootResult, HostFunction, HostRequest, InvokeResult, RestoreResult, SnapshotResult } from '../sandbox/protocol.js';
 import { FirecrackerVm } from './driver.js';
 import { PageServer, type PageServerEvent } from './page-server.js';
+import { JailedPageServer } from './page-server-jail.js';
 import { guestFailed, vsockPost, vsockWaitReady } from './vsock.js';
 
 /** Names inside a VM's directory. */
 const ROOTFS_LINK = 'rootfs.ext4';
 const VSOCK_SOCKET = 'v.sock';
 const UFFD_SOCKET = 'uffd.sock';
+/** A jailed page server's socket, in a directory of its own. */
+const JAILED_UFFD_SOCKET = 'ps/uffd.sock';
 const RESTORE_VMSTATE = 'restore.vmstate';
 const SNAP_VMSTATE = 'snap.vmstate';
 const SNAP_MEMORY = 'snap.mem';
@@ -58,7 +61,9 @@ export class FirecrackerHost {
   readonly #fn: HostFunction;
   readonly #vm: FirecrackerVm;
   #sandboxId = '';
-  #pageServer: PageServer | null = null;
+  #pageServer: { close(): Promise<void> } | null = null;
+  /** Run restores' page servers jailed (the platform's hosts are), in the function's group. */
+  readonly #jailPageServer: boolean;
   /** The page server's sessions (restores): their end and any fatal error are kept for the exit report. */
   readonly pageServerEvents: PageServerEvent[] = [];
   /** The snapshot this VM's dirty-page log counts from (its last snapshot or restore): a diff's only valid base. */
@@ -70,9 +75,13 @@ export class FirecrackerHost {
   /** Requests run one at a time, in order (as a host process runs them). */
   #queue: Promise<unknown> = Promise.resolve();
 
-  private constructor(fn: HostFunction, vm: FirecrackerVm) {
+  readonly #onLog: LogSink;
+
+  private constructor(fn: HostFunction, vm: FirecrackerVm, jailPageServer: boolean, onLog: LogSink) {
     this.#fn = fn;
+    this.#onLog = onLog;
     this.#vm = vm;
+    this.#jailPageServer = jailPageServer;
     this.exited = vm.exited.then(async ({ code, signal }) => {
       const failed = this.pageServerEvents.find((e) => e.event === 'session-end' && e.error);
       this.#exit = { code, signal, killedBy: this.#killReason, oomKilled: false, fatal: failed && failed.event === 'session-end' ? `the page server stopped the VM: ${failed.error}` : null };
@@ -83,14 +92,14 @@ export class FirecrackerHost {
   }
 
   /** Starts a firecracker for `fn` in a new directory under `runRoot`. Throws THAW_STRATEGY_UNAVAILABLE, THAW_INTERNAL. */
-  static async start(fn: HostFunction, runRoot: string, id: string, onLog: LogSink): Promise<FirecrackerHost> {
+  static async start(fn: HostFunction, runRoot: string, id: string, onLog: LogSink, jailPageServer: boolean): Promise<FirecrackerHost> {
     const dir = join(runRoot, id);
     mkdirSync(dir, { recursive: true });
     chmodSync(dir, 0o711); // a jailed page server's socket directory is inside
     try {
       symlinkSync(fn.artefactPath, join(dir, ROOTFS_LINK));
       const vm = await FirecrackerVm.start(dir, id, 'pipe');
-      const host = new FirecrackerHost(fn, vm);
+      const host = new FirecrackerHost(fn, vm, jailPageServer, onLog);
       vm.output?.stdout?.setEncoding('utf8').on('data', (t: string) => onLog(host.#sandboxId, 'stdout', t));
       vm.output?.stderr?.setEncoding('utf8').on('data', (t: string) => onLog(host.#sandboxId, 'stderr', t));
       return host;
@@ -232,13 +241,22 @@ export class FirecrackerHost {
     }
     const vmstate = vmstateOf(req.snapshotId, top.meta.guestState);
     writeFileSync(join(this.#vm.dir, RESTORE_VMSTATE), vmstate, { mode: 0o600 });
-    this.#pageServer = await PageServer.listen({
-      socket: join(this.#vm.dir, UFFD_SOCKET), snapshot: join(req.snapshotRoot, req.snapshotId), strategy: req.strategy,
-      ...(req.stateSha256 && { expectSha256: req.stateSha256 }), onEvent: (e) => this.pageServerEvents.push(e),
-    });
+    const onEvent = (e: PageServerEvent): void => {
+      this.pageServerEvents.push(e);
+      // Its startup line (strategy, checks, the jail layers it observes) and its end go to the function's log.
+      if (e.event !== 'session') this.#onLog(this.#sandboxId, 'stderr', `thaw page server: ${JSON.stringify(e)}\n`);
+      // A jailed page server cannot signal firecracker (another uid and PID namespace): its owner does.
+      if (e.event === 'session-end' && e.error) void this.kill(`the page server stopped serving: ${e.error}`);
+    };
+    const snapshot = join(req.snapshotRoot, req.snapshotId);
+    const sha = req.stateSha256 && { expectSha256: req.stateSha256 };
+    const socket = this.#jailPageServer ? JAILED_UFFD_SOCKET : UFFD_SOCKET;
+    this.#pageServer = this.#jailPageServer
+      ? await JailedPageServer.start({ socket: join(this.#vm.dir, socket), snapshot, strategy: req.strategy, gid: this.#fn.gid, ...sha, onEvent })
+      : await PageServer.listen({ socket: join(this.#vm.dir, socket), snapshot, strategy: req.strategy, ...sha, onEvent });
     this.#restoredFrom = req.snapshotId;
     try {
-      await this.#vm.loadFromPageServer(RESTORE_VMSTATE, UFFD_SOCKET, true);
+      await this.#vm.loadFromPageServer(RESTORE_VMSTATE, socket, true);
     } catch (err: unknown) {
       // The page server's own report says more than Firecracker's (its events may trail the reply).
       for (let i = 0; i < 20 && !this.#pageServerFailure(req.snapshotId); i++) await new Promise((r) => setTimeout(r, 10));

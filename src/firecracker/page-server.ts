@@ -210,7 +210,7 @@ export class PageServer {
       let server: FcServer;
       try {
         server = fcServe({
-          uffd: taken, memoryFd: this.#parts?.fd ?? this.#source.fd, peerPid, regions,
+          uffd: taken, memoryFd: this.#parts?.fd ?? this.#source.fd, peerPid, peerSocket: fd, regions,
           checksums: this.#parts ? null : this.#source.checksums, partitions: this.#parts,
           prefetch: policy.prefetch, record: policy.record,
         });

@@ -80,6 +80,10 @@ describe('Firecracker functions on the platform, with the API test double (not F
     // A diff holds what was written since the VM's last snapshot or restore: no other base applies.
     const other = await p.invoke({ function: 'vm', mode: 'cold', input: Buffer.from('e') });
     await rejectsWith(p.createSnapshot({ sandboxId: other.sandboxId, kind: 'diff', baseId: full.id }), 'THAW_REQUEST_INVALID');
+    // Each restore's page server said how it ran in the function's log: jailed when hosts are.
+    const started = (await p.functionLogs('vm')).filter((l) => l.text.startsWith('thaw page server: {"event":"listening"'));
+    assert.ok(started.length >= 8);
+    if (p.jail.jailed) for (const l of started) assert.match(l.text, /"layer":"landlock","active":true/);
     const loads = double.log().filter((r) => r.path === '/snapshot/load');
     assert.ok(loads.every((r) => (r.body?.mem_backend as { backend_type?: string }).backend_type === 'Uffd'));
     // Every restore but faasnap's (no loading set: the page server refused the handshake) loaded.

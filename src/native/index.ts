@@ -729,6 +729,8 @@ export interface FcServeOptions {
   readonly memoryFd: number;
   /** Killed on a fatal error (as Firecracker's handlers do). */
   readonly peerPid: number;
+  /** The peer's connection fd: shut down on a fatal error, so the session ends even when the peer cannot be killed. */
+  readonly peerSocket?: number;
   readonly regions: readonly { readonly base: bigint; readonly size: number; readonly offset: number }[];
   /** crc32 per `pieceBytes` piece of the memory file: every byte installed is checked first. */
   readonly checksums?: { readonly crcs: Uint32Array; readonly pieceBytes: number } | null;
@@ -770,7 +772,7 @@ export function fcServe(options: FcServeOptions): FcServer {
   const prefetch = new BigUint64Array(runs.length * 2);
   runs.forEach((r, i) => prefetch.set([BigInt(r.offset), BigInt(r.length)], i * 2));
   return new FcServer(call('fcStart', {
-    uffd: options.uffd, srcFd: options.memoryFd, peer: options.peerPid, regions, prefetch,
+    uffd: options.uffd, srcFd: options.memoryFd, peer: options.peerPid, peerSocket: options.peerSocket ?? -1, regions, prefetch,
     record: options.record === true ? 1 : 0,
     crcs: options.checksums?.crcs, verifyBytes: options.checksums?.pieceBytes,
     ...(options.partitions ? {

@@ -833,7 +833,7 @@ export class Platform implements ThawApi {
     this.starting++;
     let host: FirecrackerHost;
     try {
-      host = await FirecrackerHost.start(this.functions.hostFunction(fnName), join(this.params.dataDir, 'run', 'fc'), newId('vm'), (id, stream, text) => this.hostLog(id, stream, text));
+      host = await FirecrackerHost.start(this.functions.hostFunction(fnName), join(this.params.dataDir, 'run', 'fc'), newId('vm'), (id, stream, text) => this.hostLog(id, stream, text), this.jail.jailed);
     } finally {
       this.starting--;
     }
