@@ -668,6 +668,8 @@ export class Platform implements ThawApi {
     this.keepAlive.close();
     await this.preparer.close();
     await this.pool.close();
+    // MicroVMs are not the pool's: each is a firecracker of its own (and its page server).
+    await Promise.all([...this.hosts].filter((h) => h.host instanceof FirecrackerHost).map((h) => h.host.kill('platform closed')));
     await this.redisRelay?.close();
     await Promise.all([...this.memoryServers.values()].map((m) => m.kill()));
     this.sandboxes.clear();
