@@ -143,6 +143,8 @@ typedef struct {
   int uffd;                 /* taken: closed by thaw_fc_stop (or on failure) */
   int src_fd;               /* memory file; mapped read-only, the caller keeps its fd */
   int peer;                 /* pid killed on a fatal error, as Firecracker's handlers do; 0 = none */
+  int peer_sock;            /* the peer's connection, shut down on a fatal error (so its owner learns
+                               even when the peer cannot be killed: a jailed server); -1 = none */
   const uint64_t *regions; size_t region_count; /* region_count x (base, size, offset) */
   const uint32_t *crcs; size_t crc_count; size_t verify_bytes; /* crc32 per piece of the file */
   const thaw_run *prefetch; size_t prefetch_count; /* file byte ranges installed first */

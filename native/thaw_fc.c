@@ -42,6 +42,7 @@ struct thaw_fc {
   int uffd, stop_fd;
   pid_t peer;
   int peer_fd;                             /* pidfd of the peer (no pid-reuse race), or -1 */
+  int peer_sock;                           /* a dup of the peer's connection, or -1 */
   size_t page;
   const uint8_t *src; size_t src_len;      /* read-only mapping of the whole memory file */
   fc_region *reg; size_t nreg;
@@ -236,6 +237,9 @@ static void fatal(thaw_fc *u, int err, const char *op) {
   /* As Firecracker's handlers do: the guest must not run on without its pages. */
   if (u->peer_fd >= 0) syscall(SYS_pidfd_send_signal, u->peer_fd, SIGKILL, NULL, 0);
   else if (u->peer > 0) kill(u->peer, SIGKILL);
+  /* Also when the peer could not be signalled (another uid or PID namespace): the connection's
+   * end tells the VMM's owner, who kills it, and a test VMM's watchdog. */
+  if (u->peer_sock >= 0) shutdown(u->peer_sock, SHUT_RDWR);
 }
 
 /* Reads every queued event; returns 1 when the peer's memory is gone, 0 to continue, -1 fatal. */
@@ -303,6 +307,7 @@ static void release(thaw_fc *u) {
   if (u->uffd >= 0) close(u->uffd);
   if (u->stop_fd >= 0) close(u->stop_fd);
   if (u->peer_fd >= 0) close(u->peer_fd);
+  if (u->peer_sock >= 0) close(u->peer_sock);
   if (u->src) munmap((void *)u->src, u->src_len);
   free(u->reg); free(u->removed); free(u->crcs); free(u->vdone); free(u->vbuf);
   free(u->prefetch); free(u->later); free(u->parts); free(u->pdone); free(u->pbuf); free(u->sbuf); free(u->st.recorded); free(u->st.service_ns);
@@ -341,6 +346,8 @@ int thaw_fc_start(const thaw_fc_opts *o, thaw_fc **out, const char **op) {
   thaw_fc *u = calloc(1, sizeof *u);
   if (!u) { close(o->uffd); return *op = "calloc", -ENOMEM; }
   u->uffd = o->uffd; u->stop_fd = -1; u->peer = o->peer; u->record = o->record;
+  /* Our own copy: the caller's fd may be closed (and its number reused) before we stop. */
+  u->peer_sock = o->peer_sock >= 0 ? fcntl(o->peer_sock, F_DUPFD_CLOEXEC, 0) : -1;
   /* Taken while the peer is connected, so a kill on a fatal error cannot hit a reused pid. */
   u->peer_fd = o->peer > 0 ? (int)syscall(SYS_pidfd_open, o->peer, 0) : -1;
   u->page = (size_t)sysconf(_SC_PAGESIZE);
@@ -498,6 +505,7 @@ static napi_value fc_start(napi_env env, napi_callback_info info) {
   opts.uffd = (int)fc_num(env, o, "uffd", -1);
   opts.src_fd = (int)fc_num(env, o, "srcFd", -1);
   opts.peer = (int)fc_num(env, o, "peer", 0);
+  opts.peer_sock = (int)fc_num(env, o, "peerSocket", -1);
   opts.record = fc_num(env, o, "record", 0) != 0;
   opts.verify_bytes = (size_t)fc_num(env, o, "verifyBytes", 0);
   size_t n;
@@ -571,6 +579,40 @@ static napi_value fc_stop(napi_env env, napi_callback_info info) {
   return out;
 }
 
+/* fcDataExtents(fd): the data extents of a sparse file as [offset, length, ...] (lseek SEEK_DATA /
+ * SEEK_HOLE), as Firecracker's snapshot-editor reads a diff memory file: its holes are pages the
+ * diff does not hold, its data the pages dirtied (zero pages included). */
+static napi_value fc_extents(napi_env env, napi_callback_info info) {
+  size_t argc = 1; napi_value a; int32_t fd = -1;
+  napi_get_cb_info(env, info, &argc, &a, NULL, NULL);
+  if (argc < 1 || napi_get_value_int32(env, a, &fd) != napi_ok || fd < 0) return fc_throw(env, EINVAL, "fcDataExtents(fd)");
+  struct stat sb;
+  if (fstat(fd, &sb) != 0) return fc_throw(env, errno, "fstat");
+  size_t cap = 64, n = 0;
+  double *out = malloc(cap * sizeof *out);
+  if (!out) return fc_throw(env, ENOMEM, "malloc");
+  for (off_t at = 0; at < sb.st_size;) {
+    off_t data = lseek(fd, at, SEEK_DATA);
+    if (data < 0) { if (errno == ENXIO) break; int e = errno; free(out); return fc_throw(env, e, "lseek(SEEK_DATA)"); }
+    off_t hole = lseek(fd, data, SEEK_HOLE);
+    if (hole < 0) { int e = errno; free(out); return fc_throw(env, e, "lseek(SEEK_HOLE)"); }
+    if (n + 2 > cap) {
+      double *more = realloc(out, (cap *= 2) * sizeof *out);
+      if (!more) { free(out); return fc_throw(env, ENOMEM, "realloc"); }
+      out = more;
+    }
+    out[n++] = (double)data;
+    out[n++] = (double)(hole - data);
+    at = hole;
+  }
+  napi_value ab, arr; void *d;
+  napi_create_arraybuffer(env, n * sizeof(double), &d, &ab);
+  memcpy(d, out, n * sizeof(double));
+  free(out);
+  napi_create_typedarray(env, napi_float64_array, n, ab, 0, &arr);
+  return arr;
+}
+
 void thaw_fc_register(void *env_, void *exports_) {
   napi_env env = env_;
   napi_value exports = exports_;
@@ -578,6 +620,7 @@ void thaw_fc_register(void *env_, void *exports_) {
     { "fcRecv", NULL, fc_recv, NULL, NULL, NULL, napi_enumerable, NULL },
     { "fcStart", NULL, fc_start, NULL, NULL, NULL, napi_enumerable, NULL },
     { "fcStop", NULL, fc_stop, NULL, NULL, NULL, napi_enumerable, NULL },
+    { "fcDataExtents", NULL, fc_extents, NULL, NULL, NULL, napi_enumerable, NULL },
   };
   napi_define_properties(env, exports, sizeof fns / sizeof fns[0], fns);
 }

@@ -25,6 +25,8 @@
 #include <linux/audit.h>
 #include <linux/filter.h>
 #include <linux/seccomp.h>
+#include <linux/userfaultfd.h>
+#include <sys/ioctl.h>
 #include <poll.h>
 #include <sched.h>
 #include <signal.h>
@@ -78,6 +80,7 @@ struct opts {
   int nexpose;
   int net_host;
   long tcp_port;
+  int ioctls_uffd;
   char **argv;
 };
 
@@ -131,6 +134,10 @@ static void parse(int argc, char **argv, struct opts *o) {
       if (!strcmp(v, "host")) o->net_host = 1;
       else if (strcmp(v, "none")) usage("--net is none or host");
     } else if (!strcmp(a, "--tcp-port")) o->tcp_port = number(v, 1, 65535, "--tcp-port");
+    else if (!strcmp(a, "--ioctls")) {
+      if (strcmp(v, "uffd")) usage("--ioctls takes uffd");
+      o->ioctls_uffd = 1;
+    }
     else usage("unknown option");
     i++;
   }
@@ -286,8 +293,18 @@ static const int refused_syscalls[] = {
 
 #define NELEM(a) (sizeof(a) / sizeof((a)[0]))
 
-static void install_seccomp(void) {
-  static struct sock_filter f[16 + 2 * (NELEM(allowed_syscalls) + NELEM(refused_syscalls))];
+/* --ioctls uffd (a Firecracker page server, src/firecracker/page-server-jail.ts): ioctl takes only
+ * these requests, anything else fails with EPERM: the userfaultfd ones a page server issues on
+ * the uffd Firecracker sends it (copy a page, zero a page, wake a deferred fault), and those Node
+ * and libuv issue on their own fds (non-blocking and close-on-exec flags, bytes readable,
+ * terminal queries on stdio). */
+static const unsigned long uffd_ioctls[] = {
+  UFFDIO_COPY, UFFDIO_ZEROPAGE, UFFDIO_WAKE,
+  FIONBIO, FIOCLEX, FIONCLEX, FIONREAD, TCGETS, TIOCGWINSZ,
+};
+
+static void install_seccomp(int ioctls_uffd) {
+  static struct sock_filter f[16 + 2 * (NELEM(allowed_syscalls) + NELEM(refused_syscalls)) + 4 + NELEM(uffd_ioctls)];
   size_t n = 0;
 #define EMIT(stmt) (f[n++] = (struct sock_filter)stmt)
   EMIT(BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, arch)));
@@ -304,6 +321,14 @@ static void install_seccomp(void) {
   EMIT(BPF_JUMP(BPF_JMP | BPF_JSET | BPF_K, CLONE_THREAD, 1, 0));
   EMIT(BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | EPERM));
   EMIT(BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW));
+  if (ioctls_uffd) {
+    /* ioctl: the request (args[1], its low 32 bits: the kernel truncates it to unsigned int) must be listed. */
+    EMIT(BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_ioctl, 0, 3 + NELEM(uffd_ioctls)));
+    EMIT(BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, args[1])));
+    for (size_t i = 0; i < NELEM(uffd_ioctls); i++) EMIT(BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, (uint32_t)uffd_ioctls[i], (uint8_t)(NELEM(uffd_ioctls) - i), 0));
+    EMIT(BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | EPERM));
+    EMIT(BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW));
+  }
   for (size_t i = 0; i < NELEM(refused_syscalls); i++) {
     EMIT(BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, (unsigned)refused_syscalls[i], 0, 1));
     EMIT(BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | EPERM));
@@ -421,7 +446,7 @@ int main(int argc, char **argv) {
   if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0) die("prctl(PR_SET_NO_NEW_PRIVS)");
   if (syscall(SYS_landlock_restrict_self, ruleset, 0) < 0) die("landlock_restrict_self");
   if (close_range(UFFD_DEV_FD + 1, ~0U, 0) < 0) die("close_range");
-  install_seccomp();
+  install_seccomp(o.ioctls_uffd);
   execve(o.argv[0], o.argv, clean_env());
   die(o.argv[0]);
 }

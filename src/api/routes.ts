@@ -4,6 +4,7 @@
 import type { IncomingMessage } from 'node:http';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { ThawError } from '../core/errors.js';
+import { RUNTIME_IDS } from '../core/function-spec.js';
 import { TIMING_PARTS, type ThawApi, type InvokeResult, type InvokeMode, type SchedulerChange } from '../platform/types.js';
 import { INVOKE_MODES, START_KINDS } from '../platform/types.js';
 import { readRawBody, type RawBodyLimit } from './raw-body.js';
@@ -25,7 +26,7 @@ export const sharedSchemas = [
     $id: 'Function',
     type: 'object',
     properties: {
-      name: { type: 'string' }, runtime: { type: 'string', enum: ['wasi', 'python'] }, memoryMiB: { type: 'integer' },
+      name: { type: 'string' }, runtime: { type: 'string', enum: [...RUNTIME_IDS] }, memoryMiB: { type: 'integer' },
       handler: { type: 'string' }, timeoutMs: { type: 'integer' }, initTimeoutMs: { type: 'integer' }, maxInputBytes: { type: 'integer' }, maxOutputBytes: { type: 'integer' }, description: { type: 'string' },
       digest: { type: 'string' }, deployedAt: { type: 'string' }, facts: { type: 'object', additionalProperties: true },
     },

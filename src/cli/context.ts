@@ -5,6 +5,7 @@ import { readFileSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import pino from 'pino';
 import { ThawError } from '../core/errors.js';
+import { ARTEFACT_FIELD, type RuntimeId } from '../core/function-spec.js';
 import { parseDaemonConfig, type DaemonConfig } from '../core/config.js';
 import { HttpClient } from '../api/client.js';
 import { Platform } from '../platform/platform.js';
@@ -36,7 +37,7 @@ export function readManifestFile(path: string): { manifest: Record<string, unkno
   if (typeof manifest !== 'object' || manifest === null || Array.isArray(manifest)) {
     throw new ThawError('THAW_CONFIG_INVALID', { detail: `manifest ${path} is not a JSON object` });
   }
-  const field = manifest.runtime === 'python' ? 'source' : 'module';
+  const field = ARTEFACT_FIELD[manifest.runtime as RuntimeId] ?? 'module';
   const rel = manifest[field];
   if (typeof rel !== 'string') throw new ThawError('THAW_CONFIG_INVALID', { detail: `manifest ${path} has no '${field}' path` });
   const artefactPath = resolve(dirname(path), rel);
@@ -46,7 +47,14 @@ export function readManifestFile(path: string): { manifest: Record<string, unkno
   } catch (err) {
     throw new ThawError('THAW_CONFIG_INVALID', { detail: `cannot read ${field} '${artefactPath}' named by ${path}: ${(err as Error).message}` });
   }
-  return { manifest: { ...manifest, [field]: artefactPath, ...resolveCommandPaths(manifest.command, dirname(path)), ...resolveBundlePaths(manifest, dirname(path)) }, artefact };
+  return { manifest: { ...manifest, [field]: artefactPath, ...resolveCommandPaths(manifest.command, dirname(path)), ...resolveBundlePaths(manifest, dirname(path)), ...resolveFirecrackerPaths(manifest.firecracker, dirname(path)) }, artefact };
+}
+
+/** A Firecracker function's kernel, relative to the manifest, made absolute (the daemon reads it from there). */
+function resolveFirecrackerPaths(fc: unknown, base: string): { firecracker?: unknown } {
+  if (typeof fc !== 'object' || fc === null || Array.isArray(fc)) return fc === undefined ? {} : { firecracker: fc };
+  const kernel = (fc as Record<string, unknown>).kernel;
+  return { firecracker: { ...fc, ...(typeof kernel === 'string' && { kernel: resolve(base, kernel) }) } };
 }
 
 /** A python function's bundle, requirements and Pyodide package directory, relative to the manifest, made absolute (the daemon copies them at deploy). */

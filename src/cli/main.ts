@@ -130,7 +130,7 @@ program.command('demo')
   .option('--only <names>', 'comma-separated example function names')
   .action((o) => runDemo(g(), o));
 
-program.command('page-server').description("serve Firecracker microVMs' memory over its userfaultfd protocol (Uffd memory backend)").requiredOption('--socket <path>', 'Unix socket Firecracker connects to (mem_backend.backend_path)').requiredOption('--snapshot <path>', 'a Firecracker memory file or a Thaw snapshot directory').option('--strategy <id>', 'uffd (on demand), eager (fault all), reap (record, then replay the working set) or faasnap', 'uffd').option('--working-set <path>', 'reap: working-set file (default: beside the snapshot)').action((o) => runPageServer(o));
+program.command('page-server').description("serve Firecracker microVMs' memory over its userfaultfd protocol (Uffd memory backend)").requiredOption('--socket <path>', 'Unix socket Firecracker connects to (mem_backend.backend_path)').requiredOption('--snapshot <path>', 'a Firecracker memory file or a Thaw snapshot directory').option('--strategy <id>', 'uffd (on demand), eager (fault all), reap (record, then replay the working set) or faasnap', 'uffd').option('--working-set <path>', 'reap: working-set file (default: beside the snapshot)').option('--jail <gid>', "run jailed (root only): its own uid, the snapshot's group <gid>, namespaces, Landlock, seccomp; the socket's directory must be new").action((o) => runPageServer(o));
 
 program.command('bench <config>')
   .description('run an experiment from a JSON config (a path, or a shipped config: smoke, two-inputs, six-inputs, parallel, remote-storage-like)')

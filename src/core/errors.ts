@@ -22,7 +22,7 @@ export const ERRORS = {
   THAW_SOURCE_INVALID: { status: 400, message: 'handler source is invalid: {detail}' },
   THAW_MODULE_NOT_WASI: { status: 400, message: 'module is not a WASI preview1 module: {detail}' },
   THAW_HANDLER_MISSING: { status: 400, message: "handler '{handler}' is not exported by the {what}" },
-  THAW_RUNTIME_UNKNOWN: { status: 400, message: "unknown runtime '{runtime}' (expected wasi or python)" },
+  THAW_RUNTIME_UNKNOWN: { status: 400, message: "unknown runtime '{runtime}' (expected wasi, python or firecracker)" },
   // sandboxes
   THAW_SANDBOX_NOT_FOUND: { status: 404, message: "sandbox '{id}' not found" },
   THAW_NO_WARM_SANDBOX: { status: 404, message: "function '{name}' has no sandbox: invoke it cold or from a snapshot first" },

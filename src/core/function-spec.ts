@@ -4,7 +4,7 @@
 import { ThawError } from './errors.js';
 import { DEFAULT_SCALING, POPULATE_METHODS, SCALING_IDS, type ScalingSpec } from '../memory/scaling/scaling.js';
 
-export const RUNTIME_IDS = ['wasi', 'python'] as const;
+export const RUNTIME_IDS = ['wasi', 'python', 'firecracker'] as const;
 export type RuntimeId = (typeof RUNTIME_IDS)[number];
 
 /** A function manifest as written by a user (function.json). Paths are relative to the manifest. */
@@ -52,6 +52,25 @@ export interface FunctionConfig {
   packages?: unknown;
   /** python only: that directory (default: the deploying process's THAW_PYODIDE_PACKAGES). */
   pyodidePackages?: unknown;
+  /** firecracker: path to the guest's root filesystem (ext4), the function's artefact. */
+  rootfs?: unknown;
+  /** firecracker only: see FirecrackerConfig. */
+  firecracker?: unknown;
+}
+
+/**
+ * A Firecracker microVM function (README "Firecracker microVMs"): `{ "kernel": "vmlinux",
+ * "vsockPort": 5000, "invokePath": "/invoke", "vcpus": 1, "bootArgs": "..." }`; kernel required.
+ * The guest serves HTTP on vsock port `vsockPort`: each invocation is a POST of the input to
+ * `invokePath`, whose 200 reply body is the output.
+ */
+export interface FirecrackerParams {
+  /** Absolute path of the uncompressed guest kernel (vmlinux), as given at deploy. */
+  readonly kernelPath: string;
+  readonly vsockPort: number;
+  readonly invokePath: string;
+  readonly vcpus: number;
+  readonly bootArgs: string;
 }
 
 /** A python function's bundle (docs/python-runtime.md "Bundles"): absolute paths as given at deploy. */
@@ -124,9 +143,14 @@ export interface FunctionParams {
   readonly instancesPerHost?: number;
   /** python only: the bundle and requirements, when the manifest gives either. */
   readonly python?: PythonBundleParams;
+  /** firecracker only: the microVM's kernel and invoke endpoint. */
+  readonly firecracker?: FirecrackerParams;
 }
 
-const KNOWN_FIELDS = new Set(['name', 'runtime', 'module', 'source', 'memoryMiB', 'handler', 'timeoutMs', 'initTimeoutMs', 'maxInputBytes', 'maxOutputBytes', 'description', 'command', 'scaling', 'layout', 'instancesPerHost', 'bundle', 'requirements', 'packages', 'pyodidePackages']);
+const KNOWN_FIELDS = new Set(['name', 'runtime', 'module', 'source', 'memoryMiB', 'handler', 'timeoutMs', 'initTimeoutMs', 'maxInputBytes', 'maxOutputBytes', 'description', 'command', 'scaling', 'layout', 'instancesPerHost', 'bundle', 'requirements', 'packages', 'pyodidePackages', 'rootfs', 'firecracker']);
+const FIRECRACKER_FIELDS = new Set(['kernel', 'vsockPort', 'invokePath', 'vcpus', 'bootArgs']);
+/** The artefact field of each runtime: the file deploy stores and snapshots are versioned by. */
+export const ARTEFACT_FIELD: Readonly<Record<RuntimeId, string>> = { wasi: 'module', python: 'source', firecracker: 'rootfs' };
 const SCALING_FIELDS = new Set(['mechanism', 'blockMiB', 'grantMiB', 'populate', 'baseMiB']);
 const COMMAND_FIELDS = new Set(['args', 'env', 'dirs', 'scratch', 'responseFile']);
 const SCRATCH_FIELDS = new Set(['path', 'seed']);
@@ -146,13 +170,16 @@ export function parseFunctionConfig(raw: unknown, resolvePath: (p: string) => st
 
   if (typeof cfg.name !== 'string' || !NAME_RE.test(cfg.name)) bad("'name' must match " + NAME_RE.source);
   const name = cfg.name as string;
-  if (cfg.runtime !== 'wasi' && cfg.runtime !== 'python') {
+  if (!(RUNTIME_IDS as readonly unknown[]).includes(cfg.runtime)) {
     throw new ThawError('THAW_RUNTIME_UNKNOWN', { runtime: String(cfg.runtime) });
   }
-  const runtime: RuntimeId = cfg.runtime;
-  const artefactField = runtime === 'wasi' ? 'module' : 'source';
-  const other = runtime === 'wasi' ? 'source' : 'module';
-  if (cfg[other] !== undefined) bad(`'${other}' does not apply to runtime '${runtime}' (use '${artefactField}')`);
+  const runtime = cfg.runtime as RuntimeId;
+  const artefactField = ARTEFACT_FIELD[runtime];
+  for (const other of Object.values(ARTEFACT_FIELD)) {
+    if (other !== artefactField && cfg[other] !== undefined) bad(`'${other}' does not apply to runtime '${runtime}' (use '${artefactField}')`);
+  }
+  if (cfg.firecracker !== undefined && runtime !== 'firecracker') bad("'firecracker' applies to runtime 'firecracker' only");
+  if (runtime === 'firecracker' && cfg.firecracker === undefined) bad("runtime 'firecracker' needs 'firecracker': { \"kernel\": <vmlinux path> }");
   const artefact = cfg[artefactField];
   if (typeof artefact !== 'string' || artefact.length === 0) bad(`'${artefactField}' is required for runtime '${runtime}'`);
 
@@ -168,12 +195,13 @@ export function parseFunctionConfig(raw: unknown, resolvePath: (p: string) => st
   if (cfg.layout !== undefined && !HOST_LAYOUTS.includes(cfg.layout as HostLayout)) bad(`'layout' must be one of ${HOST_LAYOUTS.join(', ')}`);
   if (cfg.instancesPerHost !== undefined && cfg.layout === 'horizontal') bad("'instancesPerHost' applies to layout 'vertical' only (a horizontal host carries one instance)");
 
-  const memoryMiB = int('memoryMiB', runtime === 'wasi' ? 256 : 512, runtime === 'wasi' ? 1 : 48, 4096);
+  // Pyodide's own heap starts at about 30 MiB: a smaller python sandbox cannot boot; a microVM's
+  // kernel needs some memory of its own too.
+  const memoryMiB = int('memoryMiB', { wasi: 256, python: 512, firecracker: 128 }[runtime], { wasi: 1, python: 48, firecracker: 16 }[runtime], 4096);
   return Object.freeze({
     name,
     runtime,
     artefactPath: resolvePath(artefact as string),
-    // Pyodide's own heap starts at about 30 MiB: a smaller python sandbox cannot boot.
     memoryMiB,
     handler: handler as string,
     timeoutMs: int('timeoutMs', 30_000, 1, 15 * 60_000),
@@ -187,6 +215,33 @@ export function parseFunctionConfig(raw: unknown, resolvePath: (p: string) => st
     ...(cfg.layout !== undefined && { layout: cfg.layout as HostLayout }),
     ...(cfg.instancesPerHost !== undefined && { instancesPerHost: int('instancesPerHost', 1, 1, MAX_INSTANCES_PER_HOST) }),
     ...(['bundle', 'requirements', 'packages', 'pyodidePackages'].every((f) => cfg[f] === undefined) ? {} : { python: parsePythonBundle(cfg, runtime, resolvePath, bad) }),
+    ...(runtime === 'firecracker' && { firecracker: parseFirecracker(cfg.firecracker, resolvePath, bad) }),
+  });
+}
+
+/** The `firecracker` field: the kernel's path and the guest's invoke endpoint. */
+function parseFirecracker(raw: unknown, resolvePath: (p: string) => string, bad: (detail: string) => never): FirecrackerParams {
+  if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) bad("'firecracker' must be an object { kernel, vsockPort?, invokePath?, vcpus?, bootArgs? }");
+  const cfg = raw as Record<string, unknown>;
+  for (const key of Object.keys(cfg)) if (!FIRECRACKER_FIELDS.has(key)) bad(`unknown field 'firecracker.${key}' (known: ${[...FIRECRACKER_FIELDS].join(', ')})`);
+  const str = (v: unknown, what: string): string => {
+    if (typeof v !== 'string' || v.length === 0 || v.length > COMMAND_MAX_STRING || v.includes('\0')) bad(`${what} must be a non-empty string without NUL`);
+    return v as string;
+  };
+  const int = (field: string, dflt: number, min: number, max: number): number => {
+    const v = cfg[field];
+    if (v === undefined) return dflt;
+    if (typeof v !== 'number' || !Number.isInteger(v) || v < min || v > max) bad(`'firecracker.${field}' must be an integer in [${min}, ${max}]`);
+    return v as number;
+  };
+  const invokePath = cfg.invokePath === undefined ? '/invoke' : str(cfg.invokePath, "'firecracker.invokePath'");
+  if (!/^\/[A-Za-z0-9._~!$&'()*+,;=:@/%-]*$/.test(invokePath)) bad("'firecracker.invokePath' must be an absolute URL path");
+  return Object.freeze({
+    kernelPath: resolvePath(str(cfg.kernel, "'firecracker.kernel'")),
+    vsockPort: int('vsockPort', 5000, 1, 0xffff_fffe),
+    invokePath,
+    vcpus: int('vcpus', 1, 1, 32),
+    bootArgs: cfg.bootArgs === undefined ? 'console=ttyS0 reboot=k panic=1 pci=off' : str(cfg.bootArgs, "'firecracker.bootArgs'"),
   });
 }
 

@@ -1,17 +1,23 @@
-// The Firecracker driver on a KVM host: boot, full and diff snapshots, and restores served by
-// the page server with each strategy. Needs /dev/kvm, a firecracker binary ($THAW_FIRECRACKER
-// or PATH), a guest kernel ($THAW_FC_KERNEL, an uncompressed vmlinux) and a rootfs
-// ($THAW_FC_ROOTFS, ext4); diff restores also need snapshot-editor on PATH. Skips, saying which
-// is missing, anywhere else (see README "Firecracker microVMs").
+// The Firecracker driver on a KVM host, with a real firecracker: boot, full and diff snapshots,
+// and restores served by the page server with each strategy; and a Firecracker function through
+// the platform. Needs /dev/kvm, a firecracker binary ($THAW_FIRECRACKER or PATH), a guest kernel
+// ($THAW_FC_KERNEL, an uncompressed vmlinux) and a rootfs ($THAW_FC_ROOTFS, ext4); the rebase
+// test also needs snapshot-editor on PATH; the platform test needs a rootfs whose init serves
+// HTTP on vsock port $THAW_FC_INVOKE_PORT (default 5000), POST $THAW_FC_INVOKE_PATH (default
+// /invoke). Skips, saying which is missing, anywhere else (see README "Firecracker microVMs").
+// driver-double.test.ts and platform-double.test.ts run the same conversations against a test
+// double of Firecracker's API server where there is no firecracker.
 
 import { copyFileSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { tempDataDir } from '../test/helpers.js';
+import { newPlatform, tempDataDir } from '../test/helpers.js';
+import { readFileSync } from 'node:fs';
 import { firecrackerBinary, firecrackerSupport, FirecrackerVm, rebaseDiff, restoreWithPageServer } from './driver.js';
 
 function skipReason(): string | false {
+  if (process.env.THAW_FIRECRACKER_IS_TEST_DOUBLE === '1') return 'THAW_FIRECRACKER names the API test double: these tests need a real firecracker';
   const support = firecrackerSupport();
   if (!support.ok) return support.reason;
   if (!process.env.THAW_FC_KERNEL || !process.env.THAW_FC_ROOTFS) return 'set THAW_FC_KERNEL (vmlinux) and THAW_FC_ROOTFS (ext4 image) to boot a guest';
@@ -69,6 +75,32 @@ describe('Firecracker driver (KVM host)', { skip }, () => {
       assert.equal(await r.vm.state(), 'Running');
     } finally {
       await r.stop();
+    }
+  });
+});
+
+describe('Firecracker function on the platform (KVM host)', { skip: skip || (!process.env.THAW_FC_INVOKE_PORT && 'set THAW_FC_INVOKE_PORT: the rootfs must serve HTTP invocations on that vsock port') }, () => {
+  it('deploys, boots cold, snapshots full and diff, restores through the jailed page server and invokes', async () => {
+    const p = newPlatform({ spareHosts: 0 });
+    try {
+      const manifest = {
+        name: 'fc', runtime: 'firecracker', rootfs: process.env.THAW_FC_ROOTFS!, memoryMiB: 128,
+        firecracker: { kernel: process.env.THAW_FC_KERNEL!, vsockPort: Number(process.env.THAW_FC_INVOKE_PORT), invokePath: process.env.THAW_FC_INVOKE_PATH ?? '/invoke' },
+      };
+      await p.deployFunction(manifest, readFileSync(process.env.THAW_FC_ROOTFS!));
+      const cold = await p.invoke({ function: 'fc', mode: 'cold', input: Buffer.from('{}') });
+      const full = await p.createSnapshot({ sandboxId: cold.sandboxId });
+      for (const strategy of ['uffd', 'eager', 'reap', 'reap', 'sabre']) {
+        const r = await p.invoke({ function: 'fc', mode: 'snapshot', snapshotId: full.id, strategy, input: Buffer.from('{}'), keep: strategy === 'sabre' });
+        assert.equal(r.start, 'snapshot');
+        if (strategy === 'sabre') {
+          const diff = await p.createSnapshot({ sandboxId: r.sandboxId, kind: 'diff' });
+          const d = await p.invoke({ function: 'fc', mode: 'snapshot', snapshotId: diff.id, strategy: 'uffd', input: Buffer.from('{}'), keep: false });
+          assert.equal(d.start, 'snapshot');
+        }
+      }
+    } finally {
+      await p.close();
     }
   });
 });

@@ -1,13 +1,19 @@
 // A Firecracker driver for KVM hosts: starts `firecracker` on an API socket and drives it over
-// HTTP on that Unix socket (Firecracker's REST API, v1.1 to v1.12): boot a microVM from a kernel
-// and a rootfs, pause and resume it, take full and diff snapshots, and load a snapshot with the
-// Uffd memory backend served by Thaw's page server (page-server.ts), in the same process.
+// HTTP on that Unix socket (Firecracker's REST API, v1.1 to v1.16; request bodies checked against
+// src/firecracker/swagger/firecracker.yaml and docs/snapshotting/snapshot-support.md of
+// firecracker-microvm/firecracker at 81b38b9, 1.17.0-dev, and the v1.1.0 / v1.7.0 swaggers):
+// boot a microVM from a kernel and a rootfs, pause and resume it, take full and diff snapshots,
+// and load a snapshot with the Uffd memory backend served by Thaw's page server (page-server.ts).
+// Each firecracker runs in its own directory (its cwd): drives, the vsock socket and the snapshot
+// files are named relative to it, so a snapshot restores in another directory ("host resources
+// ... at the same relative paths", snapshot-support.md) on every version (vsock_override is 1.16+).
 // Needs /dev/kvm and a firecracker binary ($THAW_FIRECRACKER, else `firecracker` on PATH).
 
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { accessSync, closeSync, constants, existsSync, openSync, rmSync } from 'node:fs';
 import { request } from 'node:http';
 import { delimiter, join } from 'node:path';
+import type { Readable } from 'node:stream';
 import { ThawError } from '../core/errors.js';
 import type { Support } from '../restore/strategy.js';
 import { PageServer, type PageServerEvent } from './page-server.js';
@@ -30,6 +36,8 @@ export function firecrackerBinary(env: NodeJS.ProcessEnv = process.env, name = '
 
 /** Whether this host can run Firecracker microVMs, and if not, why. */
 export function firecrackerSupport(env: NodeJS.ProcessEnv = process.env): Support {
+  // The API test double (api-double.ts) runs no VM: it needs no KVM.
+  if (env.THAW_FIRECRACKER_IS_TEST_DOUBLE === '1') return firecrackerBinary(env) ? { ok: true } : { ok: false, reason: 'THAW_FIRECRACKER does not name the test double' };
   try {
     closeSync(openSync('/dev/kvm', 'r+'));
   } catch (err: unknown) {
@@ -73,7 +81,12 @@ export function apiRequest(socketPath: string, method: 'GET' | 'PUT' | 'PATCH', 
 
 export interface BootOptions {
   readonly kernel: string;
+  /** Relative to the VM's directory, so a snapshot of it restores elsewhere. */
   readonly rootfs: string;
+  /** Default false; a function's rootfs is shared by its sandboxes, so read-only. */
+  readonly rootfsReadOnly?: boolean;
+  /** A vsock device (guest CID 3) whose host side listens on this socket, relative to the VM's directory. */
+  readonly vsockSocket?: string;
   readonly memMib?: number;
   readonly vcpus?: number;
   readonly bootArgs?: string;
@@ -88,34 +101,55 @@ export interface SnapshotFiles {
   readonly memory: string;
 }
 
+/** The guest's vsock context id (3: the first one not reserved). */
+export const GUEST_CID = 3;
+
 /** One firecracker process and its API socket. */
 export class FirecrackerVm {
   readonly apiSocket: string;
+  /** The VM's directory (firecracker's cwd): relative paths in API requests are resolved here. */
+  readonly dir: string;
   readonly #child: ChildProcess;
-  #exited: Promise<number | null>;
+  readonly exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+  /** Firecracker's version as GET /version reports it ("1.7.0"), read once the API answers. */
+  version = '0.0.0';
 
-  private constructor(apiSocket: string, child: ChildProcess) {
+  private constructor(dir: string, apiSocket: string, child: ChildProcess) {
+    this.dir = dir;
     this.apiSocket = apiSocket;
     this.#child = child;
-    this.#exited = new Promise((resolve) => child.on('exit', (code) => resolve(code)));
+    this.exited = new Promise((resolve) => child.on('exit', (code, signal) => resolve({ code, signal })));
+  }
+
+  get alive(): boolean {
+    return this.#child.exitCode === null && this.#child.signalCode === null;
   }
 
   get pid(): number {
     return this.#child.pid ?? 0;
   }
 
-  /** Starts `firecracker --api-sock <dir>/api.sock` and waits for its API. Throws THAW_STRATEGY_UNAVAILABLE, THAW_INTERNAL. */
-  static async start(dir: string, id = 'thaw'): Promise<FirecrackerVm> {
+  /** firecracker's stdout and stderr (the guest's serial console) when started with stdio 'pipe'. */
+  get output(): { stdout: Readable | null; stderr: Readable | null } {
+    return { stdout: this.#child.stdout, stderr: this.#child.stderr };
+  }
+
+  /**
+   * Starts `firecracker --api-sock <dir>/api.sock` in `dir` and waits for its API; `stdio` takes
+   * its console (default: inherited). Throws THAW_STRATEGY_UNAVAILABLE, THAW_INTERNAL.
+   */
+  static async start(dir: string, id = 'thaw', stdio: 'inherit' | 'pipe' = 'inherit'): Promise<FirecrackerVm> {
     const support = firecrackerSupport();
     if (!support.ok) throw new ThawError('THAW_STRATEGY_UNAVAILABLE', { strategy: 'firecracker', reason: support.reason });
     const apiSocket = join(dir, 'api.sock');
     rmSync(apiSocket, { force: true });
-    const child = spawn(firecrackerBinary()!, ['--api-sock', apiSocket, '--id', id], { stdio: ['ignore', 'inherit', 'inherit'] });
-    const vm = new FirecrackerVm(apiSocket, child);
+    const child = spawn(firecrackerBinary()!, ['--api-sock', apiSocket, '--id', id], { cwd: dir, stdio: ['ignore', stdio, stdio] });
+    const vm = new FirecrackerVm(dir, apiSocket, child);
     for (let i = 0; i < 200; i++) {
       if (existsSync(apiSocket)) {
         try {
           await vm.api('GET', '/');
+          vm.version = String((await vm.api('GET', '/version') as { firecracker_version?: string } | null)?.firecracker_version ?? '0.0.0');
           return vm;
         } catch {
           // not listening yet
@@ -135,9 +169,19 @@ export class FirecrackerVm {
   /** Configures and starts a fresh microVM. */
   async boot(o: BootOptions): Promise<void> {
     await this.api('PUT', '/boot-source', { kernel_image_path: o.kernel, boot_args: o.bootArgs ?? 'console=ttyS0 reboot=k panic=1 pci=off' });
-    await this.api('PUT', '/drives/rootfs', { drive_id: 'rootfs', path_on_host: o.rootfs, is_root_device: true, is_read_only: false });
+    await this.api('PUT', '/drives/rootfs', { drive_id: 'rootfs', path_on_host: o.rootfs, is_root_device: true, is_read_only: o.rootfsReadOnly ?? false });
     await this.api('PUT', '/machine-config', { vcpu_count: o.vcpus ?? 1, mem_size_mib: o.memMib ?? 128, track_dirty_pages: o.trackDirtyPages ?? true });
+    if (o.vsockSocket !== undefined) await this.api('PUT', '/vsock', { guest_cid: GUEST_CID, uds_path: o.vsockSocket });
     await this.api('PUT', '/actions', { action_type: 'InstanceStart' });
+  }
+
+  /**
+   * The /snapshot/load field that keeps dirty-page tracking on after a load (it is not saved in
+   * the snapshot): `track_dirty_pages` from 1.13, `enable_diff_snapshots` before (deprecated in 1.13).
+   */
+  #trackDirtyField(): string {
+    const [major = 0, minor = 0] = this.version.split('.').map(Number);
+    return major > 1 || (major === 1 && minor >= 13) ? 'track_dirty_pages' : 'enable_diff_snapshots';
   }
 
   pause(): Promise<unknown> {
@@ -162,21 +206,21 @@ export class FirecrackerVm {
   /** Loads a snapshot into this fresh firecracker with its memory served by the page server on `uffdSocket`. */
   async loadFromPageServer(state: string, uffdSocket: string, resume = true): Promise<void> {
     await this.api('PUT', '/snapshot/load', {
-      snapshot_path: state, mem_backend: { backend_type: 'Uffd', backend_path: uffdSocket }, enable_diff_snapshots: true, resume_vm: resume,
+      snapshot_path: state, mem_backend: { backend_type: 'Uffd', backend_path: uffdSocket }, [this.#trackDirtyField()]: true, resume_vm: resume,
     });
   }
 
   /** Loads a snapshot with its memory file mapped by Firecracker itself (the baseline). */
   async loadFromFile(state: string, memory: string, resume = true): Promise<void> {
     await this.api('PUT', '/snapshot/load', {
-      snapshot_path: state, mem_backend: { backend_type: 'File', backend_path: memory }, enable_diff_snapshots: true, resume_vm: resume,
+      snapshot_path: state, mem_backend: { backend_type: 'File', backend_path: memory }, [this.#trackDirtyField()]: true, resume_vm: resume,
     });
   }
 
   /** Kills firecracker and waits for it to exit. Idempotent. */
   async kill(): Promise<void> {
     if (this.#child.exitCode === null && this.#child.signalCode === null) this.#child.kill('SIGKILL');
-    await this.#exited;
+    await this.exited;
     rmSync(this.apiSocket, { force: true });
   }
 }

@@ -65,14 +65,16 @@ export function thawChecksums(state: SnapshotState): PieceChecksums {
 
 /**
  * Opens `path`: a directory holding a Thaw snapshot (state.thaw), else a Firecracker memory file.
+ * `expectSha256`: the sha256 of each state file of the chain by id, as the daemon's seals
+ * verified them (a Thaw snapshot's state files must be those very bytes).
  * Throws THAW_SNAPSHOT_NOT_FOUND, THAW_SNAPSHOT_CORRUPT.
  */
-export function openMemorySource(path: string): MemorySource {
+export function openMemorySource(path: string, expectSha256?: Readonly<Record<string, string>>): MemorySource {
   if (!existsSync(path)) throw new ThawError('THAW_SNAPSHOT_NOT_FOUND', { id: path });
   if (statSync(path).isDirectory()) {
     if (!existsSync(join(path, STATE_FILE))) throw new ThawError('THAW_SNAPSHOT_NOT_FOUND', { id: `${path} (no ${STATE_FILE}: not a Thaw snapshot)` });
     const root = dirname(path);
-    const chain = readChain(root, basename(path));
+    const chain = readChain(root, basename(path), expectSha256);
     const { image, fd } = resolveImage(root, chain, 'open');
     return { kind: 'thaw-snapshot', path: image.path, fd, bytes: image.memoryBytes, checksums: thawChecksums(image.state), home: path, image, close: () => closeSync(fd) };
   }

@@ -5,14 +5,19 @@
 // beside the host's own limits (bench:restore's uffd bulk copy and fresh-page touch).
 // Environment: SIZE_MIB [64] guest size (two regions: 3/4 and 1/4, as x86 above 3 GiB);
 // RUNS [5]; BENCH_DIR [os.tmpdir()]. Quick run: SIZE_MIB=32 RUNS=3 npm run bench:firecracker
+// Where the page server can be jailed (root), a row serves uffd from a jailed page server
+// (page-server-jail.ts: its own process, seccomp with ioctl filtered, Landlock) beside the
+// in-process one.
 
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, chownSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { printTable } from '../cli/commands/with-api.js';
 import { freshTouchGbps, heapLikeImage, uffdBulkCopyGbps } from '../native/host-limits.js';
 import { writeSnapshot } from '../snapshot/snapshot-io.js';
 import { PageServer, type PageServerEvent, type SessionStats } from './page-server.js';
+import { JailedPageServer } from './page-server-jail.js';
+import { jailAvailability } from '../sandbox/jail.js';
 import { runTestVmm, type VmmReport } from './test-vmm.js';
 
 const MiB = 1 << 20;
@@ -23,14 +28,18 @@ const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floo
 
 interface Sample { vmm: VmmReport; server: SessionStats }
 
-async function cell(snapshot: string, memory: string, strategy: string, ws: string): Promise<Sample[]> {
+const JAIL_GID = 62990;
+
+async function cell(snapshot: string, memory: string, strategy: string, ws: string, jailed: boolean): Promise<Sample[]> {
   const out: Sample[] = [];
   const regions = `${(sizeMiB * 3) / 4}M,${sizeMiB / 4}M`;
   // reap: one recording run first (not measured), then replays.
   for (let i = strategy === 'reap' ? -1 : 0; i < runs; i++) {
     const events: PageServerEvent[] = [];
-    const socket = join(dir, 'uffd.sock');
-    const server = await PageServer.listen({ socket, snapshot, strategy, workingSet: ws, onEvent: (e) => events.push(e) });
+    const socket = join(dir, jailed ? 'jail' : '', 'uffd.sock');
+    const server = jailed
+      ? await JailedPageServer.start({ socket, snapshot, strategy, gid: JAIL_GID, onEvent: (e) => events.push(e) })
+      : await PageServer.listen({ socket, snapshot, strategy, workingSet: ws, onEvent: (e) => events.push(e) });
     const run = await runTestVmm({ socket, memory, regions, gap: '2M', stride: 1, verify: false });
     for (let k = 0; k < 200 && !events.some((e) => e.event === 'session-end'); k++) await new Promise((r) => setTimeout(r, 5));
     await server.close();
@@ -49,8 +58,15 @@ writeFileSync(fcFile, memory);
 writeSnapshot(dir, { id: 'snap', kind: 'full', baseId: null, functionName: 'bench', runtime: 'wasi', moduleDigest: 'x', memoryBytes: memory.length, guestState: null, createdAt: new Date().toISOString(), sourceSandboxId: 'bench' }, memory);
 const thawDir = join(dir, 'snap');
 
-const cells: [string, string, string, string][] = [
+const jailOk = jailAvailability().ok;
+if (jailOk) {
+  chmodSync(dir, 0o711);
+  chownSync(fcFile, 0, JAIL_GID);
+  chmodSync(fcFile, 0o640);
+}
+const cells: [string, string, string, string, boolean?][] = [
   ['uffd', 'Firecracker memory file (unchecked)', fcFile, fcFile],
+  ...(jailOk ? [['uffd', 'same, page server jailed', fcFile, fcFile, true] as [string, string, string, string, boolean]] : []),
   ['eager', 'Firecracker memory file (unchecked)', fcFile, fcFile],
   ['reap', 'Firecracker memory file (unchecked)', fcFile, fcFile],
   ['uffd', 'Thaw snapshot (each page checked)', thawDir, join(thawDir, 'memory.img')],
@@ -60,9 +76,9 @@ const rows: Record<string, string | number>[] = [];
 const load0 = loadavg()[0]!;
 let baseMs = 0;
 try {
-  for (const [strategy, source, snapshot, mem] of cells) {
+  for (const [strategy, source, snapshot, mem, jailed] of cells) {
     const ws = join(dir, `ws-${rows.length}.reap`);
-    const s = await cell(snapshot, mem, strategy, ws);
+    const s = await cell(snapshot, mem, strategy, ws, jailed === true);
     const ms = median(s.map((x) => x.vmm.touchNs)) / 1e6;
     if (rows.length === 0) baseMs = ms;
     rows.push({

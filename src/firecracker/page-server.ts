@@ -23,6 +23,7 @@ import { openLoadingSet } from '../restore/faasnap-loading-set.js';
 import { writeAtomic } from '../restore/snapshot-image.js';
 import { decodeWorkingSet, encodeWorkingSet, pagesIn, runsFromOffsets } from '../restore/working-set.js';
 import { parseHandshake, type GuestRegion } from './handshake.js';
+import type { JailLayer } from '../sandbox/protocol.js';
 import { openMemorySource, openPartitions, type MemorySource, type Partitions } from './memory-source.js';
 
 /** Strategies a page server can apply, and how. */
@@ -33,6 +34,9 @@ export const PAGE_SERVER_STRATEGIES: Readonly<Record<string, string>> = {
   faasnap: "FaaSnap: a Thaw snapshot's loading set installed at the handshake in layer order, the rest on demand",
   sabre: "Sabre: a Thaw snapshot's lz4 partitions, each checked and decoded on the first fault in it and installed whole",
 };
+
+/** What a Firecracker function's restore uses when none (or auto) is asked: REAP records on the first restore, then replays. */
+export const FIRECRACKER_DEFAULT_STRATEGY = 'reap';
 
 /** Strategies that do not apply to a page server, and why. */
 export const NOT_APPLICABLE: Readonly<Record<string, string>> = {
@@ -50,6 +54,12 @@ export interface PageServerOptions {
   readonly strategy: string;
   /** reap: the working-set file (default: <memory file>.ws.reap, or fc-ws.reap in a Thaw snapshot). */
   readonly workingSet?: string;
+  /** Thaw snapshots: the sha256 of each state file of the chain by id (verified seals). */
+  readonly expectSha256?: Readonly<Record<string, string>>;
+  /** reap: where a recorded working set is written (default: workingSet's path); a jailed server's own directory. */
+  readonly recordTo?: string;
+  /** What this process observes of its jail (page-server-jail.ts), reported in the listening event; absent: not jailed. */
+  readonly jail?: readonly JailLayer[];
   /** How long a connection may take to send its handshake. Default 5000 ms. */
   readonly handshakeTimeoutMs?: number;
   /** Called with one event per line-worthy thing (listening, session, refused, session-end). */
@@ -57,9 +67,9 @@ export interface PageServerOptions {
 }
 
 export type PageServerEvent =
-  | { event: 'listening'; socket: string; source: string; kind: MemorySource['kind']; strategy: string; policy: string; verification: string }
+  | { event: 'listening'; socket: string; source: string; kind: MemorySource['kind']; strategy: string; policy: string; verification: string; jail: readonly JailLayer[] | 'not jailed' }
   | { event: 'session'; peerPid: number; regions: number; guestBytes: number; phase: 'record' | 'replay' | null; prefetchPages: number }
-  | { event: 'refused'; peerPid: number; code: string; message: string }
+  | { event: 'refused'; peerPid: number; code: string; message: string; params: Record<string, string | number> }
   | { event: 'session-end'; peerPid: number; stats: SessionStats; error?: string };
 
 /** A session's statistics as reported (the native ones without the per-fault arrays). */
@@ -106,7 +116,7 @@ export class PageServer {
   /** Opens the source and listens. Throws THAW_STRATEGY_*, THAW_SNAPSHOT_*. */
   static async listen(opts: PageServerOptions): Promise<PageServer> {
     checkStrategy(opts.strategy);
-    const source = openMemorySource(opts.snapshot);
+    const source = openMemorySource(opts.snapshot, opts.expectSha256);
     let parts: Partitions | null = null;
     try {
       parts = opts.strategy === 'sabre' ? openPartitions(source) : null;
@@ -126,6 +136,7 @@ export class PageServer {
       verification: parts ? "checked: each lz4 partition's stored bytes are checked against its CRC-32 before it is decoded"
         : source.checksums ? `checked: every page served is checked against its ${source.checksums.pieceBytes}-byte piece's CRC-32 first`
         : 'unchecked: a Firecracker memory file carries no checksums, so served bytes are not checked',
+      jail: opts.jail ?? 'not jailed',
     });
     return ps;
   }
@@ -199,7 +210,7 @@ export class PageServer {
       let server: FcServer;
       try {
         server = fcServe({
-          uffd: taken, memoryFd: this.#parts?.fd ?? this.#source.fd, peerPid, regions,
+          uffd: taken, memoryFd: this.#parts?.fd ?? this.#source.fd, peerPid, peerSocket: fd, regions,
           checksums: this.#parts ? null : this.#source.checksums, partitions: this.#parts,
           prefetch: policy.prefetch, record: policy.record,
         });
@@ -221,7 +232,7 @@ export class PageServer {
       if (uffd >= 0) closeSync(uffd);
       socket.destroy();
       const e = err instanceof ThawError ? err : new ThawError('THAW_INTERNAL', { detail: (err as Error).message }, { cause: err });
-      this.#emit({ event: 'refused', peerPid, code: e.code, message: e.message });
+      this.#emit({ event: 'refused', peerPid, code: e.code, message: e.message, params: { ...e.params } });
     }
   }
 
@@ -234,7 +245,7 @@ export class PageServer {
     const stats: SessionStats = { ...counts, recordedPages: recorded.length, serviceMedianNs: percentile(sorted, 0.5), serviceP99Ns: percentile(sorted, 0.99) };
     if (session.record && !error && recorded.length > 0) {
       const runs = runsFromOffsets(recorded);
-      writeAtomic(this.#wsPath, encodeWorkingSet({ memoryPages: Math.floor(this.#source.bytes / PAGE_BYTES), runs }));
+      writeAtomic(this.#opts.recordTo ?? this.#wsPath, encodeWorkingSet({ memoryPages: Math.floor(this.#source.bytes / PAGE_BYTES), runs }));
       stats.recordedPages = pagesIn(runs);
     }
     this.#emit({ event: 'session-end', peerPid: session.peerPid, stats, ...(error ? { error } : {}) });

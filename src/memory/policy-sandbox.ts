@@ -17,7 +17,7 @@ export interface ReportingSandbox extends PolicySandbox {
 }
 
 /** `memorySocket`: the memory server's Unix socket (remote tier), or null when none runs. */
-export function policySandboxOf(host: HostProcess, id: string, fn: string, memorySocket: string | null): ReportingSandbox {
+export function policySandboxOf(host: Pick<HostProcess, 'offloadStats' | 'offload' | 'prefetch' | 'memoryStages' | 'cgroup'>, id: string, fn: string, memorySocket: string | null): ReportingSandbox {
   return {
     offloadStats: () => host.offloadStats(id),
     id,

@@ -69,6 +69,7 @@ interface Addon {
   fcRecv(fd: number, timeoutMs: number): RawFcHandshake;
   fcStart(options: object): ServerHandle;
   fcStop(handle: ServerHandle): FcServeStats;
+  fcDataExtents(fd: number): Float64Array;
 }
 
 /** One message received on a Firecracker page-server socket (native/thaw_fc.c). */
@@ -723,6 +724,17 @@ export function fcReceive(fd: number, timeoutMs: number): FcHandshake {
   return call('fcRecv', fd, timeoutMs);
 }
 
+/**
+ * The data extents of sparse file `fd` (SEEK_DATA / SEEK_HOLE) as [offset, length] pairs in
+ * bytes: a Firecracker diff memory file's data is the pages it holds. Throws THAW_INTERNAL.
+ */
+export function fcDataExtents(fd: number): { offset: number; length: number }[] {
+  const flat = call('fcDataExtents', fd);
+  const out: { offset: number; length: number }[] = [];
+  for (let i = 0; i + 1 < flat.length; i += 2) out.push({ offset: flat[i]!, length: flat[i + 1]! });
+  return out;
+}
+
 /** Options of fcServe: offsets and lengths in bytes. */
 export interface FcServeOptions {
   /** The userfaultfd (taken: closed when the server stops, or now if it cannot start). */
@@ -731,6 +743,8 @@ export interface FcServeOptions {
   readonly memoryFd: number;
   /** Killed on a fatal error (as Firecracker's handlers do). */
   readonly peerPid: number;
+  /** The peer's connection fd: shut down on a fatal error, so the session ends even when the peer cannot be killed. */
+  readonly peerSocket?: number;
   readonly regions: readonly { readonly base: bigint; readonly size: number; readonly offset: number }[];
   /** crc32 per `pieceBytes` piece of the memory file: every byte installed is checked first. */
   readonly checksums?: { readonly crcs: Uint32Array; readonly pieceBytes: number } | null;
@@ -772,7 +786,7 @@ export function fcServe(options: FcServeOptions): FcServer {
   const prefetch = new BigUint64Array(runs.length * 2);
   runs.forEach((r, i) => prefetch.set([BigInt(r.offset), BigInt(r.length)], i * 2));
   return new FcServer(call('fcStart', {
-    uffd: options.uffd, srcFd: options.memoryFd, peer: options.peerPid, regions, prefetch,
+    uffd: options.uffd, srcFd: options.memoryFd, peer: options.peerPid, peerSocket: options.peerSocket ?? -1, regions, prefetch,
     record: options.record === true ? 1 : 0,
     crcs: options.checksums?.crcs, verifyBytes: options.checksums?.pieceBytes,
     ...(options.partitions ? {

@@ -21,6 +21,8 @@ import type { SandboxMemory } from '../memory/types.js';
 import { declaredOnly } from '../memory/accounting.js';
 import type { BootResult, HostRequest, InvokeResult as HostInvokeResult, RestoreResult, SnapshotResult } from '../sandbox/protocol.js';
 import type { FunctionParams, HostLayout } from '../core/function-spec.js';
+import { FirecrackerHost } from '../firecracker/host.js';
+import { FIRECRACKER_DEFAULT_STRATEGY, checkStrategy as checkPageServerStrategy } from '../firecracker/page-server.js';
 import { getStrategy, listStrategies, listArtefacts, discardArtefacts, grantTmpfsCopy, AUTO_STRATEGY, DEFAULT_STRATEGY } from '../restore/index.js';
 import { AutoStrategy, imageFacts, type AutoChoice, type SnapshotFacts } from '../restore/auto-strategy.js';
 import { StrategyPreparer, type PrepareOutcome } from './strategy-preparer.js';
@@ -79,8 +81,11 @@ export interface PlatformParams {
  * up to `capacity` (vertical, sharing the compiled module). A vertical host outlives its
  * instances, so the next instance starts in a process whose code V8 has already optimised.
  */
+/** What carries a sandbox: a host process from the pool, or a Firecracker microVM (firecracker/host.ts). */
+type SandboxCarrier = HostProcess | FirecrackerHost;
+
 interface SandboxHost {
-  readonly host: HostProcess;
+  readonly host: SandboxCarrier;
   readonly fn: string;
   readonly deployment: string;
   readonly layout: HostLayout;
@@ -111,7 +116,7 @@ interface Sandbox {
   readonly fn: string;
   /** The function deployment the sandbox runs (see FunctionRegistry): never another's. */
   readonly deployment: string;
-  readonly host: HostProcess;
+  readonly host: SandboxCarrier;
   /** The host and its instances: a sandbox is (host, instance). */
   readonly home: SandboxHost;
   /** This sandbox's instance slot in its host (0 .. capacity - 1). */
@@ -249,13 +254,7 @@ export class Platform implements ThawApi {
       hostOverheadMiB: params.hostOverheadMiB,
       objectStore: params.objectStore,
       cgroupParent,
-      onLog: (sandboxId, stream, raw) => {
-        const text = this.logRate.admit(sandboxId, raw);
-        if (text === null) return;
-        this.log.info({ sandboxId, stream }, text.trimEnd());
-        const fn = this.sandboxes.get(sandboxId)?.fn;
-        if (fn !== undefined) this.logs.append(fn, sandboxId, stream, text);
-      },
+      onLog: (sandboxId, stream, text) => this.hostLog(sandboxId, stream, text),
       jail: this.jail.jailed ? { dataDir: params.dataDir, env: hostEnv(), redisSocket: this.redisRelay?.socketPath ?? null } : null,
       preparedIdleMs: params.preparedIdleMs,
       maxPreparedFunctions: params.maxPreparedFunctions,
@@ -593,7 +592,12 @@ export class Platform implements ThawApi {
         snapshotId = req.snapshotId ?? this.newestSnapshot(fn.params.name);
         facts = this.snapshotFacts(snapshotId);
         strategy = req.strategy ?? DEFAULT_STRATEGY;
-        if (strategy === AUTO_STRATEGY) ({ strategy, reason: strategyReason } = this.chooseStrategy(snapshotId, facts));
+        if (strategy === AUTO_STRATEGY && fn.params.runtime === 'firecracker') {
+          strategy = FIRECRACKER_DEFAULT_STRATEGY;
+          strategyReason = 'a Firecracker microVM: its memory is served by the page server (auto picks among Wasm strategies only)';
+        } else if (strategy === AUTO_STRATEGY) {
+          ({ strategy, reason: strategyReason } = this.chooseStrategy(snapshotId, facts));
+        }
         ({ sandbox, started, invoking } = await this.restore(fn.params.name, snapshotId, strategy, bd, pipeline ? req.input : undefined));
         break;
       }
@@ -713,6 +717,8 @@ export class Platform implements ThawApi {
     this.keepAlive.close();
     await this.preparer.close();
     await this.pool.close();
+    // MicroVMs are not the pool's: each is a firecracker of its own (and its page server).
+    await Promise.all([...this.hosts].filter((h) => h.host instanceof FirecrackerHost).map((h) => h.host.kill('platform closed')));
     await this.redisRelay?.close();
     await Promise.all([...this.memoryServers.values()].map((m) => m.kill()));
     this.sandboxes.clear();
@@ -775,7 +781,9 @@ export class Platform implements ThawApi {
     sandbox: Sandbox; started: Promise<Timed<RestoreResult>>; invoking?: Promise<Timed<HostInvokeResult>>;
   }> {
     const fn = this.functions.get(fnName);
-    getStrategy(strategyId);
+    const microVm = fn.params.runtime === 'firecracker';
+    if (microVm) checkPageServerStrategy(strategyId);
+    else getStrategy(strategyId);
     const snap = this.snapshotInfo(snapshotId);
     const scrubbed = this.scrubFailures.get(snapshotId);
     if (scrubbed !== undefined) {
@@ -791,7 +799,8 @@ export class Platform implements ThawApi {
     // it); the host checks that the state files it reads are these very bytes.
     const tCheck = performance.now();
     const stateSha256 = verifyChainSeals(this.snapshotRoot, this.snapshotKey, snapshotId);
-    const { prepared, artefactSha256 } = await this.prepareSealed(strategyId, snapshotId);
+    // A microVM's page server builds what its strategy needs itself (page-server.ts).
+    const { prepared, artefactSha256 } = microVm ? { prepared: { built: false }, artefactSha256: {} } : await this.prepareSealed(strategyId, snapshotId);
     if (prepared.built && this.jail.jailed) this.grantSnapshot(snapshotId);
     bd.since(prepared.built ? 'prepareMs' : 'checkMs', tCheck);
     const sandbox = await this.newSandbox(fnName, { kind: 'snapshot', snapshotId, strategy: strategyId }, bd);
@@ -836,6 +845,7 @@ export class Platform implements ThawApi {
       void this.stop(idle, 'evicted (sandbox cap)');
     }
     const fn = this.functions.get(fnName);
+    if (fn.params.runtime === 'firecracker') return this.newMicroVm(fnName, origin, bd);
     const { layout, capacity } = this.layoutOf(fn.params);
     let home = this.roomyHost(fn.deployment);
     const incoming = home ? undefined : this.incoming.get(fn.deployment);
@@ -866,6 +876,32 @@ export class Platform implements ThawApi {
     }
     if (home.reserved > 0) home.reserved--;
     return this.register(fnName, fn.deployment, home, origin);
+  }
+
+  /** A new sandbox of a Firecracker function: a fresh firecracker process of its own (acquireMs), never from the pool. */
+  private async newMicroVm(fnName: string, origin: SandboxInfo['origin'], bd: Breakdown): Promise<Sandbox> {
+    const fn = this.functions.get(fnName);
+    const t = performance.now();
+    this.starting++;
+    let host: FirecrackerHost;
+    try {
+      host = await FirecrackerHost.start(this.functions.hostFunction(fnName), join(this.params.dataDir, 'run', 'fc'), newId('vm'), (id, stream, text) => this.hostLog(id, stream, text), this.jail.jailed);
+    } finally {
+      this.starting--;
+    }
+    bd.since('acquireMs', t);
+    const home: SandboxHost = { host, fn: fnName, deployment: fn.deployment, layout: 'horizontal', capacity: 1, scratchDir: null, instances: new Set(), reserved: 0, lost: [], emptySince: Date.now() };
+    this.adoptHost(home);
+    return this.register(fnName, fn.deployment, home, origin);
+  }
+
+  /** A line a host (or a microVM's console) wrote: to the daemon's log and the function's. */
+  private hostLog(sandboxId: string, stream: 'stdout' | 'stderr', raw: string): void {
+    const text = this.logRate.admit(sandboxId, raw);
+    if (text === null) return;
+    this.log.info({ sandboxId, stream }, text.trimEnd());
+    const fn = this.sandboxes.get(sandboxId)?.fn;
+    if (fn !== undefined) this.logs.append(fn, sandboxId, stream, text);
   }
 
   /** The deployment's live vertical host with a free slot and the most instances (hosts are filled before new ones start). */

@@ -39,8 +39,8 @@ export const RECORDING_OUTBOX = 'recorded';
 /** Where a jailed host finds the /dev/userfaultfd the jailer opened for it. */
 export const UFFD_DEVICE_FD = 4;
 
-const PROJECT_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
-const JAILER = join(PROJECT_ROOT, 'native/build/Release/thaw-jailer');
+export const PROJECT_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
+export const JAILER = join(PROJECT_ROOT, 'native/build/Release/thaw-jailer');
 
 /** Whether hosts can be jailed here, and if not, why (the daemon then says so loudly). */
 export function jailAvailability(): { ok: true } | { ok: false; reason: string } {
@@ -82,8 +82,8 @@ export interface JailPlan {
 }
 
 /** Read-only system paths a Node host needs (the dynamic loader's cache, OpenSSL's config). */
-const SYSTEM_READ_ONLY = ['/usr', '/lib', '/lib64', '/bin', '/etc/ld.so.cache', '/etc/ssl/openssl.cnf', '/etc/localtime', '/proc', '/sys/devices/system/cpu', '/sys/fs/cgroup'];
-const DEVICES = ['/dev/null', '/dev/zero', '/dev/urandom', '/dev/random'];
+export const SYSTEM_READ_ONLY = ['/usr', '/lib', '/lib64', '/bin', '/etc/ld.so.cache', '/etc/ssl/openssl.cnf', '/etc/localtime', '/proc', '/sys/devices/system/cpu', '/sys/fs/cgroup'];
+export const DEVICES = ['/dev/null', '/dev/zero', '/dev/urandom', '/dev/random'];
 
 /** The argv of `thaw-jailer` for `plan`, running `program` (the node binary and its arguments). */
 export function jailerCommand(plan: JailPlan, program: readonly string[]): { file: string; args: string[] } {
