@@ -13,7 +13,7 @@ import { RECORDING_OUTBOX } from './jail.js';
 import type { HostEnvelope, HostMessage, HostRequest, HostStamps, MemoryStagesResult, OffloadResult, StatsResult } from './protocol.js';
 import { memoryStages, offload, offloadStats, trackRequest } from '../memory/host-memory.js';
 import { hostSettings, instance, instances, prepared, send } from './host/state.js';
-import { boot, configure, destroy, prepare, readyNextInstance, releaseAll, restore } from './host/lifecycle.js';
+import { boot, configure, destroy, prepare, readyNextInBackground, releaseAll, restore } from './host/lifecycle.js';
 import { invoke } from './host/invoke.js';
 import { snapshot } from './host/snapshot.js';
 import { inspectJail } from './host/inspect.js';
@@ -80,6 +80,9 @@ async function handle(req: HostRequest): Promise<unknown> {
       return inspectJail();
     case 'clock':
       return { now: performance.now() };
+    case 'settle':
+      await readyNextInBackground();
+      return {};
     case 'stats':
       return { rssBytes: process.memoryUsage.rss(), sandboxes: [...instances.keys()], prepared: [...prepared.keys()], offload: offloadStats() } satisfies StatsResult;
   }
@@ -87,10 +90,13 @@ async function handle(req: HostRequest): Promise<unknown> {
 
 // Requests run one at a time: a guest is single-threaded, instances share this process's one JS
 // thread, and ordering keeps snapshots consistent. Each reply says when its request arrived,
-// started and was answered (the daemon's timing breakdown).
+// started and was answered (the daemon's timing breakdown). When the queue empties, the host
+// gets ready for its next instance in the background (lifecycle.ts: readyNextInBackground).
 let queue: Promise<void> = Promise.resolve();
+let queued = 0;
 process.on('message', (env: HostEnvelope) => {
   const recv = performance.now();
+  queued++;
   queue = queue.then(async () => {
     const start = performance.now();
     try {
@@ -99,8 +105,7 @@ process.on('message', (env: HostEnvelope) => {
     } catch (err) {
       send({ kind: 'reply', reqId: env.reqId, ok: false, error: toThawError(err).toJSON(), at: stamps(recv, start) });
     }
-    // Best effort: a restore that finds nothing ready starts its own shell.
-    if (env.req.op === 'invoke') await readyNextInstance().catch((err: unknown) => process.stderr.write(`thaw sandbox host ${process.pid}: cannot get ready for the next instance: ${String(err)}\n`));
+    if (--queued === 0) void readyNextInBackground();
   });
 });
 

@@ -59,6 +59,8 @@ export async function boot(req: Req<'boot'>): Promise<BootResult> {
 export async function restore(req: Req<'restore'>): Promise<RestoreResult> {
   const p = preparedFor(req.deployment);
   checkCapacity(p, req.sandboxId);
+  // A shell being made for this restore in the background: waiting for it is queueing.
+  const queueMs = await awaitPreparation();
   const t0 = performance.now();
   const strategy = getStrategy(req.strategy);
   releasePreallocated(strategy.id);
@@ -81,7 +83,7 @@ export async function restore(req: Req<'restore'>): Promise<RestoreResult> {
   instances.set(req.sandboxId, { id: req.sandboxId, fn: p, guest, restoredFrom: { root: req.snapshotRoot, id: req.snapshotId }, image });
   trackRestore(req.sandboxId, guest.memory, req.snapshotRoot, chain, req.trackMemory === true);
   const stats = { ...image.stats };
-  return { timings: { restoreMs: since(t0) }, memoryBytes: guest.memory.buffer.byteLength, memory: guestMemory(guest, p.fn.params, true), bytesRead: stats.bytesRead, restore: stats };
+  return { timings: { queueMs, restoreMs: since(t0) }, memoryBytes: guest.memory.buffer.byteLength, memory: guestMemory(guest, p.fn.params, true), bytesRead: stats.bytesRead, restore: stats };
 }
 
 export function destroy(req: Req<'destroy'>): { restore?: RestoreResult['restore'] } {
@@ -94,16 +96,39 @@ export function destroy(req: Req<'destroy'>): { restore?: RestoreResult['restore
 }
 
 /**
- * After an invocation's reply, in a host with room for more instances (a vertical one): lets the
- * runtime get ready for the next one (a shell, as prepare made for the first). Runs in the
- * host's request queue, so a request that arrives meanwhile waits for it (and its breakdown
- * shows the wait as queue).
+ * Lets the runtime get ready for the next instance in a host with room for more (a vertical
+ * one): a shell, as prepare made for the first. Runs in the background, outside the request
+ * queue, once the queue is empty (after a reply, never before one): requests that arrive
+ * meanwhile run between its steps (a sibling's warm invoke, a destroy, a cold boot), and only a
+ * restore, which needs the shell, waits for it (restore() reports that wait as queueMs). One
+ * preparation at a time; errors are logged (a restore that finds nothing ready starts its own
+ * shell).
  */
-export async function readyNextInstance(): Promise<void> {
+export function readyNextInBackground(): Promise<void> {
+  preparing ??= readyNextInstance()
+    .catch((err: unknown) => void process.stderr.write(`thaw sandbox host ${process.pid}: cannot get ready for the next instance: ${String(err)}\n`))
+    .finally(() => {
+      preparing = null;
+    });
+  return preparing;
+}
+
+/** The preparation readyNextInBackground() is running, if any. */
+let preparing: Promise<void> | null = null;
+
+async function readyNextInstance(): Promise<void> {
   for (const p of prepared.values()) {
     const live = [...instances.values()].filter((i: Instance) => i.fn === p).length;
     if (live < p.capacity) await p.adapter.readyNext?.(p.prepared);
   }
+}
+
+/** Waits for a background preparation in flight (the shell a restore will take); returns the ms waited. */
+async function awaitPreparation(): Promise<number> {
+  if (!preparing) return 0;
+  const t0 = performance.now();
+  await preparing;
+  return since(t0);
 }
 
 /** Stops every instance's page server (the host is exiting). */
