@@ -115,3 +115,20 @@ for (const [name, event, expected] of [
     });
   }
 }
+
+test('a vertical host restoring two snapshots in turn gives each its own state (the host reuses only the same snapshot\'s checked state)', async () => {
+  const source = Buffer.from('count = 0\n\ndef handler(event, context):\n    global count\n    count += 1\n    return {"count": count}\n');
+  await vertical.deployFunction({ name: 'turns-py', runtime: 'python', source: 'handler.py', memoryMiB: 96, instancesPerHost: 3 }, source);
+  const input = Buffer.from('{}');
+  const cold = await vertical.invoke({ function: 'turns-py', mode: 'cold', input });
+  const one = await vertical.createSnapshot({ sandboxId: cold.sandboxId });
+  await vertical.invoke({ function: 'turns-py', mode: 'warm', sandboxId: cold.sandboxId, input });
+  const two = await vertical.createSnapshot({ sandboxId: cold.sandboxId });
+  const counts = [];
+  for (const snap of [one, two, one, two, two]) {
+    const r = await vertical.invoke({ function: 'turns-py', mode: 'snapshot', snapshotId: snap.id, input, keep: false });
+    counts.push((JSON.parse(text(r.output)) as { count: number }).count);
+  }
+  assert.deepEqual(counts, [2, 3, 2, 3, 3]);
+  await vertical.deleteSandbox(cold.sandboxId);
+});

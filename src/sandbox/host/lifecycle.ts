@@ -15,7 +15,7 @@ import { setLeaseOwnerPid } from '../../restore/pass-pool.js';
 import { expectArtefacts } from '../../restore/artefact-seal.js';
 import { trackBoot, trackInit, trackRestore, untrack } from '../../memory/host-memory.js';
 import { guestMemory } from '../../memory/scaling/host-hook.js';
-import type { SnapshotMeta } from '../../core/snapshot-format.js';
+import type { SnapshotMeta, SnapshotState } from '../../core/snapshot-format.js';
 import type { BootResult, HostRequest, PrepareResult, RestoreResult } from '../protocol.js';
 import { checkCapacity, contextFor, hostSettings, instances, prepared, preparedFor, since, setObjects, type Instance, type PreparedFunction } from './state.js';
 
@@ -65,7 +65,7 @@ export async function restore(req: Req<'restore'>): Promise<RestoreResult> {
   const strategy = getStrategy(req.strategy);
   releasePreallocated(strategy.id);
   // The state files must be the ones whose seals the daemon checked (stateSha256, by id).
-  const chain = readChain(req.snapshotRoot, req.snapshotId, req.stateSha256);
+  const chain = readVerifiedChain(req.snapshotRoot, req.snapshotId, req.stateSha256);
   // So must the artefacts it reads beside the snapshot (restore/artefact-seal.ts).
   expectArtefacts(req.snapshotId, req.artefactSha256);
   const top = chain[chain.length - 1]!;
@@ -84,6 +84,22 @@ export async function restore(req: Req<'restore'>): Promise<RestoreResult> {
   trackRestore(req.sandboxId, guest.memory, req.snapshotRoot, chain, req.trackMemory === true);
   const stats = { ...image.stats };
   return { timings: { queueMs, restoreMs: since(t0) }, memoryBytes: guest.memory.buffer.byteLength, memory: guestMemory(guest, p.fn.params, true), bytesRead: stats.bytesRead, restore: stats };
+}
+
+/** The last chain readVerifiedChain() read, under the key it was read with. */
+let lastChain: { key: string; chain: SnapshotState[] } | null = null;
+
+/**
+ * readChain(), reusing the previous restore's parse when the request names the same snapshot
+ * with the same expected state sha256s (a vertical host restores one snapshot again and again):
+ * those bytes were checked against these very hashes already, so reading and hashing them again
+ * proves nothing new. Without expected hashes nothing is reused.
+ */
+function readVerifiedChain(root: string, id: string, stateSha256: Readonly<Record<string, string>> | undefined): SnapshotState[] {
+  if (stateSha256 === undefined) return readChain(root, id, stateSha256);
+  const key = JSON.stringify([root, id, Object.entries(stateSha256).sort()]);
+  if (lastChain?.key !== key) lastChain = { key, chain: readChain(root, id, stateSha256) };
+  return lastChain.chain;
 }
 
 export function destroy(req: Req<'destroy'>): { restore?: RestoreResult['restore'] } {
