@@ -90,12 +90,17 @@ async function handle(req: HostRequest): Promise<unknown> {
 
 // Requests run one at a time: a guest is single-threaded, instances share this process's one JS
 // thread, and ordering keeps snapshots consistent. Each reply says when its request arrived,
-// started and was answered (the daemon's timing breakdown). When the queue empties, the host
-// gets ready for its next instance in the background (lifecycle.ts: readyNextInBackground).
+// started and was answered (the daemon's timing breakdown). Once the queue has been empty for
+// IDLE_BEFORE_PREPARE_MS, the host gets ready for its next instance in the background
+// (lifecycle.ts: readyNextInBackground): a burst of requests to its instances passes first, since
+// part of that work (Pyodide's module set-up) holds the JS thread for 100 ms or more at a time.
+const IDLE_BEFORE_PREPARE_MS = 50;
 let queue: Promise<void> = Promise.resolve();
 let queued = 0;
+let idleTimer: NodeJS.Timeout | undefined;
 process.on('message', (env: HostEnvelope) => {
   const recv = performance.now();
+  clearTimeout(idleTimer);
   queued++;
   queue = queue.then(async () => {
     const start = performance.now();
@@ -105,7 +110,7 @@ process.on('message', (env: HostEnvelope) => {
     } catch (err) {
       send({ kind: 'reply', reqId: env.reqId, ok: false, error: toThawError(err).toJSON(), at: stamps(recv, start) });
     }
-    if (--queued === 0) void readyNextInBackground();
+    if (--queued === 0) idleTimer = setTimeout(() => void readyNextInBackground(), IDLE_BEFORE_PREPARE_MS);
   });
 });
 
