@@ -13,7 +13,7 @@ import { RECORDING_OUTBOX } from './jail.js';
 import type { HostEnvelope, HostMessage, HostRequest, HostStamps, MemoryStagesResult, OffloadResult, PrefetchResult, StatsResult } from './protocol.js';
 import { memoryStages, offload, offloadStats, prefetch, trackRequest } from '../memory/host-memory.js';
 import { hostSettings, instance, instances, prepared, send } from './host/state.js';
-import { boot, configure, destroy, prepare, readyNextInstance, releaseAll, restore } from './host/lifecycle.js';
+import { boot, configure, destroy, prepare, readyNextInBackground, releaseAll, restore } from './host/lifecycle.js';
 import { invoke } from './host/invoke.js';
 import { snapshot } from './host/snapshot.js';
 import { inspectJail } from './host/inspect.js';
@@ -83,6 +83,9 @@ async function handle(req: HostRequest): Promise<unknown> {
       return inspectJail();
     case 'clock':
       return { now: performance.now() };
+    case 'settle':
+      await readyNextInBackground();
+      return {};
     case 'stats':
       return { rssBytes: process.memoryUsage.rss(), sandboxes: [...instances.keys()], prepared: [...prepared.keys()], offload: offloadStats() } satisfies StatsResult;
   }
@@ -90,10 +93,18 @@ async function handle(req: HostRequest): Promise<unknown> {
 
 // Requests run one at a time: a guest is single-threaded, instances share this process's one JS
 // thread, and ordering keeps snapshots consistent. Each reply says when its request arrived,
-// started and was answered (the daemon's timing breakdown).
+// started and was answered (the daemon's timing breakdown). Once the queue has been empty for
+// IDLE_BEFORE_PREPARE_MS, the host gets ready for its next instance in the background
+// (lifecycle.ts: readyNextInBackground): a burst of requests to its instances passes first, since
+// part of that work (Pyodide's module set-up) holds the JS thread for 100 ms or more at a time.
+const IDLE_BEFORE_PREPARE_MS = 50;
 let queue: Promise<void> = Promise.resolve();
+let queued = 0;
+let idleTimer: NodeJS.Timeout | undefined;
 process.on('message', (env: HostEnvelope) => {
   const recv = performance.now();
+  clearTimeout(idleTimer);
+  queued++;
   queue = queue.then(async () => {
     const start = performance.now();
     // A traced request's steps are recorded as spans under the op's own (host/spans.ts).
@@ -106,8 +117,7 @@ process.on('message', (env: HostEnvelope) => {
       const spans = endRecording();
       send({ kind: 'reply', reqId: env.reqId, ok: false, error: toThawError(err).toJSON(), at: stamps(recv, start), ...(spans && { spans }) });
     }
-    // Best effort: a restore that finds nothing ready starts its own shell.
-    if (env.req.op === 'invoke') await readyNextInstance().catch((err: unknown) => process.stderr.write(`thaw sandbox host ${process.pid}: cannot get ready for the next instance: ${String(err)}\n`));
+    if (--queued === 0) idleTimer = setTimeout(() => void readyNextInBackground(), IDLE_BEFORE_PREPARE_MS);
   });
 });
 

@@ -43,6 +43,8 @@ interface PooledHost {
   readonly deployment: string | null;
   /** A jailed host's scratch directory (its only writable space). */
   readonly scratchDir: string | null;
+  /** When it was spawned (performance.now()). */
+  readonly startedAt: number;
 }
 
 export interface AcquiredHost {
@@ -63,6 +65,8 @@ export class HostPool {
   /** When each deployment last took a host (ms since the epoch). */
   private readonly lastUsed = new Map<string, number>();
   private readonly all = new Set<HostProcess>();
+  /** Hosts taken for several instances (vertical): they prepare their next instance between requests. */
+  private readonly vertical = new Set<HostProcess>();
   private readonly uids = new UidRange();
   private closed = false;
   private retireTimer: NodeJS.Timeout | undefined;
@@ -95,14 +99,30 @@ export class HostPool {
       pooled = this.params.jail ? this.spawn({ fn, instances }) : (this.spares.shift() ?? this.spawn(null));
     }
     try {
-      await pooled.ready;
-      if (!pooled.host.alive) throw new ThawError('THAW_SANDBOX_DIED', { id: `host-${pooled.host.pid}`, detail: 'host died while pooled' });
-      if (!wasPrepared && pooled.deployment === null) await this.prepare(pooled.host, fn, instances);
+      await this.readyFor(pooled, fn, instances, wasPrepared);
     } catch (err) {
       void pooled.host.kill('failed to start');
-      throw err;
+      // A host that died while it waited in the pool (a crash, the OOM killer) costs this request
+      // a host started now, not a failure; a host started for this request that dies is reported.
+      if (!(pooled.startedAt < t0 && pooled.host.exit && !pooled.host.exit.killedBy)) throw err;
+      pooled = this.params.jail ? this.spawn({ fn, instances }) : this.spawn(null);
+      wasPrepared = false;
+      try {
+        await this.readyFor(pooled, fn, instances, false);
+      } catch (again) {
+        void pooled.host.kill('failed to start');
+        throw again;
+      }
     }
+    if (instances > 1) this.vertical.add(pooled.host);
     return { host: pooled.host, acquireMs: performance.now() - t0, prepared: wasPrepared, scratchDir: pooled.scratchDir };
+  }
+
+  /** Waits until a pooled host is ready for `fn` (a generic spare is prepared now). */
+  private async readyFor(pooled: PooledHost, fn: HostFunction, instances: number, wasPrepared: boolean): Promise<void> {
+    await pooled.ready;
+    if (!pooled.host.alive) throw new ThawError('THAW_SANDBOX_DIED', { id: `host-${pooled.host.pid}`, detail: 'host died while pooled' });
+    if (!wasPrepared && pooled.deployment === null) await this.prepare(pooled.host, fn, instances);
   }
 
   /** Forgets a deployment (deleted, redeployed or idle): its prepared hosts are killed. */
@@ -120,11 +140,15 @@ export class HostPool {
     await Promise.all([...this.all].map((h) => h.kill('shutdown')));
   }
 
-  /** Refills the pool and resolves when every pooled host has started (used between measured runs). */
+  /**
+   * Refills the pool and resolves when every pooled host has started and every vertical host in
+   * use has made what it prepares between requests (its next instance's shell): the steady
+   * state between measured runs.
+   */
   async settled(): Promise<void> {
     this.refill();
     const pooled = [...this.spares, ...[...this.preparedHosts.values()].flat()];
-    await Promise.allSettled(pooled.map((p) => p.ready));
+    await Promise.allSettled([...pooled.map((p) => p.ready), ...[...this.vertical].map((h) => h.request({ op: 'settle' }, { timeoutMs: 60_000 }))]);
   }
 
   /** Counts for the API and tests. */
@@ -167,9 +191,11 @@ export class HostPool {
       host = new HostProcess({ onLog: this.params.onLog, cgroupParent: this.params.cgroupParent, jail: null });
     }
     this.all.add(host);
-    void host.exited.then(() => {
+    void host.exited.then((exit) => {
       this.all.delete(host);
-      this.dropPooled(host);
+      this.vertical.delete(host);
+      // A pooled host that died on its own (not retired or killed by Thaw) is replaced at once.
+      if (this.dropPooled(host) && !exit.killedBy) setImmediate(() => this.refill());
       if (scratchDir) removeScratch(scratchDir);
       if (uid !== null) this.uids.release(uid);
     });
@@ -181,7 +207,7 @@ export class HostPool {
       if (want) await this.prepare(host, want.fn, want.instances);
     })();
     ready.catch(() => void host.kill('failed to start'));
-    return { host, ready, deployment: want?.fn.deployment ?? null, scratchDir };
+    return { host, ready, deployment: want?.fn.deployment ?? null, scratchDir, startedAt: performance.now() };
   }
 
   private async prepare(host: HostProcess, fn: HostFunction, instances: number): Promise<PrepareResult> {
@@ -211,12 +237,15 @@ export class HostPool {
     }
   }
 
-  private dropPooled(host: HostProcess): void {
-    const drop = (list: PooledHost[]): void => {
+  /** Removes a host from the pool's lists; returns whether it was there (pooled, not in use). */
+  private dropPooled(host: HostProcess): boolean {
+    const drop = (list: PooledHost[]): boolean => {
       const i = list.findIndex((p) => p.host === host);
       if (i >= 0) list.splice(i, 1);
+      return i >= 0;
     };
-    drop(this.spares);
-    for (const list of this.preparedHosts.values()) drop(list);
+    let found = drop(this.spares);
+    for (const list of this.preparedHosts.values()) found = drop(list) || found;
+    return found;
   }
 }

@@ -51,10 +51,14 @@ export type HostRequest =
   /** The host's monotonic clock now (the daemon relates it to its own: see HostProcess.calibrate). */
   | { op: 'clock' }
   /** What the host observes of its own confinement (for `thaw doctor`). */
-  | { op: 'inspect' };
+  | { op: 'inspect' }
+  /** Resolves once the host has nothing left to prepare in the background (the next instance's shell). */
+  | { op: 'settle' };
 
 /** Timings measured inside the host, in milliseconds. */
 export interface HostTimings {
+  /** Waiting inside the host for what a request needs that is still being made (a restore's shell). */
+  queueMs?: number;
   bootMs?: number;
   restoreMs?: number;
   initMs?: number;

@@ -8,6 +8,7 @@ import { dirname, join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { loadPyodide, version as pyodideJsVersion } from 'pyodide';
 import { ThawError } from '../../core/errors.js';
+import { madvisePopulateWrite, touchPages } from '../../native/index.js';
 import { HOST_OBJECT } from './_runtime-py.js';
 
 /** Pyodide's snapshot config: the JS references Python held, by path (see MemoryImage layout in docs). */
@@ -182,19 +183,29 @@ export async function loadFresh(binding: HostBinding): Promise<PyodideLike> {
   return (await loadPyodide(config as unknown as Parameters<typeof loadPyodide>[0])) as unknown as PyodideLike;
 }
 
-/** Size of a 4 KiB host page, the unit the kernel faults in. */
-const HOST_PAGE_BYTES = 4096;
+/** Pre-touched per step; the host's JS thread serves other requests between steps. */
+const PRETOUCH_STEP_BYTES = 8 * 1024 * 1024;
 
 /**
- * Grows `memory` to at least `sizeBytes` and writes every 4 KiB page once, so later copies into it
- * run at memcpy speed instead of paying a fresh page fault per page (DESIGN.md section 1). Pages keep
- * their contents; grown pages stay zero.
+ * Grows `memory` to at least `sizeBytes` and faults every page in, writable, so later copies into
+ * it run at memcpy speed instead of paying a fresh page fault per page (DESIGN.md section 1).
+ * Pages keep their contents; grown pages stay zero. madvise(MADV_POPULATE_WRITE) faults a range
+ * in one call (3-4x faster here than a JS write per page, which it falls back to before Linux
+ * 5.14), in steps that yield to the event loop: a vertical host makes shells between requests.
  */
-function pretouch(mod: PyodideModule, sizeBytes: number): void {
+async function pretouch(mod: PyodideModule, sizeBytes: number): Promise<void> {
   const memory = moduleMemory(mod);
   if (memory.buffer.byteLength < sizeBytes) mod.growMemory(sizeBytes);
-  const bytes = new Uint8Array(memory.buffer);
-  for (let i = 0; i < bytes.byteLength; i += HOST_PAGE_BYTES) bytes[i] = bytes[i] ?? 0;
+  const length = memory.buffer.byteLength;
+  for (let offset = 0; offset < length; offset += PRETOUCH_STEP_BYTES) {
+    const step = Math.min(PRETOUCH_STEP_BYTES, length - offset);
+    try {
+      madvisePopulateWrite(memory.buffer, offset, step);
+    } catch {
+      touchPages(memory.buffer, offset, step);
+    }
+    await new Promise<void>((resolve) => setImmediate(resolve));
+  }
 }
 
 /**
@@ -216,7 +227,7 @@ export function startShell(pretouchBytes = 0): Shell {
     rejectRestore = reject;
   });
   const onCreated = async (mod: PyodideModule): Promise<void> => {
-    pretouch(mod, pretouchBytes);
+    await pretouch(mod, pretouchBytes);
     markReady();
     const given = await restoreGiven;
     const api = mod.API;

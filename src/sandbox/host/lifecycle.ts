@@ -15,7 +15,7 @@ import { setLeaseOwnerPid } from '../../restore/pass-pool.js';
 import { expectArtefacts } from '../../restore/artefact-seal.js';
 import { trackBoot, trackInit, trackRestore, untrack } from '../../memory/host-memory.js';
 import { guestMemory } from '../../memory/scaling/host-hook.js';
-import type { SnapshotMeta } from '../../core/snapshot-format.js';
+import type { SnapshotMeta, SnapshotState } from '../../core/snapshot-format.js';
 import type { BootResult, HostRequest, PrepareResult, RestoreResult } from '../protocol.js';
 import { hostSpan, setSpanAttributes, tracing } from './spans.js';
 import { checkCapacity, contextFor, hostSettings, instances, prepared, preparedFor, since, setObjects, type Instance, type PreparedFunction } from './state.js';
@@ -60,13 +60,15 @@ export async function boot(req: Req<'boot'>): Promise<BootResult> {
 export async function restore(req: Req<'restore'>): Promise<RestoreResult> {
   const p = preparedFor(req.deployment);
   checkCapacity(p, req.sandboxId);
+  // A shell being made for this restore in the background: waiting for it is queueing.
+  const queueMs = await awaitPreparation();
   const t0 = performance.now();
   const strategy = getStrategy(req.strategy);
   releasePreallocated(strategy.id);
   setSpanAttributes({ 'thaw.sandbox': req.sandboxId, 'thaw.snapshot': req.snapshotId, 'thaw.strategy': strategy.id });
   const { chain, image } = hostSpan('open snapshot', {}, () => {
     // The state files must be the ones whose seals the daemon checked (stateSha256, by id).
-    const chain = readChain(req.snapshotRoot, req.snapshotId, req.stateSha256);
+    const chain = readVerifiedChain(req.snapshotRoot, req.snapshotId, req.stateSha256);
     // So must the artefacts it reads beside the snapshot (restore/artefact-seal.ts).
     expectArtefacts(req.snapshotId, req.artefactSha256);
     const top = chain[chain.length - 1]!;
@@ -89,7 +91,23 @@ export async function restore(req: Req<'restore'>): Promise<RestoreResult> {
   trackRestore(req.sandboxId, guest.memory, req.snapshotRoot, chain, req.trackMemory === true);
   const stats = { ...image.stats };
   setSpanAttributes({ 'thaw.restore.bytes_read': stats.bytesRead, 'thaw.restore.fill_ms': stats.fillMs, 'thaw.restore.uffd_faults': stats.uffdFaults, 'thaw.restore.prefetched_pages': stats.prefetchedPages });
-  return { timings: { restoreMs: since(t0) }, memoryBytes: guest.memory.buffer.byteLength, memory: guestMemory(guest, p.fn.params, true), bytesRead: stats.bytesRead, restore: stats };
+  return { timings: { queueMs, restoreMs: since(t0) }, memoryBytes: guest.memory.buffer.byteLength, memory: guestMemory(guest, p.fn.params, true), bytesRead: stats.bytesRead, restore: stats };
+}
+
+/** The last chain readVerifiedChain() read, under the key it was read with. */
+let lastChain: { key: string; chain: SnapshotState[] } | null = null;
+
+/**
+ * readChain(), reusing the previous restore's parse when the request names the same snapshot
+ * with the same expected state sha256s (a vertical host restores one snapshot again and again):
+ * those bytes were checked against these very hashes already, so reading and hashing them again
+ * proves nothing new. Without expected hashes nothing is reused.
+ */
+function readVerifiedChain(root: string, id: string, stateSha256: Readonly<Record<string, string>> | undefined): SnapshotState[] {
+  if (stateSha256 === undefined) return readChain(root, id, stateSha256);
+  const key = JSON.stringify([root, id, Object.entries(stateSha256).sort()]);
+  if (lastChain?.key !== key) lastChain = { key, chain: readChain(root, id, stateSha256) };
+  return lastChain.chain;
 }
 
 /** The image with its fill() (the strategy's map or prefetch) recorded as a span. */
@@ -111,16 +129,39 @@ export function destroy(req: Req<'destroy'>): { restore?: RestoreResult['restore
 }
 
 /**
- * After an invocation's reply, in a host with room for more instances (a vertical one): lets the
- * runtime get ready for the next one (a shell, as prepare made for the first). Runs in the
- * host's request queue, so a request that arrives meanwhile waits for it (and its breakdown
- * shows the wait as queue).
+ * Lets the runtime get ready for the next instance in a host with room for more (a vertical
+ * one): a shell, as prepare made for the first. Runs in the background, outside the request
+ * queue, once the queue is empty (after a reply, never before one): requests that arrive
+ * meanwhile run between its steps (a sibling's warm invoke, a destroy, a cold boot), and only a
+ * restore, which needs the shell, waits for it (restore() reports that wait as queueMs). One
+ * preparation at a time; errors are logged (a restore that finds nothing ready starts its own
+ * shell).
  */
-export async function readyNextInstance(): Promise<void> {
+export function readyNextInBackground(): Promise<void> {
+  preparing ??= readyNextInstance()
+    .catch((err: unknown) => void process.stderr.write(`thaw sandbox host ${process.pid}: cannot get ready for the next instance: ${String(err)}\n`))
+    .finally(() => {
+      preparing = null;
+    });
+  return preparing;
+}
+
+/** The preparation readyNextInBackground() is running, if any. */
+let preparing: Promise<void> | null = null;
+
+async function readyNextInstance(): Promise<void> {
   for (const p of prepared.values()) {
     const live = [...instances.values()].filter((i: Instance) => i.fn === p).length;
     if (live < p.capacity) await p.adapter.readyNext?.(p.prepared);
   }
+}
+
+/** Waits for a background preparation in flight (the shell a restore will take); returns the ms waited. */
+async function awaitPreparation(): Promise<number> {
+  if (!preparing) return 0;
+  const t0 = performance.now();
+  await preparing;
+  return since(t0);
 }
 
 /** Stops every instance's page server (the host is exiting). */

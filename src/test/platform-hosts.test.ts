@@ -1,0 +1,134 @@
+// Sandbox hosts as the pool and vertical hosts prepare them ahead of requests: a pooled host that
+// dies before use is replaced without failing a request, and every path (cold, snapshot, warm;
+// horizontal and vertical, with a vertical host making its next shell between requests) gives the
+// same output. Real jailed hosts where the machine allows.
+
+import { test, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { assertBreakdown, deployExample, newPlatform, text } from './helpers.js';
+import type { Platform } from '../platform/platform.js';
+
+const horizontal = newPlatform({ preparedPerFunction: 1, maxIdleSandboxes: 8 });
+const vertical = newPlatform({ preparedPerFunction: 1, maxIdleSandboxes: 8, layout: 'vertical', instancesPerHost: 3 });
+after(() => Promise.all([horizontal.close(), vertical.close()]));
+
+/** Child processes of this process (the daemon's hosts, or their jailers). */
+function children(): number[] {
+  const out = readFileSync(`/proc/${process.pid}/task/${process.pid}/children`, 'utf8').trim();
+  return out ? out.split(/\s+/).map(Number) : [];
+}
+
+/** The sandbox host process behind a child: the jailer's own child when jailed, else the child itself. */
+function hostProcessOf(pid: number): number {
+  try {
+    const grandchildren = readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').trim();
+    return grandchildren ? Number(grandchildren.split(/\s+/)[0]) : pid;
+  } catch {
+    return pid;
+  }
+}
+
+/** Hosts waiting in the pool: children that carry no sandbox. */
+async function pooledHosts(p: Platform): Promise<number[]> {
+  const inUse = new Set((await p.listSandboxes()).map((s) => s.hostPid));
+  return children().filter((pid) => !inUse.has(pid));
+}
+
+async function waitUntil(what: string, cond: () => boolean, timeoutMs = 30_000): Promise<void> {
+  const t0 = Date.now();
+  while (!cond()) {
+    if (Date.now() - t0 > timeoutMs) assert.fail(`timed out waiting until ${what}`);
+    await sleep(10);
+  }
+}
+
+test('a pooled host killed before use is replaced: the next invocation succeeds and the pool refills', async () => {
+  await deployExample(horizontal, 'hello-c', { name: 'victim-c' });
+  const cold = await horizontal.invoke({ function: 'victim-c', mode: 'cold', input: Buffer.from('a') });
+  const snap = await horizontal.createSnapshot({ sandboxId: cold.sandboxId });
+  await horizontal.deleteSandbox(cold.sandboxId);
+  await horizontal.poolSettled();
+  assert.equal(horizontal.poolState().prepared['victim-c'], 1, 'a host waits prepared for the function');
+  const pooled = await pooledHosts(horizontal);
+  assert.ok(pooled.length >= 1);
+  // A crash while pooled (the OOM killer, a bug): the host process dies, not by Thaw's hand.
+  for (const pid of pooled) process.kill(hostProcessOf(pid), 'SIGKILL');
+  await waitUntil('the killed hosts are gone', () => pooled.every((pid) => !children().includes(pid)));
+  const r = await horizontal.invoke({ function: 'victim-c', mode: 'snapshot', snapshotId: snap.id, input: Buffer.from('b'), keep: false });
+  assert.equal(text(r.output), 'hello, b');
+  assertBreakdown(r.timings, ['restoreMs']);
+  await horizontal.poolSettled();
+  assert.equal(horizontal.poolState().prepared['victim-c'], 1, 'the pool refilled');
+  const now = await pooledHosts(horizontal);
+  assert.ok(now.length >= 1 && now.every((pid) => !pooled.includes(pid)), `new hosts ${now} replace ${pooled}`);
+});
+
+test('a pooled host that dies while a request waits for it to start is replaced in that request', async () => {
+  await deployExample(horizontal, 'hello-c', { name: 'victim-start' });
+  const before = new Set(children());
+  // The first request starts a host of its own; the pool starts one for the next right after.
+  const first = await horizontal.invoke({ function: 'victim-start', mode: 'cold', input: Buffer.from('1') });
+  assert.equal(text(first.output), 'hello, 1');
+  const taken = (await horizontal.listSandboxes()).find((s) => s.id === first.sandboxId)!.hostPid;
+  await horizontal.deleteSandbox(first.sandboxId);
+  let starting: number | undefined;
+  await waitUntil('the next host starts', () => (starting = children().find((pid) => !before.has(pid) && pid !== taken)) !== undefined);
+  // The next request takes it from the pool while it starts, and then it dies (a jailer's host
+  // dies with its jailer): the request waits for a host started in its place.
+  const next = horizontal.invoke({ function: 'victim-start', mode: 'cold', input: Buffer.from('2'), keep: false });
+  process.kill(starting!, 'SIGKILL');
+  const r = await next;
+  assert.equal(text(r.output), 'hello, 2');
+  assert.equal(r.start, 'cold');
+  await horizontal.poolSettled();
+  assert.equal(horizontal.poolState().prepared['victim-start'], 1, 'the pool refilled');
+});
+
+for (const [name, event, expected] of [
+  ['hello-c', 'world', 'hello, world'],
+  ['hello-py', '{"name": "thaw"}', '{"hello": {"name": "thaw"}}'],
+] as const) {
+  for (const [layout, p] of [['horizontal', horizontal], ['vertical', vertical]] as const) {
+    test(`${name}, ${layout}: cold, snapshot restores back to back and warm give identical outputs`, async () => {
+      const fn = `${name}-${layout}`;
+      await deployExample(p, name, { name: fn });
+      const input = Buffer.from(event);
+      const cold = await p.invoke({ function: fn, mode: 'cold', input });
+      assert.equal(text(cold.output), expected);
+      const snap = await p.createSnapshot({ sandboxId: cold.sandboxId });
+      await p.poolSettled();
+      // Back to back, without waiting for the pool or for the vertical host's next shell: the
+      // second restore may wait for the shell its host makes after the first reply (queueMs).
+      const restored = [];
+      for (let i = 0; i < 3; i++) restored.push(await p.invoke({ function: fn, mode: 'snapshot', snapshotId: snap.id, input, keep: i < 2 }));
+      // A warm request to each instance, all at once (siblings in one vertical host).
+      const warm = await Promise.all([cold, ...restored.slice(0, 2)].map((r) => p.invoke({ function: fn, mode: 'warm', sandboxId: r.sandboxId, input })));
+      for (const r of [...restored, ...warm]) {
+        assert.equal(text(r.output), expected);
+        assertBreakdown(r.timings, []);
+      }
+      const hosts = new Set((await p.listSandboxes()).filter((s) => s.function === fn).map((s) => s.hostPid));
+      assert.equal(hosts.size, layout === 'vertical' ? 1 : 3, `${layout}: instances in ${hosts.size} hosts`);
+      for (const r of [cold, ...restored.slice(0, 2)]) await p.deleteSandbox(r.sandboxId);
+    });
+  }
+}
+
+test('a vertical host restoring two snapshots in turn gives each its own state (the host reuses only the same snapshot\'s checked state)', async () => {
+  const source = Buffer.from('count = 0\n\ndef handler(event, context):\n    global count\n    count += 1\n    return {"count": count}\n');
+  await vertical.deployFunction({ name: 'turns-py', runtime: 'python', source: 'handler.py', memoryMiB: 96, instancesPerHost: 3 }, source);
+  const input = Buffer.from('{}');
+  const cold = await vertical.invoke({ function: 'turns-py', mode: 'cold', input });
+  const one = await vertical.createSnapshot({ sandboxId: cold.sandboxId });
+  await vertical.invoke({ function: 'turns-py', mode: 'warm', sandboxId: cold.sandboxId, input });
+  const two = await vertical.createSnapshot({ sandboxId: cold.sandboxId });
+  const counts = [];
+  for (const snap of [one, two, one, two, two]) {
+    const r = await vertical.invoke({ function: 'turns-py', mode: 'snapshot', snapshotId: snap.id, input, keep: false });
+    counts.push((JSON.parse(text(r.output)) as { count: number }).count);
+  }
+  assert.deepEqual(counts, [2, 3, 2, 3, 3]);
+  await vertical.deleteSandbox(cold.sandboxId);
+});
