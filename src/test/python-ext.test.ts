@@ -12,7 +12,9 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { readManifestFile } from '../cli/context.js';
-import { FUNCTIONS_DIR, manifestPath, newPlatform, text } from './helpers.js';
+import { pythonAdapter, type PythonRuntimeState } from '../runtimes/python/adapter.js';
+import type { GuestContext, MemoryImage } from '../runtimes/runtime.js';
+import { FUNCTIONS_DIR, manifestPath, newPlatform, rejectsWith, text } from './helpers.js';
 
 const p = newPlatform({ maxIdleSandboxes: 4 });
 const scratch = mkdtempSync(join(tmpdir(), 'thaw-pyext-test-'));
@@ -63,4 +65,53 @@ test('a compiled package: its extension is called on the cold, snapshot and warm
   const warm2 = await call('warm', 0, { sandboxId: cold.sandboxId });
   assert.equal(warm2.reply.bump, 1006);
   await p.deleteSandbox(cold.sandboxId);
+});
+
+/** A guest context without an object store (the extension does not use one). */
+function context(): GuestContext {
+  const none = (): never => {
+    throw new Error('no object store in this test');
+  };
+  return { objects: { kind: 'embedded', get: none, put: none, close: () => undefined }, memoryLimitBytes: 256 << 20, log: () => undefined };
+}
+
+/** An eager image over a copy of `memory`. */
+function copyImage(memory: WebAssembly.Memory): MemoryImage {
+  const bytes = new Uint8Array(memory.buffer).slice();
+  return {
+    byteLength: bytes.byteLength,
+    fill(target) {
+      new Uint8Array(target.buffer).set(bytes);
+    },
+    toBytes: () => bytes,
+  };
+}
+
+test('a side module that cannot be placed at its recorded base is refused with THAW_SNAPSHOT_VERSION naming it', async () => {
+  const { manifest: m, artefact } = manifest({ name: 'ext-py-adapter' });
+  await p.deployFunction(m, artefact);
+  // The runtime's guest side directly (in this process), on the installed function: the platform's
+  // snapshots are sealed, so a tampered state can only be handed to the adapter.
+  const fn = p.functions.get('ext-py-adapter').params;
+  const prepared = await pythonAdapter.prepare(fn, fn.artefactPath);
+  const guest = await pythonAdapter.boot(prepared, context());
+  await guest.init();
+  const state = guest.captureState();
+  const image = copyImage(guest.memory);
+  const st = state.runtime as PythonRuntimeState;
+  assert.equal(st.sideModules?.length, 1);
+  const [rec] = st.sideModules ?? [];
+  assert.ok(rec !== undefined && rec.path === '/thaw/site/tinyext.so' && rec.memoryBase > 0 && rec.tableSize > 0, JSON.stringify(rec));
+
+  // The untampered state restores, in a fresh Pyodide, to a guest whose extension answers from the captured counter.
+  const ok = await pythonAdapter.restore(prepared, state, image, context());
+  assert.equal((JSON.parse(text(await ok.invoke(new TextEncoder().encode('{"n": 2}')))) as Reply).bump, 1004);
+
+  const tampered = (patch: Record<string, number>): typeof state => ({ runtime: { ...st, sideModules: [{ ...rec, ...patch }] } });
+  const taken = await rejectsWith(pythonAdapter.restore(prepared, tampered({ tableBase: 1 }), image, context()), 'THAW_SNAPSHOT_VERSION');
+  assert.match(taken.message, /side module '\/thaw\/site\/tinyext\.so' cannot be placed at its recorded base: table base 1 is taken/);
+  const outside = await rejectsWith(pythonAdapter.restore(prepared, tampered({ memoryBase: st.heapBytes }), image, context()), 'THAW_SNAPSHOT_VERSION');
+  assert.match(outside.message, /tinyext\.so' cannot be placed at its recorded base: memory base \d+ .* is not an aligned block inside the \d+-byte heap/);
+  const grown = await rejectsWith(pythonAdapter.restore(prepared, tampered({ memorySize: rec.memorySize + 16 }), image, context()), 'THAW_SNAPSHOT_VERSION');
+  assert.match(grown.message, /tinyext\.so' cannot be placed at its recorded base: it has \d+ bytes of data and \d+ table slots, the snapshot recorded/);
 });
