@@ -1,8 +1,9 @@
 """Builds a local Pyodide package directory holding one compiled package, `tinyext`: tinyext.c built
 as a Wasm side module (a .so with a dylink.0 section) with Debian's clang and wasm-ld, in a wheel
 tagged for the Pyodide that Thaw runs (cp314-cp314-pyemscripten_<abi>_wasm32), and its
-pyodide-lock.json entry with the sha256. Usage: python3 make-ext-dir.py [OUT_DIR]
-(default: build/pyodide-packages). Needs clang and lld (scripts/setup.d installs them)."""
+pyodide-lock.json entry with the sha256. Usage: python3 make-ext-dir.py [OUT_DIR [SO_FILE]]
+(default: build/pyodide-packages; SO_FILE: put that file in the wheel instead, for tests of what
+deploy refuses). Needs clang and lld (scripts/setup.d installs them)."""
 import base64
 import hashlib
 import json
@@ -49,8 +50,12 @@ with open(NPM_LOCK) as f:
     info = json.load(f)["info"]
 cp = "cp" + "".join(info["python"].split(".")[:2])
 tag = f"{cp}-{cp}-pyemscripten_{info['abi_version']}_wasm32"
-with tempfile.TemporaryDirectory() as tmp:
-    wheel = build_wheel(tag, build_so(tmp))
+if len(sys.argv) > 2:
+    with open(sys.argv[2], "rb") as f:
+        wheel = build_wheel(tag, f.read())
+else:
+    with tempfile.TemporaryDirectory() as tmp:
+        wheel = build_wheel(tag, build_so(tmp))
 with open(wheel, "rb") as f:
     sha256 = hashlib.sha256(f.read()).hexdigest()
 lock = {"info": info, "packages": {NAME: {

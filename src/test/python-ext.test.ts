@@ -8,7 +8,7 @@
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { readManifestFile } from '../cli/context.js';
@@ -114,4 +114,15 @@ test('a side module that cannot be placed at its recorded base is refused with T
   assert.match(outside.message, /tinyext\.so' cannot be placed at its recorded base: memory base \d+ .* is not an aligned block inside the \d+-byte heap/);
   const grown = await rejectsWith(pythonAdapter.restore(prepared, tampered({ memorySize: rec.memorySize + 16 }), image, context()), 'THAW_SNAPSHOT_VERSION');
   assert.match(grown.message, /tinyext\.so' cannot be placed at its recorded base: it has \d+ bytes of data and \d+ table slots, the snapshot recorded/);
+});
+
+test('an extension wheel whose .so is not a Wasm side module (a host binary) is refused at deploy, naming the file', async () => {
+  const elf = join(scratch, 'host.so');
+  writeFileSync(elf, Buffer.concat([Buffer.from('\x7fELF\x02\x01\x01'), Buffer.alloc(64)]));
+  const dir = join(scratch, 'elf-pkgs');
+  execFileSync('python3', [join(FUNCTIONS_DIR, 'ext-py', 'make-ext-dir.py'), dir, elf]);
+  const { manifest: m, artefact } = manifest({ name: 'ext-py-elf', pyodidePackages: dir });
+  const err = await rejectsWith(p.deployFunction(m, artefact), 'THAW_BUNDLE_INVALID');
+  assert.match(err.message, /Pyodide package 'tinyext' 1\.0: 'tinyext\.so' is a compiled extension module but not a Wasm side module for Pyodide/);
+  assert.throws(() => p.functions.info('ext-py-elf'), /THAW_FUNCTION_NOT_FOUND|not found/i);
 });
