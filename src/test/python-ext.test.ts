@@ -39,6 +39,8 @@ interface Reply {
 }
 
 test('a compiled package: its extension is called on the cold, snapshot and warm paths with the state the snapshot captured', async () => {
+  // Jailed hosts (seccomp allowlist, Landlock, no network): the side module is read from the function's own directory.
+  assert.ok(p.jail.jailed, 'the platform jails its hosts');
   const { manifest: m, artefact } = manifest();
   const info = await p.deployFunction(m, artefact);
   assert.equal(info.facts.pyodidePackages, 'tinyext==1.0');
