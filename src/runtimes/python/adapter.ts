@@ -27,7 +27,7 @@ import {
 } from './_pyodide-host.js';
 import { RUNTIME_MODULE, RUNTIME_PY, STATUS } from './_runtime-py.js';
 import { GUEST_ROOT, PYTHON_BUNDLE_DIR } from './bundle.js';
-import { captureSideModules, placeSideModules, type DynamicLinkerModule, type SideModuleRecord } from './side-modules.js';
+import { captureSideModules, placeSideModules, precompileSideModules, type DynamicLinkerModule, type SideModuleRecord } from './side-modules.js';
 
 /** Identifies the layout of PythonRuntimeState; bumped on any incompatible change. */
 export const PYTHON_STATE_FORMAT = 'thaw-python-1';
@@ -245,7 +245,10 @@ export const pythonAdapter: RuntimeAdapter<PythonPrepared> = {
     await shell.ready;
     const bundleDir = join(dirname(artefactPath), PYTHON_BUNDLE_DIR);
     // Only a function deployed with a bundle mounts one (a redeploy without it may leave the old copy).
-    return { fn, source, shells: [shell], bundleDir: fn.python !== undefined && existsSync(bundleDir) ? bundleDir : null };
+    const hasBundle = fn.python !== undefined && existsSync(bundleDir);
+    // Compiled packages' side modules are compiled now, off the restore path.
+    if (hasBundle && existsSync(join(bundleDir, 'site'))) await precompileSideModules(join(bundleDir, 'site'));
+    return { fn, source, shells: [shell], bundleDir: hasBundle ? bundleDir : null };
   },
 
   /** Cold-boots Pyodide and installs the runtime module; the handler's init runs in init(). */

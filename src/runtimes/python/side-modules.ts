@@ -9,6 +9,8 @@
 // bytes overwrite) and registers it with Emscripten's loader under the same handle.
 
 import { createHash } from 'node:crypto';
+import { readdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { ThawError } from '../../core/errors.js';
 
 /** One side module loaded into a guest, as a snapshot records it. */
@@ -39,10 +41,10 @@ export interface DynamicLinkerModule {
   readonly HEAPU32: Uint32Array;
   readonly wasmTable: WebAssembly.Table;
   readonly LDSO: { loadedLibsByName: Record<string, Dso>; loadedLibsByHandle: Record<string, Dso> };
-  loadWebAssemblyModule(binary: Uint8Array, flags: object, libName: string, localScope: object | null, handle: number): Record<string, unknown>;
+  loadWebAssemblyModule(binary: Uint8Array | WebAssembly.Module, flags: object, libName: string, localScope: object | null, handle: number): Record<string, unknown>;
   newDSO(name: string, handle: number, exports: unknown): Dso;
   mergeLibSymbols(exports: unknown, libName: string): void;
-  getDylinkMetadata(binary: Uint8Array): { memorySize: number; tableSize: number; memoryAlign: number; neededDynlibs: string[] };
+  getDylinkMetadata(binary: Uint8Array | WebAssembly.Module): { memorySize: number; tableSize: number; memoryAlign: number; neededDynlibs: string[] };
 }
 
 // Offsets in Emscripten's `struct dso` (system/lib/libc/dynlink.h), as loadWebAssemblyModule writes them.
@@ -52,6 +54,22 @@ const DSO_TABLE_ADDR = 20;
 const DSO_TABLE_SIZE = 24;
 
 const sha256 = (bytes: Uint8Array): string => createHash('sha256').update(bytes).digest('hex');
+
+/** Side modules compiled ahead in this process, by the sha256 of their bytes. */
+const compiled = new Map<string, WebAssembly.Module>();
+
+/**
+ * Compiles every `.so` under `dir` (a function's installed bundle) ahead of restores, so a restore
+ * does not compile them on its path (it still reads and hashes each file it places).
+ */
+export async function precompileSideModules(dir: string): Promise<void> {
+  const files = (readdirSync(dir, { recursive: true }) as string[]).filter((f) => f.endsWith('.so'));
+  await Promise.all(files.map(async (f) => {
+    const bytes = readFileSync(join(dir, f));
+    const key = sha256(bytes);
+    if (!compiled.has(key)) compiled.set(key, await WebAssembly.compile(bytes));
+  }));
+}
 
 /**
  * The side modules loaded into `mod`, in table order (the order a restore must load them in).
@@ -164,7 +182,8 @@ export function placeSideModules(
     };
     const bytes = read(r.path);
     if (sha256(bytes) !== r.sha256) refuse('the file changed since the snapshot was taken');
-    const meta = mod.getDylinkMetadata(bytes);
+    const binary = compiled.get(r.sha256) ?? bytes;
+    const meta = mod.getDylinkMetadata(binary);
     if (meta.memorySize !== r.memorySize || meta.tableSize !== r.tableSize) refuse(`it has ${meta.memorySize} bytes of data and ${meta.tableSize} table slots, the snapshot recorded ${r.memorySize} and ${r.tableSize}`);
     if (r.memorySize > 0 && (r.memoryBase === 0 || r.memoryBase % 2 ** meta.memoryAlign !== 0 || r.memoryBase + r.memorySize > heapBytes)) {
       refuse(`memory base ${r.memoryBase} (+${r.memorySize} bytes) is not an aligned block inside the ${heapBytes}-byte heap`);
@@ -178,7 +197,7 @@ export function placeSideModules(
     }
     if (r.memorySize > 0) allocator.force(r.memoryBase);
     const localScope = r.global ? null : {};
-    const exports = mod.loadWebAssemblyModule(bytes, { loadAsync: false, global: r.global, nodelete: true }, r.path, localScope, 0);
+    const exports = mod.loadWebAssemblyModule(binary, { loadAsync: false, global: r.global, nodelete: true }, r.path, localScope, 0);
     if (allocator.unused()) refuse('the loader did not allocate its data block');
     const dso = mod.newDSO(r.path, r.handle, exports);
     dso.global = r.global;
