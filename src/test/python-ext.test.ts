@@ -62,6 +62,14 @@ test('a compiled package: its extension is called on the cold, snapshot and warm
   // A Python exception raised by the extension through a main-module global (PyExc_ValueError).
   assert.equal(restoredErr.reply.square, 'tinyext.square: negative');
 
+  // A snapshot of a restored guest records the re-placed side module again, and restores from it.
+  const kept = await call('snapshot', 1, { snapshotId: snap.id });
+  assert.equal(kept.reply.bump, 1005);
+  const snap2 = await p.createSnapshot({ sandboxId: kept.sandboxId });
+  const again = await call('snapshot', 2, { snapshotId: snap2.id, keep: false });
+  assert.deepEqual(again.reply, { square: 11, bump: 1006, atInit: [1001, 1002, 1003], file: '/thaw/site/tinyext.so' });
+  await p.deleteSandbox(kept.sandboxId);
+
   const warm = await call('warm', 7, { sandboxId: cold.sandboxId });
   assert.deepEqual(warm.reply, { square: 60, bump: 1005, atInit: [1001, 1002, 1003], file: '/thaw/site/tinyext.so' });
   const warm2 = await call('warm', 0, { sandboxId: cold.sandboxId });
