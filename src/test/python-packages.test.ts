@@ -2,8 +2,8 @@
 // directory laid out like a Pyodide release (pyodide-lock.json + wheels), built here offline by
 // functions/packages-py/make-pyodide-dir.py with Python's zipfile: `tinyunits` depends on `tinybase`.
 // The function names only `tinyunits`; both are installed, imported at init and found on the cold,
-// snapshot and warm paths. Unknown names, missing files, tampered wheels and compiled packages are
-// refused at deploy with THAW_BUNDLE_INVALID naming them.
+// snapshot and warm paths. Unknown names, missing files, tampered wheels, shared libraries and wheels
+// for another Pyodide are refused at deploy with THAW_BUNDLE_INVALID naming them.
 
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -95,7 +95,7 @@ async function refused(dir: string, pattern: RegExp, patch: Record<string, unkno
   assert.throws(() => p.functions.info('packages-bad'), /THAW_FUNCTION_NOT_FOUND|not found/i);
 }
 
-test('an unknown package, a missing wheel, a tampered wheel, a compiled package or another ABI is refused at deploy, naming it', async () => {
+test('an unknown package, a missing wheel, a tampered wheel, a shared library, a wheel for another Pyodide or another ABI is refused at deploy, naming it', async () => {
   await refused(good, /package 'nosuchpkg' is not in .*pyodide-lock\.json/, { packages: ['tinyunits', 'nosuchpkg'] });
 
   const missing = join(scratch, 'missing');
@@ -114,9 +114,13 @@ test('an unknown package, a missing wheel, a tampered wheel, a compiled package 
   const compiled = join(scratch, 'compiled');
   cpSync(good, compiled, { recursive: true });
   const lock = JSON.parse(readFileSync(join(compiled, 'pyodide-lock.json'), 'utf8')) as { info: Record<string, string>; packages: Record<string, Record<string, unknown>> };
-  lock.packages.numpy = { name: 'numpy', version: '2.4.6', file_name: 'numpy-2.4.6-cp314-cp314-pyemscripten_2026_0_wasm32.whl', install_dir: 'site', package_type: 'package', sha256: '0'.repeat(64), imports: ['numpy'], depends: [] };
+  // Compiled packages for this Pyodide are accepted (src/test/python-ext.test.ts); shared libraries and
+  // wheels for another Python or platform are not.
+  lock.packages.libblis = { name: 'libblis', version: '2.1', file_name: 'libblis-2.1.zip', install_dir: 'dynlib', package_type: 'shared_library', sha256: '0'.repeat(64), imports: [], depends: [] };
+  lock.packages.numpy = { name: 'numpy', version: '2.4.6', file_name: 'numpy-2.4.6-cp313-cp313-pyodide_2025_0_wasm32.whl', install_dir: 'site', package_type: 'package', sha256: '0'.repeat(64), imports: ['numpy'], depends: [] };
   writeFileSync(join(compiled, 'pyodide-lock.json'), JSON.stringify(lock));
-  await refused(compiled, /package 'numpy' is compiled for Pyodide/, { packages: ['numpy'] });
+  await refused(compiled, /package 'libblis' \(libblis-2\.1\.zip, shared_library\) is neither a pure-Python package nor an extension wheel for this Pyodide.*shared libraries/, { packages: ['libblis'] });
+  await refused(compiled, /package 'numpy' \(numpy-2\.4\.6-cp313-cp313-pyodide_2025_0_wasm32\.whl, package\) is neither a pure-Python package nor an extension wheel for this Pyodide/, { packages: ['numpy'] });
 
   lock.info.abi_version = '1999_0';
   writeFileSync(join(compiled, 'pyodide-lock.json'), JSON.stringify(lock));

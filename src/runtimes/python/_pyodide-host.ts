@@ -10,6 +10,7 @@ import { loadPyodide, version as pyodideJsVersion } from 'pyodide';
 import { ThawError } from '../../core/errors.js';
 import { madvisePopulateWrite, touchPages } from '../../native/index.js';
 import { HOST_OBJECT } from './_runtime-py.js';
+import { PlacementAllocator, type DynamicLinkerModule } from './side-modules.js';
 
 /** Pyodide's snapshot config: the JS references Python held, by path (see MemoryImage layout in docs). */
 export interface HiwireConfig {
@@ -104,6 +105,8 @@ export interface ShellRestore {
   readonly heapBytes: number;
   /** Fills the (already large enough) memory with the snapshot's bytes. */
   fill(memory: WebAssembly.Memory): void;
+  /** Runs on the fresh module after the memory is grown, before fill() (re-loads side modules). */
+  beforeFill?(mod: PyodideModule): void;
 }
 
 /** A Pyodide module instantiated ahead of time, waiting in loadPyodide for its snapshot. */
@@ -132,6 +135,15 @@ export function moduleMemory(mod: PyodideModule): WebAssembly.Memory {
   return memory;
 }
 
+const allocators = new WeakMap<PyodideModule, PlacementAllocator>();
+
+/** The allocator that places a module's side modules at given addresses (side-modules.ts). */
+export function placementAllocator(mod: PyodideModule): PlacementAllocator {
+  const a = allocators.get(mod);
+  if (!a) throw new ThawError('THAW_INTERNAL', { detail: 'Pyodide module was not created by this runtime' });
+  return a;
+}
+
 /**
  * Wraps Pyodide's module factory: instantiates the precompiled module and caps heap growth at the
  * binding's limit (emscripten_resize_heap returning 0 makes malloc fail, which Python reports as
@@ -141,6 +153,7 @@ function moduleFactory(binding: HostBinding, onCreated: (mod: PyodideModule) => 
   return async (settings) => {
     const [wasmModule, create] = await Promise.all([compiled, createOriginal]);
     if (!wasmModule || !create) throw new ThawError('THAW_INTERNAL', { detail: 'warmPyodideProcess() was not called' });
+    const allocator = new PlacementAllocator();
     settings.instantiateWasm = (
       imports: Record<string, Record<string, unknown>>,
       receive: (instance: WebAssembly.Instance, module: WebAssembly.Module) => void,
@@ -154,10 +167,12 @@ function moduleFactory(binding: HostBinding, onCreated: (mod: PyodideModule) => 
       const resize = env.emscripten_resize_heap as (requestedBytes: number) => number;
       env.emscripten_resize_heap = (requestedBytes: number): number =>
         requestedBytes >>> 0 > binding.memoryLimitBytes ? 0 : resize(requestedBytes);
-      void WebAssembly.instantiate(wasmModule, imports as WebAssembly.Imports).then((instance) => receive(instance, wasmModule));
+      void WebAssembly.instantiate(wasmModule, imports as WebAssembly.Imports).then((instance) => receive(allocator.wrap(instance), wasmModule));
       return {};
     };
     const mod = await create(settings);
+    allocator.detach(mod as unknown as DynamicLinkerModule);
+    allocators.set(mod, allocator);
     await onCreated(mod);
     return mod;
   };
@@ -242,6 +257,7 @@ export function startShell(pretouchBytes = 0): Shell {
     api.restoreSnapshot = (): HiwireConfig => {
       const memory = moduleMemory(mod);
       if (memory.buffer.byteLength < given.heapBytes) mod.growMemory(given.heapBytes);
+      given.beforeFill?.(mod);
       given.fill(memory);
       return given.hiwire;
     };

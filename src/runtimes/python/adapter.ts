@@ -5,7 +5,7 @@
 import { dlmallocFreeRanges, type DlmallocModule } from '../../memory/scaling/free-ranges.js';
 import type { FreeRangeReport } from '../../memory/scaling/scaling.js';
 import { randomUUID } from 'node:crypto';
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { ThawError, invariant, toThawError } from '../../core/errors.js';
@@ -16,6 +16,7 @@ import {
   detachedBinding,
   loadFresh,
   moduleMemory,
+  placementAllocator,
   startShell,
   warmPyodideProcess,
   type HiwireConfig,
@@ -26,6 +27,7 @@ import {
 } from './_pyodide-host.js';
 import { RUNTIME_MODULE, RUNTIME_PY, STATUS } from './_runtime-py.js';
 import { GUEST_ROOT, PYTHON_BUNDLE_DIR } from './bundle.js';
+import { captureSideModules, placeSideModules, precompileSideModules, type DynamicLinkerModule, type SideModuleRecord } from './side-modules.js';
 
 /** Identifies the layout of PythonRuntimeState; bumped on any incompatible change. */
 export const PYTHON_STATE_FORMAT = 'thaw-python-1';
@@ -65,6 +67,11 @@ export interface PythonRuntimeState {
   readonly heapBytes: number;
   /** Whether the function's init had run (false for a snapshot of a booted, unused guest). */
   readonly initDone: boolean;
+  /**
+   * Side modules (compiled extensions) loaded when captured, in the order a restore loads them
+   * again at the same bases (side-modules.ts). Absent in states captured before they were supported.
+   */
+  readonly sideModules?: readonly SideModuleRecord[];
 }
 
 function bindContext(binding: HostBinding, ctx: GuestContext): void {
@@ -149,6 +156,7 @@ class PythonGuest implements GuestInstance {
       handler: this.prepared.fn.handler,
       heapBytes: this.memory.buffer.byteLength,
       initDone: this.initDone,
+      sideModules: captureSideModules(this.py._module as unknown as DynamicLinkerModule, GUEST_ROOT, (path) => readSideModule(this.prepared, path)),
     };
     return { runtime };
   }
@@ -165,6 +173,22 @@ class PythonGuest implements GuestInstance {
   }
 }
 
+/**
+ * A side module's bytes, read from the function's installed bundle (the directory the jailed host
+ * already reads). Throws THAW_SNAPSHOT_VERSION for a path outside the bundle or a missing file.
+ */
+function readSideModule(prepared: PythonPrepared, guestPath: string): Uint8Array {
+  const rel = guestPath.slice(GUEST_ROOT.length + 1);
+  if (prepared.bundleDir === null || !guestPath.startsWith(`${GUEST_ROOT}/`) || rel.split('/').some((s) => s === '..' || s === '')) {
+    throw new ThawError('THAW_SNAPSHOT_VERSION', { id: prepared.fn.name, detail: `side module '${guestPath}' is not a file of the function's bundle` });
+  }
+  try {
+    return readFileSync(join(prepared.bundleDir, rel));
+  } catch (err: unknown) {
+    throw new ThawError('THAW_SNAPSHOT_VERSION', { id: prepared.fn.name, detail: `side module '${guestPath}' cannot be read (${(err as Error).message})` }, { cause: err });
+  }
+}
+
 /** Checks a GuestState written by this runtime. Throws THAW_SNAPSHOT_VERSION on any mismatch. */
 function parseState(fn: FunctionParams, state: GuestState): PythonRuntimeState {
   const bad = (detail: string): never => {
@@ -177,6 +201,7 @@ function parseState(fn: FunctionParams, state: GuestState): PythonRuntimeState {
   if (st.handler !== fn.handler) bad(`captured for handler '${st.handler}', the function now names '${fn.handler}'`);
   if (typeof st.heapBytes !== 'number' || st.heapBytes % 65536 !== 0) bad('heapBytes is not a multiple of 64 KiB');
   if (typeof st.hiwire !== 'object' || !Array.isArray(st.hiwire.hiwireKeys)) bad('hiwire table missing');
+  if (st.sideModules !== undefined && !Array.isArray(st.sideModules)) bad('sideModules is not a list');
   return st;
 }
 
@@ -220,7 +245,10 @@ export const pythonAdapter: RuntimeAdapter<PythonPrepared> = {
     await shell.ready;
     const bundleDir = join(dirname(artefactPath), PYTHON_BUNDLE_DIR);
     // Only a function deployed with a bundle mounts one (a redeploy without it may leave the old copy).
-    return { fn, source, shells: [shell], bundleDir: fn.python !== undefined && existsSync(bundleDir) ? bundleDir : null };
+    const hasBundle = fn.python !== undefined && existsSync(bundleDir);
+    // Compiled packages' side modules are compiled now, off the restore path.
+    if (hasBundle && existsSync(join(bundleDir, 'site'))) await precompileSideModules(join(bundleDir, 'site'));
+    return { fn, source, shells: [shell], bundleDir: hasBundle ? bundleDir : null };
   },
 
   /** Cold-boots Pyodide and installs the runtime module; the handler's init runs in init(). */
@@ -258,7 +286,16 @@ export const pythonAdapter: RuntimeAdapter<PythonPrepared> = {
     bindContext(shell.binding, ctx);
     let py: PyodideLike;
     try {
-      py = await shell.finish({ hiwire: st.hiwire, buildId: st.buildId, heapBytes: st.heapBytes, fill: (m) => image.fill(m) });
+      const sideModules = st.sideModules ?? [];
+      py = await shell.finish({
+        hiwire: st.hiwire,
+        buildId: st.buildId,
+        heapBytes: st.heapBytes,
+        fill: (m) => image.fill(m),
+        // Compiled extensions go back where the snapshot's heap expects them, before it is written.
+        beforeFill: (mod) =>
+          placeSideModules(mod as unknown as DynamicLinkerModule, placementAllocator(mod), sideModules, st.heapBytes, (path) => readSideModule(prepared, path)),
+      });
       // The file system is JS state, not in the image: the bundle is mounted again.
       if (prepared.bundleDir !== null) mountBundle(py, prepared.bundleDir);
     } catch (err: unknown) {

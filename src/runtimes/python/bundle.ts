@@ -41,6 +41,19 @@ export interface StagedPythonBundle {
   discard(): void;
 }
 
+/**
+ * True for a Wasm side module as Emscripten's loader takes it: the Wasm magic and version, then a
+ * `dylink.0` custom section first (section id 0, a LEB128 size, the name).
+ */
+function isSideModule(b: Uint8Array): boolean {
+  const header = [0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00];
+  if (b.byteLength < 20 || header.some((v, i) => b[i] !== v) || b[8] !== 0) return false;
+  let i = 9;
+  while (i < 14 && ((b[i] ?? 0) & 0x80) !== 0) i++;
+  const name = 'dylink.0';
+  return b[i + 1] === name.length && Buffer.from(b.subarray(i + 2, i + 2 + name.length)).toString('latin1') === name;
+}
+
 const bad = (detail: string): never => {
   throw new ThawError('THAW_BUNDLE_INVALID', { detail });
 };
@@ -65,8 +78,13 @@ class Stager {
     mkdirSync(join(this.root, 'site'));
   }
 
+  /** Set while a Pyodide extension wheel is unpacked: its `.so` files may be Wasm side modules. */
+  private sideModulesAllowed = false;
+
   private write(target: string, what: string, rel: string, data: Uint8Array | null, from?: string): void {
-    if (COMPILED.test(rel)) bad(`${what}: '${rel}' is a compiled extension module; Pyodide cannot load host binaries (docs/python-runtime.md, "Bundles")`);
+    if (COMPILED.test(rel) && !(this.sideModulesAllowed && rel.endsWith('.so') && data !== null && isSideModule(data))) {
+      bad(`${what}: '${rel}' is a compiled extension module but not a Wasm side module for Pyodide; Pyodide cannot load host binaries (docs/python-runtime.md, "Bundles")`);
+    }
     const size = data?.byteLength ?? lstatSync(from as string).size;
     this.bytes += size;
     this.files += 1;
@@ -126,24 +144,31 @@ class Stager {
 
   /**
    * Unpacks a pure-Python wheel into site/ (a requirement, or a package of a Pyodide package
-   * directory, whose bytes come already checked against the lock file's sha256).
+   * directory, whose bytes come already checked against the lock file's sha256). `compiled`: a
+   * Pyodide package directory's extension wheel, whose `.so` files must be Wasm side modules.
    */
-  wheel(path: string, what: string, data?: Uint8Array): void {
+  wheel(path: string, what: string, data?: Uint8Array, compiled = false): void {
     const site = join(this.root, 'site');
-    if (!PURE_WHEEL.test(basename(path))) bad(`${what} is not a pure-Python wheel (its tags must be py3-none-any): compiled wheels do not run under Pyodide`);
+    if (!compiled && !PURE_WHEEL.test(basename(path))) bad(`${what} is not a pure-Python wheel (its tags must be py3-none-any): compiled wheels run only from a Pyodide package directory ('packages')`);
     let wheelInfo = '';
     const before = new Set(readdirSync(site));
-    this.unzip(path, site, what, (rel) => {
-      const top = rel.split('/')[0] as string;
-      if (/\.data$/.test(top)) bad(`${what}: '${rel}' is in a .data directory (scripts, headers, data): only purelib wheels are supported`);
-      if (before.has(top)) bad(`${what}: '${top}' is already provided by another requirement`);
-      if (/^[^/]+\.dist-info\/WHEEL$/.test(rel)) wheelInfo = rel;
-    }, data);
+    this.sideModulesAllowed = compiled;
+    try {
+      this.unzip(path, site, what, (rel) => {
+        const top = rel.split('/')[0] as string;
+        if (/\.data$/.test(top)) bad(`${what}: '${rel}' is in a .data directory (scripts, headers, data): only purelib wheels are supported`);
+        if (before.has(top)) bad(`${what}: '${top}' is already provided by another requirement`);
+        if (/^[^/]+\.dist-info\/WHEEL$/.test(rel)) wheelInfo = rel;
+      }, data);
+    } finally {
+      this.sideModulesAllowed = false;
+    }
     if (wheelInfo === '') bad(`${what} has no *.dist-info/WHEEL file: not a wheel`);
-    if (!/^Root-Is-Purelib:\s*true\s*$/im.test(readFileSync(join(site, wheelInfo), 'utf8'))) bad(`${what} is not a purelib wheel (Root-Is-Purelib is not true)`);
+    // An extension wheel is platlib (Root-Is-Purelib: false); it still installs into site/.
+    if (!compiled && !/^Root-Is-Purelib:\s*true\s*$/im.test(readFileSync(join(site, wheelInfo), 'utf8'))) bad(`${what} is not a purelib wheel (Root-Is-Purelib is not true)`);
   }
 
-  /** Top-level importable names: `x.py` and package directories `x/` of app/ and site/. */
+  /** Top-level importable names: `x.py`, extension modules `x.so` and package directories `x/` of app/ and site/. */
   provides(): Set<string> {
     const names = new Set<string>();
     for (const sub of ['app', 'site']) {
@@ -151,6 +176,8 @@ class Stager {
         if (e.rel.includes('/')) continue;
         if (e.dir && !e.rel.includes('.')) names.add(e.rel);
         else if (!e.dir && e.rel.endsWith('.py')) names.add(e.rel.slice(0, -3));
+        // An extension module: `x.so` or `x.cpython-314-wasm32-emscripten.so` (only side modules get this far).
+        else if (!e.dir && e.rel.endsWith('.so')) names.add(e.rel.split('.')[0] as string);
       }
     }
     return names;
@@ -173,7 +200,7 @@ export function stagePythonBundle(params: PythonBundleParams): StagedPythonBundl
     if (params.app !== null) stager.app(params.app);
     for (const r of params.requirements) stager.requirement(r);
     for (const pkg of resolvePyodidePackages(params.packages, params.pyodidePackages)) {
-      stager.wheel(pkg.wheel, `Pyodide package '${pkg.name}' ${pkg.version}`, pkg.bytes);
+      stager.wheel(pkg.wheel, `Pyodide package '${pkg.name}' ${pkg.version}`, pkg.bytes, pkg.compiled);
       pyodidePackages.push(`${pkg.name}==${pkg.version}`);
     }
   } catch (err: unknown) {

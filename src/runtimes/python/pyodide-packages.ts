@@ -35,6 +35,8 @@ export interface ResolvedPyodidePackage {
   readonly wheel: string;
   /** The wheel's bytes, as checked (the stager unpacks these, not a second read of the file). */
   readonly bytes: Uint8Array;
+  /** A wheel built for this Pyodide (its `.so` files are Wasm side modules), not a pure-Python one. */
+  readonly compiled: boolean;
 }
 
 const bad = (detail: string): never => {
@@ -62,6 +64,14 @@ function runtimeLock(): NpmLock {
 /** The ABI of the Pyodide this Thaw runs: a package directory must match it. */
 function runtimeAbi(): string {
   return String(runtimeLock().info?.abi_version);
+}
+
+/** Wheel tags of a compiled package for the Pyodide this Thaw runs, e.g. `cp314-cp314-pyemscripten_2026_0_wasm32`. */
+export function compiledWheelTag(): RegExp {
+  const info = (runtimeLock() as { info?: { python?: unknown; abi_version?: unknown } }).info;
+  const [major, minor] = String(info?.python).split('.');
+  const cp = `cp${major}${minor}`;
+  return new RegExp(`-${cp}-(${cp}|abi3)-pyemscripten_${String(info?.abi_version)}_wasm32\\.whl$`);
 }
 
 /** The Pyodide package that provides top-level module `importName`, per the npm package's lock file, if any. */
@@ -100,8 +110,8 @@ function readLock(dir: string): Map<string, LockEntry> {
 /**
  * Resolves `names` and their dependencies in `dir`'s lock file and checks each wheel's sha256.
  * Throws THAW_BUNDLE_INVALID naming: no directory given, a directory without a lock file or for
- * another Pyodide ABI, an unknown package (or dependency), a wheel given by URL, a compiled package
- * (Wasm side modules: not supported, see docs), a missing file, or a checksum mismatch.
+ * another Pyodide ABI, an unknown package (or dependency), a wheel given by URL, a shared library or
+ * a wheel for another platform, a missing file, or a checksum mismatch.
  */
 export function resolvePyodidePackages(names: readonly string[], dirGiven: string | null): ResolvedPyodidePackage[] {
   if (names.length === 0) return [];
@@ -124,15 +134,16 @@ export function resolvePyodidePackages(names: readonly string[], dirGiven: strin
     if (/^[a-z][a-z0-9+.-]*:/i.test(e.file_name) || isAbsolute(e.file_name) || e.file_name.includes('/') || e.file_name.includes('\\')) {
       bad(`${what}: its file '${e.file_name}' is not a file name inside ${dir} (nothing is downloaded, and only the directory's own files are read)`);
     }
-    if (e.package_type !== 'package' || e.install_dir !== 'site' || !/-none-any\.whl$/.test(e.file_name)) {
-      bad(`${what} is compiled for Pyodide (${e.file_name}, ${e.package_type}): loading Pyodide's Wasm side modules into a snapshotted guest is not supported yet; only pure-Python packages of a Pyodide package directory are (docs/python-runtime.md, "Pyodide packages")`);
+    const compiled = compiledWheelTag().test(e.file_name);
+    if (e.package_type !== 'package' || e.install_dir !== 'site' || !(compiled || /-none-any\.whl$/.test(e.file_name))) {
+      bad(`${what} (${e.file_name}, ${e.package_type}) is neither a pure-Python package nor an extension wheel for this Pyodide (tags matching ${compiledWheelTag().source}); shared libraries (package_type 'shared_library') are not supported (docs/python-runtime.md, "Pyodide packages")`);
     }
     const wheel = join(dir, e.file_name);
     if (!existsSync(wheel) || !lstatSync(wheel).isFile()) bad(`${what}: its file ${wheel} is missing (or not a regular file)`);
     const bytes = readFileSync(wheel);
     const actual = createHash('sha256').update(bytes).digest('hex');
     if (actual !== e.sha256.toLowerCase()) bad(`${what}: ${wheel} has sha256 ${actual}, ${PYODIDE_LOCK} says ${e.sha256}`);
-    order.push({ name: e.name, version: e.version, wheel, bytes });
+    order.push({ name: e.name, version: e.version, wheel, bytes, compiled });
   };
   for (const n of names) visit(n, null);
   return order;
