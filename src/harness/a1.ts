@@ -57,16 +57,15 @@ export function loadA1Config(nameOrPath: string, overrides: Record<string, unkno
   return { params: { replay, windowsS: (windows as number[] | undefined) ?? A1_DEFAULT_WINDOWS_S }, config: { ...rest, windows_s: windows ?? A1_DEFAULT_WINDOWS_S } };
 }
 
-export interface A1Window {
+/** What A1 counts over a window, or over all windows of one length. */
+export interface A1Counts {
   readonly setting: string;
   readonly windowS: number;
-  readonly fromS: number;
-  readonly toS: number;
   readonly invocations: number;
   readonly errors: number;
   /** New sandboxes (cold and snapshot starts). */
   readonly instanceStarts: number;
-  /** Host processes first seen carrying a replayed sandbox in this window. */
+  /** Host processes first seen carrying a replayed sandbox. */
   readonly hostStarts: number;
   readonly avgHosts: number;
   readonly peakHosts: number;
@@ -75,6 +74,11 @@ export interface A1Window {
   readonly avgResidentBytes: number;
   /** NaN when the hosts' memory could not be read here. */
   readonly avgHostRssBytes: number;
+}
+
+export interface A1Window extends A1Counts {
+  readonly fromS: number;
+  readonly toS: number;
 }
 
 /** Every setting's windows of `windowS` trace seconds (windows with neither invocations nor samples left out). */
@@ -108,24 +112,13 @@ export function a1Windows(run: ReplayRun, windowS: number): A1Window[] {
   return out;
 }
 
-export interface A1Summary {
-  readonly setting: string;
-  readonly windowS: number;
+/** Over all windows of one length; averages are means of the windows' averages, peaks the most in any sample. */
+export interface A1Summary extends A1Counts {
   readonly windows: number;
-  readonly invocations: number;
-  readonly errors: number;
-  readonly instanceStarts: number;
-  readonly hostStarts: number;
-  /** Per window: mean and most host starts, mean of the windows' average hosts, most hosts in any sample. */
+  /** Host and instance starts per window: mean, and most host starts in one window. */
   readonly hostStartsMean: number;
   readonly hostStartsMax: number;
   readonly instanceStartsMean: number;
-  readonly avgHosts: number;
-  readonly peakHosts: number;
-  readonly avgInstances: number;
-  readonly peakInstances: number;
-  readonly avgResidentBytes: number;
-  readonly avgHostRssBytes: number;
 }
 
 /** One line per setting and window length. */
