@@ -70,8 +70,12 @@ test('thaw a1 a1-ci: vertical hosts serve the same invocations with fewer host s
   }
 });
 
-test('an A1 config without a layout, or with bad windows, is THAW_CONFIG_INVALID naming the field', () => {
+test('loadA1Config() reads layouts from settings; without a layout, or with bad windows, it is THAW_CONFIG_INVALID naming the field', () => {
   const base = join(A1_CONFIG_DIR, 'a1-ci.json');
+  // A layout is part of a setting; none in any layout is the baseline, replayed first.
+  const ok = loadA1Config(base, { settings: ['tmo/vertical', 'none/vertical', 'none/horizontal'], instances_per_host: 8 }).params.replay;
+  assert.deepEqual(ok.settings.map((s) => [s.id, s.policy, s.layout]), [['none/vertical', 'none', 'vertical'], ['none/horizontal', 'none', 'horizontal'], ['tmo/vertical', 'tmo', 'vertical']]);
+  assert.equal(ok.instancesPerHost, 8);
   assert.throws(() => loadA1Config(base, { settings: ['none'] }), (e: Error & { code?: string }) => e.code === 'THAW_CONFIG_INVALID' && /layout/.test(e.message));
   assert.throws(() => loadA1Config(base, { windows_s: [60, -1] }), (e: Error & { code?: string }) => e.code === 'THAW_CONFIG_INVALID' && /windows_s/.test(e.message));
   assert.throws(() => loadA1Config(base, { settings: ['none/diagonal'] }), (e: Error & { code?: string }) => e.code === 'THAW_CONFIG_INVALID' && /settings/.test(e.message));
