@@ -3,7 +3,7 @@
 // vertical host carrying n instances; prints the hosts' resident memory (node processes, from
 // /proc) and the boot + init times side by side. Python: one Pyodide per instance.
 
-import { readFileSync, mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -15,24 +15,13 @@ import { readManifestFile } from '../cli/context.js';
 import { printTable } from '../cli/commands/with-api.js';
 import { median } from '../harness/measure-paths.js';
 import type { HostLayout } from '../core/function-spec.js';
+import { hostRssBytes } from '../harness/host-rss.js';
 
 const name = process.argv[2] ?? 'stdlib-py';
 const n = Number(process.argv[3] ?? 3);
 const root = fileURLToPath(new URL('../../', import.meta.url));
 const ex = EXAMPLES.find((e) => e.name === name);
 if (!ex) throw new Error(`unknown example ${name}`);
-
-/** Resident bytes of a host: the process itself, or (jailed) the node process the jailer started. */
-function hostRss(pid: number): number {
-  const rss = (p: number): number => Number(/^VmRSS:\s+(\d+) kB/m.exec(readFileSync(`/proc/${p}/status`, 'utf8'))?.[1] ?? 0) * 1024;
-  let children: number[] = [];
-  try {
-    children = readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').trim().split(/\s+/).filter(Boolean).map(Number);
-  } catch {
-    /* no children file */
-  }
-  return rss(pid) + children.reduce((a, c) => a + rss(c), 0);
-}
 
 const rows: Record<string, string | number>[] = [];
 for (const layout of ['horizontal', 'vertical'] as HostLayout[]) {
@@ -47,7 +36,7 @@ for (const layout of ['horizontal', 'vertical'] as HostLayout[]) {
       starts.push(r.timings.acquireMs + r.timings.bootMs + r.timings.initMs);
     }
     const pids = [...new Set((await platform.listSandboxes()).map((s) => s.hostPid))];
-    const rss = pids.reduce((a, p) => a + hostRss(p), 0);
+    const rss = pids.reduce((a, p) => a + (hostRssBytes(p) ?? 0), 0);
     rows.push({
       function: name, layout, sandboxes: n, hosts: pids.length, 'host RSS MiB': (rss / 2 ** 20).toFixed(0), 'per sandbox MiB': (rss / n / 2 ** 20).toFixed(0),
       'first start ms': starts[0]!.toFixed(0), 'later starts ms (median)': median(starts.slice(1)).toFixed(0),

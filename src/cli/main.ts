@@ -17,6 +17,7 @@ import * as obj from './commands/objects.js';
 import * as sb from './commands/sandboxes.js';
 import * as sched from './commands/scheduler.js';
 import { runReplayCommand } from './commands/replay.js';
+import { runA1Command } from './commands/a1.js';
 import * as snap from './commands/snapshots.js';
 import type { GlobalOptions } from './context.js';
 
@@ -148,6 +149,14 @@ program.command('replay <trace>')
   .option('--output-dir <dir>', 'where results go (default: the config\'s, else results/)')
   .option('--no-progress', 'no progress bar')
   .action((t: string, o) => runReplayCommand(g(), t, o));
+
+program.command('a1 [config]')
+  .description('Faascale\'s A1: cold starts and host counts, vertical against horizontal hosts, replaying a generated day (an A1 config: a path or a shipped name, a1-day (default) or a1-ci)')
+  .option('--time-scale <x>', 'trace seconds per real second (default: the config\'s)')
+  .option('--duration-s <s>', 'replay only the first this many trace seconds')
+  .option('--output-dir <dir>', 'where results go (default: the config\'s, else results/)')
+  .option('--no-progress', 'no progress bar')
+  .action((c: string | undefined, o) => runA1Command(g(), c, o));
 
 try {
   await program.parseAsync(process.argv);

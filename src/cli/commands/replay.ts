@@ -6,9 +6,9 @@ import cliProgress from 'cli-progress';
 import { ThawError } from '../../core/errors.js';
 import { generateTrace } from '../../harness/trace/generate.js';
 import { readTrace } from '../../harness/trace/read.js';
-import { configBaseDir, loadReplayConfigFile, parseReplayConfig, type ReplayConfig } from '../../harness/trace/replay-config.js';
+import { configBaseDir, loadReplayConfigFile, parseReplayConfig, type ReplayConfig, type ReplayParams } from '../../harness/trace/replay-config.js';
 import { writeReplayOutputs } from '../../harness/trace/replay-report.js';
-import { runReplay } from '../../harness/trace/replay-run.js';
+import { runReplay, type ReplayRun } from '../../harness/trace/replay-run.js';
 import { openApi, type GlobalOptions } from '../context.js';
 
 export interface ReplayOptions {
@@ -28,14 +28,21 @@ export async function runReplayCommand(g: GlobalOptions, arg: string, o: ReplayO
   const isTrace = /\.(csv|txt)$/i.test(arg);
   const { path, raw } = isTrace ? { path: arg, raw: { name: 'trace', trace: arg, ...TRACE_FILE_DEFAULTS } } : loadReplayConfigFile(arg);
   if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) throw new ThawError('THAW_CONFIG_INVALID', { detail: `${path} is not a JSON object` });
+  // Flags override the file's fields before validation, so they are checked the same way.
+  const cfg: Record<string, unknown> = { ...(raw as ReplayConfig), ...replayFlagOverrides(o) };
+  const p = parseReplayConfig(cfg, isTrace ? process.cwd() : configBaseDir(path));
+  await replayAndReport(g, p, cfg, o);
+}
+
+/** A replay command's flags as config fields (`--time-scale` -> time_scale, ...). */
+export function replayFlagOverrides(o: ReplayOptions): Record<string, unknown> {
   const num = (flag: string, v: string | undefined): number | undefined => {
     if (v === undefined) return undefined;
     const n = Number(v);
     if (!Number.isFinite(n) || v.trim() === '') throw new ThawError('THAW_CONFIG_INVALID', { detail: `${flag} must be a number, got '${v}'` });
     return n;
   };
-  // Flags override the file's fields before validation, so they are checked the same way.
-  const cfg: Record<string, unknown> = { ...(raw as ReplayConfig) };
+  const cfg: Record<string, unknown> = {};
   if (o.functions !== undefined) cfg.functions = o.functions.split(',').filter(Boolean);
   if (o.policies !== undefined) cfg.settings = o.policies.split(',').filter(Boolean);
   for (const [key, flag, v] of [['time_scale', '--time-scale', o.timeScale], ['window_s', '--window-s', o.windowS], ['duration_s', '--duration-s', o.durationS]] as const) {
@@ -43,7 +50,18 @@ export async function runReplayCommand(g: GlobalOptions, arg: string, o: ReplayO
     if (n !== undefined) cfg[key] = n;
   }
   if (o.outputDir !== undefined) cfg.output_dir = o.outputDir;
-  const p = parseReplayConfig(cfg, isTrace ? process.cwd() : configBaseDir(path));
+  return cfg;
+}
+
+/** What a command built on the replay adds: the hosts' memory to sample, and its own outputs. */
+export interface ReplayHooks {
+  hostMemory?: (pid: number) => number | null;
+  /** Writes more results into the replay's output directory; returns text to print and the files. */
+  report?: (run: ReplayRun, dir: string) => Promise<{ text: string; files: string[] }>;
+}
+
+/** Replays `p` with a progress bar, writes its outputs and prints its tables (and the hooks'). */
+export async function replayAndReport(g: GlobalOptions, p: ReplayParams, cfg: Record<string, unknown>, o: ReplayOptions, hooks: ReplayHooks = {}): Promise<void> {
   const trace = p.source.kind === 'generator' ? generateTrace(p.source.generator) : await readTrace(p.source.path, p.durationS ?? Infinity);
   const traceS = Math.min(trace.durationS, p.durationS ?? Infinity);
   process.stderr.write(`thaw replay ${p.name}: ${trace.source}, ${trace.invocations.length} invocations of ${trace.functions.length} functions; `
@@ -64,6 +82,7 @@ export async function runReplayCommand(g: GlobalOptions, arg: string, o: ReplayO
     let run;
     try {
       run = await runReplay(api, p, trace, {
+        ...(hooks.hostMemory && { hostMemory: hooks.hostMemory }),
         onProgress: (done, total, label) => {
           bar?.setTotal(total);
           bar?.update(done, { label });
@@ -73,10 +92,11 @@ export async function runReplayCommand(g: GlobalOptions, arg: string, o: ReplayO
       bar?.stop();
     }
     const out = await writeReplayOutputs(run, p.outputDir, cfg);
-    process.stdout.write(`\nper setting (resident memory from ${run.memorySource}):\n${out.summary}\nper ${p.windowS} s window:\n${out.windows}`);
+    const extra = hooks.report ? await hooks.report(run, out.dir) : { text: '', files: [] };
+    process.stdout.write(`\nper setting (resident memory from ${run.memorySource}):\n${out.summary}\nper ${p.windowS} s window:\n${out.windows}${extra.text ? `\n${extra.text}` : ''}`);
     for (const s of run.skipped) process.stdout.write(`skipped ${s.setting}: ${s.reason}\n`);
     if (run.sampleErrors.length) process.stdout.write(`${run.sampleErrors.length} memory samples failed, first: ${run.sampleErrors[0]}\n`);
-    process.stdout.write(`load average ${run.loadAvg.before.map((x) => x.toFixed(2)).join(' ')} before, ${run.loadAvg.after.map((x) => x.toFixed(2)).join(' ')} after\nresults: ${out.dir}\n  ${out.files.join('\n  ')}\n`);
+    process.stdout.write(`load average ${run.loadAvg.before.map((x) => x.toFixed(2)).join(' ')} before, ${run.loadAvg.after.map((x) => x.toFixed(2)).join(' ')} after\nresults: ${out.dir}\n  ${[...out.files, ...extra.files].join('\n  ')}\n`);
   } finally {
     await api.close();
   }

@@ -8,6 +8,7 @@ import { dirname, isAbsolute, join, resolve } from 'node:path';
 import { Ajv, type ErrorObject } from 'ajv';
 import { ThawError } from '../../core/errors.js';
 import { REPO_ROOT, findTarget, knownTargets, type BenchTarget } from '../bench-targets.js';
+import { MAX_INSTANCES_PER_HOST, type HostLayout } from '../../core/function-spec.js';
 import type { GeneratorParams } from './generate.js';
 import { readAzureMemory } from './generate.js';
 
@@ -49,9 +50,14 @@ export interface ReplayConfig {
   max_functions?: number;
   /**
    * Settings replayed one after another: `policy` or `policy:tier`, the remote tier with an
-   * optional per-page latency (`faasmem:remote@20us`, default 0); `none` is always first.
+   * optional per-page latency (`faasmem:remote@20us`, default 0), and optionally the host layout
+   * the functions are deployed with for that setting (`none/vertical`, `none/horizontal`; default:
+   * the daemon's). A setting of policy `none` without a tier is always first (`none` is added when
+   * none is listed).
    */
   settings: string[];
+  /** Instances a vertical host carries at most in settings with `/vertical` (default 4). */
+  instances_per_host?: number;
   /** Trace seconds per real second. */
   time_scale: number;
   window_s?: number;
@@ -67,6 +73,15 @@ export interface ReplayTarget {
   readonly inputRef: string;
 }
 
+export interface ReplaySetting {
+  readonly id: string;
+  readonly policy: string;
+  readonly tier: TierId | null;
+  readonly remoteLatencyUs: number;
+  /** The host layout functions are deployed with in this setting (null: the daemon's default). */
+  readonly layout: HostLayout | null;
+}
+
 export interface ReplayParams {
   readonly name: string;
   readonly description: string;
@@ -74,7 +89,9 @@ export interface ReplayParams {
   readonly durationS: number | null;
   readonly targets: readonly ReplayTarget[];
   readonly maxFunctions: number;
-  readonly settings: readonly { readonly id: string; readonly policy: string; readonly tier: TierId | null; readonly remoteLatencyUs: number }[];
+  readonly settings: readonly ReplaySetting[];
+  /** Instances per vertical host in settings with layout vertical. */
+  readonly instancesPerHost: number;
   readonly timeScale: number;
   readonly windowS: number;
   readonly keepAliveS: number;
@@ -103,7 +120,8 @@ export const REPLAY_CONFIG_SCHEMA = {
     duration_s: posNumber,
     functions: { type: 'array', minItems: 1, items: { type: 'string' } },
     max_functions: { type: 'integer', minimum: 1, maximum: 1000 },
-    settings: { type: 'array', minItems: 1, items: { type: 'string', pattern: '^[a-z0-9-]+(:(file|compressed|remote(@[0-9]{1,7}us)?))?$' } },
+    settings: { type: 'array', minItems: 1, items: { type: 'string', pattern: '^[a-z0-9-]+(:(file|compressed|remote(@[0-9]{1,7}us)?))?(/(horizontal|vertical))?$' } },
+    instances_per_host: { type: 'integer', minimum: 1, maximum: MAX_INSTANCES_PER_HOST },
     time_scale: { type: 'number', minimum: 1, maximum: 10000 },
     window_s: posNumber,
     keep_alive_s: { type: 'number', minimum: 0, maximum: 604800 },
@@ -164,18 +182,20 @@ export function parseReplayConfig(raw: unknown, baseDir: string): ReplayParams {
     return Object.freeze({ target, inputRef });
   });
   const seen = new Set<string>();
-  const settings = cfg.settings.map((s, i) => {
+  const settings = cfg.settings.map((s, i): ReplaySetting => {
     if (seen.has(s)) throw invalid(`settings[${i}]`, `'${s}' is listed twice`);
     seen.add(s);
-    const [policy, tierSpec] = s.split(':') as [string, string | undefined];
+    const [memory, layout] = s.split('/') as [string, HostLayout | undefined];
+    const [policy, tierSpec] = memory.split(':') as [string, string | undefined];
     const [tier, latency] = (tierSpec ?? '').split('@') as [string, string | undefined];
     const remoteLatencyUs = latency === undefined ? 0 : Number(latency.slice(0, -2));
     if (remoteLatencyUs > 1_000_000) throw invalid(`settings[${i}]`, `remote latency must be at most 1000000us, got ${latency}`);
-    return Object.freeze({ id: s, policy, tier: (tier || null) as TierId | null, remoteLatencyUs });
+    return Object.freeze({ id: s, policy, tier: (tier || null) as TierId | null, remoteLatencyUs, layout: layout ?? null });
   });
-  // Memory saved is measured against none: it is replayed first.
-  if (!settings.some((s) => s.id === 'none')) settings.unshift(Object.freeze({ id: 'none', policy: 'none', tier: null, remoteLatencyUs: 0 }));
-  settings.sort((a, b) => Number(b.id === 'none') - Number(a.id === 'none'));
+  // Memory saved is measured against none (in any layout): it is replayed first.
+  const isNone = (s: ReplaySetting): boolean => s.policy === 'none' && s.tier === null;
+  if (!settings.some(isNone)) settings.unshift(Object.freeze({ id: 'none', policy: 'none', tier: null, remoteLatencyUs: 0, layout: null }));
+  settings.sort((a, b) => Number(isNone(b)) - Number(isNone(a)));
   return Object.freeze({
     name: cfg.name,
     description: cfg.description ?? '',
@@ -184,6 +204,7 @@ export function parseReplayConfig(raw: unknown, baseDir: string): ReplayParams {
     targets: Object.freeze(targets),
     maxFunctions: cfg.max_functions ?? 8,
     settings: Object.freeze(settings),
+    instancesPerHost: cfg.instances_per_host ?? 4,
     timeScale: cfg.time_scale,
     windowS: cfg.window_s ?? 60,
     keepAliveS: cfg.keep_alive_s ?? 600,

@@ -40,7 +40,7 @@ export interface WindowResult {
   readonly avgOffloadedBytes: number;
   /** Bytes faulted back during the window (null when the daemon does not report them). */
   readonly faultedBackBytes: number | null;
-  /** 1 - avg resident / none's avg resident in the same window. */
+  /** 1 - avg resident / none's avg resident in the same window (none: the first setting, `none` in some layout). */
   readonly savedVsNone: number;
   readonly density: number;
 }
@@ -67,7 +67,7 @@ export function windowResults(run: ReplayRun): WindowResult[] {
       const avgResident = resident.length ? resident.reduce((a, b) => a + b, 0) / resident.length : NaN;
       const avgOffloaded = samples.length ? samples.reduce((a, s) => a + s.offloadedBytes, 0) / samples.length : 0;
       const faulted = samples.map((s) => s.faultedBackBytes).filter((x): x is number => x !== null);
-      if (setting === 'none') noneResident.set(w, avgResident);
+      if (setting === run.settings[0]) noneResident.set(w, avgResident);
       const noneQ = noneResident.get(w) ?? NaN;
       const stored = samples.every((s) => s.storedBytes !== undefined) ? mean(samples.map((s) => s.storedBytes!)) : null;
       const density = densityOf(avgResident, avgOffloaded, stored, cost, noneQ);
@@ -95,7 +95,7 @@ export function settingSummary(run: ReplayRun, windows: readonly WindowResult[])
     const samples = run.samples.filter((s) => s.setting === setting);
     const avg = mean(samples.map((s) => s.residentBytes));
     const held = mean(samples.map((s) => s.offloadedBytes));
-    const noneAvg = mean(run.samples.filter((s) => s.setting === 'none').map((s) => s.residentBytes));
+    const noneAvg = mean(run.samples.filter((s) => s.setting === run.settings[0]).map((s) => s.residentBytes));
     const tier = settingTier(setting);
     const cost = tier ? run.farMemoryCost[tier] ?? 0 : 0;
     // Over the whole replay (a mean of per-window ratios would be dominated by near-empty windows).

@@ -17,6 +17,13 @@
 // its last invocation), else its
 // memoryBytes (the guest's linear memory size: an upper bound of what is resident). Bytes
 // offloaded (held now) and faulted back (cumulative per live sandbox) come from the scheduler report.
+// Hosts: the distinct host processes carrying the replayed sandboxes in each sample (a vertical
+// host carries several), each host's first and last sample, and, when the caller can read them
+// (a daemon on this machine), the hosts' resident memory.
+//
+// Layout: a setting may name the host layout (`none/vertical`); the functions are redeployed with
+// it (manifest `layout` and `instancesPerHost`) before the setting runs. A redeploy keeps the
+// module, so the snapshots taken at set-up stay current.
 
 import { loadavg } from 'node:os';
 import { performance } from 'node:perf_hooks';
@@ -24,7 +31,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { readManifestFile } from '../../cli/context.js';
 import { toThawError } from '../../core/errors.js';
 import type { SandboxInfo, SchedulerReport, StartKind, ThawApi } from '../../platform/types.js';
-import type { ReplayParams } from './replay-config.js';
+import type { ReplayParams, ReplaySetting } from './replay-config.js';
 import type { Trace, Trigger } from './types.js';
 
 export interface ReplayFunction {
@@ -52,6 +59,8 @@ export interface ReplayRow {
   readonly thawMs: number | null;
   /** How late it was sent against its scaled trace time (the replayer's own lag). */
   readonly sentLateMs: number;
+  /** The sandbox that served it (absent on error and in older results). */
+  readonly sandboxId?: string;
 }
 
 export interface MemorySample {
@@ -67,6 +76,25 @@ export interface MemorySample {
   readonly storedBytes?: number;
   /** Cumulative bytes faulted back from a tier, where the daemon reports them; else null. */
   readonly faultedBackBytes: number | null;
+  /** Host processes carrying the sandboxes sampled (from the sandbox list). Absent in older results. */
+  readonly hosts?: number;
+  /** Sandboxes in the sandbox list (the instances those hosts carry). Absent in older results. */
+  readonly instances?: number;
+  /** The hosts' resident memory, when ReplayOptions.hostMemory could read it; else null. */
+  readonly hostRssBytes?: number | null;
+}
+
+/**
+ * A host process seen carrying replayed sandboxes: when it started serving (the earliest
+ * invocation of a sandbox it was seen carrying, else its first sample), its last sample, its most
+ * instances in one sample.
+ */
+export interface ReplayHost {
+  readonly setting: string;
+  readonly pid: number;
+  firstS: number;
+  lastS: number;
+  maxInstances: number;
 }
 
 export interface ReplayRun {
@@ -84,6 +112,8 @@ export interface ReplayRun {
   readonly functions: readonly ReplayFunction[];
   readonly rows: ReplayRow[];
   readonly samples: MemorySample[];
+  /** Hosts seen per setting (absent in older results). */
+  readonly hosts?: ReplayHost[];
   readonly scheduler: Record<string, SchedulerReport>;
   readonly skipped: { setting: string; reason: string }[];
   /** Memory samples that failed (the daemon did not answer the sandbox list). */
@@ -95,6 +125,8 @@ export interface ReplayRun {
 
 export interface ReplayOptions {
   onProgress?: (done: number, total: number, label: string) => void;
+  /** A host process's resident bytes by pid (only where the hosts run on this machine), or null. */
+  hostMemory?: (pid: number) => number | null;
 }
 
 /** What the replay reads of a sandbox's memory (SandboxInfo.memory once the daemon reports it). */
@@ -116,18 +148,26 @@ export async function runReplay(api: ThawApi, p: ReplayParams, trace: Trace, opt
   const run: ReplayRun = {
     name: p.name, description: p.description, source: trace.source, startedAt: new Date().toISOString(), finishedAt: '',
     timeScale: p.timeScale, windowS: p.windowS, keepAliveS: p.keepAliveS, durationS, settings: p.settings.map((s) => s.id),
-    farMemoryCost: p.farMemoryCost, functions, rows: [], samples: [], scheduler: {}, skipped: [], sampleErrors: [], memorySource: 'none sampled',
+    farMemoryCost: p.farMemoryCost, functions, rows: [], samples: [], hosts: [], scheduler: {}, skipped: [], sampleErrors: [], memorySource: 'none sampled',
     loadAvg: { before: loadavg(), after: [] },
   };
   const events = new Map<number, Uint8Array>();
   const total = invocations.length * p.settings.length;
   let done = 0;
   const names = new Set(functions.map((f) => f.deployedAs));
+  // Deploys every function with `layout` (null: the daemon's default).
+  let deployedLayout: ReplaySetting['layout'] | undefined;
+  const deploy = async (layout: ReplaySetting['layout']): Promise<void> => {
+    for (const f of functions) {
+      const { manifest, artefact } = readManifestFile(p.targets[f.rank % p.targets.length]!.target.manifestPath);
+      await api.deployFunction({ ...manifest, name: f.deployedAs, ...(layout !== null && { layout, ...(layout === 'vertical' && { instancesPerHost: p.instancesPerHost }) }) }, artefact);
+    }
+    deployedLayout = layout;
+  };
   try {
+    await deploy(p.settings[0]!.layout);
     for (const f of functions) {
       const t = p.targets[f.rank % p.targets.length]!;
-      const { manifest, artefact } = readManifestFile(t.target.manifestPath);
-      await api.deployFunction({ ...manifest, name: f.deployedAs }, artefact);
       const input = t.target.input(t.inputRef);
       for (const o of [...t.target.initObjects(), input]) await api.putObject(o.key, o.bytes);
       events.set(f.rank, t.target.event(input));
@@ -150,15 +190,25 @@ export async function runReplay(api: ThawApi, p: ReplayParams, trace: Trace, opt
         continue;
       }
       await stopSandboxes(api, names);
+      if (setting.layout !== deployedLayout) await deploy(setting.layout);
       const t0 = performance.now();
+      const hosts = new Map<number, ReplayHost>();
+      const hostOf = new Map<string, number>();
       const traceNow = (): number => ((performance.now() - t0) / 1000) * p.timeScale;
       let sampling = true;
       const sampler = (async () => {
         const everyMs = Math.max(100, (p.windowS * 1000) / p.timeScale / 10);
         while (sampling) {
           try {
-            const s = await sampleMemory(api, names, setting.id, traceNow());
+            const s = await sampleMemory(api, names, setting.id, traceNow(), opts.hostMemory);
             run.samples.push(s.sample);
+            for (const [id, pid] of s.sandboxHosts) hostOf.set(id, pid);
+            for (const [pid, n] of s.hostInstances) {
+              const h = hosts.get(pid) ?? { setting: setting.id, pid, firstS: s.sample.traceS, lastS: s.sample.traceS, maxInstances: 0 };
+              h.lastS = s.sample.traceS;
+              h.maxInstances = Math.max(h.maxInstances, n);
+              hosts.set(pid, h);
+            }
             // The run names the worst source any sample used.
             if (s.source !== null && (run.memorySource === 'none sampled' || SOURCE_RANK.indexOf(s.source) > SOURCE_RANK.indexOf(run.memorySource))) run.memorySource = s.source;
           } catch (err: unknown) {
@@ -177,7 +227,7 @@ export async function runReplay(api: ThawApi, p: ReplayParams, trace: Trace, opt
         const f = functions[inv.fn]!;
         const sent = performance.now();
         pending.push(api.invoke({ function: f.deployedAs, mode: 'auto', input: events.get(f.rank)! }).then(
-          (r) => run.rows.push({ setting: setting.id, traceS: inv.startS, rank: f.rank, start: r.start, ok: true, error: '', latencyMs: performance.now() - sent, thawMs: r.timings.totalMs, sentLateMs }),
+          (r) => run.rows.push({ setting: setting.id, traceS: inv.startS, rank: f.rank, start: r.start, ok: true, error: '', latencyMs: performance.now() - sent, thawMs: r.timings.totalMs, sentLateMs, sandboxId: r.sandboxId }),
           (err: unknown) => {
             const e = toThawError(err);
             run.rows.push({ setting: setting.id, traceS: inv.startS, rank: f.rank, start: null, ok: false, error: `${e.code}: ${e.message}`, latencyMs: performance.now() - sent, thawMs: null, sentLateMs });
@@ -190,6 +240,11 @@ export async function runReplay(api: ThawApi, p: ReplayParams, trace: Trace, opt
       if (leftMs > 0) await sleep(leftMs);
       sampling = false;
       await sampler;
+      for (const r of run.rows) {
+        const h = r.setting === setting.id && r.sandboxId !== undefined ? hosts.get(hostOf.get(r.sandboxId) ?? -1) : undefined;
+        if (h && r.traceS < h.firstS) h.firstS = r.traceS;
+      }
+      run.hosts!.push(...hosts.values());
       run.scheduler[setting.id] = await api.scheduler();
       await stopSandboxes(api, names);
     }
@@ -213,9 +268,14 @@ async function stopSandboxes(api: ThawApi, names: ReadonlySet<string>): Promise<
 /** Memory sources, best first. */
 const SOURCE_RANK: readonly ReplayRun['memorySource'][] = ['scheduler memory (mincore)', 'memory.residentBytes', 'memoryBytes (linear memory size)', 'none sampled'];
 
-async function sampleMemory(api: ThawApi, names: ReadonlySet<string>, setting: string, traceS: number): Promise<{ sample: MemorySample; source: ReplayRun['memorySource'] | null }> {
+async function sampleMemory(api: ThawApi, names: ReadonlySet<string>, setting: string, traceS: number, hostMemory: ReplayOptions['hostMemory']): Promise<{ sample: MemorySample; source: ReplayRun['memorySource'] | null; hostInstances: Map<number, number>; sandboxHosts: Map<string, number> }> {
   const [list, report] = await Promise.all([api.listSandboxes(), api.scheduler()]);
   const mine = list.filter((s) => names.has(s.function));
+  const hostInstances = new Map<number, number>();
+  for (const s of mine) hostInstances.set(s.hostPid, (hostInstances.get(s.hostPid) ?? 0) + 1);
+  const sandboxHosts = new Map(mine.map((s) => [s.id, s.hostPid]));
+  // A host that exited since the list was read counts nothing.
+  const hostRss = hostMemory ? [...hostInstances.keys()].reduce((a, pid) => a + (hostMemory(pid) ?? 0), 0) : null;
   const measured = (report.memory ?? []).filter((m) => names.has(m.function));
   let resident = 0;
   let offloaded = 0;
@@ -254,5 +314,8 @@ async function sampleMemory(api: ThawApi, names: ReadonlySet<string>, setting: s
     for (const s of mine) resident += s.memoryBytes;
   }
   const count = source === 'scheduler memory (mincore)' ? measured.length : mine.length;
-  return { sample: { setting, traceS, sandboxes: count, residentBytes: resident, offloadedBytes: offloaded, storedBytes: stored, faultedBackBytes: faulted }, source };
+  return {
+    sample: { setting, traceS, sandboxes: count, residentBytes: resident, offloadedBytes: offloaded, storedBytes: stored, faultedBackBytes: faulted, hosts: hostInstances.size, instances: mine.length, hostRssBytes: hostRss },
+    source, hostInstances, sandboxHosts,
+  };
 }
