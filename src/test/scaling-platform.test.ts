@@ -66,11 +66,7 @@ for (const mechanism of ['none', 'balloon', 'faascale'] as const) {
   });
 }
 
-// faasnap is left out: since main's artefact seals (48a43f2) its first restore fails here without
-// memory scaling too ("artefact ls.faasnap is not sealed by this daemon"; restore-platform.test's
-// faasnap test fails the same way on this branch), so it says nothing about scaling.
-const BROKEN_WITHOUT_SCALING = new Set(['faasnap']);
-const strategies = listStrategies().filter((s) => s.support.ok && !BROKEN_WITHOUT_SCALING.has(s.id)).map((s) => s.id);
+const strategies = listStrategies().filter((s) => s.support.ok).map((s) => s.id);
 const unavailable = listStrategies().filter((s) => !s.support.ok);
 
 for (const mechanism of ['balloon', 'faascale'] as const) {
