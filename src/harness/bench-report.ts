@@ -31,6 +31,8 @@ export interface SummaryLine {
   readonly scaling: string;
   readonly medianDeclaredMiB: number;
   readonly medianResidentMiB: number;
+  /** Why the cell has no invocations: a prepare step failed (the first failure's detail); else absent. */
+  readonly prepareFailed?: string;
 }
 
 const CSV_COLUMNS: readonly (keyof BenchRow)[] = [
@@ -77,7 +79,20 @@ export function summarize(run: BenchRun): SummaryLine[] {
     const other = base.find((b) => b.function === line.function && b.parallelism === line.parallelism && b.parSnapshots === line.parSnapshots && b.strategy === strategy);
     return other && Number.isFinite(other.medianMs) && other.medianMs > 0 ? line.medianMs / other.medianMs : null;
   };
-  return base.map((b) => ({ ...b, vsVanilla: ref(b, 'vanilla'), vsWarm: ref(b, 'warm') }));
+  const measured = base.map((b) => ({ ...b, vsVanilla: ref(b, 'vanilla'), vsWarm: ref(b, 'warm') }));
+  // A cell whose prepare failed has no rows: it gets a line saying so instead of vanishing.
+  const unmeasured: SummaryLine[] = [];
+  for (const f of run.prepare) {
+    if (!f.detail.startsWith('failed:')) continue;
+    if (measured.some((l) => l.function === f.function && l.setting === f.setting) || unmeasured.some((l) => l.function === f.function && l.setting === f.setting)) continue;
+    const setting = run.settings.find((x) => x.id === f.setting);
+    unmeasured.push({
+      function: f.function, setting: f.setting, strategy: setting?.strategy ?? '', parallelism: 1, parSnapshots: 1, n: 0, ok: 0,
+      medianMs: NaN, p95Ms: NaN, medianRestoreMs: NaN, medianHandlerMs: NaN, vsVanilla: null, vsWarm: null,
+      scaling: setting?.scaling ?? 'none', medianDeclaredMiB: NaN, medianResidentMiB: NaN, prepareFailed: f.detail.replace(/^failed: /, ''),
+    });
+  }
+  return [...measured, ...unmeasured];
 }
 
 const fmt = (x: number, digits = 2): string => (Number.isFinite(x) ? x.toFixed(digits) : '-');
@@ -92,7 +107,7 @@ export function summaryRows(lines: readonly SummaryLine[]): Record<string, strin
     function: l.function,
     setting: l.setting,
     ...(parallel ? { 'par/snaps': `${l.parallelism}/${l.parSnapshots}` } : {}),
-    n: l.ok === l.n ? String(l.n) : `${l.ok}/${l.n} ok`,
+    n: l.prepareFailed !== undefined ? `not run: ${l.prepareFailed.slice(0, 80)}` : l.ok === l.n ? String(l.n) : `${l.ok}/${l.n} ok`,
     'median ms': fmt(l.medianMs),
     'p95 ms': fmt(l.p95Ms),
     'restore ms': fmt(l.medianRestoreMs),
@@ -288,10 +303,11 @@ export async function writeRunOutputs(run: BenchRun, outputDir: string, config: 
   const sumCols = Object.keys(rows[0] ?? {});
   writeFileSync(out.summaryCsv, [sumCols.join(','), ...rows.map((r) => sumCols.map((c) => csvCell(r[c])).join(','))].join('\n') + '\n');
   writeFileSync(out.traces, JSON.stringify({ experiment: run.experiment, spans }, null, 1) + '\n');
+  const plotted = lines.filter((l) => l.prepareFailed === undefined);
   const figures = [
-    { file: 'latency-by-setting.svg', title: 'Median latency per function and setting (tick: p95)', spec: barsSpec(run, lines) },
+    { file: 'latency-by-setting.svg', title: 'Median latency per function and setting (tick: p95)', spec: barsSpec(run, plotted) },
     { file: 'breakdown.svg', title: 'Where the time goes (medians)', spec: breakdownSpec(run) },
-    { file: 'latency-vs-parallelism.svg', title: 'Median latency against parallelism', spec: parallelismSpec(run, lines) },
+    { file: 'latency-vs-parallelism.svg', title: 'Median latency against parallelism', spec: parallelismSpec(run, plotted) },
   ];
   const svgs: { title: string; svg: string }[] = [];
   const plots: string[] = [];
