@@ -16,7 +16,7 @@ import { chmodSync, chownSync, existsSync, mkdirSync, realpathSync, rmSync, stat
 import { dirname, join, sep } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { ThawError } from '../core/errors.js';
-import { DEVICES, JAILER, PROJECT_ROOT, SYSTEM_READ_ONLY, jailAvailability, readPlainFile } from '../sandbox/jail.js';
+import { DEVICES, JAILER, PROJECT_ROOT, SYSTEM_READ_ONLY, UidRange, jailAvailability, readPlainFile } from '../sandbox/jail.js';
 import { writeAtomic } from '../restore/snapshot-image.js';
 import { checkStrategy, type PageServerEvent } from './page-server.js';
 import { openMemorySource, openPartitions } from './memory-source.js';
@@ -25,18 +25,8 @@ import type { PageServerChildMessage } from './page-server-main.js';
 const MAIN = fileURLToPath(new URL('./page-server-main.js', import.meta.url));
 export const PAGE_SERVER_UID_BASE = 60000;
 const PAGE_SERVER_UID_COUNT = 900;
-const inUse = new Set<number>();
-
-function allocateUid(): number {
-  for (let i = 0; i < PAGE_SERVER_UID_COUNT; i++) {
-    const uid = PAGE_SERVER_UID_BASE + ((process.pid + i) % PAGE_SERVER_UID_COUNT);
-    if (!inUse.has(uid)) {
-      inUse.add(uid);
-      return uid;
-    }
-  }
-  throw new ThawError('THAW_POOL_EXHAUSTED', { detail: `all ${PAGE_SERVER_UID_COUNT} page server uids are in use` });
-}
+// Offset by pid: page servers started by separate processes (one per `thaw page-server`) start apart.
+const uids = new UidRange(PAGE_SERVER_UID_BASE, PAGE_SERVER_UID_COUNT, 'page server', process.pid);
 
 export interface JailedPageServerOptions {
   /** The socket to listen on: its directory must be the page server's own (created here if missing). */
@@ -74,7 +64,7 @@ export class JailedPageServer {
     this.#workingSet = workingSet;
     this.#recordTo = recordTo;
     this.exited = new Promise((resolve) => child.on('exit', (code) => {
-      inUse.delete(uid);
+      uids.release(uid);
       resolve(code);
     }));
   }
@@ -104,7 +94,7 @@ export class JailedPageServer {
       throw new ThawError('THAW_CONFIG_INVALID', { detail: `the jailed page server reads ${o.snapshot} as group ${o.gid}: it must be that group's and group-readable (chgrp ${o.gid}, chmod g+r)` });
     }
     const dir = dirname(o.socket);
-    const uid = allocateUid();
+    const uid = uids.allocate();
     try {
       if (existsSync(dir) && statSync(dir).uid !== uid) {
         throw new ThawError('THAW_CONFIG_INVALID', { detail: `a jailed page server's socket goes in a directory of its own (created by Thaw): ${dir} exists` });
@@ -113,7 +103,7 @@ export class JailedPageServer {
       chownSync(dir, uid, o.gid);
       chmodSync(dir, 0o711); // Firecracker (root) connects; nobody else lists it
     } catch (err: unknown) {
-      inUse.delete(uid);
+      uids.release(uid);
       throw err;
     }
     const thaw = source.kind === 'thaw-snapshot';

@@ -50,14 +50,20 @@ export function jailAvailability(): { ok: true } | { ok: false; reason: string }
   return { ok: true };
 }
 
-/** Hands out host uids so that no two live hosts share one (signals, ptrace and files stay apart). */
+/**
+ * Hands out uids so that no two live jailed processes share one (signals, ptrace and files stay
+ * apart): `count` uids from `base`, the first at `base + offset % count` (so that separate
+ * processes handing out the same range start apart), freed ones reused first.
+ */
 export class UidRange {
   private readonly free: number[] = [];
   private next = 0;
 
+  constructor(private readonly base = HOST_UID_BASE, private readonly count = HOST_UID_COUNT, private readonly what = 'host', private readonly offset = 0) {}
+
   allocate(): number {
-    const uid = this.free.pop() ?? (this.next < HOST_UID_COUNT ? HOST_UID_BASE + this.next++ : undefined);
-    if (uid === undefined) throw new ThawError('THAW_POOL_EXHAUSTED', { detail: `all ${HOST_UID_COUNT} host uids are in use` });
+    const uid = this.free.pop() ?? (this.next < this.count ? this.base + ((this.offset + this.next++) % this.count) : undefined);
+    if (uid === undefined) throw new ThawError('THAW_POOL_EXHAUSTED', { detail: `all ${this.count} ${this.what} uids are in use` });
     return uid;
   }
 
