@@ -33,8 +33,6 @@ import { policySandboxOf, type ReportingSandbox } from '../memory/policy-sandbox
 import { startMemoryServer, type MemoryServer } from '../memory/remote-server.js';
 import { setUpZramSwap, type ZramSwap } from '../memory/zram-swap.js';
 
-/** Capacity (uncompressed) of the zram swap device tmo:compressed sets up. */
-const ZRAM_SWAP_BYTES = 2 * 1024 ** 3;
 import type { ObjectStore, ObjectStoreConfig } from '../store/object-store.js';
 import { openObjectStore } from '../store/open-store.js';
 import { FunctionRegistry } from './function-registry.js';
@@ -81,6 +79,9 @@ export interface PlatformParams {
  * up to `capacity` (vertical, sharing the compiled module). A vertical host outlives its
  * instances, so the next instance starts in a process whose code V8 has already optimised.
  */
+/** Capacity (uncompressed) of the zram swap device tmo:compressed sets up. */
+const ZRAM_SWAP_BYTES = 2 * 1024 ** 3;
+
 /** What carries a sandbox: a host process from the pool, or a Firecracker microVM (firecracker/host.ts). */
 type SandboxCarrier = HostProcess | FirecrackerHost;
 
