@@ -23,7 +23,7 @@ import type { BootResult, HostRequest, InvokeResult as HostInvokeResult, Restore
 import type { FunctionParams, HostLayout } from '../core/function-spec.js';
 import { FirecrackerHost } from '../firecracker/host.js';
 import { FIRECRACKER_DEFAULT_STRATEGY, checkStrategy as checkPageServerStrategy } from '../firecracker/page-server.js';
-import { getStrategy, listStrategies, listArtefacts, discardArtefacts, grantTmpfsCopy, AUTO_STRATEGY, DEFAULT_STRATEGY } from '../restore/index.js';
+import { getStrategy, listStrategies, listArtefacts, discardArtefacts, grantTmpfsCopy, sweepOrphanTmpfs, AUTO_STRATEGY, DEFAULT_STRATEGY } from '../restore/index.js';
 import { AutoStrategy, imageFacts, type AutoChoice, type SnapshotFacts } from '../restore/auto-strategy.js';
 import { StrategyPreparer, type PrepareOutcome } from './strategy-preparer.js';
 import { FunctionLogs, LogRateLimiter, type LogEntry } from './function-logs.js';
@@ -160,6 +160,9 @@ const FATAL_TO_SANDBOX = new Set<ErrorCode>([
   'THAW_MEMORY_SERVER_LOST',
 ]);
 
+/** Whether this process has swept orphaned tmpfs copies and pools (once, at the first platform). */
+let tmpfsSwept = false;
+
 export class Platform implements ThawApi {
   readonly functions: FunctionRegistry;
   private readonly snapshotRoot: string;
@@ -208,6 +211,12 @@ export class Platform implements ThawApi {
 
   constructor(private readonly params: PlatformParams) {
     this.log = params.logger;
+    if (!tmpfsSwept) {
+      // The dram copies and pass pools of deleted data directories would hold RAM for good.
+      tmpfsSwept = true;
+      const removed = sweepOrphanTmpfs();
+      if (removed.length > 0) this.log.info({ removed: removed.length }, 'removed the tmpfs copies and pools of data directories that no longer exist');
+    }
     this.keepAlive = new KeepAliveScheduler<Sandbox>({
       sandboxes: () => this.sandboxes.values(),
       deployment: (fn) => this.functions.get(fn).deployment,

@@ -3,10 +3,10 @@
 
 import { chmodSync, chownSync, existsSync, readdirSync, statSync } from 'node:fs';
 import { dirname, join } from 'node:path';
-import { dram, dramDir, discardDramCopy } from './strategies/dram.js';
+import { dram, dramDir, discardDramCopy, sweepOrphanDramCopies } from './strategies/dram.js';
 import { eager } from './strategies/eager.js';
 import { faasnap } from './strategies/faasnap.js';
-import { discardPassSlot, pass, passSlotBytes } from './strategies/pass.js';
+import { discardPassSlot, pass, passSlotBytes, sweepOrphanPassPools } from './strategies/pass.js';
 import { poolLocation } from './pass-pool.js';
 import { reap } from './strategies/reap.js';
 import { sabre, sabreReap, sabreZstd } from './strategies/sabre.js';
@@ -23,6 +23,20 @@ export { scrubSnapshot, type ScrubReport, type FileCheck } from './scrub.js';
 
 /** Not a strategy of its own: the platform picks one per restore (restore/auto-strategy.ts). */
 export const AUTO_STRATEGY = 'auto';
+
+/**
+ * Removes the dram copies and pass pools (tmpfs: RAM) of data directories that no longer exist.
+ * Returns the removed paths; never throws.
+ */
+export function sweepOrphanTmpfs(): string[] {
+  let pools: string[] = [];
+  try {
+    pools = sweepOrphanPassPools();
+  } catch {
+    // no pool location on this host: nothing to sweep there
+  }
+  return [...sweepOrphanDramCopies(), ...pools];
+}
 
 /** The strategy used when a request names none. */
 export const DEFAULT_STRATEGY = AUTO_STRATEGY;

@@ -178,6 +178,16 @@ function pidAlive(pid: number): boolean {
   }
 }
 
+/** Whether a live process holds a lease in pool folder `dir` or in the group folders under it. */
+export function leasedInDir(dir: string): boolean {
+  for (const e of readdirSync(dir, { withFileTypes: true })) {
+    const m = /^lease-\d+-(\d+)-/.exec(e.name);
+    if (m && pidAlive(Number(m[1]))) return true;
+    if (e.isDirectory() && /^g\d+$/.test(e.name) && leasedInDir(join(dir, e.name))) return true;
+  }
+  return false;
+}
+
 /** A snapshot pool in one directory. Methods are synchronous and safe across processes. */
 export class SnapshotPool {
   readonly location: PoolLocation;

@@ -4,7 +4,7 @@
 // copy MAP_PRIVATE over the sandbox's memory. Mapped pages are not checked as the kernel reads
 // them (strategy.ts `verifies`); `thaw snapshots verify` checks the copy.
 
-import { closeSync, mkdirSync, openSync, readSync, rmSync, writeSync, ftruncateSync, renameSync, existsSync } from 'node:fs';
+import { closeSync, openSync, readSync, rmSync, writeSync, ftruncateSync, renameSync, existsSync } from 'node:fs';
 import { createHash } from 'node:crypto';
 import { join, resolve } from 'node:path';
 import { performance } from 'node:perf_hooks';
@@ -13,6 +13,7 @@ import { mapFile } from '../../native/index.js';
 import { openLazy } from '../lazy-image.js';
 import { openImageFile, resolveImage, sweepStaleTemps, tempName, verifyImageFd, type SnapshotImage } from '../snapshot-image.js';
 import type { OpenedImage, PrepareReport, RestoreStrategy } from '../strategy.js';
+import { claimTmpfsDir, sweepOrphanTmpfsDirs } from '../tmpfs-owner.js';
 
 /** Where tmpfs copies live; one directory per snapshot root. */
 export const DRAM_ROOT = '/dev/shm/thaw';
@@ -20,6 +21,11 @@ export const DRAM_ROOT = '/dev/shm/thaw';
 /** Directory of the tmpfs copies of snapshots under `root`. */
 export function dramDir(root: string): string {
   return join(DRAM_ROOT, createHash('sha256').update(resolve(root)).digest('hex').slice(0, 16));
+}
+
+/** Removes the tmpfs copies of data directories that no longer exist (tmpfs-owner.ts); returns their paths. */
+export function sweepOrphanDramCopies(base: string = DRAM_ROOT, now = Date.now()): string[] {
+  return sweepOrphanTmpfsDirs(base, { now });
 }
 
 /** Removes the tmpfs copy of snapshot `id` under `root` (when the snapshot is deleted). */
@@ -55,7 +61,7 @@ function copySparse(fromFd: number, image: SnapshotImage, to: string): void {
 /** Makes sure the tmpfs copy exists (verified when made); returns its open fd. */
 function ensureCopy(root: string, image: SnapshotImage, sourceFd: number): { fd: number; built: boolean } {
   const dir = dramDir(root);
-  mkdirSync(dir, { recursive: true });
+  claimTmpfsDir(dir, root, 0o755);
   sweepStaleTemps(dir);
   const path = join(dir, `${image.id}.img`);
   let built = false;

@@ -13,7 +13,7 @@
 // measured on DRAM, which is what the published comparison calls "DRAM", not PMem.
 
 import { createHash } from 'node:crypto';
-import { chmodSync, chownSync, closeSync, existsSync, mkdirSync, readdirSync, statSync } from 'node:fs';
+import { chmodSync, chownSync, closeSync, mkdirSync, readdirSync, statSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { ThawError } from '../../core/errors.js';
@@ -21,8 +21,9 @@ import type { SnapshotState } from '../../core/snapshot-format.js';
 import { madvisePopulateRead, mapFile } from '../../native/index.js';
 import { verifyRestored } from '../guest-memory.js';
 import { openLazy } from '../lazy-image.js';
-import { poolLocation, slotKey, SnapshotPool, type PoolLocation, type PoolTier, type SlotEntry } from '../pass-pool.js';
+import { leasedInDir, poolLocation, slotKey, SnapshotPool, type PoolLocation, type PoolTier, type SlotEntry } from '../pass-pool.js';
 import { resolveImage, type SnapshotImage } from '../snapshot-image.js';
+import { claimTmpfsDir, sweepOrphanTmpfsDirs } from '../tmpfs-owner.js';
 import type { OpenedImage, PrepareReport, RestoreStats, RestoreStrategy } from '../strategy.js';
 
 /** Restore stats of pass. */
@@ -79,11 +80,17 @@ function groupPool(root: string, gid: number): SnapshotPool {
  */
 function daemonPoolDir(root: string): string {
   const dir = join(passLocation().dir, createHash('sha256').update(resolve(root)).digest('hex').slice(0, 16));
-  if (!existsSync(dir)) {
-    mkdirSync(dir, { recursive: true, mode: 0o711 });
-    if (process.getuid?.() === 0) chmodSync(dir, 0o711);
-  }
+  claimTmpfsDir(dir, root, 0o711);
   return dir;
+}
+
+/**
+ * Removes the pools of data directories that no longer exist (tmpfs-owner.ts) and the single
+ * shared pool of the layout before pools were per data directory; a pool a live process leases
+ * is kept. Returns the removed paths.
+ */
+export function sweepOrphanPassPools(base: string = passLocation().dir, now = Date.now()): string[] {
+  return sweepOrphanTmpfsDirs(base, { inUse: leasedInDir, legacy: /^(pool\.bin|pool\.lock|index\.json|g\d+|lease-.*)$/, now });
 }
 
 /**
