@@ -57,6 +57,7 @@ test('openLoadingSet() refuses mutated loading sets with THAW_SNAPSHOT_CORRUPT o
     let seeds: Buffer[];
     try {
       seeds = fc.sample(regionsArb, { seed: 4, numRuns: 10 }).map((regions) => {
+        rmSync(loadingSetPath(dir), { force: true }); // a recording never replaces one that is there
         writeLoadingSet(dir, 'x', imageFd, MEMORY_PAGES, 7, regions);
         return readFileSync(loadingSetPath(dir));
       });

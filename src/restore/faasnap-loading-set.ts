@@ -24,7 +24,7 @@ import { join } from 'node:path';
 import { crc32 } from 'node:zlib';
 import { ThawError } from '../core/errors.js';
 import { PAGE_BYTES, type PageRun } from '../core/snapshot-format.js';
-import { readAt, writeAt, writeFileVia } from './snapshot-image.js';
+import { readAt, writeAt, writeFileOnce } from './snapshot-image.js';
 import { checkArtefact, sealedForThisRestore } from './artefact-seal.js';
 
 export const LOADING_SET_FILE = 'ls.faasnap';
@@ -120,14 +120,15 @@ export function loadingSetPath(dir: string): string {
 
 /**
  * Writes the loading set of `regions`, copying their pages from the verified image `imageFd`,
- * atomically (temporary name, fsync, rename), then verifies it and writes its sidecar.
+ * atomically (temporary name, fsync, link) unless one is there (concurrent recorders: the first
+ * wins), then verifies what is there.
  * Throws THAW_SNAPSHOT_CORRUPT (image shorter than a region).
  */
 export function writeLoadingSet(dir: string, id: string, imageFd: number, memoryPages: number, key: number, regions: readonly LoadingRegion[]): void {
   const path = loadingSetPath(dir);
   const tableEnd = HEADER_BYTES + regions.length * ENTRY_BYTES + 4;
   const dataStart = Math.ceil(tableEnd / PAGE_BYTES) * PAGE_BYTES;
-  writeFileVia(path, (out) => {
+  writeFileOnce(path, (out) => {
     let at = dataStart;
     let dataCrc = 0;
     const buf = Buffer.allocUnsafe(1 << 20);

@@ -17,7 +17,7 @@
 //   <root>/<id>/memory.img            full snapshot image (written by snapshot-io)
 //   <root>/<id>/flat.img              diff chains only: base + diffs, zero pages as holes
 
-import { closeSync, existsSync, fstatSync, ftruncateSync, fsyncSync, openSync, readSync, readdirSync, renameSync, rmSync, unlinkSync, writeSync } from 'node:fs';
+import { closeSync, existsSync, fstatSync, ftruncateSync, fsyncSync, linkSync, openSync, readSync, readdirSync, renameSync, rmSync, unlinkSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
@@ -163,6 +163,31 @@ export function writeFileVia<T>(path: string, body: (fd: number) => T): T {
   closeSync(fd);
   renameSync(tmp, path);
   return result;
+}
+
+/**
+ * As writeFileVia, but never replaces: the file is linked under `path` only if nothing is there
+ * (two recorders race: the first wins, so bytes a reader was already given stay). Returns false,
+ * and discards what `body` wrote, when `path` already existed.
+ */
+export function writeFileOnce(path: string, body: (fd: number) => void): boolean {
+  const tmp = tempName(path);
+  const fd = openSync(tmp, 'wx');
+  let open = true;
+  try {
+    body(fd);
+    fsyncSync(fd);
+    closeSync(fd);
+    open = false;
+    linkSync(tmp, path);
+    return true;
+  } catch (err: unknown) {
+    if ((err as NodeJS.ErrnoException).code === 'EEXIST') return false;
+    throw err;
+  } finally {
+    if (open) closeSync(fd);
+    rmSync(tmp, { force: true });
+  }
 }
 
 /** Writes all of `data` at `position` of `fd`. */

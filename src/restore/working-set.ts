@@ -15,7 +15,7 @@ import { join } from 'node:path';
 import { crc32 } from 'node:zlib';
 import { ThawError } from '../core/errors.js';
 import { PAGE_BYTES, type PageRun } from '../core/snapshot-format.js';
-import { writeAtomic } from './snapshot-image.js';
+import { writeAt, writeFileOnce } from './snapshot-image.js';
 import { checkArtefact, sealedForThisRestore } from './artefact-seal.js';
 
 export const WORKING_SET_FILE = 'ws.reap';
@@ -137,7 +137,11 @@ export function readWorkingSet(dir: string, id: string, memoryPages: number): Wo
   return decodeWorkingSet(id, buf, memoryPages);
 }
 
-/** Writes the working set of the snapshot in `dir` atomically (concurrent recorders: the last wins). */
+/**
+ * Writes the working set of the snapshot in `dir` atomically unless one is there (concurrent
+ * recorders: the first wins, so a restore already reading it is not given other bytes).
+ */
 export function writeWorkingSet(dir: string, ws: WorkingSet): void {
-  writeAtomic(workingSetPath(dir), encodeWorkingSet(ws));
+  const bytes = encodeWorkingSet(ws);
+  writeFileOnce(workingSetPath(dir), (fd) => writeAt(fd, bytes, 0));
 }

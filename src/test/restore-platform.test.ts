@@ -6,7 +6,7 @@ import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { readdirSync, existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { WORKING_SET_FILE, writeWorkingSet } from '../restore/working-set.js';
+import { encodeWorkingSet, WORKING_SET_FILE } from '../restore/working-set.js';
 import { ARTEFACTS_MAC_FILE } from '../snapshot/snapshot-seal.js';
 import { deployExample, newPlatform, rejectsWith, text } from './helpers.js';
 import { discardArtefacts, listStrategies } from '../restore/index.js';
@@ -128,7 +128,7 @@ test('a forged working set (valid checksum, other pages) is removed by the daemo
   const sealed = readFileSync(join(dir, WORKING_SET_FILE));
   assert.ok(JSON.parse(readFileSync(join(dir, ARTEFACTS_MAC_FILE), 'utf8')).artefacts[WORKING_SET_FILE], 'the recorded working set is sealed');
   // What a process without the daemon's key could write: a well-formed working set of other pages.
-  writeWorkingSet(dir, { memoryPages: sealed.readUInt32LE(12), runs: [{ firstPage: 0, pageCount: 1 }] });
+  writeFileSync(join(dir, WORKING_SET_FILE), encodeWorkingSet({ memoryPages: sealed.readUInt32LE(12), runs: [{ firstPage: 0, pageCount: 1 }] }));
   const forged = readFileSync(join(dir, WORKING_SET_FILE));
   const again = await p.invoke({ function: 'mem64-c', mode: 'snapshot', snapshotId: snap.id, strategy: 'reap', input, keep: false });
   assert.equal(again.restore?.phase, 'record', 'the forged working set was removed, not replayed');
