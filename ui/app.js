@@ -150,13 +150,14 @@ function Invocations({ invocations }) {
   const keys = [...new Set(invocations.flatMap((i) => Object.keys(i.timings ?? {}).filter((k) => k !== 'totalMs')))];
   return html`<section id="invocations"><h2>Recent invocations</h2>
     <div class="legend">${keys.map((k) => html`<span><i style=${`background:${PART_COLOURS[k] ?? '#d0d5dd'}`}></i>${k.replace(/Ms$/, '')}</span>`)}</div>
-    <table><thead><tr><th>time</th><th>function</th><th>mode</th><th>start</th><th>strategy</th><th>outcome</th><th>total ms</th><th>where the time went</th></tr></thead>
+    <table><thead><tr><th>time</th><th>function</th><th>mode</th><th>start</th><th>strategy</th><th>outcome</th><th>total ms</th><th>where the time went</th><th>trace</th></tr></thead>
     <tbody>${invocations.map((i) => html`<tr data-invocation=${i.seq}>
       <td class="muted">${i.time.slice(11, 23)}</td><td>${i.function}</td><td>${i.mode}</td><td>${i.start ?? ''}</td>
       <td title=${i.strategyReason ?? ''}>${i.strategy ?? ''}</td>
       <td class=${i.outcome === 'ok' ? 'ok' : 'bad'} title=${i.message ?? ''}>${i.outcome}</td>
       <td class="num">${ms(i.timings?.totalMs)}</td>
       <td>${i.timings ? html`<${Waterfall} timings=${i.timings} />` : html`<span class="muted">${i.message ?? ''}</span>`}</td>
+      <td class="muted" title=${i.traceId ?? ''}>${i.traceId ? i.traceId.slice(0, 8) : ''}</td>
     </tr>`)}</tbody></table></section>`;
 }
 

@@ -35,8 +35,10 @@ export class HttpClient implements ThawApi {
       throw new ThawError('THAW_INTERNAL', { detail: `daemon replied ${res.status} with non-JSON: ${text.slice(0, 200)}` });
     }
     if (!res.ok) {
-      const e = json as { code?: string; message?: string };
-      throw ThawErrorFromReply(e.code ?? 'THAW_INTERNAL', e.message ?? text, res.status);
+      const e = json as { code?: string; message?: string; traceId?: string };
+      const err = ThawErrorFromReply(e.code ?? 'THAW_INTERNAL', e.message ?? text, res.status);
+      if (typeof e.traceId === 'string') err.traceId = e.traceId;
+      throw err;
     }
     return json as T;
   }

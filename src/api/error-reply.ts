@@ -14,6 +14,7 @@ export const errorReplySchema = {
     code: { type: 'string', enum: Object.keys(ERRORS), description: 'stable THAW_* code from the error catalogue (docs/errors.md)' },
     error: { type: 'string' },
     message: { type: 'string' },
+    traceId: { type: 'string', description: 'the trace the failed invocation was recorded in, when it was traced' },
   },
 } as const;
 
@@ -48,5 +49,5 @@ export function errorHandler(err: unknown, req: FastifyRequest, reply: FastifyRe
   // The client may still be sending the body it was refused: close rather than read it all.
   if (e.status === 413) void reply.header('Connection', 'close');
   if (e.code === 'THAW_UNAUTHORIZED') void reply.header('WWW-Authenticate', 'Bearer');
-  void reply.status(e.status).send({ statusCode: e.status, code: e.code, error: STATUS_CODES[e.status] ?? 'Error', message: e.message });
+  void reply.status(e.status).send({ statusCode: e.status, code: e.code, error: STATUS_CODES[e.status] ?? 'Error', message: e.message, ...(e.traceId !== undefined && { traceId: e.traceId }) });
 }

@@ -20,6 +20,8 @@ export interface InvocationRecord {
   message?: string;
   timings?: Record<string, number>;
   outputBytes?: number;
+  /** The trace it was recorded in, when traced. */
+  traceId?: string;
 }
 
 export const RECENT_INVOCATIONS = 200;
@@ -34,13 +36,16 @@ export class RecentInvocations {
     this.push({
       function: r.function, mode: r.mode, start: r.start, outcome: 'ok', sandboxId: r.sandboxId, timings: { ...r.timings }, outputBytes: r.output.length,
       ...(r.strategy !== undefined && { strategy: r.strategy }), ...(r.strategyReason !== undefined && { strategyReason: r.strategyReason }),
-      ...(r.snapshotId !== undefined && { snapshotId: r.snapshotId }),
+      ...(r.snapshotId !== undefined && { snapshotId: r.snapshotId }), ...(r.traceId !== undefined && { traceId: r.traceId }),
     });
   }
 
   invocationFailed(req: InvokeRequest, err: unknown): void {
     const e = toThawError(err);
-    this.push({ function: req.function, mode: req.mode ?? 'auto', outcome: e.code, message: e.message, ...(req.strategy !== undefined && { strategy: req.strategy }) });
+    this.push({
+      function: req.function, mode: req.mode ?? 'auto', outcome: e.code, message: e.message,
+      ...(req.strategy !== undefined && { strategy: req.strategy }), ...(e.traceId !== undefined && { traceId: e.traceId }),
+    });
   }
 
   /** Newest first, at most `limit`. */

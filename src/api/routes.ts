@@ -92,6 +92,7 @@ export const sharedSchemas = [
       memoryBytes: { type: 'integer' },
       memory: { type: 'object', properties: { declaredBytes: { type: 'integer' }, grantedBytes: { type: 'integer' }, residentBytes: { type: 'integer' }, offloadedBytes: { type: 'integer' } } },
       restore: { type: 'object', additionalProperties: true, description: 'snapshot mode: what the restore strategy did' },
+      traceId: { type: 'string', description: 'the trace this invocation was recorded in, when it was traced (daemon run with --trace-export)' },
     },
   },
 ];

@@ -166,6 +166,7 @@ try {
   }
   if (err instanceof ThawError) {
     process.stderr.write(`${err.code}: ${err.message}\n`);
+    if (err.traceId) process.stderr.write(`trace ${err.traceId}\n`);
     process.exit(1);
   }
   process.stderr.write(`THAW_INTERNAL: ${err instanceof Error ? err.stack ?? err.message : String(err)}\n`);

@@ -71,6 +71,8 @@ export class ThawError extends Error {
   readonly code: ErrorCode;
   readonly status: number;
   readonly params: Readonly<Record<string, string | number>>;
+  /** The trace the failed request was recorded in, when it was traced (docs/tracing.md). */
+  traceId?: string;
 
   constructor(code: ErrorCode, params: Record<string, string | number> = {}, options?: { cause?: unknown }) {
     super(formatMessage(ERRORS[code].message, params), options);

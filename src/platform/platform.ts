@@ -548,9 +548,10 @@ export class Platform implements ThawApi {
         'thaw.start': res.start, 'thaw.sandbox': res.sandboxId, 'thaw.total_ms': res.timings.totalMs,
         ...(res.snapshotId !== undefined && { 'thaw.snapshot': res.snapshotId }), ...(res.strategy !== undefined && { 'thaw.strategy': res.strategy }),
       });
-      return res;
+      return tr ? { ...res, traceId: tr.traceId } : res;
     } catch (err: unknown) {
       tr?.end({ 'thaw.error': toThawError(err).code }, err);
+      if (tr && err instanceof ThawError) err.traceId = tr.traceId;
       throw err;
     } finally {
       // Replace the hosts this invocation took once it has replied (see HostPool.refill).

@@ -215,6 +215,8 @@ export interface InvokeResult {
   memory: SandboxMemory;
   /** snapshot: what the restore strategy did (bytes read, page faults, prepare/fill time, reap phase). */
   restore?: RestoreStatsInfo;
+  /** The trace this invocation was recorded in, when it was traced (docs/tracing.md). */
+  traceId?: string;
 }
 
 /** Per-restore statistics reported by the restore engine (restore/strategy.ts RestoreStats). */

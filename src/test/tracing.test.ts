@@ -39,9 +39,11 @@ test('a restore\'s spans recorded inside the sandbox host reach Zipkin in the ca
     });
     const traced = await invoke(`00-${traceId}-${callerSpan}-01`);
     assert.equal(traced.statusCode, 200, traced.body);
+    assert.equal((JSON.parse(traced.body) as { traceId?: string }).traceId, traceId, 'the reply names its trace');
     // An unsampled caller's invocation records nothing, in the daemon or the host.
     const unsampled = await invoke('00-11111111111111111111111111111111-2222222222222222-00');
     assert.equal(unsampled.statusCode, 200, unsampled.body);
+    assert.equal((JSON.parse(unsampled.body) as { traceId?: string }).traceId, undefined, 'an untraced reply names no trace');
     assert.equal(await tracing.close(), null, 'export succeeded');
 
     const spans = zipkin.spans;
@@ -103,7 +105,7 @@ test('a traced invocation whose guest traps is exported with the host\'s handler
   try {
     await deployExample(platform, 'faulty-c');
     const traceId = 'a'.repeat(32);
-    await assert.rejects(platform.invoke({ function: 'faulty-c', mode: 'cold', input: Buffer.from('trap'), keep: false, traceparent: `00-${traceId}-${'b'.repeat(16)}-01` }), { code: 'THAW_GUEST_TRAP' });
+    await assert.rejects(platform.invoke({ function: 'faulty-c', mode: 'cold', input: Buffer.from('trap'), keep: false, traceparent: `00-${traceId}-${'b'.repeat(16)}-01` }), { code: 'THAW_GUEST_TRAP', traceId });
     const named = (name: string, service: string): SavedSpan => {
       const s = spans.find((x) => x.name === name && x.service === service);
       assert.ok(s, `a '${name}' span from ${service}: ${spans.map((x) => `${x.service}:${x.name}`).join(', ')}`);

@@ -41,6 +41,7 @@ export function runInvoke(g: GlobalOptions, fn: string, o: InvokeOptions): Promi
     const t = formatTimings(r.timings);
     process.stderr.write(`[${r.mode === 'auto' ? `auto: ${r.start}` : r.mode}${r.snapshotId ? ` ${r.snapshotId}/${r.strategy}` : ''}] sandbox=${r.sandboxId} ${t}\n`);
     if (r.strategyReason) process.stderr.write(`auto chose ${r.strategy}: ${r.strategyReason}\n`);
+    if (r.traceId) process.stderr.write(`trace ${r.traceId}\n`);
     process.stderr.write(`memory: ${formatMemory(r.memory)}\n`);
     if (snap) process.stderr.write(`snapshot ${snap.id} taken (${(snap.diskBytes / 2 ** 20).toFixed(2)} MiB on disk)\n`);
   });
