@@ -12,7 +12,7 @@ import { MEMORY_FILE, readState, diskUsageBytes, sweepSnapshotTemps, writeFileDu
 import { checkArtefactSeals, ensureSnapshotKey, sealArtefacts, sealState, verifyChainSeals } from '../snapshot/snapshot-seal.js';
 import type { PageRun, SnapshotMeta } from '../core/snapshot-format.js';
 import { HostPool } from '../sandbox/host-pool.js';
-import { spansOfFailure, type HostProcess, type RequestOptions, type Timed } from '../sandbox/host-process.js';
+import { HostProcess, spansOfFailure, type RequestOptions, type Timed } from '../sandbox/host-process.js';
 import { removeCgroupParent, setUpCgroupParent } from '../sandbox/cgroup.js';
 import { RECORDING_OUTBOX, SANDBOX_GID, grantToFunction, jailAvailability, readPlainFile, secureDataDir } from '../sandbox/jail.js';
 import { RECORDED_FILES } from '../restore/recording-outbox.js';
@@ -100,6 +100,11 @@ interface SandboxHost {
   lost: readonly string[];
   /** When its last instance went (ms since the epoch), for retiring idle empty hosts. */
   emptySince: number;
+  /**
+   * Taken from the pool running (not started for the start that took it; HostPool's
+   * AcquiredHost.pooled) and no start answered in it yet: it may have died unseen before its first.
+   */
+  pooled: boolean;
 }
 
 /** A vertical host being taken from the pool, and the starts that will take its other slots. */
@@ -171,6 +176,8 @@ export class Platform implements ThawApi {
   private readonly incoming = new Map<string, IncomingHost>();
   /** Sandboxes being booted or restored, not yet in `sandboxes`: they count against the cap. */
   private starting = 0;
+  /** Start failures whose host came from the pool and died on its own (diedInPool): retried once in a new host. */
+  private readonly pooledDeaths = new WeakSet<ThawError>();
   private readonly log: Logger;
   private readonly preparer: StrategyPreparer;
   /** The key snapshots are sealed with (snapshot-seal.ts); only the daemon reads it. */
@@ -571,9 +578,14 @@ export class Platform implements ThawApi {
     const placed = req.mode === 'auto' && req.sandboxId === undefined && req.snapshotId === undefined ? this.keepAlive.place(fn.params.name) : undefined;
     const path: StartKind = placed?.kind ?? (req.mode === 'auto' ? (req.snapshotId !== undefined ? 'snapshot' : 'warm') : req.mode);
     let start: StartKind = path;
+    // A cold or snapshot start: in a host from the pool, which may have died a moment before the
+    // start without the platform having seen it yet; then the start is made once more in a new host.
+    const startNew = (): Promise<{ sandbox: Sandbox; started: Promise<Timed<BootResult | RestoreResult>>; invoking?: Promise<Timed<HostInvokeResult>> }> => path === 'cold'
+      ? this.bootCold(fn.params.name, bd, pipeline ? req.input : undefined)
+      : this.restore(fn.params.name, snapshotId!, strategy!, bd, pipeline ? req.input : undefined);
     switch (path) {
       case 'cold':
-        ({ sandbox, started, invoking } = await this.bootCold(fn.params.name, bd, pipeline ? req.input : undefined));
+        ({ sandbox, started, invoking } = await startNew());
         break;
       case 'warm':
       case 'semi-warm': {
@@ -599,12 +611,20 @@ export class Platform implements ThawApi {
         } else if (strategy === AUTO_STRATEGY) {
           ({ strategy, reason: strategyReason } = this.chooseStrategy(snapshotId, facts));
         }
-        ({ sandbox, started, invoking } = await this.restore(fn.params.name, snapshotId, strategy, bd, pipeline ? req.input : undefined));
+        ({ sandbox, started, invoking } = await startNew());
         break;
       }
     }
     // A failed boot or restore has stopped its sandbox already (bootCold, restore).
-    const begun = started && (await started);
+    let begun: Timed<BootResult | RestoreResult> | undefined;
+    try {
+      begun = started && (await started);
+    } catch (err: unknown) {
+      if (!(err instanceof ThawError && this.pooledDeaths.has(err))) throw err;
+      this.log.warn({ sandboxId: sandbox.id, function: fn.params.name, hostPid: sandbox.host.pid, error: err.message }, 'a pooled host died before its start: starting again in a new host');
+      ({ sandbox, started, invoking } = await startNew());
+      begun = await started;
+    }
     if (begun && 'restore' in begun.result) restoreStats = begun.result.restore;
     this.keepAlive.started(fn.params.name, start);
     try {
@@ -770,9 +790,14 @@ export class Platform implements ThawApi {
     const started = starting.then((res) => {
       sandbox.memoryBytes = res.result.memoryBytes;
       sandbox.memory = res.result.memory;
+      sandbox.home.pooled = false;
       return res;
     }, async (err: unknown) => {
-      throw await this.afterFailure(sandbox, err, true);
+      // Decided before afterFailure stops the host (Thaw's kill would then look like the cause).
+      const pooledDeath = this.diedInPool(sandbox, err);
+      const e = await this.afterFailure(sandbox, err, true);
+      if (pooledDeath) this.pooledDeaths.add(e);
+      throw e;
     });
     return invoking ? { sandbox, started, invoking } : { sandbox, started };
   }
@@ -860,7 +885,7 @@ export class Platform implements ThawApi {
       const t = performance.now();
       this.starting++;
       const taking = this.pool.acquire(this.functions.hostFunction(fnName), capacity).then((acquired) => {
-        const h: SandboxHost = { host: acquired.host, fn: fnName, deployment: fn.deployment, layout, capacity, scratchDir: acquired.scratchDir, instances: new Set(), reserved: 0, lost: [], emptySince: Date.now() };
+        const h: SandboxHost = { host: acquired.host, fn: fnName, deployment: fn.deployment, layout, capacity, scratchDir: acquired.scratchDir, instances: new Set(), reserved: 0, lost: [], emptySince: Date.now(), pooled: acquired.pooled };
         const waiting = this.incoming.get(fn.deployment);
         // The slots promised to starts waiting for it (this start's own included).
         if (waiting?.home === taking) h.reserved = waiting.reserved;
@@ -891,7 +916,7 @@ export class Platform implements ThawApi {
       this.starting--;
     }
     bd.since('acquireMs', t);
-    const home: SandboxHost = { host, fn: fnName, deployment: fn.deployment, layout: 'horizontal', capacity: 1, scratchDir: null, instances: new Set(), reserved: 0, lost: [], emptySince: Date.now() };
+    const home: SandboxHost = { host, fn: fnName, deployment: fn.deployment, layout: 'horizontal', capacity: 1, scratchDir: null, instances: new Set(), reserved: 0, lost: [], emptySince: Date.now(), pooled: false };
     this.adoptHost(home);
     return this.register(fnName, fn.deployment, home, origin);
   }
@@ -1191,6 +1216,17 @@ export class Platform implements ThawApi {
     } catch (err: unknown) {
       this.log.warn({ snapshot: id, err: toThawError(err).message }, 'cannot seal a recorded artefact: the next restore records again');
     }
+  }
+
+  /**
+   * Whether a failed start is worth one more in a new host: its host came from the pool running
+   * and died on its own (not killed by Thaw, not by the memory cgroup: THAW_GUEST_OOM is the
+   * guest's) before it answered, e.g. killed after it reported ready but before the platform saw
+   * its exit. A host started for the request that dies is reported, as the pool does.
+   */
+  private diedInPool(sandbox: Sandbox, err: unknown): boolean {
+    const { host } = sandbox;
+    return toThawError(err).code === 'THAW_SANDBOX_DIED' && sandbox.home.pooled && host instanceof HostProcess && host.killedBy === null && !host.exit?.oomKilled;
   }
 
   /** Stops a sandbox whose state can no longer be trusted; returns the error to rethrow. */
