@@ -4,7 +4,7 @@
 // invocations of its test input in the same sandbox, each measured as: total, the guest's read /
 // process / write phases, grant / populate / release, the host process's page faults during the
 // invocation (/proc/<pid>/stat minflt and majflt of the node process in the jail) and the guest's
-// resident memory after it. Medians, and each mechanism's ratio to none, side by side.
+// resident memory after it. Medians and fastest runs, each mechanism's ratio to none beside them.
 //
 // Environment: FUNCTION [pagerank] a C or Python suite function; RUNS [5]; MECHANISMS
 // [none,balloon,faascale]; STORE [redis] a local redis-server as A3 uses (objects through the
@@ -127,16 +127,20 @@ async function main(): Promise<void> {
   }
   const keys: (keyof Row)[] = ['total', 'read', 'process', 'write', 'grant', 'populate', 'release', 'minflt', 'majflt', 'residentMiB'];
   const base = rows.get(MECHANISMS[0]!)!;
-  out(`\nmedians (ratio to ${MECHANISMS[0]}); load ${load()}\n`);
-  out(`| mechanism | ${keys.join(' | ')} |\n|${'---|'.repeat(keys.length + 1)}\n`);
-  for (const [m, list] of rows) {
-    const cells = keys.map((k) => {
-      const v = median(list.map((r) => r[k]));
-      const b = median(base.map((r) => r[k]));
-      const ratio = m !== MECHANISMS[0] && ['total', 'read', 'process', 'write'].includes(k) && b > 0 ? ` (${(v / b).toFixed(2)}x)` : '';
-      return `${v < 10 ? v.toFixed(2) : v.toFixed(0)}${ratio}`;
-    });
-    out(`| ${m} | ${cells.join(' | ')} |\n`);
+  // The median carries the machine's load (a run another process disturbed is 2-4x slower on this
+  // shared machine); the fastest run of each is what the mechanism itself costs.
+  for (const [label, stat] of [['medians', median], ['fastest run', (xs: number[]) => Math.min(...xs)]] as const) {
+    out(`\n${label} (ratio to ${MECHANISMS[0]}); load ${load()}\n`);
+    out(`| mechanism | ${keys.join(' | ')} |\n|${'---|'.repeat(keys.length + 1)}\n`);
+    for (const [m, list] of rows) {
+      const cells = keys.map((k) => {
+        const v = stat(list.map((r) => r[k]));
+        const b = stat(base.map((r) => r[k]));
+        const ratio = m !== MECHANISMS[0] && ['total', 'read', 'process', 'write'].includes(k) && b > 0 ? ` (${(v / b).toFixed(2)}x)` : '';
+        return `${v < 10 ? v.toFixed(2) : v.toFixed(0)}${ratio}`;
+      });
+      out(`| ${m} | ${cells.join(' | ')} |\n`);
+    }
   }
 }
 
