@@ -326,8 +326,8 @@ export class Platform implements ThawApi {
 
   async bootSandbox(fnName: string): Promise<SandboxInfo & { timings: InvokeTimings }> {
     const bd = new Breakdown();
-    const { sandbox, started } = await this.bootCold(fnName, bd).finally(() => setImmediate(() => this.pool.refill()));
-    bd.addHostExchange([await started]);
+    const { sandbox, begun } = await this.startOnce(() => this.bootCold(fnName, bd)).finally(() => setImmediate(() => this.pool.refill()));
+    bd.addHostExchange([begun]);
     this.release(sandbox);
     return { ...this.sandboxInfo(sandbox), timings: bd.finish() };
   }
@@ -572,20 +572,16 @@ export class Platform implements ThawApi {
     let facts: SnapshotFacts | undefined;
     // Cold and snapshot starts send the invocation right behind the boot or restore (see invokeIn),
     // unless the memory policy must see the sandbox between its init and its first request.
-    let started: Promise<Timed<BootResult | RestoreResult>> | undefined;
+    // A failed boot or restore has stopped its sandbox already (bootCold, restore).
+    let begun: Timed<BootResult | RestoreResult> | undefined;
     let invoking: Promise<Timed<HostInvokeResult>> | undefined;
     const pipeline = this.keepAlive.pipelinesStarts;
     const placed = req.mode === 'auto' && req.sandboxId === undefined && req.snapshotId === undefined ? this.keepAlive.place(fn.params.name) : undefined;
     const path: StartKind = placed?.kind ?? (req.mode === 'auto' ? (req.snapshotId !== undefined ? 'snapshot' : 'warm') : req.mode);
     let start: StartKind = path;
-    // A cold or snapshot start: in a host from the pool, which may have died a moment before the
-    // start without the platform having seen it yet; then the start is made once more in a new host.
-    const startNew = (): Promise<{ sandbox: Sandbox; started: Promise<Timed<BootResult | RestoreResult>>; invoking?: Promise<Timed<HostInvokeResult>> }> => path === 'cold'
-      ? this.bootCold(fn.params.name, bd, pipeline ? req.input : undefined)
-      : this.restore(fn.params.name, snapshotId!, strategy!, bd, pipeline ? req.input : undefined);
     switch (path) {
       case 'cold':
-        ({ sandbox, started, invoking } = await startNew());
+        ({ sandbox, begun, invoking } = await this.startOnce(() => this.bootCold(fn.params.name, bd, pipeline ? req.input : undefined)));
         break;
       case 'warm':
       case 'semi-warm': {
@@ -611,19 +607,10 @@ export class Platform implements ThawApi {
         } else if (strategy === AUTO_STRATEGY) {
           ({ strategy, reason: strategyReason } = this.chooseStrategy(snapshotId, facts));
         }
-        ({ sandbox, started, invoking } = await startNew());
+        const [id, chosen] = [snapshotId, strategy];
+        ({ sandbox, begun, invoking } = await this.startOnce(() => this.restore(fn.params.name, id, chosen, bd, pipeline ? req.input : undefined)));
         break;
       }
-    }
-    // A failed boot or restore has stopped its sandbox already (bootCold, restore).
-    let begun: Timed<BootResult | RestoreResult> | undefined;
-    try {
-      begun = started && (await started);
-    } catch (err: unknown) {
-      if (!(err instanceof ThawError && this.pooledDeaths.has(err))) throw err;
-      this.log.warn({ sandboxId: sandbox.id, function: fn.params.name, hostPid: sandbox.host.pid, error: err.message }, 'a pooled host died before its start: starting again in a new host');
-      ({ sandbox, started, invoking } = await startNew());
-      begun = await started;
     }
     if (begun && 'restore' in begun.result) restoreStats = begun.result.restore;
     this.keepAlive.started(fn.params.name, start);
@@ -1215,6 +1202,24 @@ export class Platform implements ThawApi {
       sealArtefacts(this.snapshotRoot, this.snapshotKey, id);
     } catch (err: unknown) {
       this.log.warn({ snapshot: id, err: toThawError(err).message }, 'cannot seal a recorded artefact: the next restore records again');
+    }
+  }
+
+  /**
+   * Makes a start (bootCold or restore) and awaits it; a start whose host came from the pool and
+   * had died unseen (diedInPool) is made once more, in a new host, instead of failing the request.
+   */
+  private async startOnce<R extends BootResult | RestoreResult>(make: () => Promise<{ sandbox: Sandbox; started: Promise<Timed<R>>; invoking?: Promise<Timed<HostInvokeResult>> }>): Promise<{
+    sandbox: Sandbox; begun: Timed<R>; invoking?: Promise<Timed<HostInvokeResult>>;
+  }> {
+    const first = await make();
+    try {
+      return { ...first, begun: await first.started };
+    } catch (err: unknown) {
+      if (!(err instanceof ThawError && this.pooledDeaths.has(err))) throw err;
+      this.log.warn({ sandboxId: first.sandbox.id, function: first.sandbox.fn, hostPid: first.sandbox.host.pid, error: err.message }, 'a pooled host died before its start: starting again in a new host');
+      const again = await make();
+      return { ...again, begun: await again.started };
     }
   }
 

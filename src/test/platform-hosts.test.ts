@@ -88,7 +88,7 @@ test('a pooled host that dies while a request waits for it to start is replaced 
 });
 
 test('a pooled host killed after it reported ready, right before a request and before the platform saw it die, costs that request a replacement host, not a failure', async () => {
-  for (const [mode, fn] of [['cold', 'victim-late-cold'], ['snapshot', 'victim-late-snap']] as const) {
+  for (const [mode, fn] of [['cold', 'victim-late-cold'], ['snapshot', 'victim-late-snap'], ['boot', 'victim-late-boot']] as const) {
     await deployExample(horizontal, 'hello-c', { name: fn });
     const cold = await horizontal.invoke({ function: fn, mode: 'cold', input: Buffer.from('a') });
     const snap = await horizontal.createSnapshot({ sandboxId: cold.sandboxId });
@@ -99,12 +99,19 @@ test('a pooled host killed after it reported ready, right before a request and b
     assert.ok(pooled.length >= 1);
     // Killed and asked in the same turn of the event loop: the platform has not seen the exit yet.
     for (const pid of pooled) process.kill(hostProcessOf(pid), 'SIGKILL');
-    const r = await horizontal.invoke({ function: fn, mode, input: Buffer.from('b'), keep: false, ...(mode === 'snapshot' && { snapshotId: snap.id }) });
-    assert.equal(text(r.output), 'hello, b', mode);
-    assert.equal(r.start, mode);
-    assertBreakdown(r.timings, mode === 'snapshot' ? ['restoreMs'] : ['bootMs']);
-    const served = (await horizontal.listSandboxes()).find((s) => s.id === r.sandboxId);
-    assert.equal(served, undefined, 'keep: false still applies to the replacement');
+    if (mode === 'boot') {
+      const booted = await horizontal.bootSandbox(fn);
+      assert.ok(!pooled.includes(booted.hostPid), 'booted in a new host');
+      const r = await horizontal.invoke({ function: fn, mode: 'warm', sandboxId: booted.id, input: Buffer.from('c') });
+      assert.equal(text(r.output), 'hello, c');
+      await horizontal.deleteSandbox(booted.id);
+    } else {
+      const r = await horizontal.invoke({ function: fn, mode, input: Buffer.from('b'), keep: false, ...(mode === 'snapshot' && { snapshotId: snap.id }) });
+      assert.equal(text(r.output), 'hello, b', mode);
+      assert.equal(r.start, mode);
+      assertBreakdown(r.timings, mode === 'snapshot' ? ['restoreMs'] : ['bootMs']);
+      assert.equal((await horizontal.listSandboxes()).find((s) => s.id === r.sandboxId), undefined, 'keep: false still applies to the replacement');
+    }
     await horizontal.poolSettled();
     assert.equal(horizontal.poolState().prepared[fn], 1, 'the pool refilled');
   }
