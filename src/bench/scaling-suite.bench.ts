@@ -18,6 +18,7 @@ import { readManifestFile } from '../cli/context.js';
 import { newPlatform, text } from '../test/helpers.js';
 import { suiteFunction, type SuiteReply } from '../suite/index.js';
 import { startRedisServer, type RedisServer } from '../store/testing/redis-server.js';
+import { median } from '../harness/measure-paths.js';
 
 const env = process.env;
 const FUNCTION = env.FUNCTION ?? 'pagerank';
@@ -27,11 +28,6 @@ const STORE = env.STORE ?? 'redis';
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 const MiB = 1024 * 1024;
 const load = (): string => loadavg().map((l) => l.toFixed(2)).join(' ');
-
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  return s.length % 2 ? s[s.length >> 1]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2;
-}
 
 /** The node process carrying the guest: the host pid itself, or the jailer's descendant running node. */
 function guestPid(hostPid: number): number {
