@@ -9,6 +9,13 @@ import type {
 export class HttpClient implements ThawApi {
   constructor(private readonly baseUrl: string, private readonly token: string | null = null) {}
 
+  /** What a failed fetch() means: no daemon answered at the URL (refused, unknown host, reset); fetch's own reason is in its cause. */
+  private unreachable(err: unknown): ThawError {
+    const e = err as Error & { cause?: { code?: string; message?: string } };
+    const why = e.cause?.message || e.cause?.code || e.message;
+    return new ThawError('THAW_DAEMON_UNREACHABLE', { url: this.baseUrl, detail: why }, { cause: err });
+  }
+
   private async call<T>(method: string, path: string, body?: unknown, rawBody?: Uint8Array, extraHeaders: Record<string, string> = {}): Promise<T> {
     const headers: Record<string, string> = { ...extraHeaders };
     if (this.token) headers.authorization = `Bearer ${this.token}`;
@@ -24,7 +31,7 @@ export class HttpClient implements ThawApi {
     try {
       res = await fetch(new URL(path, this.baseUrl), { method, headers, ...(payload !== undefined && { body: payload }) });
     } catch (err) {
-      throw new ThawError('THAW_REQUEST_INVALID', { detail: `cannot reach the daemon at ${this.baseUrl}: ${(err as Error).cause ?? (err as Error).message}` }, { cause: err });
+      throw this.unreachable(err);
     }
     if (res.status === 204) return undefined as T;
     const text = await res.text();
@@ -68,7 +75,7 @@ export class HttpClient implements ThawApi {
       res = await fetch(new URL(`/v1/functions/${encodeURIComponent(name)}/logs?follow=true${afterSeq !== undefined ? `&after=${afterSeq}` : ''}`, this.baseUrl), { headers, signal });
     } catch (err) {
       if (signal.aborted) return;
-      throw new ThawError('THAW_REQUEST_INVALID', { detail: `cannot reach the daemon at ${this.baseUrl}: ${(err as Error).cause ?? (err as Error).message}` }, { cause: err });
+      throw this.unreachable(err);
     }
     if (!res.ok || !res.body) {
       const e = (await res.json().catch(() => ({}))) as { code?: string; message?: string };

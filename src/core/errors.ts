@@ -14,6 +14,7 @@ export const ERRORS = {
   THAW_REQUEST_INVALID: { status: 400, message: 'invalid request: {detail}' },
   THAW_ROUTE_NOT_FOUND: { status: 404, message: 'no route {method} {url}' },
   THAW_UNAUTHORIZED: { status: 401, message: 'a valid bearer token is required' },
+  THAW_DAEMON_UNREACHABLE: { status: 503, message: 'cannot reach the Thaw daemon at {url}: {detail} (is `thaw daemon` running there?)' },
   THAW_REPORT_NOT_FOUND: { status: 404, message: "no experiment report '{path}' in the results directory" },
   // functions
   THAW_FUNCTION_NOT_FOUND: { status: 404, message: "function '{name}' not found" },

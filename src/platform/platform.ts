@@ -12,7 +12,7 @@ import { MEMORY_FILE, readState, diskUsageBytes, sweepSnapshotTemps, writeFileDu
 import { checkArtefactSeals, ensureSnapshotKey, sealArtefacts, sealState, verifyChainSeals } from '../snapshot/snapshot-seal.js';
 import type { PageRun, SnapshotMeta } from '../core/snapshot-format.js';
 import { HostPool } from '../sandbox/host-pool.js';
-import { spansOfFailure, type HostProcess, type RequestOptions, type Timed } from '../sandbox/host-process.js';
+import { HostProcess, spansOfFailure, type RequestOptions, type Timed } from '../sandbox/host-process.js';
 import { removeCgroupParent, setUpCgroupParent } from '../sandbox/cgroup.js';
 import { RECORDING_OUTBOX, SANDBOX_GID, grantToFunction, jailAvailability, readPlainFile, secureDataDir } from '../sandbox/jail.js';
 import { RECORDED_FILES } from '../restore/recording-outbox.js';
@@ -100,6 +100,11 @@ interface SandboxHost {
   lost: readonly string[];
   /** When its last instance went (ms since the epoch), for retiring idle empty hosts. */
   emptySince: number;
+  /**
+   * Taken from the pool running (not started for the start that took it; HostPool's
+   * AcquiredHost.pooled) and no start answered in it yet: it may have died unseen before its first.
+   */
+  pooled: boolean;
 }
 
 /** A vertical host being taken from the pool, and the starts that will take its other slots. */
@@ -174,6 +179,8 @@ export class Platform implements ThawApi {
   private readonly incoming = new Map<string, IncomingHost>();
   /** Sandboxes being booted or restored, not yet in `sandboxes`: they count against the cap. */
   private starting = 0;
+  /** Start failures whose host came from the pool and died on its own (diedInPool): retried once in a new host. */
+  private readonly pooledDeaths = new WeakSet<ThawError>();
   private readonly log: Logger;
   private readonly preparer: StrategyPreparer;
   /** The key snapshots are sealed with (snapshot-seal.ts); only the daemon reads it. */
@@ -328,8 +335,8 @@ export class Platform implements ThawApi {
 
   async bootSandbox(fnName: string): Promise<SandboxInfo & { timings: InvokeTimings }> {
     const bd = new Breakdown();
-    const { sandbox, started } = await this.bootCold(fnName, bd).finally(() => setImmediate(() => this.pool.refill()));
-    bd.addHostExchange([await started]);
+    const { sandbox, begun } = await this.startOnce(() => this.bootCold(fnName, bd)).finally(() => setImmediate(() => this.pool.refill()));
+    bd.addHostExchange([begun]);
     this.release(sandbox);
     return { ...this.sandboxInfo(sandbox), timings: bd.finish() };
   }
@@ -575,7 +582,8 @@ export class Platform implements ThawApi {
     let facts: SnapshotFacts | undefined;
     // Cold and snapshot starts send the invocation right behind the boot or restore (see invokeIn),
     // unless the memory policy must see the sandbox between its init and its first request.
-    let started: Promise<Timed<BootResult | RestoreResult>> | undefined;
+    // A failed boot or restore has stopped its sandbox already (bootCold, restore).
+    let begun: Timed<BootResult | RestoreResult> | undefined;
     let invoking: Promise<Timed<HostInvokeResult>> | undefined;
     const pipeline = this.keepAlive.pipelinesStarts;
     const placed = req.mode === 'auto' && req.sandboxId === undefined && req.snapshotId === undefined ? this.keepAlive.place(fn.params.name) : undefined;
@@ -583,7 +591,7 @@ export class Platform implements ThawApi {
     let start: StartKind = path;
     switch (path) {
       case 'cold':
-        ({ sandbox, started, invoking } = await this.bootCold(fn.params.name, bd, pipeline ? req.input : undefined));
+        ({ sandbox, begun, invoking } = await this.startOnce(() => this.bootCold(fn.params.name, bd, pipeline ? req.input : undefined)));
         break;
       case 'warm':
       case 'semi-warm': {
@@ -609,12 +617,11 @@ export class Platform implements ThawApi {
         } else if (strategy === AUTO_STRATEGY) {
           ({ strategy, reason: strategyReason } = this.chooseStrategy(snapshotId, facts));
         }
-        ({ sandbox, started, invoking } = await this.restore(fn.params.name, snapshotId, strategy, bd, pipeline ? req.input : undefined));
+        const [id, chosen] = [snapshotId, strategy];
+        ({ sandbox, begun, invoking } = await this.startOnce(() => this.restore(fn.params.name, id, chosen, bd, pipeline ? req.input : undefined)));
         break;
       }
     }
-    // A failed boot or restore has stopped its sandbox already (bootCold, restore).
-    const begun = started && (await started);
     if (begun && 'restore' in begun.result) restoreStats = begun.result.restore;
     this.keepAlive.started(fn.params.name, start);
     try {
@@ -780,9 +787,14 @@ export class Platform implements ThawApi {
     const started = starting.then((res) => {
       sandbox.memoryBytes = res.result.memoryBytes;
       sandbox.memory = res.result.memory;
+      sandbox.home.pooled = false;
       return res;
     }, async (err: unknown) => {
-      throw await this.afterFailure(sandbox, err, true);
+      // Decided before afterFailure stops the host (Thaw's kill would then look like the cause).
+      const pooledDeath = this.diedInPool(sandbox, err);
+      const e = await this.afterFailure(sandbox, err, true);
+      if (pooledDeath) this.pooledDeaths.add(e);
+      throw e;
     });
     return invoking ? { sandbox, started, invoking } : { sandbox, started };
   }
@@ -870,7 +882,7 @@ export class Platform implements ThawApi {
       const t = performance.now();
       this.starting++;
       const taking = this.pool.acquire(this.functions.hostFunction(fnName), capacity).then((acquired) => {
-        const h: SandboxHost = { host: acquired.host, fn: fnName, deployment: fn.deployment, layout, capacity, scratchDir: acquired.scratchDir, instances: new Set(), reserved: 0, lost: [], emptySince: Date.now() };
+        const h: SandboxHost = { host: acquired.host, fn: fnName, deployment: fn.deployment, layout, capacity, scratchDir: acquired.scratchDir, instances: new Set(), reserved: 0, lost: [], emptySince: Date.now(), pooled: acquired.pooled };
         const waiting = this.incoming.get(fn.deployment);
         // The slots promised to starts waiting for it (this start's own included).
         if (waiting?.home === taking) h.reserved = waiting.reserved;
@@ -901,7 +913,7 @@ export class Platform implements ThawApi {
       this.starting--;
     }
     bd.since('acquireMs', t);
-    const home: SandboxHost = { host, fn: fnName, deployment: fn.deployment, layout: 'horizontal', capacity: 1, scratchDir: null, instances: new Set(), reserved: 0, lost: [], emptySince: Date.now() };
+    const home: SandboxHost = { host, fn: fnName, deployment: fn.deployment, layout: 'horizontal', capacity: 1, scratchDir: null, instances: new Set(), reserved: 0, lost: [], emptySince: Date.now(), pooled: false };
     this.adoptHost(home);
     return this.register(fnName, fn.deployment, home, origin);
   }
@@ -1201,6 +1213,35 @@ export class Platform implements ThawApi {
     } catch (err: unknown) {
       this.log.warn({ snapshot: id, err: toThawError(err).message }, 'cannot seal a recorded artefact: the next restore records again');
     }
+  }
+
+  /**
+   * Makes a start (bootCold or restore) and awaits it; a start whose host came from the pool and
+   * had died unseen (diedInPool) is made once more, in a new host, instead of failing the request.
+   */
+  private async startOnce<R extends BootResult | RestoreResult>(make: () => Promise<{ sandbox: Sandbox; started: Promise<Timed<R>>; invoking?: Promise<Timed<HostInvokeResult>> }>): Promise<{
+    sandbox: Sandbox; begun: Timed<R>; invoking?: Promise<Timed<HostInvokeResult>>;
+  }> {
+    const first = await make();
+    try {
+      return { ...first, begun: await first.started };
+    } catch (err: unknown) {
+      if (!(err instanceof ThawError && this.pooledDeaths.has(err))) throw err;
+      this.log.warn({ sandboxId: first.sandbox.id, function: first.sandbox.fn, hostPid: first.sandbox.host.pid, error: err.message }, 'a pooled host died before its start: starting again in a new host');
+      const again = await make();
+      return { ...again, begun: await again.started };
+    }
+  }
+
+  /**
+   * Whether a failed start is worth one more in a new host: its host came from the pool running
+   * and died on its own (not killed by Thaw, not by the memory cgroup: THAW_GUEST_OOM is the
+   * guest's) before it answered, e.g. killed after it reported ready but before the platform saw
+   * its exit. A host started for the request that dies is reported, as the pool does.
+   */
+  private diedInPool(sandbox: Sandbox, err: unknown): boolean {
+    const { host } = sandbox;
+    return toThawError(err).code === 'THAW_SANDBOX_DIED' && sandbox.home.pooled && host instanceof HostProcess && host.killedBy === null && !host.exit?.oomKilled;
   }
 
   /** Stops a sandbox whose state can no longer be trusted; returns the error to rethrow. */

@@ -36,6 +36,9 @@ export function startRedisRelay(socketPath: string, url: string, gid: number): R
   const open = new Set<Socket>();
   const server: Server = createServer((client) => {
     const upstream = connect(port, target.hostname);
+    // The filter forwards a command in several writes (its header, then the payload as it streams
+    // in): with Nagle's algorithm on, a short last write waits for Redis's delayed ACK (40 ms).
+    upstream.setNoDelay(true);
     for (const s of [client, upstream]) {
       open.add(s);
       s.on('close', () => open.delete(s));

@@ -55,6 +55,11 @@ export interface AcquiredHost {
   readonly prepared: boolean;
   /** A jailed host's scratch directory (where it writes snapshots), else null. */
   readonly scratchDir: string | null;
+  /**
+   * Whether the host was running before this acquire (taken from the pool, not started for it):
+   * such a host may have died a moment ago without the pool having seen its exit yet.
+   */
+  readonly pooled: boolean;
 }
 
 export class HostPool {
@@ -98,15 +103,17 @@ export class HostPool {
       // A jailed host is born for its function: it is spawned and prepared now.
       pooled = this.params.jail ? this.spawn({ fn, instances }) : (this.spares.shift() ?? this.spawn(null));
     }
+    let wasPooled = pooled.startedAt < t0;
     try {
       await this.readyFor(pooled, fn, instances, wasPrepared);
     } catch (err) {
       void pooled.host.kill('failed to start');
       // A host that died while it waited in the pool (a crash, the OOM killer) costs this request
       // a host started now, not a failure; a host started for this request that dies is reported.
-      if (!(pooled.startedAt < t0 && pooled.host.exit && !pooled.host.exit.killedBy)) throw err;
+      if (!(wasPooled && pooled.host.exit && !pooled.host.exit.killedBy)) throw err;
       pooled = this.params.jail ? this.spawn({ fn, instances }) : this.spawn(null);
       wasPrepared = false;
+      wasPooled = false;
       try {
         await this.readyFor(pooled, fn, instances, false);
       } catch (again) {
@@ -115,7 +122,7 @@ export class HostPool {
       }
     }
     if (instances > 1) this.vertical.add(pooled.host);
-    return { host: pooled.host, acquireMs: performance.now() - t0, prepared: wasPrepared, scratchDir: pooled.scratchDir };
+    return { host: pooled.host, acquireMs: performance.now() - t0, prepared: wasPrepared, scratchDir: pooled.scratchDir, pooled: wasPooled };
   }
 
   /** Waits until a pooled host is ready for `fn` (a generic spare is prepared now). */

@@ -147,6 +147,11 @@ export class HostProcess {
     return this.exitInfo;
   }
 
+  /** Why Thaw killed (or is killing) the host, or null while Thaw has not: then a death is the host's own. */
+  get killedBy(): string | null {
+    return this.killReason;
+  }
+
   /** Sends one request and resolves with its result (see requestTimed). */
   async request<T>(req: HostRequest, opts: RequestOptions = {}): Promise<T> {
     return (await this.requestTimed<T>(req, opts)).result;

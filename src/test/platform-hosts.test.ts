@@ -1,5 +1,6 @@
 // Sandbox hosts as the pool and vertical hosts prepare them ahead of requests: a pooled host that
-// dies before use is replaced without failing a request, and every path (cold, snapshot, warm;
+// dies before use (also one killed right before a request, before the platform saw it die) is
+// replaced without failing a request, and every path (cold, snapshot, warm;
 // horizontal and vertical, with a vertical host making its next shell between requests) gives the
 // same output. Real jailed hosts where the machine allows.
 
@@ -84,6 +85,36 @@ test('a pooled host that dies while a request waits for it to start is replaced 
   assert.equal(r.start, 'cold');
   await horizontal.poolSettled();
   assert.equal(horizontal.poolState().prepared['victim-start'], 1, 'the pool refilled');
+});
+
+test('a pooled host killed after it reported ready, right before a request and before the platform saw it die, costs that request a replacement host, not a failure', async () => {
+  for (const [mode, fn] of [['cold', 'victim-late-cold'], ['snapshot', 'victim-late-snap'], ['boot', 'victim-late-boot']] as const) {
+    await deployExample(horizontal, 'hello-c', { name: fn });
+    const cold = await horizontal.invoke({ function: fn, mode: 'cold', input: Buffer.from('a') });
+    const snap = await horizontal.createSnapshot({ sandboxId: cold.sandboxId });
+    await horizontal.deleteSandbox(cold.sandboxId);
+    await horizontal.poolSettled();
+    assert.equal(horizontal.poolState().prepared[fn], 1, 'a host waits prepared for the function');
+    const pooled = await pooledHosts(horizontal);
+    assert.ok(pooled.length >= 1);
+    // Killed and asked in the same turn of the event loop: the platform has not seen the exit yet.
+    for (const pid of pooled) process.kill(hostProcessOf(pid), 'SIGKILL');
+    if (mode === 'boot') {
+      const booted = await horizontal.bootSandbox(fn);
+      assert.ok(!pooled.includes(booted.hostPid), 'booted in a new host');
+      const r = await horizontal.invoke({ function: fn, mode: 'warm', sandboxId: booted.id, input: Buffer.from('c') });
+      assert.equal(text(r.output), 'hello, c');
+      await horizontal.deleteSandbox(booted.id);
+    } else {
+      const r = await horizontal.invoke({ function: fn, mode, input: Buffer.from('b'), keep: false, ...(mode === 'snapshot' && { snapshotId: snap.id }) });
+      assert.equal(text(r.output), 'hello, b', mode);
+      assert.equal(r.start, mode);
+      assertBreakdown(r.timings, mode === 'snapshot' ? ['restoreMs'] : ['bootMs']);
+      assert.equal((await horizontal.listSandboxes()).find((s) => s.id === r.sandboxId), undefined, 'keep: false still applies to the replacement');
+    }
+    await horizontal.poolSettled();
+    assert.equal(horizontal.poolState().prepared[fn], 1, 'the pool refilled');
+  }
 });
 
 for (const [name, event, expected] of [
