@@ -53,6 +53,7 @@ struct thaw_om {
   uint32_t *blob_len;
   uint8_t *fbuf, *cbuf;      /* server thread's page buffer; offload's compress buffer */
   uint8_t *rbuf;             /* server thread's buffer for a fault's run (the page and its readahead) */
+  size_t ra_next, ra_pages;  /* readahead: the page after the last fault's run, and that run's window */
   pthread_t thread;
   int started;
   pthread_mutex_t mu;        /* guards everything below and the tables above */
@@ -147,11 +148,13 @@ static void fail(thaw_om *m, size_t g, int err) {
   mprotect(m->base, m->len, PROT_NONE);
 }
 
-/* Pages come back in runs: one read of the tier (one pread for the file tier, one pipelined
- * exchange for the remote tier) and one UFFDIO_COPY per run of consecutive held pages. A fault
- * brings back the faulting page and up to READAHEAD - 1 held pages after it in the same tier
- * (guests mostly read on; a fault costs a round trip through this thread); a prefetch (below)
- * brings back runs of up to PREFETCH_BATCH. */
+/* Pages come back in runs: one read of the tier (one pread for the file tier, one request to the
+ * memory server for the remote tier) and one UFFDIO_COPY per run of consecutive held pages. A
+ * fault brings back the faulting page and the held pages after it in the same tier, READAHEAD
+ * of them in all; a fault at the page right after the previous fault's run (a guest reading on)
+ * doubles that window, up to PREFETCH_BATCH, as the kernel's own readahead does (each fault costs
+ * a round trip through this thread, and through the memory server for the remote tier). A
+ * prefetch (below) brings back runs of up to PREFETCH_BATCH. */
 #define READAHEAD 32
 #define PREFETCH_BATCH 256
 
@@ -195,6 +198,25 @@ static int install_run(thaw_om *m, size_t g, size_t n, const uint8_t *src, int w
   return 0;
 }
 
+/* Remote pages [g, g+n) for a fault, installed as they arrive: page g first (unprotected, and the
+ * faulting guest thread runs on from there), then the rest READAHEAD pages at a time,
+ * write-protected, while the server's reply is still coming in. Returns 0 or -errno. */
+static int remote_fault_run(thaw_om *m, size_t g, size_t n) {
+  uint8_t status;
+  pthread_mutex_lock(&m->sock_mu);
+  int rc = remote_header(m->sock_fd, 'G', g, (uint32_t)n);
+  if (!rc) rc = io_all(m->sock_fd, &status, 1, 0);
+  if (!rc && status != 'K') rc = -ENOENT;
+  for (size_t done = 0; done < n && !rc;) {
+    size_t k = done == 0 ? 1 : n - done < READAHEAD ? n - done : READAHEAD;
+    rc = io_all(m->sock_fd, m->rbuf + done * m->page, k * m->page, 0);
+    if (!rc) rc = install_run(m, g + done, k, m->rbuf + done * m->page, done > 0);
+    done += k;
+  }
+  pthread_mutex_unlock(&m->sock_mu);
+  return rc;
+}
+
 /* Puts page g in place (its stored bytes and the held pages after it, or a zero page when nothing
  * was offloaded there). */
 static void serve_page(thaw_om *m, size_t g) {
@@ -202,18 +224,24 @@ static void serve_page(thaw_om *m, size_t g) {
   int rc = 0;
   if (m->st.failed) rc = -EIO;
   else if (m->state[g] == ST_NONE) {
+    /* EEXIST: a run put it in while this fault waited (the guest is woken by that copy). */
     struct uffdio_zeropage z = { { dst, m->page }, 0, 0 };
-    if (ioctl(m->uffd, UFFDIO_ZEROPAGE, &z) != 0 && errno != EEXIST) rc = -errno;
-    else m->st.zero_pages++;
+    if (ioctl(m->uffd, UFFDIO_ZEROPAGE, &z) == 0) m->st.zero_pages++;
+    else if (errno != EEXIST) rc = -errno;
   } else {
-    size_t n = 1;
-    while (n < READAHEAD && g + n < m->pages && m->state[g + n] == m->state[g]) n++;
-    if ((rc = fetch_run(m, g, n, m->rbuf)) == 0 && (rc = install_run(m, g, 1, m->rbuf, 0)) == 0 &&
-        (n == 1 || (rc = install_run(m, g + 1, n - 1, m->rbuf + m->page, 1)) == 0)) {
+    size_t want = g == m->ra_next && m->ra_pages * 2 > READAHEAD ? m->ra_pages * 2 : READAHEAD, n = 1;
+    if (want > PREFETCH_BATCH) want = PREFETCH_BATCH;
+    while (n < want && g + n < m->pages && m->state[g + n] == m->state[g]) n++;
+    if (m->state[g] == THAW_OM_REMOTE) rc = remote_fault_run(m, g, n);
+    else if ((rc = fetch_run(m, g, n, m->rbuf)) == 0 && (rc = install_run(m, g, 1, m->rbuf, 0)) == 0 && n > 1)
+      rc = install_run(m, g + 1, n - 1, m->rbuf + m->page, 1);
+    if (!rc) {
       for (size_t i = 0; i < n; i++) forget(m, g + i);
       m->st.faulted_pages += n;
       m->st.faults++;
       m->st.fault_ns += now_ns() - t0;
+      m->ra_next = g + n;
+      m->ra_pages = want;
     }
   }
   if (rc) {
@@ -288,7 +316,7 @@ int thaw_om_start(void *addr, size_t len, thaw_om **out, const char **op) {
   *m = (thaw_om){ .base = addr, .page = page, .uffd = -1, .stop_fd = -1, .file_fd = -1, .sock_fd = -1 };
   pthread_mutex_init(&m->mu, NULL);
   pthread_mutex_init(&m->sock_mu, NULL);
-  if (!(m->fbuf = malloc(page)) || !(m->cbuf = malloc((size_t)thaw_lz4_bound(page))) || !(m->rbuf = malloc(READAHEAD * page)))
+  if (!(m->fbuf = malloc(page)) || !(m->cbuf = malloc((size_t)thaw_lz4_bound(page))) || !(m->rbuf = malloc(PREFETCH_BATCH * page)))
     FAIL("malloc", -ENOMEM);
   int umo = 0;
   int fd = thaw_uffd_open(&umo);

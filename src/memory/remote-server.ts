@@ -94,28 +94,29 @@ class ByteQueue {
     this.length += chunk.length;
   }
 
-  /** The next n bytes (n <= length), removed: a view into one chunk when they lie in one. */
+  /** Removes the next out.length bytes (<= length) into out. */
+  takeInto(out: Buffer): Buffer {
+    let at = 0;
+    while (at < out.length) {
+      const c = this.#chunks[0]!;
+      const k = Math.min(c.length, out.length - at);
+      c.copy(out, at, 0, k);
+      at += k;
+      if (k === c.length) this.#chunks.shift();
+      else this.#chunks[0] = c.subarray(k);
+    }
+    this.length -= out.length;
+    return out;
+  }
+
+  /** Removes the next n bytes (n <= length): a view into one chunk when they lie in one. */
   take(n: number): Buffer {
     const first = this.#chunks[0]!;
-    let out: Buffer;
-    if (first.length >= n) {
-      out = first.subarray(0, n);
-      if (first.length === n) this.#chunks.shift();
-      else this.#chunks[0] = first.subarray(n);
-    } else {
-      out = Buffer.allocUnsafe(n);
-      let at = 0;
-      while (at < n) {
-        const c = this.#chunks[0]!;
-        const k = Math.min(c.length, n - at);
-        c.copy(out, at, 0, k);
-        at += k;
-        if (k === c.length) this.#chunks.shift();
-        else this.#chunks[0] = c.subarray(k);
-      }
-    }
+    if (first.length < n) return this.takeInto(Buffer.allocUnsafe(n));
+    if (first.length === n) this.#chunks.shift();
+    else this.#chunks[0] = first.subarray(n);
     this.length -= n;
-    return out;
+    return first.subarray(0, n);
   }
 
   /** The next HEADER bytes (HEADER <= length), left in place. */
@@ -151,8 +152,7 @@ function servePages(sock: Socket, delay: ReplyDelay): void {
       if (op === 0x50 /* P */) {
         if (input.length < HEADER + count * PAGE_BYTES) break;
         input.take(HEADER);
-        const run = input.take(count * PAGE_BYTES);
-        for (let i = 0; i < count; i++) pages.set(page + i, Buffer.from(run.subarray(i * PAGE_BYTES, (i + 1) * PAGE_BYTES)));
+        for (let i = 0; i < count; i++) pages.set(page + i, input.takeInto(Buffer.allocUnsafeSlow(PAGE_BYTES)));
         sock.write(OK);
       } else {
         input.take(HEADER);
@@ -261,12 +261,13 @@ function netnsAvailability(): { ok: true } | { ok: false; reason: string } {
 
 /**
  * Starts a memory server listening on `socketPath` (root:`gid` 0660), adding `latencyUs` to each
- * fetch round trip (however many pages it carries). Resolves once it serves. Throws THAW_INTERNAL when it cannot start.
+ * fetch round trip (however many pages it carries). `isolate: false` keeps it out of a network
+ * namespace of its own (and so relays its clients) even where it could have one. Resolves once it serves. Throws THAW_INTERNAL when it cannot start.
  */
-export async function startMemoryServer(opts: { socketPath: string; gid: number; latencyUs: number }): Promise<MemoryServer> {
+export async function startMemoryServer(opts: { socketPath: string; gid: number; latencyUs: number; isolate?: boolean }): Promise<MemoryServer> {
   const self = fileURLToPath(import.meta.url);
   const args = [self, '--socket', opts.socketPath, '--gid', String(opts.gid), '--latency-us', String(opts.latencyUs)];
-  const ns = netnsAvailability();
+  const ns = opts.isolate === false ? { ok: false as const, reason: 'isolate: false (asked for)' } : netnsAvailability();
   const child: ChildProcess = ns.ok
     ? spawn('unshare', ['--net', '--', 'sh', '-c', 'ip link set lo up && exec "$0" "$@"', process.execPath, ...args, '--direct'], { stdio: ['ignore', 'pipe', 'inherit'] })
     : spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'inherit'] });

@@ -16,11 +16,14 @@ import { TIER_IDS } from './index.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'thaw-tiers-'));
 let server: MemoryServer;
+let relayed: MemoryServer; // never in a network namespace: its clients go through the byte relay
 before(async () => {
   server = await startMemoryServer({ socketPath: join(dir, 'memory.sock'), gid: process.getgid?.() ?? 0, latencyUs: 0 });
+  relayed = await startMemoryServer({ socketPath: join(dir, 'relayed.sock'), gid: process.getgid?.() ?? 0, latencyUs: 20, isolate: false });
 });
 after(async () => {
   await server.kill();
+  await relayed.kill();
   rmSync(dir, { recursive: true, force: true });
 });
 
@@ -41,8 +44,9 @@ function guest(): { memory: WebAssembly.Memory; bytes: Uint8Array } {
 
 const allPages = Uint32Array.from({ length: PAGES }, (_, i) => i);
 
-for (const tier of TIER_IDS) {
-  test(`${tier}: offloaded pages fault back byte-exact, twice`, () => {
+const cases = [...TIER_IDS.map((tier) => ({ tier, label: tier, relay: false })), { tier: 'remote' as const, label: 'remote (relayed, 20 us)', relay: true }];
+for (const { tier, label, relay } of cases) {
+  test(`${label}: offloaded pages fault back byte-exact, twice`, () => {
     const { memory, bytes } = guest();
     const image = join(dir, `image-${tier}.img`);
     writeFileSync(image, bytes);
@@ -56,7 +60,7 @@ for (const tier of TIER_IDS) {
         o.setImage(fd);
         closeSync(fd);
       }
-      if (tier === 'remote') o.connect(server.socketPath, 5000);
+      if (tier === 'remote') o.connect((relay ? relayed : server).socketPath, 5000);
       for (let round = 0; round < 2; round++) {
         const before = residentBytes(memory.buffer, 0, memory.buffer.byteLength);
         const moved = o.offload(tier, allPages);
@@ -70,6 +74,35 @@ for (const tier of TIER_IDS) {
       }
       const st = o.stats();
       assert.equal(st.faultedPages, st.offloadedPages);
+      assert.equal(st.failure, '');
+    } finally {
+      o.stop('fence');
+    }
+  });
+}
+
+for (const { tier, label, relay } of cases) {
+  test(`${label}: a memory read in order comes back byte-exact in runs that grow past 32 pages`, () => {
+    const memory = new WebAssembly.Memory({ initial: (PAGES * PAGE_BYTES) / 65536 });
+    const bytes = new Uint8Array(memory.buffer);
+    randomFillSync(bytes);
+    const image = join(dir, `image-seq-${tier}.img`);
+    writeFileSync(image, bytes);
+    const expected = Uint8Array.from(bytes);
+    const o = GuestOffloader.start(memory.buffer)!;
+    try {
+      if (tier === 'file') {
+        const fd = openSync(image, 'r');
+        o.setImage(fd);
+        closeSync(fd);
+      }
+      if (tier === 'remote') o.connect((relay ? relayed : server).socketPath, 5000);
+      assert.equal(o.offload(tier, allPages), PAGES);
+      assert.ok(Buffer.from(bytes).equals(Buffer.from(expected)), 'every byte comes back');
+      const st = o.stats();
+      assert.equal(st.faultedPages, PAGES);
+      // 32, 64, 128, 256 pages, then the rest: fewer faults than 32 pages each would take.
+      assert.ok(st.faults < PAGES / 32, `${st.faults} faults for ${PAGES} pages`);
       assert.equal(st.failure, '');
     } finally {
       o.stop('fence');
