@@ -113,6 +113,18 @@ static napi_value om_connect(napi_env env, napi_callback_info info) {
   return rc ? om_throw(env, -rc, op) : NULL;
 }
 
+/* swappedBytes(buffer) -> bytes of a Wasm memory's buffer on swap now (tmo:compressed's zram). */
+static napi_value swapped_bytes(napi_env env, napi_callback_info info) {
+  napi_value argv[1], out;
+  uint8_t *base; size_t len;
+  if (om_args(env, info, argv, 1) < 1 || !om_buffer(env, argv[0], &base, &len)) return om_bad(env, "swappedBytes: expects a page-aligned ArrayBuffer");
+  size_t page = (size_t)sysconf(_SC_PAGESIZE);
+  int64_t n = thaw_swapped_pages(base, len, page);
+  if (n < 0) return om_throw(env, (int)-n, "pread(/proc/self/pagemap)");
+  TRY(napi_create_double(env, (double)n * (double)page, &out));
+  return out;
+}
+
 /* omPassSocket(unixFd, tcpFd): the memory server hands a client its TCP connection (SCM_RIGHTS). */
 static napi_value om_pass_socket(napi_env env, napi_callback_info info) {
   napi_value argv[2];
@@ -208,7 +220,7 @@ napi_status thaw_offload_register(napi_env env, napi_value exports) {
 #define FN(name, cb) { name, NULL, cb, NULL, NULL, NULL, napi_enumerable, NULL }
     FN("omStart", om_start), FN("omExtend", om_extend), FN("omSetFile", om_set_file), FN("omConnect", om_connect),
     FN("omScan", om_scan), FN("omOffload", om_offload), FN("omPrefetch", om_prefetch), FN("omStats", om_stats), FN("omStop", om_stop),
-    FN("omPassSocket", om_pass_socket),
+    FN("omPassSocket", om_pass_socket), FN("swappedBytes", swapped_bytes),
 #undef FN
   };
   return napi_define_properties(env, exports, sizeof fns / sizeof fns[0], fns);

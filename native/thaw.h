@@ -136,6 +136,8 @@ int64_t thaw_om_offload(thaw_om *m, int tier, const uint32_t *pages, size_t n, c
 /* Brings held pages among `pages` (ascending) back in bulk; returns how many, or -errno. */
 int64_t thaw_om_prefetch(thaw_om *m, const uint32_t *pages, size_t n, const char **op);
 void thaw_om_get_stats(thaw_om *m, thaw_om_stats *st);
+/* Pages of [addr, addr+len) on swap now (this process's pagemap), or -errno. */
+int64_t thaw_swapped_pages(void *addr, size_t len, size_t page);
 /* fill: put every held page back first; else (or when that fails) the range is fenced. Frees m. */
 int thaw_om_stop(thaw_om *m, int fill);
 

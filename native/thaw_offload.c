@@ -609,6 +609,25 @@ int64_t thaw_om_prefetch(thaw_om *m, const uint32_t *pages, size_t n, const char
   return rc ? rc : (int64_t)moved;
 }
 
+int64_t thaw_swapped_pages(void *addr, size_t len, size_t page) {
+  /* /proc/self/pagemap: one u64 per page, bit 62 = swapped (readable by the process itself). */
+  int fd = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return -errno;
+  uint64_t e[512];
+  size_t first = (uintptr_t)addr / page, pages = len / page;
+  int64_t swapped = 0;
+  for (size_t done = 0; done < pages;) {
+    size_t k = pages - done < 512 ? pages - done : 512;
+    ssize_t r = pread(fd, e, k * 8, (off_t)((first + done) * 8));
+    if (r < 0 && errno == EINTR) continue;
+    if (r <= 0 || r % 8) { int err = r < 0 ? errno : EIO; close(fd); return -err; }
+    for (size_t i = 0; i < (size_t)r / 8; i++) swapped += (e[i] >> 62) & 1;
+    done += (size_t)r / 8;
+  }
+  close(fd);
+  return swapped;
+}
+
 void thaw_om_get_stats(thaw_om *m, thaw_om_stats *st) {
   pthread_mutex_lock(&m->mu);
   resync_file_mapped(m);

@@ -273,7 +273,7 @@ export function registerRoutes(app: FastifyInstance, api: ThawApi): void {
         items: {
           type: 'object',
           properties: {
-            id: { type: 'string' }, function: { type: 'string' }, semiWarm: { type: 'boolean' }, residentBytes: { type: 'integer' }, heldBytes: { type: 'integer' }, storedBytes: { type: 'integer' },
+            id: { type: 'string' }, function: { type: 'string' }, semiWarm: { type: 'boolean' }, residentBytes: { type: 'integer' }, heldBytes: { type: 'integer' }, storedBytes: { type: 'integer' }, swappedBytes: { type: 'integer' },
             offloadedBytes: { type: 'integer' }, faultedBackBytes: { type: 'integer' }, faultBackMeanUs: { type: 'number' },
           },
         },

@@ -67,6 +67,7 @@ interface Addon {
   omStats(handle: OffloadHandle): RawOffloadStats;
   omStop(handle: OffloadHandle, fill: boolean): void;
   omPassSocket(unixFd: number, tcpFd: number): void;
+  swappedBytes(memory: ArrayBuffer): number;
   fcRecv(fd: number, timeoutMs: number): RawFcHandshake;
   fcStart(options: object): ServerHandle;
   fcStop(handle: ServerHandle): FcServeStats;
@@ -597,6 +598,14 @@ export interface RawOffloadStats {
   readonly mode: number;
   /** Why fetching a page back failed ('' while nothing failed): the memory is fenced from then on. */
   readonly failure: string;
+}
+
+/**
+ * Bytes of `memory` (a Wasm memory's buffer) on swap now, from this process's pagemap: guest
+ * pages reclaimed into a swap device (tmo:compressed's zram). Throws THAW_INTERNAL.
+ */
+export function swappedBytes(memory: ArrayBuffer): number {
+  return call('swappedBytes', memory);
 }
 
 /**

@@ -53,6 +53,8 @@ export interface SandboxMemoryFigures {
   heldBytes: number;
   /** Local memory the compressed tier's store takes now (outside the guest memory). */
   storedBytes: number;
+  /** Guest memory on swap now (tmo:compressed's zram; pagemap). */
+  swappedBytes: number;
   /** Cumulative: bytes offloaded, bytes faulted back, and the mean time a fault-back took. */
   offloadedBytes: number;
   faultedBackBytes: number;
