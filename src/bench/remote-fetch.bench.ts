@@ -76,14 +76,13 @@ try {
       o.stop('fill');
       await server?.kill();
     }
+    const columns: [string, number[], number][] = [
+      ['offload us/page', m.offload, 2], ['fault-back wall us/page', m.wall, 2], ['fault thread us/page', m.thread, 2],
+      ['fault thread us/fault', m.perFault, 1], ['pages/fault', m.pagesPerFault, 1], ['prefetch us/page', m.prefetch, 2],
+    ];
     rows.push({
       'injected us': Number.isNaN(latencyUs) ? `(${socket})` : String(latencyUs),
-      'offload us/page': median(m.offload).toFixed(2),
-      'fault-back wall us/page': median(m.wall).toFixed(2),
-      'fault thread us/page': median(m.thread).toFixed(2),
-      'fault thread us/fault': median(m.perFault).toFixed(1),
-      'pages/fault': median(m.pagesPerFault).toFixed(1),
-      'prefetch us/page': median(m.prefetch).toFixed(2),
+      ...Object.fromEntries(columns.map(([name, xs, digits]) => [name, median(xs).toFixed(digits)])),
     });
   }
   process.stdout.write(`medians of ${runs} runs (every page checked byte for byte after each run):\n`);

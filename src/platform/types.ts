@@ -26,7 +26,7 @@ export interface SchedulerSettings {
   keepAliveS?: number;
   /** Time constants (keep-alive, the policy's) are divided by this: 60 replays an hour in a minute. */
   timeScale?: number;
-  /** Remote tier: latency the memory server adds to each page fetched back, in microseconds (default 0). */
+  /** Remote tier: latency the memory server adds to each fetch round trip (one run of pages), in microseconds (default 0). */
   remoteLatencyUs?: number;
 }
 

@@ -45,7 +45,22 @@ function guest(): { memory: WebAssembly.Memory; bytes: Uint8Array } {
 const allPages = Uint32Array.from({ length: PAGES }, (_, i) => i);
 
 const cases = [...TIER_IDS.map((tier) => ({ tier, label: tier, relay: false })), { tier: 'remote' as const, label: 'remote (relayed, 20 us)', relay: true }];
-for (const { tier, label, relay } of cases) {
+type Case = (typeof cases)[number];
+
+/** An offloader over `memory` ready to use the case's tier (`image`: the file tier's snapshot image). */
+function offloaderFor(memory: WebAssembly.Memory, c: Case, image: string): GuestOffloader {
+  const o = GuestOffloader.start(memory.buffer)!;
+  if (c.tier === 'file') {
+    const fd = openSync(image, 'r');
+    o.setImage(fd);
+    closeSync(fd);
+  }
+  if (c.tier === 'remote') o.connect((c.relay ? relayed : server).socketPath, 5000);
+  return o;
+}
+
+for (const c of cases) {
+  const { tier, label } = c;
   test(`${label}: offloaded pages fault back byte-exact, twice`, () => {
     const { memory, bytes } = guest();
     const image = join(dir, `image-${tier}.img`);
@@ -53,14 +68,8 @@ for (const { tier, label, relay } of cases) {
     // Pages written after the "snapshot": the file tier must keep them, the others take them.
     for (let p = 3; p < PAGES; p += 16) bytes[p * PAGE_BYTES + 7] = bytes[p * PAGE_BYTES + 7]! ^ 0xff;
     const expected = Uint8Array.from(bytes);
-    const o = GuestOffloader.start(memory.buffer)!;
+    const o = offloaderFor(memory, c, image);
     try {
-      if (tier === 'file') {
-        const fd = openSync(image, 'r');
-        o.setImage(fd);
-        closeSync(fd);
-      }
-      if (tier === 'remote') o.connect((relay ? relayed : server).socketPath, 5000);
       for (let round = 0; round < 2; round++) {
         const before = residentBytes(memory.buffer, 0, memory.buffer.byteLength);
         const moved = o.offload(tier, allPages);
@@ -81,7 +90,8 @@ for (const { tier, label, relay } of cases) {
   });
 }
 
-for (const { tier, label, relay } of cases) {
+for (const c of cases) {
+  const { tier, label } = c;
   test(`${label}: a memory read in order comes back byte-exact in runs that grow past 32 pages`, () => {
     const memory = new WebAssembly.Memory({ initial: (PAGES * PAGE_BYTES) / 65536 });
     const bytes = new Uint8Array(memory.buffer);
@@ -89,14 +99,8 @@ for (const { tier, label, relay } of cases) {
     const image = join(dir, `image-seq-${tier}.img`);
     writeFileSync(image, bytes);
     const expected = Uint8Array.from(bytes);
-    const o = GuestOffloader.start(memory.buffer)!;
+    const o = offloaderFor(memory, c, image);
     try {
-      if (tier === 'file') {
-        const fd = openSync(image, 'r');
-        o.setImage(fd);
-        closeSync(fd);
-      }
-      if (tier === 'remote') o.connect((relay ? relayed : server).socketPath, 5000);
       assert.equal(o.offload(tier, allPages), PAGES);
       assert.ok(Buffer.from(bytes).equals(Buffer.from(expected)), 'every byte comes back');
       const st = o.stats();
