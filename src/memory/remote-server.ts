@@ -204,6 +204,8 @@ async function acceptClients(socketPath: string, port: number, gid: number, dire
       upstream.once('connect', () => {
         try {
           passMemoryConnection(fdOf(client), fdOf(upstream));
+        } catch {
+          /* the client went away first (EPIPE): nothing to hand over */
         } finally {
           end(); // this process's copies only: the client holds the connection now
         }

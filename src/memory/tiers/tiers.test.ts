@@ -8,6 +8,7 @@ import assert from 'node:assert/strict';
 import { randomFillSync } from 'node:crypto';
 import { closeSync, mkdtempSync, openSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
+import { connect } from 'node:net';
 import { join } from 'node:path';
 import { GuestOffloader, residentBytes } from '../../native/index.js';
 import { startMemoryServer, type MemoryServer } from '../remote-server.js';
@@ -113,6 +114,28 @@ for (const c of cases) {
     }
   });
 }
+
+test('the memory server outlives clients that leave before its greeting and ones that speak garbage', async () => {
+  for (const socketPath of [server.socketPath, relayed.socketPath]) {
+    for (let i = 0; i < 20; i++) connect(socketPath).on('error', () => undefined).destroy();
+    const rude = connect(socketPath);
+    rude.on('error', () => undefined);
+    rude.resume(); // read (and drop) whatever the server says, up to its close
+    rude.write(Buffer.alloc(64, 0x58)); // 'X' * 64: no such op
+    await new Promise<void>((resolve) => rude.on('close', () => resolve()));
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    const { memory, bytes } = guest();
+    const expected = Uint8Array.from(bytes);
+    const o = GuestOffloader.start(memory.buffer)!;
+    try {
+      o.connect(socketPath, 5000);
+      assert.ok(o.offload('remote', allPages) > 0);
+      assert.ok(Buffer.from(bytes).equals(Buffer.from(expected)), 'every byte comes back');
+    } finally {
+      o.stop('fence');
+    }
+  }
+});
 
 test('write-protect stages: a scan lists exactly the pages written since the last one, grown memory too', () => {
   const { memory } = guest();
