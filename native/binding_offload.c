@@ -113,6 +113,28 @@ static napi_value om_connect(napi_env env, napi_callback_info info) {
   return rc ? om_throw(env, -rc, op) : NULL;
 }
 
+/* swappedBytes(buffer) -> bytes of a Wasm memory's buffer on swap now (tmo:compressed's zram). */
+static napi_value swapped_bytes(napi_env env, napi_callback_info info) {
+  napi_value argv[1], out;
+  uint8_t *base; size_t len;
+  if (om_args(env, info, argv, 1) < 1 || !om_buffer(env, argv[0], &base, &len)) return om_bad(env, "swappedBytes: expects a page-aligned ArrayBuffer");
+  size_t page = (size_t)sysconf(_SC_PAGESIZE);
+  int64_t n = thaw_swapped_pages(base, len, page);
+  if (n < 0) return om_throw(env, (int)-n, "pread(/proc/self/pagemap)");
+  TRY(napi_create_double(env, (double)n * (double)page, &out));
+  return out;
+}
+
+/* omPassSocket(unixFd, tcpFd): the memory server hands a client its TCP connection (SCM_RIGHTS). */
+static napi_value om_pass_socket(napi_env env, napi_callback_info info) {
+  napi_value argv[2];
+  uint32_t ufd, tfd;
+  if (om_args(env, info, argv, 2) < 2 || !om_u32(env, argv[0], &ufd) || !om_u32(env, argv[1], &tfd))
+    return om_bad(env, "omPassSocket: expects (unixFd, tcpFd)");
+  int rc = thaw_om_pass_socket((int)ufd, (int)tfd);
+  return rc ? om_throw(env, -rc, "sendmsg(SCM_RIGHTS) of a memory server connection") : NULL;
+}
+
 /* omScan(handle, what: 0 written | 1 written and re-protect | 2 present) -> Uint8Array, 1 byte per page. */
 static napi_value om_scan(napi_env env, napi_callback_info info) {
   napi_value argv[2], ab, out;
@@ -169,7 +191,7 @@ static napi_value om_stats(napi_env env, napi_callback_info info) {
   TRY(napi_create_object(env, &out));
   const struct { const char *k; double v; } nums[] = {
     { "offloadedPages", (double)st.offloaded_pages }, { "faultedPages", (double)st.faulted_pages },
-    { "faultNs", (double)st.fault_ns }, { "zeroPages", (double)st.zero_pages },
+    { "faultNs", (double)st.fault_ns }, { "faults", (double)st.faults }, { "zeroPages", (double)st.zero_pages },
     { "storedBytes", (double)st.stored_bytes }, { "heldPages", (double)st.held_pages }, { "mode", st.mode },
     { "prefetchedPages", (double)st.prefetched_pages }, { "prefetchNs", (double)st.prefetch_ns },
   };
@@ -198,6 +220,7 @@ napi_status thaw_offload_register(napi_env env, napi_value exports) {
 #define FN(name, cb) { name, NULL, cb, NULL, NULL, NULL, napi_enumerable, NULL }
     FN("omStart", om_start), FN("omExtend", om_extend), FN("omSetFile", om_set_file), FN("omConnect", om_connect),
     FN("omScan", om_scan), FN("omOffload", om_offload), FN("omPrefetch", om_prefetch), FN("omStats", om_stats), FN("omStop", om_stop),
+    FN("omPassSocket", om_pass_socket), FN("swappedBytes", swapped_bytes),
 #undef FN
   };
   return napi_define_properties(env, exports, sizeof fns / sizeof fns[0], fns);

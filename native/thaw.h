@@ -115,6 +115,7 @@ enum { THAW_OM_FILE = 1, THAW_OM_LZ4 = 2, THAW_OM_REMOTE = 3 };
 enum { THAW_OM_MODE_WP = 1, THAW_OM_MODE_FULL = 2 }; /* write-protect only; + MISSING (offload) */
 typedef struct {
   uint64_t offloaded_pages, faulted_pages, fault_ns, zero_pages, stored_bytes, held_pages;
+  uint64_t faults;        /* fault-backs served (each brings faulted pages back in one run) */
   uint64_t prefetched_pages, prefetch_ns; /* brought back in bulk (thaw_om_prefetch), not by faults */
   int failed, mode;
   char why[200];
@@ -126,6 +127,8 @@ int thaw_om_extend(thaw_om *m, size_t len, const char **op);
 int thaw_om_enable_missing(thaw_om *m, const char **op);
 int thaw_om_set_file(thaw_om *m, int fd);
 int thaw_om_connect(thaw_om *m, const char *path, int timeout_ms, const char **op);
+/* Memory server side: greets a client on unix_fd with 'T' and tcp_fd (SCM_RIGHTS). 0 or -errno. */
+int thaw_om_pass_socket(int unix_fd, int tcp_fd);
 /* what: 0 written, 1 written + re-protect, 2 present. bitmap: thaw_om_pages bytes. */
 int64_t thaw_om_scan(thaw_om *m, int what, uint8_t *bitmap);
 size_t thaw_om_pages(thaw_om *m);
@@ -133,6 +136,8 @@ int64_t thaw_om_offload(thaw_om *m, int tier, const uint32_t *pages, size_t n, c
 /* Brings held pages among `pages` (ascending) back in bulk; returns how many, or -errno. */
 int64_t thaw_om_prefetch(thaw_om *m, const uint32_t *pages, size_t n, const char **op);
 void thaw_om_get_stats(thaw_om *m, thaw_om_stats *st);
+/* Pages of [addr, addr+len) on swap now (this process's pagemap), or -errno. */
+int64_t thaw_swapped_pages(void *addr, size_t len, size_t page);
 /* fill: put every held page back first; else (or when that fails) the range is fenced. Frees m. */
 int thaw_om_stop(thaw_om *m, int fill);
 

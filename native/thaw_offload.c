@@ -30,6 +30,8 @@
 #include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/un.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -51,6 +53,7 @@ struct thaw_om {
   uint32_t *blob_len;
   uint8_t *fbuf, *cbuf;      /* server thread's page buffer; offload's compress buffer */
   uint8_t *rbuf;             /* server thread's buffer for a fault's run (the page and its readahead) */
+  size_t ra_next, ra_pages;  /* readahead: the page after the last fault's run, and that run's window */
   pthread_t thread;
   int started;
   pthread_mutex_t mu;        /* guards everything below and the tables above */
@@ -64,7 +67,13 @@ static uint64_t now_ns(void) {
   return (uint64_t)t.tv_sec * 1000000000u + (uint64_t)t.tv_nsec;
 }
 
-/* ---- the remote tier's wire format: 16-byte header {op, 7 zero bytes, u64 page} ---- */
+/* ---- the remote tier's wire format (src/memory/remote-server.ts) ----
+ * A 16-byte header {op, 3 zero bytes, count: u32 LE, page: u64 LE} names the run of `count`
+ * pages from `page`. 'P' + count pages is answered 'K'; 'G' is answered 'K' + count pages, or
+ * 'E' when the server lacks one. One header and one reply per run: the server and the daemon's
+ * relay do per-request work, not per-page work, and an injected latency is paid per round trip. */
+
+#define REMOTE_RUN_MAX 256 /* pages per request (the server accepts up to 1024) */
 
 static int io_all(int fd, void *buf, size_t n, int writing) {
   uint8_t *p = buf;
@@ -78,10 +87,29 @@ static int io_all(int fd, void *buf, size_t n, int writing) {
   return 0;
 }
 
-static int remote_header(int fd, char op, uint64_t g) {
+static int remote_header(int fd, char op, uint64_t g, uint32_t count) {
   uint8_t h[16] = { (uint8_t)op };
+  memcpy(h + 4, &count, 4);
   memcpy(h + 8, &g, 8);
   return io_all(fd, h, 16, 1);
+}
+
+/* Fetches remote pages [g, g+n) into dst, one request per REMOTE_RUN_MAX pages (one round trip
+ * through the relay each). Returns 0 or -errno (-ENOENT: the server lacks a page). */
+static int remote_get(thaw_om *m, size_t g, size_t n, uint8_t *dst) {
+  int rc = 0;
+  pthread_mutex_lock(&m->sock_mu);
+  for (size_t done = 0; done < n && !rc;) {
+    size_t k = n - done < REMOTE_RUN_MAX ? n - done : REMOTE_RUN_MAX;
+    uint8_t status;
+    rc = remote_header(m->sock_fd, 'G', g + done, (uint32_t)k);
+    if (!rc) rc = io_all(m->sock_fd, &status, 1, 0);
+    if (!rc && status != 'K') rc = -ENOENT;
+    if (!rc) rc = io_all(m->sock_fd, dst + done * m->page, k * m->page, 0);
+    done += k;
+  }
+  pthread_mutex_unlock(&m->sock_mu);
+  return rc;
 }
 
 /* ---- fetching and serving ---- */
@@ -98,16 +126,8 @@ static int fetch(thaw_om *m, size_t g, uint8_t *dst) {
   }
   case THAW_OM_LZ4:
     return thaw_lz4_decode(m->blob[g], m->blob_len[g], dst, m->page) == (int64_t)m->page ? 0 : -EBADMSG;
-  case THAW_OM_REMOTE: {
-    uint8_t status;
-    pthread_mutex_lock(&m->sock_mu);
-    int rc = remote_header(m->sock_fd, 'G', g);
-    if (!rc) rc = io_all(m->sock_fd, &status, 1, 0);
-    if (!rc && status != 'K') rc = -ENOENT;
-    if (!rc) rc = io_all(m->sock_fd, dst, m->page, 0);
-    pthread_mutex_unlock(&m->sock_mu);
-    return rc;
-  }
+  case THAW_OM_REMOTE:
+    return remote_get(m, g, 1, dst);
   }
   return -EINVAL;
 }
@@ -128,38 +148,13 @@ static void fail(thaw_om *m, size_t g, int err) {
   mprotect(m->base, m->len, PROT_NONE);
 }
 
-/* Fetches remote pages [g, g+n) into dst in one pipelined batch: all requests sent, then all
- * replies read (one round trip through the relay; the server still adds its latency per page).
- * Returns 0 or -errno. */
-static int remote_get(thaw_om *m, size_t g, size_t n, uint8_t *dst) {
-  uint8_t hdr[64 * 16];
-  int rc = 0;
-  pthread_mutex_lock(&m->sock_mu);
-  for (size_t sent = 0; sent < n && !rc; sent += 64) { /* headers in chunks of 64, replies after all */
-    size_t k = n - sent < 64 ? n - sent : 64;
-    memset(hdr, 0, k * 16);
-    for (size_t i = 0; i < k; i++) {
-      uint64_t pg = g + sent + i;
-      hdr[i * 16] = 'G';
-      memcpy(hdr + i * 16 + 8, &pg, 8);
-    }
-    rc = io_all(m->sock_fd, hdr, k * 16, 1);
-  }
-  for (size_t i = 0; i < n && !rc; i++) {
-    uint8_t status;
-    rc = io_all(m->sock_fd, &status, 1, 0);
-    if (!rc && status != 'K') rc = -ENOENT;
-    if (!rc) rc = io_all(m->sock_fd, dst + i * m->page, m->page, 0);
-  }
-  pthread_mutex_unlock(&m->sock_mu);
-  return rc;
-}
-
-/* Pages come back in runs: one read of the tier (one pread for the file tier, one pipelined
- * exchange for the remote tier) and one UFFDIO_COPY per run of consecutive held pages. A fault
- * brings back the faulting page and up to READAHEAD - 1 held pages after it in the same tier
- * (guests mostly read on; a fault costs a round trip through this thread); a prefetch (below)
- * brings back runs of up to PREFETCH_BATCH. */
+/* Pages come back in runs: one read of the tier (one pread for the file tier, one request to the
+ * memory server for the remote tier) and one UFFDIO_COPY per run of consecutive held pages. A
+ * fault brings back the faulting page and the held pages after it in the same tier, READAHEAD
+ * of them in all; a fault at the page right after the previous fault's run (a guest reading on)
+ * doubles that window, up to PREFETCH_BATCH, as the kernel's own readahead does (each fault costs
+ * a round trip through this thread, and through the memory server for the remote tier). A
+ * prefetch (below) brings back runs of up to PREFETCH_BATCH. */
 #define READAHEAD 32
 #define PREFETCH_BATCH 256
 
@@ -203,6 +198,25 @@ static int install_run(thaw_om *m, size_t g, size_t n, const uint8_t *src, int w
   return 0;
 }
 
+/* Remote pages [g, g+n) for a fault, installed as they arrive: page g first (unprotected, and the
+ * faulting guest thread runs on from there), then the rest READAHEAD pages at a time,
+ * write-protected, while the server's reply is still coming in. Returns 0 or -errno. */
+static int remote_fault_run(thaw_om *m, size_t g, size_t n) {
+  uint8_t status;
+  pthread_mutex_lock(&m->sock_mu);
+  int rc = remote_header(m->sock_fd, 'G', g, (uint32_t)n);
+  if (!rc) rc = io_all(m->sock_fd, &status, 1, 0);
+  if (!rc && status != 'K') rc = -ENOENT;
+  for (size_t done = 0; done < n && !rc;) {
+    size_t k = done == 0 ? 1 : n - done < READAHEAD ? n - done : READAHEAD;
+    rc = io_all(m->sock_fd, m->rbuf + done * m->page, k * m->page, 0);
+    if (!rc) rc = install_run(m, g + done, k, m->rbuf + done * m->page, done > 0);
+    done += k;
+  }
+  pthread_mutex_unlock(&m->sock_mu);
+  return rc;
+}
+
 /* Puts page g in place (its stored bytes and the held pages after it, or a zero page when nothing
  * was offloaded there). */
 static void serve_page(thaw_om *m, size_t g) {
@@ -210,17 +224,24 @@ static void serve_page(thaw_om *m, size_t g) {
   int rc = 0;
   if (m->st.failed) rc = -EIO;
   else if (m->state[g] == ST_NONE) {
+    /* EEXIST: a run put it in while this fault waited (the guest is woken by that copy). */
     struct uffdio_zeropage z = { { dst, m->page }, 0, 0 };
-    if (ioctl(m->uffd, UFFDIO_ZEROPAGE, &z) != 0 && errno != EEXIST) rc = -errno;
-    else m->st.zero_pages++;
+    if (ioctl(m->uffd, UFFDIO_ZEROPAGE, &z) == 0) m->st.zero_pages++;
+    else if (errno != EEXIST) rc = -errno;
   } else {
-    size_t n = 1;
-    while (n < READAHEAD && g + n < m->pages && m->state[g + n] == m->state[g]) n++;
-    if ((rc = fetch_run(m, g, n, m->rbuf)) == 0 && (rc = install_run(m, g, 1, m->rbuf, 0)) == 0 &&
-        (n == 1 || (rc = install_run(m, g + 1, n - 1, m->rbuf + m->page, 1)) == 0)) {
+    size_t want = g == m->ra_next && m->ra_pages * 2 > READAHEAD ? m->ra_pages * 2 : READAHEAD, n = 1;
+    if (want > PREFETCH_BATCH) want = PREFETCH_BATCH;
+    while (n < want && g + n < m->pages && m->state[g + n] == m->state[g]) n++;
+    if (m->state[g] == THAW_OM_REMOTE) rc = remote_fault_run(m, g, n);
+    else if ((rc = fetch_run(m, g, n, m->rbuf)) == 0 && (rc = install_run(m, g, 1, m->rbuf, 0)) == 0 && n > 1)
+      rc = install_run(m, g + 1, n - 1, m->rbuf + m->page, 1);
+    if (!rc) {
       for (size_t i = 0; i < n; i++) forget(m, g + i);
       m->st.faulted_pages += n;
+      m->st.faults++;
       m->st.fault_ns += now_ns() - t0;
+      m->ra_next = g + n;
+      m->ra_pages = want;
     }
   }
   if (rc) {
@@ -295,7 +316,7 @@ int thaw_om_start(void *addr, size_t len, thaw_om **out, const char **op) {
   *m = (thaw_om){ .base = addr, .page = page, .uffd = -1, .stop_fd = -1, .file_fd = -1, .sock_fd = -1 };
   pthread_mutex_init(&m->mu, NULL);
   pthread_mutex_init(&m->sock_mu, NULL);
-  if (!(m->fbuf = malloc(page)) || !(m->cbuf = malloc((size_t)thaw_lz4_bound(page))) || !(m->rbuf = malloc(READAHEAD * page)))
+  if (!(m->fbuf = malloc(page)) || !(m->cbuf = malloc((size_t)thaw_lz4_bound(page))) || !(m->rbuf = malloc(PREFETCH_BATCH * page)))
     FAIL("malloc", -ENOMEM);
   int umo = 0;
   int fd = thaw_uffd_open(&umo);
@@ -373,6 +394,35 @@ int thaw_om_set_file(thaw_om *m, int fd) {
   return 0;
 }
 
+/* The memory server's greeting on a new connection (src/memory/remote-server.ts): 'T' carrying a
+ * TCP socket by SCM_RIGHTS, already connected to the server inside its own network namespace
+ * (the pages then flow over that socket, with no relay), or 'R' (the Unix socket itself is
+ * relayed to the server's TCP port). Returns the fd to use (fd itself for 'R') or -errno. */
+static int remote_greeting(int fd, int timeout_ms) {
+  char byte = 0;
+  union { struct cmsghdr h; char buf[CMSG_SPACE(sizeof(int))]; } ctl;
+  struct iovec iov = { &byte, 1 };
+  struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = ctl.buf, .msg_controllen = sizeof ctl.buf };
+  ssize_t r;
+  do r = recvmsg(fd, &msg, MSG_CMSG_CLOEXEC); while (r < 0 && errno == EINTR);
+  if (r < 0) return -errno;
+  if (r == 0) return -ECONNRESET;
+  int passed = -1;
+  struct cmsghdr *h = CMSG_FIRSTHDR(&msg);
+  if (h && h->cmsg_level == SOL_SOCKET && h->cmsg_type == SCM_RIGHTS && h->cmsg_len == CMSG_LEN(sizeof(int))) memcpy(&passed, CMSG_DATA(h), sizeof passed);
+  if (byte == 'R' && passed < 0) return fd;
+  if (byte != 'T' || passed < 0 || (msg.msg_flags & MSG_CTRUNC)) { if (passed >= 0) close(passed); return -EPROTO; }
+  /* The server's copy was non-blocking (Node's); this side waits with timeouts instead. */
+  int fl = fcntl(passed, F_GETFL), one = 1;
+  struct timeval tv = { timeout_ms / 1000, (timeout_ms % 1000) * 1000 };
+  if (fl < 0 || fcntl(passed, F_SETFL, fl & ~O_NONBLOCK) != 0 || setsockopt(passed, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one) != 0 ||
+      setsockopt(passed, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv) != 0 || setsockopt(passed, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv) != 0) {
+    int e = errno; close(passed); return -e;
+  }
+  close(fd);
+  return passed;
+}
+
 int thaw_om_connect(thaw_om *m, const char *path, int timeout_ms, const char **op) {
   struct sockaddr_un sa = { .sun_family = AF_UNIX };
   if (strlen(path) >= sizeof sa.sun_path) return *op = "socket path", -ENAMETOOLONG;
@@ -383,11 +433,27 @@ int thaw_om_connect(thaw_om *m, const char *path, int timeout_ms, const char **o
   setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
   setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
   if (connect(fd, (struct sockaddr *)&sa, sizeof sa) != 0) { int e = errno; close(fd); return *op = "connect(memory server socket)", -e; }
+  int use = remote_greeting(fd, timeout_ms);
+  if (use < 0) { close(fd); return *op = "recvmsg(memory server greeting)", use; }
   pthread_mutex_lock(&m->mu);
   if (m->sock_fd >= 0) close(m->sock_fd);
-  m->sock_fd = fd;
+  m->sock_fd = use;
   pthread_mutex_unlock(&m->mu);
   return 0;
+}
+
+int thaw_om_pass_socket(int unix_fd, int tcp_fd) {
+  char byte = 'T';
+  union { struct cmsghdr h; char buf[CMSG_SPACE(sizeof(int))]; } ctl;
+  memset(&ctl, 0, sizeof ctl);
+  struct iovec iov = { &byte, 1 };
+  struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = ctl.buf, .msg_controllen = sizeof ctl.buf };
+  struct cmsghdr *h = CMSG_FIRSTHDR(&msg);
+  h->cmsg_level = SOL_SOCKET; h->cmsg_type = SCM_RIGHTS; h->cmsg_len = CMSG_LEN(sizeof(int));
+  memcpy(CMSG_DATA(h), &tcp_fd, sizeof tcp_fd);
+  ssize_t r;
+  do r = sendmsg(unix_fd, &msg, MSG_NOSIGNAL); while (r < 0 && errno == EINTR);
+  return r == 1 ? 0 : r < 0 ? -errno : -EAGAIN;
 }
 
 size_t thaw_om_pages(thaw_om *m) { return m->pages; }
@@ -458,15 +524,22 @@ int64_t thaw_om_offload(thaw_om *m, int tier, const uint32_t *pages, size_t n, c
       pthread_mutex_lock(&m->mu);
       m->blob[g] = b; m->blob_len[g] = (uint32_t)c; m->st.stored_bytes += (uint64_t)c;
       pthread_mutex_unlock(&m->mu);
-    } else {
-      rc = remote_header(m->sock_fd, 'P', g);
-      if (!rc) rc = io_all(m->sock_fd, p, m->page, 1);
-      if (rc) { *op = "send(page to the memory server)"; goto out; }
-    }
+    } /* REMOTE: sent below, in runs */
     take[k++] = (uint32_t)g;
   }
-  if (tier == THAW_OM_REMOTE) { /* one ack per page, after the whole batch is sent */
-    for (size_t i = 0; i < k && !rc; i++) {
+  if (tier == THAW_OM_REMOTE) {
+    /* One request per run of consecutive pages (up to REMOTE_RUN_MAX), straight from guest memory;
+     * the acks (one per request) are read after all runs are sent. */
+    size_t requests = 0;
+    for (size_t i = 0; i < k && !rc; requests++) {
+      size_t j = i + 1;
+      while (j < k && j - i < REMOTE_RUN_MAX && take[j] == take[j - 1] + 1) j++;
+      rc = remote_header(m->sock_fd, 'P', take[i], (uint32_t)(j - i));
+      if (!rc) rc = io_all(m->sock_fd, m->base + (size_t)take[i] * m->page, (j - i) * m->page, 1);
+      i = j;
+    }
+    if (rc) { *op = "send(pages to the memory server)"; goto out; }
+    for (size_t i = 0; i < requests && !rc; i++) {
       uint8_t ack;
       rc = io_all(m->sock_fd, &ack, 1, 0);
       if (!rc && ack != 'K') rc = -EREMOTEIO;
@@ -534,6 +607,25 @@ int64_t thaw_om_prefetch(thaw_om *m, const uint32_t *pages, size_t n, const char
   pthread_mutex_unlock(&m->mu);
   free(buf);
   return rc ? rc : (int64_t)moved;
+}
+
+int64_t thaw_swapped_pages(void *addr, size_t len, size_t page) {
+  /* /proc/self/pagemap: one u64 per page, bit 62 = swapped (readable by the process itself). */
+  int fd = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return -errno;
+  uint64_t e[512];
+  size_t first = (uintptr_t)addr / page, pages = len / page;
+  int64_t swapped = 0;
+  for (size_t done = 0; done < pages;) {
+    size_t k = pages - done < 512 ? pages - done : 512;
+    ssize_t r = pread(fd, e, k * 8, (off_t)((first + done) * 8));
+    if (r < 0 && errno == EINTR) continue;
+    if (r <= 0 || r % 8) { int err = r < 0 ? errno : EIO; close(fd); return -err; }
+    for (size_t i = 0; i < (size_t)r / 8; i++) swapped += (e[i] >> 62) & 1;
+    done += (size_t)r / 8;
+  }
+  close(fd);
+  return swapped;
 }
 
 void thaw_om_get_stats(thaw_om *m, thaw_om_stats *st) {

@@ -274,7 +274,7 @@ export function registerRoutes(app: FastifyInstance, api: ThawApi): void {
         items: {
           type: 'object',
           properties: {
-            id: { type: 'string' }, function: { type: 'string' }, semiWarm: { type: 'boolean' }, residentBytes: { type: 'integer' }, heldBytes: { type: 'integer' }, storedBytes: { type: 'integer' },
+            id: { type: 'string' }, function: { type: 'string' }, semiWarm: { type: 'boolean' }, residentBytes: { type: 'integer' }, heldBytes: { type: 'integer' }, storedBytes: { type: 'integer' }, swappedBytes: { type: 'integer' },
             offloadedBytes: { type: 'integer' }, faultedBackBytes: { type: 'integer' }, faultBackMeanUs: { type: 'number' },
           },
         },
@@ -296,7 +296,7 @@ export function registerRoutes(app: FastifyInstance, api: ThawApi): void {
         properties: {
           policy: { type: 'string', maxLength: 63 }, tier: { type: ['string', 'null'], enum: ['file', 'compressed', 'remote', null] },
           keepAliveS: { type: 'number', minimum: 0, maximum: 604800 }, timeScale: { type: 'number', minimum: 1, maximum: 10000 },
-          remoteLatencyUs: { type: 'integer', minimum: 0, maximum: 1000000, description: 'remote tier: latency the memory server adds per page fetched back' },
+          remoteLatencyUs: { type: 'integer', minimum: 0, maximum: 1000000, description: 'remote tier: latency the memory server adds per fetch round trip (one run of up to 256 pages)' },
           resetCounts: { type: 'boolean', description: 'set every start count to zero' },
           resetHistory: { type: 'boolean', description: "forget every function's reuse intervals (the semi-warm threshold is their P99)" },
         },

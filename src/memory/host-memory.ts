@@ -19,7 +19,7 @@ import { closeSync } from 'node:fs';
 import { performance } from 'node:perf_hooks';
 import { ThawError, toThawError } from '../core/errors.js';
 import { PAGE_BYTES, type SnapshotState } from '../core/snapshot-format.js';
-import { GuestOffloader, residentBytes } from '../native/index.js';
+import { GuestOffloader, residentBytes, swappedBytes } from '../native/index.js';
 import { resolveImage } from '../restore/snapshot-image.js';
 import { getTier } from './tiers/index.js';
 import type { MemoryStages, OffloadReport, OffloadRequest, OffloadStats, OffloadTierId, PrefetchReport, SandboxOffloadFigures } from './types.js';
@@ -348,7 +348,7 @@ export function prefetch(id: string): PrefetchReport {
 /** Offload figures and resident memory of every tracked sandbox, by id. */
 export function offloadStats(): Record<string, SandboxOffloadFigures> {
   const out: Record<string, SandboxOffloadFigures> = {};
-  for (const [id, t] of tracked) out[id] = { ...t.stats(), heldBytes: t.heldBytes(), residentBytes: t.resident(), storedBytes: t.storedBytes() };
+  for (const [id, t] of tracked) out[id] = { ...t.stats(), heldBytes: t.heldBytes(), residentBytes: t.resident(), storedBytes: t.storedBytes(), swappedBytes: t.memory.buffer.byteLength ? swappedBytes(t.memory.buffer) : 0 };
   return out;
 }
 

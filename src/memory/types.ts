@@ -68,6 +68,8 @@ export interface SandboxOffloadFigures extends OffloadStats {
   residentBytes: number;
   /** Local memory the compressed tier's store takes now (in the host, outside guest memory). */
   storedBytes: number;
+  /** Guest memory on swap now (pagemap): what reclaim put in tmo:compressed's zram, of this guest. */
+  swappedBytes: number;
 }
 
 /** A live sandbox as a memory policy sees it: its identity and the host operations on its pages. */

@@ -41,9 +41,14 @@ test('tmo:compressed sets up a zram swap, reclaims a guest heap into it below it
     const z1 = (await p.scheduler()).zram!;
     assert.ok(z1.origBytes >= 32 * MiB, `swapped out ${z1.origBytes}`);
     assert.ok(z1.memUsedBytes > 0, `the device takes RAM for what it holds: ${z1.memUsedBytes}`);
+    // The host tells the guest's own pages on swap (pagemap) from the rest of what the device holds.
+    const swapped = async (): Promise<number> => (await p.scheduler()).memory!.find((m) => m.id === s.id)!.swappedBytes;
+    const swapped1 = await swapped();
+    assert.ok(swapped1 >= 16 * MiB && swapped1 <= z1.origBytes, `guest pages on swap ${swapped1} of ${z1.origBytes} swapped out`);
     // Back to a roomy limit, the guest reads every byte back from swap.
     cg.setLimit(anon0 * 4);
     assert.equal(text((await p.invoke({ function: 'mem64-c', mode: 'warm', sandboxId: s.id, input: new Uint8Array(0) })).output), checksum);
+    assert.ok((await swapped()) < swapped1 / 2, 'the pages the request read are back in memory');
     // Another setting removes the device.
     await p.configureScheduler({ policy: 'none', tier: null });
     assert.equal((await p.scheduler()).zram, undefined);

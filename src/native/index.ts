@@ -66,6 +66,8 @@ interface Addon {
   omPrefetch(handle: OffloadHandle, pages: Uint32Array): number;
   omStats(handle: OffloadHandle): RawOffloadStats;
   omStop(handle: OffloadHandle, fill: boolean): void;
+  omPassSocket(unixFd: number, tcpFd: number): void;
+  swappedBytes(memory: ArrayBuffer): number;
   fcRecv(fd: number, timeoutMs: number): RawFcHandshake;
   fcStart(options: object): ServerHandle;
   fcStop(handle: ServerHandle): FcServeStats;
@@ -579,6 +581,8 @@ export function fillFromFile(fd: number, target: ArrayBuffer, jobs: readonly Fil
 export interface RawOffloadStats {
   readonly offloadedPages: number;
   readonly faultedPages: number;
+  /** Fault-backs served (each put faultedPages back in runs of up to 32 held pages). */
+  readonly faults: number;
   /** Time the server thread spent putting faulted pages back (fetch + UFFDIO_COPY), summed. */
   readonly faultNs: number;
   /** Never-offloaded pages first touched (served as zero pages). */
@@ -594,6 +598,24 @@ export interface RawOffloadStats {
   readonly mode: number;
   /** Why fetching a page back failed ('' while nothing failed): the memory is fenced from then on. */
   readonly failure: string;
+}
+
+/**
+ * Bytes of `memory` (a Wasm memory's buffer) on swap now, from this process's pagemap: guest
+ * pages reclaimed into a swap device (tmo:compressed's zram). Throws THAW_INTERNAL.
+ */
+export function swappedBytes(memory: ArrayBuffer): number {
+  return call('swappedBytes', memory);
+}
+
+/**
+ * The memory server's side of the remote tier's greeting: sends the client on the Unix socket
+ * `unixFd` the byte 'T' with `tcpFd` (a TCP socket connected to the server) by SCM_RIGHTS; the
+ * client's offloader then exchanges pages over it directly (GuestOffloader.connect). The caller
+ * still owns both fds. Throws THAW_INTERNAL.
+ */
+export function passMemoryConnection(unixFd: number, tcpFd: number): void {
+  call('omPassSocket', unixFd, tcpFd);
 }
 
 /** Offload tiers by their native number. */

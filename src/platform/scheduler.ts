@@ -250,7 +250,7 @@ export class KeepAliveScheduler<S extends ScheduledSandbox> {
       const s = live[i]!;
       memory.push({
         id: s.id, function: s.fn, semiWarm: this.tracked.get(s.id)?.semiWarm ?? false, residentBytes: f.value.residentBytes,
-        heldBytes: f.value.heldBytes, storedBytes: f.value.storedBytes, offloadedBytes: f.value.offloadedBytes, faultedBackBytes: f.value.faultedBackBytes, faultBackMeanUs: round(f.value.faultBackMeanUs),
+        heldBytes: f.value.heldBytes, storedBytes: f.value.storedBytes, swappedBytes: f.value.swappedBytes, offloadedBytes: f.value.offloadedBytes, faultedBackBytes: f.value.faultedBackBytes, faultBackMeanUs: round(f.value.faultBackMeanUs),
       });
     });
     return { ...report, memory };

@@ -26,7 +26,7 @@ export interface SchedulerSettings {
   keepAliveS?: number;
   /** Time constants (keep-alive, the policy's) are divided by this: 60 replays an hour in a minute. */
   timeScale?: number;
-  /** Remote tier: latency the memory server adds to each page fetched back, in microseconds (default 0). */
+  /** Remote tier: latency the memory server adds to each fetch round trip (one run of pages), in microseconds (default 0). */
   remoteLatencyUs?: number;
 }
 
@@ -53,6 +53,8 @@ export interface SandboxMemoryFigures {
   heldBytes: number;
   /** Local memory the compressed tier's store takes now (outside the guest memory). */
   storedBytes: number;
+  /** Guest memory on swap now (tmo:compressed's zram; pagemap). */
+  swappedBytes: number;
   /** Cumulative: bytes offloaded, bytes faulted back, and the mean time a fault-back took. */
   offloadedBytes: number;
   faultedBackBytes: number;

@@ -289,18 +289,26 @@ async function sampleMemory(api: ThawApi, names: ReadonlySet<string>, setting: s
     // sandbox list's memory.residentBytes, which is measured at the end of an invocation and so
     // misses what an idle sandbox gives back.
     source = 'scheduler memory (mincore)';
+    let swapped = 0;
     for (const h of measured) {
       resident += h.residentBytes + h.storedBytes;
       stored += h.storedBytes;
       offloaded += h.heldBytes;
+      swapped += h.swappedBytes ?? 0;
       faulted = (faulted ?? 0) + h.faultedBackBytes;
     }
-    // tmo:compressed's zram swap: what it holds is offloaded, the RAM it takes is local memory.
+    // tmo:compressed's zram swap: the guests' pages on it (pagemap) are offloaded, and the RAM
+    // they take there is local memory. Only the guests' share: the device also holds the hosts'
+    // own pages (Node's heap and code, reclaimed by the same cgroup limit), which `none`'s figure
+    // (guest memory) never counts either. zram does not say how well whose pages compressed, so
+    // the guests' pages count at full size (at most the device's whole RAM): an upper bound
+    // (random heaps such as mem64-c's do not compress; Node's heap does).
     const z = report.zram;
     if (z) {
-      resident += z.memUsedBytes;
-      stored += z.memUsedBytes;
-      offloaded += z.origBytes;
+      const local = Math.min(swapped, z.memUsedBytes);
+      resident += local;
+      stored += local;
+      offloaded += swapped;
     }
   } else if (mine.length > 0 && views.every((m) => m?.residentBytes !== undefined)) {
     source = 'memory.residentBytes';

@@ -8,6 +8,7 @@ import assert from 'node:assert/strict';
 import { randomFillSync } from 'node:crypto';
 import { closeSync, mkdtempSync, openSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
+import { connect } from 'node:net';
 import { join } from 'node:path';
 import { GuestOffloader, residentBytes } from '../../native/index.js';
 import { startMemoryServer, type MemoryServer } from '../remote-server.js';
@@ -16,11 +17,14 @@ import { TIER_IDS } from './index.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'thaw-tiers-'));
 let server: MemoryServer;
+let relayed: MemoryServer; // never in a network namespace: its clients go through the byte relay
 before(async () => {
   server = await startMemoryServer({ socketPath: join(dir, 'memory.sock'), gid: process.getgid?.() ?? 0, latencyUs: 0 });
+  relayed = await startMemoryServer({ socketPath: join(dir, 'relayed.sock'), gid: process.getgid?.() ?? 0, latencyUs: 20, isolate: false });
 });
 after(async () => {
   await server.kill();
+  await relayed.kill();
   rmSync(dir, { recursive: true, force: true });
 });
 
@@ -41,22 +45,32 @@ function guest(): { memory: WebAssembly.Memory; bytes: Uint8Array } {
 
 const allPages = Uint32Array.from({ length: PAGES }, (_, i) => i);
 
-for (const tier of TIER_IDS) {
-  test(`${tier}: offloaded pages fault back byte-exact, twice`, () => {
+const cases = [...TIER_IDS.map((tier) => ({ tier, label: tier, relay: false })), { tier: 'remote' as const, label: 'remote (relayed, 20 us)', relay: true }];
+type Case = (typeof cases)[number];
+
+/** An offloader over `memory` ready to use the case's tier (`image`: the file tier's snapshot image). */
+function offloaderFor(memory: WebAssembly.Memory, c: Case, image: string): GuestOffloader {
+  const o = GuestOffloader.start(memory.buffer)!;
+  if (c.tier === 'file') {
+    const fd = openSync(image, 'r');
+    o.setImage(fd);
+    closeSync(fd);
+  }
+  if (c.tier === 'remote') o.connect((c.relay ? relayed : server).socketPath, 5000);
+  return o;
+}
+
+for (const c of cases) {
+  const { tier, label } = c;
+  test(`${label}: offloaded pages fault back byte-exact, twice`, () => {
     const { memory, bytes } = guest();
     const image = join(dir, `image-${tier}.img`);
     writeFileSync(image, bytes);
     // Pages written after the "snapshot": the file tier must keep them, the others take them.
     for (let p = 3; p < PAGES; p += 16) bytes[p * PAGE_BYTES + 7] = bytes[p * PAGE_BYTES + 7]! ^ 0xff;
     const expected = Uint8Array.from(bytes);
-    const o = GuestOffloader.start(memory.buffer)!;
+    const o = offloaderFor(memory, c, image);
     try {
-      if (tier === 'file') {
-        const fd = openSync(image, 'r');
-        o.setImage(fd);
-        closeSync(fd);
-      }
-      if (tier === 'remote') o.connect(server.socketPath, 5000);
       for (let round = 0; round < 2; round++) {
         const before = residentBytes(memory.buffer, 0, memory.buffer.byteLength);
         const moved = o.offload(tier, allPages);
@@ -76,6 +90,52 @@ for (const tier of TIER_IDS) {
     }
   });
 }
+
+for (const c of cases) {
+  const { tier, label } = c;
+  test(`${label}: a memory read in order comes back byte-exact in runs that grow past 32 pages`, () => {
+    const memory = new WebAssembly.Memory({ initial: (PAGES * PAGE_BYTES) / 65536 });
+    const bytes = new Uint8Array(memory.buffer);
+    randomFillSync(bytes);
+    const image = join(dir, `image-seq-${tier}.img`);
+    writeFileSync(image, bytes);
+    const expected = Uint8Array.from(bytes);
+    const o = offloaderFor(memory, c, image);
+    try {
+      assert.equal(o.offload(tier, allPages), PAGES);
+      assert.ok(Buffer.from(bytes).equals(Buffer.from(expected)), 'every byte comes back');
+      const st = o.stats();
+      assert.equal(st.faultedPages, PAGES);
+      // 32, 64, 128, 256 pages, then the rest: fewer faults than 32 pages each would take.
+      assert.ok(st.faults < PAGES / 32, `${st.faults} faults for ${PAGES} pages`);
+      assert.equal(st.failure, '');
+    } finally {
+      o.stop('fence');
+    }
+  });
+}
+
+test('the memory server outlives clients that leave before its greeting and ones that speak garbage', async () => {
+  for (const socketPath of [server.socketPath, relayed.socketPath]) {
+    for (let i = 0; i < 20; i++) connect(socketPath).on('error', () => undefined).destroy();
+    const rude = connect(socketPath);
+    rude.on('error', () => undefined);
+    rude.resume(); // read (and drop) whatever the server says, up to its close
+    rude.write(Buffer.alloc(64, 0x58)); // 'X' * 64: no such op
+    await new Promise<void>((resolve) => rude.on('close', () => resolve()));
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    const { memory, bytes } = guest();
+    const expected = Uint8Array.from(bytes);
+    const o = GuestOffloader.start(memory.buffer)!;
+    try {
+      o.connect(socketPath, 5000);
+      assert.ok(o.offload('remote', allPages) > 0);
+      assert.ok(Buffer.from(bytes).equals(Buffer.from(expected)), 'every byte comes back');
+    } finally {
+      o.stop('fence');
+    }
+  }
+});
 
 test('write-protect stages: a scan lists exactly the pages written since the last one, grown memory too', () => {
   const { memory } = guest();
