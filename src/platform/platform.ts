@@ -906,20 +906,13 @@ export class Platform implements ThawApi {
     return this.register(fnName, fn.deployment, home, origin);
   }
 
-  /**
-   * A line a host (or a microVM's console) wrote: to the daemon's log and the function's. A
-   * host's lines arrive with the reply that follows them (sandbox/host/state.ts): they are
-   * written after that reply is handled, in order, so that an invocation does not wait for its
-   * own log lines (the sandbox's function is looked up now: it may be stopped by then).
-   */
+  /** A line a host (or a microVM's console) wrote: to the daemon's log and the function's. */
   private hostLog(sandboxId: string, stream: 'stdout' | 'stderr', raw: string): void {
+    const text = this.logRate.admit(sandboxId, raw);
+    if (text === null) return;
+    this.log.info({ sandboxId, stream }, text.trimEnd());
     const fn = this.sandboxes.get(sandboxId)?.fn;
-    setImmediate(() => {
-      const text = this.logRate.admit(sandboxId, raw);
-      if (text === null) return;
-      this.log.info({ sandboxId, stream }, text.trimEnd());
-      if (fn !== undefined) this.logs.append(fn, sandboxId, stream, text);
-    });
+    if (fn !== undefined) this.logs.append(fn, sandboxId, stream, text);
   }
 
   /** The deployment's live vertical host with a free slot and the most instances (hosts are filled before new ones start). */

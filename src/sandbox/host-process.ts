@@ -111,14 +111,12 @@ export class HostProcess {
       failReady = rej;
     });
     this.ready.catch(() => {});
-    const receive = (msg: HostMessage): void => {
+    this.child.on('message', (msg: HostMessage) => {
       if (msg.kind === 'ready') markReady();
       else if (msg.kind === 'log') onLog(msg.sandboxId, msg.stream, msg.text);
       else if (msg.kind === 'fatal') this.fatalMessage = msg.message;
-      else if (msg.kind === 'batch') for (const m of msg.messages) receive(m);
       else this.settle(msg);
-    };
-    this.child.on('message', receive);
+    });
     this.exited = new Promise<HostExit>((resolve) => {
       this.child.on('exit', (code, signal) => {
         const info: HostExit = { code, signal, killedBy: this.killReason, oomKilled: this.cgroup?.oomKilled() ?? false, fatal: this.fatalMessage };
@@ -184,11 +182,11 @@ export class HostProcess {
     });
   }
 
-  /** Requests made in this turn of the event loop, not written yet (see flushOutbox). */
+  /** Requests made since the last microtask checkpoint, not written yet (see flushOutbox). */
   private outbox: HostEnvelope[] = [];
 
   /**
-   * Writes the requests made in one turn as one message (a restore and the invoke pipelined
+   * Writes the requests made in one run of code as one message (a restore and the invoke pipelined
    * behind it: one write, one wake-up of the host, instead of two). A failed write fails them all.
    */
   private flushOutbox(): void {

@@ -152,8 +152,6 @@ export type HostMessage =
   | { kind: 'reply'; reqId: number; ok: true; result: unknown; at: HostStamps; spans?: HostSpan[] }
   | { kind: 'reply'; reqId: number; ok: false; error: WireError; at: HostStamps; spans?: HostSpan[] }
   | { kind: 'log'; sandboxId: string; stream: 'stdout' | 'stderr'; text: string }
-  /** Several messages in one write, in order (log lines go out with the reply that follows them). */
-  | { kind: 'batch'; messages: HostMessage[] }
   | { kind: 'ready'; pid: number }
   /** Sent once, just before a host exits on an error nothing caught (the daemon reports it). */
   | { kind: 'fatal'; message: string };
@@ -166,7 +164,7 @@ export type HostMessage =
 export interface HostEnvelope { reqId: number; req: HostRequest; traceparent?: string }
 
 /**
- * What the daemon writes to a host: one envelope, or the envelopes of requests made in one turn
- * of its event loop (a restore and the invoke pipelined behind it), in order, in one write.
+ * What the daemon writes to a host: one envelope, or the envelopes of requests made in one run
+ * of its code (a restore and the invoke pipelined behind it), in order, in one write.
  */
 export type HostEnvelopes = HostEnvelope | HostEnvelope[];

@@ -43,40 +43,8 @@ export function setObjects(store: SyncObjectStore): void {
   objects = store;
 }
 
-/**
- * Sends `msg` to the daemon, with the log lines written since the last message in the same write
- * before it. Every write to the channel wakes the daemon (a few tens of us each on this machine,
- * paid by the writer); a guest's log line during its handler now rides on the handler's reply.
- */
 export function send(msg: HostMessage): void {
-  if (pendingLogs.length === 0) {
-    process.send?.(msg);
-    return;
-  }
-  const messages: HostMessage[] = pendingLogs;
-  pendingLogs = [];
-  messages.push(msg);
-  process.send?.({ kind: 'batch', messages } satisfies HostMessage);
-}
-
-/** Log lines not sent yet: they go with the next message, or on their own at the next turn of the event loop. */
-let pendingLogs: HostMessage[] = [];
-
-/**
- * Queues a line a guest wrote for the daemon. A synchronous handler's lines go with its reply
- * (sent in the same turn); lines written while a handler awaits, or outside any request, go at
- * the next turn of the event loop.
- */
-function sendLog(msg: Extract<HostMessage, { kind: 'log' }>): void {
-  if (pendingLogs.length === 0) setImmediate(flushLogs);
-  pendingLogs.push(msg);
-}
-
-function flushLogs(): void {
-  if (pendingLogs.length === 0) return;
-  const messages = pendingLogs;
-  pendingLogs = [];
-  process.send?.(messages.length === 1 ? messages[0]! : ({ kind: 'batch', messages } satisfies HostMessage));
+  process.send?.(msg);
 }
 
 /** Milliseconds since `t0`, rounded to the microsecond. */
@@ -98,7 +66,7 @@ export function contextFor(instanceId: string, fn: HostFunction): GuestContext {
     memoryLimitBytes: fn.params.memoryMiB * 1024 * 1024,
     // A command's per-invocation scratch directories go under the host's own scratch dir.
     tempDir: hostSettings.scratch ?? tmpdir(),
-    log: (stream, text) => sendLog({ kind: 'log', sandboxId: instanceId, stream, text }),
+    log: (stream, text) => send({ kind: 'log', sandboxId: instanceId, stream, text }),
   };
 }
 
