@@ -38,10 +38,12 @@ export async function runDaemon(g: GlobalOptions, o: DaemonOptions): Promise<voi
     keepAliveS: o.keepAliveS, memoryPolicy: o.memoryPolicy,
     traceExport: o.traceExport, traceSampleRatio: o.traceSampleRatio, resultsDir: o.resultsDir,
   });
-  // One asynchronous destination for the platform's log and Fastify's (request lines): a
-  // synchronous write to stdout per line cost each request 0.1-0.2 ms of the daemon's thread
-  // (bench:core's HTTP row); pino flushes what is buffered when the daemon exits.
-  const logStream = pino.destination({ dest: 1, sync: false });
+  // One buffered, asynchronous destination for the platform's log and Fastify's (request lines):
+  // a write per line (synchronous, or handed to a libuv thread) cost each HTTP request 0.1-0.3 ms
+  // of the daemon's thread on this machine (bench:core's HTTP row, DAEMON_LOG=info against
+  // warn). Lines are written once 4 KiB have gathered or every 100 ms; pino flushes what is left
+  // when the daemon exits.
+  const logStream = pino.destination({ dest: 1, sync: false, minLength: 4096, periodicFlush: 100 });
   const logger = pino({ level: params.logLevel }, logStream);
   const platform = new Platform({ ...params, logger });
   // Invocations are traced (with what sandbox hosts record) only when there is a collector, or
