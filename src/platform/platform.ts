@@ -1043,15 +1043,22 @@ export class Platform implements ThawApi {
     try {
       const image = imageFacts(fd, fstatSync(fd).size, runs);
       const preparer = this.preparer;
+      let strategies: ReturnType<typeof listStrategies> | undefined;
       let prepared: ReadonlySet<string> | undefined;
+      let supported: ReadonlySet<string> | undefined;
       return {
         memoryBytes: meta.memoryBytes,
         ...image,
         get prepared() {
-          prepared ??= new Set(listStrategies().map((s) => s.id).filter((s) => preparer.isPrepared(s, id)));
+          strategies ??= listStrategies();
+          prepared ??= new Set(strategies.map((s) => s.id).filter((s) => preparer.isPrepared(s, id)));
           return prepared;
         },
-        supported: (s) => listStrategies().some((l) => l.id === s && l.support.ok),
+        supported: (s) => {
+          strategies ??= listStrategies();
+          supported ??= new Set(strategies.filter((l) => l.support.ok).map((l) => l.id));
+          return supported.has(s);
+        },
       };
     } finally {
       closeSync(fd);
