@@ -2,6 +2,7 @@
 // /openapi.json, structured logs (pino), and a bearer token required off loopback.
 
 import Fastify, { type FastifyInstance } from 'fastify';
+import type { DestinationStream } from 'pino';
 import swagger from '@fastify/swagger';
 import { timingSafeEqual } from 'node:crypto';
 import { ThawError } from '../core/errors.js';
@@ -25,12 +26,13 @@ export interface ServerParams {
 const LOOPBACK = new Set(['127.0.0.1', '::1', 'localhost']);
 
 /** Builds the daemon's Fastify app over `api` (not listening yet; tests use app.inject). */
-export async function buildServer(api: ThawApi, params: Pick<ServerParams, 'host' | 'token' | 'logLevel'>, extra: { health?: () => unknown; resultsDir?: string } & MetricsSources = {}): Promise<FastifyInstance> {
+export async function buildServer(api: ThawApi, params: Pick<ServerParams, 'host' | 'token' | 'logLevel'>, extra: { health?: () => unknown; settle?: () => Promise<void>; logStream?: DestinationStream; resultsDir?: string } & MetricsSources = {}): Promise<FastifyInstance> {
   if (!LOOPBACK.has(params.host) && !params.token) {
     throw new ThawError('THAW_CONFIG_INVALID', { detail: `binding to ${params.host} (not loopback) requires a bearer token (--token or THAW_TOKEN)` });
   }
   const app = Fastify({
-    logger: { level: params.logLevel },
+    // The daemon's own log destination (asynchronous: cli/commands/daemon.ts), else stdout.
+    logger: extra.logStream ? { level: params.logLevel, stream: extra.logStream } : { level: params.logLevel },
     bodyLimit: JSON_BODY_LIMIT_BYTES,
     // An object key may be MAX_OBJECT_KEY_BYTES of UTF-8, each byte percent-encoded in the URL
     // (Fastify's default of 100 refused keys over 100 bytes with its own 414).
@@ -83,7 +85,19 @@ export async function buildServer(api: ThawApi, params: Pick<ServerParams, 'host
   });
 
   app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger());
-  app.get('/health', { schema: { summary: 'Liveness and pool state', tags: ['daemon'] } }, async () => ({ ok: true, ...(extra.health?.() as object | undefined) }));
+  app.get<{ Querystring: { settle?: boolean } }>('/health', {
+    schema: {
+      summary: 'Liveness and pool state',
+      tags: ['daemon'],
+      querystring: {
+        type: 'object', additionalProperties: false,
+        properties: { settle: { type: 'boolean', default: false, description: 'reply once the host pool has refilled and vertical hosts have made their next instance (benchmarks wait for it between runs)' } },
+      },
+    },
+  }, async (req) => {
+    if (req.query.settle) await extra.settle?.();
+    return { ok: true, ...(extra.health?.() as object | undefined) };
+  });
   const recent = new RecentInvocations();
   registerRoutes(app, observeInvocations(api, [metrics, recent]));
   await registerDashboard(app, recent, extra.resultsDir ?? null);

@@ -2,14 +2,15 @@
 // takes and restores snapshots, and serves cold, warm and snapshot invocations with a timing
 // breakdown. The daemon and the in-process CLI both drive this class through ThawApi.
 
-import { createHash, randomBytes } from 'node:crypto';
+import { createHash, randomUUID } from 'node:crypto';
 import { closeSync, existsSync, fstatSync, lstatSync, mkdirSync, openSync, readdirSync, renameSync, rmSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import type { Logger } from 'pino';
 import { ThawError, toThawError, type ErrorCode } from '../core/errors.js';
 import { MEMORY_FILE, readState, diskUsageBytes, sweepSnapshotTemps, writeFileDurable } from '../snapshot/snapshot-io.js';
-import { checkArtefactSeals, ensureSnapshotKey, sealArtefacts, sealState, verifyChainSeals } from '../snapshot/snapshot-seal.js';
+import { ensureSnapshotKey, sealArtefacts, sealState } from '../snapshot/snapshot-seal.js';
+import { SealChecks } from '../snapshot/seal-cache.js';
 import type { PageRun, SnapshotMeta } from '../core/snapshot-format.js';
 import { HostPool } from '../sandbox/host-pool.js';
 import { HostProcess, spansOfFailure, type RequestOptions, type Timed } from '../sandbox/host-process.js';
@@ -185,6 +186,8 @@ export class Platform implements ThawApi {
   private readonly preparer: StrategyPreparer;
   /** The key snapshots are sealed with (snapshot-seal.ts); only the daemon reads it. */
   private readonly snapshotKey: Buffer;
+  /** What the seal checks proved, kept while the files checked are unchanged (seal-cache.ts). */
+  private readonly seals: SealChecks;
   private objects: Promise<ObjectStore> | undefined;
   /** Warm invocations waiting for a sandbox to become idle or go away (see takeWarm). */
   private readonly idleWaiters = new Set<() => void>();
@@ -240,6 +243,7 @@ export class Platform implements ThawApi {
     mkdirSync(this.snapshotRoot, { recursive: true });
     sweepSnapshotTemps(this.snapshotRoot); // half-written snapshots of writers that died
     this.snapshotKey = ensureSnapshotKey(params.dataDir);
+    this.seals = new SealChecks(this.snapshotRoot, this.snapshotKey);
     this.jail = resolveJail(params.jail);
     if (!this.jail.jailed) {
       if (params.jail === 'required') throw new ThawError('THAW_CONFIG_INVALID', { detail: `jail is required but unavailable: ${this.jail.reason}` });
@@ -488,6 +492,7 @@ export class Platform implements ThawApi {
     const children = (await this.listSnapshots()).filter((s) => s.baseId === id).map((s) => s.id);
     if (children.length > 0) throw new ThawError('THAW_SNAPSHOT_IN_USE', { id, children: children.join(', ') });
     this.snapshotMeta.delete(id);
+    this.seals.forget(id);
     this.preparer.forget(id);
     discardArtefacts(this.snapshotRoot, id);
     rmSync(join(this.snapshotRoot, id), { recursive: true, force: true });
@@ -647,9 +652,12 @@ export class Platform implements ThawApi {
         // Releases it; the memory policy's afterRequest runs after the reply (see scheduler.ts).
         this.keepAlive.afterRequest(sandbox);
         this.evictIdle();
-      } else {
-        void this.stop(sandbox, 'not kept');
       }
+      const timings = bd.finish();
+      // Stopping a sandbox not kept is after this invocation, not part of its time (a vertical
+      // host's destroy is sent now all the same, so that it reaches the host before any later
+      // request to that host: a restore must not find the host full).
+      if (!keep) void this.stop(sandbox, 'not kept');
       const result: InvokeResult = {
         function: fn.params.name,
         mode: req.mode,
@@ -657,7 +665,7 @@ export class Platform implements ThawApi {
         sandboxId: sandbox.id,
         kept: keep,
         output: res.output,
-        timings: bd.finish(),
+        timings,
         memoryBytes: res.memoryBytes,
         memory: res.memory,
       };
@@ -807,21 +815,23 @@ export class Platform implements ThawApi {
     const microVm = fn.params.runtime === 'firecracker';
     if (microVm) checkPageServerStrategy(strategyId);
     else getStrategy(strategyId);
-    const snap = this.snapshotInfo(snapshotId);
+    // The state as read once (snapshotInfo would also list the artefacts: a readdir and stats).
+    const snap = this.cachedSnapshot(snapshotId).meta;
     const scrubbed = this.scrubFailures.get(snapshotId);
     if (scrubbed !== undefined) {
       throw new ThawError('THAW_SNAPSHOT_CORRUPT', { id: snapshotId, detail: `the last scrub found ${scrubbed} (thaw snapshots verify ${snapshotId} checks it again)` });
     }
-    if (snap.function !== fnName) throw new ThawError('THAW_SNAPSHOT_VERSION', { id: snapshotId, detail: `it belongs to function '${snap.function}', not '${fnName}'` });
-    if (!snap.current) {
+    if (snap.functionName !== fnName) throw new ThawError('THAW_SNAPSHOT_VERSION', { id: snapshotId, detail: `it belongs to function '${snap.functionName}', not '${fnName}'` });
+    if (snap.moduleDigest !== fn.digest) {
       throw new ThawError('THAW_SNAPSHOT_VERSION', { id: snapshotId, detail: `taken from module ${snap.moduleDigest.slice(0, 12)}, function '${fnName}' is now ${fn.digest.slice(0, 12)}` });
     }
     // Artefacts are built here, not in the sandbox host (see prepare-worker.ts); the first restore
     // of a snapshot with a strategy waits for it (prepareMs; when nothing was built, checkMs).
     // The seals of the whole chain, checked with the daemon's key (before anything is built from
-    // it); the host checks that the state files it reads are these very bytes.
+    // it; again only when its files changed since); the host checks that the state files it
+    // reads are these very bytes.
     const tCheck = performance.now();
-    const stateSha256 = verifyChainSeals(this.snapshotRoot, this.snapshotKey, snapshotId);
+    const stateSha256 = this.seals.chain(snapshotId);
     // A microVM's page server builds what its strategy needs itself (page-server.ts).
     const { prepared, artefactSha256 } = microVm ? { prepared: { built: false }, artefactSha256: {} } : await this.prepareSealed(strategyId, snapshotId);
     if (prepared.built && this.jail.jailed) this.grantSnapshot(snapshotId);
@@ -1044,19 +1054,33 @@ export class Platform implements ThawApi {
     return out.sort((a, b) => a.createdAt.localeCompare(b.createdAt));
   }
 
-  /** What auto knows of snapshot `id` now (its image's present bytes and page-cache share, its artefacts). */
+  /**
+   * What auto knows of snapshot `id` now (its image's present bytes and page-cache share, its
+   * artefacts). Every restore records its time under the cache state (one mincore); which
+   * strategies are prepared and supported is only looked up when auto chooses.
+   */
   private snapshotFacts(id: string): SnapshotFacts {
     const { meta, runs } = this.cachedSnapshot(id);
     const fd = openSync(join(this.snapshotRoot, id, MEMORY_FILE), 'r');
     try {
       const image = imageFacts(fd, fstatSync(fd).size, runs);
-      const strategies = listStrategies();
-      const supported = new Set(strategies.filter((s) => s.support.ok).map((s) => s.id));
+      const preparer = this.preparer;
+      let strategies: ReturnType<typeof listStrategies> | undefined;
+      let prepared: ReadonlySet<string> | undefined;
+      let supported: ReadonlySet<string> | undefined;
       return {
         memoryBytes: meta.memoryBytes,
         ...image,
-        prepared: new Set(strategies.map((s) => s.id).filter((s) => this.preparer.isPrepared(s, id))),
-        supported: (s) => supported.has(s),
+        get prepared() {
+          strategies ??= listStrategies();
+          prepared ??= new Set(strategies.map((s) => s.id).filter((s) => preparer.isPrepared(s, id)));
+          return prepared;
+        },
+        supported: (s) => {
+          strategies ??= listStrategies();
+          supported ??= new Set(strategies.filter((l) => l.support.ok).map((l) => l.id));
+          return supported.has(s);
+        },
       };
     } finally {
       closeSync(fd);
@@ -1197,7 +1221,7 @@ export class Platform implements ThawApi {
   private async prepareSealed(strategy: string, id: string): Promise<{ prepared: PrepareOutcome; artefactSha256: Record<string, string> }> {
     const prepared = await this.preparer.prepare(strategy, id);
     if (prepared.built) return { prepared, artefactSha256: sealArtefacts(this.snapshotRoot, this.snapshotKey, id) };
-    const { digests, unsealed } = checkArtefactSeals(this.snapshotRoot, this.snapshotKey, id);
+    const { digests, unsealed } = this.seals.artefactSeals(id);
     if (unsealed.length === 0) return { prepared, artefactSha256: digests };
     this.log.error({ snapshot: id, files: unsealed }, 'artefacts the daemon did not seal were removed (forged, or left by a crash): they are built or recorded again');
     for (const name of unsealed) rmSync(join(this.snapshotRoot, id, name), { force: true });
@@ -1378,7 +1402,8 @@ function initTimeout(fn: FunctionParams, phase: string): ThawError {
   return new ThawError('THAW_INIT_TIMEOUT', { name: fn.name, phase, initTimeoutMs: fn.initTimeoutMs });
 }
 
+/** `<prefix>-` and 12 random hex digits (the last group of a v4 UUID is all random bits; randomUUID draws from a pre-filled pool, a fifth of randomBytes' cost per call). */
 function newId(prefix: string): string {
-  return `${prefix}-${randomBytes(6).toString('hex')}`;
+  return `${prefix}-${randomUUID().slice(24)}`;
 }
 

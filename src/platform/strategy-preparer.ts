@@ -4,7 +4,7 @@
 import { Worker } from 'node:worker_threads';
 import { ThawError } from '../core/errors.js';
 import type { PrepareReply, PrepareRequest } from './prepare-worker.js';
-import type { ScrubReport } from '../restore/index.js';
+import { getStrategy, type ScrubReport } from '../restore/index.js';
 
 export interface PrepareOutcome {
   built: boolean;
@@ -20,10 +20,17 @@ export class StrategyPreparer {
 
   constructor(private readonly root: string) {}
 
-  /** Prepares `strategy` for `snapshotId`; resolves at once when already done in this daemon. */
+  /**
+   * Prepares `strategy` for `snapshotId`; resolves at once when already done in this daemon, or
+   * when the strategy has nothing to prepare (no trip to the worker).
+   */
   async prepare(strategy: string, snapshotId: string): Promise<PrepareOutcome> {
     const key = `${strategy}\0${snapshotId}`;
     if (this.done.has(key)) return { built: false, elapsedMs: 0 };
+    if (getStrategy(strategy).preparesNothing) {
+      this.done.add(key);
+      return { built: false, elapsedMs: 0 };
+    }
     const outcome = await this.send(strategy, snapshotId);
     this.done.add(key);
     return outcome;

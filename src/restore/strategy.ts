@@ -90,6 +90,8 @@ export interface RestoreStrategy {
    * Throws THAW_SNAPSHOT_CORRUPT when the snapshot's files fail their checksums.
    */
   prepare(root: string, chain: readonly SnapshotState[]): PrepareReport;
+  /** True when prepare() never builds or checks anything: the daemon then skips its prepare worker's round trip. */
+  readonly preparesNothing?: true;
   /**
    * Opens snapshot `chain` stored under `root` for one restore (preparing it first if needed).
    * Throws THAW_SNAPSHOT_CORRUPT, THAW_STRATEGY_UNAVAILABLE.

@@ -10,7 +10,7 @@ import { toThawError } from '../core/errors.js';
 import { jailLockExec, uffdUseDevice } from '../native/index.js';
 import { setRecordingOutbox } from '../restore/recording-outbox.js';
 import { RECORDING_OUTBOX } from './jail.js';
-import type { HostEnvelope, HostMessage, HostRequest, HostStamps, MemoryStagesResult, OffloadResult, PrefetchResult, StatsResult } from './protocol.js';
+import type { HostEnvelope, HostEnvelopes, HostMessage, HostRequest, HostStamps, MemoryStagesResult, OffloadResult, PrefetchResult, StatsResult } from './protocol.js';
 import { memoryStages, offload, offloadStats, prefetch, trackRequest } from '../memory/host-memory.js';
 import { hostSettings, instance, instances, prepared, send } from './host/state.js';
 import { boot, configure, destroy, prepare, readyNextInBackground, releaseAll, restore } from './host/lifecycle.js';
@@ -101,9 +101,13 @@ const IDLE_BEFORE_PREPARE_MS = 50;
 let queue: Promise<void> = Promise.resolve();
 let queued = 0;
 let idleTimer: NodeJS.Timeout | undefined;
-process.on('message', (env: HostEnvelope) => {
+process.on('message', (msg: HostEnvelopes) => {
   const recv = performance.now();
   clearTimeout(idleTimer);
+  for (const env of Array.isArray(msg) ? msg : [msg]) enqueue(env, recv);
+});
+
+function enqueue(env: HostEnvelope, recv: number): void {
   queued++;
   queue = queue.then(async () => {
     const start = performance.now();
@@ -119,7 +123,7 @@ process.on('message', (env: HostEnvelope) => {
     }
     if (--queued === 0) idleTimer = setTimeout(() => void readyNextInBackground(), IDLE_BEFORE_PREPARE_MS);
   });
-});
+}
 
 function stamps(recv: number, start: number): HostStamps {
   return { recv, start, reply: performance.now() };

@@ -162,3 +162,9 @@ export type HostMessage =
  * that parent and returns them with the reply. Absent: the host records nothing.
  */
 export interface HostEnvelope { reqId: number; req: HostRequest; traceparent?: string }
+
+/**
+ * What the daemon writes to a host: one envelope, or the envelopes of requests made in one run
+ * of its code (a restore and the invoke pipelined behind it), in order, in one write.
+ */
+export type HostEnvelopes = HostEnvelope | HostEnvelope[];

@@ -2,6 +2,7 @@ import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { closeSync, mkdtempSync, openSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { join } from 'node:path';
 import { crc32 } from 'node:zlib';
 import { ThawError } from '../core/errors.js';
@@ -15,6 +16,7 @@ import { WORKING_SET_FILE, readWorkingSet, writeWorkingSet } from '../restore/wo
 import { LOADING_SET_FILE, openLoadingSet, writeLoadingSet } from '../restore/faasnap-loading-set.js';
 import { PARTITION_BYTES, buildCompressedImage, openCompressedImage, sourceKey } from '../restore/sabre-image.js';
 import { getStrategy } from '../restore/index.js';
+import { SealChecks } from './seal-cache.js';
 
 const MiB = 1 << 20;
 
@@ -264,4 +266,58 @@ describe('artefact seals', () => {
       rmSync(dataDir, { recursive: true, force: true });
     }
   });
+});
+
+/** One full snapshot 's', sealed. */
+function sealedOne(): { dataDir: string; root: string; key: Buffer } {
+  const { dataDir, root, key, memory } = setup();
+  writeSnapshot(root, meta('s'), memory);
+  sealState(root, key, asked(meta('s')));
+  return { dataDir, root, key };
+}
+
+// A file's change time has the kernel's coarse clock granularity (a few ms): the rewrites below
+// come later than that after the check they follow, as any real one does.
+const LATER_MS = 25;
+
+test('SealChecks.chain() reuses a check while the files are unchanged, and checks a rewritten state file or MAC again', async () => {
+  const { dataDir, root, key } = sealedOne();
+  const checks = new SealChecks(root, key);
+  const first = checks.chain('s');
+  assert.deepEqual(first, verifyChainSeals(root, key, 's'));
+  assert.equal(checks.chain('s'), first, 'the same result, not a second check');
+  await sleep(LATER_MS);
+  // Page runs shifted by one page, the file CRC recomputed: it decodes, only the MAC tells.
+  const path = join(root, 's', STATE_FILE);
+  const good = readFileSync(path);
+  const forged = Buffer.from(good);
+  const runsAt = 24 + forged.readUInt32LE(12);
+  forged.writeUInt32LE(forged.readUInt32LE(runsAt) + 1, runsAt);
+  forged.writeUInt32LE(crc32(forged.subarray(0, forged.length - 4)), forged.length - 4);
+  writeFileSync(path, forged);
+  assert.equal(codeOf(() => checks.chain('s')), 'THAW_SNAPSHOT_CORRUPT', 'rewritten in place: checked again');
+  writeFileSync(path, good);
+  assert.deepEqual(checks.chain('s'), first, 'the sealed bytes back: accepted again');
+  await sleep(LATER_MS);
+  rmSync(join(root, 's', MAC_FILE));
+  assert.equal(codeOf(() => checks.chain('s')), 'THAW_SNAPSHOT_UNSEALED', 'its MAC removed: checked again');
+  checks.forget('s');
+  rmSync(dataDir, { recursive: true, force: true });
+});
+
+test('SealChecks.artefactSeals() sees an artefact added, sealed or rewritten since its last check', async () => {
+  const { dataDir, root, key } = sealedOne();
+  const checks = new SealChecks(root, key);
+  const dir = join(root, 's');
+  assert.deepEqual(checks.artefactSeals('s'), { digests: {}, unsealed: [] });
+  assert.deepEqual(checks.artefactSeals('s'), { digests: {}, unsealed: [] });
+  writeWorkingSet(dir, { memoryPages: MiB / PAGE_BYTES, runs: [{ firstPage: 1, pageCount: 3 }] });
+  assert.deepEqual(checks.artefactSeals('s').unsealed, [WORKING_SET_FILE], 'written behind the daemon\'s back');
+  const digests = sealArtefacts(root, key, 's');
+  assert.deepEqual(checks.artefactSeals('s'), { digests, unsealed: [] });
+  assert.deepEqual(checks.artefactSeals('s'), { digests, unsealed: [] });
+  await sleep(LATER_MS);
+  writeWorkingSet(dir, { memoryPages: MiB / PAGE_BYTES, runs: [{ firstPage: 0, pageCount: 1 }] });
+  assert.deepEqual(checks.artefactSeals('s'), { digests: {}, unsealed: [WORKING_SET_FILE] }, 'replaced with other pages');
+  rmSync(dataDir, { recursive: true, force: true });
 });

@@ -111,10 +111,12 @@ export function sealState(root: string, key: Buffer, expected: ExpectedMeta): st
 /**
  * Checks the seal of snapshot `id` and of every snapshot of its base chain, reading each state
  * file once. Returns the sha256 of each state file verified, by id: what a host must find when
- * it reads them. Throws THAW_SNAPSHOT_UNSEALED (no seal: an older Thaw wrote it),
- * THAW_SNAPSHOT_CORRUPT (a seal that does not match: forged or rewritten), THAW_SNAPSHOT_NOT_FOUND.
+ * it reads them. `beforeRead` is told each file's path just before it is read (seal-cache.ts
+ * records the files' identities there). Throws THAW_SNAPSHOT_UNSEALED (no seal: an older Thaw
+ * wrote it), THAW_SNAPSHOT_CORRUPT (a seal that does not match: forged or rewritten),
+ * THAW_SNAPSHOT_NOT_FOUND.
  */
-export function verifyChainSeals(root: string, key: Buffer, id: string): Record<string, string> {
+export function verifyChainSeals(root: string, key: Buffer, id: string, beforeRead: (path: string) => void = () => {}): Record<string, string> {
   const digests: Record<string, string> = {};
   let next: string | null = id;
   while (next !== null) {
@@ -122,6 +124,7 @@ export function verifyChainSeals(root: string, key: Buffer, id: string): Record<
     const at: string = next;
     let buf: Buffer;
     try {
+      beforeRead(join(root, at, STATE_FILE));
       buf = readFileSync(join(root, at, STATE_FILE));
     } catch (err: unknown) {
       if ((err as NodeJS.ErrnoException).code === 'ENOENT') throw new ThawError('THAW_SNAPSHOT_NOT_FOUND', { id: at });
@@ -130,6 +133,7 @@ export function verifyChainSeals(root: string, key: Buffer, id: string): Record<
     const stateSha256 = createHash('sha256').update(buf).digest('hex');
     let seal: { format?: unknown; stateSha256?: unknown; mac?: unknown };
     try {
+      beforeRead(join(root, at, MAC_FILE));
       seal = JSON.parse(readFileSync(join(root, at, MAC_FILE), 'utf8')) as typeof seal;
     } catch (err: unknown) {
       if ((err as NodeJS.ErrnoException).code === 'ENOENT') throw new ThawError('THAW_SNAPSHOT_UNSEALED', { id: at });
@@ -187,14 +191,17 @@ export interface ArtefactSeals {
 
 /**
  * Checks snapshot `id`'s artefact seal with the daemon's key (no seal yet: nothing is sealed)
- * and each artefact present against it. Throws THAW_SNAPSHOT_CORRUPT when the seal file itself
- * is unreadable or its MAC does not match (forged or rewritten).
+ * and each artefact present against it. `beforeRead` is told the path of the seal file, of the
+ * snapshot's directory and of each artefact just before it is read or listed. Throws
+ * THAW_SNAPSHOT_CORRUPT when the seal file itself is unreadable or its MAC does not match
+ * (forged or rewritten).
  */
-export function checkArtefactSeals(root: string, key: Buffer, id: string): ArtefactSeals {
+export function checkArtefactSeals(root: string, key: Buffer, id: string, beforeRead: (path: string) => void = () => {}): ArtefactSeals {
   const dir = join(root, id);
   let digests: Record<string, string> = {};
   let raw: string | undefined;
   try {
+    beforeRead(join(dir, ARTEFACTS_MAC_FILE));
     raw = readFileSync(join(dir, ARTEFACTS_MAC_FILE), 'utf8');
   } catch (err: unknown) {
     if ((err as NodeJS.ErrnoException).code !== 'ENOENT') {
@@ -219,8 +226,10 @@ export function checkArtefactSeals(root: string, key: Buffer, id: string): Artef
     digests = { ...(a as Record<string, string>) };
   }
   const unsealed: string[] = [];
+  beforeRead(dir);
   const present = sealedArtefactNames(dir);
   for (const name of present) {
+    if (digests[name] !== undefined) beforeRead(join(dir, name));
     if (digests[name] === undefined || digestOf(readSealedPart(join(dir, name), name)) !== digests[name]) {
       unsealed.push(name);
       delete digests[name];

@@ -15,6 +15,7 @@ export const eager: RestoreStrategy = {
   supports: () => ({ ok: true }),
   /** Nothing to build: eager reads the snapshot files as they are and checks them on each load. */
   prepare: () => ({ built: false, elapsedMs: 0 }),
+  preparesNothing: true,
   open(root: string, chain: readonly SnapshotState[]): OpenedImage {
     const top = chain[chain.length - 1];
     if (!top) throw new ThawError('THAW_INTERNAL', { detail: 'eager.open: empty chain' });

@@ -8,7 +8,7 @@ import { performance } from 'node:perf_hooks';
 import { readChain, writeSnapshot } from '../../snapshot/snapshot-io.js';
 import { ThawError } from '../../core/errors.js';
 import { adapterFor, type GuestInstance, type MemoryImage } from '../../runtimes/index.js';
-import { getStrategy, listStrategies } from '../../restore/index.js';
+import { getStrategy, listStrategies, type RestoreStrategy } from '../../restore/index.js';
 import { eager } from '../../restore/strategies/eager.js';
 import { openSyncObjectStore } from '../../store/open-store.js';
 import { setLeaseOwnerPid } from '../../restore/pass-pool.js';
@@ -179,17 +179,24 @@ export function releaseAll(): void {
  * (thaw caps it) whichever strategy the next restore uses. Never throws (the hook is best effort).
  */
 function preallocateForRestores(bytes: number): void {
-  for (const s of listStrategies()) {
-    if (s.support.ok) getStrategy(s.id).preallocate?.(bytes);
-  }
+  for (const s of preallocating()) s.preallocate?.(bytes);
 }
 
 /** Gives back every strategy's preallocation except `keep`'s (the strategy about to restore). */
 function releasePreallocated(keep: string | null): void {
-  for (const s of listStrategies()) {
-    if (s.id !== keep && s.support.ok) getStrategy(s.id).releasePreallocated?.();
-  }
+  for (const s of preallocating()) if (s.id !== keep) s.releasePreallocated?.();
 }
+
+/**
+ * The strategies this host can run that have a prepare-time warm-up, looked up once: every
+ * restore releases the others' (listing all strategies checked each one's support, a stat of
+ * /dev/shm among them, on every restore).
+ */
+function preallocating(): readonly RestoreStrategy[] {
+  preallocators ??= listStrategies().filter((s) => s.support.ok).map((s) => getStrategy(s.id)).filter((s) => s.preallocate !== undefined || s.releasePreallocated !== undefined);
+  return preallocators;
+}
+let preallocators: readonly RestoreStrategy[] | undefined;
 
 /**
  * Runs the boot, snapshot and eager-restore paths once on a throwaway guest (no init, no
