@@ -317,6 +317,7 @@ test('SealChecks.artefactSeals() sees an artefact added, sealed or rewritten sin
   assert.deepEqual(checks.artefactSeals('s'), { digests, unsealed: [] });
   assert.deepEqual(checks.artefactSeals('s'), { digests, unsealed: [] });
   await sleep(LATER_MS);
+  rmSync(join(dir, WORKING_SET_FILE)); // a recording never replaces one; anyone who can write the directory can
   writeWorkingSet(dir, { memoryPages: MiB / PAGE_BYTES, runs: [{ firstPage: 0, pageCount: 1 }] });
   assert.deepEqual(checks.artefactSeals('s'), { digests: {}, unsealed: [WORKING_SET_FILE] }, 'replaced with other pages');
   rmSync(dataDir, { recursive: true, force: true });
