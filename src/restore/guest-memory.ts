@@ -37,6 +37,29 @@ export function clearBeyond(buffer: ArrayBuffer, byteLength: number): void {
   if (buffer.byteLength > byteLength) madviseDontneed(buffer, byteLength, buffer.byteLength - byteLength);
 }
 
+const zeroFrom = new WeakMap<WebAssembly.Memory, number>();
+
+/**
+ * Records that every byte of `memory` from `offset` on is zero, for the next fill to skip looking
+ * at (a Pyodide shell measures its untouched tail while it waits). Valid only until something
+ * writes into the memory: whoever writes first calls forgetZeroFrom.
+ */
+export function markZeroFrom(memory: WebAssembly.Memory, offset: number): void {
+  zeroFrom.set(memory, offset);
+}
+
+/** Forgets markZeroFrom's mark (the memory is about to be written). */
+export function forgetZeroFrom(memory: WebAssembly.Memory): void {
+  zeroFrom.delete(memory);
+}
+
+/** The offset from which `memory` is known to be zero (its size when nothing is known), and forgets it. */
+export function takeZeroFrom(memory: WebAssembly.Memory): number {
+  const at = zeroFrom.get(memory) ?? memory.buffer.byteLength;
+  zeroFrom.delete(memory);
+  return at;
+}
+
 /** Runs `fill`, adding its time and the process's page faults during it to `stats`. */
 export function measured<T>(stats: RestoreStats, fill: () => T): T {
   const faults0 = pageFaultCounts();
