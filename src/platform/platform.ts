@@ -12,7 +12,7 @@ import { MEMORY_FILE, readState, diskUsageBytes, sweepSnapshotTemps, writeFileDu
 import { checkArtefactSeals, ensureSnapshotKey, sealArtefacts, sealState, verifyChainSeals } from '../snapshot/snapshot-seal.js';
 import type { PageRun, SnapshotMeta } from '../core/snapshot-format.js';
 import { HostPool } from '../sandbox/host-pool.js';
-import { spansOfFailure, type HostProcess, type RequestOptions, type Timed } from '../sandbox/host-process.js';
+import { HostProcess, spansOfFailure, type RequestOptions, type Timed } from '../sandbox/host-process.js';
 import { removeCgroupParent, setUpCgroupParent } from '../sandbox/cgroup.js';
 import { RECORDING_OUTBOX, SANDBOX_GID, grantToFunction, jailAvailability, readPlainFile, secureDataDir } from '../sandbox/jail.js';
 import { RECORDED_FILES } from '../restore/recording-outbox.js';
@@ -24,6 +24,7 @@ import type { FunctionParams, HostLayout } from '../core/function-spec.js';
 import { FirecrackerHost } from '../firecracker/host.js';
 import { FIRECRACKER_DEFAULT_STRATEGY, checkStrategy as checkPageServerStrategy } from '../firecracker/page-server.js';
 import { getStrategy, listStrategies, listArtefacts, discardArtefacts, grantTmpfsCopy, AUTO_STRATEGY, DEFAULT_STRATEGY } from '../restore/index.js';
+import { SEALED_BUDGET_BYTES, heldSealedImage, sealed, sealedKey } from '../restore/strategies/sealed.js';
 import { AutoStrategy, imageFacts, type AutoChoice, type SnapshotFacts } from '../restore/auto-strategy.js';
 import { StrategyPreparer, type PrepareOutcome } from './strategy-preparer.js';
 import { FunctionLogs, LogRateLimiter, type LogEntry } from './function-logs.js';
@@ -803,8 +804,10 @@ export class Platform implements ThawApi {
     // A microVM's page server builds what its strategy needs itself (page-server.ts).
     const { prepared, artefactSha256 } = microVm ? { prepared: { built: false }, artefactSha256: {} } : await this.prepareSealed(strategyId, snapshotId);
     if (prepared.built && this.jail.jailed) this.grantSnapshot(snapshotId);
+    const sealedImage = strategyId === sealed.id ? await this.sealedImageOf(snapshotId) : null;
     bd.since(prepared.built ? 'prepareMs' : 'checkMs', tCheck);
     const sandbox = await this.newSandbox(fnName, { kind: 'snapshot', snapshotId, strategy: strategyId }, bd);
+    if (sealedImage !== null && sandbox.host instanceof HostProcess) sandbox.host.sendSealedImage(sealedKey(this.snapshotRoot, snapshotId), sealedImage);
     const req = { op: 'restore', sandboxId: sandbox.id, deployment: fn.deployment, snapshotRoot: this.snapshotRoot, snapshotId, strategy: strategyId, stateSha256, artefactSha256, trackMemory: this.memoryTracking } as const;
     return this.startIn<RestoreResult>(sandbox, fn.params, req, 'restore', input, bd.trace);
   }
@@ -1039,6 +1042,22 @@ export class Platform implements ThawApi {
     } finally {
       closeSync(fd);
     }
+  }
+
+  /**
+   * The daemon's sealed image of snapshot `id` (strategies/sealed.ts): prepared in the worker,
+   * kept in this process's table. One evicted since (the table's budget) is sealed again.
+   * Throws THAW_STRATEGY_UNAVAILABLE when it cannot be had.
+   */
+  private async sealedImageOf(id: string): Promise<number> {
+    let fd = heldSealedImage(this.snapshotRoot, id);
+    if (fd === null) {
+      this.preparer.forget(id, sealed.id);
+      await this.preparer.prepare(sealed.id, id);
+      fd = heldSealedImage(this.snapshotRoot, id);
+    }
+    if (fd === null) throw new ThawError('THAW_STRATEGY_UNAVAILABLE', { strategy: sealed.id, reason: `the daemon could not keep a sealed image of snapshot ${id} (its budget is ${SEALED_BUDGET_BYTES >> 20} MiB)` });
+    return fd;
   }
 
   /** auto's choice for snapshot `id`; starts preparing what it would rather use next time. */

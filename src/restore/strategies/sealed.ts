@@ -23,7 +23,7 @@ import { resolve } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { ThawError } from '../../core/errors.js';
 import { PAGE_BYTES, type PageRun, type SnapshotState } from '../../core/snapshot-format.js';
-import { sealedCopy, sealedCreate, sealedDrop, sealedGet, sealedIsSealed, sealedPut, sealedSeal, zeroDirtyPages } from '../../native/index.js';
+import { sealedCopy, sealedCreate, sealedDrop, sealedGet, sealedIsSealed, sealedPut, sealedRecv, sealedSeal, zeroDirtyPages } from '../../native/index.js';
 import { clearBeyond, growTo, holeSpans, measured, takeZeroFrom } from '../guest-memory.js';
 import { chainRuns, copyRuns, resolveImage, verifyImageFd } from '../snapshot-image.js';
 import { emptyStats, type OpenedImage, type PrepareReport, type RestoreStrategy } from '../strategy.js';
@@ -44,6 +44,22 @@ export function heldSealedImage(root: string, id: string): number | null {
 /** Closes this process's sealed image of snapshot `id` (the snapshot was deleted). */
 export function discardSealedImage(root: string, id: string): void {
   sealedDrop(sealedKey(root, id));
+}
+
+/**
+ * Takes the sealed images waiting on a sandbox host's image channel into its table (one it holds
+ * already keeps its own copy: the same key is the same sealed bytes). An fd that is not a sealed
+ * memfd is closed and not kept (open() then finds no image and says so).
+ */
+export function adoptSealedImages(channelFd: number): void {
+  for (const [key, fd] of sealedRecv(channelFd)) {
+    if (fd < 0) continue;
+    if (sealedGet(key) !== null || !sealedIsSealed(fd)) {
+      closeSync(fd);
+      continue;
+    }
+    sealedPut(key, fd, fstatSync(fd).blocks * 512, SEALED_BUDGET_BYTES);
+  }
 }
 
 /** The top of a chain (THAW_INTERNAL for an empty one). */
@@ -90,7 +106,12 @@ export const sealed: RestoreStrategy = {
   prepare(root: string, chain: readonly SnapshotState[]): PrepareReport {
     const t0 = performance.now();
     const key = sealedKey(root, topOf(chain).meta.id);
-    if (sealedGet(key) !== null) return { built: false, elapsedMs: performance.now() - t0 };
+    if (sealedGet(key) !== null) {
+      // Held already: restores read the sealed bytes, but a prepare still refuses a snapshot
+      // whose files no longer hold what they held (as every strategy's prepare does).
+      closeSync(resolveImage(root, chain, 'verify').fd);
+      return { built: false, elapsedMs: performance.now() - t0 };
+    }
     const { fd, presentBytes } = buildSealed(root, chain);
     sealedPut(key, fd, presentBytes, SEALED_BUDGET_BYTES);
     return { built: true, elapsedMs: performance.now() - t0 };
@@ -98,17 +119,19 @@ export const sealed: RestoreStrategy = {
   open(root: string, chain: readonly SnapshotState[]): OpenedImage {
     const top = topOf(chain);
     const byteLength = top.meta.memoryBytes;
-    const fd = sealedGet(sealedKey(root, top.meta.id));
-    if (fd === null) {
-      throw new ThawError('THAW_STRATEGY_UNAVAILABLE', { strategy: 'sealed', reason: `this process holds no sealed image of snapshot ${top.meta.id} (the daemon seals it at prepare and passes it with the restore)` });
-    }
+    const key = sealedKey(root, top.meta.id);
+    const stats = emptyStats('sealed');
+    // A sandbox host has the daemon's image (passed with the restore); a process without one
+    // (a test, a one-shot CLI) seals and checks its own first.
+    if (sealedGet(key) === null) stats.prepareMs = sealed.prepare(root, chain).elapsedMs;
+    const fd = sealedGet(key);
+    if (fd === null) throw new ThawError('THAW_STRATEGY_UNAVAILABLE', { strategy: 'sealed', reason: `no sealed image of snapshot ${top.meta.id} could be kept (budget ${SEALED_BUDGET_BYTES >> 20} MiB)` });
     // The fd came from the daemon: it must still be sealed (a memfd whose seals are set cannot lose them).
     if (!sealedIsSealed(fd) || fstatSync(fd).size !== byteLength) {
       throw new ThawError('THAW_SNAPSHOT_CORRUPT', { id: top.meta.id, detail: 'the sealed image passed to this host is not sealed or has the wrong size' });
     }
     const runs = chainRuns(chain);
     const presentBytes = runs.reduce((n, r) => n + r.pageCount * PAGE_BYTES, 0);
-    const stats = emptyStats('sealed');
     return {
       byteLength,
       stats,

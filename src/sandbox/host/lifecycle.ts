@@ -10,6 +10,7 @@ import { ThawError } from '../../core/errors.js';
 import { adapterFor, type GuestInstance, type MemoryImage } from '../../runtimes/index.js';
 import { getStrategy, listStrategies } from '../../restore/index.js';
 import { eager } from '../../restore/strategies/eager.js';
+import { adoptSealedImages } from '../../restore/strategies/sealed.js';
 import { openSyncObjectStore } from '../../store/open-store.js';
 import { setLeaseOwnerPid } from '../../restore/pass-pool.js';
 import { expectArtefacts } from '../../restore/artefact-seal.js';
@@ -65,6 +66,8 @@ export async function restore(req: Req<'restore'>): Promise<RestoreResult> {
   const t0 = performance.now();
   const strategy = getStrategy(req.strategy);
   releasePreallocated(strategy.id);
+  // Sealed images the daemon passed for this restore (strategies/sealed.ts).
+  if (hostSettings.imageChannelFd !== null) adoptSealedImages(hostSettings.imageChannelFd);
   setSpanAttributes({ 'thaw.sandbox': req.sandboxId, 'thaw.snapshot': req.snapshotId, 'thaw.strategy': strategy.id });
   const { chain, image } = hostSpan('open snapshot', {}, () => {
     // The state files must be the ones whose seals the daemon checked (stateSha256, by id).
