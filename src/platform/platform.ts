@@ -1036,7 +1036,8 @@ export class Platform implements ThawApi {
       return {
         memoryBytes: meta.memoryBytes,
         ...image,
-        prepared: new Set(strategies.map((s) => s.id).filter((s) => this.preparer.isPrepared(s, id))),
+        // A sealed image counts while the daemon still holds it (its table evicts within a budget).
+        prepared: new Set(strategies.map((s) => s.id).filter((s) => this.preparer.isPrepared(s, id) && (s !== sealed.id || heldSealedImage(this.snapshotRoot, id) !== null))),
         supported: (s) => supported.has(s),
       };
     } finally {
