@@ -109,10 +109,28 @@ void thaw_sealed_drop(const char *key) {
   pthread_mutex_unlock(&lock);
 }
 
-/* Copies spans ([off, len] pairs, inside both) of the table's image with fd `fd` to `dst`, from a
- * read-only shared mapping of it made at the first copy (MAP_POPULATE: no fault per page) and kept
- * with the entry. -ENOENT when the table has no such fd. */
-int thaw_sealed_copy(int fd, uint8_t *dst, size_t dst_len, const double *spans, size_t n, const char **op) {
+typedef struct { uint8_t *dst; const uint8_t *src; const double *spans; size_t n; uint64_t from, to; } copy_part;
+
+/* Copies bytes [from, to) of the concatenated spans. */
+static void *copy_run(void *arg) {
+  copy_part *c = arg;
+  uint64_t at = 0;
+  for (size_t i = 0; i < c->n && at < c->to; i++) {
+    uint64_t off = (uint64_t)c->spans[2 * i], len = (uint64_t)c->spans[2 * i + 1];
+    uint64_t lo = c->from > at ? c->from - at : 0, hi = c->to - at < len ? c->to - at : len;
+    if (lo < hi) memcpy(c->dst + off + lo, c->src + off + lo, hi - lo);
+    at += len;
+  }
+  return NULL;
+}
+
+#define COPY_MAX_THREADS 8
+
+/* Copies spans ([off, len] pairs, inside both) of the table's image with fd `fd` to `dst` on up
+ * to `threads` threads (the caller's included), from a read-only shared mapping of the image made
+ * at the first copy (MAP_POPULATE: no fault per page) and kept with the entry. -ENOENT when the
+ * table has no such fd. */
+int thaw_sealed_copy(int fd, uint8_t *dst, size_t dst_len, const double *spans, size_t n, int threads, const char **op) {
   pthread_mutex_lock(&lock);
   entry *e = NULL;
   for (int i = 0; i < TABLE_SIZE; i++) if (table[i].fd == fd && fd > 0) e = &table[i];
@@ -125,17 +143,30 @@ int thaw_sealed_copy(int fd, uint8_t *dst, size_t dst_len, const double *spans, 
     e->map = m;
     e->map_len = (size_t)size;
   }
-  uint8_t *src = e->map;
-  size_t len = e->map_len;
   e->used = ++tick;
-  int rc = 0;
+  uint64_t total = 0;
   for (size_t i = 0; i < n; i++) {
     uint64_t off = (uint64_t)spans[2 * i], l = (uint64_t)spans[2 * i + 1];
-    if (off + l > len || off + l > dst_len) { rc = -ERANGE; *op = "sealed copy bounds"; break; }
-    memcpy(dst + off, src + off, l);
+    if (off + l > e->map_len || off + l > dst_len) { pthread_mutex_unlock(&lock); *op = "sealed copy bounds"; return -ERANGE; }
+    total += l;
+  }
+  if (threads < 1) threads = 1;
+  if (threads > COPY_MAX_THREADS) threads = COPY_MAX_THREADS;
+  if (total < ((uint64_t)threads << 22)) threads = (int)(total >> 22) + 1; /* >= 4 MiB a thread */
+  copy_part parts[COPY_MAX_THREADS];
+  pthread_t tids[COPY_MAX_THREADS];
+  int started = 0;
+  for (int t = 0; t < threads; t++) {
+    parts[t] = (copy_part){ dst, e->map, spans, n, total * t / threads, total * (t + 1) / threads };
+    if (t > 0 && pthread_create(&tids[t], NULL, copy_run, &parts[t]) == 0) started |= 1 << t;
+  }
+  copy_run(&parts[0]);
+  for (int t = 1; t < threads; t++) {
+    if (started & (1 << t)) pthread_join(tids[t], NULL);
+    else copy_run(&parts[t]); /* no thread: this one copies it */
   }
   pthread_mutex_unlock(&lock);
-  return rc;
+  return 0;
 }
 
 int thaw_sealed_send(int sock, const char *key, int fd) {
@@ -340,15 +371,15 @@ static napi_value sl_recv(napi_env env, napi_callback_info info) {
 }
 
 static napi_value sl_copy(napi_env env, napi_callback_info info) {
-  napi_value argv[3];
+  napi_value argv[4];
   void *base, *spans;
   size_t len, count;
   napi_typedarray_type t;
   bool is = false;
-  if (sl_args(env, info, argv, 3) < 3) return NULL;
+  if (sl_args(env, info, argv, 4) < 4) return NULL;
   if (napi_is_arraybuffer(env, argv[1], &is) != napi_ok || !is || napi_get_arraybuffer_info(env, argv[1], &base, &len) != napi_ok ||
       napi_get_typedarray_info(env, argv[2], &t, &count, &spans, NULL, NULL) != napi_ok || t != napi_float64_array || count % 2) {
-    napi_throw_type_error(env, "ERR_INVALID_ARG_TYPE", "sealedCopy(fd, ArrayBuffer, Float64Array of [offset, length] pairs)");
+    napi_throw_type_error(env, "ERR_INVALID_ARG_TYPE", "sealedCopy(fd, ArrayBuffer, Float64Array of [offset, length] pairs, threads)");
     return NULL;
   }
   const double *s = spans;
@@ -356,7 +387,7 @@ static napi_value sl_copy(napi_env env, napi_callback_info info) {
     if (s[i] < 0) { napi_throw_range_error(env, "ERR_INVALID_ARG_VALUE", "sealedCopy: negative span"); return NULL; }
   }
   const char *op = "";
-  int r = thaw_sealed_copy(sl_int(env, argv[0]), base, len, s, count / 2, &op);
+  int r = thaw_sealed_copy(sl_int(env, argv[0]), base, len, s, count / 2, sl_int(env, argv[3]), &op);
   return r < 0 ? sl_throw(env, -r, op) : NULL;
 }
 

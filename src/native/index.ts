@@ -80,7 +80,7 @@ interface Addon {
   sealedSend(socket: number, key: string, fd: number): void;
   sealedRecv(socket: number): [string, number][];
   zeroDirtyPages(buffer: ArrayBuffer, spans: Float64Array): number;
-  sealedCopy(fd: number, buffer: ArrayBuffer, spans: Float64Array): void;
+  sealedCopy(fd: number, buffer: ArrayBuffer, spans: Float64Array, threads: number): void;
   zeroTailOffset(buffer: ArrayBuffer): number;
 }
 
@@ -862,11 +862,12 @@ export function sealedRecv(socket: number): [string, number][] {
 
 /**
  * Copies `spans` ([offset, length] pairs) of the table's sealed image `fd` to the same offsets of
- * `buffer`, from a read-only mapping of the image kept after the first copy. Throws THAW_INTERNAL
- * (ENOENT: the table has no image with that fd; ERANGE: a span outside either).
+ * `buffer` on up to `threads` threads (at least 4 MiB each), from a read-only mapping of the
+ * image kept after the first copy. Throws THAW_INTERNAL (ENOENT: the table has no image with that
+ * fd; ERANGE: a span outside either).
  */
-export function sealedCopy(fd: number, buffer: ArrayBuffer, spans: Float64Array): void {
-  call('sealedCopy', fd, buffer, spans);
+export function sealedCopy(fd: number, buffer: ArrayBuffer, spans: Float64Array, threads: number): void {
+  call('sealedCopy', fd, buffer, spans, threads);
 }
 
 /** Zeroes the pages of `spans` ([offset, length] pairs, page aligned) of `buffer` that are not zero; returns how many. */

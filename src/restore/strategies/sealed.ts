@@ -19,6 +19,7 @@
 // restore that asks for it). Like the page cache, but immutable and checked.
 
 import { closeSync, fstatSync } from 'node:fs';
+import { availableParallelism } from 'node:os';
 import { resolve } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { ThawError } from '../../core/errors.js';
@@ -28,6 +29,8 @@ import { clearBeyond, growTo, holeSpans, measured, takeZeroFrom } from '../guest
 import { chainRuns, copyRuns, resolveImage, verifyImageFd } from '../snapshot-image.js';
 import { emptyStats, type OpenedImage, type PrepareReport, type RestoreStrategy } from '../strategy.js';
 
+/** Threads a restore copies with: one per core (a memcpy has no waits to overlap). */
+const COPY_THREADS = availableParallelism();
 /** Most bytes of sealed images a process keeps (present pages); least recently used go first. */
 export const SEALED_BUDGET_BYTES = 1 << 30;
 
@@ -142,14 +145,14 @@ export const sealed: RestoreStrategy = {
           const zeroFrom = takeZeroFrom(memory);
           const buffer = growTo(memory, byteLength, top.meta.functionName);
           clearBeyond(buffer, byteLength);
-          sealedCopy(fd, buffer, spansOf(runs));
+          sealedCopy(fd, buffer, spansOf(runs), COPY_THREADS);
           stats.bytesRead += presentBytes;
           zeroDirtyPages(buffer, new Float64Array(holeSpans(runs, Math.min(zeroFrom, byteLength)).flatMap((h) => [h.offsetBytes, h.lengthBytes])));
         });
       },
       toBytes(): Uint8Array {
         const bytes = new Uint8Array(byteLength);
-        sealedCopy(fd, bytes.buffer, spansOf(runs));
+        sealedCopy(fd, bytes.buffer, spansOf(runs), COPY_THREADS);
         stats.bytesRead += presentBytes;
         return bytes;
       },
