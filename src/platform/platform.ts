@@ -259,6 +259,7 @@ export class Platform implements ThawApi {
       onLog: (sandboxId, stream, text) => this.hostLog(sandboxId, stream, text),
       jail: this.jail.jailed ? { dataDir: params.dataDir, env: hostEnv(), redisSocket: this.redisRelay?.socketPath ?? null } : null,
       preparedIdleMs: params.preparedIdleMs,
+      sealedImagesFor: (fn) => this.sealedImagesOf(fn.params.name),
       maxPreparedFunctions: params.maxPreparedFunctions,
     });
     this.pool.start();
@@ -1043,6 +1044,16 @@ export class Platform implements ThawApi {
     } finally {
       closeSync(fd);
     }
+  }
+
+  /** The sealed images the daemon holds of function `name`'s snapshots (read since it started), as [key, fd]. */
+  private sealedImagesOf(name: string): [string, number][] {
+    const out: [string, number][] = [];
+    for (const [id, { meta }] of this.snapshotMeta) {
+      const fd = meta.functionName === name ? heldSealedImage(this.snapshotRoot, id) : null;
+      if (fd !== null) out.push([sealedKey(this.snapshotRoot, id), fd]);
+    }
+    return out;
   }
 
   /**

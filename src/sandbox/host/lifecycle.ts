@@ -31,6 +31,8 @@ export function configure(req: Req<'configure'>): Record<string, never> {
 
 export async function prepare(req: Req<'prepare'>): Promise<PrepareResult> {
   const t0 = performance.now();
+  // Sealed images of the function's snapshots, sent with the prepare: mapped now, not at restore.
+  if (hostSettings.imageChannelFd !== null) adoptSealedImages(hostSettings.imageChannelFd);
   if (!prepared.has(req.fn.deployment)) {
     const adapter = await adapterFor(req.fn.params.runtime);
     const p: PreparedFunction = { fn: req.fn, adapter, prepared: await adapter.prepare(req.fn.params, req.fn.artefactPath), capacity: req.instances ?? 1 };
