@@ -9,6 +9,8 @@ import { CHUNK_BYTES, PAGE_BYTES, type PageRun, type SnapshotState } from '../co
 import { madviseDontneed, pageFaultCounts } from '../native/index.js';
 import type { RestoreStats } from './strategy.js';
 
+const zeroFrom = new WeakMap<WebAssembly.Memory, number>();
+
 /** Size of a WebAssembly page in bytes. */
 export const WASM_PAGE_BYTES = 65536;
 
@@ -17,6 +19,7 @@ export const WASM_PAGE_BYTES = 65536;
  * (the one valid after growing). Throws THAW_GUEST_OOM when the module's maximum forbids it.
  */
 export function growTo(memory: WebAssembly.Memory, byteLength: number, functionName: string): ArrayBuffer {
+  zeroFrom.delete(memory); // a fill is about to write: a zero-tail mark no longer holds
   const have = memory.buffer.byteLength;
   if (have < byteLength) {
     try {
@@ -36,8 +39,6 @@ export function growTo(memory: WebAssembly.Memory, byteLength: number, functionN
 export function clearBeyond(buffer: ArrayBuffer, byteLength: number): void {
   if (buffer.byteLength > byteLength) madviseDontneed(buffer, byteLength, buffer.byteLength - byteLength);
 }
-
-const zeroFrom = new WeakMap<WebAssembly.Memory, number>();
 
 /**
  * Records that every byte of `memory` from `offset` on is zero, for the next fill to skip looking
