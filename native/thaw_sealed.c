@@ -370,48 +370,53 @@ static napi_value sl_recv(napi_env env, napi_callback_info info) {
   return arr;
 }
 
-static napi_value sl_copy(napi_env env, napi_callback_info info) {
-  napi_value argv[4];
-  void *base, *spans;
-  size_t len, count;
+/* An ArrayBuffer and a Float64Array of [offset, length] pairs; 0 (a TypeError thrown) when not. */
+static int sl_buffer_spans(napi_env env, napi_value buf, napi_value arr, uint8_t **base, size_t *len, const double **spans, size_t *pairs, const char *usage) {
+  void *b, *s;
+  size_t count;
   napi_typedarray_type t;
   bool is = false;
-  if (sl_args(env, info, argv, 4) < 4) return NULL;
-  if (napi_is_arraybuffer(env, argv[1], &is) != napi_ok || !is || napi_get_arraybuffer_info(env, argv[1], &base, &len) != napi_ok ||
-      napi_get_typedarray_info(env, argv[2], &t, &count, &spans, NULL, NULL) != napi_ok || t != napi_float64_array || count % 2) {
-    napi_throw_type_error(env, "ERR_INVALID_ARG_TYPE", "sealedCopy(fd, ArrayBuffer, Float64Array of [offset, length] pairs, threads)");
-    return NULL;
+  if (napi_is_arraybuffer(env, buf, &is) != napi_ok || !is || napi_get_arraybuffer_info(env, buf, &b, len) != napi_ok ||
+      napi_get_typedarray_info(env, arr, &t, &count, &s, NULL, NULL) != napi_ok || t != napi_float64_array || count % 2) {
+    napi_throw_type_error(env, "ERR_INVALID_ARG_TYPE", usage);
+    return 0;
   }
-  const double *s = spans;
-  for (size_t i = 0; i < count; i++) {
+  *base = b;
+  *spans = s;
+  *pairs = count / 2;
+  return 1;
+}
+
+static napi_value sl_copy(napi_env env, napi_callback_info info) {
+  napi_value argv[4];
+  uint8_t *base;
+  const double *s;
+  size_t len, pairs;
+  if (sl_args(env, info, argv, 4) < 4) return NULL;
+  if (!sl_buffer_spans(env, argv[1], argv[2], &base, &len, &s, &pairs, "sealedCopy(fd, ArrayBuffer, Float64Array of [offset, length] pairs, threads)")) return NULL;
+  for (size_t i = 0; i < 2 * pairs; i++) {
     if (s[i] < 0) { napi_throw_range_error(env, "ERR_INVALID_ARG_VALUE", "sealedCopy: negative span"); return NULL; }
   }
   const char *op = "";
-  int r = thaw_sealed_copy(sl_int(env, argv[0]), base, len, s, count / 2, sl_int(env, argv[3]), &op);
+  int r = thaw_sealed_copy(sl_int(env, argv[0]), base, len, s, pairs, sl_int(env, argv[3]), &op);
   return r < 0 ? sl_throw(env, -r, op) : NULL;
 }
 
 static napi_value sl_zero_dirty(napi_env env, napi_callback_info info) {
   napi_value argv[2];
-  void *base, *spans;
-  size_t len, count;
-  napi_typedarray_type t;
-  bool is = false;
+  uint8_t *base;
+  const double *s;
+  size_t len, pairs;
   if (sl_args(env, info, argv, 2) < 2) return NULL;
-  if (napi_is_arraybuffer(env, argv[0], &is) != napi_ok || !is || napi_get_arraybuffer_info(env, argv[0], &base, &len) != napi_ok ||
-      napi_get_typedarray_info(env, argv[1], &t, &count, &spans, NULL, NULL) != napi_ok || t != napi_float64_array || count % 2) {
-    napi_throw_type_error(env, "ERR_INVALID_ARG_TYPE", "zeroDirtyPages(ArrayBuffer, Float64Array of [offset, length] pairs)");
-    return NULL;
-  }
+  if (!sl_buffer_spans(env, argv[0], argv[1], &base, &len, &s, &pairs, "zeroDirtyPages(ArrayBuffer, Float64Array of [offset, length] pairs)")) return NULL;
   size_t page = (size_t)sysconf(_SC_PAGESIZE);
-  const double *s = spans;
-  for (size_t i = 0; i < count; i += 2) {
+  for (size_t i = 0; i < 2 * pairs; i += 2) {
     if (s[i] < 0 || s[i + 1] < 0 || (uint64_t)s[i] % page || (uint64_t)s[i + 1] % page || s[i] + s[i + 1] > (double)len) {
       napi_throw_range_error(env, "ERR_INVALID_ARG_VALUE", "zeroDirtyPages: spans must be page aligned and inside the buffer");
       return NULL;
     }
   }
-  return sl_number(env, (double)thaw_zero_dirty(base, s, count / 2, page));
+  return sl_number(env, (double)thaw_zero_dirty(base, s, pairs, page));
 }
 
 static napi_value sl_zero_tail(napi_env env, napi_callback_info info) {

@@ -7,27 +7,22 @@
 //   node dist/runtimes/python/restore-split.bench.js [function=stdlib-py] [rounds=9] [strategies=eager]
 //   PROFILE=out.cpuprofile ...   also writes a CPU profile of the last round's Pyodide steps
 
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { Session } from 'node:inspector';
 import { tmpdir, loadavg } from 'node:os';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { parseFunctionConfig } from '../../core/function-spec.js';
+import { join } from 'node:path';
 import { chunkChecksums, type SnapshotMeta } from '../../core/snapshot-format.js';
 import { readChain, writeSnapshot } from '../../snapshot/snapshot-io.js';
 import { getStrategy } from '../../restore/index.js';
-import type { SyncObjectStore } from '../../store/object-store.js';
-import type { GuestContext, MemoryImage } from '../runtime.js';
+import type { MemoryImage } from '../runtime.js';
+import { benchFunction } from './bench-function.js';
 import { pythonAdapter } from './adapter.js';
 import { setRestoreProbe, type RestoreProbe } from './_pyodide-host.js';
 
 const name = process.argv[2] ?? 'stdlib-py';
 const rounds = Number(process.argv[3] ?? 9);
 const strategies = (process.argv[4] ?? 'eager').split(',');
-const dir = join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..', 'functions', name);
-const fn = parseFunctionConfig(JSON.parse(readFileSync(join(dir, 'function.json'), 'utf8')), (p) => join(dir, p));
-const store: SyncObjectStore = { kind: 'embedded', get: () => undefined, put: () => undefined, close: () => undefined };
-const ctx: GuestContext = { objects: store, memoryLimitBytes: fn.memoryMiB * 1024 * 1024, log: () => undefined };
+const { fn, ctx } = benchFunction(name);
 const input = new TextEncoder().encode('{"n": 7}');
 const now = (): number => performance.now();
 
