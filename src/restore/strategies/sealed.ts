@@ -147,7 +147,9 @@ export const sealed: RestoreStrategy = {
           // measured (a Pyodide shell), are zero: only the hole pages below are looked at.
           const zeroFrom = takeZeroFrom(memory);
           const buffer = growTo(memory, byteLength, top.meta.functionName);
-          clearBeyond(buffer, byteLength);
+          // Beyond the snapshot, only what lies below the zero tail needs clearing (a shell
+          // pre-touched past the heap keeps those pages: no madvise, no faults to get them back).
+          if (zeroFrom > byteLength) clearBeyond(buffer, byteLength);
           sealedCopy(fd, buffer, spansOf(runs), COPY_THREADS);
           stats.bytesRead += presentBytes;
           zeroDirtyPages(buffer, new Float64Array(holeSpans(runs, Math.min(zeroFrom, byteLength)).flatMap((h) => [h.offsetBytes, h.lengthBytes])));
