@@ -221,15 +221,22 @@ uint64_t thaw_zero_dirty(uint8_t *base, const double *spans, size_t n, size_t pa
   return zeroed;
 }
 
-/* Where the zero tail of [base, base+len) starts: the end of its last page that is not zero. */
-uint64_t thaw_zero_tail(const uint8_t *base, size_t len, size_t page) {
-  for (size_t end = len; end >= page; end -= page) {
-    const uint64_t *w = (const uint64_t *)(base + end - page);
+/* The runs of pages of [base, base+len) that are not zero, as [off, len] pairs into out (at most
+ * cap pairs; returns the pairs found, or -1 when there are more than cap). */
+int64_t thaw_nonzero_spans(const uint8_t *base, size_t len, size_t page, double *out, size_t cap) {
+  size_t n = 0;
+  for (size_t at = 0; at + page <= len; at += page) {
+    const uint64_t *w = (const uint64_t *)(base + at);
     uint64_t acc = 0;
     for (size_t k = 0; k < page / 8; k++) acc |= w[k];
-    if (acc) return end;
+    if (!acc) continue;
+    if (n > 0 && (size_t)(out[2 * n - 2] + out[2 * n - 1]) == at) { out[2 * n - 1] += (double)page; continue; }
+    if (n == cap) return -1;
+    out[2 * n] = (double)at;
+    out[2 * n + 1] = (double)page;
+    n++;
   }
-  return 0;
+  return (int64_t)n;
 }
 
 /* ---- Node-API ---- */
@@ -419,18 +426,28 @@ static napi_value sl_zero_dirty(napi_env env, napi_callback_info info) {
   return sl_number(env, (double)thaw_zero_dirty(base, s, pairs, page));
 }
 
-static napi_value sl_zero_tail(napi_env env, napi_callback_info info) {
-  napi_value argv[1];
-  void *base;
+/* nonZeroSpans(buffer): Float64Array of [offset, length] pairs of its non-zero pages, or null
+ * when they lie in more than 65536 runs. */
+static napi_value sl_nonzero_spans(napi_env env, napi_callback_info info) {
+  napi_value argv[1], ab, arr, nul;
+  void *base, *data;
   size_t len;
   bool is = false;
   if (sl_args(env, info, argv, 1) < 1) return NULL;
   if (napi_is_arraybuffer(env, argv[0], &is) != napi_ok || !is || napi_get_arraybuffer_info(env, argv[0], &base, &len) != napi_ok) {
-    napi_throw_type_error(env, "ERR_INVALID_ARG_TYPE", "zeroTailOffset(ArrayBuffer)");
+    napi_throw_type_error(env, "ERR_INVALID_ARG_TYPE", "nonZeroSpans(ArrayBuffer)");
     return NULL;
   }
-  size_t page = (size_t)sysconf(_SC_PAGESIZE);
-  return sl_number(env, (double)thaw_zero_tail(base, len - len % page, page));
+  enum { CAP = 65536 };
+  double *out = malloc(sizeof(double) * 2 * CAP);
+  if (!out) return sl_throw(env, ENOMEM, "malloc");
+  int64_t n = thaw_nonzero_spans(base, len, (size_t)sysconf(_SC_PAGESIZE), out, CAP);
+  if (n < 0) { free(out); napi_get_null(env, &nul); return nul; }
+  if (napi_create_arraybuffer(env, sizeof(double) * 2 * (size_t)n, &data, &ab) != napi_ok) { free(out); return NULL; }
+  memcpy(data, out, sizeof(double) * 2 * (size_t)n);
+  free(out);
+  napi_create_typedarray(env, napi_float64_array, 2 * (size_t)n, ab, 0, &arr);
+  return arr;
 }
 
 void thaw_sealed_register(void *env_, void *exports_) {
@@ -447,7 +464,7 @@ void thaw_sealed_register(void *env_, void *exports_) {
     { "sealedSend", NULL, sl_send, NULL, NULL, NULL, napi_enumerable, NULL },
     { "sealedRecv", NULL, sl_recv, NULL, NULL, NULL, napi_enumerable, NULL },
     { "sealedCopy", NULL, sl_copy, NULL, NULL, NULL, napi_enumerable, NULL },
-    { "zeroTailOffset", NULL, sl_zero_tail, NULL, NULL, NULL, napi_enumerable, NULL },
+    { "nonZeroSpans", NULL, sl_nonzero_spans, NULL, NULL, NULL, napi_enumerable, NULL },
     { "zeroDirtyPages", NULL, sl_zero_dirty, NULL, NULL, NULL, napi_enumerable, NULL },
   };
   napi_define_properties(env, exports, sizeof fns / sizeof fns[0], fns);

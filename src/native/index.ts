@@ -81,7 +81,7 @@ interface Addon {
   sealedRecv(socket: number): [string, number][];
   zeroDirtyPages(buffer: ArrayBuffer, spans: Float64Array): number;
   sealedCopy(fd: number, buffer: ArrayBuffer, spans: Float64Array, threads: number): void;
-  zeroTailOffset(buffer: ArrayBuffer): number;
+  nonZeroSpans(buffer: ArrayBuffer): Float64Array | null;
 }
 
 /** One message received on a Firecracker page-server socket (native/thaw_fc.c). */
@@ -875,7 +875,7 @@ export function zeroDirtyPages(buffer: ArrayBuffer, spans: Float64Array): number
   return call('zeroDirtyPages', buffer, spans);
 }
 
-/** The offset from which every byte of `buffer` is zero (the end of its last non-zero page). */
-export function zeroTailOffset(buffer: ArrayBuffer): number {
-  return call('zeroTailOffset', buffer);
+/** The runs of non-zero pages of `buffer` as [offset, length] pairs, or null when there are more than 65536 runs. */
+export function nonZeroSpans(buffer: ArrayBuffer): Float64Array | null {
+  return call('nonZeroSpans', buffer);
 }

@@ -9,7 +9,7 @@ import { CHUNK_BYTES, PAGE_BYTES, type PageRun, type SnapshotState } from '../co
 import { madviseDontneed, pageFaultCounts } from '../native/index.js';
 import type { RestoreStats } from './strategy.js';
 
-const zeroFrom = new WeakMap<WebAssembly.Memory, number>();
+const dirtySpans = new WeakMap<WebAssembly.Memory, Float64Array>();
 
 /** Size of a WebAssembly page in bytes. */
 export const WASM_PAGE_BYTES = 65536;
@@ -19,7 +19,7 @@ export const WASM_PAGE_BYTES = 65536;
  * (the one valid after growing). Throws THAW_GUEST_OOM when the module's maximum forbids it.
  */
 export function growTo(memory: WebAssembly.Memory, byteLength: number, functionName: string): ArrayBuffer {
-  zeroFrom.delete(memory); // a fill is about to write: a zero-tail mark no longer holds
+  dirtySpans.delete(memory); // a fill is about to write: a record of its non-zero pages no longer holds
   const have = memory.buffer.byteLength;
   if (have < byteLength) {
     try {
@@ -41,24 +41,41 @@ export function clearBeyond(buffer: ArrayBuffer, byteLength: number): void {
 }
 
 /**
- * Records that every byte of `memory` from `offset` on is zero, for the next fill to skip looking
- * at (a Pyodide shell measures its untouched tail while it waits). Valid only until something
- * writes into the memory: whoever writes first calls forgetZeroFrom.
+ * Records which pages of `memory` are not zero (`spans`: [offset, length] pairs, ascending), for
+ * the next fill to look only at those (a Pyodide shell measures its memory while it waits). Valid
+ * only until something writes into the memory: whoever writes first calls forgetDirtySpans.
  */
-export function markZeroFrom(memory: WebAssembly.Memory, offset: number): void {
-  zeroFrom.set(memory, offset);
+export function markDirtySpans(memory: WebAssembly.Memory, spans: Float64Array): void {
+  dirtySpans.set(memory, spans);
 }
 
-/** Forgets markZeroFrom's mark (the memory is about to be written). */
-export function forgetZeroFrom(memory: WebAssembly.Memory): void {
-  zeroFrom.delete(memory);
+/** Forgets markDirtySpans's record (the memory is about to be written). */
+export function forgetDirtySpans(memory: WebAssembly.Memory): void {
+  dirtySpans.delete(memory);
 }
 
-/** The offset from which `memory` is known to be zero (its size when nothing is known), and forgets it. */
-export function takeZeroFrom(memory: WebAssembly.Memory): number {
-  const at = zeroFrom.get(memory) ?? memory.buffer.byteLength;
-  zeroFrom.delete(memory);
-  return at;
+/** The non-zero pages recorded for `memory` (null when nothing is known), and forgets them. */
+export function takeDirtySpans(memory: WebAssembly.Memory): Float64Array | null {
+  const spans = dirtySpans.get(memory) ?? null;
+  dirtySpans.delete(memory);
+  return spans;
+}
+
+/** The parts of `spans` (ascending [offset, length] pairs) inside the ascending byte spans `within`. */
+export function intersectSpans(spans: Float64Array, within: readonly ByteSpan[]): Float64Array {
+  const out: number[] = [];
+  let j = 0;
+  for (let i = 0; i < spans.length; i += 2) {
+    const lo = spans[i]!;
+    const hi = lo + spans[i + 1]!;
+    while (j < within.length && within[j]!.offsetBytes + within[j]!.lengthBytes <= lo) j++;
+    for (let k = j; k < within.length && within[k]!.offsetBytes < hi; k++) {
+      const a = Math.max(lo, within[k]!.offsetBytes);
+      const b = Math.min(hi, within[k]!.offsetBytes + within[k]!.lengthBytes);
+      if (a < b) out.push(a, b - a);
+    }
+  }
+  return new Float64Array(out);
 }
 
 /** Runs `fill`, adding its time and the process's page faults during it to `stats`. */

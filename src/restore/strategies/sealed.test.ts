@@ -10,6 +10,7 @@ import { join } from 'node:path';
 import { PAGE_BYTES, type SnapshotMeta } from '../../core/snapshot-format.js';
 import { readChain, writeSnapshot } from '../../snapshot/snapshot-io.js';
 import { sealedChannel, sealedCreate, sealedSend } from '../../native/index.js';
+import { markDirtySpans } from '../guest-memory.js';
 import { adoptSealedImages, discardSealedImage, heldSealedImage, sealed, sealedKey } from './sealed.js';
 
 const SIZE = 4 << 20;
@@ -60,6 +61,21 @@ describe('sealed', () => {
       closeSync(daemonEnd);
       closeSync(hostEnd);
     }
+  });
+
+  test('a memory whose non-zero pages were recorded (a shell) gets exactly those of them that are holes cleared', () => {
+    const image = sealed.open(root, readChain(root, 's1'));
+    const mem = new WebAssembly.Memory({ initial: SIZE / 65536 + 4 });
+    const bytes = new Uint8Array(mem.buffer);
+    // Pages 0-9 (holes at 0, 3, 6, 9) and two pages past the snapshot are dirty, and recorded so.
+    bytes.fill(0xa5, 0, 10 * PAGE_BYTES);
+    bytes.fill(0xa5, SIZE + PAGE_BYTES, SIZE + 3 * PAGE_BYTES);
+    markDirtySpans(mem, new Float64Array([0, 10 * PAGE_BYTES, SIZE + PAGE_BYTES, 2 * PAGE_BYTES]));
+    image.fill(mem);
+    image.release();
+    const after = new Uint8Array(mem.buffer);
+    assert.ok(Buffer.compare(after.subarray(0, SIZE), memory) === 0, 'restores byte for byte');
+    assert.ok(after.subarray(SIZE).every((b) => b === 0), 'zero past the snapshot');
   });
 
   test('an fd that is not sealed is not adopted', () => {

@@ -25,7 +25,7 @@ import { performance } from 'node:perf_hooks';
 import { ThawError } from '../../core/errors.js';
 import { PAGE_BYTES, type PageRun, type SnapshotState } from '../../core/snapshot-format.js';
 import { sealedCopy, sealedCreate, sealedDrop, sealedGet, sealedIsSealed, sealedPut, sealedRecv, sealedSeal, zeroDirtyPages } from '../../native/index.js';
-import { clearBeyond, growTo, holeSpans, measured, takeZeroFrom } from '../guest-memory.js';
+import { clearBeyond, growTo, holeSpans, intersectSpans, measured, takeDirtySpans, type ByteSpan } from '../guest-memory.js';
 import { chainRuns, copyRuns, resolveImage, verifyImageFd } from '../snapshot-image.js';
 import { emptyStats, type OpenedImage, type PrepareReport, type RestoreStrategy } from '../strategy.js';
 
@@ -97,6 +97,11 @@ function buildSealed(root: string, chain: readonly SnapshotState[]): { fd: numbe
   return { fd, presentBytes: r.image.runs.reduce((n, run) => n + run.pageCount * PAGE_BYTES, 0) };
 }
 
+/** Byte spans, cut at `end`, as [offset, length] pairs. */
+function flatSpans(spans: readonly ByteSpan[], end: number): Float64Array {
+  return new Float64Array(spans.flatMap((h) => [h.offsetBytes, Math.min(h.lengthBytes, end - h.offsetBytes)]));
+}
+
 /** Page runs as [offset, length] byte pairs. */
 function spansOf(runs: readonly PageRun[]): Float64Array {
   return new Float64Array(runs.flatMap((r) => [r.firstPage * PAGE_BYTES, r.pageCount * PAGE_BYTES]));
@@ -138,26 +143,31 @@ export const sealed: RestoreStrategy = {
     }
     const runs = chainRuns(chain);
     const presentBytes = runs.reduce((n, r) => n + r.pageCount * PAGE_BYTES, 0);
+    const spans = spansOf(runs);
+    const holes = holeSpans(runs, byteLength);
     return {
       byteLength,
       stats,
       fill(memory: WebAssembly.Memory): void {
         measured(stats, () => {
-          // Pages beyond the memory's size before growing, or beyond a zero tail its owner
-          // measured (a Pyodide shell), are zero: only the hole pages below are looked at.
-          const zeroFrom = takeZeroFrom(memory);
+          // Hole pages must read zero. Where the memory's owner recorded its non-zero pages (a
+          // Pyodide shell), only those of them that are holes are cleared, nothing else is read;
+          // otherwise every hole page below the memory's old size (grown pages are fresh zero) is
+          // read and cleared if not zero.
+          const dirty = takeDirtySpans(memory);
+          const had = memory.buffer.byteLength;
           const buffer = growTo(memory, byteLength, top.meta.functionName);
-          // Beyond the snapshot, only what lies below the zero tail needs clearing (a shell
-          // pre-touched past the heap keeps those pages: no madvise, no faults to get them back).
-          if (zeroFrom > byteLength) clearBeyond(buffer, byteLength);
-          sealedCopy(fd, buffer, spansOf(runs), COPY_THREADS);
+          const dirtyEnd = dirty === null ? had : dirty.length === 0 ? 0 : dirty[dirty.length - 2]! + dirty[dirty.length - 1]!;
+          if (dirtyEnd > byteLength) clearBeyond(buffer, byteLength);
+          sealedCopy(fd, buffer, spans, COPY_THREADS);
           stats.bytesRead += presentBytes;
-          zeroDirtyPages(buffer, new Float64Array(holeSpans(runs, Math.min(zeroFrom, byteLength)).flatMap((h) => [h.offsetBytes, h.lengthBytes])));
+          const holesBelow = holes.filter((h) => h.offsetBytes < Math.min(had, byteLength));
+          zeroDirtyPages(buffer, dirty === null ? flatSpans(holesBelow, Math.min(had, byteLength)) : intersectSpans(dirty, holes));
         });
       },
       toBytes(): Uint8Array {
         const bytes = new Uint8Array(byteLength);
-        sealedCopy(fd, bytes.buffer, spansOf(runs), COPY_THREADS);
+        sealedCopy(fd, bytes.buffer, spans, COPY_THREADS);
         stats.bytesRead += presentBytes;
         return bytes;
       },

@@ -8,8 +8,8 @@ import { dirname, join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { loadPyodide, version as pyodideJsVersion } from 'pyodide';
 import { ThawError } from '../../core/errors.js';
-import { madvisePopulateWrite, touchPages, zeroTailOffset } from '../../native/index.js';
-import { forgetZeroFrom, markZeroFrom } from '../../restore/guest-memory.js';
+import { madvisePopulateWrite, nonZeroSpans, touchPages } from '../../native/index.js';
+import { forgetDirtySpans, markDirtySpans } from '../../restore/guest-memory.js';
 import { HOST_OBJECT } from './_runtime-py.js';
 import { PlacementAllocator, type DynamicLinkerModule } from './side-modules.js';
 
@@ -260,10 +260,12 @@ export function startShell(pretouchBytes = 0): Shell {
   });
   const onCreated = async (mod: PyodideModule): Promise<void> => {
     await pretouch(mod, pretouchBytes);
-    // Nothing writes into a parked shell's memory: its untouched tail is measured now, off the
-    // restore path, so a fill looks only at pages below it (guest-memory.ts markZeroFrom).
+    // Nothing writes into a parked shell's memory: its non-zero pages are found now, off the
+    // restore path, so a fill zeroes just those that the snapshot has as holes, reading no other
+    // (guest-memory.ts markDirtySpans).
     const memory = moduleMemory(mod);
-    markZeroFrom(memory, zeroTailOffset(memory.buffer));
+    const dirty = nonZeroSpans(memory.buffer);
+    if (dirty) markDirtySpans(memory, dirty);
     markReady();
     const given = await restoreGiven;
     const api = mod.API;
@@ -281,7 +283,7 @@ export function startShell(pretouchBytes = 0): Shell {
       const memory = moduleMemory(mod);
       if (memory.buffer.byteLength < given.heapBytes) mod.growMemory(given.heapBytes);
       if (given.beforeFill) {
-        forgetZeroFrom(memory); // it writes into the memory
+        forgetDirtySpans(memory); // it writes into the memory
         given.beforeFill(mod);
       }
       given.fill(memory);
