@@ -679,5 +679,6 @@ NAPI_MODULE_INIT(/* napi_env env, napi_value exports */) {
   CHECK(env, napi_define_properties(env, exports, sizeof fns / sizeof fns[0], fns));
   CHECK(env, thaw_offload_register(env, exports));
   thaw_fc_register(env, exports);
+  thaw_sealed_register(env, exports);
   return exports;
 }

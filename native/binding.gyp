@@ -5,7 +5,7 @@
   "targets": [
     {
       "target_name": "thaw_native",
-      "sources": ["binding.c", "thaw_mmap.c", "thaw_uffd.c", "thaw_codec.c", "thaw_fill.c", "thaw_jail.c", "thaw_stages.c", "thaw_offload.c", "binding_offload.c", "thaw_fc.c", "thaw_scaling.c"],
+      "sources": ["binding.c", "thaw_mmap.c", "thaw_uffd.c", "thaw_codec.c", "thaw_fill.c", "thaw_jail.c", "thaw_stages.c", "thaw_offload.c", "binding_offload.c", "thaw_fc.c", "thaw_scaling.c", "thaw_sealed.c"],
       "defines": ["NAPI_VERSION=8"],
       "cflags_c": ["-std=gnu11", "-O2", "-Wall", "-Wextra", "-Wno-unused-parameter", "-Werror=implicit-function-declaration"],
       "libraries": ["-llz4", "-lzstd", "-lpthread"]

@@ -174,4 +174,6 @@ void thaw_fc_stop(thaw_fc *u, thaw_fc_stats *st);
 /* Adds fcRecv/fcStart/fcStop to the addon's exports (napi_env, napi_value: void * here so this
  * header stays free of Node-API types). */
 void thaw_fc_register(void *env, void *exports);
+/* thaw_sealed.c: sealed snapshot images in memfds, passed to hosts by SCM_RIGHTS (sealed* exports). */
+void thaw_sealed_register(void *env, void *exports);
 #endif

@@ -12,7 +12,8 @@
  *      TCP connect only to --tcp-port; no signals or abstract sockets outside the domain),
  *   5. drops privileges: bounding set and ambient capabilities cleared, supplementary groups
  *      set, gid and uid changed to the host's own (never 0), parent-death signal armed,
- *      no_new_privs set, every fd above 4 closed,
+ *      no_new_privs set, every fd above 5 closed (fd 5: the daemon's channel for sealed
+ *      snapshot images, a socketpair end, when the daemon passed one; see native/thaw_sealed.c),
  *   6. enforces Landlock and a seccomp allowlist (see install_seccomp), then execs the program with an
  *      environment holding only Node's IPC channel variables.
  * Exit status 121 means the jail could not be set up (the reason is on stderr); the host then
@@ -45,6 +46,8 @@
 
 #define JAIL_FAILED 121
 #define UFFD_DEV_FD 4
+/* Kept open for the host: the socket the daemon passes sealed snapshot images over (SCM_RIGHTS). */
+#define IMAGE_CHANNEL_FD 5
 #define MAX_PATHS 64
 
 /* Landlock ABI constants (Debian 12's headers predate ABI 4-7). */
@@ -445,7 +448,7 @@ int main(int argc, char **argv) {
   setrlimit(RLIMIT_CORE, &core);
   if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0) die("prctl(PR_SET_NO_NEW_PRIVS)");
   if (syscall(SYS_landlock_restrict_self, ruleset, 0) < 0) die("landlock_restrict_self");
-  if (close_range(UFFD_DEV_FD + 1, ~0U, 0) < 0) die("close_range");
+  if (close_range(IMAGE_CHANNEL_FD + 1, ~0U, 0) < 0) die("close_range");
   install_seccomp(o.ioctls_uffd);
   execve(o.argv[0], o.argv, clean_env());
   die(o.argv[0]);

@@ -72,6 +72,18 @@ interface Addon {
   fcStart(options: object): ServerHandle;
   fcStop(handle: ServerHandle): FcServeStats;
   fcDataExtents(fd: number): Float64Array;
+  sealedCreate(bytes: number): number;
+  sealedSeal(fd: number): void;
+  sealedIsSealed(fd: number): boolean;
+  sealedPut(key: string, fd: number, bytes: number, budgetBytes: number): void;
+  sealedGet(key: string): number;
+  sealedDrop(key: string): void;
+  sealedChannel(): [number, number];
+  sealedSend(socket: number, key: string, fd: number): void;
+  sealedRecv(socket: number): [string, number][];
+  zeroDirtyPages(buffer: ArrayBuffer, spans: Float64Array): number;
+  sealedCopy(fd: number, buffer: ArrayBuffer, spans: Float64Array, threads: number): void;
+  nonZeroSpans(buffer: ArrayBuffer): Float64Array | null;
 }
 
 /** One message received on a Firecracker page-server socket (native/thaw_fc.c). */
@@ -816,4 +828,76 @@ export function fcServe(options: FcServeOptions): FcServer {
       parts: Float64Array.from(options.partitions.jobs.flatMap((j) => [j.targetOffsetBytes, j.lengthBytes, j.fileOffsetBytes, j.storedBytes, FC_CODECS[j.codec], j.crc ?? 0])),
     } : {}),
   }));
+}
+
+// Sealed snapshot images (native/thaw_sealed.c; the `sealed` restore strategy).
+
+/** A new memfd of `bytes` bytes (all holes) that can be sealed. Throws THAW_INTERNAL. */
+export function sealedCreate(bytes: number): number {
+  return call('sealedCreate', bytes);
+}
+
+/** Seals memfd `fd` for good: F_SEAL_WRITE, F_SEAL_SHRINK, F_SEAL_GROW and F_SEAL_SEAL. Throws THAW_INTERNAL. */
+export function sealedSeal(fd: number): void {
+  call('sealedSeal', fd);
+}
+
+/** Whether `fd` is a memfd with all four seals set (false for anything else). */
+export function sealedIsSealed(fd: number): boolean {
+  return call('sealedIsSealed', fd);
+}
+
+/**
+ * Hands `fd` to this process's table of sealed images under `key` (the table closes it when it is
+ * dropped, replaced or evicted: least recently used first while the table would hold more than
+ * `budgetBytes`, or more than 64 images). The table is shared by every thread of the process.
+ */
+export function sealedPut(key: string, fd: number, bytes: number, budgetBytes: number): void {
+  call('sealedPut', key, fd, bytes, budgetBytes);
+}
+
+/** The table's fd for `key` (still owned by the table), or null. */
+export function sealedGet(key: string): number | null {
+  const fd = call('sealedGet', key);
+  return fd < 0 ? null : fd;
+}
+
+/** Closes and forgets the table's image `key`, if any. */
+export function sealedDrop(key: string): void {
+  call('sealedDrop', key);
+}
+
+/** A SOCK_SEQPACKET socketpair, both ends close-on-exec: [the daemon's end, the host's end]. */
+export function sealedChannel(): [number, number] {
+  return call('sealedChannel');
+}
+
+/** Sends `fd` with its `key` over `socket` (SCM_RIGHTS; never blocks). Throws THAW_INTERNAL (EAGAIN when the peer's queue is full). */
+export function sealedSend(socket: number, key: string, fd: number): void {
+  call('sealedSend', socket, key, fd);
+}
+
+/** Every message waiting on `socket`: [key, fd] pairs (fd -1 when none came); the caller owns the fds. */
+export function sealedRecv(socket: number): [string, number][] {
+  return call('sealedRecv', socket);
+}
+
+/**
+ * Copies `spans` ([offset, length] pairs) of the table's sealed image `fd` to the same offsets of
+ * `buffer` on up to `threads` threads (at least 4 MiB each), from a read-only mapping of the
+ * image kept after the first copy. Throws THAW_INTERNAL (ENOENT: the table has no image with that
+ * fd; ERANGE: a span outside either).
+ */
+export function sealedCopy(fd: number, buffer: ArrayBuffer, spans: Float64Array, threads: number): void {
+  call('sealedCopy', fd, buffer, spans, threads);
+}
+
+/** Zeroes the pages of `spans` ([offset, length] pairs, page aligned) of `buffer` that are not zero; returns how many. */
+export function zeroDirtyPages(buffer: ArrayBuffer, spans: Float64Array): number {
+  return call('zeroDirtyPages', buffer, spans);
+}
+
+/** The runs of non-zero pages of `buffer` as [offset, length] pairs, or null when there are more than 65536 runs. */
+export function nonZeroSpans(buffer: ArrayBuffer): Float64Array | null {
+  return call('nonZeroSpans', buffer);
 }

@@ -25,6 +25,7 @@ import type { FunctionParams, HostLayout } from '../core/function-spec.js';
 import { FirecrackerHost } from '../firecracker/host.js';
 import { FIRECRACKER_DEFAULT_STRATEGY, checkStrategy as checkPageServerStrategy } from '../firecracker/page-server.js';
 import { getStrategy, listStrategies, listArtefacts, discardArtefacts, grantTmpfsCopy, sweepOrphanTmpfs, AUTO_STRATEGY, DEFAULT_STRATEGY } from '../restore/index.js';
+import { SEALED_BUDGET_BYTES, heldSealedImage, sealed, sealedKey } from '../restore/strategies/sealed.js';
 import { AutoStrategy, imageFacts, type AutoChoice, type SnapshotFacts } from '../restore/auto-strategy.js';
 import { StrategyPreparer, type PrepareOutcome } from './strategy-preparer.js';
 import { FunctionLogs, LogRateLimiter, type LogEntry } from './function-logs.js';
@@ -278,6 +279,7 @@ export class Platform implements ThawApi {
       onLog: (sandboxId, stream, text) => this.hostLog(sandboxId, stream, text),
       jail: this.jail.jailed ? { dataDir: params.dataDir, env: hostEnv(), redisSocket: this.redisRelay?.socketPath ?? null } : null,
       preparedIdleMs: params.preparedIdleMs,
+      sealedImagesFor: (fn) => this.sealedImagesOf(fn.params.name),
       maxPreparedFunctions: params.maxPreparedFunctions,
     });
     this.pool.start();
@@ -835,8 +837,10 @@ export class Platform implements ThawApi {
     // A microVM's page server builds what its strategy needs itself (page-server.ts).
     const { prepared, artefactSha256 } = microVm ? { prepared: { built: false }, artefactSha256: {} } : await this.prepareSealed(strategyId, snapshotId);
     if (prepared.built && this.jail.jailed) this.grantSnapshot(snapshotId);
+    const sealedImage = strategyId === sealed.id ? await this.sealedImageOf(snapshotId) : null;
     bd.since(prepared.built ? 'prepareMs' : 'checkMs', tCheck);
     const sandbox = await this.newSandbox(fnName, { kind: 'snapshot', snapshotId, strategy: strategyId }, bd);
+    if (sealedImage !== null && sandbox.host instanceof HostProcess) sandbox.host.sendSealedImage(sealedKey(this.snapshotRoot, snapshotId), sealedImage);
     const req = { op: 'restore', sandboxId: sandbox.id, deployment: fn.deployment, snapshotRoot: this.snapshotRoot, snapshotId, strategy: strategyId, stateSha256, artefactSha256, trackMemory: this.memoryTracking } as const;
     return this.startIn<RestoreResult>(sandbox, fn.params, req, 'restore', input, bd.trace);
   }
@@ -1065,15 +1069,17 @@ export class Platform implements ThawApi {
     try {
       const image = imageFacts(fd, fstatSync(fd).size, runs);
       const preparer = this.preparer;
+      const root = this.snapshotRoot;
       let strategies: ReturnType<typeof listStrategies> | undefined;
       let prepared: ReadonlySet<string> | undefined;
       let supported: ReadonlySet<string> | undefined;
       return {
         memoryBytes: meta.memoryBytes,
         ...image,
+        // A sealed image counts while the daemon still holds it (its table evicts within a budget).
         get prepared() {
           strategies ??= listStrategies();
-          prepared ??= new Set(strategies.map((s) => s.id).filter((s) => preparer.isPrepared(s, id)));
+          prepared ??= new Set(strategies.map((s) => s.id).filter((s) => preparer.isPrepared(s, id) && (s !== sealed.id || heldSealedImage(root, id) !== null)));
           return prepared;
         },
         supported: (s) => {
@@ -1085,6 +1091,32 @@ export class Platform implements ThawApi {
     } finally {
       closeSync(fd);
     }
+  }
+
+  /** The sealed images the daemon holds of function `name`'s snapshots (read since it started), as [key, fd]. */
+  private sealedImagesOf(name: string): [string, number][] {
+    const out: [string, number][] = [];
+    for (const [id, { meta }] of this.snapshotMeta) {
+      const fd = meta.functionName === name ? heldSealedImage(this.snapshotRoot, id) : null;
+      if (fd !== null) out.push([sealedKey(this.snapshotRoot, id), fd]);
+    }
+    return out;
+  }
+
+  /**
+   * The daemon's sealed image of snapshot `id` (strategies/sealed.ts): prepared in the worker,
+   * kept in this process's table. One evicted since (the table's budget) is sealed again.
+   * Throws THAW_STRATEGY_UNAVAILABLE when it cannot be had.
+   */
+  private async sealedImageOf(id: string): Promise<number> {
+    let fd = heldSealedImage(this.snapshotRoot, id);
+    if (fd === null) {
+      this.preparer.forget(id, sealed.id);
+      await this.preparer.prepare(sealed.id, id);
+      fd = heldSealedImage(this.snapshotRoot, id);
+    }
+    if (fd === null) throw new ThawError('THAW_STRATEGY_UNAVAILABLE', { strategy: sealed.id, reason: `the daemon could not keep a sealed image of snapshot ${id} (its budget is ${SEALED_BUDGET_BYTES >> 20} MiB)` });
+    return fd;
   }
 
   /** auto's choice for snapshot `id`; starts preparing what it would rather use next time. */

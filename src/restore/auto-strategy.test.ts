@@ -24,7 +24,7 @@ test('auto picks eager for tiny images and for images in the page cache, and say
 test('from a cold cache auto picks sabre when its image is built, else thaw for whole-loadable images and prepares sabre', () => {
   const auto = new AutoStrategy();
   assert.equal(auto.choose('s1', facts({ prepared: new Set(['sabre']) })).strategy, 'sabre');
-  const small = auto.choose('s1', facts({}));
+  const small = auto.choose('s1', facts({ supported: (s) => s !== 'sealed' }));
   assert.equal(small.strategy, 'thaw');
   assert.equal(small.prepareNext, 'sabre');
   const large = auto.choose('s1', facts({ presentBytes: 200 * MIB }));
@@ -32,6 +32,23 @@ test('from a cold cache auto picks sabre when its image is built, else thaw for 
   assert.equal(large.prepareNext, 'sabre');
   const noSabre = auto.choose('s1', facts({ prepared: new Set(['sabre']), supported: (s) => s !== 'sabre' }));
   assert.equal(noSabre.strategy, 'thaw', 'an unsupported strategy is never picked');
+});
+
+test('auto picks sealed once the daemon holds the sealed image (any cache state), and prepares it for images up to 64 MiB present', () => {
+  const auto = new AutoStrategy();
+  const first = auto.choose('s1', facts({ cachedFraction: 1 }));
+  assert.equal(first.strategy, 'eager');
+  assert.equal(first.prepareNext, 'sealed');
+  assert.equal(auto.choose('s1', facts({})).prepareNext, 'sealed');
+  for (const cachedFraction of [0, 1]) {
+    const held = auto.choose('s1', facts({ cachedFraction, prepared: new Set(['sealed', 'sabre']) }));
+    assert.equal(held.strategy, 'sealed');
+    assert.match(held.reason, /sealed memfd/);
+  }
+  const large = auto.choose('s1', facts({ presentBytes: 200 * MIB, prepared: new Set(['sealed']) }));
+  assert.notEqual(large.strategy, 'sealed', 'a large image is not held in the daemon');
+  assert.equal(large.prepareNext, 'sabre');
+  assert.equal(auto.choose('s1', facts({ prepared: new Set(['sealed']), supported: (s) => s !== 'sealed' })).strategy, 'thaw');
 });
 
 test('measured restores override the rules once there are enough of them, per cache state and snapshot', () => {

@@ -3,7 +3,7 @@
 // cache, which artefacts are built, the restore times it has measured), and says why.
 //
 // It only picks strategies that check every byte they serve (eager; sabre; thaw when it loads
-// the whole image), so choosing for speed never trades away integrity: the mapping strategies
+// the whole image; sealed, whose image the daemon checked once and sealed), so choosing for speed never trades away integrity: the mapping strategies
 // (vanilla-cache, dram, faasnap) can be faster on large images but serve unchecked pages.
 //
 // The rules come from bench:restore's measurements on this machine (README, "bench:restore"):
@@ -89,20 +89,28 @@ export class AutoStrategy {
 }
 
 /** The strategies auto may pick: those that check every byte they serve (thaw only when it loads all). */
-const CANDIDATES: readonly string[] = ['eager', 'sabre', 'thaw'];
+const CANDIDATES: readonly string[] = ['eager', 'sabre', 'thaw', 'sealed'];
+
+/** Images with at most this much present get a sealed image in the daemon's memory (its cost: their present bytes, held). */
+export const SEALED_MAX_PRESENT_BYTES = LOAD_ALL_BYTES;
 
 function ruleChoice(facts: SnapshotFacts, cache: CacheState): AutoChoice {
   const present = mib(facts.presentBytes);
   if (facts.presentBytes <= TINY_IMAGE_BYTES) return { strategy: 'eager', reason: `a tiny image (${present} present): eager copies it in well under a millisecond` };
+  const sealable = facts.presentBytes <= SEALED_MAX_PRESENT_BYTES && facts.supported('sealed');
+  if (sealable && facts.prepared.has('sealed')) {
+    return { strategy: 'sealed', reason: `the daemon holds this image's ${present} checked in a sealed memfd: sealed copies it without checking again (no one can have changed it)` };
+  }
+  const next = sealable ? { prepareNext: 'sealed' } : {};
   if (cache === 'warm') {
-    return { strategy: 'eager', reason: `${pct(facts.cachedFraction)} of the image's ${present} is in the page cache: eager copies it from there and checks every chunk` };
+    return { strategy: 'eager', reason: `${pct(facts.cachedFraction)} of the image's ${present} is in the page cache: eager copies it from there and checks every chunk${sealable ? ' (a sealed image is being prepared for the next restore)' : ''}`, ...next };
   }
   const cold = `${pct(facts.cachedFraction)} of the image's ${present} is in the page cache`;
   if (facts.prepared.has('sabre') && facts.supported('sabre')) {
     return { strategy: 'sabre', reason: `${cold}: sabre reads its lz4 partitions and decodes them on several threads, checking each` };
   }
   if (facts.presentBytes <= LOAD_ALL_BYTES && facts.supported('thaw')) {
-    return { strategy: 'thaw', reason: `${cold}: thaw reads the whole ${present} on parallel threads into pre-faulted memory and checks every byte`, ...(facts.supported('sabre') && { prepareNext: 'sabre' }) };
+    return { strategy: 'thaw', reason: `${cold}: thaw reads the whole ${present} on parallel threads into pre-faulted memory and checks every byte`, ...(sealable ? next : facts.supported('sabre') && { prepareNext: 'sabre' }) };
   }
   return {
     strategy: 'eager',

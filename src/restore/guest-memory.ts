@@ -9,6 +9,8 @@ import { CHUNK_BYTES, PAGE_BYTES, type PageRun, type SnapshotState } from '../co
 import { madviseDontneed, pageFaultCounts } from '../native/index.js';
 import type { RestoreStats } from './strategy.js';
 
+const dirtySpans = new WeakMap<WebAssembly.Memory, Float64Array>();
+
 /** Size of a WebAssembly page in bytes. */
 export const WASM_PAGE_BYTES = 65536;
 
@@ -17,6 +19,7 @@ export const WASM_PAGE_BYTES = 65536;
  * (the one valid after growing). Throws THAW_GUEST_OOM when the module's maximum forbids it.
  */
 export function growTo(memory: WebAssembly.Memory, byteLength: number, functionName: string): ArrayBuffer {
+  dirtySpans.delete(memory); // a fill is about to write: a record of its non-zero pages no longer holds
   const have = memory.buffer.byteLength;
   if (have < byteLength) {
     try {
@@ -35,6 +38,44 @@ export function growTo(memory: WebAssembly.Memory, byteLength: number, functionN
  */
 export function clearBeyond(buffer: ArrayBuffer, byteLength: number): void {
   if (buffer.byteLength > byteLength) madviseDontneed(buffer, byteLength, buffer.byteLength - byteLength);
+}
+
+/**
+ * Records which pages of `memory` are not zero (`spans`: [offset, length] pairs, ascending), for
+ * the next fill to look only at those (a Pyodide shell measures its memory while it waits). Valid
+ * only until something writes into the memory: whoever writes first calls forgetDirtySpans.
+ */
+export function markDirtySpans(memory: WebAssembly.Memory, spans: Float64Array): void {
+  dirtySpans.set(memory, spans);
+}
+
+/** Forgets markDirtySpans's record (the memory is about to be written). */
+export function forgetDirtySpans(memory: WebAssembly.Memory): void {
+  dirtySpans.delete(memory);
+}
+
+/** The non-zero pages recorded for `memory` (null when nothing is known), and forgets them. */
+export function takeDirtySpans(memory: WebAssembly.Memory): Float64Array | null {
+  const spans = dirtySpans.get(memory) ?? null;
+  dirtySpans.delete(memory);
+  return spans;
+}
+
+/** The parts of `spans` (ascending [offset, length] pairs) inside the ascending byte spans `within`. */
+export function intersectSpans(spans: Float64Array, within: readonly ByteSpan[]): Float64Array {
+  const out: number[] = [];
+  let j = 0;
+  for (let i = 0; i < spans.length; i += 2) {
+    const lo = spans[i]!;
+    const hi = lo + spans[i + 1]!;
+    while (j < within.length && within[j]!.offsetBytes + within[j]!.lengthBytes <= lo) j++;
+    for (let k = j; k < within.length && within[k]!.offsetBytes < hi; k++) {
+      const a = Math.max(lo, within[k]!.offsetBytes);
+      const b = Math.min(hi, within[k]!.offsetBytes + within[k]!.lengthBytes);
+      if (a < b) out.push(a, b - a);
+    }
+  }
+  return new Float64Array(out);
 }
 
 /** Runs `fill`, adding its time and the process's page faults during it to `stats`. */

@@ -10,12 +10,13 @@ import { discardPassSlot, pass, passSlotBytes, sweepOrphanPassPools } from './st
 import { poolLocation } from './pass-pool.js';
 import { reap } from './strategies/reap.js';
 import { sabre, sabreReap, sabreZstd } from './strategies/sabre.js';
+import { discardSealedImage, sealed } from './strategies/sealed.js';
 import { thaw } from './strategies/thaw.js';
 import { uffd } from './strategies/uffd.js';
 import { vanilla, vanillaCache } from './strategies/vanilla.js';
 import { registerStrategy } from './strategy.js';
 
-for (const s of [eager, vanilla, vanillaCache, dram, uffd, reap, thaw, faasnap, sabre, sabreZstd, sabreReap, pass]) registerStrategy(s);
+for (const s of [eager, vanilla, vanillaCache, dram, uffd, reap, thaw, faasnap, sabre, sabreZstd, sabreReap, pass, sealed]) registerStrategy(s);
 
 export { getStrategy, listStrategies, registerStrategy, emptyStats } from './strategy.js';
 export type { RestoreStrategy, OpenedImage, RestoreStats, Support, PrepareReport, Verification } from './strategy.js';
@@ -48,6 +49,7 @@ export const DEFAULT_STRATEGY = AUTO_STRATEGY;
 export function discardArtefacts(root: string, id: string): void {
   discardDramCopy(root, id);
   discardPassSlot(root, id);
+  discardSealedImage(root, id);
 }
 
 /** One artefact a strategy keeps for a snapshot (built by prepare or by a first restore). */

@@ -207,6 +207,23 @@ export function readAt(fd: number, buf: Uint8Array, position: number): number {
   return done;
 }
 
+/**
+ * Copies the bytes of page runs `runs` from `fromFd` to the same offsets of `toFd` (a sparse copy
+ * of an image: holes stay holes). Throws when `from` (named `what`) ends before a run does.
+ */
+export function copyRuns(fromFd: number, toFd: number, runs: readonly PageRun[], what: string): void {
+  const buf = Buffer.allocUnsafe(8 << 20);
+  for (const run of runs) {
+    const end = endOf(run);
+    for (let at = run.firstPage * PAGE_BYTES; at < end;) {
+      const n = readSync(fromFd, buf, 0, Math.min(buf.length, end - at), at);
+      if (n === 0) throw new Error(`${what} ends early at ${at}`);
+      writeAt(toFd, buf.subarray(0, n), at);
+      at += n;
+    }
+  }
+}
+
 /** Writes a small file atomically and durably (see writeFileVia). */
 export function writeAtomic(path: string, data: Uint8Array): void {
   writeFileVia(path, (fd) => writeAt(fd, data, 0));
@@ -231,7 +248,7 @@ function flatten(root: string, chain: readonly SnapshotState[], top: SnapshotSta
 }
 
 /** Pages any snapshot of `chain` holds: every other page is zero in the chain's memory. */
-function chainRuns(chain: readonly SnapshotState[]): readonly PageRun[] {
+export function chainRuns(chain: readonly SnapshotState[]): readonly PageRun[] {
   if (chain.length === 1) return chain[0]!.runs;
   const all = chain.flatMap((s) => s.runs).sort((a, b) => a.firstPage - b.firstPage);
   const out: PageRun[] = [];

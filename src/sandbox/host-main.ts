@@ -22,6 +22,7 @@ import { beginRecording, endRecording, hostSpan, warmUpRecording } from './host/
 /** What the daemon passed on the command line (a host's environment is empty). */
 const args = parseHostArgs(process.argv.slice(2));
 hostSettings.scratch = args.scratch;
+hostSettings.imageChannelFd = args.imageChannelFd;
 if (args.uffdDeviceFd !== null) {
   // A jailed host: no execve from here on (the jailer needed it to start us), and page servers
   // take their userfaultfds from the device the jailer opened, if it could (else fd 4 is
@@ -42,13 +43,16 @@ function isCharacterDevice(fd: number): boolean {
   }
 }
 
-function parseHostArgs(argv: readonly string[]): { uffdDeviceFd: number | null; scratch: string | null; env: [string, string][] } {
-  const out: { uffdDeviceFd: number | null; scratch: string | null; env: [string, string][] } = { uffdDeviceFd: null, scratch: null, env: [] };
+type HostArgs = { uffdDeviceFd: number | null; scratch: string | null; imageChannelFd: number | null; env: [string, string][] };
+
+function parseHostArgs(argv: readonly string[]): HostArgs {
+  const out: HostArgs = { uffdDeviceFd: null, scratch: null, imageChannelFd: null, env: [] };
   for (const a of argv) {
     const [key, ...rest] = a.split('=');
     const value = rest.join('=');
     if (key === '--uffd-device-fd') out.uffdDeviceFd = Number(value);
     else if (key === '--scratch') out.scratch = value;
+    else if (key === '--image-channel-fd') out.imageChannelFd = Number(value);
     else if (key === '--env') {
       const eq = value.indexOf('=');
       out.env.push([value.slice(0, eq), value.slice(eq + 1)]);

@@ -33,6 +33,11 @@ export interface HostPoolParams {
   readonly preparedIdleMs: number;
   /** Prepared hosts are kept for at most this many functions (the most recently used). */
   readonly maxPreparedFunctions: number;
+  /**
+   * The sealed snapshot images ([key, fd]) a host prepared for `fn` gets with its prepare, to map
+   * ahead of a restore (restore/strategies/sealed.ts); none when absent.
+   */
+  readonly sealedImagesFor?: (fn: HostFunction) => readonly (readonly [string, number])[];
 }
 
 interface PooledHost {
@@ -219,6 +224,7 @@ export class HostPool {
 
   private async prepare(host: HostProcess, fn: HostFunction, instances: number): Promise<PrepareResult> {
     host.cgroup?.setLimit((fn.params.memoryMiB * instances + this.params.hostOverheadMiB) * 1024 * 1024);
+    for (const [key, fd] of this.params.sealedImagesFor?.(fn) ?? []) host.sendSealedImage(key, fd);
     return host.request<PrepareResult>({ op: 'prepare', fn, instances });
   }
 

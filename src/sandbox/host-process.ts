@@ -8,7 +8,9 @@ import { ThawError } from '../core/errors.js';
 import type { HostEnvelope, HostEnvelopes, HostMessage, HostRequest, HostStamps, MemoryStagesResult, OffloadResult, PrefetchResult, StatsResult } from './protocol.js';
 import type { OffloadRequest, SandboxOffloadFigures } from '../memory/types.js';
 import { MemoryCgroup } from './cgroup.js';
-import { JAIL_FAILED_EXIT, UFFD_DEVICE_FD, jailerCommand, type JailPlan } from './jail.js';
+import { IMAGE_CHANNEL_FD, JAIL_FAILED_EXIT, UFFD_DEVICE_FD, jailerCommand, type JailPlan } from './jail.js';
+import { sealedChannel, sealedSend } from '../native/index.js';
+import { closeSync } from 'node:fs';
 import type { HostSpan } from './protocol.js';
 
 const HOST_MAIN = fileURLToPath(new URL('./host-main.js', import.meta.url));
@@ -88,6 +90,8 @@ export class HostProcess {
   private clockOffset = 0;
   /** Half the round trip of the calibration's best exchange: the offset's error bound (ms). */
   clockErrorMs = Infinity;
+  /** The daemon's end of the host's image channel (sealed snapshot images go over it), or -1 once closed. */
+  private imageChannel: number;
 
   constructor(launch: HostLaunch) {
     const { onLog, cgroupParent, jail } = launch;
@@ -95,14 +99,24 @@ export class HostProcess {
     // Settings a host needs from the daemon travel as arguments: its environment is empty.
     const hostArgs = jail ? [`--uffd-device-fd=${UFFD_DEVICE_FD}`, `--scratch=${jail.scratchDir}`] : [];
     for (const [k, v] of Object.entries(jail?.env ?? {})) hostArgs.push(`--env=${k}=${v}`);
-    if (jail) {
-      // The cgroup exists before the host does: the jailer joins it before anything else runs.
-      this.cgroup = cgroupParent ? MemoryCgroup.create(cgroupParent, `host-${jail.uid}-${Date.now().toString(36)}`, null) : null;
-      const cmd = jailerCommand({ ...jail, cgroupProcs: this.cgroup?.procsFile ?? null }, [process.execPath, ...HOST_EXEC_ARGV, HOST_MAIN, ...hostArgs]);
-      this.child = spawn(cmd.file, cmd.args, { serialization: 'advanced', stdio: ['ignore', 'inherit', 'inherit', 'ipc'], env: {} });
-    } else {
-      this.child = fork(HOST_MAIN, hostArgs, { serialization: 'advanced', stdio: ['ignore', 'inherit', 'inherit', 'ipc'], execArgv: HOST_EXEC_ARGV, env: {} });
-      this.cgroup = cgroupParent && this.child.pid ? MemoryCgroup.create(cgroupParent, `host-${this.child.pid}`, this.child.pid) : null;
+    // A socketpair for sealed snapshot images (SCM_RIGHTS; Node's IPC passes only sockets): the
+    // host's end at IMAGE_CHANNEL_FD, which the jailer leaves open.
+    const [daemonEnd, hostEnd] = sealedChannel();
+    this.imageChannel = daemonEnd;
+    hostArgs.push(`--image-channel-fd=${IMAGE_CHANNEL_FD}`);
+    const stdio = ['ignore', 'inherit', 'inherit', 'ipc', 'ignore', hostEnd] as const;
+    try {
+      if (jail) {
+        // The cgroup exists before the host does: the jailer joins it before anything else runs.
+        this.cgroup = cgroupParent ? MemoryCgroup.create(cgroupParent, `host-${jail.uid}-${Date.now().toString(36)}`, null) : null;
+        const cmd = jailerCommand({ ...jail, cgroupProcs: this.cgroup?.procsFile ?? null }, [process.execPath, ...HOST_EXEC_ARGV, HOST_MAIN, ...hostArgs]);
+        this.child = spawn(cmd.file, cmd.args, { serialization: 'advanced', stdio: [...stdio], env: {} });
+      } else {
+        this.child = fork(HOST_MAIN, hostArgs, { serialization: 'advanced', stdio: [...stdio], execArgv: HOST_EXEC_ARGV, env: {} });
+        this.cgroup = cgroupParent && this.child.pid ? MemoryCgroup.create(cgroupParent, `host-${this.child.pid}`, this.child.pid) : null;
+      }
+    } finally {
+      closeSync(hostEnd);
     }
     let markReady: () => void = () => {};
     let failReady: (e: ThawError) => void = () => {};
@@ -122,6 +136,8 @@ export class HostProcess {
         const info: HostExit = { code, signal, killedBy: this.killReason, oomKilled: this.cgroup?.oomKilled() ?? false, fatal: this.fatalMessage };
         this.exitInfo = info;
         this.cgroup?.remove();
+        if (this.imageChannel >= 0) closeSync(this.imageChannel);
+        this.imageChannel = -1;
         const err = new ThawError('THAW_SANDBOX_DIED', { id: `host-${this.child.pid}`, detail: describeExit(info) });
         failReady(err);
         for (const [id, p] of this.pending) {
@@ -256,6 +272,18 @@ export class HostProcess {
     const figures = st.offload[sandboxId];
     if (!figures) throw new ThawError('THAW_SANDBOX_NOT_FOUND', { id: sandboxId });
     return figures;
+  }
+
+  /**
+   * Gives the host sealed snapshot image `fd` under `key` (sandbox/host/lifecycle.ts takes it
+   * before its next request; a host that holds `key` already keeps its own and closes this one,
+   * so sending on every restore costs a message, and a host that evicted an image gets it back).
+   * Call it right before the request that uses the image: the channel's message is queued before
+   * the request is. Throws THAW_INTERNAL when the channel is gone or full.
+   */
+  sendSealedImage(key: string, fd: number): void {
+    if (this.imageChannel < 0) throw new ThawError('THAW_INTERNAL', { detail: `host ${this.pid} has no image channel (it has exited)` });
+    sealedSend(this.imageChannel, key, fd);
   }
 
   /** Kills the host process; pending requests fail. Resolves when it has exited. */

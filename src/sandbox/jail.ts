@@ -38,6 +38,8 @@ export const JAIL_FAILED_EXIT = 121;
 export const RECORDING_OUTBOX = 'recorded';
 /** Where a jailed host finds the /dev/userfaultfd the jailer opened for it. */
 export const UFFD_DEVICE_FD = 4;
+/** Where a host finds its end of the daemon's channel for sealed snapshot images (native/thaw_sealed.c). */
+export const IMAGE_CHANNEL_FD = 5;
 
 export const PROJECT_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
 export const JAILER = join(PROJECT_ROOT, 'native/build/Release/thaw-jailer');

@@ -4,14 +4,14 @@
 // copy MAP_PRIVATE over the sandbox's memory. Mapped pages are not checked as the kernel reads
 // them (strategy.ts `verifies`); `thaw snapshots verify` checks the copy.
 
-import { closeSync, openSync, readSync, rmSync, writeSync, ftruncateSync, renameSync, existsSync } from 'node:fs';
+import { closeSync, openSync, rmSync, ftruncateSync, renameSync, existsSync } from 'node:fs';
 import { createHash } from 'node:crypto';
 import { join, resolve } from 'node:path';
 import { performance } from 'node:perf_hooks';
-import { PAGE_BYTES, type SnapshotState } from '../../core/snapshot-format.js';
+import type { SnapshotState } from '../../core/snapshot-format.js';
 import { mapFile } from '../../native/index.js';
 import { openLazy } from '../lazy-image.js';
-import { openImageFile, resolveImage, sweepStaleTemps, tempName, verifyImageFd, type SnapshotImage } from '../snapshot-image.js';
+import { copyRuns, openImageFile, resolveImage, sweepStaleTemps, tempName, verifyImageFd, type SnapshotImage } from '../snapshot-image.js';
 import type { OpenedImage, PrepareReport, RestoreStrategy } from '../strategy.js';
 import { claimTmpfsDir, sweepOrphanTmpfsDirs } from '../tmpfs-owner.js';
 
@@ -38,17 +38,7 @@ function copySparse(fromFd: number, image: SnapshotImage, to: string): void {
   const out = openSync(tmp, 'w');
   try {
     ftruncateSync(out, image.memoryBytes);
-    const buf = Buffer.allocUnsafe(8 << 20);
-    for (const run of image.runs) {
-      const end = (run.firstPage + run.pageCount) * PAGE_BYTES;
-      for (let at = run.firstPage * PAGE_BYTES; at < end;) {
-        const n = readSync(fromFd, buf, 0, Math.min(buf.length, end - at), at);
-        if (n === 0) throw new Error(`${image.path} ends early at ${at}`);
-        let w = 0;
-        while (w < n) w += writeSync(out, buf, w, n - w, at + w);
-        at += n;
-      }
-    }
+    copyRuns(fromFd, out, image.runs, image.path);
   } catch (err: unknown) {
     closeSync(out);
     rmSync(tmp, { force: true });

@@ -8,7 +8,8 @@ import { dirname, join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { loadPyodide, version as pyodideJsVersion } from 'pyodide';
 import { ThawError } from '../../core/errors.js';
-import { madvisePopulateWrite, touchPages } from '../../native/index.js';
+import { madvisePopulateWrite, nonZeroSpans, touchPages } from '../../native/index.js';
+import { forgetDirtySpans, markDirtySpans } from '../../restore/guest-memory.js';
 import { HOST_OBJECT } from './_runtime-py.js';
 import { PlacementAllocator, type DynamicLinkerModule } from './side-modules.js';
 
@@ -28,6 +29,7 @@ export interface PyodideModule {
     restoreSnapshot(snapshot: Uint8Array): HiwireConfig;
     serializeHiwireState(serializer?: (obj: unknown) => unknown): HiwireConfig;
     readonly config: { readonly BUILD_ID: string };
+    finalizeBootstrap(...args: unknown[]): unknown;
     readonly version: string;
   };
 }
@@ -107,6 +109,21 @@ export interface ShellRestore {
   fill(memory: WebAssembly.Memory): void;
   /** Runs on the fresh module after the memory is grown, before fill() (re-loads side modules). */
   beforeFill?(mod: PyodideModule): void;
+}
+
+/** Times (performance.now()) of a restore's steps inside a shell, for restore-split.bench.ts. */
+export interface RestoreProbe {
+  fillStart?: number;
+  fillEnd?: number;
+  finalizeEnd?: number;
+  loaded?: number;
+}
+
+let probe: RestoreProbe | null = null;
+
+/** Records the steps of the following restores into `p` (null: stop). Benchmarks only. */
+export function setRestoreProbe(p: RestoreProbe | null): void {
+  probe = p;
 }
 
 /** A Pyodide module instantiated ahead of time, waiting in loadPyodide for its snapshot. */
@@ -243,6 +260,12 @@ export function startShell(pretouchBytes = 0): Shell {
   });
   const onCreated = async (mod: PyodideModule): Promise<void> => {
     await pretouch(mod, pretouchBytes);
+    // Nothing writes into a parked shell's memory: its non-zero pages are found now, off the
+    // restore path, so a fill zeroes just those that the snapshot has as holes, reading no other
+    // (guest-memory.ts markDirtySpans).
+    const memory = moduleMemory(mod);
+    const dirty = nonZeroSpans(memory.buffer);
+    if (dirty) markDirtySpans(memory, dirty);
     markReady();
     const given = await restoreGiven;
     const api = mod.API;
@@ -255,10 +278,24 @@ export function startShell(pretouchBytes = 0): Shell {
     // Replaces Pyodide's copy of "header + HEAP" with the platform's image: the memory is grown to
     // the captured size first, so fill() never grows it behind Emscripten's cached heap views.
     api.restoreSnapshot = (): HiwireConfig => {
+      const p = probe;
+      if (p) p.fillStart = performance.now();
       const memory = moduleMemory(mod);
       if (memory.buffer.byteLength < given.heapBytes) mod.growMemory(given.heapBytes);
-      given.beforeFill?.(mod);
+      if (given.beforeFill) {
+        forgetDirtySpans(memory); // it writes into the memory
+        given.beforeFill(mod);
+      }
       given.fill(memory);
+      if (p) {
+        p.fillEnd = performance.now();
+        const finalize = api.finalizeBootstrap;
+        api.finalizeBootstrap = (...args: unknown[]): unknown => {
+          const out = finalize(...args);
+          p.finalizeEnd = performance.now();
+          return out;
+        };
+      }
       return given.hiwire;
     };
   };
@@ -269,9 +306,11 @@ export function startShell(pretouchBytes = 0): Shell {
     _loadSnapshot: new Uint8Array(16),
     createPyodideModule: moduleFactory(binding, onCreated),
   };
-  const loaded = warmPyodideProcess().then(
-    async () => (await loadPyodide(config as unknown as Parameters<typeof loadPyodide>[0])) as unknown as PyodideLike,
-  );
+  const loaded = warmPyodideProcess().then(async () => {
+    const py = (await loadPyodide(config as unknown as Parameters<typeof loadPyodide>[0])) as unknown as PyodideLike;
+    if (probe) probe.loaded = performance.now();
+    return py;
+  });
   loaded.catch(() => markReady());
   return {
     binding,

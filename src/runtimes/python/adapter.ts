@@ -22,6 +22,7 @@ import {
   type HiwireConfig,
   type HostBinding,
   type PyodideLike,
+  type PyodideModule,
   type PyProxyLike,
   type Shell,
 } from './_pyodide-host.js';
@@ -293,8 +294,10 @@ export const pythonAdapter: RuntimeAdapter<PythonPrepared> = {
         heapBytes: st.heapBytes,
         fill: (m) => image.fill(m),
         // Compiled extensions go back where the snapshot's heap expects them, before it is written.
-        beforeFill: (mod) =>
-          placeSideModules(mod as unknown as DynamicLinkerModule, placementAllocator(mod), sideModules, st.heapBytes, (path) => readSideModule(prepared, path)),
+        ...(sideModules.length > 0 && {
+          beforeFill: (mod: PyodideModule) =>
+            placeSideModules(mod as unknown as DynamicLinkerModule, placementAllocator(mod), sideModules, st.heapBytes, (path) => readSideModule(prepared, path)),
+        }),
       });
       // The file system is JS state, not in the image: the bundle is mounted again.
       if (prepared.bundleDir !== null) mountBundle(py, prepared.bundleDir);

@@ -1,21 +1,14 @@
 // Benchmark of the python runtime's cold start vs restore on the example functions; prints raw
 // timings (ms) as JSON lines. Run: node dist/runtimes/python/restore.bench.js [function] [rounds]
 
-import { readFileSync } from 'node:fs';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { parseFunctionConfig } from '../../core/function-spec.js';
-import type { SyncObjectStore } from '../../store/object-store.js';
-import type { GuestContext, MemoryImage } from '../runtime.js';
+import type { MemoryImage } from '../runtime.js';
+import { benchFunction } from './bench-function.js';
 import { PYODIDE_VERSION } from './_pyodide-host.js';
 import { pythonAdapter } from './adapter.js';
 
 const name = process.argv[2] ?? 'stdlib-py';
 const rounds = Number(process.argv[3] ?? 5);
-const dir = join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..', 'functions', name);
-const fn = parseFunctionConfig(JSON.parse(readFileSync(join(dir, 'function.json'), 'utf8')), (p) => join(dir, p));
-const store: SyncObjectStore = { kind: 'embedded', get: () => undefined, put: () => undefined, close: () => undefined };
-const ctx: GuestContext = { objects: store, memoryLimitBytes: fn.memoryMiB * 1024 * 1024, log: () => undefined };
+const { fn, ctx } = benchFunction(name);
 const input = new TextEncoder().encode('{"word":"beta","n":3}');
 const now = (): number => performance.now();
 const emit = (row: Record<string, unknown>): void =>

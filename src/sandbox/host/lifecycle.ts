@@ -10,6 +10,7 @@ import { ThawError } from '../../core/errors.js';
 import { adapterFor, type GuestInstance, type MemoryImage } from '../../runtimes/index.js';
 import { getStrategy, listStrategies, type RestoreStrategy } from '../../restore/index.js';
 import { eager } from '../../restore/strategies/eager.js';
+import { adoptSealedImages } from '../../restore/strategies/sealed.js';
 import { openSyncObjectStore } from '../../store/open-store.js';
 import { setLeaseOwnerPid } from '../../restore/pass-pool.js';
 import { expectArtefacts } from '../../restore/artefact-seal.js';
@@ -30,6 +31,8 @@ export function configure(req: Req<'configure'>): Record<string, never> {
 
 export async function prepare(req: Req<'prepare'>): Promise<PrepareResult> {
   const t0 = performance.now();
+  // Sealed images of the function's snapshots, sent with the prepare: mapped now, not at restore.
+  if (hostSettings.imageChannelFd !== null) adoptSealedImages(hostSettings.imageChannelFd);
   if (!prepared.has(req.fn.deployment)) {
     const adapter = await adapterFor(req.fn.params.runtime);
     const p: PreparedFunction = { fn: req.fn, adapter, prepared: await adapter.prepare(req.fn.params, req.fn.artefactPath), capacity: req.instances ?? 1 };
@@ -65,6 +68,8 @@ export async function restore(req: Req<'restore'>): Promise<RestoreResult> {
   const t0 = performance.now();
   const strategy = getStrategy(req.strategy);
   releasePreallocated(strategy.id);
+  // Sealed images the daemon passed for this restore (strategies/sealed.ts).
+  if (hostSettings.imageChannelFd !== null) adoptSealedImages(hostSettings.imageChannelFd);
   setSpanAttributes({ 'thaw.sandbox': req.sandboxId, 'thaw.snapshot': req.snapshotId, 'thaw.strategy': strategy.id });
   const { chain, image } = hostSpan('open snapshot', {}, () => {
     // The state files must be the ones whose seals the daemon checked (stateSha256, by id).

@@ -32,7 +32,7 @@ export interface Instance {
 }
 
 /** Settings from the host's command line (its environment is empty). */
-export const hostSettings: { scratch: string | null } = { scratch: null };
+export const hostSettings: { scratch: string | null; imageChannelFd: number | null } = { scratch: null, imageChannelFd: null };
 
 export const prepared = new Map<string, PreparedFunction>();
 export const instances = new Map<string, Instance>();
