@@ -63,6 +63,8 @@ export interface PlatformParams {
   readonly jail: JailMode;
   readonly preparedIdleMs: number;
   readonly maxPreparedFunctions: number;
+  /** Host processes starting at once, at most; more starts queue (see HostPool). */
+  readonly maxHostStarts: number;
   /** Placement of sandboxes in hosts for functions whose manifest does not choose (see FunctionConfig.layout). */
   readonly layout: HostLayout;
   /** Instances per vertical host for functions whose manifest does not choose. */
@@ -100,6 +102,8 @@ interface SandboxHost {
   lost: readonly string[];
   /** When its last instance went (ms since the epoch), for retiring idle empty hosts. */
   emptySince: number;
+  /** Instances being destroyed in it now: an empty host is not retired under them. */
+  destroying: number;
 }
 
 /** A vertical host being taken from the pool, and the starts that will take its other slots. */
@@ -203,6 +207,8 @@ export class Platform implements ThawApi {
   private scrubbing = false;
   private scrubTimer: NodeJS.Timeout | undefined;
   private idleHostTimer: NodeJS.Timeout | undefined;
+  /** The time scale last passed to the pool (the scheduler's). */
+  private poolTimeScale = 1;
   /** Where auto invocations start, keep-alive expiry and the memory policy's calls. */
   private readonly keepAlive: KeepAliveScheduler<Sandbox>;
 
@@ -259,14 +265,20 @@ export class Platform implements ThawApi {
       jail: this.jail.jailed ? { dataDir: params.dataDir, env: hostEnv(), redisSocket: this.redisRelay?.socketPath ?? null } : null,
       preparedIdleMs: params.preparedIdleMs,
       maxPreparedFunctions: params.maxPreparedFunctions,
+      maxHostStarts: params.maxHostStarts,
     });
     this.pool.start();
     if (params.scrubIntervalMs > 0) {
       this.scrubTimer = setInterval(() => void this.scrubAll(), params.scrubIntervalMs);
       this.scrubTimer.unref();
     }
-    // Empty vertical hosts of functions unused for preparedIdleMs retire, as prepared hosts do.
-    this.idleHostTimer = setInterval(() => this.retireEmptyHosts(), Math.min(params.preparedIdleMs, 60_000));
+    this.restartIdleHostTimer();
+  }
+
+  /** Empty vertical hosts of functions unused for preparedIdleMs (scaled as the pool's) retire, as prepared hosts do. */
+  private restartIdleHostTimer(): void {
+    clearInterval(this.idleHostTimer);
+    this.idleHostTimer = setInterval(() => this.retireEmptyHosts(), Math.max(10, Math.min(this.pool.preparedIdleMs, 60_000)));
     this.idleHostTimer.unref();
   }
 
@@ -687,7 +699,14 @@ export class Platform implements ThawApi {
     }
     if (resetCounts) this.keepAlive.resetCounts();
     if (resetHistory) this.keepAlive.resetHistory();
-    return this.keepAlive.report();
+    const report = this.keepAlive.report();
+    // The pool's idle times follow the same time scale as the keep-alive (a replay at 720x).
+    if (report.timeScale !== this.poolTimeScale) {
+      this.poolTimeScale = report.timeScale;
+      this.pool.setTimeScale(report.timeScale);
+      this.restartIdleHostTimer();
+    }
+    return report;
   }
 
   // ---- objects ---------------------------------------------------------------------------
@@ -842,7 +861,10 @@ export class Platform implements ThawApi {
   private async newSandbox(fnName: string, origin: SandboxInfo['origin'], bd: Breakdown): Promise<Sandbox> {
     if (this.sandboxes.size + this.starting >= this.params.maxSandboxes) {
       const idle = [...this.sandboxes.values()].filter((s) => !s.busy).sort((a, b) => a.lastUsed - b.lastUsed)[0];
-      if (!idle) throw new ThawError('THAW_POOL_EXHAUSTED', { detail: `${this.params.maxSandboxes} sandboxes are busy (maxSandboxes)` });
+      if (!idle) {
+        const { startsQueued } = this.pool.describe();
+        throw new ThawError('THAW_POOL_EXHAUSTED', { detail: `${this.params.maxSandboxes} sandboxes are busy or starting (maxSandboxes; ${this.starting} of them waiting for a host, ${startsQueued} queued for a host start)` });
+      }
       void this.stop(idle, 'evicted (sandbox cap)');
     }
     const fn = this.functions.get(fnName);
@@ -860,7 +882,7 @@ export class Platform implements ThawApi {
       const t = performance.now();
       this.starting++;
       const taking = this.pool.acquire(this.functions.hostFunction(fnName), capacity).then((acquired) => {
-        const h: SandboxHost = { host: acquired.host, fn: fnName, deployment: fn.deployment, layout, capacity, scratchDir: acquired.scratchDir, instances: new Set(), reserved: 0, lost: [], emptySince: Date.now() };
+        const h: SandboxHost = { host: acquired.host, fn: fnName, deployment: fn.deployment, layout, capacity, scratchDir: acquired.scratchDir, instances: new Set(), reserved: 0, lost: [], emptySince: Date.now(), destroying: 0 };
         const waiting = this.incoming.get(fn.deployment);
         // The slots promised to starts waiting for it (this start's own included).
         if (waiting?.home === taking) h.reserved = waiting.reserved;
@@ -891,7 +913,7 @@ export class Platform implements ThawApi {
       this.starting--;
     }
     bd.since('acquireMs', t);
-    const home: SandboxHost = { host, fn: fnName, deployment: fn.deployment, layout: 'horizontal', capacity: 1, scratchDir: null, instances: new Set(), reserved: 0, lost: [], emptySince: Date.now() };
+    const home: SandboxHost = { host, fn: fnName, deployment: fn.deployment, layout: 'horizontal', capacity: 1, scratchDir: null, instances: new Set(), reserved: 0, lost: [], emptySince: Date.now(), destroying: 0 };
     this.adoptHost(home);
     return this.register(fnName, fn.deployment, home, origin);
   }
@@ -1250,32 +1272,37 @@ export class Platform implements ThawApi {
       await home.host.kill(reason);
       return;
     }
+    // The host is not retired while it destroys the instance (retireEmptyHosts skips it).
+    home.destroying++;
     try {
       await home.host.request({ op: 'destroy', sandboxId: sandbox.id }, { timeoutMs: DESTROY_TIMEOUT_MS, onTimeout: () => new ThawError('THAW_INTERNAL', { detail: 'the host did not destroy an instance in time' }) });
     } catch (err: unknown) {
       this.log.warn({ sandboxId: sandbox.id, hostPid: home.host.pid, err: toThawError(err).message }, 'cannot destroy an instance: its host is stopped');
       await home.host.kill(`${reason} (destroy failed)`);
       return;
+    } finally {
+      home.destroying--;
     }
     this.retireEmptyHosts();
   }
 
   /**
    * Vertical hosts with no instance left: one per current deployment is kept (the next instance
-   * starts there, on code V8 has optimised) until it has been empty for preparedIdleMs; others,
-   * and those of retired deployments, stop.
+   * starts there, on code V8 has optimised) until it has been empty for preparedIdleMs (divided by
+   * the replay's time scale, as the pool's); others, and those of retired deployments, stop. A host
+   * still destroying an instance, or promised to a start (reserved), is left for the next call.
    */
   private retireEmptyHosts(): void {
     const kept = new Set<string>();
     for (const h of this.hosts) {
-      if (h.instances.size > 0 || h.reserved > 0 || !h.host.alive) continue;
+      if (h.instances.size > 0 || h.reserved > 0 || h.destroying > 0 || !h.host.alive) continue;
       let current = false;
       try {
         current = this.functions.get(h.fn).deployment === h.deployment;
       } catch {
         /* function deleted */
       }
-      const idle = Date.now() - h.emptySince > this.params.preparedIdleMs;
+      const idle = Date.now() - h.emptySince > this.pool.preparedIdleMs;
       if (current && !idle && !kept.has(h.deployment)) kept.add(h.deployment);
       else void h.host.kill(!current ? 'deployment retired' : idle ? 'idle vertical host' : 'idle vertical host (another is kept)');
     }
