@@ -104,6 +104,8 @@ interface SandboxHost {
   emptySince: number;
   /** Instances being destroyed in it now: an empty host is not retired under them. */
   destroying: number;
+  /** Being killed (it stays alive until it exits): no new instance is placed in it. */
+  retiring: boolean;
 }
 
 /** A vertical host being taken from the pool, and the starts that will take its other slots. */
@@ -882,7 +884,7 @@ export class Platform implements ThawApi {
       const t = performance.now();
       this.starting++;
       const taking = this.pool.acquire(this.functions.hostFunction(fnName), capacity).then((acquired) => {
-        const h: SandboxHost = { host: acquired.host, fn: fnName, deployment: fn.deployment, layout, capacity, scratchDir: acquired.scratchDir, instances: new Set(), reserved: 0, lost: [], emptySince: Date.now(), destroying: 0 };
+        const h: SandboxHost = { host: acquired.host, fn: fnName, deployment: fn.deployment, layout, capacity, scratchDir: acquired.scratchDir, instances: new Set(), reserved: 0, lost: [], emptySince: Date.now(), destroying: 0, retiring: false };
         const waiting = this.incoming.get(fn.deployment);
         // The slots promised to starts waiting for it (this start's own included).
         if (waiting?.home === taking) h.reserved = waiting.reserved;
@@ -913,7 +915,7 @@ export class Platform implements ThawApi {
       this.starting--;
     }
     bd.since('acquireMs', t);
-    const home: SandboxHost = { host, fn: fnName, deployment: fn.deployment, layout: 'horizontal', capacity: 1, scratchDir: null, instances: new Set(), reserved: 0, lost: [], emptySince: Date.now(), destroying: 0 };
+    const home: SandboxHost = { host, fn: fnName, deployment: fn.deployment, layout: 'horizontal', capacity: 1, scratchDir: null, instances: new Set(), reserved: 0, lost: [], emptySince: Date.now(), destroying: 0, retiring: false };
     this.adoptHost(home);
     return this.register(fnName, fn.deployment, home, origin);
   }
@@ -931,7 +933,7 @@ export class Platform implements ThawApi {
   private roomyHost(deployment: string): SandboxHost | undefined {
     let best: SandboxHost | undefined;
     for (const h of this.hosts) {
-      if (h.deployment !== deployment || h.capacity === 1 || !h.host.alive || h.instances.size + h.reserved >= h.capacity) continue;
+      if (h.deployment !== deployment || h.capacity === 1 || !h.host.alive || h.retiring || h.instances.size + h.reserved >= h.capacity) continue;
       if (!best || h.instances.size > best.instances.size) best = h;
     }
     return best;
@@ -1269,7 +1271,7 @@ export class Platform implements ThawApi {
     // A warm invocation waiting on this function's last busy sandbox must learn it is gone.
     this.wakeWaiters();
     if (home.capacity === 1 || killHost || !home.host.alive) {
-      await home.host.kill(reason);
+      await this.killHost(home, reason);
       return;
     }
     // The host is not retired while it destroys the instance (retireEmptyHosts skips it).
@@ -1278,7 +1280,7 @@ export class Platform implements ThawApi {
       await home.host.request({ op: 'destroy', sandboxId: sandbox.id }, { timeoutMs: DESTROY_TIMEOUT_MS, onTimeout: () => new ThawError('THAW_INTERNAL', { detail: 'the host did not destroy an instance in time' }) });
     } catch (err: unknown) {
       this.log.warn({ sandboxId: sandbox.id, hostPid: home.host.pid, err: toThawError(err).message }, 'cannot destroy an instance: its host is stopped');
-      await home.host.kill(`${reason} (destroy failed)`);
+      await this.killHost(home, `${reason} (destroy failed)`);
       return;
     } finally {
       home.destroying--;
@@ -1295,7 +1297,7 @@ export class Platform implements ThawApi {
   private retireEmptyHosts(): void {
     const kept = new Set<string>();
     for (const h of this.hosts) {
-      if (h.instances.size > 0 || h.reserved > 0 || h.destroying > 0 || !h.host.alive) continue;
+      if (h.instances.size > 0 || h.reserved > 0 || h.destroying > 0 || h.retiring || !h.host.alive) continue;
       let current = false;
       try {
         current = this.functions.get(h.fn).deployment === h.deployment;
@@ -1304,8 +1306,14 @@ export class Platform implements ThawApi {
       }
       const idle = Date.now() - h.emptySince > this.pool.preparedIdleMs;
       if (current && !idle && !kept.has(h.deployment)) kept.add(h.deployment);
-      else void h.host.kill(!current ? 'deployment retired' : idle ? 'idle vertical host' : 'idle vertical host (another is kept)');
+      else void this.killHost(h, !current ? 'deployment retired' : idle ? 'idle vertical host' : 'idle vertical host (another is kept)');
     }
+  }
+
+  /** Kills a host; from now on no start picks it (it is alive until it exits). */
+  private killHost(home: SandboxHost, reason: string): Promise<unknown> {
+    home.retiring = true;
+    return home.host.kill(reason);
   }
 
   /** Stops the least recently used idle sandboxes beyond the limit, without waiting for their exit. */
