@@ -652,6 +652,7 @@ export class Platform implements ThawApi {
         mode: req.mode,
         start,
         sandboxId: sandbox.id,
+        hostPid: sandbox.host.pid,
         kept: keep,
         output: res.output,
         timings: bd.finish(),
