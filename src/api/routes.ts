@@ -77,6 +77,7 @@ export const sharedSchemas = [
     type: 'object',
     properties: {
       function: { type: 'string' }, mode: { type: 'string', enum: [...INVOKE_MODES] }, start: { type: 'string', enum: [...START_KINDS] }, sandboxId: { type: 'string' },
+      hostPid: { type: 'integer', description: 'the host process that carried the sandbox' },
       kept: { type: 'boolean' }, snapshotId: { type: 'string' }, strategy: { type: 'string' },
       strategyReason: { type: 'string', description: 'snapshot mode with strategy auto (the default): why it picked this strategy' },
       output: { type: 'string', description: 'the response as UTF-8 text, when it is valid UTF-8' },

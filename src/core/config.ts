@@ -1,7 +1,7 @@
 // Daemon and platform settings: the wire shape (DaemonConfig, from flags, env or a file) and
 // the validated, frozen shape (DaemonParams). Only parseDaemonConfig converts one to the other.
 
-import { homedir } from 'node:os';
+import { availableParallelism, homedir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { ThawError } from './errors.js';
 import type { ObjectStoreConfig } from '../store/object-store.js';
@@ -29,6 +29,8 @@ export interface DaemonConfig {
   preparedIdleS?: number | string | undefined;
   /** Prepared hosts are kept for at most this many (most recently used) functions. */
   maxPreparedFunctions?: number | string | undefined;
+  /** Sandbox host processes starting at once, at most (default: the machine's cores); more starts queue. */
+  maxHostStarts?: number | string | undefined;
   logLevel?: string | undefined;
   /** Default placement of sandboxes in hosts: "horizontal" (one instance per host, default) or "vertical". */
   layout?: string | undefined;
@@ -65,6 +67,7 @@ export interface DaemonParams {
   readonly scrubIntervalMs: number;
   readonly preparedIdleMs: number;
   readonly maxPreparedFunctions: number;
+  readonly maxHostStarts: number;
   readonly logLevel: string;
   readonly layout: HostLayout;
   readonly instancesPerHost: number;
@@ -73,6 +76,14 @@ export interface DaemonParams {
   readonly traceExport: { readonly protocol: 'zipkin' | 'otlp'; readonly url: string } | null;
   readonly traceSampleRatio: number;
   readonly resultsDir: string;
+}
+
+/**
+ * Host processes starting at once by default: one per core (a start is a Node process booting and
+ * compiling a module, about one core for 0.1-0.3 s; more at once only thrash), at most 8.
+ */
+export function defaultMaxHostStarts(): number {
+  return Math.max(1, Math.min(8, availableParallelism()));
 }
 
 /** The default data directory: $THAW_HOME, else ~/.thaw. */
@@ -129,6 +140,7 @@ export function parseDaemonConfig(cfg: DaemonConfig): DaemonParams {
     scrubIntervalMs: int('scrubIntervalS', cfg.scrubIntervalS, 0, 0, 30 * 86400) * 1000,
     preparedIdleMs: int('preparedIdleS', cfg.preparedIdleS, 600, 1, 86400) * 1000,
     maxPreparedFunctions: int('maxPreparedFunctions', cfg.maxPreparedFunctions, 8, 0, 1024),
+    maxHostStarts: int('maxHostStarts', cfg.maxHostStarts, defaultMaxHostStarts(), 1, 64),
     logLevel,
     layout: layout as HostLayout,
     instancesPerHost: int('instancesPerHost', cfg.instancesPerHost, 4, 1, MAX_INSTANCES_PER_HOST),

@@ -6,8 +6,8 @@
 //
 // Per setting and window (trace time): invocations and errors; instance starts (Thaw's cold and
 // snapshot starts: a new sandbox, in a new host or a free slot of a live one); host starts (host
-// processes seen carrying a replayed sandbox for the first time: Faascale's VM starts, its cold
-// starts); live hosts and instances (average and peak over the samples); resident guest memory
+// processes that carried a replayed sandbox, dated by the first invocation served in them or the
+// first sample that saw them: Faascale's VM starts, its cold starts); live hosts and instances (average and peak over the samples); resident guest memory
 // (the hosts' mincore) and the hosts' own resident memory (/proc, where the hosts run here).
 
 import { mkdirSync } from 'node:fs';
@@ -65,7 +65,7 @@ export interface A1Counts {
   readonly errors: number;
   /** New sandboxes (cold and snapshot starts). */
   readonly instanceStarts: number;
-  /** Host processes first seen carrying a replayed sandbox. */
+  /** Host processes that carried a replayed sandbox (named by a reply or seen in a sample), by when they first served. */
   readonly hostStarts: number;
   readonly avgHosts: number;
   readonly peakHosts: number;

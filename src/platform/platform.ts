@@ -65,6 +65,8 @@ export interface PlatformParams {
   readonly jail: JailMode;
   readonly preparedIdleMs: number;
   readonly maxPreparedFunctions: number;
+  /** Host processes starting at once, at most; more starts queue (see HostPool). */
+  readonly maxHostStarts: number;
   /** Placement of sandboxes in hosts for functions whose manifest does not choose (see FunctionConfig.layout). */
   readonly layout: HostLayout;
   /** Instances per vertical host for functions whose manifest does not choose. */
@@ -107,6 +109,10 @@ interface SandboxHost {
    * AcquiredHost.pooled) and no start answered in it yet: it may have died unseen before its first.
    */
   pooled: boolean;
+  /** Instances being destroyed in it now: an empty host is not retired under them. */
+  destroying: number;
+  /** Being killed (it stays alive until it exits): no new instance is placed in it. */
+  retiring: boolean;
 }
 
 /** A vertical host being taken from the pool, and the starts that will take its other slots. */
@@ -217,6 +223,8 @@ export class Platform implements ThawApi {
   private scrubbing = false;
   private scrubTimer: NodeJS.Timeout | undefined;
   private idleHostTimer: NodeJS.Timeout | undefined;
+  /** The time scale last passed to the pool (the scheduler's). */
+  private poolTimeScale = 1;
   /** Where auto invocations start, keep-alive expiry and the memory policy's calls. */
   private readonly keepAlive: KeepAliveScheduler<Sandbox>;
 
@@ -281,14 +289,20 @@ export class Platform implements ThawApi {
       preparedIdleMs: params.preparedIdleMs,
       sealedImagesFor: (fn) => this.sealedImagesOf(fn.params.name),
       maxPreparedFunctions: params.maxPreparedFunctions,
+      maxHostStarts: params.maxHostStarts,
     });
     this.pool.start();
     if (params.scrubIntervalMs > 0) {
       this.scrubTimer = setInterval(() => void this.scrubAll(), params.scrubIntervalMs);
       this.scrubTimer.unref();
     }
-    // Empty vertical hosts of functions unused for preparedIdleMs retire, as prepared hosts do.
-    this.idleHostTimer = setInterval(() => this.retireEmptyHosts(), Math.min(params.preparedIdleMs, 60_000));
+    this.restartIdleHostTimer();
+  }
+
+  /** Empty vertical hosts of functions unused for preparedIdleMs (scaled as the pool's) retire, as prepared hosts do. */
+  private restartIdleHostTimer(): void {
+    clearInterval(this.idleHostTimer);
+    this.idleHostTimer = setInterval(() => this.retireEmptyHosts(), Math.max(10, Math.min(this.pool.preparedIdleMs, 60_000)));
     this.idleHostTimer.unref();
   }
 
@@ -665,6 +679,7 @@ export class Platform implements ThawApi {
         mode: req.mode,
         start,
         sandboxId: sandbox.id,
+        hostPid: sandbox.host.pid,
         kept: keep,
         output: res.output,
         timings,
@@ -714,7 +729,14 @@ export class Platform implements ThawApi {
     }
     if (resetCounts) this.keepAlive.resetCounts();
     if (resetHistory) this.keepAlive.resetHistory();
-    return this.keepAlive.report();
+    const report = this.keepAlive.report();
+    // The pool's idle times follow the same time scale as the keep-alive (a replay at 720x).
+    if (report.timeScale !== this.poolTimeScale) {
+      this.poolTimeScale = report.timeScale;
+      this.pool.setTimeScale(report.timeScale);
+      this.restartIdleHostTimer();
+    }
+    return report;
   }
 
   // ---- objects ---------------------------------------------------------------------------
@@ -878,7 +900,10 @@ export class Platform implements ThawApi {
   private async newSandbox(fnName: string, origin: SandboxInfo['origin'], bd: Breakdown): Promise<Sandbox> {
     if (this.sandboxes.size + this.starting >= this.params.maxSandboxes) {
       const idle = [...this.sandboxes.values()].filter((s) => !s.busy).sort((a, b) => a.lastUsed - b.lastUsed)[0];
-      if (!idle) throw new ThawError('THAW_POOL_EXHAUSTED', { detail: `${this.params.maxSandboxes} sandboxes are busy (maxSandboxes)` });
+      if (!idle) {
+        const { startsQueued } = this.pool.describe();
+        throw new ThawError('THAW_POOL_EXHAUSTED', { detail: `${this.params.maxSandboxes} sandboxes are busy or starting (maxSandboxes; ${this.starting} of them waiting for a host, ${startsQueued} queued for a host start)` });
+      }
       void this.stop(idle, 'evicted (sandbox cap)');
     }
     const fn = this.functions.get(fnName);
@@ -896,7 +921,7 @@ export class Platform implements ThawApi {
       const t = performance.now();
       this.starting++;
       const taking = this.pool.acquire(this.functions.hostFunction(fnName), capacity).then((acquired) => {
-        const h: SandboxHost = { host: acquired.host, fn: fnName, deployment: fn.deployment, layout, capacity, scratchDir: acquired.scratchDir, instances: new Set(), reserved: 0, lost: [], emptySince: Date.now(), pooled: acquired.pooled };
+        const h: SandboxHost = { host: acquired.host, fn: fnName, deployment: fn.deployment, layout, capacity, scratchDir: acquired.scratchDir, instances: new Set(), reserved: 0, lost: [], emptySince: Date.now(), pooled: acquired.pooled, destroying: 0, retiring: false };
         const waiting = this.incoming.get(fn.deployment);
         // The slots promised to starts waiting for it (this start's own included).
         if (waiting?.home === taking) h.reserved = waiting.reserved;
@@ -927,7 +952,7 @@ export class Platform implements ThawApi {
       this.starting--;
     }
     bd.since('acquireMs', t);
-    const home: SandboxHost = { host, fn: fnName, deployment: fn.deployment, layout: 'horizontal', capacity: 1, scratchDir: null, instances: new Set(), reserved: 0, lost: [], emptySince: Date.now(), pooled: false };
+    const home: SandboxHost = { host, fn: fnName, deployment: fn.deployment, layout: 'horizontal', capacity: 1, scratchDir: null, instances: new Set(), reserved: 0, lost: [], emptySince: Date.now(), pooled: false, destroying: 0, retiring: false };
     this.adoptHost(home);
     return this.register(fnName, fn.deployment, home, origin);
   }
@@ -945,7 +970,7 @@ export class Platform implements ThawApi {
   private roomyHost(deployment: string): SandboxHost | undefined {
     let best: SandboxHost | undefined;
     for (const h of this.hosts) {
-      if (h.deployment !== deployment || h.capacity === 1 || !h.host.alive || h.instances.size + h.reserved >= h.capacity) continue;
+      if (h.deployment !== deployment || h.capacity === 1 || !h.host.alive || h.retiring || h.instances.size + h.reserved >= h.capacity) continue;
       if (!best || h.instances.size > best.instances.size) best = h;
     }
     return best;
@@ -1354,38 +1379,49 @@ export class Platform implements ThawApi {
     // A warm invocation waiting on this function's last busy sandbox must learn it is gone.
     this.wakeWaiters();
     if (home.capacity === 1 || killHost || !home.host.alive) {
-      await home.host.kill(reason);
+      await this.killHost(home, reason);
       return;
     }
+    // The host is not retired while it destroys the instance (retireEmptyHosts skips it).
+    home.destroying++;
     try {
       await home.host.request({ op: 'destroy', sandboxId: sandbox.id }, { timeoutMs: DESTROY_TIMEOUT_MS, onTimeout: () => new ThawError('THAW_INTERNAL', { detail: 'the host did not destroy an instance in time' }) });
     } catch (err: unknown) {
       this.log.warn({ sandboxId: sandbox.id, hostPid: home.host.pid, err: toThawError(err).message }, 'cannot destroy an instance: its host is stopped');
-      await home.host.kill(`${reason} (destroy failed)`);
+      await this.killHost(home, `${reason} (destroy failed)`);
       return;
+    } finally {
+      home.destroying--;
     }
     this.retireEmptyHosts();
   }
 
   /**
    * Vertical hosts with no instance left: one per current deployment is kept (the next instance
-   * starts there, on code V8 has optimised) until it has been empty for preparedIdleMs; others,
-   * and those of retired deployments, stop.
+   * starts there, on code V8 has optimised) until it has been empty for preparedIdleMs (divided by
+   * the replay's time scale, as the pool's); others, and those of retired deployments, stop. A host
+   * still destroying an instance, or promised to a start (reserved), is left for the next call.
    */
   private retireEmptyHosts(): void {
     const kept = new Set<string>();
     for (const h of this.hosts) {
-      if (h.instances.size > 0 || h.reserved > 0 || !h.host.alive) continue;
+      if (h.instances.size > 0 || h.reserved > 0 || h.destroying > 0 || h.retiring || !h.host.alive) continue;
       let current = false;
       try {
         current = this.functions.get(h.fn).deployment === h.deployment;
       } catch {
         /* function deleted */
       }
-      const idle = Date.now() - h.emptySince > this.params.preparedIdleMs;
+      const idle = Date.now() - h.emptySince > this.pool.preparedIdleMs;
       if (current && !idle && !kept.has(h.deployment)) kept.add(h.deployment);
-      else void h.host.kill(!current ? 'deployment retired' : idle ? 'idle vertical host' : 'idle vertical host (another is kept)');
+      else void this.killHost(h, !current ? 'deployment retired' : idle ? 'idle vertical host' : 'idle vertical host (another is kept)');
     }
+  }
+
+  /** Kills a host; from now on no start picks it (it is alive until it exits). */
+  private killHost(home: SandboxHost, reason: string): Promise<unknown> {
+    home.retiring = true;
+    return home.host.kill(reason);
   }
 
   /** Stops the least recently used idle sandboxes beyond the limit, without waiting for their exit. */

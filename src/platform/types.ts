@@ -203,6 +203,8 @@ export interface InvokeResult {
   /** How the sandbox started (for auto, what the scheduler picked). */
   start: StartKind;
   sandboxId: string;
+  /** The host process that carried the sandbox (a vertical host carries several; absent from older daemons). */
+  hostPid?: number;
   /** Whether the sandbox was kept for warm invocations. */
   kept: boolean;
   snapshotId?: string;

@@ -6,6 +6,13 @@
 // bounded: functions unused for `preparedIdleMs` and those beyond the `maxPreparedFunctions`
 // most recently used keep none. A host is taken for one sandbox (horizontal) or for up to N
 // instances of its function (vertical; the platform places instances and keeps the host).
+//
+// Host starts are a bounded resource: at most `maxHostStarts` hosts start at once (spawn to
+// configured and, for a prepared host, its module compiled). A start beyond it waits in a queue
+// (first come, first served; the wait is part of the acquiring request's acquireMs), so a storm of
+// arrivals queues instead of forking dozens of Node processes onto a few cores at once. Background
+// refills only start hosts while a slot is free and no request waits for one; they resume when a
+// start ends. Time constants (preparedIdleMs) are divided by the time scale a trace replay sets.
 
 import { dirname, join } from 'node:path';
 import { performance } from 'node:perf_hooks';
@@ -38,6 +45,8 @@ export interface HostPoolParams {
    * ahead of a restore (restore/strategies/sealed.ts); none when absent.
    */
   readonly sealedImagesFor?: (fn: HostFunction) => readonly (readonly [string, number])[];
+  /** Host processes starting at once, at most (see the header). */
+  readonly maxHostStarts: number;
 }
 
 interface PooledHost {
@@ -80,15 +89,87 @@ export class HostPool {
   private readonly uids = new UidRange();
   private closed = false;
   private retireTimer: NodeJS.Timeout | undefined;
+  /** Hosts starting now (each holds a start slot), and the most at once since the pool started. */
+  private starting = 0;
+  private peakStarting = 0;
+  /** Starts waiting for a slot, first come first served. */
+  private readonly startQueue: (() => void)[] = [];
+  /** A refill stopped for want of a start slot: it resumes when a start ends. */
+  private refillDeferred = false;
+  /** Trace replays divide the pool's time constants by this (see setTimeScale). */
+  private timeScale = 1;
 
-  constructor(private readonly params: HostPoolParams) {}
+  constructor(private readonly params: HostPoolParams) {
+    if (!(Number.isInteger(params.maxHostStarts) && params.maxHostStarts >= 1)) {
+      throw new ThawError('THAW_CONFIG_INVALID', { detail: `maxHostStarts must be a whole number of at least 1, got '${String(params.maxHostStarts)}'` });
+    }
+  }
 
   /** Spawns the initial spares. */
   start(): void {
     this.refill();
+    this.restartRetireTimer();
+  }
+
+  /** A function unused this long (real ms, preparedIdleMs / the time scale) keeps no prepared host. */
+  get preparedIdleMs(): number {
+    return this.params.preparedIdleMs / this.timeScale;
+  }
+
+  /**
+   * Divides the pool's time constants by `scale` (as the keep-alive scheduler's timeScale, which
+   * the platform passes on): a replay at 720x keeps an idle function's prepared host for
+   * preparedIdleMs of trace time, not of real time.
+   */
+  setTimeScale(scale: number): void {
+    if (scale === this.timeScale) return;
+    this.timeScale = scale;
+    if (this.retireTimer !== undefined) this.restartRetireTimer();
+  }
+
+  private restartRetireTimer(): void {
+    clearInterval(this.retireTimer);
     // An idle daemon still retires idle functions' prepared hosts.
-    this.retireTimer = setInterval(() => this.refill(), Math.min(this.params.preparedIdleMs, 60_000));
+    this.retireTimer = setInterval(() => this.refill(), Math.max(10, Math.min(this.preparedIdleMs, 60_000)));
     this.retireTimer.unref();
+  }
+
+  /** Takes a start slot, waiting in the queue when maxHostStarts hosts are starting. */
+  private startSlot(): Promise<void> {
+    if (this.startQueue.length === 0 && this.starting < this.params.maxHostStarts) {
+      this.takeSlot();
+      return Promise.resolve();
+    }
+    return new Promise((resolve) => this.startQueue.push(resolve));
+  }
+
+  private takeSlot(): void {
+    this.starting++;
+    this.peakStarting = Math.max(this.peakStarting, this.starting);
+  }
+
+  /** A start ended (ready or failed): its slot goes to the first waiter, else back to refills. */
+  private endStart(): void {
+    const next = this.startQueue.shift();
+    if (next) {
+      next();
+      return;
+    }
+    this.starting--;
+    if (this.refillDeferred) {
+      this.refillDeferred = false;
+      setImmediate(() => this.refill());
+    }
+  }
+
+  /** Whether a background refill may start a host now (a free slot no request waits for); takes it if so. */
+  private backgroundSlot(): boolean {
+    if (this.startQueue.length > 0 || this.starting >= this.params.maxHostStarts) {
+      this.refillDeferred = true;
+      return false;
+    }
+    this.takeSlot();
+    return true;
   }
 
   /**
@@ -106,7 +187,8 @@ export class HostPool {
     if (!pooled) {
       wasPrepared = false;
       // A jailed host is born for its function: it is spawned and prepared now.
-      pooled = this.params.jail ? this.spawn({ fn, instances }) : (this.spares.shift() ?? this.spawn(null));
+      pooled = this.params.jail ? undefined : this.spares.shift();
+      pooled ??= await this.spawnNow(this.params.jail ? { fn, instances } : null);
     }
     let wasPooled = pooled.startedAt < t0;
     try {
@@ -116,7 +198,7 @@ export class HostPool {
       // A host that died while it waited in the pool (a crash, the OOM killer) costs this request
       // a host started now, not a failure; a host started for this request that dies is reported.
       if (!(wasPooled && pooled.host.exit && !pooled.host.exit.killedBy)) throw err;
-      pooled = this.params.jail ? this.spawn({ fn, instances }) : this.spawn(null);
+      pooled = await this.spawnNow(this.params.jail ? { fn, instances } : null);
       wasPrepared = false;
       wasPooled = false;
       try {
@@ -149,6 +231,10 @@ export class HostPool {
   async close(): Promise<void> {
     this.closed = true;
     clearInterval(this.retireTimer);
+    // Starts still queued are let go: each sees the pool closed and gives its slot back.
+    const queued = this.startQueue.splice(0);
+    this.starting += queued.length;
+    for (const go of queued) go();
     await Promise.all([...this.all].map((h) => h.kill('shutdown')));
   }
 
@@ -158,16 +244,25 @@ export class HostPool {
    * state between measured runs.
    */
   async settled(): Promise<void> {
-    this.refill();
-    const pooled = [...this.spares, ...[...this.preparedHosts.values()].flat()];
-    await Promise.allSettled([...pooled.map((p) => p.ready), ...[...this.vertical].map((h) => h.request({ op: 'settle' }, { timeoutMs: 60_000 }))]);
+    for (;;) {
+      this.refill();
+      // A refill held back by the start cap goes on as the starts it waits for end.
+      const complete = !this.refillDeferred;
+      const pooled = [...this.spares, ...[...this.preparedHosts.values()].flat()];
+      await Promise.allSettled([...pooled.map((p) => p.ready), ...[...this.vertical].map((h) => h.request({ op: 'settle' }, { timeoutMs: 60_000 }))]);
+      if (complete || this.closed) return;
+      await new Promise((resolve) => setImmediate(resolve));
+    }
   }
 
-  /** Counts for the API and tests. */
-  describe(): { spares: number; prepared: Record<string, number>; live: number } {
+  /**
+   * Counts for the API and tests: hosts starting now, starts waiting for a slot, and the most
+   * hosts ever starting at once (never above maxHostStarts).
+   */
+  describe(): { spares: number; prepared: Record<string, number>; live: number; starting: number; startsQueued: number; peakStarting: number; maxHostStarts: number } {
     const prepared: Record<string, number> = {};
     for (const [deployment, hosts] of this.preparedHosts) prepared[this.functions.get(deployment)?.fn.params.name ?? deployment] = hosts.length;
-    return { spares: this.spares.length, prepared, live: this.all.size };
+    return { spares: this.spares.length, prepared, live: this.all.size, starting: this.starting, startsQueued: this.startQueue.length, peakStarting: this.peakStarting, maxHostStarts: this.params.maxHostStarts };
   }
 
   /**
@@ -176,6 +271,7 @@ export class HostPool {
    */
   async probe(): Promise<JailLayer[]> {
     const jail = this.params.jail;
+    await this.startSlot();
     const pooled = this.spawn(null, jail ? { gid: SANDBOX_GID, functionDir: join(jail.dataDir, 'functions') } : undefined);
     try {
       await pooled.ready;
@@ -185,22 +281,38 @@ export class HostPool {
     }
   }
 
+  /** Spawns a host for a request: waits for a start slot first (see the header). */
+  private async spawnNow(want: { fn: HostFunction; instances: number } | null): Promise<PooledHost> {
+    await this.startSlot();
+    if (this.closed) {
+      this.endStart();
+      throw new ThawError('THAW_POOL_EXHAUSTED', { detail: 'the host pool is shut down' });
+    }
+    return this.spawn(want);
+  }
+
+  /** Spawns a host; the caller holds a start slot, which this start gives back when it ends. */
   private spawn(want: { fn: HostFunction; instances: number } | null, identity = want ? { gid: want.fn.gid, functionDir: dirname(want.fn.artefactPath) } : undefined): PooledHost {
     const { jail } = this.params;
     let uid: number | null = null;
     let scratchDir: string | null = null;
     let host: HostProcess;
-    if (jail) {
-      if (!identity) throw new ThawError('THAW_INTERNAL', { detail: 'a jailed host is spawned for a function' });
-      uid = this.uids.allocate();
-      scratchDir = createScratch(jail.dataDir, uid, identity.gid);
-      host = new HostProcess({
-        onLog: this.params.onLog,
-        cgroupParent: this.params.cgroupParent,
-        jail: { uid, gid: identity.gid, dataDir: jail.dataDir, functionDir: identity.functionDir, scratchDir, objectStore: this.params.objectStore, env: jail.env },
-      });
-    } else {
-      host = new HostProcess({ onLog: this.params.onLog, cgroupParent: this.params.cgroupParent, jail: null });
+    try {
+      if (jail) {
+        if (!identity) throw new ThawError('THAW_INTERNAL', { detail: 'a jailed host is spawned for a function' });
+        uid = this.uids.allocate();
+        scratchDir = createScratch(jail.dataDir, uid, identity.gid);
+        host = new HostProcess({
+          onLog: this.params.onLog,
+          cgroupParent: this.params.cgroupParent,
+          jail: { uid, gid: identity.gid, dataDir: jail.dataDir, functionDir: identity.functionDir, scratchDir, objectStore: this.params.objectStore, env: jail.env },
+        });
+      } else {
+        host = new HostProcess({ onLog: this.params.onLog, cgroupParent: this.params.cgroupParent, jail: null });
+      }
+    } catch (err) {
+      this.endStart();
+      throw err;
     }
     this.all.add(host);
     void host.exited.then((exit) => {
@@ -218,7 +330,7 @@ export class HostPool {
       await host.calibrate();
       if (want) await this.prepare(host, want.fn, want.instances);
     })();
-    ready.catch(() => void host.kill('failed to start'));
+    ready.catch(() => void host.kill('failed to start')).finally(() => this.endStart());
     return { host, ready, deployment: want?.fn.deployment ?? null, scratchDir, startedAt: performance.now() };
   }
 
@@ -235,18 +347,32 @@ export class HostPool {
    */
   refill(): void {
     if (this.closed) return;
-    if (!this.params.jail) while (this.spares.length < this.params.spareHosts) this.spares.push(this.spawn(null));
     const now = Date.now();
     const byRecency = [...this.functions.keys()].sort((a, b) => (this.lastUsed.get(b) ?? 0) - (this.lastUsed.get(a) ?? 0));
+    // Retiring first: it needs no start slot.
+    const kept: string[] = [];
     for (const [rank, deployment] of byRecency.entries()) {
-      if (rank >= this.params.maxPreparedFunctions || now - (this.lastUsed.get(deployment) ?? 0) > this.params.preparedIdleMs) {
+      if (rank >= this.params.maxPreparedFunctions || now - (this.lastUsed.get(deployment) ?? 0) > this.preparedIdleMs) {
         this.forget(deployment, 'retired (idle function)');
-        continue;
+      } else {
+        kept.push(deployment);
       }
+    }
+    // Then the most recently used functions' prepared hosts, then spares, while start slots are free.
+    for (const deployment of kept) {
       const want = this.functions.get(deployment)!;
       const list = this.preparedHosts.get(deployment) ?? [];
       this.preparedHosts.set(deployment, list);
-      while (list.length < this.params.preparedPerFunction) list.push(this.spawn(want));
+      while (list.length < this.params.preparedPerFunction) {
+        if (!this.backgroundSlot()) return;
+        list.push(this.spawn(want));
+      }
+    }
+    if (!this.params.jail) {
+      while (this.spares.length < this.params.spareHosts) {
+        if (!this.backgroundSlot()) return;
+        this.spares.push(this.spawn(null));
+      }
     }
   }
 

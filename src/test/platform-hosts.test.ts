@@ -8,8 +8,10 @@ import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { assertBreakdown, deployExample, newPlatform, text } from './helpers.js';
-import type { Platform } from '../platform/platform.js';
+import pino from 'pino';
+import { assertBreakdown, deployExample, newPlatform, tempDataDir, text } from './helpers.js';
+import { Platform } from '../platform/platform.js';
+import { parseDaemonConfig } from '../core/config.js';
 
 const horizontal = newPlatform({ preparedPerFunction: 1, maxIdleSandboxes: 8 });
 const vertical = newPlatform({ preparedPerFunction: 1, maxIdleSandboxes: 8, layout: 'vertical', instancesPerHost: 3 });
@@ -162,4 +164,119 @@ test('a vertical host restoring two snapshots in turn gives each its own state (
   }
   assert.deepEqual(counts, [2, 3, 2, 3, 3]);
   await vertical.deleteSandbox(cold.sandboxId);
+});
+
+test('host starts are capped: a burst larger than the cap queues and is served in full; past maxSandboxes the rest get a clear THAW_POOL_EXHAUSTED', async () => {
+  // The same burst with room for 8 starts at once and with 1: the count sees concurrency where it
+  // is allowed, and never more than the cap where it is not.
+  const peaks: Record<number, number> = {};
+  for (const cap of [8, 1]) {
+    const p = newPlatform({ maxHostStarts: cap, spareHosts: 0, preparedPerFunction: 0, maxIdleSandboxes: 16 });
+    try {
+      await deployExample(p, 'hello-c', { name: 'burst-c' });
+      let sampledMax = 0;
+      let sampling = true;
+      const sampler = (async () => {
+        while (sampling) {
+          sampledMax = Math.max(sampledMax, p.poolState().starting);
+          await sleep(1);
+        }
+      })();
+      const burst = await Promise.all([0, 1, 2, 3, 4].map((i) => p.invoke({ function: 'burst-c', mode: 'cold', input: Buffer.from(`b${i}`) })));
+      sampling = false;
+      await sampler;
+      burst.forEach((r, i) => {
+        assert.equal(text(r.output), `hello, b${i}`);
+        // The queue wait is part of acquireMs: the parts still sum to the total.
+        assertBreakdown(r.timings, ['acquireMs']);
+      });
+      const state = p.poolState();
+      assert.ok(state.peakStarting <= cap && sampledMax <= cap, `cap ${cap}: ${state.peakStarting} hosts started at once (sampled ${sampledMax})`);
+      assert.equal(state.starting, 0);
+      assert.equal(state.startsQueued, 0);
+      peaks[cap] = state.peakStarting;
+      if (cap === 1) {
+        // Each waited for the starts before it: the last acquire is far longer than the first.
+        const acquire = burst.map((r) => r.timings.acquireMs).sort((a, b) => a - b);
+        assert.ok(acquire[4]! > 2 * acquire[0]!, `acquire times ${acquire.map((x) => x.toFixed(1)).join(', ')} ms`);
+      }
+    } finally {
+      await p.close();
+    }
+  }
+  assert.ok(peaks[8]! > 1, `uncapped, the burst started ${peaks[8]} hosts at once`);
+
+  // The real limit: 3 live sandboxes, a burst of 5 busy ones; 3 served, 2 refused by name.
+  const p = newPlatform({ maxHostStarts: 1, maxSandboxes: 3, spareHosts: 0, preparedPerFunction: 0 });
+  try {
+    await deployExample(p, 'hello-c', { name: 'limit-c' });
+    const results = await Promise.allSettled([0, 1, 2, 3, 4].map((i) => p.invoke({ function: 'limit-c', mode: 'cold', input: Buffer.from(`l${i}`) })));
+    assert.equal(results.filter((r) => r.status === 'fulfilled').length, 3);
+    for (const r of results) {
+      if (r.status === 'rejected') {
+        assert.equal((r.reason as { code?: string }).code, 'THAW_POOL_EXHAUSTED');
+        assert.match(String((r.reason as Error).message), /3 sandboxes are busy or starting \(maxSandboxes; \d+ of them waiting for a host, \d+ queued for a host start\)/);
+      }
+    }
+    // The daemon keeps serving.
+    const sb = (await p.listSandboxes())[0]!;
+    assert.equal(text((await p.invoke({ function: 'limit-c', mode: 'warm', sandboxId: sb.id, input: Buffer.from('after') })).output), 'hello, after');
+  } finally {
+    await p.close();
+  }
+});
+
+test('the pool\'s idle times follow the scheduler\'s time scale: prepared hosts and empty vertical hosts retire after preparedIdleS of trace time', async () => {
+  const p = newPlatform({ preparedPerFunction: 1, preparedIdleS: 600, layout: 'vertical', instancesPerHost: 2 });
+  try {
+    await deployExample(p, 'hello-c', { name: 'scaled-c' });
+    const r = await p.invoke({ function: 'scaled-c', mode: 'cold', input: Buffer.from('x') });
+    const hostPid = (await p.listSandboxes()).find((s) => s.id === r.sandboxId)!.hostPid;
+    await p.deleteSandbox(r.sandboxId);
+    await p.poolSettled();
+    // At time scale 1, 600 s are real: nothing retires within a second.
+    await sleep(1000);
+    assert.equal(p.poolState().prepared['scaled-c'], 1);
+    assert.ok(children().includes(hostPid), 'the empty vertical host is kept');
+    // At 10000x, 600 s of trace are 60 ms.
+    await p.configureScheduler({ timeScale: 10_000 });
+    await waitUntil('the prepared host retires', () => p.poolState().prepared['scaled-c'] === undefined, 5000);
+    await waitUntil('the empty vertical host retires', () => !children().includes(hostPid), 5000);
+  } finally {
+    await p.close();
+  }
+});
+
+test('an empty vertical host is not retired while an instance in it is being destroyed', async () => {
+  const warnings: string[] = [];
+  const params = parseDaemonConfig({ dataDir: tempDataDir(), spareHosts: 0, preparedPerFunction: 0, layout: 'vertical', instancesPerHost: 2 });
+  const p = new Platform({ ...params, logger: pino({ level: 'warn' }, { write: (line: string) => void warnings.push(line) }) });
+  let stopped: number | undefined;
+  try {
+    await deployExample(p, 'hello-c', { name: 'race-c' });
+    // a and b in host H, c in host H2.
+    const ids = [];
+    for (const i of [0, 1, 2]) ids.push((await p.invoke({ function: 'race-c', mode: 'cold', input: Buffer.from(`${i}`) })).sandboxId);
+    const listed = await p.listSandboxes();
+    const hostOf = (id: string): number => listed.find((s) => s.id === id)!.hostPid;
+    const [h, h2] = [hostOf(ids[0]!), hostOf(ids[2]!)];
+    assert.equal(hostOf(ids[1]!), h);
+    assert.notEqual(h, h2);
+    // H cannot answer its destroys until it is continued; H2 answers at once, and the retire that
+    // follows finds H empty (its instances are out of the list) with the function gone.
+    stopped = hostProcessOf(h);
+    process.kill(stopped, 'SIGSTOP');
+    const deleting = p.deleteFunction('race-c');
+    await waitUntil('H2 retires', () => !children().includes(h2), 10_000);
+    await sleep(100);
+    assert.ok(children().includes(h), 'H was retired while it destroyed its instances');
+    process.kill(stopped, 'SIGCONT');
+    stopped = undefined;
+    await deleting;
+    await waitUntil('H retires once its instances are destroyed', () => !children().includes(h), 10_000);
+    assert.deepEqual(warnings.filter((w) => /cannot destroy/.test(w)), []);
+  } finally {
+    if (stopped !== undefined) process.kill(stopped, 'SIGCONT');
+    await p.close();
+  }
 });

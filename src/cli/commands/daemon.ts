@@ -19,6 +19,7 @@ interface DaemonOptions {
   scrubIntervalS: string;
   preparedIdleS: string;
   maxPreparedFunctions: string;
+  maxHostStarts?: string;
   layout: string;
   instancesPerHost: string;
   logLevel: string;
@@ -33,7 +34,7 @@ export async function runDaemon(g: GlobalOptions, o: DaemonOptions): Promise<voi
   const params = parseDaemonConfig({
     dataDir: g.dataDir, objectStore: g.objectStore, token: g.token, host: o.host, port: o.port, spareHosts: o.spareHosts,
     preparedPerFunction: o.preparedPerFunction, maxIdleSandboxes: o.maxIdleSandboxes, maxSandboxes: o.maxSandboxes, cgroups: o.cgroups, logLevel: o.logLevel,
-    jail: o.jail, scrubIntervalS: o.scrubIntervalS, preparedIdleS: o.preparedIdleS, maxPreparedFunctions: o.maxPreparedFunctions,
+    jail: o.jail, scrubIntervalS: o.scrubIntervalS, preparedIdleS: o.preparedIdleS, maxPreparedFunctions: o.maxPreparedFunctions, maxHostStarts: o.maxHostStarts,
     layout: o.layout, instancesPerHost: o.instancesPerHost,
     keepAliveS: o.keepAliveS, memoryPolicy: o.memoryPolicy,
     traceExport: o.traceExport, traceSampleRatio: o.traceSampleRatio, resultsDir: o.resultsDir,

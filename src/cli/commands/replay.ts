@@ -76,7 +76,12 @@ export async function replayAndReport(g: GlobalOptions, p: ReplayParams, cfg: Re
   }, cliProgress.Presets.shades_classic);
   // In-process, the platform keeps hosts ready as a daemon does (one-shot commands keep none):
   // otherwise every start would spawn and compile a host and the latencies would not be a daemon's.
-  const api = openApi(g, { spareHosts: 1, preparedPerFunction: 1 });
+  // It keeps them for every replayed function: with fewer (the default 8), functions rotating
+  // through the most recently used would have their prepared hosts killed and started again.
+  const api = openApi(g, { spareHosts: 1, preparedPerFunction: 1, maxPreparedFunctions: p.maxFunctions });
+  if (g.daemon ?? process.env.THAW_DAEMON) {
+    process.stderr.write(`note: a daemon keeps prepared hosts for its --max-prepared-functions most recently used functions (default 8); this replay has ${p.maxFunctions}\n`);
+  }
   try {
     bar?.start(1, 0, { label: 'deploying' });
     let run;

@@ -19,7 +19,9 @@
 // offloaded (held now) and faulted back (cumulative per live sandbox) come from the scheduler report.
 // Hosts: the distinct host processes carrying the replayed sandboxes in each sample (a vertical
 // host carries several), each host's first and last sample, and, when the caller can read them
-// (a daemon on this machine), the hosts' resident memory.
+// (a daemon on this machine), the hosts' resident memory. Every host that served an invocation is
+// counted, sampled or not: the reply names its host (hostPid), so a host that lived between two
+// samples (at 720x a sample is 0.5 s apart, longer than many a horizontal host lives) still counts.
 //
 // Layout: a setting may name the host layout (`none/vertical`); the functions are redeployed with
 // it (manifest `layout` and `instancesPerHost`) before the setting runs. A redeploy keeps the
@@ -61,6 +63,8 @@ export interface ReplayRow {
   readonly sentLateMs: number;
   /** The sandbox that served it (absent on error and in older results). */
   readonly sandboxId?: string;
+  /** The host process that carried that sandbox, as the reply names it (absent on error, from older daemons and in older results). */
+  readonly hostPid?: number;
 }
 
 export interface MemorySample {
@@ -85,9 +89,9 @@ export interface MemorySample {
 }
 
 /**
- * A host process seen carrying replayed sandboxes: when it started serving (the earliest
- * invocation of a sandbox it was seen carrying, else its first sample), its last sample, its most
- * instances in one sample.
+ * A host process that carried replayed sandboxes (seen in a sample, or named by a reply): when it
+ * started serving (the earliest invocation served in it, else its first sample), its last sample
+ * or invocation, its most instances in one sample (1 for a host no sample saw).
  */
 export interface ReplayHost {
   readonly setting: string;
@@ -227,7 +231,10 @@ export async function runReplay(api: ThawApi, p: ReplayParams, trace: Trace, opt
         const f = functions[inv.fn]!;
         const sent = performance.now();
         pending.push(api.invoke({ function: f.deployedAs, mode: 'auto', input: events.get(f.rank)! }).then(
-          (r) => run.rows.push({ setting: setting.id, traceS: inv.startS, rank: f.rank, start: r.start, ok: true, error: '', latencyMs: performance.now() - sent, thawMs: r.timings.totalMs, sentLateMs, sandboxId: r.sandboxId }),
+          (r) => run.rows.push({
+            setting: setting.id, traceS: inv.startS, rank: f.rank, start: r.start, ok: true, error: '', latencyMs: performance.now() - sent, thawMs: r.timings.totalMs, sentLateMs, sandboxId: r.sandboxId,
+            ...(r.hostPid !== undefined && { hostPid: r.hostPid }),
+          }),
           (err: unknown) => {
             const e = toThawError(err);
             run.rows.push({ setting: setting.id, traceS: inv.startS, rank: f.rank, start: null, ok: false, error: `${e.code}: ${e.message}`, latencyMs: performance.now() - sent, thawMs: null, sentLateMs });
@@ -241,8 +248,14 @@ export async function runReplay(api: ThawApi, p: ReplayParams, trace: Trace, opt
       sampling = false;
       await sampler;
       for (const r of run.rows) {
-        const h = r.setting === setting.id && r.sandboxId !== undefined ? hosts.get(hostOf.get(r.sandboxId) ?? -1) : undefined;
-        if (h && r.traceS < h.firstS) h.firstS = r.traceS;
+        if (r.setting !== setting.id) continue;
+        const pid = r.hostPid ?? (r.sandboxId !== undefined ? hostOf.get(r.sandboxId) : undefined);
+        if (pid === undefined) continue;
+        // A host no sample saw carried at least this invocation's sandbox.
+        const h = hosts.get(pid) ?? { setting: setting.id, pid, firstS: r.traceS, lastS: r.traceS, maxInstances: 1 };
+        hosts.set(pid, h);
+        if (r.traceS < h.firstS) h.firstS = r.traceS;
+        if (r.traceS > h.lastS) h.lastS = r.traceS;
       }
       run.hosts!.push(...hosts.values());
       run.scheduler[setting.id] = await api.scheduler();
