@@ -300,6 +300,7 @@ export function registerRoutes(app: FastifyInstance, api: ThawApi): void {
           remoteLatencyUs: { type: 'integer', minimum: 0, maximum: 1000000, description: 'remote tier: latency the memory server adds per fetch round trip (one run of up to 256 pages)' },
           resetCounts: { type: 'boolean', description: 'set every start count to zero' },
           resetHistory: { type: 'boolean', description: "forget every function's reuse intervals (the semi-warm threshold is their P99)" },
+          preparePool: { type: 'boolean', description: 'prepare pooled hosts for every deployed function and reply once they are ready (each replay setting starts from the same pool)' },
         },
       },
       response: { 200: schedulerReply, ...errors },

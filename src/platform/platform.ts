@@ -717,7 +717,7 @@ export class Platform implements ThawApi {
   }
 
   async configureScheduler(req: SchedulerChange): Promise<SchedulerReport> {
-    const { resetCounts, resetHistory, ...settings } = req;
+    const { resetCounts, resetHistory, preparePool, ...settings } = req;
     const before = this.keepAlive.report();
     this.keepAlive.configure(settings);
     try {
@@ -729,6 +729,13 @@ export class Platform implements ThawApi {
     }
     if (resetCounts) this.keepAlive.resetCounts();
     if (resetHistory) this.keepAlive.resetHistory();
+    if (preparePool) {
+      for (const info of this.functions.list()) {
+        const fn = this.functions.get(info.name);
+        if (fn.params.runtime !== 'firecracker') this.pool.want(this.functions.hostFunction(info.name), this.layoutOf(fn.params).capacity);
+      }
+      await this.pool.settled();
+    }
     const report = this.keepAlive.report();
     // The pool's idle times follow the same time scale as the keep-alive (a replay at 720x).
     if (report.timeScale !== this.poolTimeScale) {

@@ -40,6 +40,13 @@ export type SchedulerChange = SchedulerSettings & {
    * same trace measured, or its threshold is the very gap it is about to see.
    */
   resetHistory?: boolean;
+  /**
+   * Prepare pooled hosts for every deployed function now and answer once they are ready, as
+   * after a first invocation: each setting of a replay then starts from the same pool, not only
+   * the first (the pool's idle times follow the time scale, so a setting would otherwise find
+   * the hosts the one before it left retired).
+   */
+  preparePool?: boolean;
 };
 
 /** One live sandbox's memory as its host measures it (the scheduler report's `memory`). */

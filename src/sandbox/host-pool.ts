@@ -179,8 +179,7 @@ export class HostPool {
   async acquire(fn: HostFunction, instances = 1): Promise<AcquiredHost> {
     if (this.closed) throw new ThawError('THAW_POOL_EXHAUSTED', { detail: 'the host pool is shut down' });
     const t0 = performance.now();
-    this.functions.set(fn.deployment, { fn, instances });
-    this.lastUsed.set(fn.deployment, Date.now());
+    this.want(fn, instances);
     const waiting = this.preparedHosts.get(fn.deployment) ?? [];
     let pooled = waiting.shift();
     let wasPrepared = true;
@@ -217,6 +216,12 @@ export class HostPool {
     await pooled.ready;
     if (!pooled.host.alive) throw new ThawError('THAW_SANDBOX_DIED', { id: `host-${pooled.host.pid}`, detail: 'host died while pooled' });
     if (!wasPrepared && pooled.deployment === null) await this.prepare(pooled.host, fn, instances);
+  }
+
+  /** Counts `fn` (with `instances` per host) as used now: the next refill prepares hosts for it. */
+  want(fn: HostFunction, instances = 1): void {
+    this.functions.set(fn.deployment, { fn, instances });
+    this.lastUsed.set(fn.deployment, Date.now());
   }
 
   /** Forgets a deployment (deleted, redeployed or idle): its prepared hosts are killed. */

@@ -242,6 +242,9 @@ test('the pool\'s idle times follow the scheduler\'s time scale: prepared hosts 
     await p.configureScheduler({ timeScale: 10_000 });
     await waitUntil('the prepared host retires', () => p.poolState().prepared['scaled-c'] === undefined, 5000);
     await waitUntil('the empty vertical host retires', () => !children().includes(hostPid), 5000);
+    // What a replay asks before each setting: the pool prepared again, as after a first use.
+    await p.configureScheduler({ timeScale: 1, preparePool: true });
+    assert.equal(p.poolState().prepared['scaled-c'], 1, 'preparePool answers once the function has its prepared host');
   } finally {
     await p.close();
   }

@@ -195,6 +195,8 @@ export async function runReplay(api: ThawApi, p: ReplayParams, trace: Trace, opt
       }
       await stopSandboxes(api, names);
       if (setting.layout !== deployedLayout) await deploy(setting.layout);
+      // Every setting starts from the pool the first found after the snapshots were taken.
+      await api.configureScheduler({ preparePool: true });
       const t0 = performance.now();
       const hosts = new Map<number, ReplayHost>();
       const hostOf = new Map<string, number>();
