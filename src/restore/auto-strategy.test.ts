@@ -67,6 +67,12 @@ test('measured restores override the rules once there are enough of them, per ca
   assert.equal(auto.choose('s1', facts({ cachedFraction: 1 })).strategy, 'sabre', 'a strategy that maps unchecked pages is never picked');
   auto.forget('s1');
   assert.equal(auto.choose('s1', facts({ cachedFraction: 1 })).strategy, 'eager');
+  // sealed copies from the daemon's memfd, not the file: its times from a cold cache hold in a warm one.
+  for (const ms of [40, 41, 42]) auto.record('s3', 'eager', 1, ms);
+  for (const ms of [10, 11, 12]) auto.record('s3', 'sealed', 0, ms);
+  const sealedWarm = auto.choose('s3', facts({ cachedFraction: 1, presentBytes: 100 * MIB }));
+  assert.equal(sealedWarm.strategy, 'sealed');
+  assert.match(sealedWarm.reason, /sealed 11\.0 ms median .* eager 41\.0 ms/);
 });
 
 test('imageFacts() counts the present pages and the share of them in the page cache', () => {

@@ -47,7 +47,10 @@ export const MIN_SAMPLES = 3;
 /** Measurements kept per (snapshot, strategy, cache state): the newest ones. */
 const KEEP_SAMPLES = 16;
 
-type CacheState = 'warm' | 'cold';
+type CacheState = 'warm' | 'cold' | 'any';
+
+/** Strategies that do not read the snapshot's file: their times hold whatever the page cache holds. */
+const CACHE_INDEPENDENT: ReadonlySet<string> = new Set(['sealed']);
 
 /** Chooses per snapshot, and remembers how long restores took (time to first response). */
 export class AutoStrategy {
@@ -55,7 +58,7 @@ export class AutoStrategy {
 
   /** Records a restore of `snapshotId` with `strategy`: restore plus first handler, in ms. */
   record(snapshotId: string, strategy: string, cachedFraction: number, firstResponseMs: number): void {
-    const key = sampleKey(snapshotId, strategy, cacheState(cachedFraction));
+    const key = sampleKey(snapshotId, strategy, CACHE_INDEPENDENT.has(strategy) ? 'any' : cacheState(cachedFraction));
     const list = this.samples.get(key) ?? [];
     list.push(firstResponseMs);
     if (list.length > KEEP_SAMPLES) list.shift();
@@ -73,7 +76,7 @@ export class AutoStrategy {
     // Measurements beat rules: the fastest checked strategy measured often enough in this cache
     // state, if it beats what the rule picks (or the rule's pick has not been measured).
     const measured = CANDIDATES.filter((s) => facts.supported(s) && (s !== 'thaw' || facts.presentBytes <= LOAD_ALL_BYTES))
-      .map((s) => ({ s, ms: median(this.samples.get(sampleKey(snapshotId, s, cache)) ?? []) }))
+      .map((s) => ({ s, ms: median(this.samples.get(sampleKey(snapshotId, s, CACHE_INDEPENDENT.has(s) ? 'any' : cache)) ?? []) }))
       .filter((m): m is { s: string; ms: number } => m.ms !== undefined)
       .sort((a, b) => a.ms - b.ms);
     const best = measured[0];
