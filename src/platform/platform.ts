@@ -729,6 +729,14 @@ export class Platform implements ThawApi {
     }
     if (resetCounts) this.keepAlive.resetCounts();
     if (resetHistory) this.keepAlive.resetHistory();
+    // The pool's idle times follow the same time scale as the keep-alive (a replay at 720x); set
+    // before preparing, or hosts prepared now would retire by the old scale's clock.
+    const { timeScale } = this.keepAlive.report();
+    if (timeScale !== this.poolTimeScale) {
+      this.poolTimeScale = timeScale;
+      this.pool.setTimeScale(timeScale);
+      this.restartIdleHostTimer();
+    }
     if (preparePool) {
       for (const info of this.functions.list()) {
         const fn = this.functions.get(info.name);
@@ -736,14 +744,7 @@ export class Platform implements ThawApi {
       }
       await this.pool.settled();
     }
-    const report = this.keepAlive.report();
-    // The pool's idle times follow the same time scale as the keep-alive (a replay at 720x).
-    if (report.timeScale !== this.poolTimeScale) {
-      this.poolTimeScale = report.timeScale;
-      this.pool.setTimeScale(report.timeScale);
-      this.restartIdleHostTimer();
-    }
-    return report;
+    return this.keepAlive.report();
   }
 
   // ---- objects ---------------------------------------------------------------------------
