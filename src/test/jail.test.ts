@@ -6,9 +6,11 @@
 
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { createServer } from 'node:net';
+import { createServer, type Server } from 'node:net';
 import { join } from 'node:path';
-import { existsSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { spawnSync } from 'node:child_process';
 import { deployExample, newPlatform, rejectsWith, tempDataDir, text } from './helpers.js';
 import { jailAvailability } from '../sandbox/jail.js';
 
@@ -119,6 +121,128 @@ test('a guest that reaches Node.js in its host can do no harm outside its sandbo
   // The victim is untouched: its warm sandbox still answers.
   const again = await p.invoke({ function: 'victim', mode: 'warm', sandboxId: victim.sandboxId, input: Buffer.from('{}') });
   assert.equal(text(again.output), text(victim.output));
+});
+
+/**
+ * A shared object whose constructor runs the system calls an escape would need and leaves each
+ * outcome (`name=ok` or the errno's name) in the environment variable THAW_NATIVE_RESULT: a guest
+ * that writes it to its scratch directory and loads it with process.dlopen runs its own machine
+ * code in the host, and then only seccomp, Landlock, the namespaces and the uid stand in its way.
+ */
+const NATIVE_ATTACK = `
+#define _GNU_SOURCE
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/io_uring.h>
+#include <netinet/in.h>
+#include <sched.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mount.h>
+#include <sys/ptrace.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+static char out[2048];
+static size_t used;
+
+static void note(const char *name, long rc) {
+  used += snprintf(out + used, sizeof out - used, "%s%s=%s", used ? "," : "", name, rc < 0 ? strerrorname_np(errno) : "ok");
+}
+
+__attribute__((constructor)) static void attack(void) {
+  pid_t victim = atoi(getenv("THAW_ATTACK_PID") ?: "1");
+  int port = atoi(getenv("THAW_ATTACK_PORT") ?: "1");
+  long rc = syscall(SYS_fork);
+  if (rc == 0) _exit(0);
+  note("fork", rc);
+  char *argv[] = { "/bin/true", NULL };
+  note("execve", execve("/bin/true", argv, NULL));
+  note("ptrace_attach", ptrace(PTRACE_ATTACH, victim, 0, 0));
+  note("ptrace_traceme", ptrace(PTRACE_TRACEME, 0, 0, 0));
+  char buf[16];
+  struct iovec local = { buf, sizeof buf }, remote = { (void *)0x400000, sizeof buf };
+  note("process_vm_readv", process_vm_readv(victim, &local, 1, &remote, 1, 0));
+  note("unshare_user", unshare(CLONE_NEWUSER));
+  note("mount", mount("none", "/tmp", "tmpfs", 0, NULL));
+  note("setuid_root", setuid(0));
+  note("chroot", chroot("/"));
+  note("open_passwd", open("/etc/passwd", O_RDONLY));
+  note("open_root_home", open("/root", O_RDONLY | O_DIRECTORY));
+  int s = socket(AF_INET, SOCK_STREAM, 0);
+  struct sockaddr_in addr = { .sin_family = AF_INET, .sin_port = htons(port) };
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  note("connect_daemon_port", s < 0 ? s : connect(s, (struct sockaddr *)&addr, sizeof addr));
+  note("bpf", syscall(SYS_bpf, 0, NULL, 0));
+  struct io_uring_params params = { 0 };
+  note("io_uring_setup", syscall(SYS_io_uring_setup, 1, &params));
+  note("init_module", syscall(SYS_init_module, NULL, 0, ""));
+  setenv("THAW_NATIVE_RESULT", out, 1);
+}
+`;
+
+/** Builds NATIVE_ATTACK with the system's C compiler; null (and why) when there is none. */
+function buildNativeAttack(): { so: Buffer } | { why: string } {
+  const dir = mkdtempSync(join(tmpdir(), 'thaw-native-attack-'));
+  try {
+    writeFileSync(join(dir, 'attack.c'), NATIVE_ATTACK);
+    const cc = spawnSync('cc', ['-shared', '-fPIC', '-O1', '-o', join(dir, 'attack.so'), join(dir, 'attack.c')], { encoding: 'utf8' });
+    if (cc.error || cc.status !== 0) return { why: `no C compiler to build the attack: ${cc.error?.message ?? cc.stderr}` };
+    return { so: readFileSync(join(dir, 'attack.so')) };
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+test('a guest that loads its own machine code into its host is still confined: every escape syscall fails', { skip }, async (t) => {
+  const built = buildNativeAttack();
+  if ('why' in built) return t.skip(built.why);
+  await deployExample(p, 'hello-py', { name: 'native-victim' });
+  const victim = await p.invoke({ function: 'native-victim', mode: 'cold', input: Buffer.from('{}') });
+  const victimPid = (await p.listSandboxes()).find((s) => s.id === victim.sandboxId)!.hostPid;
+  let connections = 0;
+  const server: Server = createServer((sock) => {
+    connections++;
+    sock.destroy();
+  });
+  await new Promise<void>((res) => server.listen(0, '127.0.0.1', res));
+  try {
+    await p.deployFunction(pythonManifest('native-attacker'), Buffer.from(ATTACKER));
+    const r = await p.invoke({
+      function: 'native-attacker',
+      mode: 'cold',
+      keep: false,
+      input: Buffer.from(JSON.stringify({
+        native: `
+          const fs = process.getBuiltinModule('node:fs');
+          const scratch = process.argv.find((a) => a.startsWith('--scratch='))?.slice('--scratch='.length) ?? process.getBuiltinModule('node:os').tmpdir();
+          const so = scratch + '/attack.so';
+          fs.writeFileSync(so, Buffer.from(${JSON.stringify(built.so.toString('base64'))}, 'base64'));
+          process.env.THAW_ATTACK_PID = '${victimPid}';
+          process.env.THAW_ATTACK_PORT = '${(server.address() as { port: number }).port}';
+          try { process.dlopen({ exports: {} }, so); } catch { /* not a Node addon: its constructor has run */ }
+          return process.env.THAW_NATIVE_RESULT;`,
+      })),
+    });
+    const native = JSON.parse(text(r.output)).native as { ok: boolean; value?: string; error?: string };
+    assert.ok(native.ok, `the guest loaded its machine code (the attack ran): ${JSON.stringify(native)}`);
+    const outcomes = Object.fromEntries(native.value!.split(',').map((kv) => kv.split('=') as [string, string]));
+    assert.equal(Object.keys(outcomes).length, 15, `every attempt reported: ${native.value}`);
+    for (const [call, outcome] of Object.entries(outcomes)) assert.notEqual(outcome, 'ok', `${call} must fail inside the jail (${native.value})`);
+    // Seccomp, not luck: the calls the allowlist refuses say EPERM (or ENOSYS for ones it never heard of).
+    for (const call of ['fork', 'execve', 'ptrace_attach', 'ptrace_traceme', 'unshare_user', 'mount', 'bpf']) {
+      assert.equal(outcomes[call], 'EPERM', `${call}: ${native.value}`);
+    }
+    assert.equal(connections, 0, 'nothing reached the daemon\'s port');
+  } finally {
+    server.close();
+  }
+  const again = await p.invoke({ function: 'native-victim', mode: 'warm', sandboxId: victim.sandboxId, input: Buffer.from('{}') });
+  assert.equal(text(again.output), text(victim.output), 'the victim\'s sandbox is untouched');
 });
 
 test('two functions with the same code never share a sandbox, and a redeploy retires the old ones', { skip: false }, async () => {
