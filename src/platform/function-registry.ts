@@ -13,7 +13,7 @@ import { FUNCTION_GID_BASE } from '../sandbox/jail.js';
 import type { HostFunction } from '../sandbox/protocol.js';
 import type { FunctionInfo } from './types.js';
 
-interface StoredFunction {
+export interface StoredFunction {
   params: FunctionParams;
   fileName: string;
   digest: string;

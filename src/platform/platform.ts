@@ -26,7 +26,7 @@ import { FirecrackerHost } from '../firecracker/host.js';
 import { FIRECRACKER_DEFAULT_STRATEGY, checkStrategy as checkPageServerStrategy } from '../firecracker/page-server.js';
 import { getStrategy, listStrategies, listArtefacts, discardArtefacts, grantTmpfsCopy, sweepOrphanTmpfs, AUTO_STRATEGY, DEFAULT_STRATEGY } from '../restore/index.js';
 import { SEALED_BUDGET_BYTES, heldSealedImage, sealed, sealedKey } from '../restore/strategies/sealed.js';
-import { AutoStrategy, imageFacts, type AutoChoice, type SnapshotFacts } from '../restore/auto-strategy.js';
+import { AutoStrategy, imageFacts, sealAheadWanted, type AutoChoice, type SnapshotFacts } from '../restore/auto-strategy.js';
 import { StrategyPreparer, type PrepareOutcome } from './strategy-preparer.js';
 import { FunctionLogs, LogRateLimiter, type LogEntry } from './function-logs.js';
 import { Breakdown } from './breakdown.js';
@@ -37,7 +37,7 @@ import { setUpZramSwap, type ZramSwap } from '../memory/zram-swap.js';
 
 import type { ObjectStore, ObjectStoreConfig } from '../store/object-store.js';
 import { openObjectStore } from '../store/open-store.js';
-import { FunctionRegistry } from './function-registry.js';
+import { FunctionRegistry, type StoredFunction } from './function-registry.js';
 import type {
   DoctorReport, FunctionInfo, InvokeRequest, InvokeResult, InvokeTimings, SandboxInfo, SnapshotInfo, SnapshotRequest, StrategyInfo, ThawApi, SnapshotVerifyReport,
 } from './types.js';
@@ -482,6 +482,7 @@ export class Platform implements ThawApi {
       }
       if (this.jail.jailed) this.grantSnapshot(id);
       this.log.info({ snapshot: id, kind, sandboxId: sandbox.id, storedBytes: res.storedBytes, ms: res.timings.snapshotMs }, 'snapshot taken');
+      this.sealAhead(id, fn);
       return this.snapshotInfo(id);
     } catch (err) {
       throw await this.afterFailure(sandbox, err);
@@ -1150,6 +1151,22 @@ export class Platform implements ThawApi {
     }
     if (fd === null) throw new ThawError('THAW_STRATEGY_UNAVAILABLE', { strategy: sealed.id, reason: `the daemon could not keep a sealed image of snapshot ${id} (its budget is ${SEALED_BUDGET_BYTES >> 20} MiB)` });
     return fd;
+  }
+
+  /**
+   * Under auto (the default), a new snapshot small enough for a sealed image gets one now, in the
+   * worker, and the function's pooled hosts map it as soon as it is sealed: the first restore is
+   * already a sealed one, into a host that holds the image (not an eager restore while the image
+   * is built, then a restore that maps it).
+   */
+  private sealAhead(id: string, fn: StoredFunction): void {
+    if (DEFAULT_STRATEGY !== AUTO_STRATEGY || fn.params.runtime === 'firecracker') return;
+    if (!sealAheadWanted(this.snapshotFacts(id))) return;
+    const deployment = this.functions.hostFunction(fn.params.name).deployment;
+    void this.sealedImageOf(id).then(
+      (fd) => this.pool.offerSealedImage(deployment, sealedKey(this.snapshotRoot, id), fd),
+      (err: unknown) => this.log.warn({ snapshotId: id, err: String(err) }, 'sealing a new snapshot ahead of its first restore failed (its restores seal it then)'),
+    );
   }
 
   /** auto's choice for snapshot `id`; starts preparing what it would rather use next time. */

@@ -17,6 +17,7 @@ export class StrategyPreparer {
   private nextId = 1;
   private readonly pending = new Map<number, { resolve(r: PrepareOutcome): void; reject(e: ThawError): void }>();
   private readonly done = new Set<string>();
+  private readonly inFlight = new Map<string, Promise<PrepareOutcome>>();
 
   constructor(private readonly root: string) {}
 
@@ -31,9 +32,19 @@ export class StrategyPreparer {
       this.done.add(key);
       return { built: false, elapsedMs: 0 };
     }
-    const outcome = await this.send(strategy, snapshotId);
-    this.done.add(key);
-    return outcome;
+    // One trip per pair at a time: a background prepare and a restore asking for the same one share it.
+    const running = this.inFlight.get(key);
+    if (running) return running.then((o) => ({ ...o, built: false }));
+    const trip = this.send(strategy, snapshotId).then((outcome) => {
+      this.done.add(key);
+      return outcome;
+    });
+    this.inFlight.set(key, trip);
+    try {
+      return await trip;
+    } finally {
+      this.inFlight.delete(key);
+    }
   }
 
   /** Whether `strategy`'s artefacts for `snapshotId` were prepared by this daemon (a restore then skips the trip). */

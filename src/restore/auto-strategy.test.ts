@@ -3,7 +3,7 @@ import { closeSync, fsyncSync, openSync, readFileSync } from 'node:fs';
 import { test } from 'node:test';
 import { fadvise } from '../native/index.js';
 import { tempFile } from '../native/_test-helpers.js';
-import { AutoStrategy, imageFacts, type SnapshotFacts } from './auto-strategy.js';
+import { AutoStrategy, imageFacts, sealAheadWanted, type SnapshotFacts } from './auto-strategy.js';
 
 const MIB = 1 << 20;
 
@@ -93,4 +93,12 @@ test('imageFacts() counts the present pages and the share of them in the page ca
     closeSync(fd);
     file.remove();
   }
+});
+
+test('sealAheadWanted(): a new snapshot is sealed at once only when auto would pick sealed for it once held', () => {
+  const yes = (s: string): boolean => s === 'sealed';
+  assert.equal(sealAheadWanted({ presentBytes: 33 * MIB, supported: yes }), true, 'a Python heap');
+  assert.equal(sealAheadWanted({ presentBytes: 512 * 1024, supported: yes }), false, 'a tiny image stays eager');
+  assert.equal(sealAheadWanted({ presentBytes: 65 * MIB, supported: yes }), false, 'too large to hold');
+  assert.equal(sealAheadWanted({ presentBytes: 33 * MIB, supported: () => false }), false, 'sealed cannot run here');
 });

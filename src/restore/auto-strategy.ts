@@ -97,6 +97,14 @@ const CANDIDATES: readonly string[] = ['eager', 'sabre', 'thaw', 'sealed'];
 /** Images with at most this much present get a sealed image in the daemon's memory (its cost: their present bytes, held). */
 export const SEALED_MAX_PRESENT_BYTES = LOAD_ALL_BYTES;
 
+/**
+ * Whether a new snapshot should get its sealed image at once, before its first restore (the
+ * platform's sealAhead): auto would pick sealed for it once held. Tiny images stay eager.
+ */
+export function sealAheadWanted(facts: Pick<SnapshotFacts, 'presentBytes' | 'supported'>): boolean {
+  return facts.presentBytes > TINY_IMAGE_BYTES && facts.presentBytes <= SEALED_MAX_PRESENT_BYTES && facts.supported('sealed');
+}
+
 function ruleChoice(facts: SnapshotFacts, cache: CacheState): AutoChoice {
   const present = mib(facts.presentBytes);
   if (facts.presentBytes <= TINY_IMAGE_BYTES) return { strategy: 'eager', reason: `a tiny image (${present} present): eager copies it in well under a millisecond` };

@@ -9,6 +9,7 @@ import { performance } from 'node:perf_hooks';
 import { toThawError } from '../core/errors.js';
 import { jailLockExec, uffdUseDevice } from '../native/index.js';
 import { setRecordingOutbox } from '../restore/recording-outbox.js';
+import { adoptSealedImages } from '../restore/strategies/sealed.js';
 import { RECORDING_OUTBOX } from './jail.js';
 import type { HostEnvelope, HostEnvelopes, HostMessage, HostRequest, HostStamps, MemoryStagesResult, OffloadResult, PrefetchResult, StatsResult } from './protocol.js';
 import { memoryStages, offload, offloadStats, prefetch, trackRequest } from '../memory/host-memory.js';
@@ -88,6 +89,8 @@ async function handle(req: HostRequest): Promise<unknown> {
     case 'clock':
       return { now: performance.now() };
     case 'settle':
+      // Sealed images the daemon offered this host between requests (HostPool.offerSealedImage).
+      if (hostSettings.imageChannelFd !== null) adoptSealedImages(hostSettings.imageChannelFd);
       await readyNextInBackground();
       return {};
     case 'stats':

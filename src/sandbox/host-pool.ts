@@ -85,7 +85,7 @@ export class HostPool {
   private readonly lastUsed = new Map<string, number>();
   private readonly all = new Set<HostProcess>();
   /** Hosts taken for several instances (vertical): they prepare their next instance between requests. */
-  private readonly vertical = new Set<HostProcess>();
+  private readonly vertical = new Map<HostProcess, string>();
   private readonly uids = new UidRange();
   private closed = false;
   private retireTimer: NodeJS.Timeout | undefined;
@@ -207,7 +207,7 @@ export class HostPool {
         throw again;
       }
     }
-    if (instances > 1) this.vertical.add(pooled.host);
+    if (instances > 1) this.vertical.set(pooled.host, fn.deployment);
     return { host: pooled.host, acquireMs: performance.now() - t0, prepared: wasPrepared, scratchDir: pooled.scratchDir, pooled: wasPooled };
   }
 
@@ -216,6 +216,25 @@ export class HostPool {
     await pooled.ready;
     if (!pooled.host.alive) throw new ThawError('THAW_SANDBOX_DIED', { id: `host-${pooled.host.pid}`, detail: 'host died while pooled' });
     if (!wasPrepared && pooled.deployment === null) await this.prepare(pooled.host, fn, instances);
+  }
+
+  /**
+   * Hands sealed image `fd` (under `key`) to the prepared and vertical hosts of `deployment`, which
+   * map it now (a settle request takes it), so no restore into them pays the mapping. Hosts that
+   * start later get it with their prepare (sealedImagesFor).
+   */
+  offerSealedImage(deployment: string, key: string, fd: number): void {
+    const give = (host: HostProcess): void => {
+      if (!host.alive) return;
+      try {
+        host.sendSealedImage(key, fd);
+        host.request({ op: 'settle' }, { timeoutMs: 60_000 }).catch(() => undefined);
+      } catch {
+        // A host whose channel is gone or full gets the image with the restore that needs it.
+      }
+    };
+    for (const p of this.preparedHosts.get(deployment) ?? []) void p.ready.then(() => give(p.host), () => undefined);
+    for (const [host, d] of this.vertical) if (d === deployment) give(host);
   }
 
   /** Counts `fn` (with `instances` per host) as used now: the next refill prepares hosts for it. */
@@ -254,7 +273,7 @@ export class HostPool {
       // A refill held back by the start cap goes on as the starts it waits for end.
       const complete = !this.refillDeferred;
       const pooled = [...this.spares, ...[...this.preparedHosts.values()].flat()];
-      await Promise.allSettled([...pooled.map((p) => p.ready), ...[...this.vertical].map((h) => h.request({ op: 'settle' }, { timeoutMs: 60_000 }))]);
+      await Promise.allSettled([...pooled.map((p) => p.ready), ...[...this.vertical.keys()].map((h) => h.request({ op: 'settle' }, { timeoutMs: 60_000 }))]);
       if (complete || this.closed) return;
       await new Promise((resolve) => setImmediate(resolve));
     }

@@ -72,3 +72,22 @@ test('boot and init have their own budget: a Python function with timeoutMs 1000
   assert.match(err.message, /boot and init did not finish within its initTimeoutMs of 200 ms/);
   assert.equal((await p.listSandboxes()).filter((s) => s.function === 'py-short-init').length, 0);
 });
+
+test('a new Python snapshot is sealed ahead of its first restore: that restore is already sealed, into the prepared host that mapped it', async () => {
+  await deployExample(p, 'hello-py', { name: 'sealed-ahead-py' });
+  const input = Buffer.from('{"name": "ahead"}');
+  const cold = await p.invoke({ function: 'sealed-ahead-py', mode: 'cold', input });
+  const snap = await p.createSnapshot({ sandboxId: cold.sandboxId });
+  // Sealing runs in the daemon's worker after the snapshot is taken; auto says sealed once it holds the image.
+  const deadline = Date.now() + 30_000;
+  while ((await p.getSnapshot(snap.id)).auto?.strategy !== 'sealed' && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+  await p.poolSettled();
+  const restored = await p.invoke({ function: 'sealed-ahead-py', mode: 'snapshot', snapshotId: snap.id, input, keep: false });
+  assert.equal(restored.strategy, 'sealed', `the first restore: ${restored.strategyReason}`);
+  assert.match(restored.strategyReason ?? '', /holds this image/);
+  assert.equal(text(restored.output), text(cold.output));
+  const again = await p.invoke({ function: 'sealed-ahead-py', mode: 'snapshot', snapshotId: snap.id, input, keep: false });
+  assert.equal(again.strategy, 'sealed');
+  assert.equal(text(again.output), text(cold.output));
+  await p.deleteSandbox(cold.sandboxId);
+});
