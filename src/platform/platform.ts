@@ -191,6 +191,8 @@ export class Platform implements ThawApi {
   private readonly pooledDeaths = new WeakSet<ThawError>();
   private readonly log: Logger;
   private readonly preparer: StrategyPreparer;
+  /** Sealed images being made for new snapshots (sealAhead); poolSettled waits for them. */
+  private readonly sealingAhead = new Set<Promise<void>>();
   /** The key snapshots are sealed with (snapshot-seal.ts); only the daemon reads it. */
   private readonly snapshotKey: Buffer;
   /** What the seal checks proved, kept while the files checked are unchanged (seal-cache.ts). */
@@ -793,9 +795,13 @@ export class Platform implements ThawApi {
     return this.objects;
   }
 
-  /** Resolves when the host pool has refilled (benchmarks wait for it between runs). */
-  poolSettled(): Promise<void> {
-    return this.pool.settled();
+  /**
+   * Resolves when the host pool has refilled and the sealed images being made ahead of first
+   * restores are made and offered (benchmarks wait for it between runs).
+   */
+  async poolSettled(): Promise<void> {
+    await Promise.allSettled([...this.sealingAhead]);
+    await this.pool.settled();
   }
 
   /** Pool counts, for the API's health endpoint. */
@@ -1163,10 +1169,12 @@ export class Platform implements ThawApi {
     if (DEFAULT_STRATEGY !== AUTO_STRATEGY || fn.params.runtime === 'firecracker') return;
     if (!sealAheadWanted(this.snapshotFacts(id))) return;
     const deployment = this.functions.hostFunction(fn.params.name).deployment;
-    void this.sealedImageOf(id).then(
+    const sealing = this.sealedImageOf(id).then(
       (fd) => this.pool.offerSealedImage(deployment, sealedKey(this.snapshotRoot, id), fd),
       (err: unknown) => this.log.warn({ snapshotId: id, err: String(err) }, 'sealing a new snapshot ahead of its first restore failed (its restores seal it then)'),
     );
+    this.sealingAhead.add(sealing);
+    void sealing.finally(() => this.sealingAhead.delete(sealing));
   }
 
   /** auto's choice for snapshot `id`; starts preparing what it would rather use next time. */

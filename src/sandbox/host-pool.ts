@@ -223,18 +223,19 @@ export class HostPool {
    * map it now (a settle request takes it), so no restore into them pays the mapping. Hosts that
    * start later get it with their prepare (sealedImagesFor).
    */
-  offerSealedImage(deployment: string, key: string, fd: number): void {
-    const give = (host: HostProcess): void => {
+  async offerSealedImage(deployment: string, key: string, fd: number): Promise<void> {
+    const give = async (host: HostProcess): Promise<void> => {
       if (!host.alive) return;
       try {
         host.sendSealedImage(key, fd);
-        host.request({ op: 'settle' }, { timeoutMs: 60_000 }).catch(() => undefined);
+        await host.request({ op: 'settle' }, { timeoutMs: 60_000 });
       } catch {
-        // A host whose channel is gone or full gets the image with the restore that needs it.
+        // A host whose channel is gone or full, or that died, gets the image with the restore that needs it.
       }
     };
-    for (const p of this.preparedHosts.get(deployment) ?? []) void p.ready.then(() => give(p.host), () => undefined);
-    for (const [host, d] of this.vertical) if (d === deployment) give(host);
+    const offers = (this.preparedHosts.get(deployment) ?? []).map((p) => p.ready.then(() => give(p.host), () => undefined));
+    for (const [host, d] of this.vertical) if (d === deployment) offers.push(give(host));
+    await Promise.all(offers);
   }
 
   /** Counts `fn` (with `instances` per host) as used now: the next refill prepares hosts for it. */
