@@ -20,7 +20,7 @@ import { ThawError } from '../core/errors.js';
 import type { ObjectStoreConfig } from '../store/object-store.js';
 import { HostProcess, type LogSink } from './host-process.js';
 import type { HostFunction, JailLayer, PrepareResult } from './protocol.js';
-import { SANDBOX_GID, UidRange, createScratch, removeScratch } from './jail.js';
+import { HOST_UID_BASE, HOST_UID_COUNT, SANDBOX_GID, UidRange, createScratch, removeScratch } from './jail.js';
 
 /** Validated pool settings. */
 export interface HostPoolParams {
@@ -86,7 +86,8 @@ export class HostPool {
   private readonly all = new Set<HostProcess>();
   /** Hosts taken for several instances (vertical): they prepare their next instance between requests. */
   private readonly vertical = new Map<HostProcess, string>();
-  private readonly uids = new UidRange();
+  // Started at an offset of this process's pid, so that two daemons on one machine hand out different uids first.
+  private readonly uids = new UidRange(HOST_UID_BASE, HOST_UID_COUNT, 'host', process.pid);
   private closed = false;
   private retireTimer: NodeJS.Timeout | undefined;
   /** Hosts starting now (each holds a start slot), and the most at once since the pool started. */
