@@ -191,6 +191,8 @@ export class Platform implements ThawApi {
   private readonly pooledDeaths = new WeakSet<ThawError>();
   private readonly log: Logger;
   private readonly preparer: StrategyPreparer;
+  /** prepareSealed calls running per snapshot (from the first prepare until its artefacts are sealed). */
+  private readonly preparing = new Map<string, number>();
   /** Sealed images being made for new snapshots (sealAhead); poolSettled waits for them. */
   private readonly sealingAhead = new Set<Promise<void>>();
   /** The key snapshots are sealed with (snapshot-seal.ts); only the daemon reads it. */
@@ -1309,10 +1311,23 @@ export class Platform implements ThawApi {
    * Throws THAW_SNAPSHOT_CORRUPT (a seal file that fails its MAC), and whatever prepare throws.
    */
   private async prepareSealed(strategy: string, id: string): Promise<{ prepared: PrepareOutcome; artefactSha256: Record<string, string> }> {
+    this.preparing.set(id, (this.preparing.get(id) ?? 0) + 1);
+    try {
+      return await this.prepareAndCheckSeals(strategy, id);
+    } finally {
+      const left = this.preparing.get(id)! - 1;
+      if (left === 0) this.preparing.delete(id);
+      else this.preparing.set(id, left);
+    }
+  }
+
+  private async prepareAndCheckSeals(strategy: string, id: string): Promise<{ prepared: PrepareOutcome; artefactSha256: Record<string, string> }> {
     const prepared = await this.preparer.prepare(strategy, id);
     if (prepared.built) return { prepared, artefactSha256: sealArtefacts(this.snapshotRoot, this.snapshotKey, id) };
     const { digests, unsealed } = this.seals.artefactSeals(id);
-    if (unsealed.length === 0) return { prepared, artefactSha256: digests };
+    // Another prepare running for this snapshot (auto's, in the background) may have built files it
+    // has not sealed yet: they are not handed to this restore, and not removed as forged either.
+    if (unsealed.length === 0 || (this.preparing.get(id) ?? 0) > 1) return { prepared, artefactSha256: digests };
     this.log.error({ snapshot: id, files: unsealed }, 'artefacts the daemon did not seal were removed (forged, or left by a crash): they are built or recorded again');
     for (const name of unsealed) rmSync(join(this.snapshotRoot, id, name), { force: true });
     this.preparer.forget(id);
