@@ -67,7 +67,7 @@ export class DaemonMetrics {
       name: 'thaw_sandbox_memory_bytes', help: 'Guest memory of live sandboxes summed per function (declared: the limit; resident: in the host now)',
       labelNames: ['function', 'kind'], registers, collect,
     });
-    this.snapshotBytes = new Gauge({ name: 'thaw_snapshot_bytes', help: 'Bytes of snapshots and their artefacts by tier (disk, tmpfs, pool)', labelNames: ['tier'], registers, collect });
+    this.snapshotBytes = new Gauge({ name: 'thaw_snapshot_bytes', help: 'Bytes of snapshots and their artefacts by tier (disk, tmpfs, pool, memory: sealed images the daemon holds)', labelNames: ['tier'], registers, collect });
     this.snapshots = new Gauge({ name: 'thaw_snapshots', help: 'Snapshots by function', labelNames: ['function'], registers, collect });
     this.pool = new Gauge({ name: 'thaw_pool_hosts', help: 'Sandbox hosts: spare (unassigned), prepared (for a function, idle), live (all)', labelNames: ['state'], registers, collect });
   }
@@ -84,7 +84,7 @@ export class DaemonMetrics {
     }
     this.snapshotBytes.reset();
     this.snapshots.reset();
-    for (const tier of ['disk', 'tmpfs', 'pool']) this.snapshotBytes.set({ tier }, 0);
+    for (const tier of ['disk', 'tmpfs', 'pool', 'memory']) this.snapshotBytes.set({ tier }, 0);
     for (const snap of snaps) {
       this.snapshots.inc({ function: snap.function });
       this.snapshotBytes.inc({ tier: 'disk' }, snap.diskBytes);

@@ -63,7 +63,7 @@ export const sharedSchemas = [
         type: 'array',
         items: {
           type: 'object',
-          properties: { name: { type: 'string' }, kind: { type: 'string' }, bytes: { type: 'integer' }, tier: { type: 'string', enum: ['disk', 'tmpfs', 'pool'] } },
+          properties: { name: { type: 'string' }, kind: { type: 'string' }, bytes: { type: 'integer' }, tier: { type: 'string', enum: ['disk', 'tmpfs', 'pool', 'memory'] } },
         },
       },
       auto: {

@@ -1,7 +1,7 @@
 // The restore engine's public surface: the strategy registry with every built-in strategy
 // registered, the default strategy, and clean-up of the artefacts strategies keep per snapshot.
 
-import { chmodSync, chownSync, existsSync, readdirSync, statSync } from 'node:fs';
+import { chmodSync, chownSync, existsSync, fstatSync, readdirSync, statSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { dram, dramDir, discardDramCopy, sweepOrphanDramCopies } from './strategies/dram.js';
 import { eager } from './strategies/eager.js';
@@ -10,7 +10,7 @@ import { discardPassSlot, pass, passSlotBytes, sweepOrphanPassPools } from './st
 import { poolLocation } from './pass-pool.js';
 import { reap } from './strategies/reap.js';
 import { sabre, sabreReap, sabreZstd } from './strategies/sabre.js';
-import { discardSealedImage, sealed } from './strategies/sealed.js';
+import { discardSealedImage, heldSealedImage, sealed } from './strategies/sealed.js';
 import { thaw } from './strategies/thaw.js';
 import { uffd } from './strategies/uffd.js';
 import { vanilla, vanillaCache } from './strategies/vanilla.js';
@@ -54,12 +54,12 @@ export function discardArtefacts(root: string, id: string): void {
 
 /** One artefact a strategy keeps for a snapshot (built by prepare or by a first restore). */
 export interface ArtefactInfo {
-  /** File name (beside the snapshot or in the tmpfs copy directory), or "pool slot". */
+  /** File name (beside the snapshot or in the tmpfs copy directory), "pool slot" or "sealed image". */
   readonly name: string;
   /** What it is and which strategies use it. */
   readonly kind: string;
   readonly bytes: number;
-  readonly tier: 'disk' | 'tmpfs' | 'pool';
+  readonly tier: 'disk' | 'tmpfs' | 'pool' | 'memory';
 }
 
 /** Artefact files beside a snapshot, by name. Anything else there (state, memory, temporaries) is not listed. */
@@ -114,5 +114,8 @@ export function listArtefacts(root: string, id: string): ArtefactInfo[] {
   if (copy !== null) out.push({ name: `${id}.img`, kind: 'image copy in memory (dram)', bytes: copy, tier: 'tmpfs' });
   const slot = passSlotBytes(root, id);
   if (slot !== null) out.push({ name: 'pool slot', kind: 'byte-addressable pool slot (pass)', bytes: slot, tier: 'pool' });
+  // Held by this process only (the daemon): its memory, counted as the pages the memfd holds.
+  const held = heldSealedImage(root, id);
+  if (held !== null) out.push({ name: 'sealed image', kind: 'sealed memfd of the checked image, held by the daemon (sealed)', bytes: fstatSync(held).blocks * 512, tier: 'memory' });
   return out;
 }

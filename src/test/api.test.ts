@@ -322,6 +322,29 @@ test('buildServer() with a token accepts only `Authorization: Bearer <token>`', 
   }
 });
 
+test('GET /v1/snapshots/:id lists the sealed image the daemon holds (tier memory) beside the files', async () => {
+  await deploy('mem64-c');
+  const cold = (await app.inject({ method: 'POST', url: '/v1/functions/mem64-c/invocations?mode=cold', payload: Buffer.from('p'), headers: { 'content-type': 'application/octet-stream' } })).json();
+  const snap = (await app.inject({ method: 'POST', url: '/v1/snapshots', payload: { sandboxId: cold.sandboxId } })).json();
+  // Sealed in the daemon's worker once taken (auto's sealAhead); the listing shows it when held.
+  type Listing = { auto?: { strategy: string }; artefacts: { name: string; tier: string; bytes: number }[] };
+  let info: Listing = { artefacts: [] };
+  for (const deadline = Date.now() + 20_000; Date.now() < deadline; await new Promise((r) => setTimeout(r, 50))) {
+    const res = await app.inject({ method: 'GET', url: `/v1/snapshots/${snap.id}` });
+    assert.equal(res.statusCode, 200, res.body);
+    info = res.json() as Listing;
+    if (info.artefacts.some((a) => a.tier === 'memory')) break;
+  }
+  const held = info.artefacts.find((a) => a.tier === 'memory');
+  assert.ok(held, `a sealed image is listed: ${JSON.stringify(info.artefacts)}`);
+  assert.equal(held.name, 'sealed image');
+  assert.ok(held.bytes >= 64 * 1024 * 1024, `it holds the image's present pages: ${held.bytes}`);
+  assert.equal(info.auto?.strategy, 'sealed');
+  await app.inject({ method: 'DELETE', url: `/v1/sandboxes/${cold.sandboxId}` });
+  const removed = await app.inject({ method: 'DELETE', url: `/v1/snapshots/${snap.id}` });
+  assert.ok(removed.statusCode < 300, removed.body);
+});
+
 test('GET /v1/strategies lists every strategy; POST /v1/snapshots/:id/prepare builds artefacts once', async () => {
   const list = (await app.inject({ method: 'GET', url: '/v1/strategies' })).json() as { id: string; available: boolean; verifies: string; verifiesHow: string }[];
   for (const id of ['eager', 'vanilla', 'vanilla-cache', 'dram', 'uffd', 'reap', 'thaw']) assert.ok(list.some((s) => s.id === id), id);
