@@ -20,7 +20,8 @@ import { PlatformTracing } from '../platform/tracing.js';
 
 const runs = Number(process.env.RUNS ?? 10);
 const only = (process.argv[2] ?? 'hello-c,mem64-c,stdlib-py').split(',');
-const strategy = process.env.STRATEGY ?? 'eager';
+// The platform's default (what a request that names no strategy gets); STRATEGY=eager for the baseline.
+const strategy = process.env.STRATEGY ?? 'auto';
 const root = fileURLToPath(new URL('../../', import.meta.url));
 
 const dataDir = mkdtempSync(join(tmpdir(), 'thaw-bench-'));
