@@ -54,7 +54,7 @@ export function discardArtefacts(root: string, id: string): void {
 
 /** One artefact a strategy keeps for a snapshot (built by prepare or by a first restore). */
 export interface ArtefactInfo {
-  /** File name (beside the snapshot or in the tmpfs copy directory), "pool slot" or "sealed image". */
+  /** File name (beside the snapshot or in the tmpfs copy directory), "pool slot" or "sealed.memfd" (held in the daemon's memory). */
   readonly name: string;
   /** What it is and which strategies use it. */
   readonly kind: string;
@@ -116,6 +116,6 @@ export function listArtefacts(root: string, id: string): ArtefactInfo[] {
   if (slot !== null) out.push({ name: 'pool slot', kind: 'byte-addressable pool slot (pass)', bytes: slot, tier: 'pool' });
   // Held by this process only (the daemon): its memory, counted as the pages the memfd holds.
   const held = heldSealedImage(root, id);
-  if (held !== null) out.push({ name: 'sealed image', kind: 'sealed memfd of the checked image, held by the daemon (sealed)', bytes: fstatSync(held).blocks * 512, tier: 'memory' });
+  if (held !== null) out.push({ name: 'sealed.memfd', kind: 'sealed memfd of the checked image, held by the daemon (sealed)', bytes: fstatSync(held).blocks * 512, tier: 'memory' });
   return out;
 }

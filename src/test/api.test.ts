@@ -337,7 +337,7 @@ test('GET /v1/snapshots/:id lists the sealed image the daemon holds (tier memory
   }
   const held = info.artefacts.find((a) => a.tier === 'memory');
   assert.ok(held, `a sealed image is listed: ${JSON.stringify(info.artefacts)}`);
-  assert.equal(held.name, 'sealed image');
+  assert.equal(held.name, 'sealed.memfd');
   assert.ok(held.bytes >= 64 * 1024 * 1024, `it holds the image's present pages: ${held.bytes}`);
   assert.equal(info.auto?.strategy, 'sealed');
   await app.inject({ method: 'DELETE', url: `/v1/sandboxes/${cold.sandboxId}` });

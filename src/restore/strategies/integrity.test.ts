@@ -24,6 +24,7 @@ import { discardArtefacts, getStrategy, listArtefacts, listStrategies, scrubSnap
 import { slotKey } from '../pass-pool.js';
 import { dramDir } from './dram.js';
 import { passPoolOf } from './pass.js';
+import { heldSealedImage } from './sealed.js';
 
 const SIZE = 8 << 20;
 const root = mkdtempSync(join(tmpdir(), 'thaw-integrity-'));
@@ -168,7 +169,14 @@ describe('integrity', () => {
         restoreInChild(s.id, id, 2);
         strategy.prepare(root, readChain(root, id));
         let file: string;
-        if (a.tier === 'pool') {
+        if (a.tier === 'memory') {
+          // The daemon's sealed memfd: no process can flip a byte in it (F_SEAL_WRITE), so there is nothing to serve wrong.
+          const fd = heldSealedImage(root, id);
+          assert.ok(fd !== null, 'the sealed image is held');
+          assert.throws(() => writeSync(fd, Buffer.from([0x5a]), 0, 1, 3 * PAGE_BYTES + 77), { code: 'EPERM' });
+          discardArtefacts(root, id);
+          continue;
+        } else if (a.tier === 'pool') {
           const p = passPoolOf(root, id);
           const entry = p.entry(slotKey(root, id));
           assert.ok(entry, 'pool slot indexed');
