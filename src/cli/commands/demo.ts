@@ -10,6 +10,7 @@ import { ThawError } from '../../core/errors.js';
 import { parseDaemonConfig } from '../../core/config.js';
 import { Platform } from '../../platform/platform.js';
 import { measurePaths, summaryRow } from '../../harness/measure-paths.js';
+import { AUTO_STRATEGY } from '../../restore/index.js';
 import { EXAMPLES } from '../../harness/examples.js';
 import type { GlobalOptions } from '../context.js';
 import { printTable } from './with-api.js';
@@ -30,7 +31,8 @@ export async function runDemo(_g: GlobalOptions, o: { runs: string; only?: strin
   try {
     for (const ex of examples) {
       process.stderr.write(`  ${ex.name} ...\n`);
-      const f = await measurePaths(platform, join(functionsDir, ex.name, 'function.json'), Buffer.from(ex.input), runs);
+      // Restores as a request that names no strategy gets them (auto).
+      const f = await measurePaths(platform, join(functionsDir, ex.name, 'function.json'), Buffer.from(ex.input), runs, AUTO_STRATEGY);
       rows.push(summaryRow(f));
       if (!f.outputsIdentical) throw new ThawError('THAW_INTERNAL', { detail: `${ex.name}: the cold, snapshot and warm paths gave different outputs` });
     }
@@ -40,5 +42,5 @@ export async function runDemo(_g: GlobalOptions, o: { runs: string; only?: strin
   }
   process.stdout.write('\n');
   printTable(rows);
-  process.stdout.write('\ncold = pool acquire + boot + init + handler; restore+invoke = acquire + eager restore + handler; all times in ms, measured inside Thaw.\n');
+  process.stdout.write('\ncold = pool acquire + boot + init + handler; restore+invoke = acquire + restore (auto, the default strategy: `thaw invoke` says which it picks and why) + handler; all times in ms, measured inside Thaw.\n');
 }
