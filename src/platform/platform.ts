@@ -11,7 +11,8 @@ import { ThawError, toThawError, type ErrorCode } from '../core/errors.js';
 import { MEMORY_FILE, readState, diskUsageBytes, sweepSnapshotTemps, writeFileDurable } from '../snapshot/snapshot-io.js';
 import { ensureSnapshotKey, sealArtefacts, sealState } from '../snapshot/snapshot-seal.js';
 import { SealChecks } from '../snapshot/seal-cache.js';
-import type { PageRun, SnapshotMeta } from '../core/snapshot-format.js';
+import { PAGE_BYTES, type PageRun, type SnapshotMeta } from '../core/snapshot-format.js';
+import { pagesIn } from '../restore/working-set.js';
 import { HostPool } from '../sandbox/host-pool.js';
 import { HostProcess, spansOfFailure, type RequestOptions, type Timed } from '../sandbox/host-process.js';
 import { removeCgroupParent, setUpCgroupParent } from '../sandbox/cgroup.js';
@@ -1169,7 +1170,9 @@ export class Platform implements ThawApi {
    */
   private sealAhead(id: string, fn: StoredFunction): void {
     if (DEFAULT_STRATEGY !== AUTO_STRATEGY || fn.params.runtime === 'firecracker') return;
-    if (!sealAheadWanted(this.snapshotFacts(id))) return;
+    // Only the present bytes count here: the runs as read once, no open of the image and no mincore.
+    const presentBytes = pagesIn(this.cachedSnapshot(id).runs) * PAGE_BYTES;
+    if (!sealAheadWanted({ presentBytes, supported: (s) => getStrategy(s).supports().ok })) return;
     const deployment = this.functions.hostFunction(fn.params.name).deployment;
     const sealing = this.sealedImageOf(id).then(
       (fd) => this.pool.offerSealedImage(deployment, sealedKey(this.snapshotRoot, id), fd),

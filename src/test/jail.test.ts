@@ -57,6 +57,17 @@ async function attack(payloads: Record<string, string>, sandboxId?: string): Pro
   return { ...JSON.parse(text(r.output)), sandbox: { ok: true, value: r.sandboxId } };
 }
 
+/** A TCP server on loopback standing in for the daemon's port: it counts the connections it sees (none must arrive). */
+async function portThatMustStayUnreached(): Promise<{ port: number; connections(): number; close(): void }> {
+  let connections = 0;
+  const server: Server = createServer((sock) => {
+    connections++;
+    sock.destroy();
+  });
+  await new Promise<void>((res) => server.listen(0, '127.0.0.1', res));
+  return { port: (server.address() as { port: number }).port, connections: () => connections, close: () => server.close() };
+}
+
 const fs = "process.getBuiltinModule('node:fs')";
 // Unique names, so that a file left by another run cannot make the test pass or fail.
 const mark = `thaw-pwned-${process.pid}-${Date.now()}`;
@@ -100,22 +111,17 @@ test('a guest that reaches Node.js in its host can do no harm outside its sandbo
   assert.ok(!existsSync(join(dataDir, mark)) && !existsSync(`/tmp/${mark}`) && !existsSync(join(process.cwd(), mark)));
 
   // The daemon's port: a TCP server on loopback that must never see a connection.
-  let connections = 0;
-  const server = createServer((s) => {
-    connections++;
-    s.destroy();
-  });
-  await new Promise<void>((res) => server.listen(0, '127.0.0.1', res));
-  const port = (server.address() as { port: number }).port;
+  const daemonPort = await portThatMustStayUnreached();
+  const port = daemonPort.port;
   try {
     await attack({ connect: `globalThis.outcome = 'pending'; const s = process.getBuiltinModule('node:net').connect(${port}, '127.0.0.1'); s.on('connect', () => { globalThis.outcome = 'connected'; }); s.on('error', (e) => { globalThis.outcome = e.code; }); return 'started'` }, attacker);
     await new Promise((res) => setTimeout(res, 500));
     const later = await attack({ outcome: 'return globalThis.outcome' }, attacker);
     assert.notEqual(later.outcome!.value, 'connected');
     assert.notEqual(later.outcome!.value, 'pending', 'the connection attempt failed at once');
-    assert.equal(connections, 0);
+    assert.equal(daemonPort.connections(), 0);
   } finally {
-    server.close();
+    daemonPort.close();
   }
 
   // The victim is untouched: its warm sandbox still answers.
@@ -204,12 +210,7 @@ test('a guest that loads its own machine code into its host is still confined: e
   await deployExample(p, 'hello-py', { name: 'native-victim' });
   const victim = await p.invoke({ function: 'native-victim', mode: 'cold', input: Buffer.from('{}') });
   const victimPid = (await p.listSandboxes()).find((s) => s.id === victim.sandboxId)!.hostPid;
-  let connections = 0;
-  const server: Server = createServer((sock) => {
-    connections++;
-    sock.destroy();
-  });
-  await new Promise<void>((res) => server.listen(0, '127.0.0.1', res));
+  const daemonPort = await portThatMustStayUnreached();
   try {
     await p.deployFunction(pythonManifest('native-attacker'), Buffer.from(ATTACKER));
     const r = await p.invoke({
@@ -223,7 +224,7 @@ test('a guest that loads its own machine code into its host is still confined: e
           const so = scratch + '/attack.so';
           fs.writeFileSync(so, Buffer.from(${JSON.stringify(built.so.toString('base64'))}, 'base64'));
           process.env.THAW_ATTACK_PID = '${victimPid}';
-          process.env.THAW_ATTACK_PORT = '${(server.address() as { port: number }).port}';
+          process.env.THAW_ATTACK_PORT = '${daemonPort.port}';
           try { process.dlopen({ exports: {} }, so); } catch { /* not a Node addon: its constructor has run */ }
           return process.env.THAW_NATIVE_RESULT;`,
       })),
@@ -237,9 +238,9 @@ test('a guest that loads its own machine code into its host is still confined: e
     for (const call of ['fork', 'execve', 'ptrace_attach', 'ptrace_traceme', 'unshare_user', 'mount', 'bpf']) {
       assert.equal(outcomes[call], 'EPERM', `${call}: ${native.value}`);
     }
-    assert.equal(connections, 0, 'nothing reached the daemon\'s port');
+    assert.equal(daemonPort.connections(), 0, 'nothing reached the daemon\'s port');
   } finally {
-    server.close();
+    daemonPort.close();
   }
   const again = await p.invoke({ function: 'native-victim', mode: 'warm', sandboxId: victim.sandboxId, input: Buffer.from('{}') });
   assert.equal(text(again.output), text(victim.output), 'the victim\'s sandbox is untouched');
